@@ -1,0 +1,28 @@
+// Automatic partitioning: N contiguous stages of the placeable node order
+// whose largest cost is minimal under a simple cost model.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "compiler/analysis/split_points.h"
+#include "compiler/ir/graph.h"
+
+namespace ppc::analysis {
+
+/// Cost of each node under `balance`: "flops" (the frontend's estimate),
+/// "params" (bytes of the params a node is first to read), or "uniform" (1).
+/// Constant-like nodes cost 0 (they are cloned where needed).
+std::vector<double> node_costs(const ir::Graph& g, const std::vector<bool>& const_like, const std::string& balance);
+
+/// Splits `costs` (all >= 0) into exactly `parts` non-empty contiguous pieces
+/// minimising the maximum piece sum. Returns the start index of pieces 1..parts-1.
+/// Requires 1 <= parts <= costs.size().
+std::vector<int> min_max_partition(const std::vector<double>& costs, int parts);
+
+/// Cuts for `stages` stages. Throws ppc::Error when the graph has fewer
+/// placeable nodes than stages.
+std::vector<Cut> auto_cuts(const ir::Graph& g, const std::vector<bool>& const_like, int stages,
+                           const std::string& balance);
+
+}  // namespace ppc::analysis

@@ -1,0 +1,226 @@
+#include "compiler/analysis/partition.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "compiler/analysis/constants.h"
+#include "schemas/error.h"
+
+namespace ppc::analysis {
+
+namespace {
+
+void sort_unique(std::vector<int>& v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+}
+
+}  // namespace
+
+Partition partition(const ir::Graph& g, const std::vector<bool>& const_like, const std::vector<Cut>& cuts,
+                    const TieOptions& tie_options) {
+  Partition P;
+  P.num_stages = static_cast<int>(cuts.size()) + 1;
+  const int S = P.num_stages;
+  const int N = static_cast<int>(g.nodes.size());
+  P.stage_of_node.assign(N, -1);
+  P.stages.resize(S);
+  {
+    size_t k = 0;
+    for (int i = 0; i < N; ++i) {
+      while (k < cuts.size() && cuts[k].position <= i) ++k;
+      if (!const_like[i]) P.stage_of_node[i] = static_cast<int>(k);
+    }
+  }
+
+  // Model outputs and the stage that writes them.
+  P.output_stage.assign(g.outputs.size(), S - 1);
+  for (size_t o = 0; o < g.outputs.size(); ++o) {
+    const ir::Value& v = g.values[g.outputs[o]];
+    if (v.producer == ir::kNone)
+      throw Error("model output '" + v.name + "' is a model " + (v.param != ir::kNone ? "parameter" : "input") +
+                  " passed straight through; ppc cannot place it in a stage");
+    int s = P.stage_of_node[v.producer];
+    P.output_stage[o] = s >= 0 ? s : S - 1;  // constant-valued outputs come from the last stage
+  }
+
+  // Nodes per stage: placed ones plus the constant-like closure they need.
+  for (int s = 0; s < S; ++s) {
+    StagePlan& sp = P.stages[s];
+    std::vector<ir::ValueId> needed;
+    for (int i = 0; i < N; ++i) {
+      if (P.stage_of_node[i] != s) continue;
+      sp.nodes.push_back(i);
+      ++sp.placed_nodes;
+      sp.flops += g.nodes[i].flops;
+      for (ir::ValueId v : g.nodes[i].inputs)
+        if (v != ir::kNone) needed.push_back(v);
+    }
+    for (size_t o = 0; o < g.outputs.size(); ++o)
+      if (P.output_stage[o] == s) needed.push_back(g.outputs[o]);
+    sp.cloned = constant_closure(g, const_like, needed);
+    sp.nodes.insert(sp.nodes.end(), sp.cloned.begin(), sp.cloned.end());
+    std::sort(sp.nodes.begin(), sp.nodes.end());
+  }
+
+  // Which stages read each param (through placed or cloned nodes).
+  std::vector<std::vector<int>> holders(g.params.size());
+  for (int s = 0; s < S; ++s)
+    for (ir::NodeId n : P.stages[s].nodes)
+      for (ir::ValueId v : g.nodes[n].inputs)
+        if (v != ir::kNone && g.values[v].param != ir::kNone) holders[g.values[v].param].push_back(s);
+  for (auto& h : holders) sort_unique(h);
+
+  P.ties = resolve_ties(g, holders, tie_options, &P.notes);
+
+  // Stored params: every param a stage reads, except members of transmitted
+  // tie groups, which only the owner stores (as the group's reference).
+  std::vector<std::vector<bool>> stored(S, std::vector<bool>(g.params.size(), false));
+  for (size_t p = 0; p < g.params.size(); ++p)
+    for (int s : holders[p]) stored[s][p] = true;
+  // tie_ref[s] = reference params stage s receives from an owner.
+  std::vector<std::set<int>> tie_inputs(S);
+  std::map<int, std::set<int>> ref_consumers;  // reference param -> stages receiving it
+  for (const TieGroup& t : P.ties) {
+    if (t.policy != spec::TiePolicy::Transmit) continue;
+    const int ref = t.members[0].param;
+    for (const TieMemberRef& m : t.members) {
+      for (int s : m.stages) {
+        stored[s][m.param] = false;
+        if (s != t.owner) {
+          tie_inputs[s].insert(ref);
+          ref_consumers[ref].insert(s);
+        }
+        if (m.param != ref) P.stages[s].derived.push_back(DerivedParam{m.param, ref, m.relation});
+      }
+    }
+    stored[t.owner][ref] = true;
+  }
+  for (int s = 0; s < S; ++s) {
+    for (size_t p = 0; p < g.params.size(); ++p)
+      if (stored[s][p]) {
+        P.stages[s].params.push_back(static_cast<int>(p));
+        P.stages[s].param_bytes += g.params[p].bytes;
+      }
+    std::sort(P.stages[s].derived.begin(), P.stages[s].derived.end(),
+              [](const DerivedParam& a, const DerivedParam& b) { return a.param < b.param; });
+  }
+
+  // Activation edges: a value placed in stage p read by nodes of later stages.
+  std::vector<std::vector<int>> value_consumer_stages(g.values.size());
+  for (int i = 0; i < N; ++i) {
+    int s = P.stage_of_node[i];
+    if (s < 0) continue;
+    for (ir::ValueId v : g.nodes[i].inputs)
+      if (v != ir::kNone) value_consumer_stages[v].push_back(s);
+  }
+  for (auto& c : value_consumer_stages) sort_unique(c);
+  P.input_stages.resize(g.inputs.size());
+  for (size_t k = 0; k < g.inputs.size(); ++k) P.input_stages[k] = value_consumer_stages[g.inputs[k]];
+
+  std::vector<std::vector<ir::ValueId>> sends(S);
+  for (int i = 0; i < N; ++i) {
+    int s = P.stage_of_node[i];
+    if (s < 0) continue;
+    for (ir::ValueId v : g.nodes[i].outputs) {
+      CrossEdge e;
+      e.value = v;
+      e.producer = s;
+      for (int c : value_consumer_stages[v])
+        if (c != s) e.consumers.push_back(c);
+      bool is_model_output = g.values[v].is_graph_output;
+      if (!e.consumers.empty()) P.edges.push_back(e);
+      if (!e.consumers.empty() || is_model_output) sends[s].push_back(v);
+    }
+  }
+  for (size_t o = 0; o < g.outputs.size(); ++o) {
+    ir::ValueId v = g.outputs[o];
+    int prod = g.values[v].producer;
+    if (P.stage_of_node[prod] < 0) sends[P.output_stage[o]].push_back(v);  // constant-valued output
+  }
+  for (const auto& [ref, consumers] : ref_consumers) {
+    CrossEdge e;
+    e.value = g.params[ref].value;
+    e.producer = holders[ref].empty() ? 0 : -1;
+    for (const TieGroup& t : P.ties)
+      if (t.members[0].param == ref) e.producer = t.owner;
+    e.consumers.assign(consumers.begin(), consumers.end());
+    e.is_param = true;
+    P.edges.push_back(e);
+    sends[e.producer].push_back(e.value);
+  }
+
+  // Stage inputs: model inputs (graph order), then transmitted tie references
+  // (param order), then activation edges (producer order).
+  for (int s = 0; s < S; ++s) {
+    StagePlan& sp = P.stages[s];
+    std::set<ir::ValueId> inside;
+    for (ir::NodeId n : sp.nodes)
+      for (ir::ValueId v : g.nodes[n].outputs) inside.insert(v);
+    for (size_t k = 0; k < g.inputs.size(); ++k)
+      if (std::binary_search(P.input_stages[k].begin(), P.input_stages[k].end(), s))
+        sp.inputs.push_back(StageInputRef{g.inputs[k], InputSource::ModelInput, -1});
+    for (int ref : tie_inputs[s]) {
+      int owner = 0;
+      for (const TieGroup& t : P.ties)
+        if (t.members[0].param == ref) owner = t.owner;
+      sp.inputs.push_back(StageInputRef{g.params[ref].value, InputSource::Tie, owner});
+    }
+    std::set<ir::ValueId> from_edges;
+    for (ir::NodeId n : sp.nodes)
+      for (ir::ValueId v : g.nodes[n].inputs) {
+        if (v == ir::kNone || inside.count(v)) continue;
+        const ir::Value& val = g.values[v];
+        if (val.producer == ir::kNone) continue;  // model input or param
+        from_edges.insert(v);
+      }
+    std::vector<ir::ValueId> ordered(from_edges.begin(), from_edges.end());
+    std::sort(ordered.begin(), ordered.end(), [&](ir::ValueId a, ir::ValueId b) {
+      return std::make_pair(g.values[a].producer, a) < std::make_pair(g.values[b].producer, b);
+    });
+    for (ir::ValueId v : ordered)
+      sp.inputs.push_back(StageInputRef{v, InputSource::Edge, P.stage_of_node[g.values[v].producer]});
+    sp.outputs = sends[s];
+  }
+  return P;
+}
+
+std::string verify_partition(const ir::Graph& g, const std::vector<bool>& const_like, const Partition& p) {
+  std::vector<int> count(g.nodes.size(), 0);
+  for (int s = 0; s < p.num_stages; ++s) {
+    const StagePlan& sp = p.stages[s];
+    std::set<ir::NodeId> cloned(sp.cloned.begin(), sp.cloned.end());
+    std::set<ir::ValueId> defined;
+    for (const auto& in : sp.inputs) {
+      defined.insert(in.value);
+      if (in.source == InputSource::Edge || in.source == InputSource::Tie) {
+        if (in.from_stage < 0 || in.from_stage >= s)
+          return "stage " + std::to_string(s) + " input '" + g.values[in.value].name + "' comes from stage " + std::to_string(in.from_stage);
+      }
+    }
+    for (int prm : sp.params) defined.insert(g.params[prm].value);
+    for (const auto& d : sp.derived) defined.insert(g.params[d.param].value);
+    for (ir::NodeId n : sp.nodes) {
+      if (!cloned.count(n)) ++count[n];
+      if (cloned.count(n) && !const_like[n]) return "stage " + std::to_string(s) + " clones non-constant node '" + g.nodes[n].name + "'";
+      for (ir::ValueId v : g.nodes[n].inputs)
+        if (v != ir::kNone && !defined.count(v))
+          return "stage " + std::to_string(s) + " node '" + g.nodes[n].name + "' reads '" + g.values[v].name + "', which the stage does not define";
+      for (ir::ValueId v : g.nodes[n].outputs) defined.insert(v);
+    }
+    for (ir::ValueId v : sp.outputs)
+      if (!defined.count(v)) return "stage " + std::to_string(s) + " outputs '" + g.values[v].name + "', which it does not define";
+  }
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (const_like[i]) continue;
+    if (count[i] != 1)
+      return "node '" + g.nodes[i].name + "' is placed in " + std::to_string(count[i]) + " stages";
+  }
+  for (const auto& e : p.edges)
+    for (int c : e.consumers)
+      if (c <= e.producer) return "edge '" + g.values[e.value].name + "' flows from stage " + std::to_string(e.producer) + " to " + std::to_string(c);
+  return "";
+}
+
+}  // namespace ppc::analysis

@@ -1,0 +1,193 @@
+#include "compiler/analysis/ties.h"
+
+#include <algorithm>
+#include <map>
+#include <numeric>
+#include <set>
+
+#include "compiler/support/suggest.h"
+#include "schemas/error.h"
+
+namespace ppc::analysis {
+
+namespace {
+
+bool is_transposed_shape(const ir::Shape& a, const ir::Shape& b) {
+  return a.rank_known && b.rank_known && a.dims.size() == 2 && b.dims.size() == 2 && a.dims[0] == b.dims[1] &&
+         a.dims[1] == b.dims[0];
+}
+
+std::string join_stages(const std::vector<int>& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out;
+}
+
+struct UnionFind {
+  std::vector<int> parent;
+  explicit UnionFind(size_t n) : parent(n) { std::iota(parent.begin(), parent.end(), 0); }
+  int find(int x) { return parent[x] == x ? x : parent[x] = find(parent[x]); }
+  void unite(int a, int b) {
+    a = find(a);
+    b = find(b);
+    if (a != b) parent[std::max(a, b)] = std::min(a, b);
+  }
+};
+
+}  // namespace
+
+std::vector<TieCandidate> folded_tie_candidates(const ir::Graph& g) {
+  std::multimap<std::string, int> by_content;
+  for (size_t i = 0; i < g.params.size(); ++i) {
+    const ir::Param& p = g.params[i];
+    if (!p.is_float || p.is_uniform || p.content_hash.empty()) continue;
+    by_content.emplace(p.content_hash, static_cast<int>(i));
+  }
+  std::set<std::pair<int, int>> seen;
+  std::vector<TieCandidate> out;
+  for (size_t i = 0; i < g.params.size(); ++i) {
+    const ir::Param& a = g.params[i];
+    if (!a.is_float || a.is_uniform || a.transpose_hash.empty()) continue;
+    auto range = by_content.equal_range(a.transpose_hash);
+    for (auto it = range.first; it != range.second; ++it) {
+      int b = it->second;
+      if (b == static_cast<int>(i)) continue;
+      const int ai = static_cast<int>(i);
+      const std::pair<int, int> key{std::min(ai, b), std::max(ai, b)};
+      if (!seen.insert(key).second) continue;
+      out.push_back(TieCandidate{key.first, key.second, "transpose"});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const TieCandidate& x, const TieCandidate& y) {
+    return std::tie(x.a, x.b) < std::tie(y.a, y.b);
+  });
+  return out;
+}
+
+std::vector<TieGroup> resolve_ties(const ir::Graph& g, const std::vector<std::vector<int>>& holders,
+                                   const TieOptions& options, std::vector<std::string>* notes) {
+  const size_t np = g.params.size();
+  UnionFind uf(np);
+  std::vector<int> reason(np, 0);  // 1 shared, 2 content, 3 spec (max wins per group)
+  std::vector<std::optional<spec::TiePolicy>> policy(np);
+  std::vector<bool> in_spec(np, false);
+  auto add_note = [&](const std::string& s) {
+    if (notes) notes->push_back(s);
+  };
+
+  for (size_t p = 0; p < np; ++p)
+    if (holders[p].size() > 1) reason[p] = 1;
+
+  for (const auto& c : folded_tie_candidates(g)) {
+    const auto& a = g.params[c.a];
+    const auto& b = g.params[c.b];
+    bool used = !holders[c.a].empty() && !holders[c.b].empty();
+    if (!used) continue;
+    if (options.detect_folded) {
+      uf.unite(c.a, c.b);
+      reason[c.a] = std::max(reason[c.a], 2);
+      reason[c.b] = std::max(reason[c.b], 2);
+      add_note("tie by content: '" + b.name + "' is the transpose of '" + a.name + "' (constant-folded copy); tied because ties.detect_folded is set");
+    } else {
+      add_note("possible tie: '" + b.name + "' is the transpose of '" + a.name + "' (a constant-folded copy?); confirm with \"ties\": {\"detect_folded\": true} or list the group in ties.groups");
+    }
+  }
+
+  std::vector<std::string> param_names;
+  for (const auto& p : g.params) param_names.push_back(p.name);
+  for (const auto& grp : options.groups) {
+    std::vector<int> ids;
+    for (size_t k = 0; k < grp.members.size(); ++k) {
+      const std::string& m = grp.members[k];
+      ir::ValueId v = g.find_value(m);
+      std::string ptr = grp.pointer + (grp.pointer.empty() ? "" : "");
+      if (v == ir::kNone || g.values[v].param == ir::kNone) {
+        std::string msg = "tie group member '" + m + "' is not a parameter of the model" + did_you_mean(m, param_names);
+        throw Error(options.doc ? options.doc->where(grp.pointer, msg) : msg);
+      }
+      ids.push_back(g.values[v].param);
+    }
+    // Members must really be one tensor: equal, or one the transpose of the other.
+    const ir::Param& first = g.params[ids[0]];
+    for (size_t k = 1; k < ids.size(); ++k) {
+      const ir::Param& other = g.params[ids[k]];
+      bool have_hash = !first.content_hash.empty() && !other.content_hash.empty();
+      bool same = have_hash ? other.content_hash == first.content_hash
+                            : g.values[other.value].shape == g.values[first.value].shape;
+      bool trans = have_hash ? (!first.transpose_hash.empty() && other.content_hash == first.transpose_hash)
+                             : is_transposed_shape(g.values[other.value].shape, g.values[first.value].shape);
+      if (!same && !trans) {
+        std::string msg = "tie group member '" + other.name + "' " + g.values[other.value].shape.str() +
+                          " is neither equal to '" + first.name + "' " + g.values[first.value].shape.str() +
+                          " nor its transpose";
+        throw Error(options.doc ? options.doc->where(grp.pointer, msg) : msg);
+      }
+      uf.unite(ids[0], ids[k]);
+    }
+    for (int id : ids) {
+      reason[id] = 3;
+      in_spec[id] = true;
+      if (grp.policy) policy[id] = grp.policy;
+    }
+  }
+
+  // Collect components in order of their smallest param index.
+  std::map<int, std::vector<int>> comps;
+  for (size_t p = 0; p < np; ++p) comps[uf.find(static_cast<int>(p))].push_back(static_cast<int>(p));
+  std::vector<TieGroup> groups;
+  for (auto& [root, members] : comps) {
+    (void)root;
+    std::vector<int> held;
+    for (int p : members)
+      if (!holders[p].empty()) held.push_back(p);
+    int total_holdings = 0;
+    int max_reason = 0;
+    for (int p : held) {
+      total_holdings += static_cast<int>(holders[p].size());
+      max_reason = std::max(max_reason, reason[p]);
+    }
+    bool spec_named = false;
+    for (int p : members) spec_named = spec_named || in_spec[p];
+    if (held.size() < members.size() && spec_named) {
+      for (int p : members)
+        if (holders[p].empty()) add_note("tie group member '" + g.params[p].name + "' is not used by any node; ignored");
+    }
+    if (total_holdings < 2) {
+      if (spec_named && !held.empty())
+        add_note("tie group with '" + g.params[held[0]].name + "' is held by stage " + join_stages(holders[held[0]]) + " only; nothing to tie");
+      continue;
+    }
+    // Reference: the member held by the lowest stage (ties: lowest index).
+    int ref = held[0];
+    for (int p : held)
+      if (holders[p][0] < holders[ref][0]) ref = p;
+    TieGroup t;
+    t.name = "tie" + std::to_string(groups.size());
+    t.owner = holders[ref][0];
+    t.detected_by = max_reason == 3 ? "spec" : max_reason == 2 ? "content" : "shared";
+    t.policy = options.default_policy;
+    for (int p : held)
+      if (policy[p]) t.policy = *policy[p];
+    TieMemberRef r;
+    r.param = ref;
+    r.stages = holders[ref];
+    t.members.push_back(r);
+    const ir::Param& rp = g.params[ref];
+    for (int p : held) {
+      if (p == ref) continue;
+      const ir::Param& op = g.params[p];
+      TieMemberRef m;
+      m.param = p;
+      m.stages = holders[p];
+      bool have_hash = !rp.content_hash.empty() && !op.content_hash.empty();
+      bool same = have_hash ? op.content_hash == rp.content_hash
+                            : g.values[op.value].shape == g.values[rp.value].shape;
+      m.relation = same ? "identity" : "transpose";
+      t.members.push_back(m);
+    }
+    groups.push_back(std::move(t));
+  }
+  return groups;
+}
+
+}  // namespace ppc::analysis

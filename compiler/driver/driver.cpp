@@ -1,0 +1,246 @@
+#include "compiler/driver/driver.h"
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <sstream>
+
+#include "compiler/analysis/balance.h"
+#include "compiler/analysis/constants.h"
+#include "compiler/analysis/partition.h"
+#include "compiler/analysis/split_points.h"
+#include "compiler/driver/inspect.h"
+#include "compiler/emitters/manifest_builder.h"
+#include "compiler/emitters/stage_emitter.h"
+#include "compiler/frontends/onnx/onnx_frontend.h"
+#include "compiler/ir/text.h"
+#include "schemas/error.h"
+#include "schemas/sha256.h"
+#include "schemas/split_spec.h"
+
+namespace fs = std::filesystem;
+
+namespace ppc::driver {
+
+namespace {
+
+std::unique_ptr<SourceModel> load_model(const std::string& path, std::vector<std::string>* notes) {
+  const std::string display = fs::path(path).filename().string();
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw Error(path + ": no such model file");
+  if (fs::is_directory(path, ec)) throw Error(path + ": is a directory, not a model file");
+  std::string ext = fs::path(path).extension().string();
+  if (ext == ".onnx") return onnx_frontend::load_onnx(path, path, notes);
+  if (ext == ".pt" || ext == ".pth" || ext == ".torchscript")
+    throw Error(path + ": TorchScript models are not supported by this build of ppc yet (export to ONNX, or see the TorchScript frontend issue)");
+  (void)display;
+  throw Error(path + ": unknown model format '" + ext + "' (expected .onnx or .pt)");
+}
+
+std::string human_bytes(int64_t b) {
+  std::ostringstream os;
+  os.setf(std::ios::fixed);
+  os.precision(1);
+  if (b >= (1 << 20)) os << static_cast<double>(b) / (1 << 20) << " MiB";
+  else if (b >= 1024) os << static_cast<double>(b) / 1024 << " KiB";
+  else os << b << " B";
+  return os.str();
+}
+
+std::string human_flops(double f) {
+  std::ostringstream os;
+  os.setf(std::ios::fixed);
+  os.precision(2);
+  if (f >= 1e9) os << f / 1e9 << " GFLOP";
+  else if (f >= 1e6) os << f / 1e6 << " MFLOP";
+  else if (f >= 1e3) os << f / 1e3 << " kFLOP";
+  else os << f << " FLOP";
+  return os.str();
+}
+
+// Only replace an existing out/ that looks like one ppc wrote.
+void check_replaceable(const fs::path& out) {
+  std::error_code ec;
+  if (!fs::exists(out, ec)) return;
+  if (!fs::is_directory(out, ec)) throw Error(out.string() + ": exists and is not a directory");
+  static const std::regex kOurs(R"(manifest\.json|stage[0-9]+\.(onnx|pt))");
+  for (const auto& e : fs::directory_iterator(out)) {
+    std::string name = e.path().filename().string();
+    if (!std::regex_match(name, kOurs))
+      throw Error(out.string() + ": exists and holds '" + name + "', which ppc did not write; refusing to replace it (choose another -o or remove it)");
+  }
+}
+
+fs::path make_temp_dir(const fs::path& out) {
+  fs::path parent = out.parent_path().empty() ? fs::path(".") : out.parent_path();
+  std::error_code ec;
+  if (!fs::is_directory(parent, ec)) throw Error(out.string() + ": parent directory '" + parent.string() + "' does not exist");
+  std::random_device rd;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    fs::path tmp = parent / ("." + out.filename().string() + ".ppc-tmp-" + std::to_string(rd() % 1000000));
+    if (fs::create_directory(tmp, ec)) return tmp;
+  }
+  throw Error(out.string() + ": cannot create a temporary directory next to it");
+}
+
+void write_file(const fs::path& p, const std::string& text) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f << text;
+  if (!f) throw Error(p.string() + ": cannot write");
+}
+
+}  // namespace
+
+void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
+  std::vector<std::string> notes;
+  // The spec first: a typo there should not wait for a large model to load.
+  spec::SplitSpec spec;
+  std::unique_ptr<JsonDocument> doc;
+  if (!opts.spec_path.empty()) {
+    try {
+      doc = std::make_unique<JsonDocument>(JsonDocument::load(opts.spec_path, opts.spec_path));
+    } catch (const JsonSyntaxError& e) {
+      throw Error(e.what());
+    }
+    spec = spec::parse_split_spec(*doc);
+  }
+  if (opts.stages > 0) {
+    if (!spec.split_points.empty())
+      throw Error("--stages conflicts with the split points of " + opts.spec_path + "; give one or the other");
+    spec::AutoSplit a;
+    a.stages = opts.stages;
+    if (spec.auto_split) a.balance = spec.auto_split->balance;
+    spec.auto_split = a;
+  }
+  if (opts.spec_path.empty() && opts.stages <= 0) throw Error("give a split spec (--splits FILE) or --stages N");
+
+  auto src = load_model(opts.model_path, &notes);
+  const ir::Graph& g = src->graph();
+  if (opts.emit == "ir") {
+    for (const auto& n : notes) err << "note: " << n << "\n";
+    out << ir::print_graph(g);
+    return;
+  }
+
+  auto const_like = analysis::constant_like_nodes(g);
+  std::vector<analysis::Cut> cuts;
+  if (spec.auto_split) {
+    try {
+      cuts = analysis::auto_cuts(g, const_like, spec.auto_split->stages, spec.auto_split->balance);
+    } catch (const Error& e) {
+      if (doc && !spec.auto_split->pointer.empty()) throw Error(doc->where(spec.auto_split->pointer + "/stages", e.what()));
+      throw;
+    }
+  } else {
+    cuts = analysis::resolve_split_points(g, const_like, spec, doc.get());
+  }
+
+  analysis::TieOptions tie_opts;
+  tie_opts.detect_folded = spec.ties.detect_folded;
+  tie_opts.default_policy = spec.ties.policy;
+  tie_opts.groups = spec.ties.groups;
+  tie_opts.doc = doc.get();
+  analysis::Partition p = analysis::partition(g, const_like, cuts, tie_opts);
+  std::string problem = analysis::verify_partition(g, const_like, p);
+  if (!problem.empty()) throw std::logic_error("partition verifier: " + problem);
+  notes.insert(notes.end(), p.notes.begin(), p.notes.end());
+
+  if (opts.emit == "partition") {
+    for (const auto& n : notes) err << "note: " << n << "\n";
+    for (size_t i = 0; i < g.nodes.size(); ++i)
+      out << (p.stage_of_node[i] < 0 ? std::string("const") : std::to_string(p.stage_of_node[i])) << " "
+          << g.nodes[i].name << "\n";
+    return;
+  }
+
+  auto batch_dims = model_input_batch_dims(g, spec, doc.get());
+  manifest::Manifest m = build_manifest(*src, p, spec, batch_dims);
+  m.source.file = fs::path(opts.model_path).filename().string();
+  m.source.sha256 = sha256_file_hex(opts.model_path);
+  for (auto& s : m.stages) s.artifact = "stage" + std::to_string(s.index) + src->artifact_extension();
+
+  for (const auto& t : m.ties) {
+    std::string line = "tie '" + t.name + "' (" + t.policy + ", owner stage " + std::to_string(t.owner) + ", " + t.detected_by + "):";
+    for (size_t i = 0; i < t.members.size(); ++i) {
+      line += (i ? ";" : "") + std::string(" ") + t.members[i].param;
+      if (t.members[i].relation != "identity") line += " (" + t.members[i].relation + ")";
+      line += " in stage";
+      for (size_t k = 0; k < t.members[i].stages.size(); ++k) line += (k ? "," : " ") + std::to_string(t.members[i].stages[k]);
+    }
+    notes.push_back(line);
+  }
+
+  if (opts.emit == "manifest") {
+    for (const auto& n : notes) err << "note: " << n << "\n";
+    out << manifest::to_json_text(m);
+    return;
+  }
+
+  // Write everything into a temporary sibling, then swap it in: a failure
+  // at any point leaves out/ as it was.
+  const fs::path outp = fs::path(opts.out_dir).lexically_normal();
+  if (outp.empty() || outp == "." || outp == "..") throw Error("-o: give a directory name to create");
+  check_replaceable(outp);
+  fs::path tmp = make_temp_dir(outp);
+  try {
+    for (auto& s : m.stages) {
+      std::string bytes = emit_stage(*src, p, s.index, (tmp / s.artifact).string());
+      s.sha256 = sha256_hex(bytes);
+    }
+    write_file(tmp / "manifest.json", manifest::to_json_text(m));
+    std::error_code ec;
+    fs::path old;
+    if (fs::exists(outp, ec)) {
+      old = tmp.string() + "-old";
+      fs::rename(outp, old);
+    }
+    fs::rename(tmp, outp);
+    if (!old.empty()) fs::remove_all(old, ec);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+
+  for (const auto& n : notes) err << "note: " << n << "\n";
+  out << "split " << m.source.file << " into " << m.stages.size() << " stages -> " << opts.out_dir << "/\n";
+  int64_t max_flops = 0;
+  for (const auto& s : m.stages) max_flops = std::max(max_flops, s.flops);
+  for (const auto& s : m.stages) {
+    int64_t pbytes = 0;
+    for (const auto& prm : s.params) pbytes += prm.bytes;
+    int64_t act_out = 0;
+    for (const auto& o : s.outputs) act_out += 0 * o.to_stages.size();
+    out << "  stage " << s.index << "  " << s.artifact << "  nodes " << s.node_count << "  cost "
+        << human_flops(static_cast<double>(s.flops)) << " ("
+        << (m.total_flops > 0 ? static_cast<int>(100.0 * s.flops / m.total_flops + 0.5) : 0) << "%)  params "
+        << s.params.size() << " (" << human_bytes(pbytes) << ")  in " << s.inputs.size() << "  out " << s.outputs.size()
+        << "\n";
+  }
+  if (m.total_flops > 0)
+    out << "  imbalance (max/mean cost) " << [&] {
+      std::ostringstream os;
+      os.setf(std::ios::fixed);
+      os.precision(2);
+      os << static_cast<double>(max_flops) * m.stages.size() / m.total_flops;
+      return os.str();
+    }() << ", " << m.edges.size() << " cross-stage edges, " << m.ties.size() << " tie groups\n";
+}
+
+void inspect(const InspectOptions& opts, std::ostream& out) {
+  fs::path dir(opts.dir);
+  fs::path mpath = fs::is_directory(dir) ? dir / "manifest.json" : dir;
+  if (!fs::exists(mpath)) throw Error(mpath.string() + ": no such manifest (is '" + opts.dir + "' a ppc output directory?)");
+  manifest::Manifest m = manifest::load_manifest(mpath.string(), mpath.string());
+  fs::path base = mpath.parent_path();
+  for (const auto& s : m.stages) {
+    fs::path a = base / s.artifact;
+    if (!fs::exists(a)) throw Error(mpath.string() + ": stage " + std::to_string(s.index) + " artifact '" + s.artifact + "' is missing");
+    if (!s.sha256.empty() && sha256_file_hex(a.string()) != s.sha256)
+      throw Error(a.string() + ": sha256 does not match the manifest (the artifact changed after ppc wrote it)");
+  }
+  out << (opts.dot ? render_dot(m) : render_text(m));
+}
+
+}  // namespace ppc::driver

@@ -1,0 +1,35 @@
+// The ppc pass pipeline: load -> resolve cuts -> partition -> verify -> emit.
+// tools/ppc/main.cpp only parses the command line and calls into here.
+#pragma once
+
+#include <ostream>
+#include <string>
+
+namespace ppc::driver {
+
+struct SplitOptions {
+  std::string model_path;
+  std::string spec_path;   ///< empty when `stages` > 0 is given instead
+  int stages = 0;          ///< `--stages N`: automatic split without a spec file
+  std::string out_dir;
+  /// Stop after a phase and print it instead of writing out/:
+  /// "ir" (the lowered graph), "partition" (stage of every node), "manifest"
+  /// (the manifest JSON, nothing written), or "" to write out/.
+  std::string emit;
+};
+
+/// Runs `ppc split`. Progress and the per-stage summary go to `out`, notes
+/// (ties found, candidates, shape gaps) to `err` as "note: ..." lines.
+/// Throws ppc::Error for bad input; out_dir is then left untouched.
+void split(const SplitOptions& opts, std::ostream& out, std::ostream& err);
+
+struct InspectOptions {
+  std::string dir;
+  bool dot = false;
+};
+
+/// `ppc inspect DIR`: the canonical text (or Graphviz) of a manifest. Also
+/// checks each artifact exists and matches its sha256.
+void inspect(const InspectOptions& opts, std::ostream& out);
+
+}  // namespace ppc::driver

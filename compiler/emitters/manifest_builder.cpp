@@ -1,0 +1,211 @@
+#include "compiler/emitters/manifest_builder.h"
+
+#include <cctype>
+#include <cmath>
+#include <set>
+
+#include "compiler/support/suggest.h"
+#include "schemas/error.h"
+
+namespace ppc {
+
+namespace {
+
+std::optional<std::vector<manifest::Dim>> dims_of(const ir::Shape& s) {
+  if (!s.rank_known) return std::nullopt;
+  std::vector<manifest::Dim> out;
+  for (const auto& d : s.dims) {
+    manifest::Dim md;
+    if (d.is_known()) md.value = d.value;
+    else if (d.is_symbolic()) md.symbol = d.symbol;
+    out.push_back(md);
+  }
+  return out;
+}
+
+// The batch dim of a value: the first dim carrying one of the batch symbols.
+std::optional<int> batch_dim_of(const ir::Shape& s, const std::set<std::string>& batch_symbols) {
+  if (!s.rank_known) return std::nullopt;
+  for (size_t i = 0; i < s.dims.size(); ++i)
+    if (s.dims[i].is_symbolic() && batch_symbols.count(s.dims[i].symbol)) return static_cast<int>(i);
+  return std::nullopt;
+}
+
+template <typename T>
+void fill_tensor(T& t, const ir::Value& v, const std::set<std::string>& batch_symbols) {
+  t.name = v.name;
+  t.dtype = ir::dtype_name(v.dtype);
+  t.shape = dims_of(v.shape);
+  t.batch_dim = v.param != ir::kNone ? std::nullopt : batch_dim_of(v.shape, batch_symbols);
+}
+
+// "layer1.0.conv1" -> "layer1.0"; "h.0.attn" -> "h.0"; "stem.0" -> "stem.0"... a
+// top-level module plus its index when it is a container element.
+std::string top_module(const std::string& path) {
+  size_t dot = path.find('.');
+  if (dot == std::string::npos) return path;
+  size_t next = path.find('.', dot + 1);
+  std::string second = path.substr(dot + 1, next == std::string::npos ? std::string::npos : next - dot - 1);
+  bool numeric = !second.empty();
+  for (char c : second) numeric = numeric && std::isdigit(static_cast<unsigned char>(c));
+  return numeric ? path.substr(0, next) : path.substr(0, dot);
+}
+
+int64_t to_int(double x) { return static_cast<int64_t>(std::llround(x)); }
+
+}  // namespace
+
+std::vector<std::optional<int>> model_input_batch_dims(const ir::Graph& g, const spec::SplitSpec& spec,
+                                                       const JsonDocument* doc) {
+  std::vector<std::optional<int>> dims(g.inputs.size());
+  std::vector<std::string> names;
+  for (ir::ValueId v : g.inputs) names.push_back(g.values[v].name);
+  for (size_t k = 0; k < g.inputs.size(); ++k) {
+    const ir::Shape& s = g.values[g.inputs[k]].shape;
+    if (!s.rank_known || s.dims.empty()) continue;
+    dims[k] = 0;
+    for (size_t i = 0; i < s.dims.size(); ++i)
+      if (s.dims[i].is_symbolic()) {
+        dims[k] = static_cast<int>(i);
+        break;
+      }
+  }
+  for (const auto& is : spec.inputs) {
+    auto it = std::find(names.begin(), names.end(), is.name);
+    if (it == names.end()) {
+      std::string msg = "unknown model input '" + is.name + "'" + did_you_mean(is.name, names);
+      throw Error(doc ? doc->where_key(is.pointer, msg) : msg);
+    }
+    size_t k = static_cast<size_t>(it - names.begin());
+    if (is.replicate) {
+      dims[k] = std::nullopt;
+    } else if (is.batch_dim) {
+      const ir::Shape& s = g.values[g.inputs[k]].shape;
+      if (s.rank_known && *is.batch_dim >= static_cast<int>(s.dims.size())) {
+        std::string msg = "batch_dim " + std::to_string(*is.batch_dim) + " is out of range for input '" + is.name + "' of shape " + s.str();
+        throw Error(doc ? doc->where(is.pointer + "/batch_dim", msg) : msg);
+      }
+      dims[k] = is.batch_dim;
+    }
+  }
+  return dims;
+}
+
+manifest::Manifest build_manifest(const SourceModel& src, const analysis::Partition& p, const spec::SplitSpec& spec,
+                                  const std::vector<std::optional<int>>& input_batch_dims) {
+  const ir::Graph& g = src.graph();
+  manifest::Manifest m;
+  m.source.format = src.format();
+  m.source.opset = src.opset();
+
+  std::set<std::string> batch_symbols;
+  for (size_t k = 0; k < g.inputs.size(); ++k) {
+    const ir::Shape& s = g.values[g.inputs[k]].shape;
+    if (input_batch_dims[k] && s.rank_known && *input_batch_dims[k] < static_cast<int>(s.dims.size()) &&
+        s.dims[*input_batch_dims[k]].is_symbolic())
+      batch_symbols.insert(s.dims[*input_batch_dims[k]].symbol);
+  }
+
+  for (size_t k = 0; k < g.inputs.size(); ++k) {
+    manifest::ModelInput mi;
+    fill_tensor(mi, g.values[g.inputs[k]], batch_symbols);
+    mi.batch_dim = input_batch_dims[k];
+    mi.split = input_batch_dims[k] ? "batch" : "replicate";
+    mi.stages = p.input_stages[k];
+    m.model_inputs.push_back(mi);
+  }
+  for (size_t o = 0; o < g.outputs.size(); ++o) {
+    manifest::ModelOutput mo;
+    fill_tensor(mo, g.values[g.outputs[o]], batch_symbols);
+    mo.stage = p.output_stage[o];
+    m.model_outputs.push_back(mo);
+  }
+
+  std::map<ir::ValueId, const analysis::CrossEdge*> edge_of;
+  for (const auto& e : p.edges) edge_of[e.value] = &e;
+  double total = 0.0;
+  for (int s = 0; s < p.num_stages; ++s) {
+    const analysis::StagePlan& sp = p.stages[s];
+    manifest::Stage st;
+    st.index = s;
+    for (const auto& in : sp.inputs) {
+      manifest::StageInput si;
+      fill_tensor(si, g.values[in.value], batch_symbols);
+      if (in.source == analysis::InputSource::ModelInput) {
+        si.source = "model_input";
+        si.batch_dim = input_batch_dims[g.values[in.value].graph_input];
+      } else {
+        si.source = in.source == analysis::InputSource::Tie ? "tie" : "edge";
+        si.from_stage = in.from_stage;
+      }
+      st.inputs.push_back(si);
+    }
+    for (ir::ValueId v : sp.outputs) {
+      manifest::StageOutput so;
+      fill_tensor(so, g.values[v], batch_symbols);
+      auto it = edge_of.find(v);
+      if (it != edge_of.end()) so.to_stages = it->second->consumers;
+      so.model_output = g.values[v].is_graph_output;
+      st.outputs.push_back(so);
+    }
+    for (int prm : sp.params) {
+      const ir::Param& param = g.params[prm];
+      const ir::Value& v = g.values[param.value];
+      manifest::StageParam mp;
+      mp.name = param.name;
+      mp.original = param.name;
+      mp.dtype = ir::dtype_name(v.dtype);
+      for (const auto& d : v.shape.dims) mp.shape.push_back(d.value);
+      mp.bytes = param.bytes;
+      mp.trainable = param.is_float;
+      st.params.push_back(mp);
+    }
+    st.node_count = sp.placed_nodes;
+    st.cloned_nodes = static_cast<int>(sp.cloned.size());
+    std::set<ir::NodeId> cloned(sp.cloned.begin(), sp.cloned.end());
+    std::set<std::string> seen;
+    for (ir::NodeId n : sp.nodes) {
+      if (cloned.count(n)) continue;
+      if (st.first_node.empty()) st.first_node = g.nodes[n].name;
+      st.last_node = g.nodes[n].name;
+      const std::string& mod = g.nodes[n].module;
+      if (mod.empty()) continue;
+      std::string top = top_module(mod);
+      if (seen.insert(top).second) st.modules.push_back(top);
+    }
+    st.flops = to_int(sp.flops);
+    st.param_bytes = sp.param_bytes;
+    total += sp.flops;
+    m.stages.push_back(std::move(st));
+  }
+  m.total_flops = to_int(total);
+
+  for (const auto& e : p.edges) {
+    manifest::Edge me;
+    const ir::Value& v = g.values[e.value];
+    me.value = v.name;
+    me.dtype = ir::dtype_name(v.dtype);
+    me.shape = dims_of(v.shape);
+    me.batch_dim = e.is_param ? std::nullopt : batch_dim_of(v.shape, batch_symbols);
+    me.producer = e.producer;
+    me.consumers = e.consumers;
+    me.differentiable = ir::dtype_is_float(v.dtype);
+    me.kind = e.is_param ? "param" : "activation";
+    m.edges.push_back(me);
+  }
+  for (const auto& t : p.ties) {
+    manifest::TieGroup mt;
+    mt.name = t.name;
+    mt.policy = spec::tie_policy_name(t.policy);
+    mt.owner = t.owner;
+    mt.detected_by = t.detected_by;
+    for (const auto& mem : t.members)
+      mt.members.push_back(manifest::TieMember{g.params[mem.param].name, mem.relation, mem.stages});
+    m.ties.push_back(mt);
+  }
+  m.default_schedule = spec.defaults.schedule;
+  m.default_chunks = spec.defaults.chunks;
+  return m;
+}
+
+}  // namespace ppc

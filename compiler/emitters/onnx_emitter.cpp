@@ -1,0 +1,142 @@
+// ONNX stage emitter: a standalone sub-model per stage with exactly the
+// initializers it uses, checked by the ONNX checker before it is written.
+#include <onnx/checker.h>
+#include <onnx/defs/schema.h>
+#include <onnx/shape_inference/implementation.h>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+
+#include "compiler/emitters/stage_emitter.h"
+#include "compiler/frontends/onnx/onnx_source.h"
+#include "schemas/error.h"
+
+namespace ppc {
+
+namespace {
+
+using onnx_frontend::OnnxSource;
+
+onnx::ValueInfoProto value_info(const OnnxSource& src, const ir::Graph& g, ir::ValueId v) {
+  onnx::ValueInfoProto vi;
+  const ir::Value& val = g.values[v];
+  vi.set_name(val.name);
+  if (val.param != ir::kNone) {
+    // A transmitted parameter: its type is the stored tensor's.
+    const auto& t = src.initializer(g.params[val.param].data_source);
+    auto* tt = vi.mutable_type()->mutable_tensor_type();
+    tt->set_elem_type(t.data_type());
+    auto* sh = tt->mutable_shape();
+    for (int64_t d : t.dims()) sh->add_dim()->set_dim_value(d);
+    return vi;
+  }
+  if (const onnx::TypeProto* t = src.value_type(val.name)) *vi.mutable_type() = *t;
+  return vi;
+}
+
+std::string emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p, int stage, const std::string& path) {
+  const ir::Graph& g = src.graph();
+  const analysis::StagePlan& sp = p.stages[stage];
+  const onnx::ModelProto& in = src.model();
+
+  onnx::ModelProto m;
+  m.set_ir_version(in.ir_version());
+  *m.mutable_opset_import() = in.opset_import();
+  m.set_producer_name(in.producer_name());
+  m.set_producer_version(in.producer_version());
+  m.set_domain(in.domain());
+  m.set_model_version(in.model_version());
+  *m.mutable_functions() = in.functions();
+  *m.mutable_metadata_props() = in.metadata_props();
+  auto add_meta = [&](const std::string& k, const std::string& v) {
+    auto* e = m.add_metadata_props();
+    e->set_key(k);
+    e->set_value(v);
+  };
+  add_meta("ppc.stage", std::to_string(stage));
+  add_meta("ppc.num_stages", std::to_string(p.num_stages));
+
+  onnx::GraphProto* out = m.mutable_graph();
+  out->set_name((in.graph().name().empty() ? std::string("graph") : in.graph().name()) + "_stage" + std::to_string(stage));
+
+  std::set<std::string> io_names;
+  for (const auto& inp : sp.inputs) {
+    *out->add_input() = value_info(src, g, inp.value);
+    io_names.insert(g.values[inp.value].name);
+  }
+  for (int prm : sp.params) {
+    const ir::Param& param = g.params[prm];
+    onnx::TensorProto t = src.initializer(param.data_source);
+    t.set_name(param.name);
+    *out->add_initializer() = std::move(t);
+  }
+  // Transmitted tie members rebuilt from their reference.
+  for (const auto& d : sp.derived) {
+    onnx::NodeProto* n = out->add_node();
+    const std::string& target = g.params[d.param].name;
+    n->set_name("ppc_tie/" + target);
+    n->add_input(g.params[d.reference].name);
+    n->add_output(target);
+    if (d.relation == "transpose") {
+      n->set_op_type("Transpose");
+      auto* a = n->add_attribute();
+      a->set_name("perm");
+      a->set_type(onnx::AttributeProto::INTS);
+      a->add_ints(1);
+      a->add_ints(0);
+    } else {
+      n->set_op_type("Identity");
+    }
+  }
+  std::set<std::string> defined_here;
+  for (ir::NodeId id : sp.nodes) {
+    const ir::Node& node = g.nodes[id];
+    *out->add_node() = src.node_proto(node.source_index);
+    for (ir::ValueId v : node.outputs) defined_here.insert(g.values[v].name);
+  }
+  for (ir::ValueId v : sp.outputs) {
+    *out->add_output() = value_info(src, g, v);
+    io_names.insert(g.values[v].name);
+  }
+  // Keep inferred types of the stage's intermediate values, in node order.
+  for (ir::NodeId id : sp.nodes)
+    for (ir::ValueId v : g.nodes[id].outputs) {
+      const std::string& name = g.values[v].name;
+      if (io_names.count(name)) continue;
+      if (const onnx::TypeProto* t = src.value_type(name)) {
+        auto* vi = out->add_value_info();
+        vi->set_name(name);
+        *vi->mutable_type() = *t;
+      }
+    }
+
+  // Verify: the checker, then strict shape inference (what Python's
+  // check_model(full_check=True) does) on a copy.
+  try {
+    onnx::checker::check_model(m);
+    onnx::ModelProto copy = m;
+    onnx::ShapeInferenceOptions opts(/*check_type=*/true, /*error_mode=*/1, /*data_prop=*/false);
+    onnx::shape_inference::InferShapes(copy, onnx::OpSchemaRegistry::Instance(), opts);
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    std::replace(msg.begin(), msg.end(), '\n', ' ');
+    throw Error("stage " + std::to_string(stage) + " fails the ONNX checker: " + msg);
+  }
+
+  std::string bytes;
+  if (!m.SerializeToString(&bytes)) throw Error("stage " + std::to_string(stage) + ": cannot serialize the ONNX model");
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!f) throw Error(path + ": cannot write stage artifact");
+  return bytes;
+}
+
+}  // namespace
+
+std::string emit_stage(const SourceModel& src, const analysis::Partition& p, int stage, const std::string& path) {
+  if (const auto* onnx_src = dynamic_cast<const OnnxSource*>(&src)) return emit_onnx_stage(*onnx_src, p, stage, path);
+  throw Error(std::string("no stage emitter for format '") + src.format() + "'");
+}
+
+}  // namespace ppc

@@ -1,0 +1,472 @@
+#include "compiler/frontends/onnx/onnx_frontend.h"
+
+#include <onnx/checker.h>
+#include <onnx/defs/schema.h>
+#include <onnx/shape_inference/implementation.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "compiler/frontends/onnx/module_path.h"
+#include "compiler/frontends/onnx/onnx_source.h"
+#include "schemas/error.h"
+#include "schemas/sha256.h"
+
+namespace ppc::onnx_frontend {
+
+const onnx::TensorProto& OnnxSource::initializer(const std::string& name) const {
+  auto it = initializer_index_.find(name);
+  if (it == initializer_index_.end()) throw std::logic_error("onnx: no initializer '" + name + "'");
+  return model_.graph().initializer(it->second);
+}
+
+const onnx::TypeProto* OnnxSource::value_type(const std::string& name) const {
+  auto it = types_.find(name);
+  return it == types_.end() ? nullptr : &it->second;
+}
+
+namespace {
+
+ir::DType dtype_of(int32_t t) {
+  switch (t) {
+    case onnx::TensorProto::FLOAT: return ir::DType::Float32;
+    case onnx::TensorProto::DOUBLE: return ir::DType::Float64;
+    case onnx::TensorProto::FLOAT16: return ir::DType::Float16;
+    case onnx::TensorProto::BFLOAT16: return ir::DType::BFloat16;
+    case onnx::TensorProto::INT64: return ir::DType::Int64;
+    case onnx::TensorProto::INT32: return ir::DType::Int32;
+    case onnx::TensorProto::INT16: return ir::DType::Int16;
+    case onnx::TensorProto::INT8: return ir::DType::Int8;
+    case onnx::TensorProto::UINT8: return ir::DType::UInt8;
+    case onnx::TensorProto::BOOL: return ir::DType::Bool;
+    case onnx::TensorProto::STRING: return ir::DType::String;
+    case onnx::TensorProto::UNDEFINED: return ir::DType::Undefined;
+    default: return ir::DType::Other;
+  }
+}
+
+ir::Shape shape_of(const onnx::TypeProto& t) {
+  if (!t.has_tensor_type() || !t.tensor_type().has_shape()) return ir::Shape::unranked();
+  ir::Shape s = ir::Shape::of({});
+  for (const auto& d : t.tensor_type().shape().dim()) {
+    if (d.has_dim_value())
+      s.dims.push_back(ir::Dim::known(d.dim_value()));
+    else if (d.has_dim_param() && !d.dim_param().empty())
+      s.dims.push_back(ir::Dim::symbolic(d.dim_param()));
+    else
+      s.dims.push_back(ir::Dim::unknown());
+  }
+  return s;
+}
+
+ir::Shape shape_of(const onnx::TensorProto& t) {
+  ir::Shape s = ir::Shape::of({});
+  for (int64_t d : t.dims()) s.dims.push_back(ir::Dim::known(d));
+  return s;
+}
+
+int64_t numel(const onnx::TensorProto& t) {
+  int64_t n = 1;
+  for (int64_t d : t.dims()) n *= d;
+  return n;
+}
+
+// Raw little-endian bytes of a tensor, whichever field holds them.
+std::string tensor_bytes(const onnx::TensorProto& t) {
+  if (t.has_raw_data()) return t.raw_data();
+  std::string out;
+  auto append = [&](const void* p, size_t n) { out.append(static_cast<const char*>(p), n); };
+  switch (t.data_type()) {
+    case onnx::TensorProto::FLOAT:
+      for (float f : t.float_data()) append(&f, 4);
+      break;
+    case onnx::TensorProto::DOUBLE:
+      for (double d : t.double_data()) append(&d, 8);
+      break;
+    case onnx::TensorProto::INT64:
+      for (int64_t v : t.int64_data()) append(&v, 8);
+      break;
+    case onnx::TensorProto::INT32:
+    case onnx::TensorProto::INT16:
+    case onnx::TensorProto::INT8:
+    case onnx::TensorProto::UINT8:
+    case onnx::TensorProto::BOOL:
+    case onnx::TensorProto::FLOAT16:
+    case onnx::TensorProto::BFLOAT16: {
+      int size = ir::dtype_size(dtype_of(t.data_type()));
+      for (int32_t v : t.int32_data()) append(&v, static_cast<size_t>(size));
+      break;
+    }
+    default:
+      break;
+  }
+  return out;
+}
+
+bool is_subgraph_op(const onnx::NodeProto& n) {
+  for (const auto& a : n.attribute())
+    if (a.has_g() || a.graphs_size() > 0) return true;
+  return false;
+}
+
+bool is_random_op(const std::string& op) {
+  static const std::set<std::string> kRandom = {"RandomNormal", "RandomNormalLike", "RandomUniform",
+                                                "RandomUniformLike", "Multinomial", "Bernoulli"};
+  return kRandom.count(op) > 0;
+}
+
+// Names a subgraph reads from enclosing scopes (implicit inputs of If/Loop/Scan).
+void outer_names(const onnx::GraphProto& g, std::set<std::string> defined, std::set<std::string>& out) {
+  for (const auto& i : g.input()) defined.insert(i.name());
+  for (const auto& i : g.initializer()) defined.insert(i.name());
+  for (const auto& n : g.node()) {
+    for (const auto& in : n.input())
+      if (!in.empty() && !defined.count(in)) out.insert(in);
+    for (const auto& a : n.attribute()) {
+      if (a.has_g()) outer_names(a.g(), defined, out);
+      for (const auto& sg : a.graphs()) outer_names(sg, defined, out);
+    }
+    for (const auto& o : n.output()) defined.insert(o);
+  }
+  for (const auto& o : g.output())
+    if (!defined.count(o.name())) out.insert(o.name());
+}
+
+const ir::Shape* shape_in(const ir::Graph& g, ir::ValueId v) { return v == ir::kNone ? nullptr : &g.values[v].shape; }
+
+int64_t dim_or(const ir::Shape* s, int idx, int64_t fallback = 1) {
+  if (!s || !s->rank_known) return fallback;
+  int r = static_cast<int>(s->dims.size());
+  if (idx < 0) idx += r;
+  if (idx < 0 || idx >= r) return fallback;
+  return s->dims[idx].is_known() ? s->dims[idx].value : fallback;
+}
+
+// Forward FLOPs from shapes; symbolic dims count as 1.
+double estimate_flops(const ir::Graph& g, const ir::Node& n, const onnx::NodeProto& p) {
+  const ir::Shape* out = n.outputs.empty() ? nullptr : shape_in(g, n.outputs[0]);
+  double out_elems = out ? out->numel(1.0) : 1.0;
+  const ir::Shape* a = n.inputs.size() > 0 ? shape_in(g, n.inputs[0]) : nullptr;
+  const ir::Shape* b = n.inputs.size() > 1 ? shape_in(g, n.inputs[1]) : nullptr;
+  if (n.op == "MatMul") return 2.0 * out_elems * static_cast<double>(dim_or(a, -1));
+  if (n.op == "Gemm") {
+    int64_t trans_a = 0;
+    for (const auto& at : p.attribute())
+      if (at.name() == "transA") trans_a = at.i();
+    return 2.0 * out_elems * static_cast<double>(dim_or(a, trans_a ? 0 : 1));
+  }
+  if (n.op == "Conv" && b && b->rank_known) {
+    double k = 1.0;
+    for (size_t i = 1; i < b->dims.size(); ++i) k *= static_cast<double>(dim_or(b, static_cast<int>(i)));
+    return 2.0 * out_elems * k;
+  }
+  if (n.op == "ConvTranspose" && b && b->rank_known) {
+    double k = 1.0;
+    for (size_t i = 1; i < b->dims.size(); ++i) k *= static_cast<double>(dim_or(b, static_cast<int>(i)));
+    return 2.0 * (a ? a->numel(1.0) : 1.0) * k;
+  }
+  if (n.op == "Constant" || n.op == "Shape" || n.op == "Size") return 0.0;
+  return out_elems;
+}
+
+std::string read_file(const std::string& path, const std::string& display) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(display + ": cannot read model file: " + std::strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Output shape of Reshape from its input shape and the (data-propagated)
+// target; -1 and 0 resolved where the dims allow it.
+bool reshape_output(const onnx::TensorShapeProto* in, const onnx::TensorShapeProto& target, bool allowzero,
+                    onnx::TensorShapeProto& out) {
+  out.Clear();
+  int minus_one = -1;
+  for (int i = 0; i < target.dim_size(); ++i) {
+    const auto& t = target.dim(i);
+    auto* d = out.add_dim();
+    if (t.has_dim_value()) {
+      int64_t v = t.dim_value();
+      if (v > 0) {
+        d->set_dim_value(v);
+      } else if (v == 0 && !allowzero) {
+        if (!in || i >= in->dim_size()) continue;
+        *d = in->dim(i);
+      } else if (v == -1) {
+        minus_one = i;
+      } else if (v == 0) {
+        d->set_dim_value(0);
+      }
+    } else if (t.has_dim_param()) {
+      d->set_dim_param(t.dim_param());
+    }
+  }
+  if (minus_one >= 0 && in) {
+    // Known product of the input / known product of the other target dims.
+    int64_t in_prod = 1, out_prod = 1;
+    bool known = true;
+    for (const auto& d : in->dim()) known = known && d.has_dim_value() && (in_prod *= d.dim_value(), true);
+    for (int i = 0; i < out.dim_size(); ++i)
+      if (i != minus_one) known = known && out.dim(i).has_dim_value() && (out_prod *= out.dim(i).dim_value(), true);
+    if (known && out_prod > 0) out.mutable_dim(minus_one)->set_dim_value(in_prod / out_prod);
+  }
+  return true;
+}
+
+// ONNX shape inference with data propagation, plus one thing it lacks before
+// Reshape-14: Reshape-13 ignores a computed (Shape->Gather->Concat) target, so
+// every shape after the first attention reshape is lost. Fill those in from
+// the propagated data (or at least the rank) and infer again until nothing
+// changes.
+void infer_shapes(onnx::ModelProto& model) {
+  onnx::ShapeInferenceOptions opts(/*check_type=*/false, /*error_mode=*/0, /*data_prop=*/true);
+  for (int round = 0; round < 64; ++round) {
+    std::unordered_map<std::string, onnx::TensorShapeProto> data;
+    onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(), opts, &data);
+    onnx::GraphProto* g = model.mutable_graph();
+    std::map<std::string, const onnx::TypeProto*> types;
+    for (const auto& vi : g->input()) types[vi.name()] = &vi.type();
+    for (const auto& vi : g->value_info()) types[vi.name()] = &vi.type();
+    for (const auto& vi : g->output()) types[vi.name()] = &vi.type();
+    std::vector<onnx::ValueInfoProto> added;
+    for (const auto& n : g->node()) {
+      if (n.op_type() != "Reshape" || !n.domain().empty() || n.input_size() < 2 || n.output_size() < 1) continue;
+      auto out_t = types.find(n.output(0));
+      if (out_t != types.end() && out_t->second->tensor_type().has_shape()) continue;
+      auto in_t = types.find(n.input(0));
+      if (in_t == types.end() || !in_t->second->has_tensor_type()) continue;
+      const onnx::TensorShapeProto* in_shape =
+          in_t->second->tensor_type().has_shape() ? &in_t->second->tensor_type().shape() : nullptr;
+      onnx::TensorShapeProto target;
+      auto it = data.find(n.input(1));
+      if (it != data.end()) {
+        target = it->second;
+      } else {
+        auto st = types.find(n.input(1));
+        if (st == types.end() || !st->second->tensor_type().has_shape() || st->second->tensor_type().shape().dim_size() != 1 ||
+            !st->second->tensor_type().shape().dim(0).has_dim_value())
+          continue;
+        for (int64_t i = 0; i < st->second->tensor_type().shape().dim(0).dim_value(); ++i) target.add_dim();
+      }
+      bool allowzero = false;
+      for (const auto& a : n.attribute())
+        if (a.name() == "allowzero") allowzero = a.i() != 0;
+      onnx::ValueInfoProto vi;
+      vi.set_name(n.output(0));
+      auto* tt = vi.mutable_type()->mutable_tensor_type();
+      tt->set_elem_type(in_t->second->tensor_type().elem_type());
+      reshape_output(in_shape, target, allowzero, *tt->mutable_shape());
+      added.push_back(std::move(vi));
+    }
+    if (added.empty()) return;
+    for (auto& vi : added) {
+      bool replaced = false;
+      for (auto& existing : *g->mutable_value_info())
+        if (existing.name() == vi.name()) {
+          existing = vi;
+          replaced = true;
+        }
+      if (!replaced) *g->add_value_info() = std::move(vi);
+    }
+  }
+}
+
+}  // namespace
+
+class OnnxLowering {
+ public:
+  static void lower(OnnxSource& src, const std::string& display, std::vector<std::string>* notes) {
+    const onnx::GraphProto& gp = src.model_.graph();
+    ir::Graph& g = src.graph_;
+    g.name = gp.name();
+    for (const auto& vi : gp.input()) src.types_[vi.name()] = vi.type();
+    for (const auto& vi : gp.value_info()) src.types_[vi.name()] = vi.type();
+    for (const auto& vi : gp.output()) src.types_[vi.name()] = vi.type();
+
+    auto type_of = [&](const std::string& name, ir::DType& dt, ir::Shape& sh) {
+      auto it = src.types_.find(name);
+      if (it == src.types_.end() || !it->second.has_tensor_type()) {
+        dt = it == src.types_.end() ? ir::DType::Undefined : ir::DType::Other;
+        sh = ir::Shape::unranked();
+        return;
+      }
+      dt = dtype_of(it->second.tensor_type().elem_type());
+      sh = shape_of(it->second);
+    };
+
+    // Params: every initializer, with content fingerprints for tie detection.
+    for (int i = 0; i < gp.initializer_size(); ++i) {
+      const auto& t = gp.initializer(i);
+      if (t.data_location() == onnx::TensorProto::EXTERNAL)
+        throw Error(display + ": initializer '" + t.name() + "' uses external data, which ppc does not support yet");
+      if (src.initializer_index_.count(t.name()))
+        throw Error(display + ": initializer '" + t.name() + "' is defined twice");
+      src.initializer_index_[t.name()] = i;
+      ir::DType dt = dtype_of(t.data_type());
+      ir::ValueId v = g.add_param(t.name(), dt, shape_of(t), numel(t) * ir::dtype_size(dt));
+      fingerprint(g.params[g.values[v].param], t);
+    }
+    if (gp.sparse_initializer_size() > 0) throw Error(display + ": sparse initializers are not supported");
+    for (const auto& vi : gp.input()) {
+      if (src.initializer_index_.count(vi.name())) continue;  // initializer listed as input (old exporters)
+      ir::DType dt;
+      ir::Shape sh;
+      type_of(vi.name(), dt, sh);
+      g.add_input(vi.name(), dt, sh);
+    }
+
+    // torch deduplicates equal initializers of DIFFERENT parameters behind
+    // Identity nodes; each Identity output is its own parameter, so it becomes
+    // a param whose data comes from the shared initializer.
+    std::set<std::string> graph_outputs;
+    for (const auto& o : gp.output()) graph_outputs.insert(o.name());
+    std::vector<bool> folded(gp.node_size(), false);
+    for (int i = 0; i < gp.node_size(); ++i) {
+      const auto& n = gp.node(i);
+      if (n.op_type() != "Identity" || !n.domain().empty() || n.input_size() != 1 || n.output_size() != 1) continue;
+      auto it = src.initializer_index_.find(n.input(0));
+      if (it == src.initializer_index_.end() || graph_outputs.count(n.output(0))) continue;
+      const auto& t = gp.initializer(it->second);
+      ir::DType dt = dtype_of(t.data_type());
+      ir::ValueId v = g.add_param(n.output(0), dt, shape_of(t), numel(t) * ir::dtype_size(dt));
+      ir::Param& prm = g.params[g.values[v].param];
+      const ir::Param& from = g.params[g.values[g.find_value(t.name())].param];
+      prm.data_source = t.name();
+      prm.content_hash = from.content_hash;
+      prm.transpose_hash = from.transpose_hash;
+      prm.is_uniform = from.is_uniform;
+      folded[i] = true;
+    }
+
+    std::vector<std::string> names;
+    for (const auto& n : gp.node()) names.push_back(n.name());
+    auto scopes = collect_scopes(names);
+    std::set<std::string> used_names;
+    for (int i = 0; i < gp.node_size(); ++i) {
+      if (folded[i]) continue;
+      const auto& p = gp.node(i);
+      ir::Node n;
+      n.name = p.name().empty() ? p.op_type() + "_" + std::to_string(i) : p.name();
+      if (used_names.count(n.name)) n.name += "__" + std::to_string(i);  // keep node names unique
+      used_names.insert(n.name);
+      n.op = p.domain().empty() ? p.op_type() : p.domain() + "::" + p.op_type();
+      n.module = module_path(scope_segments(p.name()), scopes);
+      n.source_index = i;
+      if (p.op_type() == "Constant" && p.domain().empty()) n.flags |= ir::kNodeConstantSource;
+      if (is_random_op(p.op_type())) n.flags |= ir::kNodeNondeterministic;
+      if (is_subgraph_op(p)) n.flags |= ir::kNodeHasSubgraph;
+      for (const auto& in : p.input()) {
+        if (in.empty()) {
+          n.inputs.push_back(ir::kNone);
+          continue;
+        }
+        ir::ValueId v = g.find_value(in);
+        if (v == ir::kNone) v = g.add_value(in);  // produced later (sorted below) or undefined (verify catches)
+        n.inputs.push_back(v);
+      }
+      if (n.flags & ir::kNodeHasSubgraph) {
+        std::set<std::string> outer;
+        for (const auto& a : p.attribute()) {
+          if (a.has_g()) outer_names(a.g(), {}, outer);
+          for (const auto& sg : a.graphs()) outer_names(sg, {}, outer);
+        }
+        for (const auto& name : outer) {
+          ir::ValueId v = g.find_value(name);
+          if (v == ir::kNone) v = g.add_value(name);
+          if (std::find(n.inputs.begin(), n.inputs.end(), v) == n.inputs.end()) n.inputs.push_back(v);
+        }
+      }
+      for (const auto& out : p.output()) {
+        if (out.empty()) continue;
+        ir::DType dt;
+        ir::Shape sh;
+        type_of(out, dt, sh);
+        ir::ValueId v = g.find_value(out);
+        if (v == ir::kNone) {
+          v = g.add_value(out, dt, sh);
+        } else {
+          if (g.values[v].producer != ir::kNone || g.values[v].param != ir::kNone || g.values[v].graph_input != ir::kNone)
+            throw Error(display + ": node '" + n.name + "' redefines value '" + out + "'");
+          g.values[v].dtype = dt;
+          g.values[v].shape = sh;
+        }
+        n.outputs.push_back(v);
+      }
+      n.flops = 0;
+      ir::NodeId id = g.add_node(std::move(n));
+      g.nodes[id].flops = estimate_flops(g, g.nodes[id], p);
+    }
+    for (const auto& o : gp.output()) {
+      ir::ValueId v = g.find_value(o.name());
+      if (v == ir::kNone) throw Error(display + ": model output '" + o.name() + "' is never produced");
+      g.mark_output(v);
+    }
+    try {
+      g.sort_topologically();
+    } catch (const std::exception& e) {
+      throw Error(display + ": " + e.what());
+    }
+    std::string problem = g.verify();
+    if (!problem.empty()) throw Error(display + ": malformed graph: " + problem);
+    (void)notes;
+  }
+
+ private:
+  static void fingerprint(ir::Param& prm, const onnx::TensorProto& t) {
+    ir::DType dt = dtype_of(t.data_type());
+    if (!ir::dtype_is_float(dt)) return;
+    std::string bytes = tensor_bytes(t);
+    const int es = ir::dtype_size(dt);
+    const int64_t n = numel(t);
+    if (static_cast<int64_t>(bytes.size()) != n * es || n == 0) return;
+    prm.is_uniform = true;
+    for (int64_t i = 1; i < n && prm.is_uniform; ++i)
+      prm.is_uniform = std::memcmp(bytes.data(), bytes.data() + i * es, static_cast<size_t>(es)) == 0;
+    if (t.dims_size() == 2) {
+      const int64_t r = t.dims(0), c = t.dims(1);
+      std::string tr(bytes.size(), '\0');
+      for (int64_t i = 0; i < r; ++i)
+        for (int64_t j = 0; j < c; ++j)
+          std::memcpy(&tr[static_cast<size_t>((j * r + i) * es)], &bytes[static_cast<size_t>((i * c + j) * es)], static_cast<size_t>(es));
+      // The transpose carries its own shape, so a [r,c] tensor never matches a [c,r] reshape by accident.
+      prm.transpose_hash = sha256_hex(tr + "|" + std::to_string(c) + "x" + std::to_string(r));
+    }
+    prm.content_hash = sha256_hex(bytes + "|" + shape_key(t));
+  }
+  static std::string shape_key(const onnx::TensorProto& t) {
+    if (t.dims_size() == 2) return std::to_string(t.dims(0)) + "x" + std::to_string(t.dims(1));
+    std::string s;
+    for (int64_t d : t.dims()) s += std::to_string(d) + ",";
+    return s;
+  }
+};
+
+std::unique_ptr<SourceModel> load_onnx(const std::string& path, const std::string& display_name,
+                                       std::vector<std::string>* notes) {
+  auto src = std::make_unique<OnnxSource>();
+  std::string bytes = read_file(path, display_name);
+  if (!src->model_.ParseFromString(bytes) || !src->model_.has_graph())
+    throw Error(display_name + ": not an ONNX model (cannot parse it as an ONNX ModelProto)");
+  for (const auto& op : src->model_.opset_import())
+    if (op.domain().empty() || op.domain() == "ai.onnx") src->opset_ = op.version();
+  try {
+    onnx::checker::check_model(src->model_);
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    std::replace(msg.begin(), msg.end(), '\n', ' ');
+    throw Error(display_name + ": the ONNX checker rejects the model: " + msg);
+  }
+  try {
+    infer_shapes(src->model_);
+  } catch (const std::exception& e) {
+    if (notes) notes->push_back(display_name + ": shape inference stopped early (" + std::string(e.what()) + "); some shapes are unknown");
+  }
+  OnnxLowering::lower(*src, display_name, notes);
+  return src;
+}
+
+}  // namespace ppc::onnx_frontend

@@ -1,0 +1,42 @@
+// The ONNX frontend's handle to the source model, shared with the ONNX
+// emitter only (it includes ONNX's protobuf types).
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <onnx/onnx_pb.h>
+
+#include "compiler/frontends/source_model.h"
+
+namespace ppc::onnx_frontend {
+
+class OnnxSource : public SourceModel {
+ public:
+  const ir::Graph& graph() const override { return graph_; }
+  const char* format() const override { return "onnx"; }
+  const char* artifact_extension() const override { return ".onnx"; }
+  int64_t opset() const override { return opset_; }
+
+  /// The model after shape inference (value_info filled in).
+  const onnx::ModelProto& model() const { return model_; }
+  /// The source node of IR node `id` (ir::Node::source_index).
+  const onnx::NodeProto& node_proto(int source_index) const { return model_.graph().node(source_index); }
+  /// The stored tensor behind a param's `data_source` name.
+  const onnx::TensorProto& initializer(const std::string& name) const;
+  /// Type of a value as the source (after inference) declares it; nullptr if unknown.
+  const onnx::TypeProto* value_type(const std::string& name) const;
+
+ private:
+  friend std::unique_ptr<SourceModel> load_onnx(const std::string&, const std::string&, std::vector<std::string>*);
+  friend class OnnxLowering;
+
+  onnx::ModelProto model_;
+  ir::Graph graph_;
+  int64_t opset_ = 0;
+  std::map<std::string, int> initializer_index_;
+  std::map<std::string, onnx::TypeProto> types_;
+};
+
+}  // namespace ppc::onnx_frontend

@@ -1,0 +1,24 @@
+// The format-agnostic handle a frontend returns: the IR plus whatever the
+// matching emitter needs to write stages in the source's own format.
+#pragma once
+
+#include <string>
+
+#include "compiler/ir/graph.h"
+
+namespace ppc {
+
+class SourceModel {
+ public:
+  virtual ~SourceModel() = default;
+  /// The IR lowered from the source (topologically sorted, verified).
+  virtual const ir::Graph& graph() const = 0;
+  /// "onnx" | "torchscript"
+  virtual const char* format() const = 0;
+  /// File extension of stage artifacts, with the dot (".onnx", ".pt").
+  virtual const char* artifact_extension() const = 0;
+  /// ONNX default-domain opset (0 for other formats).
+  virtual int64_t opset() const { return 0; }
+};
+
+}  // namespace ppc

@@ -1,0 +1,204 @@
+#include "compiler/ir/graph.h"
+
+#include <algorithm>
+#include <queue>
+#include <sstream>
+#include <stdexcept>
+
+namespace ppc::ir {
+
+namespace {
+struct DTypeInfo {
+  DType type;
+  const char* name;
+  int size;
+};
+constexpr DTypeInfo kDTypes[] = {
+    {DType::Undefined, "undefined", 0}, {DType::Float32, "float32", 4}, {DType::Float64, "float64", 8},
+    {DType::Float16, "float16", 2},     {DType::BFloat16, "bfloat16", 2}, {DType::Int64, "int64", 8},
+    {DType::Int32, "int32", 4},         {DType::Int16, "int16", 2},     {DType::Int8, "int8", 1},
+    {DType::UInt8, "uint8", 1},         {DType::Bool, "bool", 1},       {DType::String, "string", 0},
+    {DType::Other, "other", 0},
+};
+}  // namespace
+
+const char* dtype_name(DType t) {
+  for (const auto& d : kDTypes)
+    if (d.type == t) return d.name;
+  return "other";
+}
+
+std::optional<DType> dtype_from_name(const std::string& name) {
+  for (const auto& d : kDTypes)
+    if (name == d.name) return d.type;
+  return std::nullopt;
+}
+
+int dtype_size(DType t) {
+  for (const auto& d : kDTypes)
+    if (d.type == t) return d.size;
+  return 0;
+}
+
+bool dtype_is_float(DType t) {
+  return t == DType::Float32 || t == DType::Float64 || t == DType::Float16 || t == DType::BFloat16;
+}
+
+double Shape::numel(double symbolic_value) const {
+  if (!rank_known) return symbolic_value;
+  double n = 1.0;
+  for (const auto& d : dims) n *= d.is_known() ? static_cast<double>(d.value) : symbolic_value;
+  return n;
+}
+
+std::string Shape::str() const {
+  if (!rank_known) return "?";
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (i) s += ",";
+    const Dim& d = dims[i];
+    if (d.is_known())
+      s += std::to_string(d.value);
+    else if (d.is_symbolic())
+      s += d.symbol;
+    else
+      s += "?";
+  }
+  return s + "]";
+}
+
+ValueId Graph::add_value(const std::string& vname, DType dtype, Shape shape) {
+  if (vname.empty()) throw std::logic_error("ir: value with an empty name");
+  if (value_index_.count(vname)) throw std::logic_error("ir: duplicate value '" + vname + "'");
+  Value v;
+  v.name = vname;
+  v.dtype = dtype;
+  v.shape = std::move(shape);
+  values.push_back(std::move(v));
+  ValueId id = static_cast<ValueId>(values.size() - 1);
+  value_index_[vname] = id;
+  return id;
+}
+
+ValueId Graph::add_input(const std::string& vname, DType dtype, Shape shape) {
+  ValueId id = add_value(vname, dtype, std::move(shape));
+  values[id].graph_input = static_cast<int>(inputs.size());
+  inputs.push_back(id);
+  return id;
+}
+
+ValueId Graph::add_param(const std::string& pname, DType dtype, Shape shape, int64_t bytes) {
+  ValueId id = add_value(pname, dtype, std::move(shape));
+  Param p;
+  p.name = pname;
+  p.value = id;
+  p.bytes = bytes;
+  p.data_source = pname;
+  p.is_float = dtype_is_float(dtype);
+  values[id].param = static_cast<int>(params.size());
+  params.push_back(std::move(p));
+  return id;
+}
+
+NodeId Graph::add_node(Node node) {
+  if (node.name.empty()) throw std::logic_error("ir: node with an empty name");
+  if (node_index_.count(node.name)) throw std::logic_error("ir: duplicate node '" + node.name + "'");
+  NodeId id = static_cast<NodeId>(nodes.size());
+  for (ValueId v : node.inputs) {
+    if (v == kNone) continue;
+    if (v < 0 || v >= static_cast<int>(values.size())) throw std::logic_error("ir: bad input id");
+    values[v].consumers.push_back(id);
+  }
+  for (ValueId v : node.outputs) {
+    if (v < 0 || v >= static_cast<int>(values.size())) throw std::logic_error("ir: bad output id");
+    Value& val = values[v];
+    if (val.producer != kNone || val.graph_input != kNone || val.param != kNone)
+      throw std::logic_error("ir: value '" + val.name + "' defined twice");
+    val.producer = id;
+  }
+  node_index_[node.name] = id;
+  nodes.push_back(std::move(node));
+  return id;
+}
+
+void Graph::mark_output(ValueId v) {
+  values.at(v).is_graph_output = true;
+  outputs.push_back(v);
+}
+
+ValueId Graph::find_value(const std::string& vname) const {
+  auto it = value_index_.find(vname);
+  return it == value_index_.end() ? kNone : it->second;
+}
+
+NodeId Graph::find_node(const std::string& nname) const {
+  auto it = node_index_.find(nname);
+  return it == node_index_.end() ? kNone : it->second;
+}
+
+void Graph::sort_topologically() {
+  const int n = static_cast<int>(nodes.size());
+  std::vector<int> pending(n, 0);
+  for (int i = 0; i < n; ++i)
+    for (ValueId v : nodes[i].inputs)
+      if (v != kNone && values[v].producer != kNone) ++pending[i];
+  // Stable Kahn: among ready nodes always take the one that came first, so a
+  // graph already in topological order (every exported model) is unchanged.
+  std::priority_queue<int, std::vector<int>, std::greater<int>> ready;
+  for (int i = 0; i < n; ++i)
+    if (pending[i] == 0) ready.push(i);
+  std::vector<int> order;
+  order.reserve(n);
+  while (!ready.empty()) {
+    int i = ready.top();
+    ready.pop();
+    order.push_back(i);
+    for (ValueId v : nodes[i].outputs)
+      for (NodeId c : values[v].consumers)
+        if (--pending[c] == 0) ready.push(c);
+  }
+  if (static_cast<int>(order.size()) != n) {
+    for (int i = 0; i < n; ++i)
+      if (pending[i] > 0) throw std::runtime_error("graph has a cycle through node '" + nodes[i].name + "'");
+  }
+  std::vector<int> new_id(n);
+  for (int k = 0; k < n; ++k) new_id[order[k]] = k;
+  std::vector<Node> sorted(n);
+  for (int i = 0; i < n; ++i) sorted[new_id[i]] = std::move(nodes[i]);
+  nodes = std::move(sorted);
+  for (auto& v : values) {
+    if (v.producer != kNone) v.producer = new_id[v.producer];
+    for (auto& c : v.consumers) c = new_id[c];
+    std::sort(v.consumers.begin(), v.consumers.end());
+  }
+  node_index_.clear();
+  for (int i = 0; i < n; ++i) node_index_[nodes[i].name] = i;
+}
+
+std::string Graph::verify() const {
+  const int nv = static_cast<int>(values.size());
+  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+    const Node& node = nodes[i];
+    for (ValueId v : node.inputs) {
+      if (v == kNone) continue;
+      if (v < 0 || v >= nv) return "node '" + node.name + "' has an input id out of range";
+      const Value& val = values[v];
+      if (val.producer == kNone && val.graph_input == kNone && val.param == kNone)
+        return "value '" + val.name + "' used by '" + node.name + "' is never defined";
+      if (val.producer != kNone && val.producer >= i)
+        return "node '" + node.name + "' uses '" + val.name + "' before it is produced";
+    }
+    for (ValueId v : node.outputs) {
+      if (v < 0 || v >= nv) return "node '" + node.name + "' has an output id out of range";
+      if (values[v].producer != i) return "value '" + values[v].name + "' has an inconsistent producer";
+    }
+  }
+  for (ValueId v : outputs) {
+    const Value& val = values.at(v);
+    if (val.producer == kNone && val.graph_input == kNone && val.param == kNone)
+      return "model output '" + val.name + "' is never defined";
+  }
+  return "";
+}
+
+}  // namespace ppc::ir

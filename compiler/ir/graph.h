@@ -1,0 +1,157 @@
+// The one partition IR: a format-agnostic dataflow graph that frontends lower
+// into, analyses read, and emitters map back to the source format.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ppc::ir {
+
+/// Element types the IR distinguishes. Frontends map their own type codes
+/// onto these; anything else is `Other` (kept opaque, never differentiable).
+enum class DType {
+  Undefined,
+  Float32,
+  Float64,
+  Float16,
+  BFloat16,
+  Int64,
+  Int32,
+  Int16,
+  Int8,
+  UInt8,
+  Bool,
+  String,
+  Other,
+};
+
+/// Canonical lowercase name ("float32", "int64", ...), used in manifests.
+const char* dtype_name(DType t);
+/// Inverse of dtype_name; nullopt for unknown names.
+std::optional<DType> dtype_from_name(const std::string& name);
+/// Size of one element in bytes (0 for String/Other/Undefined).
+int dtype_size(DType t);
+/// True for floating types, whose values can carry gradients.
+bool dtype_is_float(DType t);
+
+/// One dimension: a known extent, a named symbolic extent, or unknown.
+struct Dim {
+  int64_t value = -1;   ///< >= 0 when known
+  std::string symbol;   ///< non-empty when symbolic (e.g. "batch")
+
+  static Dim known(int64_t v) { return Dim{v, {}}; }
+  static Dim symbolic(std::string s) { return Dim{-1, std::move(s)}; }
+  static Dim unknown() { return Dim{}; }
+  bool is_known() const { return value >= 0; }
+  bool is_symbolic() const { return value < 0 && !symbol.empty(); }
+  bool operator==(const Dim& o) const { return value == o.value && symbol == o.symbol; }
+};
+
+/// A tensor shape; `rank_known == false` means nothing is known.
+struct Shape {
+  bool rank_known = false;
+  std::vector<Dim> dims;
+
+  static Shape unranked() { return Shape{}; }
+  static Shape of(std::vector<Dim> d) { return Shape{true, std::move(d)}; }
+  /// Product of the dims, treating every non-known dim as `symbolic_value`.
+  double numel(double symbolic_value = 1.0) const;
+  /// "[batch,512]", "[?,3]", "[]" (scalar) or "?" (unranked).
+  std::string str() const;
+  bool operator==(const Shape& o) const { return rank_known == o.rank_known && dims == o.dims; }
+};
+
+using ValueId = int;
+using NodeId = int;
+constexpr int kNone = -1;
+
+/// A dataflow value (SSA): produced by one node, a graph input, or a param.
+struct Value {
+  std::string name;
+  DType dtype = DType::Undefined;
+  Shape shape;
+  NodeId producer = kNone;            ///< kNone for graph inputs and params
+  std::vector<NodeId> consumers;      ///< in node order, one entry per use
+  int graph_input = kNone;            ///< index into Graph::inputs, or kNone
+  int param = kNone;                  ///< index into Graph::params, or kNone
+  bool is_graph_output = false;
+};
+
+/// Node flags the frontend sets; analyses never look at op names.
+enum NodeFlags : unsigned {
+  kNodeNone = 0,
+  /// Produces a value from attributes alone (ONNX Constant, prim::Constant).
+  kNodeConstantSource = 1u << 0,
+  /// Output differs between runs with equal inputs (random ops): never cloned.
+  kNodeNondeterministic = 1u << 1,
+  /// Contains nested blocks (If/Loop): atomic for cutting.
+  kNodeHasSubgraph = 1u << 2,
+};
+
+/// An operation. Opaque to analyses except for the fields below.
+struct Node {
+  std::string name;                 ///< unique within the graph
+  std::string op;                   ///< e.g. "Gemm", "aten::linear"
+  std::string module;               ///< dotted module path, "" = root scope
+  std::vector<ValueId> inputs;      ///< kNone for omitted optional inputs
+  std::vector<ValueId> outputs;
+  unsigned flags = kNodeNone;
+  double flops = 0.0;               ///< estimated forward FLOPs (cost model)
+  int source_index = 0;             ///< position in the source model (frontend handle)
+};
+
+/// A trainable or constant tensor stored with the model.
+struct Param {
+  std::string name;
+  ValueId value = kNone;
+  int64_t bytes = 0;
+  /// Name of the stored tensor that holds this param's data. Equal to `name`
+  /// unless the frontend split a deduplicated tensor into independent params.
+  std::string data_source;
+  /// Content fingerprints computed by the frontend (empty when unavailable):
+  /// of the data as stored, and of its 2-D transpose. Used for tie detection.
+  std::string content_hash;
+  std::string transpose_hash;
+  bool is_uniform = false;   ///< every element equal (never a tie candidate)
+  bool is_float = false;
+};
+
+/// The graph. Nodes are kept in one deterministic topological order.
+class Graph {
+ public:
+  std::string name;
+  std::vector<Node> nodes;
+  std::vector<Value> values;
+  std::vector<Param> params;
+  std::vector<ValueId> inputs;   ///< model inputs (not params), in source order
+  std::vector<ValueId> outputs;  ///< model outputs, in source order
+
+  /// Adds a value; names must be unique (throws std::logic_error otherwise).
+  ValueId add_value(const std::string& name, DType dtype = DType::Undefined, Shape shape = {});
+  ValueId add_input(const std::string& name, DType dtype, Shape shape);
+  ValueId add_param(const std::string& name, DType dtype, Shape shape, int64_t bytes);
+  /// Appends a node; input/output values must exist; outputs must be unproduced.
+  NodeId add_node(Node node);
+  void mark_output(ValueId v);
+
+  ValueId find_value(const std::string& name) const;  ///< kNone if absent
+  NodeId find_node(const std::string& name) const;    ///< kNone if absent
+
+  /// Re-sorts nodes topologically, preferring the current order (stable Kahn);
+  /// renumbers node ids and updates all references. Throws std::runtime_error
+  /// naming a node on a cycle if there is one.
+  void sort_topologically();
+
+  /// Checks internal consistency (ids in range, producer/consumer links,
+  /// topological order, unique names); returns "" or the first problem.
+  std::string verify() const;
+
+ private:
+  std::map<std::string, ValueId> value_index_;
+  std::map<std::string, NodeId> node_index_;
+};
+
+}  // namespace ppc::ir

@@ -1,0 +1,143 @@
+// C++ mirror of schemas/manifest.schema.json: the stage graph ppc writes and
+// pprun reads. Both sides go through these structs; the JSON key order written
+// here is the canonical one, so identical manifests are byte-identical.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace ppc::manifest {
+
+constexpr int kVersion = 1;
+
+/// One dimension: a known extent, a symbolic name, or unknown (JSON null).
+struct Dim {
+  std::optional<int64_t> value;
+  std::string symbol;
+  bool operator==(const Dim& o) const { return value == o.value && symbol == o.symbol; }
+};
+
+/// Name, element type and shape of a tensor crossing an artifact boundary.
+struct TensorInfo {
+  std::string name;
+  std::string dtype;                 ///< "float32", "int64", ...
+  std::optional<std::vector<Dim>> shape;  ///< nullopt: rank unknown
+  std::optional<int> batch_dim;      ///< which dim is split into micro-batches
+};
+
+/// Where a stage input comes from.
+struct StageInput : TensorInfo {
+  std::string source;     ///< "model_input" | "edge" | "tie"
+  int from_stage = -1;    ///< producer stage for "edge"/"tie"; -1 for model inputs
+};
+
+/// A stage output and who receives it.
+struct StageOutput : TensorInfo {
+  std::vector<int> to_stages;   ///< consumer stages (ascending)
+  bool model_output = false;    ///< also a model output
+};
+
+/// A parameter stored in a stage artifact.
+struct StageParam {
+  std::string name;       ///< name inside the artifact
+  std::string original;   ///< name in the source model (dotted for TorchScript)
+  std::string dtype;
+  std::vector<int64_t> shape;
+  int64_t bytes = 0;
+  bool trainable = true;
+};
+
+struct Stage {
+  int index = 0;
+  std::string artifact;   ///< file name relative to the manifest
+  std::string sha256;
+  std::vector<StageInput> inputs;    ///< in the artifact's argument order
+  std::vector<StageOutput> outputs;  ///< in the artifact's result order
+  std::vector<StageParam> params;
+  int node_count = 0;                ///< source nodes placed here (clones excluded)
+  int cloned_nodes = 0;              ///< constant-like nodes cloned into this stage
+  std::string first_node, last_node;
+  std::vector<std::string> modules;  ///< top-level-most module paths touched, in order
+  int64_t flops = 0;                 ///< estimated forward FLOPs (symbolic dims = 1)
+  int64_t param_bytes = 0;
+};
+
+/// A value produced by one stage and consumed by others: sent directly from
+/// the producer to every consumer (never relayed).
+struct Edge {
+  std::string value;
+  std::string dtype;
+  std::optional<std::vector<Dim>> shape;
+  std::optional<int> batch_dim;
+  int producer = 0;
+  std::vector<int> consumers;
+  bool differentiable = true;
+  std::string kind = "activation";  ///< "activation" | "param" (transmitted tie)
+};
+
+/// One member of a tie group: a stored parameter and the stages holding it.
+struct TieMember {
+  std::string param;
+  std::string relation = "identity";  ///< relation to the group's first member: identity | transpose
+  std::vector<int> stages;
+};
+
+/// Parameters that are one PyTorch Parameter: their gradients are summed over
+/// all holders ("replicate") or the owner sends it and receives gradients ("transmit").
+struct TieGroup {
+  std::string name;
+  std::string policy = "replicate";
+  int owner = 0;
+  std::string detected_by;  ///< "shared" (same tensor used in several stages) | "content" | "spec"
+  std::vector<TieMember> members;
+};
+
+struct ModelInput : TensorInfo {
+  std::string split = "batch";  ///< "batch" | "replicate"
+  std::vector<int> stages;      ///< stages that read it directly
+};
+
+struct ModelOutput : TensorInfo {
+  int stage = 0;
+};
+
+struct Source {
+  std::string format;   ///< "onnx" | "torchscript"
+  std::string file;     ///< base name only
+  std::string sha256;
+  int64_t opset = 0;    ///< ONNX default-domain opset; 0 for TorchScript
+};
+
+struct Manifest {
+  int version = kVersion;
+  std::string producer = "ppc";
+  Source source;
+  std::vector<Stage> stages;
+  std::vector<Edge> edges;
+  std::vector<TieGroup> ties;
+  std::vector<ModelInput> model_inputs;
+  std::vector<ModelOutput> model_outputs;
+  std::optional<std::string> default_schedule;
+  std::optional<int> default_chunks;
+  int64_t total_flops = 0;
+};
+
+/// Canonical JSON (2-space indent, fixed key order, trailing newline).
+std::string to_json_text(const Manifest& m);
+nlohmann::ordered_json to_json(const Manifest& m);
+
+/// Parses and validates a manifest. Throws ppc::Error "file:line:col: ..." on
+/// malformed or inconsistent content (unknown version, stage indices out of
+/// order or range, edges naming missing stages, ...). Unknown keys are
+/// ignored so that newer minor additions stay readable.
+Manifest parse_manifest(const std::string& text, const std::string& display_name);
+Manifest load_manifest(const std::string& path, const std::string& display_name);
+
+std::string shape_str(const std::optional<std::vector<Dim>>& shape);
+
+}  // namespace ppc::manifest

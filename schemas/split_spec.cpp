@@ -1,0 +1,151 @@
+#include "schemas/split_spec.h"
+
+#include "schemas/error.h"
+#include "schemas/json_reader.h"
+
+namespace ppc::spec {
+
+const char* tie_policy_name(TiePolicy p) { return p == TiePolicy::Transmit ? "transmit" : "replicate"; }
+
+namespace {
+
+TiePolicy parse_policy(const JsonNode& n) {
+  return n.as_enum("tie policy", {"replicate", "transmit"}) == "transmit" ? TiePolicy::Transmit
+                                                                           : TiePolicy::Replicate;
+}
+
+SplitPoint parse_split_point(const JsonNode& n) {
+  n.expect_object("split point", {"module", "node", "value", "at"});
+  SplitPoint sp;
+  sp.pointer = n.pointer();
+  int kinds = int(n.has("module")) + int(n.has("node")) + int(n.has("value"));
+  if (kinds != 1) throw n.error("a split point needs exactly one of 'module', 'node' or 'value'");
+  if (n.has("module")) {
+    sp.kind = SplitPoint::Kind::Module;
+    sp.name = n.at("module").as_string("'module'");
+  } else if (n.has("node")) {
+    sp.kind = SplitPoint::Kind::Node;
+    sp.name = n.at("node").as_string("'node'");
+  } else {
+    sp.kind = SplitPoint::Kind::Value;
+    sp.name = n.at("value").as_string("'value'");
+  }
+  if (n.has("at")) {
+    if (sp.kind == SplitPoint::Kind::Value)
+      throw n.at("at").error("'at' does not apply to a value split point (it always cuts after the producer)");
+    sp.at_end = n.at("at").as_enum("'at'", {"begin", "end"}) == "end";
+  }
+  if (sp.name.empty() && sp.kind != SplitPoint::Kind::Module)
+    throw n.error("empty name in split point");
+  return sp;
+}
+
+}  // namespace
+
+SplitSpec parse_split_spec(const JsonDocument& doc) {
+  SplitSpec s;
+  s.file = doc.file();
+  JsonNode root = root_node(doc);
+  root.expect_object("split spec", {"$schema", "version", "split_points", "auto", "ties", "inputs", "defaults"});
+  if (!root.has("version")) throw root.error("missing required key 'version' (use \"version\": 1)");
+  int64_t version = root.at("version").as_int("'version'");
+  if (version != 1) throw root.at("version").error("unsupported split spec version " + std::to_string(version) + " (this ppc reads version 1)");
+  s.version = 1;
+
+  if (root.has("split_points") && root.has("auto"))
+    throw root.at("auto").error("give either 'split_points' or 'auto', not both");
+  if (!root.has("split_points") && !root.has("auto"))
+    throw root.error("the spec needs 'split_points' or 'auto'");
+  if (root.has("split_points")) {
+    JsonNode sps = root.at("split_points");
+    sps.expect_array("'split_points'");
+    if (sps.size() == 0) throw sps.error("'split_points' is empty (one split point makes two stages)");
+    for (size_t i = 0; i < sps.size(); ++i) s.split_points.push_back(parse_split_point(sps.at(i)));
+  }
+  if (root.has("auto")) {
+    JsonNode a = root.at("auto");
+    a.expect_object("'auto'", {"stages", "balance"});
+    AutoSplit as;
+    as.pointer = a.pointer();
+    int64_t n = a.at("stages").as_int("'auto.stages'");
+    if (n < 1) throw a.at("stages").error("'auto.stages' must be at least 1");
+    if (n > 100000) throw a.at("stages").error("'auto.stages' is unreasonably large");
+    as.stages = static_cast<int>(n);
+    if (a.has("balance")) as.balance = a.at("balance").as_enum("balance", {"flops", "params", "uniform"});
+    s.auto_split = as;
+  }
+  if (root.has("ties")) {
+    JsonNode t = root.at("ties");
+    t.expect_object("'ties'", {"detect_folded", "policy", "groups"});
+    if (t.has("detect_folded")) s.ties.detect_folded = t.at("detect_folded").as_bool("'detect_folded'");
+    if (t.has("policy")) s.ties.policy = parse_policy(t.at("policy"));
+    if (t.has("groups")) {
+      JsonNode gs = t.at("groups");
+      gs.expect_array("'ties.groups'");
+      for (size_t i = 0; i < gs.size(); ++i) {
+        JsonNode g = gs.at(i);
+        TieGroupSpec tg;
+        tg.pointer = g.pointer();
+        JsonNode members = g;
+        if (g.json().is_object()) {
+          g.expect_object("tie group", {"members", "policy"});
+          members = g.at("members");
+          if (g.has("policy")) tg.policy = parse_policy(g.at("policy"));
+        }
+        members.expect_array("tie group members");
+        if (members.size() < 1) throw members.error("a tie group needs at least one member");
+        for (size_t k = 0; k < members.size(); ++k) {
+          std::string m = members.at(k).as_string("tie group member");
+          for (const auto& prev : tg.members)
+            if (prev == m) throw members.at(k).error("'" + m + "' is listed twice in this tie group");
+          tg.members.push_back(m);
+        }
+        s.ties.groups.push_back(std::move(tg));
+      }
+    }
+  }
+  if (root.has("inputs")) {
+    // {"x": {"batch_dim": 0}, "mask": {"replicate": true}}: keys are model
+    // input names, checked against the model later by the driver.
+    JsonNode ins = root.at("inputs");
+    if (!ins.json().is_object()) throw ins.error("'inputs' must be an object keyed by model input name");
+    for (auto it = ins.json().begin(); it != ins.json().end(); ++it) {
+      JsonNode e = ins.at(it.key());
+      e.expect_object("input entry", {"batch_dim", "replicate"});
+      InputSpec is;
+      is.name = it.key();
+      is.pointer = e.pointer();
+      if (e.has("batch_dim")) {
+        int64_t b = e.at("batch_dim").as_int("'batch_dim'");
+        if (b < 0 || b > 64) throw e.at("batch_dim").error("'batch_dim' must be between 0 and 64");
+        is.batch_dim = static_cast<int>(b);
+      }
+      if (e.has("replicate")) is.replicate = e.at("replicate").as_bool("'replicate'");
+      if (is.replicate && is.batch_dim) throw e.error("an input is either split along 'batch_dim' or 'replicate'd, not both");
+      s.inputs.push_back(std::move(is));
+    }
+  }
+  if (root.has("defaults")) {
+    JsonNode d = root.at("defaults");
+    d.expect_object("'defaults'", {"schedule", "chunks"});
+    if (d.has("schedule"))
+      s.defaults.schedule = d.at("schedule").as_enum(
+          "schedule", {"gpipe", "1f1b", "interleaved-1f1b", "looped-bfs", "zb-h1", "zb-v"});
+    if (d.has("chunks")) {
+      int64_t c = d.at("chunks").as_int("'chunks'");
+      if (c < 1 || c > 1000000) throw d.at("chunks").error("'chunks' must be between 1 and 1000000");
+      s.defaults.chunks = static_cast<int>(c);
+    }
+  }
+  return s;
+}
+
+SplitSpec load_split_spec(const std::string& path, const std::string& display_name) {
+  try {
+    return parse_split_spec(JsonDocument::load(path, display_name));
+  } catch (const JsonSyntaxError& e) {
+    throw Error(e.what());
+  }
+}
+
+}  // namespace ppc::spec

@@ -1,0 +1,75 @@
+// C++ mirror of schemas/split-spec.schema.json: what the user asks ppc to do.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "schemas/json_text.h"
+
+namespace ppc::spec {
+
+/// One cut in the topological order.
+struct SplitPoint {
+  enum class Kind { Module, Node, Value };
+  Kind kind = Kind::Module;
+  std::string name;
+  bool at_end = true;    ///< "end" (default) or "begin"; always true for Value
+  std::string pointer;   ///< JSON pointer of this entry, for error locations
+};
+
+/// Automatic partitioning into `stages` pieces balanced by a cost.
+struct AutoSplit {
+  int stages = 0;
+  std::string balance = "flops";  ///< flops | params | uniform
+  std::string pointer;
+};
+
+enum class TiePolicy { Replicate, Transmit };
+const char* tie_policy_name(TiePolicy p);
+
+/// A tie group the user confirms or declares.
+struct TieGroupSpec {
+  std::vector<std::string> members;
+  std::optional<TiePolicy> policy;
+  std::string pointer;
+};
+
+struct TieSpec {
+  bool detect_folded = false;             ///< accept content-detected folded copies
+  TiePolicy policy = TiePolicy::Replicate;  ///< default for every group
+  std::vector<TieGroupSpec> groups;
+};
+
+/// How one model input is split into micro-batches.
+struct InputSpec {
+  std::string name;
+  std::optional<int> batch_dim;  ///< overrides the inferred batch dim
+  bool replicate = false;        ///< every micro-batch gets the whole tensor
+  std::string pointer;
+};
+
+/// Runtime defaults copied into the manifest.
+struct Defaults {
+  std::optional<std::string> schedule;
+  std::optional<int> chunks;
+};
+
+struct SplitSpec {
+  int version = 1;
+  std::vector<SplitPoint> split_points;
+  std::optional<AutoSplit> auto_split;
+  TieSpec ties;
+  std::vector<InputSpec> inputs;
+  Defaults defaults;
+  std::string file;  ///< display name of the spec file ("" when built in code)
+};
+
+/// Parses and validates a split spec document. Every problem is a ppc::Error
+/// whose message starts with "file:line:col:" of the offending key or value.
+SplitSpec parse_split_spec(const JsonDocument& doc);
+
+/// Reads and parses a spec file; `display_name` is used in messages.
+SplitSpec load_split_spec(const std::string& path, const std::string& display_name);
+
+}  // namespace ppc::spec

@@ -1,0 +1,53 @@
+// ppc: ahead-of-time pipeline splitter. Parses the command line, calls the driver.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "compiler/driver/driver.h"
+#include "schemas/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"ppc: split an exported PyTorch model into pipeline stages"};
+  app.require_subcommand(1);
+
+  ppc::driver::SplitOptions split;
+  auto* s = app.add_subcommand("split", "partition a model into stage artifacts + manifest.json");
+  s->add_option("model", split.model_path, "model file (.onnx)")->required();
+  s->add_option("--splits", split.spec_path, "split spec (JSON)");
+  s->add_option("--stages", split.stages, "automatic split into N balanced stages (instead of, or overriding, the spec)")
+      ->check(CLI::Range(1, 100000));
+  s->add_option("-o,--out", split.out_dir, "output directory (written atomically)");
+  s->add_option("--emit", split.emit, "stop after a phase and print it: ir | partition | manifest")
+      ->check(CLI::IsMember({"ir", "partition", "manifest"}));
+
+  ppc::driver::InspectOptions insp;
+  auto* i = app.add_subcommand("inspect", "describe a split: stages, edges, ties");
+  i->add_option("dir", insp.dir, "ppc output directory (or its manifest.json)")->required();
+  i->add_flag("--dot", insp.dot, "print Graphviz instead of text");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::cerr << "ppc: error: " << e.what() << "\n";
+    return 2;
+  }
+  try {
+    if (*s) {
+      if (split.out_dir.empty() && split.emit.empty()) {
+        std::cerr << "ppc: error: split: give an output directory with -o DIR\n";
+        return 2;
+      }
+      ppc::driver::split(split, std::cout, std::cerr);
+    } else {
+      ppc::driver::inspect(insp, std::cout);
+    }
+  } catch (const ppc::Error& e) {
+    std::cerr << "ppc: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "ppc: internal error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
