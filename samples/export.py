@@ -264,7 +264,18 @@ SPECS = {
         "spec_auto.json": {"version": 1, "auto": {"stages": 3}},
     },
     "tinygpt": {
-        "spec.json": {"version": 1, "split_points": [end("h.0"), end("h.1")]},
+        # The LM head reads a constant-folded transposed copy of wte.weight
+        # (onnx::MatMul_N); detect_folded confirms it is the same parameter.
+        "spec.json": {"version": 1, "split_points": [end("h.0"), end("h.1")],
+                      "ties": {"detect_folded": True}},
+        # The tie named explicitly, plus micro-batch and runtime defaults.
+        "spec_explicit.json": {
+            "version": 1,
+            "split_points": [end("h.0"), end("h.1")],
+            "ties": {"groups": [{"members": ["wte.weight", "onnx::MatMul_289"], "policy": "replicate"}]},
+            "inputs": {"idx": {"batch_dim": 0}},
+            "defaults": {"schedule": "1f1b", "chunks": 4},
+        },
         "spec_transmit.json": {
             "version": 1,
             "split_points": [end("h.0"), end("h.1")],

@@ -78,21 +78,6 @@ std::vector<TieGroup> resolve_ties(const ir::Graph& g, const std::vector<std::ve
   for (size_t p = 0; p < np; ++p)
     if (holders[p].size() > 1) reason[p] = 1;
 
-  for (const auto& c : folded_tie_candidates(g)) {
-    const auto& a = g.params[c.a];
-    const auto& b = g.params[c.b];
-    bool used = !holders[c.a].empty() && !holders[c.b].empty();
-    if (!used) continue;
-    if (options.detect_folded) {
-      uf.unite(c.a, c.b);
-      reason[c.a] = std::max(reason[c.a], 2);
-      reason[c.b] = std::max(reason[c.b], 2);
-      add_note("tie by content: '" + b.name + "' is the transpose of '" + a.name + "' (constant-folded copy); tied because ties.detect_folded is set");
-    } else {
-      add_note("possible tie: '" + b.name + "' is the transpose of '" + a.name + "' (a constant-folded copy?); confirm with \"ties\": {\"detect_folded\": true} or list the group in ties.groups");
-    }
-  }
-
   std::vector<std::string> param_names;
   for (const auto& p : g.params) param_names.push_back(p.name);
   for (const auto& grp : options.groups) {
@@ -128,6 +113,23 @@ std::vector<TieGroup> resolve_ties(const ir::Graph& g, const std::vector<std::ve
       reason[id] = 3;
       in_spec[id] = true;
       if (grp.policy) policy[id] = grp.policy;
+    }
+  }
+
+  // Content candidates, after the spec groups so a pair the spec already
+  // joined is not reported as merely "possible".
+  for (const auto& c : folded_tie_candidates(g)) {
+    const auto& a = g.params[c.a];
+    const auto& b = g.params[c.b];
+    if (holders[c.a].empty() || holders[c.b].empty()) continue;
+    if (uf.find(c.a) == uf.find(c.b) && in_spec[c.a] && in_spec[c.b]) continue;
+    if (options.detect_folded) {
+      uf.unite(c.a, c.b);
+      reason[c.a] = std::max(reason[c.a], 2);
+      reason[c.b] = std::max(reason[c.b], 2);
+      add_note("tie by content: '" + b.name + "' is the transpose of '" + a.name + "' (constant-folded copy); tied because ties.detect_folded is set");
+    } else {
+      add_note("possible tie: '" + b.name + "' is the transpose of '" + a.name + "' (a constant-folded copy?); confirm with \"ties\": {\"detect_folded\": true} or list the group in ties.groups");
     }
   }
 

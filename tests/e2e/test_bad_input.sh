@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Bad input: each mistake gets ONE line on stderr naming the file, the place
+# and the problem, exit code 2, and leaves no output directory behind.
+#   test_bad_input.sh PPC REPO_ROOT
+set -uo pipefail
+ppc=$1
+root=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$root"
+pass=0
+fail=0
+
+# expect NAME EXPECTED_SUBSTRING -- ppc args...
+expect() {
+  local name=$1 want=$2
+  shift 3
+  "$ppc" "$@" >"$tmp/stdout" 2>"$tmp/stderr"
+  local rc=$?
+  local lines
+  lines=$(wc -l <"$tmp/stderr")
+  if [[ $rc != 2 ]]; then
+    echo "FAIL $name: exit code $rc, expected 2"; cat "$tmp/stderr"; fail=$((fail + 1)); return
+  fi
+  if [[ $lines != 1 ]]; then
+    echo "FAIL $name: expected one line on stderr, got $lines:"; cat "$tmp/stderr"; fail=$((fail + 1)); return
+  fi
+  if ! grep -qF -- "$want" "$tmp/stderr"; then
+    echo "FAIL $name: stderr does not contain: $want"; cat "$tmp/stderr"; fail=$((fail + 1)); return
+  fi
+  if compgen -G "$tmp/result*" >/dev/null || compgen -G "$tmp/.result*" >/dev/null; then
+    echo "FAIL $name: an output directory was left behind:"; ls -a "$tmp"; fail=$((fail + 1)); return
+  fi
+  pass=$((pass + 1))
+}
+
+spec() { printf '%s' "$2" >"$tmp/$1"; }
+M=samples/mlp/mlp.onnx
+O="$tmp/result"
+
+expect missing_model "nope.onnx: no such model file" -- split "$tmp/nope.onnx" --splits samples/mlp/spec.json -o "$O"
+head -c 3000 /dev/urandom >"$tmp/corrupt.onnx"
+expect corrupt_model "corrupt.onnx: not an ONNX model" -- split "$tmp/corrupt.onnx" --splits samples/mlp/spec.json -o "$O"
+printf 'hello' >"$tmp/weird.bin"
+expect unknown_format "unknown model format '.bin'" -- split "$tmp/weird.bin" --splits samples/mlp/spec.json -o "$O"
+expect missing_spec "nospec.json: cannot read file" -- split $M --splits "$tmp/nospec.json" -o "$O"
+spec notjson.json $'{\n  "version": 1,\n  "split_points": [\n    {"module": "layer0" "at": "end"}\n  ]\n}'
+expect not_json "notjson.json:4:25: expected ',' or '}'" -- split $M --splits "$tmp/notjson.json" -o "$O"
+spec unknown_key.json $'{"version": 1,\n "split_point": []}'
+expect unknown_key "unknown_key.json:2:2: unknown key 'split_point' in split spec (did you mean 'split_points'?)" -- split $M --splits "$tmp/unknown_key.json" -o "$O"
+spec bad_point_key.json $'{"version": 1, "split_points": [\n  {"modul": "layer0"}]}'
+expect bad_point_key "bad_point_key.json:2:4: unknown key 'modul' in split point (did you mean 'module'?)" -- split $M --splits "$tmp/bad_point_key.json" -o "$O"
+spec unknown_module.json $'{"version": 1, "split_points": [\n  {"module": "layer9", "at": "end"}]}'
+expect unknown_module "unknown_module.json:2:3: unknown module 'layer9' (did you mean" -- split $M --splits "$tmp/unknown_module.json" -o "$O"
+spec unknown_node.json $'{"version": 1, "split_points": [{"node": "/layer1/relu/Relux"}]}'
+expect unknown_node "unknown node '/layer1/relu/Relux' (did you mean '/layer1/relu/Relu'" -- split $M --splits "$tmp/unknown_node.json" -o "$O"
+spec unknown_value.json $'{"version": 1, "split_points": [{"value": "/layer1/relu/Relu_output"}]}'
+expect unknown_value "unknown value '/layer1/relu/Relu_output' (did you mean '/layer1/relu/Relu_output_0'" -- split $M --splits "$tmp/unknown_value.json" -o "$O"
+spec input_value.json $'{"version": 1, "split_points": [{"value": "x"}]}'
+expect input_value "value 'x' is a model input, not produced by a node" -- split $M --splits "$tmp/input_value.json" -o "$O"
+spec out_of_order.json $'{"version": 1, "split_points": [\n  {"module": "layer2", "at": "end"},\n  {"module": "layer0", "at": "end"}]}'
+expect out_of_order "out_of_order.json:3:3: split point module 'layer0' at end comes before the previous one" -- split $M --splits "$tmp/out_of_order.json" -o "$O"
+spec empty_stage.json $'{"version": 1, "split_points": [\n  {"module": "layer0", "at": "end"},\n  {"module": "layer1", "at": "begin"}]}'
+expect empty_stage "empty_stage.json:3:3: split point module 'layer1' at begin leaves stage 1 empty" -- split $M --splits "$tmp/empty_stage.json" -o "$O"
+spec empty_first.json $'{"version": 1, "split_points": [{"module": "layer0", "at": "begin"}]}'
+expect empty_first "leaves stage 0 empty" -- split $M --splits "$tmp/empty_first.json" -o "$O"
+spec empty_last.json $'{"version": 1, "split_points": [{"module": "output_proj", "at": "end"}]}'
+expect empty_last "leaves the last stage empty" -- split $M --splits "$tmp/empty_last.json" -o "$O"
+spec too_many.json $'{"version": 1, "auto": {"stages": 99}}'
+expect too_many_stages "too_many.json:1:35: 'auto.stages' is 99 but the graph has only 7 nodes" -- split $M --splits "$tmp/too_many.json" -o "$O"
+spec version.json $'{"version": 2, "auto": {"stages": 2}}'
+expect bad_version "version.json:1:13: unsupported split spec version 2" -- split $M --splits "$tmp/version.json" -o "$O"
+spec tie.json $'{"version": 1, "auto": {"stages": 2}, "ties": {"groups": [["layer0.lin.weigth"]]}}'
+expect bad_tie "tie group member 'layer0.lin.weigth' is not a parameter of the model (did you mean 'layer0.lin.weight'" -- split $M --splits "$tmp/tie.json" -o "$O"
+spec input.json $'{"version": 1, "auto": {"stages": 2}, "inputs": {"y": {"batch_dim": 0}}}'
+expect bad_input_name "input.json:1:50: unknown model input 'y'" -- split $M --splits "$tmp/input.json" -o "$O"
+expect no_spec "give a split spec (--splits FILE) or --stages N" -- split $M -o "$O"
+expect bad_flag "ppc: error:" -- split $M --frobnicate -o "$O"
+expect inspect_missing "no such manifest" -- inspect "$tmp/nothing"
+
+# A foreign directory is never replaced.
+mkdir -p "$tmp/foreign" && echo keep >"$tmp/foreign/notes.txt"
+"$ppc" split $M --splits samples/mlp/spec.json -o "$tmp/foreign" >/dev/null 2>"$tmp/stderr"
+if [[ $? == 2 ]] && grep -q "refusing to replace" "$tmp/stderr" && [[ -f "$tmp/foreign/notes.txt" ]]; then pass=$((pass + 1)); else echo "FAIL foreign_dir"; cat "$tmp/stderr"; fail=$((fail + 1)); fi
+rm -rf "$tmp/foreign"
+
+# A failing run leaves an earlier good out/ exactly as it was.
+"$ppc" split $M --splits samples/mlp/spec.json -o "$tmp/good" >/dev/null 2>&1
+before=$(cd "$tmp/good" && sha256sum * | sha256sum)
+"$ppc" split $M --splits "$tmp/unknown_module.json" -o "$tmp/good" >/dev/null 2>&1
+after=$(cd "$tmp/good" && sha256sum * | sha256sum)
+leftovers=$(ls -a "$tmp" | grep -c 'ppc-tmp' || true)
+if [[ "$before" == "$after" && $leftovers == 0 ]]; then pass=$((pass + 1)); else echo "FAIL failed_run_keeps_out"; fail=$((fail + 1)); fi
+# A tampered artifact is caught by inspect.
+printf 'x' >>"$tmp/good/stage1.onnx"
+"$ppc" inspect "$tmp/good" >/dev/null 2>"$tmp/stderr"
+if [[ $? == 2 ]] && grep -q "stage1.onnx: sha256 does not match" "$tmp/stderr"; then pass=$((pass + 1)); else echo "FAIL tampered_artifact"; cat "$tmp/stderr"; fail=$((fail + 1)); fi
+
+echo "$pass passed, $fail failed"
+[[ $fail == 0 ]]
