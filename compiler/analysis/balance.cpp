@@ -55,7 +55,9 @@ std::vector<int> min_max_partition(const std::vector<double>& costs, int parts) 
   // pieces; feasibility is monotone in the bound, so bisect. Each greedy
   // check is O(n).
   if (pieces_needed(costs, lo) > parts) {
-    for (int it = 0; it < 200 && hi - lo > 1e-12 * std::max(1.0, hi); ++it) {
+    // Relative tolerance only: an absolute floor would stop early (and pick an
+    // unbalanced split) when every cost is far below 1.
+    for (int it = 0; it < 200 && hi - lo > 1e-12 * hi; ++it) {
       double mid = lo + (hi - lo) / 2;
       if (pieces_needed(costs, mid) <= parts)
         hi = mid;

@@ -158,8 +158,24 @@ void Graph::sort_topologically() {
         if (--pending[c] == 0) ready.push(c);
   }
   if (static_cast<int>(order.size()) != n) {
-    for (int i = 0; i < n; ++i)
-      if (pending[i] > 0) throw std::runtime_error("graph has a cycle through node '" + nodes[i].name + "'");
+    // Every unsorted node has an unsorted producer among its inputs. The first
+    // unsorted node may only depend on a cycle, so walk back along unsorted
+    // producers until a node repeats: that node is on a cycle.
+    int i = 0;
+    while (pending[i] == 0) ++i;
+    std::vector<bool> visited(n, false);
+    while (!visited[i]) {
+      visited[i] = true;
+      for (ValueId v : nodes[i].inputs) {
+        if (v == kNone) continue;
+        NodeId p = values[v].producer;
+        if (p != kNone && pending[p] > 0) {
+          i = p;
+          break;
+        }
+      }
+    }
+    throw std::runtime_error("graph has a cycle through node '" + nodes[i].name + "'");
   }
   std::vector<int> new_id(n);
   for (int k = 0; k < n; ++k) new_id[order[k]] = k;
@@ -177,6 +193,14 @@ void Graph::sort_topologically() {
 
 std::string Graph::verify() const {
   const int nv = static_cast<int>(values.size());
+  std::map<std::string, int> seen_names;
+  for (const Value& v : values)
+    if (++seen_names[v.name] > 1) return "value name '" + v.name + "' is used twice";
+  seen_names.clear();
+  for (const Node& node : nodes)
+    if (++seen_names[node.name] > 1) return "node name '" + node.name + "' is used twice";
+  // uses[v]: the nodes reading v, one entry per use (what Value::consumers holds).
+  std::vector<std::vector<NodeId>> uses(values.size());
   for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
     const Node& node = nodes[i];
     for (ValueId v : node.inputs) {
@@ -187,14 +211,21 @@ std::string Graph::verify() const {
         return "value '" + val.name + "' used by '" + node.name + "' is never defined";
       if (val.producer != kNone && val.producer >= i)
         return "node '" + node.name + "' uses '" + val.name + "' before it is produced";
+      uses[v].push_back(i);
     }
     for (ValueId v : node.outputs) {
       if (v < 0 || v >= nv) return "node '" + node.name + "' has an output id out of range";
       if (values[v].producer != i) return "value '" + values[v].name + "' has an inconsistent producer";
     }
   }
+  for (int v = 0; v < nv; ++v) {
+    std::vector<NodeId> listed = values[v].consumers;
+    std::sort(listed.begin(), listed.end());
+    if (listed != uses[v]) return "value '" + values[v].name + "' has inconsistent consumers";
+  }
   for (ValueId v : outputs) {
-    const Value& val = values.at(v);
+    if (v < 0 || v >= nv) return "a model output id is out of range";
+    const Value& val = values[v];
     if (val.producer == kNone && val.graph_input == kNone && val.param == kNone)
       return "model output '" + val.name + "' is never defined";
   }

@@ -28,6 +28,28 @@ std::vector<std::string> split_ws(const std::string& line) {
   return out;
 }
 
+// std::stoll/stod throw invalid_argument/out_of_range; the parser's contract
+// is runtime_error "line N: ...", so convert strictly here.
+int64_t parse_int(const std::string& s, int line) {
+  size_t used = 0;
+  try {
+    int64_t v = std::stoll(s, &used);
+    if (used == s.size()) return v;
+  } catch (const std::logic_error&) {
+  }
+  throw std::runtime_error("line " + std::to_string(line) + ": bad integer '" + s + "'");
+}
+
+double parse_double(const std::string& s, int line) {
+  size_t used = 0;
+  try {
+    double v = std::stod(s, &used);
+    if (used == s.size()) return v;
+  } catch (const std::logic_error&) {
+  }
+  throw std::runtime_error("line " + std::to_string(line) + ": bad number '" + s + "'");
+}
+
 Shape parse_shape(const std::string& s, int line) {
   if (s == "?") return Shape::unranked();
   if (s.size() < 2 || s.front() != '[' || s.back() != ']')
@@ -41,7 +63,7 @@ Shape parse_shape(const std::string& s, int line) {
     if (d == "?")
       shape.dims.push_back(Dim::unknown());
     else if (!d.empty() && std::isdigit(static_cast<unsigned char>(d[0])))
-      shape.dims.push_back(Dim::known(std::stoll(d)));
+      shape.dims.push_back(Dim::known(parse_int(d, line)));
     else if (!d.empty())
       shape.dims.push_back(Dim::symbolic(d));
     else
@@ -57,7 +79,11 @@ void parse_typed(const std::string& tok, int line, std::string& name, DType& dty
   if (colon == std::string::npos)
     throw std::runtime_error("line " + std::to_string(line) + ": expected name:type in '" + tok + "'");
   name = tok.substr(0, colon);
+  if (name.empty()) throw std::runtime_error("line " + std::to_string(line) + ": empty value name in '" + tok + "'");
   std::string type = tok.substr(colon + 1, bracket == std::string::npos ? std::string::npos : bracket - colon - 1);
+  // print_graph writes an unranked shape as "?" right after the dtype ("y:float32?").
+  const bool unranked_mark = bracket == std::string::npos && !type.empty() && type.back() == '?';
+  if (unranked_mark) type.pop_back();
   auto dt = dtype_from_name(type);
   if (!dt) throw std::runtime_error("line " + std::to_string(line) + ": unknown dtype '" + type + "'");
   dtype = *dt;
@@ -134,7 +160,7 @@ Graph parse_graph(const std::string& text) {
         else if (t == "subgraph")
           n.flags |= kNodeHasSubgraph;
         else if (t.rfind("flops=", 0) == 0)
-          n.flops = std::stod(t.substr(6));
+          n.flops = parse_double(t.substr(6), line);
         else
           fail("unexpected '" + t + "' in node header");
       }

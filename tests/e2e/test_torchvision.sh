@@ -1,0 +1,68 @@
+#!/bin/bash
+# End-to-end split of two real torchvision models (random seeded weights):
+# exports resnet18 and mobilenet_v2 with samples/export_torchvision.py, splits
+# each with its spec and with an automatic 4-stage split, and checks every
+# result independently with check_split.py.  Budget: < 3 minutes on 2 cores.
+#
+# Usage: tests/e2e/test_torchvision.sh BUILD_DIR|PPC_BINARY OUT_TMP
+set -euo pipefail
+
+if [ $# -ne 2 ]; then
+  echo "usage: $0 BUILD_DIR OUT_TMP" >&2
+  exit 2
+fi
+OUT_TMP=$2
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+PY=/usr/bin/python3
+# BUILD_DIR holds the ppc binary; the path of the binary itself works too.
+if [ -f "$1" ]; then
+  PPC="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+else
+  PPC="$(cd "$1" && pwd)/ppc"
+fi
+if [ ! -x "$PPC" ]; then
+  echo "$0: no ppc binary at $PPC" >&2
+  exit 2
+fi
+mkdir -p "$OUT_TMP"
+OUT_TMP=$(cd "$OUT_TMP" && pwd)
+SECONDS=0
+
+step() { echo "== [${SECONDS}s] $*"; }
+
+step "export torchvision models"
+"$PY" "$ROOT/samples/export_torchvision.py" "$OUT_TMP/models"
+"$PY" "$ROOT/tests/e2e/validate_json.py" "$ROOT/schemas/split-spec.schema.json" "$OUT_TMP"/models/*_spec.json
+
+for name in resnet18 mobilenet_v2; do
+  model="$OUT_TMP/models/$name.onnx"
+
+  step "$name: split with ${name}_spec.json"
+  out="$OUT_TMP/${name}_spec"
+  rm -rf "$out"
+  "$PPC" split "$model" --splits "$OUT_TMP/models/${name}_spec.json" -o "$out"
+  "$PY" "$ROOT/tests/e2e/check_split.py" "$model" "$out" --schema-dir "$ROOT/schemas"
+  n=$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["stages"]))' "$out/manifest.json")
+  if [ "$n" != 4 ]; then
+    echo "$name: the spec has 3 split points but ppc made $n stages" >&2
+    exit 1
+  fi
+
+  step "$name: automatic split, --stages 4"
+  out="$OUT_TMP/${name}_auto4"
+  rm -rf "$out"
+  "$PPC" split "$model" --stages 4 -o "$out"
+  "$PY" "$ROOT/tests/e2e/check_split.py" "$model" "$out" --schema-dir "$ROOT/schemas"
+  n=$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["stages"]))' "$out/manifest.json")
+  if [ "$n" != 4 ]; then
+    echo "$name: --stages 4 made $n stages" >&2
+    exit 1
+  fi
+done
+
+step "done"
+if [ "$SECONDS" -ge 180 ]; then
+  echo "test_torchvision: took ${SECONDS}s, over the 3 minute budget" >&2
+  exit 1
+fi
+echo "test_torchvision: OK in ${SECONDS}s"
