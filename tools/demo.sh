@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
+mkdir -p out
 out=out/mlp
 echo
 echo "\$ ppc split samples/mlp/mlp.onnx --splits samples/mlp/spec.json -o $out"

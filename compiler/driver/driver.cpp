@@ -75,7 +75,10 @@ void check_replaceable(const fs::path& out) {
 fs::path make_temp_dir(const fs::path& out) {
   fs::path parent = out.parent_path().empty() ? fs::path(".") : out.parent_path();
   std::error_code ec;
-  if (!fs::is_directory(parent, ec)) throw Error(out.string() + ": parent directory '" + parent.string() + "' does not exist");
+  // Like `mkdir -p`: everything before this point succeeded, so the only
+  // thing a later failure can leave behind is an empty parent directory.
+  fs::create_directories(parent, ec);
+  if (!fs::is_directory(parent, ec)) throw Error(out.string() + ": cannot create parent directory '" + parent.string() + "'");
   std::random_device rd;
   for (int attempt = 0; attempt < 100; ++attempt) {
     fs::path tmp = parent / ("." + out.filename().string() + ".ppc-tmp-" + std::to_string(rd() % 1000000));
@@ -210,13 +213,30 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
   for (const auto& s : m.stages) {
     int64_t pbytes = 0;
     for (const auto& prm : s.params) pbytes += prm.bytes;
+    // Bytes sent per sample: outputs to other stages, batch dim excluded.
     int64_t act_out = 0;
-    for (const auto& o : s.outputs) act_out += 0 * o.to_stages.size();
+    bool act_known = true;
+    for (const auto& o : s.outputs) {
+      if (o.to_stages.empty()) continue;
+      int64_t n = static_cast<int64_t>(o.to_stages.size());
+      auto dt = ir::dtype_from_name(o.dtype);
+      if (!o.shape || !dt) {
+        act_known = false;
+        continue;
+      }
+      for (size_t d = 0; d < o.shape->size(); ++d) {
+        if (o.batch_dim && static_cast<int>(d) == *o.batch_dim) continue;
+        if ((*o.shape)[d].value) n *= *(*o.shape)[d].value;
+        else act_known = false;
+      }
+      act_out += n * ir::dtype_size(*dt);
+    }
     out << "  stage " << s.index << "  " << s.artifact << "  nodes " << s.node_count << "  cost "
         << human_flops(static_cast<double>(s.flops)) << " ("
         << (m.total_flops > 0 ? static_cast<int>(100.0 * s.flops / m.total_flops + 0.5) : 0) << "%)  params "
-        << s.params.size() << " (" << human_bytes(pbytes) << ")  in " << s.inputs.size() << "  out " << s.outputs.size()
-        << "\n";
+        << s.params.size() << " (" << human_bytes(pbytes) << ")  in " << s.inputs.size() << "  out " << s.outputs.size();
+    if (act_out > 0 || !act_known) out << " (" << (act_known ? "" : ">= ") << human_bytes(act_out) << "/sample sent)";
+    out << "\n";
   }
   if (m.total_flops > 0)
     out << "  imbalance (max/mean cost) " << [&] {
