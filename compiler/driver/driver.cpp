@@ -14,6 +14,7 @@
 #include "compiler/emitters/manifest_builder.h"
 #include "compiler/emitters/stage_emitter.h"
 #include "compiler/frontends/onnx/onnx_frontend.h"
+#include "compiler/frontends/torchscript/torchscript_frontend.h"
 #include "compiler/ir/text.h"
 #include "schemas/error.h"
 #include "schemas/sha256.h"
@@ -32,8 +33,7 @@ std::unique_ptr<SourceModel> load_model(const std::string& path, std::vector<std
   if (fs::is_directory(path, ec)) throw Error(path + ": is a directory, not a model file");
   std::string ext = fs::path(path).extension().string();
   if (ext == ".onnx") return onnx_frontend::load_onnx(path, path, notes);
-  if (ext == ".pt" || ext == ".pth" || ext == ".torchscript")
-    throw Error(path + ": TorchScript models are not supported by this build of ppc yet (export to ONNX, or see the TorchScript frontend issue)");
+  if (ext == ".pt" || ext == ".pth" || ext == ".torchscript") return torchscript_frontend::load_torchscript(path, path, notes);
   (void)display;
   throw Error(path + ": unknown model format '" + ext + "' (expected .onnx or .pt)");
 }
@@ -235,7 +235,10 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
         << human_flops(static_cast<double>(s.flops)) << " ("
         << (m.total_flops > 0 ? static_cast<int>(100.0 * s.flops / m.total_flops + 0.5) : 0) << "%)  params "
         << s.params.size() << " (" << human_bytes(pbytes) << ")  in " << s.inputs.size() << "  out " << s.outputs.size();
-    if (act_out > 0 || !act_known) out << " (" << (act_known ? "" : ">= ") << human_bytes(act_out) << "/sample sent)";
+    if (!act_known && act_out == 0)
+      out << " (bytes sent unknown: shapes unknown)";
+    else if (act_out > 0 || !act_known)
+      out << " (" << (act_known ? "" : ">= ") << human_bytes(act_out) << "/sample sent)";
     out << "\n";
   }
   if (m.total_flops > 0)

@@ -62,8 +62,9 @@ std::vector<std::optional<int>> model_input_batch_dims(const ir::Graph& g, const
   for (ir::ValueId v : g.inputs) names.push_back(g.values[v].name);
   for (size_t k = 0; k < g.inputs.size(); ++k) {
     const ir::Shape& s = g.values[g.inputs[k]].shape;
-    if (!s.rank_known || s.dims.empty()) continue;
-    dims[k] = 0;
+    if (s.rank_known && s.dims.empty()) continue;  // a scalar is replicated
+    dims[k] = 0;  // batch-first unless a symbolic dim says otherwise (or the rank is unknown)
+    if (!s.rank_known) continue;
     for (size_t i = 0; i < s.dims.size(); ++i)
       if (s.dims[i].is_symbolic()) {
         dims[k] = static_cast<int>(i);
@@ -152,7 +153,7 @@ manifest::Manifest build_manifest(const SourceModel& src, const analysis::Partit
       const ir::Param& param = g.params[prm];
       const ir::Value& v = g.values[param.value];
       manifest::StageParam mp;
-      mp.name = param.name;
+      mp.name = src.artifact_param_name(prm);
       mp.original = param.name;
       mp.dtype = ir::dtype_name(v.dtype);
       for (const auto& d : v.shape.dims) mp.shape.push_back(d.value);

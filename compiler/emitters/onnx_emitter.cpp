@@ -8,7 +8,7 @@
 #include <fstream>
 #include <set>
 
-#include "compiler/emitters/stage_emitter.h"
+#include "compiler/emitters/onnx_emitter.h"
 #include "compiler/frontends/onnx/onnx_source.h"
 #include "schemas/error.h"
 
@@ -134,9 +134,10 @@ std::string emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p,
 
 }  // namespace
 
-std::string emit_stage(const SourceModel& src, const analysis::Partition& p, int stage, const std::string& path) {
-  if (const auto* onnx_src = dynamic_cast<const OnnxSource*>(&src)) return emit_onnx_stage(*onnx_src, p, stage, path);
-  throw Error(std::string("no stage emitter for format '") + src.format() + "'");
+std::string emit_onnx_stage(const SourceModel& src, const analysis::Partition& p, int stage, const std::string& path) {
+  const auto* onnx_src = dynamic_cast<const OnnxSource*>(&src);
+  if (!onnx_src) throw std::logic_error("emit_onnx_stage: the source is not an ONNX model");
+  return emit_onnx_stage(*onnx_src, p, stage, path);
 }
 
 }  // namespace ppc

@@ -19,6 +19,10 @@ class SourceModel {
   virtual const char* artifact_extension() const = 0;
   /// ONNX default-domain opset (0 for other formats).
   virtual int64_t opset() const { return 0; }
+  /// Name under which param `index` is stored in a stage artifact. ONNX keeps
+  /// the source name; TorchScript attributes cannot contain dots, so
+  /// "layer0.lin.weight" is stored as "layer0_lin_weight". Unique per model.
+  virtual std::string artifact_param_name(int index) const { return graph().params.at(static_cast<size_t>(index)).name; }
 };
 
 }  // namespace ppc

@@ -1,0 +1,200 @@
+// TorchScript stage emitter: a new module per stage whose forward graph is
+// built by cloning the stage's nodes from the inlined source graph.
+#include <torch/script.h>
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+
+#include "compiler/emitters/torchscript_emitter.h"
+#include "compiler/frontends/torchscript/torchscript_source.h"
+#include "schemas/error.h"
+
+namespace ppc {
+
+namespace {
+
+using torch::jit::Node;
+using torch::jit::Value;
+using torchscript_frontend::TorchScriptSource;
+
+// A debug name for a stage argument: the IR name made an identifier
+// ("input.7" -> "input_7", "33" -> "v33").
+std::string arg_name(const std::string& name) {
+  std::string s;
+  for (char c : name) s += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0]))) s = "v" + s;
+  return s;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    if (c == '"' || c == '\\') o += '\\';
+    o += c;
+  }
+  return o;
+}
+
+bool is_tensor(const Value* v) { return v->type()->isSubtypeOf(*c10::TensorType::get()); }
+
+std::string emit(const TorchScriptSource& src, const analysis::Partition& p, int stage, const std::string& path) {
+  const ir::Graph& g = src.graph();
+  const analysis::StagePlan& sp = p.stages[stage];
+  const std::string where = "stage " + std::to_string(stage);
+
+  // Non-tensor values cannot cross a stage boundary (yet): name the value and
+  // where it goes.
+  auto check_tensor = [&](ir::ValueId v, const std::string& role) {
+    const Value* jv = src.jit_value(v);
+    if (!jv || is_tensor(jv)) return;
+    const ir::Value& val = g.values[v];
+    std::string from = "the model";
+    if (val.producer != ir::kNone) {
+      int s = p.stage_of_node[val.producer];
+      from = "node '" + g.nodes[val.producer].name + "' in stage " + std::to_string(s);
+    }
+    throw Error(where + ": " + role + " '" + val.name + "' of type " + jv->type()->repr_str() + " (from " + from +
+                ") is not a tensor; TorchScript stages exchange only tensors, so move the split point so that '" +
+                val.name + "' is produced and used in one stage");
+  };
+  for (const auto& in : sp.inputs)
+    if (in.source != analysis::InputSource::ModelInput) check_tensor(in.value, "input");
+  for (ir::ValueId v : sp.outputs) check_tensor(v, "output");
+
+  // The module: params stored here under flat names, plus `training`.
+  auto cu = std::make_shared<torch::jit::CompilationUnit>();
+  auto cls = c10::ClassType::create(c10::QualifiedName("__torch__.ppc.Stage" + std::to_string(stage)), cu,
+                                    /*is_module=*/true);
+  cu->register_type(cls);
+  torch::jit::Module mod(cu, cls);
+  std::map<int, std::string> flat_of;  // param index -> attribute name
+  std::ostringstream names_json;
+  bool first = true;
+  for (int prm : sp.params) {
+    const auto& info = src.params().at(static_cast<size_t>(prm));
+    std::string flat = src.artifact_param_name(prm);
+    flat_of[prm] = flat;
+    at::Tensor t = info.tensor.detach().clone();
+    if (info.is_buffer) {
+      mod.register_buffer(flat, t);
+    } else {
+      t.set_requires_grad(info.tensor.requires_grad());
+      mod.register_parameter(flat, t, /*is_buffer=*/false);
+    }
+  }
+  if (!cls->hasAttribute("training")) mod.register_attribute("training", c10::BoolType::get(), src.training());
+
+  // The forward graph.
+  auto graph = std::make_shared<torch::jit::Graph>();
+  Value* self = graph->addInput("self")->setType(cls);
+  std::unordered_map<const Value*, Value*> env;
+  env[src.self()] = self;
+  std::set<std::string> arg_names{"self"};
+  for (const auto& in : sp.inputs) {
+    const Value* jv = src.jit_value(in.value);
+    std::string name = arg_name(g.values[in.value].name);
+    for (int k = 1; arg_names.count(name); ++k) name = arg_name(g.values[in.value].name) + "_" + std::to_string(k);
+    arg_names.insert(name);
+    Value* v = graph->addInput(name);
+    v->setType(jv ? jv->type() : c10::TensorType::get());
+    if (jv) env[jv] = v;
+  }
+  for (const auto& [prm, flat] : flat_of) {
+    const Value* jv = src.jit_value(g.params[prm].value);
+    Value* v = graph->insertGetAttr(self, flat);
+    v->setDebugName(flat);
+    if (jv) env[jv] = v;
+  }
+  for (const auto& d : sp.derived) {
+    const Value* ref = src.jit_value(g.params[d.reference].value);
+    const Value* target = src.jit_value(g.params[d.param].value);
+    if (!ref || !target || !env.count(ref)) throw std::logic_error(where + ": derived param without its reference");
+    Value* v = env.at(ref);
+    if (d.relation == "transpose") v = graph->insert(c10::aten::t, {v});
+    else if (d.relation != "identity") throw Error(where + ": tie relation '" + d.relation + "' is not supported for TorchScript");
+    env[target] = v;
+  }
+  auto lookup = [&](Value* v) -> Value* {
+    auto it = env.find(v);
+    if (it == env.end())
+      throw std::logic_error("torchscript emitter: " + where + " reads %" + v->debugName() + ", which it does not define");
+    return it->second;
+  };
+  for (ir::NodeId id : sp.nodes) {
+    Node* n = src.jit_node(g.nodes[id].source_index);
+    Node* c = graph->insertNode(graph->createClone(n, lookup));
+    for (size_t i = 0; i < n->outputs().size(); ++i) env[n->outputs()[i]] = c->outputs()[i];
+  }
+  std::vector<Value*> outs;
+  for (ir::ValueId v : sp.outputs) outs.push_back(lookup(src.jit_value(v)));
+  if (outs.size() == 1) {
+    graph->registerOutput(outs[0]);
+  } else {
+    graph->registerOutput(graph->insertNode(graph->createTuple(outs))->output());
+  }
+
+  auto* fn = cu->create_function(c10::QualifiedName(*cls->name(), "forward"), graph);
+  cls->addMethod(fn);
+
+  // Flat name -> source name, and the source's other names for the tensor.
+  names_json << "{\n  \"stage\": " << stage << ",\n  \"params\": {";
+  for (const auto& [prm, flat] : flat_of) {
+    names_json << (first ? "\n" : ",\n") << "    \"" << json_escape(flat) << "\": \"" << json_escape(g.params[prm].name)
+               << "\"";
+    first = false;
+  }
+  names_json << (first ? "}" : "\n  }") << ",\n  \"aliases\": {";
+  first = true;
+  for (const auto& [prm, flat] : flat_of) {
+    const auto& aliases = src.params().at(static_cast<size_t>(prm)).aliases;
+    if (aliases.empty()) continue;
+    names_json << (first ? "\n" : ",\n") << "    \"" << json_escape(flat) << "\": [";
+    for (size_t i = 0; i < aliases.size(); ++i) names_json << (i ? ", " : "") << "\"" << json_escape(aliases[i]) << "\"";
+    names_json << "]";
+    first = false;
+  }
+  names_json << (first ? "}" : "\n  }") << "\n}\n";
+
+  try {
+    torch::jit::ExtraFilesMap extra{{"ppc_stage.json", names_json.str()}};
+    mod.save(path, extra);
+  } catch (const c10::Error& e) {
+    std::string msg = e.what_without_backtrace();
+    msg = msg.substr(0, msg.find('\n'));
+    throw Error(where + ": cannot save the TorchScript stage: " + msg);
+  }
+  // Verify: the archive loads back in LibTorch (Python's torch.jit.load uses
+  // the same reader).
+  try {
+    torch::jit::load(path);
+  } catch (const c10::Error& e) {
+    std::string msg = e.what_without_backtrace();
+    throw Error(where + ": the written TorchScript stage does not load back: " + msg.substr(0, msg.find('\n')));
+  }
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(path + ": cannot read back the stage artifact");
+  std::ostringstream bytes;
+  bytes << f.rdbuf();
+  return bytes.str();
+}
+
+}  // namespace
+
+std::string emit_torchscript_stage(const SourceModel& src, const analysis::Partition& p, int stage,
+                                   const std::string& path) {
+  const auto* ts = dynamic_cast<const TorchScriptSource*>(&src);
+  if (!ts) throw std::logic_error("emit_torchscript_stage: the source is not a TorchScript model");
+  try {
+    return emit(*ts, p, stage, path);
+  } catch (const c10::Error& e) {
+    std::string msg = e.what_without_backtrace();
+    throw Error("stage " + std::to_string(stage) + ": cannot build the TorchScript stage: " + msg.substr(0, msg.find('\n')));
+  }
+}
+
+}  // namespace ppc
