@@ -1,27 +1,32 @@
 #!/usr/bin/python3
-"""Export torchvision resnet18 and mobilenet_v2 (random, seeded weights) to ONNX.
+"""Export torchvision resnet18 and mobilenet_v2 (random, seeded weights) to ONNX
+or, with --torchscript, to traced TorchScript.
 
 Usage:  /usr/bin/python3 samples/export_torchvision.py OUTDIR
+        /usr/bin/python3 samples/export_torchvision.py --torchscript OUTDIR [MODEL...]
 
 Writes into OUTDIR:
   resnet18.onnx,      resnet18_spec.json
   mobilenet_v2.onnx,  mobilenet_v2_spec.json
+or, with --torchscript, for each MODEL (default: all):
+  <model>_traced.pt,  <model>_spec.json
 
 These files are NOT committed (about 45 MB and 14 MB); tests generate them.
 Weights are torchvision's default init after torch.manual_seed(0) (no
 download: weights=None).  Export: eval mode, opset 17, constant folding,
 input "x" [batch, 3, 224, 224] -> output "y" [batch, 1000], batch dynamic.
 The ONNX files are byte-identical across runs.
+TorchScript: torch.jit.trace(model.eval(), torch.randn(2, 3, 224, 224)) after
+torch.manual_seed(0), saved with torch.jit.save.  The spec is the same as for
+ONNX: TorchScript module paths are the dotted submodule names (layer1, ...).
 """
 
+import argparse
 import json
 import os
-import sys
 
 import torch
 import torchvision
-
-import onnx
 
 
 def end(module):
@@ -39,13 +44,46 @@ MODELS = {
 }
 
 
+def write_spec(outdir, name, split_points):
+    with open(os.path.join(outdir, f"{name}_spec.json"), "w") as f:
+        json.dump({"version": 1, "split_points": split_points}, f, indent=2)
+        f.write("\n")
+
+
+def export_torchscript(outdir, name, ctor):
+    torch.manual_seed(0)
+    model = ctor(weights=None).eval()
+    example = torch.randn(2, 3, 224, 224)
+    traced = torch.jit.trace(model, example)
+    path = os.path.join(outdir, f"{name}_traced.pt")
+    traced.save(path)
+    n = len(list(traced.parameters()))
+    print(f"{name}_traced.pt: {n} parameters")
+
+
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: export_torchvision.py OUTDIR")
-    outdir = sys.argv[1]
+    ap = argparse.ArgumentParser(description="Export torchvision models with random seeded weights.")
+    ap.add_argument("--torchscript", action="store_true", help="write <model>_traced.pt instead of ONNX")
+    ap.add_argument("outdir")
+    ap.add_argument("models", nargs="*", help="models to export: %s (default: all)" % ", ".join(MODELS))
+    args = ap.parse_args()
+    for name in args.models:
+        if name not in MODELS:
+            ap.error("unknown model '%s' (known: %s)" % (name, ", ".join(MODELS)))
+    outdir = args.outdir
     os.makedirs(outdir, exist_ok=True)
     torch.set_num_threads(1)
-    for name, (ctor, split_points) in MODELS.items():
+    names = args.models or list(MODELS)
+    if args.torchscript:
+        for name in names:
+            ctor, split_points = MODELS[name]
+            export_torchscript(outdir, name, ctor)
+            write_spec(outdir, name, split_points)
+        return
+    import onnx
+
+    for name in names:
+        ctor, split_points = MODELS[name]
         torch.manual_seed(0)
         model = ctor(weights=None).eval()
         example = torch.randn(1, 3, 224, 224)
@@ -63,9 +101,7 @@ def main():
         onnx.checker.check_model(m, full_check=True)
         print(f"{name}.onnx: {len(m.graph.node)} nodes, "
               f"{len(m.graph.initializer)} initializers")
-        with open(os.path.join(outdir, f"{name}_spec.json"), "w") as f:
-            json.dump({"version": 1, "split_points": split_points}, f, indent=2)
-            f.write("\n")
+        write_spec(outdir, name, split_points)
 
 
 if __name__ == "__main__":

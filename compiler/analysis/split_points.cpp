@@ -13,6 +13,24 @@ Error located(const JsonDocument* doc, const std::string& pointer, const std::st
   return Error(msg);
 }
 
+// The top-level node whose block holds module `name` (or a submodule of it)
+// when the module occurs only inside control flow; nullptr otherwise.
+const ir::Node* nested_holder(const ir::Graph& g, const std::string& name) {
+  if (name.empty()) return nullptr;
+  ir::NodeId best = ir::kNone;
+  auto it = g.nested_modules.lower_bound(name);
+  for (; it != g.nested_modules.end(); ++it) {
+    const std::string& path = it->first;
+    if (path != name && path.rfind(name + ".", 0) != 0) {
+      if (path.compare(0, name.size(), name) != 0) break;  // past every path starting with `name`
+      continue;                                           // e.g. "inner2" while looking for "inner"
+    }
+    if (it->second >= 0 && it->second < static_cast<ir::NodeId>(g.nodes.size()) && (best == ir::kNone || it->second < best))
+      best = it->second;
+  }
+  return best == ir::kNone ? nullptr : &g.nodes[best];
+}
+
 }  // namespace
 
 std::map<std::string, ModuleSpan> module_spans(const ir::Graph& g, const std::vector<bool>& const_like) {
@@ -55,6 +73,9 @@ std::vector<Cut> resolve_split_points(const ir::Graph& g, const std::vector<bool
             exists_const = exists_const || (const_like[i] && (g.nodes[i].module == sp.name || g.nodes[i].module.rfind(sp.name + ".", 0) == 0));
           if (exists_const)
             throw located(doc, sp.pointer, "module '" + sp.name + "' holds only constants (cloned into the stages that use them); there is nothing to cut at");
+          if (const ir::Node* holder = nested_holder(g, sp.name))
+            throw located(doc, sp.pointer, "module '" + sp.name + "' is inside control-flow node '" + holder->name + "' (" +
+                                               holder->op + "); a cut cannot fall inside a block: cut at the module holding that node instead");
           std::string hint = sp.name.empty() ? "" : did_you_mean(sp.name, names);
           throw located(doc, sp.pointer, "unknown module '" + sp.name + "'" + hint);
         }

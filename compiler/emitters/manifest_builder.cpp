@@ -190,7 +190,7 @@ manifest::Manifest build_manifest(const SourceModel& src, const analysis::Partit
     me.batch_dim = e.is_param ? std::nullopt : batch_dim_of(v.shape, batch_symbols);
     me.producer = e.producer;
     me.consumers = e.consumers;
-    me.differentiable = ir::dtype_is_float(v.dtype);
+    me.differentiable = ir::dtype_is_float(v.dtype) && !v.scalar;
     me.kind = e.is_param ? "param" : "activation";
     m.edges.push_back(me);
   }

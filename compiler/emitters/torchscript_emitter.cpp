@@ -42,16 +42,39 @@ std::string json_escape(const std::string& s) {
 
 bool is_tensor(const Value* v) { return v->type()->isSubtypeOf(*c10::TensorType::get()); }
 
+// int, float and bool scalars: sent between stages as 0-d tensors.
+bool is_scalar(const Value* v) {
+  auto k = v->type()->kind();
+  return k == c10::TypeKind::IntType || k == c10::TypeKind::FloatType || k == c10::TypeKind::BoolType;
+}
+
+// Scalar -> 0-d tensor (producer side).
+Value* scalar_to_tensor(torch::jit::Graph& g, Value* v) {
+  if (v->type()->kind() == c10::TypeKind::BoolType) v = g.insert(c10::aten::Int, {v});
+  return g.insert(c10::prim::NumToTensor, {v});
+}
+
+// 0-d tensor -> the scalar type `like` has (consumer side).
+Value* tensor_to_scalar(torch::jit::Graph& g, Value* t, const Value* like) {
+  switch (like->type()->kind()) {
+    case c10::TypeKind::IntType: return g.insert(c10::aten::Int, {t});
+    case c10::TypeKind::FloatType: return g.insert(c10::aten::Float, {t});
+    default: return g.insert(c10::aten::Bool, {t});
+  }
+}
+
 std::string emit(const TorchScriptSource& src, const analysis::Partition& p, int stage, const std::string& path) {
   const ir::Graph& g = src.graph();
   const analysis::StagePlan& sp = p.stages[stage];
   const std::string where = "stage " + std::to_string(stage);
 
-  // Non-tensor values cannot cross a stage boundary (yet): name the value and
-  // where it goes.
-  auto check_tensor = [&](ir::ValueId v, const std::string& role) {
+  // Values crossing a stage boundary travel as tensors. Python scalars (an
+  // int from size(), a float, a bool) go as 0-d tensors and are converted
+  // back on arrival; anything else (lists, tuples, objects) cannot cross:
+  // name the value and where it goes so the cut can be moved.
+  auto check_crossable = [&](ir::ValueId v, const std::string& role) {
     const Value* jv = src.jit_value(v);
-    if (!jv || is_tensor(jv)) return;
+    if (!jv || is_tensor(jv) || is_scalar(jv)) return;
     const ir::Value& val = g.values[v];
     std::string from = "the model";
     if (val.producer != ir::kNone) {
@@ -59,12 +82,12 @@ std::string emit(const TorchScriptSource& src, const analysis::Partition& p, int
       from = "node '" + g.nodes[val.producer].name + "' in stage " + std::to_string(s);
     }
     throw Error(where + ": " + role + " '" + val.name + "' of type " + jv->type()->repr_str() + " (from " + from +
-                ") is not a tensor; TorchScript stages exchange only tensors, so move the split point so that '" +
+                ") cannot cross a stage boundary (only tensors and int/float/bool scalars can); move the split point so that '" +
                 val.name + "' is produced and used in one stage");
   };
   for (const auto& in : sp.inputs)
-    if (in.source != analysis::InputSource::ModelInput) check_tensor(in.value, "input");
-  for (ir::ValueId v : sp.outputs) check_tensor(v, "output");
+    if (in.source != analysis::InputSource::ModelInput) check_crossable(in.value, "input");
+  for (ir::ValueId v : sp.outputs) check_crossable(v, "output");
 
   // The module: params stored here under flat names, plus `training`.
   auto cu = std::make_shared<torch::jit::CompilationUnit>();
@@ -101,6 +124,11 @@ std::string emit(const TorchScriptSource& src, const analysis::Partition& p, int
     for (int k = 1; arg_names.count(name); ++k) name = arg_name(g.values[in.value].name) + "_" + std::to_string(k);
     arg_names.insert(name);
     Value* v = graph->addInput(name);
+    if (jv && is_scalar(jv)) {
+      v->setType(c10::TensorType::get());
+      env[jv] = tensor_to_scalar(*graph, v, jv);
+      continue;
+    }
     v->setType(jv ? jv->type() : c10::TensorType::get());
     if (jv) env[jv] = v;
   }
@@ -131,7 +159,10 @@ std::string emit(const TorchScriptSource& src, const analysis::Partition& p, int
     for (size_t i = 0; i < n->outputs().size(); ++i) env[n->outputs()[i]] = c->outputs()[i];
   }
   std::vector<Value*> outs;
-  for (ir::ValueId v : sp.outputs) outs.push_back(lookup(src.jit_value(v)));
+  for (ir::ValueId v : sp.outputs) {
+    Value* jv = src.jit_value(v);
+    outs.push_back(is_scalar(jv) ? scalar_to_tensor(*graph, lookup(jv)) : lookup(jv));
+  }
   if (outs.size() == 1) {
     graph->registerOutput(outs[0]);
   } else {

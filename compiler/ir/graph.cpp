@@ -187,6 +187,8 @@ void Graph::sort_topologically() {
     for (auto& c : v.consumers) c = new_id[c];
     std::sort(v.consumers.begin(), v.consumers.end());
   }
+  for (auto& kv : nested_modules)
+    if (kv.second >= 0 && kv.second < n) kv.second = new_id[kv.second];
   node_index_.clear();
   for (int i = 0; i < n; ++i) node_index_[nodes[i].name] = i;
 }
@@ -228,6 +230,11 @@ std::string Graph::verify() const {
     const Value& val = values[v];
     if (val.producer == kNone && val.graph_input == kNone && val.param == kNone)
       return "model output '" + val.name + "' is never defined";
+  }
+  for (const auto& [path, id] : nested_modules) {
+    if (id < 0 || id >= static_cast<int>(nodes.size())) return "nested module '" + path + "' names a node id out of range";
+    if (!(nodes[id].flags & kNodeHasSubgraph))
+      return "nested module '" + path + "' is held by node '" + nodes[id].name + "', which has no subgraph";
   }
   return "";
 }

@@ -78,6 +78,9 @@ struct Value {
   int graph_input = kNone;            ///< index into Graph::inputs, or kNone
   int param = kNone;                  ///< index into Graph::params, or kNone
   bool is_graph_output = false;
+  /// A non-tensor scalar (a TorchScript int/float/bool): crosses stages as a
+  /// 0-d tensor of `dtype`, never differentiable.
+  bool scalar = false;
 };
 
 /// Node flags the frontend sets; analyses never look at op names.
@@ -128,6 +131,12 @@ class Graph {
   std::vector<Param> params;
   std::vector<ValueId> inputs;   ///< model inputs (not params), in source order
   std::vector<ValueId> outputs;  ///< model outputs, in source order
+  /// Module paths that occur only inside the blocks of subgraph-carrying nodes
+  /// (kNodeHasSubgraph: TorchScript prim::If/prim::Loop, ONNX If/Loop/Scan),
+  /// each mapped to the first top-level node whose block holds it. Filled by
+  /// the frontends; split-point resolution uses it to explain why such a
+  /// module cannot be cut at. sort_topologically() keeps the ids current.
+  std::map<std::string, NodeId> nested_modules;
 
   /// Adds a value; names must be unique (throws std::logic_error otherwise).
   ValueId add_value(const std::string& name, DType dtype = DType::Undefined, Shape shape = {});

@@ -78,6 +78,80 @@ expect no_spec "give a split spec (--splits FILE) or --stages N" -- split $M -o 
 expect bad_flag "ppc: error:" -- split $M --frobnicate -o "$O"
 expect inspect_missing "no such manifest" -- inspect "$tmp/nothing"
 
+# TorchScript (.pt) input.
+T=samples/mlp/mlp_traced.pt
+head -c 3000 /dev/urandom >"$tmp/garbage.pt"
+expect ts_garbage "garbage.pt: cannot load TorchScript: PytorchStreamReader failed reading zip archive" -- split "$tmp/garbage.pt" --splits samples/mlp/spec.json -o "$O"
+# A torch.save()d state dict is a zip archive too, but no TorchScript.
+expect ts_state_dict "mlp_params.pt: cannot load TorchScript:" -- split samples/mlp/mlp_params.pt --splits samples/mlp/spec.json -o "$O"
+expect ts_unknown_module "unknown_module.json:2:3: unknown module 'layer9' (did you mean 'layer0', 'layer1' or 'layer2'?)" -- split $T --splits "$tmp/unknown_module.json" -o "$O"
+# Models made at test time (torch.jit.script needs the class source in a file):
+#   nofwd.pt  a scripted module whose only method is an @torch.jit.export'ed
+#             `encode`: it really has no `forward`;
+#   cf.pt     forward is `x = self.pre(x); if x.sum() > 0: x = self.inner(x); return self.post(x)`:
+#             module `inner` (a Linear wrapper, `inner.lin`) is called only inside the prim::If block.
+cat >"$tmp/make_ts.py" <<'EOF_PY'
+import sys
+import torch
+
+
+class NoForward(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    @torch.jit.export
+    def encode(self, x):
+        return self.lin(x)
+
+
+class Inner(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+class ControlFlow(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pre = torch.nn.Linear(4, 4)
+        self.inner = Inner()
+        self.post = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        x = self.pre(x)
+        if x.sum() > 0:
+            x = self.inner(x)
+        return self.post(x)
+
+
+torch.manual_seed(0)
+m = torch.jit.script(NoForward())
+assert not m._c._has_method("forward")
+m.save(sys.argv[1] + "/nofwd.pt")
+torch.jit.script(ControlFlow()).save(sys.argv[1] + "/cf.pt")
+EOF_PY
+if /usr/bin/python3 "$tmp/make_ts.py" "$tmp" >"$tmp/make_ts.log" 2>&1; then
+  expect ts_no_forward "nofwd.pt: the TorchScript module has no 'forward' method" -- split "$tmp/nofwd.pt" --splits samples/mlp/spec.json -o "$O"
+  spec inner.json $'{"version": 1, "split_points": [\n  {"module": "inner", "at": "end"}]}'
+  expect ts_inside_control_flow "inner.json:2:3: module 'inner' is inside control-flow node 'prim::If' (prim::If); a cut cannot fall inside a block" -- split "$tmp/cf.pt" --splits "$tmp/inner.json" -o "$O"
+  spec inner_lin.json $'{"version": 1, "split_points": [{"module": "inner.lin", "at": "begin"}]}'
+  expect ts_inside_control_flow_sub "module 'inner.lin' is inside control-flow node 'prim::If' (prim::If)" -- split "$tmp/cf.pt" --splits "$tmp/inner_lin.json" -o "$O"
+  spec prre.json $'{"version": 1, "split_points": [{"module": "prre", "at": "end"}]}'
+  expect ts_cf_unknown_module "unknown module 'prre' (did you mean 'pre'?)" -- split "$tmp/cf.pt" --splits "$tmp/prre.json" -o "$O"
+  # The same model exported to ONNX: `inner` lives in the If node's then_branch.
+  if /usr/bin/python3 -c 'import sys, torch; torch.onnx.export(torch.jit.load(sys.argv[1] + "/cf.pt"), (torch.randn(2, 4),), sys.argv[1] + "/cf.onnx", opset_version=17, input_names=["x"], output_names=["y"])' "$tmp" >>"$tmp/make_ts.log" 2>&1; then
+    expect onnx_inside_control_flow "inner.json:2:3: module 'inner' is inside control-flow node '/If' (If); a cut cannot fall inside a block" -- split "$tmp/cf.onnx" --splits "$tmp/inner.json" -o "$O"
+  else
+    echo "FAIL onnx_inside_control_flow: could not export cf.pt to ONNX:"; cat "$tmp/make_ts.log"; fail=$((fail + 1))
+  fi
+else
+  echo "FAIL ts_models: could not create the TorchScript test models:"; cat "$tmp/make_ts.log"; fail=$((fail + 1))
+fi
+
 # A foreign directory is never replaced.
 mkdir -p "$tmp/foreign" && echo keep >"$tmp/foreign/notes.txt"
 "$ppc" split $M --splits samples/mlp/spec.json -o "$tmp/foreign" >/dev/null 2>"$tmp/stderr"

@@ -135,6 +135,20 @@ void outer_names(const onnx::GraphProto& g, std::set<std::string> defined, std::
     if (!defined.count(o.name())) out.insert(o.name());
 }
 
+// Names of the nodes inside a node's subgraphs (If branches, Loop/Scan bodies), at any depth.
+void subgraph_node_names(const onnx::NodeProto& n, std::vector<std::string>& out) {
+  auto walk = [&out](const onnx::GraphProto& sg) {
+    for (const auto& inner : sg.node()) {
+      out.push_back(inner.name());
+      subgraph_node_names(inner, out);
+    }
+  };
+  for (const auto& a : n.attribute()) {
+    if (a.has_g()) walk(a.g());
+    for (const auto& sg : a.graphs()) walk(sg);
+  }
+}
+
 const ir::Shape* shape_in(const ir::Graph& g, ir::ValueId v) { return v == ir::kNone ? nullptr : &g.values[v].shape; }
 
 int64_t dim_or(const ir::Shape* s, int idx, int64_t fallback = 1) {
@@ -344,6 +358,7 @@ class OnnxLowering {
 
     std::vector<std::string> names;
     for (const auto& n : gp.node()) names.push_back(n.name());
+    for (const auto& n : gp.node()) subgraph_node_names(n, names);
     auto scopes = collect_scopes(names);
     std::set<std::string> used_names;
     for (int i = 0; i < gp.node_size(); ++i) {
@@ -399,7 +414,18 @@ class OnnxLowering {
       n.flops = 0;
       ir::NodeId id = g.add_node(std::move(n));
       g.nodes[id].flops = estimate_flops(g, g.nodes[id], p);
+      // Module paths inside this node's subgraphs: a module that occurs only
+      // there cannot be cut at (see nested_modules).
+      if (g.nodes[id].flags & ir::kNodeHasSubgraph) {
+        std::vector<std::string> inner;
+        subgraph_node_names(p, inner);
+        for (const auto& name : inner) {
+          std::string path = module_path(scope_segments(name), scopes);
+          if (!path.empty()) g.nested_modules.emplace(path, id);
+        }
+      }
     }
+    for (const ir::Node& node : g.nodes) g.nested_modules.erase(node.module);
     for (const auto& o : gp.output()) {
       ir::ValueId v = g.find_value(o.name());
       if (v == ir::kNone) throw Error(display + ": model output '" + o.name() + "' is never produced");

@@ -60,6 +60,18 @@ void type_of(const Value* v, ir::DType& dt, ir::Shape& sh) {
   }
 }
 
+// int/float/bool values cross stages as 0-d tensors: give them that type.
+void mark_scalar(ir::Value& val, const Value* v) {
+  switch (v->type()->kind()) {
+    case c10::TypeKind::IntType: val.dtype = ir::DType::Int64; break;
+    case c10::TypeKind::FloatType: val.dtype = ir::DType::Float64; break;
+    case c10::TypeKind::BoolType: val.dtype = ir::DType::Bool; break;
+    default: return;
+  }
+  val.shape = ir::Shape::of({});
+  val.scalar = true;
+}
+
 bool is_random_op(const std::string& kind) {
   static const std::set<std::string> kRandom = {
       "aten::dropout",       "aten::dropout_",       "aten::feature_dropout", "aten::feature_dropout_",
@@ -522,12 +534,28 @@ class TorchScriptLowering {
         auto on = output_name.find(v);
         std::string name = on != output_name.end() ? on->second : unique_name(v->debugName());
         ir::ValueId id = g.add_value(name, dt, sh);
+        mark_scalar(g.values[id], v);
         note_value(v, id);
         node.outputs.push_back(id);
       }
       ir::NodeId id = g.add_node(std::move(node));
       g.nodes[id].flops = estimate_flops(g, g.nodes[id]);
+      // Module paths of the nodes inside this node's blocks (any depth): a
+      // module called only there cannot be cut at (see nested_modules).
+      if (!n->blocks().empty()) {
+        std::vector<torch::jit::Block*> pending(n->blocks().begin(), n->blocks().end());
+        while (!pending.empty()) {
+          torch::jit::Block* b = pending.back();
+          pending.pop_back();
+          for (Node* inner : b->nodes()) {
+            std::string path = paths.path_of(inner);
+            if (!path.empty()) g.nested_modules.emplace(path, id);
+            for (torch::jit::Block* sub : inner->blocks()) pending.push_back(sub);
+          }
+        }
+      }
     }
+    for (const ir::Node& node : g.nodes) g.nested_modules.erase(node.module);
     for (Value* o : outputs) {
       auto it = ids.find(o);
       if (it == ids.end()) throw Error(display_ + ": a model output is not produced by 'forward'");

@@ -370,6 +370,36 @@ TEST(SplitPoints, ErrorsAreLocatedInTheSpec) {
             "'layer1' at end); list split points in graph order");
 }
 
+TEST(SplitPoints, ModuleOnlyInsideControlFlowNamesTheBlock) {
+  // `if x.sum() > 0: x = self.inner(x)`: the If node is atomic; module
+  // `inner` (and `inner.lin`) occurs only inside its block.
+  Graph g = parse_graph(R"(
+input x:float32[4]
+node pre/aten::linear aten::linear @pre : x -> h0:float32[4]
+node aten::sum aten::sum : h0 -> s:float32[]
+node prim::If prim::If subgraph : s h0 -> h1:float32[4]
+node post/aten::linear aten::linear @post : h1 -> y:float32[4]
+output y
+)");
+  g.nested_modules = {{"inner.lin", g.find_node("prim::If")}, {"innerx", g.find_node("prim::If")}};
+  ASSERT_EQ(g.verify(), "");
+  const std::string tail = "; a cut cannot fall inside a block: cut at the module holding that node instead";
+  EXPECT_EQ(resolve_error(g, spec_of({module_point("inner", true)})),
+            "module 'inner' is inside control-flow node 'prim::If' (prim::If)" + tail);
+  EXPECT_EQ(resolve_error(g, spec_of({module_point("inner.lin", false)})),
+            "module 'inner.lin' is inside control-flow node 'prim::If' (prim::If)" + tail);
+  // Neither a prefix of a name segment nor an unrelated name counts as nested.
+  EXPECT_EQ(resolve_error(g, spec_of({module_point("inn", true)})).rfind("unknown module 'inn'", 0), 0u);
+  EXPECT_EQ(resolve_error(g, spec_of({module_point("inner.li", true)})).rfind("unknown module 'inner.li'", 0), 0u);
+  // Modules at the top level resolve as usual.
+  EXPECT_EQ(positions(resolve_split_points(g, consts(g), spec_of({module_point("pre", true)}), nullptr)), (Ints{1}));
+
+  // Located in the spec like every split-point error.
+  JsonDocument doc = JsonDocument::parse("{\"version\": 1,\n \"split_points\": [{\"module\": \"inner\"}]}\n", "spec.json");
+  EXPECT_EQ(resolve_error(g, spec::parse_split_spec(doc), &doc),
+            "spec.json:2:19: module 'inner' is inside control-flow node 'prim::If' (prim::If)" + tail);
+}
+
 // ------------------------------------------------------------------ balance
 
 // Brute force: the best max piece sum over all ways to cut `costs` into

@@ -334,6 +334,16 @@ TEST(TopoSort, FixesOutOfOrderInput) {
   EXPECT_EQ(g.values[g.find_value("c")].consumers, (std::vector<NodeId>{g.find_node("use_c")}));
 }
 
+TEST(TopoSort, RenumbersNestedModules) {
+  Graph g = out_of_order();
+  g.nodes[g.find_node("make_a")].flags |= kNodeHasSubgraph;
+  g.nested_modules["inner"] = g.find_node("make_a");
+  ASSERT_EQ(g.nested_modules.at("inner"), 3);
+  g.sort_topologically();
+  EXPECT_EQ(g.nested_modules.at("inner"), 0);  // make_a moved to the front
+  EXPECT_EQ(g.verify(), "");
+}
+
 TEST(TopoSort, StableForIndependentNodes) {
   // Three independent chains, interleaved: already topological, so unchanged.
   Graph g = parse_graph(
@@ -492,6 +502,19 @@ TEST(Verify, DuplicateNames) {
       "node a Relu : x -> y:float32[1]\n");
   g2.values[g2.find_value("y")].name = "x";
   EXPECT_EQ(g2.verify(), "value name 'x' is used twice");
+}
+
+TEST(Verify, NestedModuleHolder) {
+  Graph g = parse_graph(
+      "input x:float32[1]\n"
+      "node a Relu : x -> y:float32[1]\n"
+      "node b If subgraph : y -> z:float32[1]\n");
+  g.nested_modules["inner"] = 1;
+  EXPECT_EQ(g.verify(), "");
+  g.nested_modules["inner"] = 5;
+  EXPECT_EQ(g.verify(), "nested module 'inner' names a node id out of range");
+  g.nested_modules["inner"] = 0;
+  EXPECT_EQ(g.verify(), "nested module 'inner' is held by node 'a', which has no subgraph");
 }
 
 }  // namespace

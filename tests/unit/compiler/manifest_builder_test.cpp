@@ -54,8 +54,8 @@ std::string batch_dims_error(const ir::Graph& g, const std::string& inputs_json)
 TEST(ModelInputBatchDims, Inferred) {
   ir::Graph g = ir::parse_graph(kInputs);
   // x: first symbolic dim 0; y: first symbolic dim 1; z: no symbol -> 0;
-  // scalar and unranked inputs are not split.
-  EXPECT_EQ(model_input_batch_dims(g, spec::SplitSpec{}, nullptr), (Dims{0, 1, 0, std::nullopt, std::nullopt}));
+  // a scalar input is not split; an unranked one is taken as batch-first (0).
+  EXPECT_EQ(model_input_batch_dims(g, spec::SplitSpec{}, nullptr), (Dims{0, 1, 0, std::nullopt, 0}));
 }
 
 TEST(ModelInputBatchDims, SpecOverridesAndReplicate) {
