@@ -14,7 +14,7 @@
 #include "compiler/emitters/manifest_builder.h"
 #include "compiler/emitters/stage_emitter.h"
 #include "compiler/frontends/onnx/onnx_frontend.h"
-#include "compiler/frontends/torchscript/torchscript_frontend.h"
+#include "compiler/frontends/torchscript/plugin.h"
 #include "compiler/ir/text.h"
 #include "schemas/error.h"
 #include "schemas/sha256.h"
@@ -33,7 +33,7 @@ std::unique_ptr<SourceModel> load_model(const std::string& path, std::vector<std
   if (fs::is_directory(path, ec)) throw Error(path + ": is a directory, not a model file");
   std::string ext = fs::path(path).extension().string();
   if (ext == ".onnx") return onnx_frontend::load_onnx(path, path, notes);
-  if (ext == ".pt" || ext == ".pth" || ext == ".torchscript") return torchscript_frontend::load_torchscript(path, path, notes);
+  if (ext == ".pt" || ext == ".pth" || ext == ".torchscript") return torchscript_frontend::plugin().load(path, path, notes);
   (void)display;
   throw Error(path + ": unknown model format '" + ext + "' (expected .onnx or .pt)");
 }
