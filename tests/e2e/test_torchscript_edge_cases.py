@@ -1,12 +1,16 @@
 #!/usr/bin/python3
-"""Non-tensor values crossing a TorchScript cut.
+"""TorchScript edge cases, each checked against the full model.
 
-An int from size() and a float computed from it are produced before the cut
-and used after it: ppc must send them as 0-d tensors (int64 / float64, not
-differentiable) and convert them back, so the chained stages still equal the
-full model. A list crossing the cut is refused with a clear message.
+* Non-tensor values crossing a cut: an int from size(), a float and a bool
+  computed from it are produced before the cut and used after it; ppc must
+  send them as 0-d tensors (int64 / float64 / bool, not differentiable) and
+  convert them back, so the chained stages still equal the full model. A list
+  crossing the cut is refused with one clear line.
+* Control flow: modules called inside prim::If and prim::Loop blocks (their
+  GetAttr chains hoisted out of the blocks) run in a later stage and give the
+  model's outputs on both branches.
 
-Usage: test_scalar_edges.py PPC TMPDIR
+Usage: test_torchscript_edge_cases.py PPC TMPDIR
 """
 import json
 import os
@@ -50,6 +54,22 @@ class M(nn.Module):
         f = float(x.size(1)) / 8.0
         flag = x.size(0) > 1
         return self.b(self.a(x), n, f, flag)
+
+
+class CF(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pre = nn.Linear(8, 8)
+        self.inner = nn.Linear(8, 8)
+        self.post = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.pre(x)
+        if x.sum() > 0:
+            x = self.inner(x)
+        for _ in range(2):
+            x = torch.relu(self.inner(x))
+        return self.post(x)
 
 
 class L(nn.Module):
@@ -98,8 +118,22 @@ if r.returncode != 2 or "cannot cross a stage boundary" not in r.stderr or r.std
 if os.path.exists(os.path.join(tmp, "out_l")):
     failures.append("a failed split left out_l behind")
 
+torch.jit.script(CF().eval()).save(os.path.join(tmp, "cf.pt"))
+spec_cf = os.path.join(tmp, "spec_cf.json")
+with open(spec_cf, "w") as f:
+    json.dump({"version": 1, "split_points": [{"module": "pre", "at": "end"}]}, f)
+out = os.path.join(tmp, "out_cf")
+subprocess.run([ppc, "split", os.path.join(tmp, "cf.pt"), "--splits", spec_cf, "-o", out], check=True, capture_output=True)
+full = torch.jit.load(os.path.join(tmp, "cf.pt"))
+stages = [torch.jit.load(os.path.join(out, "stage%d.pt" % i)) for i in range(2)]
+for sign in (1.0, -1.0):  # both branches of the If (pre's bias is small next to x)
+    x = torch.randn(4, 8) * 10 * sign
+    diff = (stages[1](stages[0](x)) - full(x)).abs().max().item()
+    if diff != 0.0:
+        failures.append("control flow (sign %g): chained stages differ by %g" % (sign, diff))
+
 for f in failures:
     print("FAIL", f)
-CHECKS = 5  # scalar edge kinds, two batch sizes, the list error, nothing left behind
+CHECKS = 7  # scalar edge kinds, two batch sizes, the list error, nothing left behind, two If branches
 print("%d passed, %d failed" % (CHECKS - len(failures), len(failures)))
 sys.exit(1 if failures else 0)
