@@ -1,0 +1,99 @@
+// The simulator: runs a schedule on paper. Finds deadlocks and predicts the
+// step time, bubble fraction and peak activation memory (micro-batches in
+// flight) of a schedule from per-stage costs.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "runtime/schedule/action.h"
+#include "runtime/schedule/stage_graph.h"
+
+namespace ppc::runtime::schedule {
+
+/// Time one stage takes for one micro-batch, in any unit (all the same unit).
+struct StageCost {
+  double f = 1;  ///< forward
+  double b = 2;  ///< full backward
+  double i = 1;  ///< input-gradient backward
+  double w = 1;  ///< weight-gradient backward
+};
+
+struct SimOptions {
+  /// Per stage; empty: StageCost{} for every stage; one entry: for every stage.
+  std::vector<StageCost> costs;
+  /// Time one message takes. In a lowered schedule a message moves once its
+  /// SEND has run and its RECV is posted (Gloo's rendezvous: the sender
+  /// writes when the receiver is ready), and arrives `comm` later. In a
+  /// compute-only schedule every cross-rank edge is a message that starts
+  /// when its producer ends (receives posted in time).
+  double comm = 0;
+  /// false (pprun's engine, like torch.distributed.pipelining's runtime): a
+  /// RECV only posts the receive, taking no time, and the compute that needs
+  /// the data waits for it. true: the RECV itself blocks its rank until its
+  /// data arrived.
+  bool blocking_recv = false;
+};
+
+/// One executed action. Communication actions take no time on their rank.
+struct TimedAction {
+  Action action;
+  double start = 0;
+  double end = 0;
+};
+
+/// A rank that cannot go on: its next action and what that action waits for.
+struct StuckRank {
+  int rank = 0;
+  int index = 0;  ///< position of `action` in the rank's list
+  Action action;
+  std::string waiting_for;  ///< e.g. "1SEND_B0 on rank 1", "0F3, which no rank has"
+};
+
+struct SimResult {
+  /// True when some rank could not finish its list: every unfinished rank
+  /// waits on something that never happens.
+  bool deadlock = false;
+  std::vector<StuckRank> stuck;  ///< the unfinished ranks, ascending (empty unless deadlock)
+
+  double makespan = 0;                  ///< end of the last action (of what ran, on deadlock)
+  std::vector<double> busy;             ///< per rank: total compute time
+  double bubble_fraction = 0;           ///< 1 - sum(busy) / (ranks * makespan)
+  std::vector<int> peak_in_flight;      ///< per rank: most (stage, micro-batch) pairs with F done and B/W not
+  std::vector<std::vector<TimedAction>> timeline;  ///< per rank, the actions that ran, in order
+
+  /// "" when no deadlock, else "deadlock: rank 0 is stuck at action 2
+  /// (0RECV_B0) waiting for 1SEND_B0 on rank 1; rank 1 ...".
+  std::string deadlock_message() const;
+};
+
+/// Simulates `schedule` (compute-only or lowered) for stages connected by
+/// `graph`. Each rank runs its actions in order; an action starts when its
+/// rank is free and its data dependencies are done:
+///   F(s,m) needs the forward outputs of every producer of s for m;
+///   B/I(s,m) needs F(s,m) and the input gradients (B or I) of every consumer;
+///   W(s,m) needs I(s,m); SEND_F needs F, SEND_B needs B or I, of its stage
+///   and micro-batch.
+/// Within a rank data is ready when its producer ends. Across ranks, in a
+/// compute-only schedule (no SEND/RECV anywhere) it arrives `comm` after the
+/// producer ends; in a lowered schedule it is a message (see SimOptions::comm)
+/// and the consuming compute needs its RECV to have run earlier on its rank.
+/// A SEND takes no time; a RECV none either unless blocking_recv. When no rank can go on before all
+/// are done, the result reports a deadlock. Throws ppc::Error when stages are
+/// out of range, on two ranks, or when costs has neither 0, 1 nor num_stages
+/// entries.
+SimResult simulate(const Schedule& schedule, int num_stages, const StageGraph& graph, const SimOptions& options = {});
+/// simulate() over the chain 0 -> 1 -> ... -> num_stages-1.
+SimResult simulate(const Schedule& schedule, int num_stages, const SimOptions& options = {});
+
+/// Per-rank text timeline of the compute actions, one row per rank, one
+/// column per `unit` of time (default: the shortest compute action), each
+/// cell the action running at the middle of that slot or '.' when idle:
+///   rank 0 | 0F0 0F1 .   .   0B0 0B1
+std::string format_timeline(const SimResult& result, double unit = 0);
+
+/// Makespan, bubble fraction, and per rank busy time and peak in-flight
+/// micro-batches, one line each; plus the deadlock message if any.
+std::string format_summary(const SimResult& result);
+
+}  // namespace ppc::runtime::schedule

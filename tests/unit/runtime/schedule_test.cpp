@@ -1,0 +1,440 @@
+// runtime/schedule: schedules as data. Text and CSV forms, generators checked
+// by the validator, lowering, rejection of malformed schedules, and the
+// simulator's numbers against the known closed forms.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <functional>
+#include <sstream>
+
+#include "runtime/schedule/action.h"
+#include "runtime/schedule/csv.h"
+#include "runtime/schedule/generators.h"
+#include "runtime/schedule/lowering.h"
+#include "runtime/schedule/simulator.h"
+#include "runtime/schedule/stage_graph.h"
+#include "runtime/schedule/validator.h"
+#include "schemas/error.h"
+
+using namespace ppc::runtime::schedule;
+
+namespace {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ppc::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Builds a schedule from text, one string per rank: {"0F0 0B0", "1F0 1B0"}.
+Schedule sched(const std::vector<std::string>& ranks) {
+  Schedule s;
+  for (const std::string& r : ranks) {
+    std::istringstream in(r);
+    RankSchedule rs;
+    for (std::string tok; in >> tok;) rs.push_back(parse_action(tok));
+    s.push_back(rs);
+  }
+  return s;
+}
+
+SimOptions costs(double f, double b, double i = 1, double w = 1) {
+  SimOptions o;
+  o.costs = {StageCost{f, b, i, w}};
+  return o;
+}
+
+size_t count_kind(const Schedule& s, Action::Kind k) {
+  size_t n = 0;
+  for (const auto& r : s) n += std::count_if(r.begin(), r.end(), [&](const Action& a) { return a.kind == k; });
+  return n;
+}
+
+double idle(const SimResult& r, int rank) { return r.makespan - r.busy[rank]; }
+
+}  // namespace
+
+// --- text form ---------------------------------------------------------------
+
+TEST(ActionText, WritesTorchPipeliningForm) {
+  EXPECT_EQ(to_string(Action{Action::F, 0, 3}), "0F3");
+  EXPECT_EQ(to_string(Action{Action::B, 1, 2}), "1B2");
+  EXPECT_EQ(to_string(Action{Action::I, 1, 2}), "1I2");
+  EXPECT_EQ(to_string(Action{Action::W, 2, 0}), "2W0");
+  EXPECT_EQ(to_string(Action{Action::SEND_F, 0, 3}), "0SEND_F3");
+  EXPECT_EQ(to_string(Action{Action::RECV_B, 1, 2}), "1RECV_B2");
+  EXPECT_EQ(to_string(Action{Action::RECV_F, 12, 105}), "12RECV_F105");
+}
+
+TEST(ActionText, RoundTripsEveryKind) {
+  for (auto k : {Action::F, Action::B, Action::I, Action::W, Action::SEND_F, Action::RECV_F, Action::SEND_B,
+                 Action::RECV_B})
+    for (int s : {0, 3, 17})
+      for (int m : {0, 9, 123}) {
+        Action a{k, s, m};
+        EXPECT_EQ(parse_action(to_string(a)), a) << to_string(a);
+      }
+}
+
+TEST(ActionText, ParseErrorsNameTheText) {
+  EXPECT_EQ(error_of([] { parse_action(""); }), "invalid action '': empty");
+  EXPECT_EQ(error_of([] { parse_action("F3"); }),
+            "invalid action 'F3': expected a stage index first, as in 0F3 or 1RECV_B2");
+  EXPECT_EQ(error_of([] { parse_action("0X1"); }),
+            "invalid action '0X1': unknown kind 'X' (expected F, B, I, W, SEND_F, RECV_F, SEND_B or RECV_B)");
+  EXPECT_EQ(error_of([] { parse_action("0F"); }), "invalid action '0F': missing micro-batch index after 'F'");
+  EXPECT_EQ(error_of([] { parse_action("03"); }),
+            "invalid action '03': missing kind after the stage index (F, B, I, W, SEND_F, RECV_F, SEND_B or RECV_B)");
+  EXPECT_EQ(error_of([] { parse_action("0F1x"); }), "invalid action '0F1x': unexpected 'x' after the micro-batch index");
+  EXPECT_EQ(error_of([] { parse_action(" 0F1"); }),
+            "invalid action ' 0F1': expected a stage index first, as in 0F3 or 1RECV_B2");
+  EXPECT_EQ(error_of([] { parse_action("0f1"); }).substr(0, 40), "invalid action '0f1': unknown kind 'f' (");
+  EXPECT_EQ(error_of([] { parse_action("1UNSHARD0"); }),
+            "invalid action '1UNSHARD0': kind 'UNSHARD' is not supported by pprun");
+  EXPECT_EQ(error_of([] { parse_action("99999999999F0"); }), "invalid action '99999999999F0': stage index is too large");
+}
+
+// --- CSV -----------------------------------------------------------------------
+
+TEST(ScheduleCsv, RoundTripsComputeAndLoweredSchedules) {
+  for (const Schedule& s : {interleaved_1f1b(4, 2, 8), zb_h1(3, 5), add_communication(one_f_one_b(4, 6), 4)}) {
+    std::string text = write_csv(s);
+    EXPECT_EQ(read_csv(text), s);
+    EXPECT_EQ(write_csv(read_csv(text)), text);
+  }
+  EXPECT_EQ(write_csv(one_f_one_b(2, 2)), "0F0,0F1,0B0,0B1\n1F0,1B0,1F1,1B1\n");
+}
+
+TEST(ScheduleCsv, ReadsTorchStyleFiles) {
+  // Python's csv.writer: "\r\n" line ends; torch writes idle steps as empty cells.
+  Schedule s = read_csv("0F0,,0F1,\"0B0\", 0B1 ,\r\n,1F0,1B0,1F1,1B1\r\n\r\n2F0\r\n");
+  ASSERT_EQ(s.size(), 4u);
+  EXPECT_EQ(to_string(s[0]), "0F0 0F1 0B0 0B1");
+  EXPECT_EQ(to_string(s[1]), "1F0 1B0 1F1 1B1");
+  EXPECT_TRUE(s[2].empty());
+  EXPECT_EQ(to_string(s[3]), "2F0");
+  EXPECT_TRUE(read_csv("").empty());
+  EXPECT_EQ(read_csv("0F0").size(), 1u);
+}
+
+TEST(ScheduleCsv, ErrorsNameRowAndColumn) {
+  EXPECT_EQ(error_of([] { read_csv("0F0,0B0\n1F0,1X0,1B0\n", "zb.csv"); }),
+            "zb.csv:2:5: invalid action '1X0': unknown kind 'X' (expected F, B, I, W, SEND_F, RECV_F, SEND_B or RECV_B)");
+  EXPECT_EQ(error_of([] { read_csv("0F0,  0F\r\n"); }),
+            "<schedule>:1:7: invalid action '0F': missing micro-batch index after 'F'");
+}
+
+// --- generators ------------------------------------------------------------------
+
+TEST(Generators, KnownShapes) {
+  EXPECT_EQ(to_string(gpipe(3, 2)[1]), "1F0 1F1 1B0 1B1");
+  Schedule ofob = one_f_one_b(3, 4);
+  EXPECT_EQ(to_string(ofob[0]), "0F0 0F1 0F2 0B0 0F3 0B1 0B2 0B3");
+  EXPECT_EQ(to_string(ofob[1]), "1F0 1F1 1B0 1F2 1B1 1F3 1B2 1B3");
+  EXPECT_EQ(to_string(ofob[2]), "2F0 2B0 2F1 2B1 2F2 2B2 2F3 2B3");
+  Schedule zb = zb_h1(3, 4);
+  EXPECT_EQ(to_string(zb[0]), "0F0 0F1 0F2 0I0 0W0 0F3 0I1 0W1 0I2 0W2 0I3 0W3");
+  EXPECT_EQ(to_string(zb[1]), "1F0 1F1 1I0 1F2 1I1 1W0 1F3 1I2 1W1 1I3 1W2 1W3");
+  EXPECT_EQ(to_string(zb[2]), "2F0 2I0 2F1 2I1 2F2 2I2 2W0 2F3 2I3 2W1 2W2 2W3");
+  // Interleaved, P=2 V=2 M=4: chunks of P micro-batches alternate between stages r and r+P.
+  Schedule il = interleaved_1f1b(2, 2, 4);
+  EXPECT_EQ(to_string(il[0]), "0F0 0F1 2F0 2F1 0F2 2B0 0F3 2B1 2F2 0B0 2F3 0B1 2B2 2B3 0B2 0B3");
+  EXPECT_EQ(to_string(il[1]), "1F0 1F1 3F0 3B0 3F1 3B1 1F2 1B0 1F3 1B1 3F2 3B2 3F3 3B3 1B2 1B3");
+  EXPECT_EQ(to_string(looped_bfs(2, 2, 2)[1]), "1F0 1F1 3F0 3F1 3B0 3B1 1B0 1B1");
+  EXPECT_EQ(interleaved_1f1b(3, 1, 6), one_f_one_b(3, 6));
+  EXPECT_EQ(zb_h1(4, 8), zb_h1(4, 8));  // deterministic
+}
+
+TEST(Generators, EveryScheduleValidatesCompiledAndLowered) {
+  for (int P : {1, 2, 3, 4})
+    for (int M : {1, 2, 3, 4, 5, 8}) {
+      for (const auto& [name, s] : std::vector<std::pair<std::string, Schedule>>{
+               {"gpipe", gpipe(P, M)}, {"1f1b", one_f_one_b(P, M)}, {"zb-h1", zb_h1(P, M)}}) {
+        SCOPED_TRACE(name + " P=" + std::to_string(P) + " M=" + std::to_string(M));
+        EXPECT_EQ(validate(s, P, M), "");
+        Schedule low = add_communication(s, P);
+        EXPECT_EQ(validate(low, P, M), "");
+        EXPECT_EQ(validate(hoist_receives(low), P, M), "");
+        EXPECT_EQ(strip_communication(low), s);
+        EXPECT_FALSE(simulate(hoist_receives(low), P).deadlock);
+      }
+      for (int V : {2, 3}) {
+        SCOPED_TRACE("V=" + std::to_string(V) + " P=" + std::to_string(P) + " M=" + std::to_string(M));
+        EXPECT_EQ(validate(looped_bfs(P, V, M), P * V, M), "");
+        if (M % P != 0) continue;
+        Schedule s = interleaved_1f1b(P, V, M);
+        EXPECT_EQ(validate(s, P * V, M), "");
+        Schedule low = add_communication(s, P * V);
+        EXPECT_EQ(validate(low, P * V, M), "");
+        EXPECT_EQ(validate(hoist_receives(low, 2), P * V, M), "");
+        EXPECT_FALSE(simulate(low, P * V).deadlock);
+      }
+    }
+}
+
+TEST(Generators, RejectBadArguments) {
+  EXPECT_EQ(error_of([] { interleaved_1f1b(4, 2, 6); }),
+            "interleaved 1F1B: the number of micro-batches (6) must be a multiple of the number of ranks (4)");
+  EXPECT_EQ(error_of([] { one_f_one_b(0, 4); }), "1F1B: the number of ranks must be at least 1, got 0");
+  EXPECT_EQ(error_of([] { zb_h1(2, 0); }), "ZB-H1: the number of micro-batches must be at least 1, got 0");
+  EXPECT_EQ(error_of([] { looped_bfs(2, 0, 2); }), "looped BFS: the number of stages per rank must be at least 1, got 0");
+}
+
+// --- lowering ----------------------------------------------------------------------
+
+TEST(Lowering, AddsPairedSendsAndReceivesAroundCompute) {
+  Schedule low = add_communication(one_f_one_b(3, 4), 3);
+  EXPECT_EQ(to_string(low[0]),
+            "0F0 0SEND_F0 0F1 0SEND_F1 0F2 0SEND_F2 0RECV_B0 0B0 0F3 0SEND_F3 0RECV_B1 0B1 0RECV_B2 0B2 0RECV_B3 0B3");
+  EXPECT_EQ(to_string(low[2]),
+            "2RECV_F0 2F0 2B0 2SEND_B0 2RECV_F1 2F1 2B1 2SEND_B1 2RECV_F2 2F2 2B2 2SEND_B2 2RECV_F3 2F3 2B3 2SEND_B3");
+  // Every SEND has exactly one RECV on the next (forward) or previous (backward) rank.
+  for (const Schedule& s : {low, add_communication(interleaved_1f1b(4, 2, 8), 8)}) {
+    const int P = static_cast<int>(s.size());
+    for (int r = 0; r < P; ++r)
+      for (const Action& a : s[r]) {
+        if (a.kind != Action::SEND_F && a.kind != Action::SEND_B) continue;
+        const bool fwd = a.kind == Action::SEND_F;
+        Action want{fwd ? Action::RECV_F : Action::RECV_B, fwd ? a.stage + 1 : a.stage - 1, a.microbatch};
+        const auto& peer = s[want.stage % P];
+        EXPECT_EQ(std::count(peer.begin(), peer.end(), want), 1) << to_string(a);
+      }
+    EXPECT_EQ(count_kind(s, Action::SEND_F), count_kind(s, Action::RECV_F));
+    EXPECT_EQ(count_kind(s, Action::SEND_B), count_kind(s, Action::RECV_B));
+  }
+  // Nothing to send on one rank.
+  EXPECT_EQ(add_communication(interleaved_1f1b(1, 3, 2), 3), interleaved_1f1b(1, 3, 2));
+}
+
+TEST(Lowering, HoistsReceivesBeforeThePrecedingCompute) {
+  Schedule h = hoist_receives(add_communication(one_f_one_b(3, 4), 3));
+  EXPECT_EQ(to_string(h[1]),
+            "1RECV_F0 1RECV_F1 1F0 1SEND_F0 1RECV_B0 1F1 1SEND_F1 1RECV_F2 1B0 1SEND_B0 1RECV_B1 1F2 1SEND_F2 1RECV_F3 1B1 "
+            "1SEND_B1 1RECV_B2 1F3 1SEND_F3 1RECV_B3 1B2 1SEND_B2 1B3 1SEND_B3");
+  // Never past a compute action of the same micro-batch: 0RECV_B0 stays after 0F0.. and 0F2 is mb 2.
+  Schedule h0 = hoist_receives(add_communication(one_f_one_b(2, 1), 2));
+  EXPECT_EQ(to_string(h0[0]), "0F0 0SEND_F0 0RECV_B0 0B0");
+}
+
+TEST(Lowering, SkipEdgesAndStagesSharingARank) {
+  // Stages 0 and 1 on rank 0, stage 2 on rank 1; a skip connection 0 -> 2.
+  StageGraph g = StageGraph::from_edges(3, {{0, 1}, {1, 2}, {0, 2}});
+  Schedule compute = sched({"0F0 1F0 0F1 1F1 1B0 0B0 1B1 0B1", "2F0 2B0 2F1 2B1"});
+  Schedule low = add_communication(compute, 3, g);
+  EXPECT_EQ(to_string(low[0]),
+            "0F0 0SEND_F0 1F0 1SEND_F0 0F1 0SEND_F1 1F1 1SEND_F1 1RECV_B0 1B0 0RECV_B0 0B0 1RECV_B1 1B1 0RECV_B1 0B1");
+  EXPECT_EQ(to_string(low[1]), "2RECV_F0 2F0 2B0 2SEND_B0 2RECV_F1 2F1 2B1 2SEND_B1");
+  EXPECT_EQ(validate(low, 3, 2, g), "");
+  SimResult r = simulate(low, 3, g, costs(1, 1));
+  EXPECT_FALSE(r.deadlock) << r.deadlock_message();
+  // Lowered for the plain chain, stage 0 neither sends nor receives: the skip
+  // edge is not served.
+  Schedule chain_low = add_communication(compute, 3);
+  EXPECT_EQ(validate(chain_low, 3, 2, g), "rank 0, action 8 (0B0): backward before its receive 0RECV_B0");
+  chain_low[0] = low[0];  // rank 1's lists agree: stage 2 receives from rank 0 either way
+  EXPECT_EQ(validate(chain_low, 3, 2, g), "");
+  EXPECT_EQ(error_of([] { StageGraph::from_edges(3, {{2, 1}}); }),
+            "edge 2 -> 1: edges must go from an earlier stage to a later one");
+}
+
+// --- validator -------------------------------------------------------------------
+
+TEST(Validator, RejectsMissingForward) {
+  Schedule s = one_f_one_b(3, 4);
+  auto drop = [](RankSchedule& r, const std::string& a) { r.erase(std::find(r.begin(), r.end(), parse_action(a))); };
+  Schedule no_f = s;
+  drop(no_f[1], "1F2");
+  EXPECT_EQ(validate(no_f, 3, 4), "rank 1, action 5 (1B2): backward before its forward");
+  drop(no_f[1], "1B2");
+  EXPECT_EQ(validate(no_f, 3, 4), "rank 1, end of schedule: stage 1 micro-batch 2 has no forward");
+  Schedule no_b = s;
+  drop(no_b[2], "2B3");
+  EXPECT_EQ(validate(no_b, 3, 4), "rank 2, end of schedule: stage 2 micro-batch 3 has no backward (B, or I and W)");
+}
+
+TEST(Validator, RejectsBackwardBeforeForward) {
+  Schedule s = one_f_one_b(3, 4);
+  std::swap(s[2][0], s[2][1]);
+  EXPECT_EQ(validate(s, 3, 4), "rank 2, action 0 (2B0): backward before its forward");
+}
+
+TEST(Validator, RejectsWeightGradBeforeInputGrad) {
+  Schedule s = zb_h1(2, 3);
+  ASSERT_EQ(to_string(s[1]), "1F0 1I0 1F1 1I1 1W0 1F2 1I2 1W1 1W2");
+  std::swap(s[1][3], s[1][4]);  // 1W0 still after 1I0: fine
+  EXPECT_EQ(validate(s, 2, 3), "");
+  std::swap(s[1][1], s[1][3]);  // 1W0 ahead of 1I0
+  EXPECT_EQ(validate(s, 2, 3),
+            "rank 1, action 1 (1W0): weight-gradient backward (W) before its input-gradient backward (I)");
+  Schedule no_w = zb_h1(2, 3);
+  no_w[0].pop_back();
+  EXPECT_EQ(validate(no_w, 2, 3),
+            "rank 0, end of schedule: stage 0 micro-batch 2 has an input-gradient backward (I) but no weight-gradient "
+            "backward (W)");
+}
+
+TEST(Validator, RejectsStageOnTwoRanks) {
+  Schedule s = one_f_one_b(3, 4);
+  // Move 1F3 (and its backward) to rank 0.
+  s[0].push_back(parse_action("1F3"));
+  EXPECT_EQ(validate(s, 3, 4), "rank 0, action 8 (1F3): stage 1 is on two ranks (also on rank 1)");
+  EXPECT_EQ(error_of([&] { stage_ranks(s, 3); }), "rank 1, action 0 (1F0): stage 1 also runs on rank 0");
+}
+
+TEST(Validator, RejectsOtherMalformedSchedules) {
+  EXPECT_EQ(validate(sched({"0F0 0B0", "1F0 1B0 1F0"}), 2, 1), "rank 1, action 2 (1F0): duplicate action (first at action 0)");
+  EXPECT_EQ(validate(sched({"0F0 0B0", "2F0"}), 2, 1), "rank 1, action 0 (2F0): stage 2 is out of range (2 stages)");
+  EXPECT_EQ(validate(sched({"0F0 0B0 0F1"}), 1, 1), "rank 0, action 2 (0F1): micro-batch 1 is out of range (1 micro-batches)");
+  EXPECT_EQ(validate(sched({"0F0 0I0 0B0 0W0"}), 1, 1),
+            "rank 0, action 2 (0B0): full backward of a micro-batch that also has a split backward (I/W)");
+  EXPECT_EQ(validate(sched({"0F0 0B0", ""}), 2, 1), "end of schedule: stage 1 is on no rank");
+  // Lowered: sends after their compute, receives before, every one paired.
+  EXPECT_EQ(validate(sched({"0SEND_F0 0F0 0RECV_B0 0B0", "1RECV_F0 1F0 1B0 1SEND_B0"}), 2, 1),
+            "rank 0, action 0 (0SEND_F0): send before its forward");
+  EXPECT_EQ(validate(sched({"0F0 0SEND_F0 0RECV_B0 0B0", "1F0 1RECV_F0 1B0 1SEND_B0"}), 2, 1),
+            "rank 1, action 0 (1F0): forward before its receive 1RECV_F0");
+  EXPECT_EQ(validate(sched({"0F0 0RECV_B0 0B0", "1RECV_F0 1F0 1B0 1SEND_B0"}), 2, 1),
+            "rank 1, action 0 (1RECV_F0): no matching 0SEND_F0 on rank 0");
+  EXPECT_EQ(validate(sched({"0F0 0SEND_F0 0RECV_B0 0B0", "1RECV_F0 1F0 1B0"}), 2, 1),
+            "rank 0, action 2 (0RECV_B0): no matching 1SEND_B0 on rank 1");
+  EXPECT_EQ(validate(sched({"0F0 0SEND_F0 0RECV_B0 0B0", "1RECV_F0 1F0 1SEND_F0 1B0 1SEND_B0"}), 2, 1),
+            "rank 1, action 2 (1SEND_F0): stage 1 has no consumer on another rank");
+}
+
+TEST(Validator, ForwardOnlySchedules) {
+  Schedule fwd = sched({"0F0 0F1", "1F0 1F1"});
+  ValidateOptions inference;
+  inference.forward_only = true;
+  EXPECT_EQ(validate(fwd, 2, 2, inference), "");
+  EXPECT_EQ(validate(add_communication(fwd, 2), 2, 2, inference), "");
+  EXPECT_EQ(validate(fwd, 2, 2), "rank 0, end of schedule: stage 0 micro-batch 0 has no backward (B, or I and W)");
+  EXPECT_EQ(validate(gpipe(2, 2), 2, 2, inference), "rank 0, action 2 (0B0): backward action in a forward-only schedule");
+}
+
+// --- simulator ------------------------------------------------------------------
+
+TEST(Simulator, GPipeAndOneFOneBMatchTheClosedForms) {
+  for (auto [P, M] : {std::pair{2, 4}, {3, 5}, {4, 8}, {4, 4}, {5, 16}}) {
+    SCOPED_TRACE("P=" + std::to_string(P) + " M=" + std::to_string(M));
+    const double want_bubble = double(P - 1) / (M + P - 1);
+    for (bool lowered : {false, true}) {
+      Schedule g = gpipe(P, M), o = one_f_one_b(P, M);
+      if (lowered) g = add_communication(g, P), o = add_communication(o, P);
+      SimResult rg = simulate(g, P, costs(1, 1)), ro = simulate(o, P, costs(1, 1));
+      ASSERT_FALSE(rg.deadlock || ro.deadlock);
+      EXPECT_EQ(rg.makespan, (M + P - 1) * 2.0);
+      EXPECT_EQ(ro.makespan, (M + P - 1) * 2.0);
+      EXPECT_DOUBLE_EQ(rg.bubble_fraction, want_bubble);
+      EXPECT_DOUBLE_EQ(ro.bubble_fraction, want_bubble);
+      EXPECT_EQ(rg.peak_in_flight[0], M);
+      EXPECT_EQ(ro.peak_in_flight[0], P);
+      for (int r = 0; r < P; ++r) EXPECT_EQ(ro.peak_in_flight[r], P - r);
+    }
+  }
+}
+
+TEST(Simulator, ZbH1IdlesOneThirdOfOneFOneB) {
+  // F = I = W = 1, so 1F1B's full backward B = I + W = 2.
+  const int P = 4, M = 8;
+  SimResult o = simulate(one_f_one_b(P, M), P, costs(1, 2));
+  SimResult z = simulate(zb_h1(P, M), P, costs(1, 2, 1, 1));
+  ASSERT_FALSE(o.deadlock || z.deadlock);
+  EXPECT_EQ(o.makespan, 33);  // (M+P-1)(F+B)
+  EXPECT_EQ(z.makespan, 27);  // 3M + (P-1)
+  EXPECT_DOUBLE_EQ(o.bubble_fraction, 3.0 / 11);  // (P-1)/(M+P-1)
+  EXPECT_DOUBLE_EQ(z.bubble_fraction, 1.0 / 9);   // (P-1)/(3M+P-1)
+  for (int r = 0; r < P; ++r) {
+    EXPECT_EQ(idle(o, r), 9);  // (P-1)(F+B)
+    EXPECT_EQ(idle(z, r), 3);  // (P-1)(F+I-W): exactly one third
+    EXPECT_EQ(z.peak_in_flight[r], P);  // never above 1F1B's peak
+  }
+  for (auto [p, m] : {std::pair{2, 2}, {2, 8}, {3, 4}, {3, 8}, {4, 4}, {4, 16}}) {
+    SimResult zz = simulate(zb_h1(p, m), p, costs(1, 2, 1, 1));
+    EXPECT_EQ(zz.makespan, 3.0 * m + p - 1) << "P=" << p << " M=" << m;
+    EXPECT_EQ(*std::max_element(zz.peak_in_flight.begin(), zz.peak_in_flight.end()), p);
+  }
+}
+
+TEST(Simulator, InterleavedHasASmallerBubbleThanOneFOneB) {
+  // Per-stage costs F = B = 1; the fractions do not depend on the scale.
+  SimResult o = simulate(one_f_one_b(4, 8), 4, costs(1, 1));
+  SimResult i = simulate(interleaved_1f1b(4, 2, 8), 8, costs(1, 1));
+  ASSERT_FALSE(i.deadlock);
+  EXPECT_EQ(i.makespan, 38);                      // 2(VM + P-1)
+  EXPECT_DOUBLE_EQ(i.bubble_fraction, 3.0 / 19);  // (P-1)/(VM+P-1)
+  EXPECT_LT(i.bubble_fraction, o.bubble_fraction);
+  EXPECT_EQ(i.peak_in_flight[0], 11);  // warm-up 2(P-1) + (V-1)P forwards, plus one
+  for (auto [P, V, M] : {std::tuple{2, 2, 4}, {2, 3, 4}, {4, 3, 8}, {3, 2, 9}}) {
+    SimResult r = simulate(interleaved_1f1b(P, V, M), P * V, costs(1, 1));
+    EXPECT_EQ(r.makespan, 2.0 * (V * M + P - 1)) << "P=" << P << " V=" << V << " M=" << M;
+  }
+}
+
+TEST(Simulator, PostedReceivesHideCommunication) {
+  SimOptions o = costs(1, 2);
+  o.comm = 0.25;
+  Schedule s = one_f_one_b(4, 8);
+  Schedule low = add_communication(s, 4);
+  const double ideal = simulate(s, 4, o).makespan;
+  const double late = simulate(low, 4, o).makespan;
+  const double early = simulate(hoist_receives(low), 4, o).makespan;
+  // Receives posted one compute ahead hide the latency as well as receives
+  // posted in time (the compute-only model); receives posted just before
+  // their consumer pay it on the critical path.
+  EXPECT_EQ(ideal, 37);
+  EXPECT_EQ(late, 37.75);
+  EXPECT_EQ(early, ideal);
+}
+
+TEST(Simulator, ReportsDeadlockNamingRanks) {
+  // Two ranks each block on a receive first.
+  SimOptions blocking = costs(1, 1);
+  blocking.blocking_recv = true;
+  Schedule s = sched({"0RECV_B0 0F0 0SEND_F0 0B0", "1RECV_F0 1F0 1B0 1SEND_B0"});
+  EXPECT_EQ(validate(s, 2, 1), "");
+  SimResult r = simulate(s, 2, blocking);
+  ASSERT_TRUE(r.deadlock);
+  ASSERT_EQ(r.stuck.size(), 2u);
+  EXPECT_EQ(r.stuck[0].rank, 0);
+  EXPECT_EQ(r.stuck[0].index, 0);
+  EXPECT_EQ(r.deadlock_message(),
+            "deadlock: rank 0 is stuck at action 0 (0RECV_B0) waiting for 1SEND_B0 on rank 1; "
+            "rank 1 is stuck at action 0 (1RECV_F0) waiting for 0SEND_F0 on rank 0");
+  // Posted (non-blocking) receives: the same lists run.
+  EXPECT_FALSE(simulate(s, 2, costs(1, 1)).deadlock);
+
+  // Cross-ordered micro-batches deadlock whatever the receive semantics.
+  Schedule cyc = sched({"0F0 0SEND_F0 0RECV_B0 0B0 0F1 0SEND_F1 0RECV_B1 0B1",
+                        "1RECV_F1 1F1 1B1 1SEND_B1 1RECV_F0 1F0 1B0 1SEND_B0"});
+  EXPECT_EQ(validate(cyc, 2, 2), "");
+  EXPECT_EQ(simulate(cyc, 2).deadlock_message(),
+            "deadlock: rank 0 is stuck at action 3 (0B0) waiting for 1SEND_B0 on rank 1; "
+            "rank 1 is stuck at action 1 (1F1) waiting for 0SEND_F1 on rank 0");
+  EXPECT_EQ(simulate(strip_communication(cyc), 2).deadlock_message(),
+            "deadlock: rank 0 is stuck at action 1 (0B0) waiting for 1B0 on rank 1; "
+            "rank 1 is stuck at action 0 (1F1) waiting for 0F1 on rank 0");
+  // A dependency no rank has.
+  EXPECT_EQ(simulate(sched({"0F0 0SEND_F0 0RECV_B0 0B0", "1RECV_F0 1F0 1B0"}), 2).deadlock_message(),
+            "deadlock: rank 0 is stuck at action 3 (0B0) waiting for 1SEND_B0, which no rank has");
+  // Hoisted receives are only for engines that post them: blocking, they deadlock.
+  Schedule il = add_communication(interleaved_1f1b(2, 2, 4), 4);
+  EXPECT_FALSE(simulate(il, 4, blocking).deadlock);
+  EXPECT_TRUE(simulate(hoist_receives(il), 4, blocking).deadlock);
+  EXPECT_FALSE(simulate(hoist_receives(il), 4, costs(1, 1)).deadlock);
+}
+
+TEST(Simulator, PrintsATimeline) {
+  SimResult r = simulate(gpipe(2, 2), 2, costs(1, 1));
+  EXPECT_EQ(format_timeline(r),
+            "rank 0 | 0F0 0F1 .   .   0B0 0B1\n"
+            "rank 1 | .   1F0 1F1 1B0 1B1 .\n");
+  EXPECT_EQ(format_summary(r),
+            "makespan 6, bubble 0.333333\n"
+            "rank 0: busy 4, peak in flight 2\n"
+            "rank 1: busy 4, peak in flight 2\n");
+  EXPECT_EQ(error_of([] { simulate(gpipe(2, 2), 2, SimOptions{{StageCost{}, StageCost{}, StageCost{}}, 0, false}); }),
+            "costs given for 3 stages, expected 1 or 2");
+}
