@@ -94,8 +94,8 @@ split_and_check "$OUT_TMP/models/resnet18_traced.pt" "$OUT_TMP/models/resnet18_s
 n=$((n + 1))
 
 step "done"
+# Time is reported, never asserted: a correctness test must not fail on a busy machine.
 if [ "$SECONDS" -ge 180 ]; then
-  echo "test_torchscript: took ${SECONDS}s, over the 3 minute budget" >&2
-  exit 1
+  echo "test_torchscript: warning: took ${SECONDS}s, over the 3 minute budget" >&2
 fi
 echo "test_torchscript: OK, $n splits checked numerically in ${SECONDS}s"

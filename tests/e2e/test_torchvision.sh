@@ -61,8 +61,8 @@ for name in resnet18 mobilenet_v2; do
 done
 
 step "done"
+# Time is reported, never asserted: a correctness test must not fail on a busy machine.
 if [ "$SECONDS" -ge 180 ]; then
-  echo "test_torchvision: took ${SECONDS}s, over the 3 minute budget" >&2
-  exit 1
+  echo "test_torchvision: warning: took ${SECONDS}s, over the 3 minute budget" >&2
 fi
 echo "test_torchvision: OK in ${SECONDS}s"
