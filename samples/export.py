@@ -246,6 +246,10 @@ SPECS = {
     "mlp": {
         "spec.json": {"version": 1, "split_points": [end("layer0"), end("layer1")]},
         "spec_auto.json": {"version": 1, "auto": {"stages": 2}},
+        # Declares the input's dtype and shape: TorchScript archives record
+        # neither; for the ONNX export ppc checks them against the model.
+        "spec_typed.json": {"version": 1, "split_points": [end("layer0"), end("layer1")],
+                            "inputs": {"x": {"dtype": "float32", "shape": ["batch", 512]}}},
         # every split-point form; 4 stages: layer0 | layer1 | layer2 | output_proj
         "spec_mixed.json": {"version": 1, "split_points": [
             {"node": "/layer0/relu/Relu", "at": "end"},

@@ -111,7 +111,7 @@ SplitSpec parse_split_spec(const JsonDocument& doc) {
     if (!ins.json().is_object()) throw ins.error("'inputs' must be an object keyed by model input name");
     for (auto it = ins.json().begin(); it != ins.json().end(); ++it) {
       JsonNode e = ins.at(it.key());
-      e.expect_object("input entry", {"batch_dim", "replicate"});
+      e.expect_object("input entry", {"batch_dim", "replicate", "dtype", "shape"});
       InputSpec is;
       is.name = it.key();
       is.pointer = e.pointer();
@@ -121,6 +121,28 @@ SplitSpec parse_split_spec(const JsonDocument& doc) {
         is.batch_dim = static_cast<int>(b);
       }
       if (e.has("replicate")) is.replicate = e.at("replicate").as_bool("'replicate'");
+      if (e.has("dtype"))
+        is.dtype = e.at("dtype").as_enum("dtype", {"float32", "float64", "float16", "bfloat16", "int64", "int32",
+                                                   "int16", "int8", "uint8", "bool"});
+      if (e.has("shape")) {
+        JsonNode sh = e.at("shape");
+        sh.expect_array("'shape'");
+        std::vector<DimSpec> dims;
+        for (size_t k = 0; k < sh.size(); ++k) {
+          JsonNode d = sh.at(k);
+          DimSpec ds;
+          if (d.json().is_string()) {
+            ds.symbol = d.as_string("dim");
+            if (ds.symbol.empty()) throw d.error("a symbolic dim needs a name (e.g. \"batch\")");
+          } else {
+            int64_t v = d.as_int("a dim (an integer or a symbolic name)");
+            if (v < 0) throw d.error("a dim must be non-negative");
+            ds.value = v;
+          }
+          dims.push_back(ds);
+        }
+        is.shape = dims;
+      }
       if (is.replicate && is.batch_dim) throw e.error("an input is either split along 'batch_dim' or 'replicate'd, not both");
       s.inputs.push_back(std::move(is));
     }

@@ -42,10 +42,20 @@ struct TieSpec {
 };
 
 /// How one model input is split into micro-batches.
+/// One declared dimension: a known extent or a symbolic name ("batch").
+struct DimSpec {
+  std::optional<int64_t> value;
+  std::string symbol;
+};
+
 struct InputSpec {
   std::string name;
   std::optional<int> batch_dim;  ///< overrides the inferred batch dim
   bool replicate = false;        ///< every micro-batch gets the whole tensor
+  /// Declared element type and shape, for sources that do not record them
+  /// (TorchScript archives); checked against the model where it does.
+  std::optional<std::string> dtype;
+  std::optional<std::vector<DimSpec>> shape;
   std::string pointer;
 };
 

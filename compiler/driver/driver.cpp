@@ -93,6 +93,50 @@ void write_file(const fs::path& p, const std::string& text) {
   if (!f) throw Error(p.string() + ": cannot write");
 }
 
+std::string dim_str(const spec::DimSpec& d) { return d.value ? std::to_string(*d.value) : "'" + d.symbol + "'"; }
+
+std::string dim_str(const ir::Dim& d) {
+  return d.is_known() ? std::to_string(d.value) : d.is_symbolic() ? "'" + d.symbol + "'" : "?";
+}
+
+// Types the spec declares for model inputs: fill in what the source does not
+// record (TorchScript archives carry no dtypes or shapes) and reject what
+// contradicts what it does.
+void apply_declared_inputs(ir::Graph& g, const spec::SplitSpec& spec, const JsonDocument* doc) {
+  auto fail = [&](const std::string& pointer, const std::string& msg) {
+    return Error(doc ? doc->where(pointer, msg) : msg);
+  };
+  for (const auto& is : spec.inputs) {
+    ir::ValueId v = g.find_value(is.name);
+    if (v == ir::kNone || g.values[v].graph_input == ir::kNone) continue;  // reported with suggestions later
+    ir::Value& val = g.values[v];
+    if (is.dtype) {
+      ir::DType want = *ir::dtype_from_name(*is.dtype);
+      if (val.dtype != ir::DType::Undefined && val.dtype != ir::DType::Other && val.dtype != want)
+        throw fail(is.pointer + "/dtype", "input '" + is.name + "' is " + ir::dtype_name(val.dtype) + " in the model, not " + *is.dtype);
+      val.dtype = want;
+    }
+    if (is.shape) {
+      const auto& dims = *is.shape;
+      if (val.shape.rank_known && val.shape.dims.size() != dims.size())
+        throw fail(is.pointer + "/shape", "input '" + is.name + "' has rank " + std::to_string(val.shape.dims.size()) +
+                                              " in the model " + val.shape.str() + ", not " + std::to_string(dims.size()));
+      ir::Shape merged = ir::Shape::of({});
+      for (size_t i = 0; i < dims.size(); ++i) {
+        ir::Dim declared = dims[i].value ? ir::Dim::known(*dims[i].value) : ir::Dim::symbolic(dims[i].symbol);
+        if (val.shape.rank_known) {
+          const ir::Dim& have = val.shape.dims[i];
+          if ((have.is_known() || have.is_symbolic()) && !(have == declared))
+            throw fail(is.pointer + "/shape/" + std::to_string(i), "dim " + std::to_string(i) + " of input '" + is.name +
+                                                                     "' is " + dim_str(have) + " in the model, not " + dim_str(dims[i]));
+        }
+        merged.dims.push_back(declared);
+      }
+      val.shape = merged;
+    }
+  }
+}
+
 }  // namespace
 
 void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
@@ -119,6 +163,7 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
   if (opts.spec_path.empty() && opts.stages <= 0) throw Error("give a split spec (--splits FILE) or --stages N");
 
   auto src = load_model(opts.model_path, &notes);
+  apply_declared_inputs(src->mutable_graph(), spec, doc.get());
   const ir::Graph& g = src->graph();
   if (opts.emit == "ir") {
     for (const auto& n : notes) err << "note: " << n << "\n";

@@ -13,6 +13,8 @@ class SourceModel {
   virtual ~SourceModel() = default;
   /// The IR lowered from the source (topologically sorted, verified).
   virtual const ir::Graph& graph() const = 0;
+  /// The same graph, for passes that refine it (declared input types).
+  virtual ir::Graph& mutable_graph() = 0;
   /// "onnx" | "torchscript"
   virtual const char* format() const = 0;
   /// File extension of stage artifacts, with the dot (".onnx", ".pt").

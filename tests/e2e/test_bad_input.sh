@@ -74,6 +74,12 @@ spec tie.json $'{"version": 1, "auto": {"stages": 2}, "ties": {"groups": [["laye
 expect bad_tie "tie group member 'layer0.lin.weigth' is not a parameter of the model (did you mean 'layer0.lin.weight'" -- split $M --splits "$tmp/tie.json" -o "$O"
 spec input.json $'{"version": 1, "auto": {"stages": 2}, "inputs": {"y": {"batch_dim": 0}}}'
 expect bad_input_name "input.json:1:50: unknown model input 'y'" -- split $M --splits "$tmp/input.json" -o "$O"
+spec typed_dtype.json $'{"version": 1, "auto": {"stages": 2},\n "inputs": {"x": {"dtype": "int64"}}}'
+expect declared_dtype_conflict "typed_dtype.json:2:28: input 'x' is float32 in the model, not int64" -- split $M --splits "$tmp/typed_dtype.json" -o "$O"
+spec typed_shape.json $'{"version": 1, "auto": {"stages": 2},\n "inputs": {"x": {"shape": ["batch", 256]}}}'
+expect declared_shape_conflict "typed_shape.json:2:38: dim 1 of input 'x' is 512 in the model, not 256" -- split $M --splits "$tmp/typed_shape.json" -o "$O"
+spec typed_rank.json $'{"version": 1, "auto": {"stages": 2},\n "inputs": {"x": {"shape": [4]}}}'
+expect declared_rank_conflict "input 'x' has rank 2 in the model [batch,512], not 1" -- split $M --splits "$tmp/typed_rank.json" -o "$O"
 expect no_spec "give a split spec (--splits FILE) or --stages N" -- split $M -o "$O"
 expect bad_flag "ppc: error:" -- split $M --frobnicate -o "$O"
 expect inspect_missing "no such manifest" -- inspect "$tmp/nothing"

@@ -15,6 +15,7 @@ namespace ppc::onnx_frontend {
 class OnnxSource : public SourceModel {
  public:
   const ir::Graph& graph() const override { return graph_; }
+  ir::Graph& mutable_graph() override { return graph_; }
   const char* format() const override { return "onnx"; }
   const char* artifact_extension() const override { return ".onnx"; }
   int64_t opset() const override { return opset_; }

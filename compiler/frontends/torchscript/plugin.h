@@ -13,7 +13,7 @@
 
 namespace ppc::torchscript_frontend {
 
-constexpr int kPluginAbi = 1;
+constexpr int kPluginAbi = 2;  // bump on any change to SourceModel or Partition layouts
 
 /// What the plugin exports (see torchscript_frontend.h and
 /// torchscript_emitter.h for the contracts of the two functions).

@@ -24,6 +24,7 @@ struct SourceParam {
 class TorchScriptSource : public SourceModel {
  public:
   const ir::Graph& graph() const override { return graph_; }
+  ir::Graph& mutable_graph() override { return graph_; }
   const char* format() const override { return "torchscript"; }
   const char* artifact_extension() const override { return ".pt"; }
 

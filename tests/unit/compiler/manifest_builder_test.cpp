@@ -19,6 +19,7 @@ class FakeSource : public SourceModel {
  public:
   explicit FakeSource(ir::Graph g) : g_(std::move(g)) {}
   const ir::Graph& graph() const override { return g_; }
+  ir::Graph& mutable_graph() override { return g_; }
   const char* format() const override { return "onnx"; }
   const char* artifact_extension() const override { return ".onnx"; }
   int64_t opset() const override { return 17; }

@@ -417,3 +417,35 @@ TEST(SplitSpecFile, MissingFile) {
 
 }  // namespace
 }  // namespace ppc::spec
+
+namespace ppc::spec {
+
+TEST(SplitSpec, DeclaredInputTypes) {
+  auto s = parse(R"({"version": 1, "auto": {"stages": 2},
+    "inputs": {"idx": {"dtype": "int64", "shape": ["batch", 16]}, "mask": {"replicate": true}}})");
+  ASSERT_EQ(s.inputs.size(), 2u);
+  EXPECT_EQ(s.inputs[0].name, "idx");
+  ASSERT_TRUE(s.inputs[0].dtype.has_value());
+  EXPECT_EQ(*s.inputs[0].dtype, "int64");
+  ASSERT_TRUE(s.inputs[0].shape.has_value());
+  ASSERT_EQ(s.inputs[0].shape->size(), 2u);
+  EXPECT_FALSE((*s.inputs[0].shape)[0].value.has_value());
+  EXPECT_EQ((*s.inputs[0].shape)[0].symbol, "batch");
+  EXPECT_EQ((*s.inputs[0].shape)[1].value, std::optional<int64_t>(16));
+  EXPECT_FALSE(s.inputs[1].dtype.has_value());
+  EXPECT_FALSE(s.inputs[1].shape.has_value());
+}
+
+TEST(SplitSpec, DeclaredInputTypeErrors) {
+  EXPECT_EQ(spec_error(R"({"version": 1, "auto": {"stages": 2}, "inputs": {"x": {"dtype": "float"}}})"),
+            "spec.json:1:65: unknown dtype 'float' (expected one of: float32, float64, float16, bfloat16, int64, int32, "
+            "int16, int8, uint8, bool)");
+  EXPECT_EQ(spec_error(R"({"version": 1, "auto": {"stages": 2}, "inputs": {"x": {"shape": [-1]}}})"),
+            "spec.json:1:66: a dim must be non-negative");
+  EXPECT_EQ(spec_error(R"({"version": 1, "auto": {"stages": 2}, "inputs": {"x": {"shape": [""]}}})"),
+            "spec.json:1:66: a symbolic dim needs a name (e.g. \"batch\")");
+  EXPECT_EQ(spec_error(R"({"version": 1, "auto": {"stages": 2}, "inputs": {"x": {"shape": 3}}})"),
+            "spec.json:1:65: 'shape' must be an array, not an integer");
+}
+
+}  // namespace ppc::spec
