@@ -1,0 +1,440 @@
+// c10d (LibTorch 1.13): TCPStore rendezvous + ProcessGroupGloo. The only file
+// of the project that includes c10d headers; a LibTorch 2.x / NCCL transport
+// is a sibling of this file.
+//
+// Errors: Gloo reports a dead peer as "Connection closed by peer [addr]:port"
+// at once and a stall as "Timed out waiting Nms for ..." after the context
+// timeout (= the group's timeout); both are rethrown as PeerError naming the
+// global rank. After either, the Gloo pair is closed: treat it as fatal.
+// A Gloo send completes only once the receiver has posted the matching
+// receive, so a send to a stalled rank also times out.
+#include "runtime/transport/transport.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <algorithm>
+#include <climits>
+#include <cstdlib>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#ifndef USE_C10D_GLOO
+#error "ProcessGroupGloo needs USE_C10D_GLOO (defined by the Torch CMake target)"
+#endif
+
+namespace ppc::runtime {
+namespace {
+
+bool is_timeout(const std::string& what) {
+  return what.find("Timed out") != std::string::npos ||
+         what.find("timed out") != std::string::npos || what.find("timeout") != std::string::npos;
+}
+
+std::string seconds(std::chrono::milliseconds t) {
+  return t.count() % 1000 == 0 ? std::to_string(t.count() / 1000) + " s"
+                               : std::to_string(t.count()) + " ms";
+}
+
+std::string join(const std::vector<int>& ranks, const char* sep = ", ") {
+  std::ostringstream os;
+  for (size_t i = 0; i < ranks.size(); ++i) os << (i ? sep : "") << ranks[i];
+  return os.str();
+}
+
+// Turns a c10d / Gloo failure of an operation with the given peers (global
+// ranks, this rank excluded) into a PeerError that names them.
+PeerError make_peer_error(const std::exception& e, const std::vector<int>& peers,
+                          std::chrono::milliseconds timeout, const std::string& op) {
+  const std::string what = e.what();
+  std::string detail = " (" + op + ": " + what + ")";
+  // c10d messages can be multi-line with a C++ backtrace: keep the first line.
+  if (auto nl = detail.find('\n'); nl != std::string::npos) detail = detail.substr(0, nl) + ")";
+  if (peers.size() == 1) {
+    int peer = peers.front();
+    if (is_timeout(what)) return PeerError(peer, describe_timeout(peer, timeout) + detail);
+    return PeerError(peer, "connection to rank " + std::to_string(peer) + " closed" + detail);
+  }
+  std::string who = "one of ranks " + join(peers);
+  if (is_timeout(what))
+    return PeerError(-1, who + " did not answer within " + seconds(timeout) + detail);
+  return PeerError(-1, "connection to " + who + " closed" + detail);
+}
+
+// Failures cascade: when rank 1 dies, rank 0 notices and exits, and rank 2
+// may then only see "connection to rank 0 closed". So the first rank to
+// notice a failure records it in the TCPStore (first writer wins), and every
+// rank watches for that record (a second store connection, polled every
+// 100 ms by a thread) and reports a later failure as that one, naming the
+// rank that failed first. Rank 0 hosts the store: before throwing it lingers
+// until every other survivor has seen the record (at most kLinger).
+class FailureRecord {
+ public:
+  static constexpr std::chrono::milliseconds kLinger{3000};
+  static constexpr std::chrono::milliseconds kPoll{100};
+  static constexpr std::chrono::milliseconds kNameWait{1000};
+
+  FailureRecord(c10::intrusive_ptr<c10d::Store> store, const RendezvousOptions& o)
+      : store_(std::move(store)), rank_(o.rank), world_size_(o.world_size), timeout_(o.timeout) {
+    if (world_size_ <= 2) return;  // nobody to relay a failure to
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<std::uint16_t>(o.master_port);
+    so.isServer = false;
+    so.waitWorkers = false;
+    so.timeout = o.timeout;
+    watch_store_ = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
+    watcher_ = std::thread([this] { watch(); });
+  }
+
+  ~FailureRecord() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (watcher_.joinable()) watcher_.join();
+  }
+
+  [[noreturn]] void fail(const std::exception& e, const std::vector<int>& peers,
+                         const std::string& op) {
+    PeerError own = make_peer_error(e, peers, timeout_, op);
+    std::string record;
+    try {
+      const std::string mine =
+          std::to_string(own.rank()) + "|" + std::to_string(rank_) + "|" + own.what();
+      std::vector<uint8_t> got =
+          store_->compareSet(kKey, {}, std::vector<uint8_t>(mine.begin(), mine.end()));
+      record.assign(got.begin(), got.end());
+      if (std::atoi(record.c_str()) < 0 && own.rank() >= 0) {
+        // The first record could not tell which peer failed; this one can.
+        got = store_->compareSet(kKey, got, std::vector<uint8_t>(mine.begin(), mine.end()));
+        record.assign(got.begin(), got.end());
+      } else if (std::atoi(record.c_str()) < 0) {
+        // Neither can this rank (a collective with several peers): give the
+        // ranks that talk to the failed one directly a moment to name it.
+        const auto until = std::chrono::steady_clock::now() + std::min(kNameWait, timeout_);
+        while (std::chrono::steady_clock::now() < until) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          got = store_->get(kKey);
+          record.assign(got.begin(), got.end());
+          if (std::atoi(record.c_str()) >= 0) break;
+        }
+      }
+      ack(record);
+      if (rank_ == 0) linger();
+    } catch (const std::exception&) {
+      // The store is gone (rank 0 exited): use what the watcher saw, if anything.
+      std::lock_guard<std::mutex> lock(mutex_);
+      record = seen_;
+    }
+    if (record.empty()) throw own;
+    auto a = record.find('|'), b = record.find('|', a + 1);
+    if (a == std::string::npos || b == std::string::npos) throw own;
+    const int culprit = std::atoi(record.substr(0, a).c_str());
+    const int reporter = std::atoi(record.substr(a + 1, b - a - 1).c_str());
+    if (reporter == rank_ || culprit == own.rank() || culprit == rank_) throw own;
+    throw PeerError(culprit, record.substr(b + 1) + " [noticed first by rank " +
+                                 std::to_string(reporter) + "]; here: " + own.what());
+  }
+
+ private:
+  static constexpr const char* kKey = "ppc/first_failure";
+  static constexpr const char* kAcks = "ppc/first_failure_acks";
+
+  // Counts this rank once among those that have seen the record (the failed
+  // rank itself, if alive, does not count).
+  void ack(const std::string& record) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (acked_) return;
+      acked_ = true;
+      if (seen_.empty()) seen_ = record;
+    }
+    if (std::atoi(record.c_str()) == rank_) return;
+    store_->add(kAcks, 1);
+  }
+
+  void watch() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!stop_) {
+      cv_.wait_for(lock, kPoll);
+      if (stop_ || acked_) return;
+      lock.unlock();
+      try {
+        if (watch_store_->check({kKey})) {
+          std::vector<uint8_t> v = watch_store_->get(kKey);
+          std::string record(v.begin(), v.end());
+          bool do_ack = false;
+          {
+            std::lock_guard<std::mutex> g(mutex_);
+            seen_ = record;
+            if (!acked_) do_ack = acked_ = true;
+          }
+          if (do_ack && std::atoi(record.c_str()) != rank_) watch_store_->add(kAcks, 1);
+          return;
+        }
+      } catch (const std::exception&) {
+        return;  // the store is gone
+      }
+      lock.lock();
+    }
+  }
+
+  void linger() {
+    const auto deadline = std::chrono::steady_clock::now() + std::min(kLinger, timeout_);
+    while (std::chrono::steady_clock::now() < deadline) {
+      // Survivors: everyone but the failed rank (single failure).
+      if (store_->add(kAcks, 0) >= world_size_ - 1) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::Store> watch_store_;
+  const int rank_;
+  const int world_size_;
+  const std::chrono::milliseconds timeout_;
+  std::thread watcher_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  bool acked_ = false;
+  std::string seen_;
+};
+
+class GlooWork : public Work {
+ public:
+  GlooWork(c10::intrusive_ptr<c10d::Work> work, std::vector<at::Tensor> tensors,
+           at::Tensor copy_to, int peer, std::shared_ptr<FailureRecord> failures, std::string op)
+      : work_(std::move(work)),
+        tensors_(std::move(tensors)),
+        copy_to_(std::move(copy_to)),
+        peer_(peer),
+        failures_(std::move(failures)),
+        op_(std::move(op)) {}
+
+  void wait() override {
+    if (!work_) return;
+    try {
+      work_->wait();  // bounded by the Gloo context timeout (the group's timeout)
+    } catch (const std::exception& e) {
+      work_.reset();
+      failures_->fail(e, {peer_}, op_);
+    }
+    work_.reset();
+    if (copy_to_.defined()) copy_to_.copy_(tensors_.front());
+    tensors_.clear();
+  }
+
+ private:
+  c10::intrusive_ptr<c10d::Work> work_;
+  std::vector<at::Tensor> tensors_;  // keeps the buffers alive until wait()
+  at::Tensor copy_to_;               // non-contiguous receive target
+  int peer_;
+  std::shared_ptr<FailureRecord> failures_;
+  std::string op_;
+};
+
+bool is_loopback(const std::string& addr) {
+  return addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1";
+}
+
+class GlooTransport : public Transport {
+ public:
+  explicit GlooTransport(const RendezvousOptions& o) : options_(o) {
+    const std::string where = o.master_addr + ":" + std::to_string(o.master_port);
+    try {
+      c10d::TCPStoreOptions so;
+      so.port = static_cast<std::uint16_t>(o.master_port);
+      so.isServer = o.rank == 0;
+      so.numWorkers = static_cast<std::size_t>(o.world_size);
+      so.waitWorkers = true;
+      so.timeout = o.timeout;
+      store_ = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
+    } catch (const std::exception& e) {
+      throw PeerError(o.rank == 0 ? -1 : 0, "rendezvous at " + where + " failed (rank " +
+                                               std::to_string(o.rank) + " of " +
+                                               std::to_string(o.world_size) + "): " +
+                                               first_line(e.what()));
+    }
+    if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
+      device_ = c10d::ProcessGroupGloo::createDeviceForInterface(ifname);
+    else if (is_loopback(o.master_addr))
+      device_ = c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1");
+    else
+      device_ = c10d::ProcessGroupGloo::createDefaultDevice();
+    std::vector<int> all(static_cast<size_t>(o.world_size));
+    for (int r = 0; r < o.world_size; ++r) all[static_cast<size_t>(r)] = r;
+    failures_ = std::make_shared<FailureRecord>(store_, o);
+    world_ = make_group(all, "ppc_world");
+  }
+
+  int rank() const override { return options_.rank; }
+  int world_size() const override { return options_.world_size; }
+
+  std::unique_ptr<Work> isend(at::Tensor t, int dst, uint32_t tag) override {
+    check_peer(dst, "isend");
+    std::vector<at::Tensor> ts{t.detach().contiguous()};
+    const std::string op = "send to rank " + std::to_string(dst) + ", tag " + std::to_string(tag);
+    try {
+      auto w = world_->send(ts, dst, checked_tag(tag));
+      return std::make_unique<GlooWork>(std::move(w), std::move(ts), at::Tensor(), dst,
+                                        failures_, op);
+    } catch (const std::exception& e) {
+      failures_->fail(e, {dst}, op);
+    }
+  }
+
+  std::unique_ptr<Work> irecv(at::Tensor t, int src, uint32_t tag) override {
+    check_peer(src, "irecv");
+    at::Tensor copy_to;
+    at::Tensor buffer = t;
+    if (!t.is_contiguous()) {
+      copy_to = t;
+      buffer = at::empty(t.sizes(), t.options());
+    }
+    std::vector<at::Tensor> ts{buffer};
+    const std::string op =
+        "receive from rank " + std::to_string(src) + ", tag " + std::to_string(tag);
+    try {
+      auto w = world_->recv(ts, src, checked_tag(tag));
+      return std::make_unique<GlooWork>(std::move(w), std::move(ts), std::move(copy_to), src,
+                                        failures_, op);
+    } catch (const std::exception& e) {
+      failures_->fail(e, {src}, op);
+    }
+  }
+
+  void all_reduce_sum(std::vector<at::Tensor>& ts, const std::vector<int>& ranks) override {
+    std::vector<int> members = ranks;
+    std::sort(members.begin(), members.end());
+    members.erase(std::unique(members.begin(), members.end()), members.end());
+    for (int r : members)
+      if (r < 0 || r >= options_.world_size)
+        throw std::invalid_argument("all_reduce_sum: bad rank " + std::to_string(r));
+    if (!std::binary_search(members.begin(), members.end(), options_.rank))
+      throw std::invalid_argument("all_reduce_sum: rank " + std::to_string(options_.rank) +
+                                  " is not among the ranks it reduces over");
+    if (members.size() == 1 || ts.empty()) return;
+    std::vector<int> peers;
+    for (int r : members)
+      if (r != options_.rank) peers.push_back(r);
+    const std::string op = "all_reduce_sum among ranks " + join(members);
+
+    c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+    if (members.size() == static_cast<size_t>(options_.world_size)) {
+      group = world_;
+    } else {
+      auto it = groups_.find(members);
+      if (it == groups_.end()) {
+        it = groups_.emplace(members, make_group(members, "ppc_group_" + join(members, "_")))
+                 .first;
+      }
+      group = it->second;
+    }
+
+    // Gloo's allreduce wants equal sizes across a vector (one tensor per
+    // device): flatten each dtype's tensors into one buffer, reduce it once.
+    std::vector<c10::ScalarType> dtypes;
+    for (const at::Tensor& t : ts)
+      if (std::find(dtypes.begin(), dtypes.end(), t.scalar_type()) == dtypes.end())
+        dtypes.push_back(t.scalar_type());
+    for (c10::ScalarType dtype : dtypes) {
+      std::vector<at::Tensor> parts;
+      std::vector<size_t> index;
+      for (size_t i = 0; i < ts.size(); ++i)
+        if (ts[i].scalar_type() == dtype) {
+          parts.push_back(ts[i].detach().reshape({-1}));
+          index.push_back(i);
+        }
+      std::vector<at::Tensor> flat{parts.size() == 1 ? parts.front().contiguous().clone()
+                                                      : at::cat(parts)};
+      try {
+        c10d::AllreduceOptions ao;
+        ao.reduceOp = c10d::ReduceOp::SUM;
+        group->allreduce(flat, ao)->wait();
+      } catch (const std::exception& e) {
+        failures_->fail(e, peers, op);
+      }
+      int64_t offset = 0;
+      for (size_t k = 0; k < index.size(); ++k) {
+        at::Tensor& dst = ts[index[k]];
+        const int64_t n = dst.numel();
+        dst.detach().copy_(flat.front().narrow(0, offset, n).view(dst.sizes()));
+        offset += n;
+      }
+    }
+  }
+
+  void barrier() override {
+    if (options_.world_size == 1) return;
+    std::vector<int> peers;
+    for (int r = 0; r < options_.world_size; ++r)
+      if (r != options_.rank) peers.push_back(r);
+    try {
+      world_->barrier()->wait();
+    } catch (const std::exception& e) {
+      failures_->fail(e, peers, "barrier");
+    }
+  }
+
+ private:
+  static std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+  static int checked_tag(uint32_t tag) {
+    if (tag > static_cast<uint32_t>(INT_MAX))
+      throw std::invalid_argument("tag " + std::to_string(tag) + " does not fit c10d (< 2^31)");
+    return static_cast<int>(tag);
+  }
+
+  void check_peer(int peer, const char* what) const {
+    if (peer < 0 || peer >= options_.world_size || peer == options_.rank)
+      throw std::invalid_argument(std::string(what) + ": bad peer rank " + std::to_string(peer) +
+                                  " (this is rank " + std::to_string(options_.rank) + " of " +
+                                  std::to_string(options_.world_size) + ")");
+  }
+
+  // A process group over `members` (sorted global ranks) with group-local
+  // ranks, rendezvousing under its own key prefix.
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> make_group(const std::vector<int>& members,
+                                                        const std::string& prefix) {
+    const int local = static_cast<int>(
+        std::lower_bound(members.begin(), members.end(), options_.rank) - members.begin());
+    auto go = c10d::ProcessGroupGloo::Options::create(options_.timeout);
+    go->devices.push_back(device_);
+    go->threads = 2;
+    try {
+      auto store = c10::make_intrusive<c10d::PrefixStore>(prefix, store_);
+      return c10::make_intrusive<c10d::ProcessGroupGloo>(store, local,
+                                                         static_cast<int>(members.size()), go);
+    } catch (const std::exception& e) {
+      std::vector<int> peers;
+      for (int r : members)
+        if (r != options_.rank) peers.push_back(r);
+      failures_->fail(e, peers, "connecting ranks " + join(members) + " (" + prefix + ")");
+    }
+  }
+
+  RendezvousOptions options_;
+  c10::intrusive_ptr<c10d::Store> store_;
+  std::shared_ptr<::gloo::transport::Device> device_;
+  std::shared_ptr<FailureRecord> failures_;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> world_;
+  std::map<std::vector<int>, c10::intrusive_ptr<c10d::ProcessGroupGloo>> groups_;
+};
+
+}  // namespace
+
+std::unique_ptr<Transport> connect_gloo(const RendezvousOptions& options) {
+  if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size)
+    throw std::invalid_argument("connect_gloo: rank " + std::to_string(options.rank) +
+                                " outside [0, " + std::to_string(options.world_size) + ")");
+  return std::make_unique<GlooTransport>(options);
+}
+
+}  // namespace ppc::runtime
