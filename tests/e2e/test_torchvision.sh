@@ -7,25 +7,8 @@
 # Usage: tests/e2e/test_torchvision.sh BUILD_DIR|PPC_BINARY OUT_TMP
 set -euo pipefail
 
-if [ $# -ne 2 ]; then
-  echo "usage: $0 BUILD_DIR OUT_TMP" >&2
-  exit 2
-fi
-OUT_TMP=$2
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PY=/usr/bin/python3
-# BUILD_DIR holds the ppc binary; the path of the binary itself works too.
-if [ -f "$1" ]; then
-  PPC="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
-else
-  PPC="$(cd "$1" && pwd)/ppc"
-fi
-if [ ! -x "$PPC" ]; then
-  echo "$0: no ppc binary at $PPC" >&2
-  exit 2
-fi
-mkdir -p "$OUT_TMP"
-OUT_TMP=$(cd "$OUT_TMP" && pwd)
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "$0")/lib.sh" "$@"
 SECONDS=0
 
 step() { echo "== [${SECONDS}s] $*"; }
