@@ -16,6 +16,7 @@
 #include "compiler/frontends/onnx/onnx_frontend.h"
 #include "compiler/frontends/torchscript/plugin.h"
 #include "compiler/ir/text.h"
+#include "runtime/manifest/stage_map.h"
 #include "schemas/error.h"
 #include "schemas/sha256.h"
 #include "schemas/split_spec.h"
@@ -27,14 +28,12 @@ namespace ppc::driver {
 namespace {
 
 std::unique_ptr<SourceModel> load_model(const std::string& path, std::vector<std::string>* notes) {
-  const std::string display = fs::path(path).filename().string();
   std::error_code ec;
   if (!fs::exists(path, ec)) throw Error(path + ": no such model file");
   if (fs::is_directory(path, ec)) throw Error(path + ": is a directory, not a model file");
   std::string ext = fs::path(path).extension().string();
   if (ext == ".onnx") return onnx_frontend::load_onnx(path, path, notes);
   if (ext == ".pt" || ext == ".pth" || ext == ".torchscript") return torchscript_frontend::plugin().load(path, path, notes);
-  (void)display;
   throw Error(path + ": unknown model format '" + ext + "' (expected .onnx or .pt)");
 }
 
@@ -256,8 +255,6 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
   int64_t max_flops = 0;
   for (const auto& s : m.stages) max_flops = std::max(max_flops, s.flops);
   for (const auto& s : m.stages) {
-    int64_t pbytes = 0;
-    for (const auto& prm : s.params) pbytes += prm.bytes;
     // Bytes sent per sample: outputs to other stages, batch dim excluded.
     int64_t act_out = 0;
     bool act_known = true;
@@ -279,7 +276,7 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
     out << "  stage " << s.index << "  " << s.artifact << "  nodes " << s.node_count << "  cost "
         << human_flops(static_cast<double>(s.flops)) << " ("
         << (m.total_flops > 0 ? static_cast<int>(100.0 * s.flops / m.total_flops + 0.5) : 0) << "%)  params "
-        << s.params.size() << " (" << human_bytes(pbytes) << ")  in " << s.inputs.size() << "  out " << s.outputs.size();
+        << s.params.size() << " (" << human_bytes(s.param_bytes) << ")  in " << s.inputs.size() << "  out " << s.outputs.size();
     if (!act_known && act_out == 0)
       out << " (bytes sent unknown: shapes unknown)";
     else if (act_out > 0 || !act_known)
@@ -297,17 +294,9 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
 }
 
 void inspect(const InspectOptions& opts, std::ostream& out) {
-  fs::path dir(opts.dir);
-  fs::path mpath = fs::is_directory(dir) ? dir / "manifest.json" : dir;
-  if (!fs::exists(mpath)) throw Error(mpath.string() + ": no such manifest (is '" + opts.dir + "' a ppc output directory?)");
-  manifest::Manifest m = manifest::load_manifest(mpath.string(), mpath.string());
-  fs::path base = mpath.parent_path();
-  for (const auto& s : m.stages) {
-    fs::path a = base / s.artifact;
-    if (!fs::exists(a)) throw Error(mpath.string() + ": stage " + std::to_string(s.index) + " artifact '" + s.artifact + "' is missing");
-    if (!s.sha256.empty() && sha256_file_hex(a.string()) != s.sha256)
-      throw Error(a.string() + ": sha256 does not match the manifest (the artifact changed after ppc wrote it)");
-  }
+  // The runtime's loader: the same manifest validation and artifact sha256
+  // checks pprun applies before it runs anything.
+  manifest::Manifest m = runtime::load_and_verify(opts.dir).manifest;
   out << (opts.dot ? render_dot(m) : render_text(m));
 }
 

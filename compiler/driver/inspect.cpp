@@ -78,10 +78,8 @@ std::string render_text(const manifest::Manifest& m) {
     if (s.modules.empty()) os << " (root scope only)";
     for (const auto& mod : s.modules) os << " " << mod;
     os << "\n";
-    int64_t pbytes = 0;
-    for (const auto& p : s.params) pbytes += p.bytes;
     os << "  cost " << grouped(s.flops) << " flops (" << share(s.flops, m.total_flops) << "), params "
-       << s.params.size() << " tensors " << grouped(pbytes) << " bytes\n";
+       << s.params.size() << " tensors " << grouped(s.param_bytes) << " bytes\n";
     for (const auto& in : s.inputs) {
       os << "  in  " << tensor(in) << " <- ";
       if (in.source == "model_input")

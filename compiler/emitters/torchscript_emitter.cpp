@@ -22,15 +22,6 @@ using torch::jit::Node;
 using torch::jit::Value;
 using torchscript_frontend::TorchScriptSource;
 
-// A debug name for a stage argument: the IR name made an identifier
-// ("input.7" -> "input_7", "33" -> "v33").
-std::string arg_name(const std::string& name) {
-  std::string s;
-  for (char c : name) s += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-  if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0]))) s = "v" + s;
-  return s;
-}
-
 std::string json_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
@@ -120,9 +111,7 @@ std::string emit(const TorchScriptSource& src, const analysis::Partition& p, int
   std::set<std::string> arg_names{"self"};
   for (const auto& in : sp.inputs) {
     const Value* jv = src.jit_value(in.value);
-    std::string name = arg_name(g.values[in.value].name);
-    for (int k = 1; arg_names.count(name); ++k) name = arg_name(g.values[in.value].name) + "_" + std::to_string(k);
-    arg_names.insert(name);
+    std::string name = torchscript_frontend::unique_identifier(g.values[in.value].name, "v", arg_names);
     Value* v = graph->addInput(name);
     if (jv && is_scalar(jv)) {
       v->setType(c10::TensorType::get());

@@ -17,7 +17,8 @@ LoadedManifest load_and_verify(const std::string& dir_or_file) {
   std::error_code ec;
   fs::path p(dir_or_file);
   fs::path file = fs::is_directory(p, ec) ? p / "manifest.json" : p;
-  if (!fs::exists(file, ec)) throw Error(file.string() + ": no such manifest");
+  if (!fs::exists(file, ec))
+    throw Error(file.string() + ": no such manifest (is '" + dir_or_file + "' a ppc output directory?)");
   LoadedManifest lm;
   lm.dir = file.parent_path().string();
   lm.manifest = manifest::load_manifest(file.string(), file.string());

@@ -598,15 +598,7 @@ std::unique_ptr<SourceModel> load_torchscript(const std::string& path, const std
   // Attribute names of params in stage modules: dots become '_', made
   // unique over the whole model (so every stage and the manifest agree).
   std::set<std::string> taken{"training", "forward"};
-  for (const auto& p : src->params()) {
-    std::string base;
-    for (char c : p.name) base += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-    if (base.empty() || std::isdigit(static_cast<unsigned char>(base[0]))) base = "p_" + base;
-    std::string flat = base;
-    for (int k = 1; taken.count(flat); ++k) flat = base + "_" + std::to_string(k);
-    taken.insert(flat);
-    src->flat_names_.push_back(flat);
-  }
+  for (const auto& p : src->params()) src->flat_names_.push_back(unique_identifier(p.name, "p_", taken));
   for (const auto& p : src->params())
     if (!p.aliases.empty() && notes) {
       std::string line = display_name + ": '" + p.name + "' is also reachable as";

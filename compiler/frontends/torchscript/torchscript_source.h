@@ -4,7 +4,9 @@
 
 #include <torch/script.h>
 
+#include <cctype>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +14,20 @@
 #include "compiler/frontends/source_model.h"
 
 namespace ppc::torchscript_frontend {
+
+/// `name` as a TorchScript identifier not yet in `taken` (then added to it):
+/// non-alphanumerics become '_', a leading digit (or nothing) gets `prefix`,
+/// clashes get "_1", "_2", ... ("layer0.lin.weight" -> "layer0_lin_weight",
+/// "33" with prefix "v" -> "v33").
+inline std::string unique_identifier(const std::string& name, const char* prefix, std::set<std::string>& taken) {
+  std::string base;
+  for (char c : name) base += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  if (base.empty() || std::isdigit(static_cast<unsigned char>(base[0]))) base = prefix + base;
+  std::string id = base;
+  for (int k = 1; taken.count(id); ++k) id = base + "_" + std::to_string(k);
+  taken.insert(id);
+  return id;
+}
 
 /// One stored tensor (IR param) of the source module.
 struct SourceParam {
