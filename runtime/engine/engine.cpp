@@ -1,0 +1,699 @@
+#include "runtime/engine/engine.h"
+
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <ostream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/engine/microbatch.h"
+#include "runtime/engine/pt_io.h"
+#include "runtime/engine/wire.h"
+#include "runtime/schedule/lowering.h"
+#include "runtime/schedule/registry.h"
+#include "runtime/schedule/stage_graph.h"
+#include "runtime/stages/stage_module.h"
+#include "schemas/error.h"
+#include "schemas/sha256.h"
+
+namespace fs = std::filesystem;
+
+namespace ppc::runtime {
+
+using schedule::Action;
+
+namespace {
+
+schedule::StageGraph stage_graph_of(const manifest::Manifest& m) {
+  std::vector<schedule::StageEdge> edges;
+  for (const auto& st : m.stages)
+    for (const auto& in : st.inputs)
+      if (in.from_stage >= 0) edges.push_back({in.from_stage, st.index});
+  return schedule::StageGraph::from_edges(static_cast<int>(m.stages.size()), edges);
+}
+
+// Gloo has no bool type: bools travel as bytes.
+at::Tensor wire_view(const at::Tensor& t) { return t.scalar_type() == at::kBool ? t.view(at::kByte) : t; }
+
+void accumulate(at::Tensor& into, const at::Tensor& g) {
+  if (!into.defined()) into = g;
+  else into = into + g;
+}
+
+}  // namespace
+
+schedule::Schedule plan_schedule(const manifest::Manifest& m, const std::string& name, int world_size, int chunks,
+                                 bool train) {
+  int num_stages = static_cast<int>(m.stages.size());
+  stages_of_rank(num_stages, world_size, 0);  // checks that world_size divides the stage count
+  if (chunks < 1) throw Error("--chunks must be at least 1");
+  auto compute = schedule::make_compute_schedule(name, world_size, num_stages / world_size, chunks, !train);
+  auto lowered = schedule::add_communication(compute, num_stages, stage_graph_of(m));
+  return schedule::hoist_receives(lowered, 1);
+}
+
+namespace {
+
+/// The tensors stage `producer` sends to stage `consumer`, in the consumer's
+/// input order: out_idx[k] of the producer's outputs is in_idx[k] of the consumer's inputs.
+struct Link {
+  int producer = 0, consumer = 0;
+  std::vector<int> out_idx, in_idx;
+  std::vector<bool> differentiable;
+  bool remote = false;
+};
+
+/// A receive in flight: activations (header first) or gradients.
+struct PendingRecv {
+  int link = 0;
+  at::Tensor header;
+  std::unique_ptr<Work> header_work;
+  std::vector<int> slots;  ///< which entries of the link the buffers hold (gradients)
+  std::vector<at::Tensor> buffers;
+  std::vector<std::unique_ptr<Work>> works;
+};
+
+/// One stage's state for one micro-batch, from its forward to its backward.
+struct MicroState {
+  std::vector<at::Tensor> inputs, outputs, out_grads, in_grads;
+  at::Tensor loss;
+  std::vector<PendingRecv> recv_f, recv_b;
+  bool forward_done = false;
+};
+
+struct LocalStage {
+  int index = 0;
+  const manifest::Stage* info = nullptr;
+  std::unique_ptr<StageModule> module;
+  std::unique_ptr<Optimizer> optimizer;
+  std::map<std::string, at::Tensor> tensors;  ///< parameters and buffers by artifact name
+  std::vector<MicroState> mb;
+};
+
+class Engine {
+ public:
+  Engine(const LoadedManifest& lm, Transport& t, const EngineOptions& o, std::ostream& log)
+      : lm_(lm), m_(lm.manifest), t_(t), o_(o), log_(log) {}
+
+  void run();
+
+ private:
+  void setup();
+  void load_batch(int64_t step);
+  void reset_micro_states();
+  void execute(const Action& a);
+  void forward(int s, int m);
+  void backward(int s, int m);
+  void post_recv_forward(int s, int m);
+  void post_recv_backward(int s, int m);
+  void send_forward(int s, int m);
+  void send_backward(int s, int m);
+  void finish_recv_forward(PendingRecv& p, MicroState& st, int m);
+  at::Tensor compute_loss(const at::Tensor& out, int m);
+  void sync_tied_gradients();
+  void collect_outputs(int s, int m, const std::vector<at::Tensor>& outs);
+  void write_outputs();
+  void save_checkpoint(int64_t steps_done);
+  void resume();
+
+  LocalStage& local(int s) { return locals_[local_of_[s]]; }
+  bool is_local(int s) const { return local_of_[s] >= 0; }
+  int rank_of(int s) const { return s % t_.world_size(); }
+
+  const LoadedManifest& lm_;
+  const manifest::Manifest& m_;
+  Transport& t_;
+  const EngineOptions& o_;
+  std::ostream& log_;
+
+  int num_stages_ = 0;
+  std::vector<LocalStage> locals_;
+  std::vector<int> local_of_;
+  std::vector<Link> links_;
+  std::vector<std::vector<int>> links_in_, links_out_;  // per stage: indices into links_
+  std::unique_ptr<wire::Tags> tags_;
+  schedule::RankSchedule actions_;
+  int loss_stage_ = -1, loss_output_ = -1;
+  int64_t start_step_ = 0;
+
+  // The current batch.
+  std::map<std::string, std::vector<at::Tensor>> micro_inputs_;  // model input -> per micro-batch
+  std::vector<at::Tensor> micro_targets_;
+  std::vector<int64_t> micro_sizes_;
+  int64_t batch_samples_ = 0;
+  at::Tensor synthetic_teacher_;
+  std::vector<at::Tensor> full_batch_first_input_;  // synthetic targets are computed from it
+  double step_loss_ = 0;
+
+  std::vector<std::unique_ptr<Work>> pending_sends_;
+  std::vector<at::Tensor> send_keepalive_;
+  std::map<std::string, std::vector<at::Tensor>> collected_;  // model output -> pieces
+};
+
+void Engine::setup() {
+  num_stages_ = static_cast<int>(m_.stages.size());
+  const int P = t_.world_size();
+  std::vector<int> mine = stages_of_rank(num_stages_, P, t_.rank());
+  local_of_.assign(num_stages_, -1);
+
+  // Links from the consumers' inputs (edges and transmitted ties).
+  std::map<std::pair<int, int>, int> link_of;
+  links_in_.assign(num_stages_, {});
+  links_out_.assign(num_stages_, {});
+  size_t max_slots = 1;
+  for (const auto& st : m_.stages) {
+    for (size_t i = 0; i < st.inputs.size(); ++i) {
+      const auto& in = st.inputs[i];
+      if (in.source == "model_input") continue;
+      int p = in.from_stage;
+      const auto& outs = m_.stages.at(p).outputs;
+      auto it = std::find_if(outs.begin(), outs.end(), [&](const auto& o) { return o.name == in.name; });
+      if (it == outs.end())
+        throw Error(lm_.dir + "/manifest.json: stage " + std::to_string(st.index) + " input '" + in.name +
+                    "' is not an output of stage " + std::to_string(p));
+      auto key = std::make_pair(p, st.index);
+      if (!link_of.count(key)) {
+        link_of[key] = static_cast<int>(links_.size());
+        Link l;
+        l.producer = p;
+        l.consumer = st.index;
+        l.remote = rank_of(p) != rank_of(st.index);
+        links_.push_back(l);
+        links_in_[st.index].push_back(link_of[key]);
+        links_out_[p].push_back(link_of[key]);
+      }
+      Link& l = links_[link_of[key]];
+      l.out_idx.push_back(static_cast<int>(it - outs.begin()));
+      l.in_idx.push_back(static_cast<int>(i));
+      bool diff = true;
+      for (const auto& e : m_.edges)
+        if (e.value == in.name && e.producer == p) diff = e.differentiable;
+      l.differentiable.push_back(diff);
+      max_slots = std::max(max_slots, l.out_idx.size() + 1);
+    }
+  }
+  tags_ = std::make_unique<wire::Tags>(num_stages_, o_.chunks, static_cast<int>(max_slots));
+
+  if (o_.train) {
+    if (m_.model_outputs.size() != 1)
+      throw Error("training needs a model with exactly one output (the loss is computed from it); this one has " +
+                  std::to_string(m_.model_outputs.size()));
+    const auto& mo = m_.model_outputs[0];
+    loss_stage_ = mo.stage;
+    const auto& outs = m_.stages.at(loss_stage_).outputs;
+    for (size_t j = 0; j < outs.size(); ++j)
+      if (outs[j].name == mo.name) loss_output_ = static_cast<int>(j);
+    if (loss_output_ < 0) throw Error(lm_.dir + "/manifest.json: model output '" + mo.name + "' is not an output of its stage");
+  } else if (!o_.output_path.empty()) {
+    std::set<int> ranks;
+    for (const auto& mo : m_.model_outputs) ranks.insert(rank_of(mo.stage));
+    if (ranks.size() > 1) throw Error("--output: the model outputs are computed on several ranks; not supported yet");
+  }
+
+  for (int s : mine) {
+    local_of_[s] = static_cast<int>(locals_.size());
+    LocalStage ls;
+    ls.index = s;
+    ls.info = &m_.stages[s];
+    ls.module = load_stage(lm_, s);
+    ls.module->set_training(o_.train);
+    std::vector<NamedTensor> trainable;
+    for (auto& [name, p] : ls.module->parameters()) {
+      ls.tensors[name] = p;
+      trainable.emplace_back(name, p);
+    }
+    for (auto& [name, b] : ls.module->buffers()) ls.tensors[name] = b;
+    if (o_.train) ls.optimizer = std::make_unique<Optimizer>(o_.optimizer, trainable);
+    locals_.push_back(std::move(ls));
+  }
+
+  auto lowered = plan_schedule(m_, o_.schedule, P, o_.chunks, o_.train);
+  actions_ = lowered.at(t_.rank());
+  if (!o_.resume_dir.empty()) resume();
+}
+
+void Engine::resume() {
+  fs::path dir(o_.resume_dir);
+  fs::path state_file = dir / "pprun_state.json";
+  std::ifstream in(state_file);
+  if (!in) throw Error(state_file.string() + ": missing (is '" + o_.resume_dir + "' a directory written by pprun --save?)");
+  nlohmann::json j;
+  try {
+    in >> j;
+    start_step_ = j.at("step").get<int64_t>();
+    std::string kind = j.at("optimizer").get<std::string>();
+    if (o_.train && kind != o_.optimizer.kind)
+      throw Error(state_file.string() + ": the checkpoint was trained with --optimizer " + kind + ", not " +
+                  o_.optimizer.kind);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(state_file.string() + ": malformed: " + e.what());
+  }
+  if (!o_.train) return;
+  for (auto& ls : locals_) {
+    fs::path f = dir / ("optimizer_stage" + std::to_string(ls.index) + ".pt");
+    ls.optimizer->load_state(load_tensor_dict(f.string()), f.string());
+  }
+}
+
+void Engine::load_batch(int64_t step) {
+  std::vector<NamedTensor> batch;
+  std::string where;
+  if (o_.synthetic) {
+    where = "synthetic batch";
+    uint64_t seed = o_.seed * 1000003ULL + static_cast<uint64_t>(step % o_.synthetic_batches);
+    batch = synthetic_batch(m_, o_.batch_size, o_.dims, o_.int_high, seed);
+  } else {
+    where = o_.input_files.at(static_cast<size_t>(step % static_cast<int64_t>(o_.input_files.size())));
+    batch = load_tensor_dict(where);
+  }
+  MicroBatches mb = split_batch(m_, batch, o_.chunks, o_.train && o_.loss != "model" && !o_.synthetic ? o_.target_key : "",
+                                where);
+  micro_inputs_ = std::move(mb.inputs);
+  micro_targets_ = std::move(mb.targets);
+  micro_sizes_ = std::move(mb.sizes);
+  batch_samples_ = mb.batch_size;
+  full_batch_first_input_.clear();
+  if (o_.synthetic && o_.train && o_.loss != "model") {
+    for (const auto& [name, t] : batch) {
+      if (at::isFloatingType(t.scalar_type())) {
+        full_batch_first_input_ = {t};
+        break;
+      }
+    }
+  }
+}
+
+void Engine::reset_micro_states() {
+  for (auto& ls : locals_) {
+    ls.mb.clear();
+    ls.mb.resize(o_.chunks);
+    for (auto& st : ls.mb) {
+      st.inputs.resize(ls.info->inputs.size());
+      st.out_grads.resize(ls.info->outputs.size());
+    }
+  }
+}
+
+void Engine::run() {
+  setup();
+  const bool log_here = t_.rank() == 0 && !o_.quiet;
+  const int loss_rank = o_.train ? rank_of(loss_stage_) : -1;
+  for (int64_t i = 0; i < o_.steps; ++i) {
+    int64_t step = start_step_ + i;
+    auto t0 = std::chrono::steady_clock::now();
+    load_batch(step);
+    reset_micro_states();
+    step_loss_ = 0;
+    for (const Action& a : actions_) execute(a);
+    for (auto& w : pending_sends_) w->wait();
+    pending_sends_.clear();
+    send_keepalive_.clear();
+    if (o_.train) {
+      sync_tied_gradients();
+      for (auto& ls : locals_) {
+        ls.optimizer->step();
+        ls.optimizer->zero_grad();
+      }
+    }
+    // The step's loss travels to rank 0 for the log line.
+    at::Tensor loss = at::full({1}, step_loss_, at::kDouble);
+    if (o_.train && loss_rank != 0) {
+      if (t_.rank() == loss_rank) t_.isend(loss, 0, wire::Tags::kLoss)->wait();
+      if (t_.rank() == 0) t_.irecv(loss, loss_rank, wire::Tags::kLoss)->wait();
+    }
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (log_here) {
+      std::ostringstream line;
+      line << "step " << (step + 1) << "/" << (start_step_ + o_.steps);
+      if (o_.train) line << "  loss " << std::setprecision(6) << std::fixed << loss.item<double>();
+      line << std::setprecision(1) << std::fixed << "  samples/s " << (static_cast<double>(batch_samples_) / secs)
+           << "  step " << std::setprecision(2) << secs * 1000 << " ms";
+      log_ << line.str() << std::endl;
+    }
+  }
+  if (!o_.train && !o_.output_path.empty()) write_outputs();
+  if (o_.train && !o_.save_dir.empty()) save_checkpoint(start_step_ + o_.steps);
+}
+
+void Engine::execute(const Action& a) {
+  switch (a.kind) {
+    case Action::F: forward(a.stage, a.microbatch); break;
+    case Action::B: backward(a.stage, a.microbatch); break;
+    case Action::RECV_F: post_recv_forward(a.stage, a.microbatch); break;
+    case Action::SEND_F: send_forward(a.stage, a.microbatch); break;
+    case Action::RECV_B: post_recv_backward(a.stage, a.microbatch); break;
+    case Action::SEND_B: send_backward(a.stage, a.microbatch); break;
+    default:
+      throw Error("action " + schedule::to_string(a) + " is not supported by this engine yet");
+  }
+}
+
+void Engine::post_recv_forward(int s, int m) {
+  MicroState& st = local(s).mb[m];
+  for (int li : links_in_[s]) {
+    const Link& l = links_[li];
+    if (!l.remote) continue;
+    PendingRecv p;
+    p.link = li;
+    p.header = wire::header_buffer(static_cast<int>(l.in_idx.size()));
+    p.header_work = t_.irecv(p.header, rank_of(l.producer), tags_->data(0, l.producer, s, m, 0));
+    st.recv_f.push_back(std::move(p));
+  }
+}
+
+void Engine::finish_recv_forward(PendingRecv& p, MicroState& st, int m) {
+  const Link& l = links_[p.link];
+  p.header_work->wait();
+  p.buffers = wire::allocate_from_header(p.header, static_cast<int>(l.in_idx.size()));
+  for (size_t k = 0; k < p.buffers.size(); ++k)
+    p.works.push_back(t_.irecv(wire_view(p.buffers[k]), rank_of(l.producer),
+                               tags_->data(0, l.producer, l.consumer, m, static_cast<int>(k) + 1)));
+  for (size_t k = 0; k < p.buffers.size(); ++k) {
+    p.works[k]->wait();
+    st.inputs[l.in_idx[k]] = p.buffers[k];
+  }
+}
+
+void Engine::forward(int s, int m) {
+  LocalStage& ls = local(s);
+  MicroState& st = ls.mb[m];
+  if (st.recv_f.empty()) post_recv_forward(s, m);  // not hoisted by the schedule
+  for (auto& p : st.recv_f) finish_recv_forward(p, st, m);
+  st.recv_f.clear();
+  const auto& ins = ls.info->inputs;
+  for (size_t i = 0; i < ins.size(); ++i) {
+    if (ins[i].source == "model_input") {
+      st.inputs[i] = micro_inputs_.at(ins[i].name).at(m);
+    } else if (!st.inputs[i].defined()) {
+      throw std::logic_error("stage " + std::to_string(s) + " input '" + ins[i].name + "' of micro-batch " +
+                             std::to_string(m) + " never arrived");
+    } else if (o_.train) {
+      at::Tensor x = st.inputs[i].detach();
+      if (at::isFloatingType(x.scalar_type())) x.requires_grad_(true);
+      st.inputs[i] = x;
+    }
+  }
+  std::vector<at::Tensor> outs;
+  if (o_.train) {
+    outs = ls.module->forward(st.inputs);
+    if (s == loss_stage_) st.loss = compute_loss(outs[loss_output_], m);
+  } else {
+    at::NoGradGuard no_grad;
+    outs = ls.module->forward(st.inputs);
+    collect_outputs(s, m, outs);
+  }
+  st.outputs = outs;
+  st.forward_done = true;
+  // Consumers on this rank get the tensors directly.
+  for (int li : links_out_[s]) {
+    const Link& l = links_[li];
+    if (l.remote) continue;
+    MicroState& cst = local(l.consumer).mb[m];
+    for (size_t k = 0; k < l.out_idx.size(); ++k) cst.inputs[l.in_idx[k]] = outs[l.out_idx[k]];
+  }
+  if (!o_.train) st.inputs.clear();
+}
+
+void Engine::send_forward(int s, int m) {
+  MicroState& st = local(s).mb[m];
+  for (int li : links_out_[s]) {
+    const Link& l = links_[li];
+    if (!l.remote) continue;
+    std::vector<at::Tensor> ts;
+    for (int j : l.out_idx) ts.push_back(st.outputs[j].detach().contiguous());
+    at::Tensor header = wire::encode_header(ts);
+    int dst = rank_of(l.consumer);
+    pending_sends_.push_back(t_.isend(header, dst, tags_->data(0, s, l.consumer, m, 0)));
+    send_keepalive_.push_back(header);
+    for (size_t k = 0; k < ts.size(); ++k) {
+      pending_sends_.push_back(t_.isend(wire_view(ts[k]), dst, tags_->data(0, s, l.consumer, m, static_cast<int>(k) + 1)));
+      send_keepalive_.push_back(ts[k]);
+    }
+  }
+  if (!o_.train) st.outputs.clear();
+}
+
+void Engine::post_recv_backward(int s, int m) {
+  MicroState& st = local(s).mb[m];
+  for (int li : links_out_[s]) {
+    const Link& l = links_[li];
+    if (!l.remote) continue;
+    PendingRecv p;
+    p.link = li;
+    for (size_t k = 0; k < l.out_idx.size(); ++k) {
+      const at::Tensor& out = st.outputs.at(l.out_idx[k]);
+      if (!l.differentiable[k] || !at::isFloatingType(out.scalar_type())) continue;
+      at::Tensor buf = at::empty(out.sizes(), out.options().requires_grad(false));
+      p.slots.push_back(static_cast<int>(k));
+      p.works.push_back(t_.irecv(buf, rank_of(l.consumer), tags_->data(1, s, l.consumer, m, static_cast<int>(k) + 1)));
+      p.buffers.push_back(buf);
+    }
+    st.recv_b.push_back(std::move(p));
+  }
+}
+
+void Engine::backward(int s, int m) {
+  LocalStage& ls = local(s);
+  MicroState& st = ls.mb[m];
+  if (!st.forward_done) throw std::logic_error("backward of stage " + std::to_string(s) + " before its forward");
+  bool expects_remote = false;
+  for (int li : links_out_[s]) expects_remote |= links_[li].remote;
+  if (expects_remote && st.recv_b.empty()) post_recv_backward(s, m);
+  for (auto& p : st.recv_b) {
+    const Link& l = links_[p.link];
+    for (size_t i = 0; i < p.buffers.size(); ++i) {
+      p.works[i]->wait();
+      accumulate(st.out_grads[l.out_idx[p.slots[i]]], p.buffers[i]);
+    }
+  }
+  st.recv_b.clear();
+  std::vector<at::Tensor> roots, grads;
+  if (st.loss.defined()) {
+    roots.push_back(st.loss);
+    grads.push_back(at::ones_like(st.loss));
+  }
+  for (size_t j = 0; j < st.outputs.size(); ++j) {
+    if (st.out_grads[j].defined() && st.outputs[j].requires_grad()) {
+      roots.push_back(st.outputs[j]);
+      grads.push_back(st.out_grads[j]);
+    }
+  }
+  if (!roots.empty()) torch::autograd::backward(roots, grads);
+  st.in_grads.assign(st.inputs.size(), at::Tensor());
+  for (size_t i = 0; i < st.inputs.size(); ++i) {
+    const at::Tensor& x = st.inputs[i];
+    if (!x.defined() || !x.requires_grad()) continue;
+    st.in_grads[i] = x.grad().defined() ? x.grad() : at::zeros_like(x);
+  }
+  // Producers on this rank: their output gradients accumulate directly.
+  for (int li : links_in_[s]) {
+    const Link& l = links_[li];
+    if (l.remote) continue;
+    MicroState& pst = local(l.producer).mb[m];
+    for (size_t k = 0; k < l.in_idx.size(); ++k) {
+      const at::Tensor& g = st.in_grads[l.in_idx[k]];
+      if (l.differentiable[k] && g.defined()) accumulate(pst.out_grads[l.out_idx[k]], g);
+    }
+  }
+  st.inputs.clear();
+  st.outputs.clear();
+  st.out_grads.clear();
+  st.loss = at::Tensor();
+}
+
+void Engine::send_backward(int s, int m) {
+  MicroState& st = local(s).mb[m];
+  for (int li : links_in_[s]) {
+    const Link& l = links_[li];
+    if (!l.remote) continue;
+    int dst = rank_of(l.producer);
+    for (size_t k = 0; k < l.in_idx.size(); ++k) {
+      const at::Tensor& g = st.in_grads.at(l.in_idx[k]);
+      // The producer expects a gradient for every differentiable floating entry.
+      if (!l.differentiable[k] || !g.defined()) continue;
+      at::Tensor c = g.contiguous();
+      pending_sends_.push_back(t_.isend(c, dst, tags_->data(1, l.producer, s, m, static_cast<int>(k) + 1)));
+      send_keepalive_.push_back(c);
+    }
+  }
+  st.in_grads.clear();
+}
+
+at::Tensor Engine::compute_loss(const at::Tensor& out, int m) {
+  double scale = static_cast<double>(micro_sizes_.at(m)) / static_cast<double>(batch_samples_);
+  at::Tensor loss;
+  if (o_.loss == "model") {
+    if (out.numel() != 1)
+      throw Error("--loss model: the model output '" + m_.model_outputs[0].name + "' has " +
+                  std::to_string(out.numel()) + " elements, expected a scalar loss");
+    loss = out.reshape({});
+  } else {
+    at::Tensor target;
+    if (o_.synthetic) {
+      target = synthetic_target(out, full_batch_first_input_, micro_sizes_, m, o_.loss, o_.seed, synthetic_teacher_);
+    } else {
+      target = micro_targets_.at(m);
+    }
+    if (o_.loss == "mse") {
+      if (!target.sizes().equals(out.sizes()))
+        throw Error("--loss mse: target shape " + shape_text(target) + " differs from the output shape " + shape_text(out));
+      loss = at::mse_loss(out, target.to(out.scalar_type()));
+    } else {
+      int64_t classes = out.size(-1);
+      at::Tensor flat_t = target.reshape({-1});
+      at::Tensor flat_o = out.reshape({-1, classes});
+      if (flat_t.size(0) != flat_o.size(0))
+        throw Error("--loss cross_entropy: target shape " + shape_text(target) + " does not match the output shape " +
+                    shape_text(out) + " (classes are the last output dim)");
+      loss = at::cross_entropy_loss(flat_o, flat_t.to(at::kLong));
+    }
+  }
+  loss = loss * scale;
+  step_loss_ += loss.item<double>();
+  return loss;
+}
+
+void Engine::sync_tied_gradients() {
+  for (const auto& g : m_.ties) {
+    if (g.policy != "replicate") continue;
+    std::set<int> holder_ranks;
+    std::vector<std::pair<at::Tensor, bool>> mine;  // parameter, transposed
+    for (const auto& mem : g.members) {
+      for (int s : mem.stages) {
+        holder_ranks.insert(rank_of(s));
+        if (!is_local(s)) continue;
+        // Tie members name the parameter as the IR does; TorchScript stages
+        // store it under a flat artifact name (params[].original maps back).
+        std::string name = mem.param;
+        for (const auto& p : m_.stages[s].params)
+          if (p.name != mem.param && p.original == mem.param) name = p.name;
+        auto it = local(s).tensors.find(name);
+        if (it == local(s).tensors.end())
+          throw Error(lm_.dir + "/manifest.json: tie '" + g.name + "': stage " + std::to_string(s) + " has no parameter '" +
+                      mem.param + "'");
+        mine.emplace_back(it->second, mem.relation == "transpose");
+      }
+    }
+    if (mine.empty()) continue;
+    if (mine.size() == 1 && holder_ranks.size() == 1) continue;
+    at::Tensor sum;
+    for (auto& [p, transposed] : mine) {
+      at::Tensor gr = p.grad().defined() ? p.grad() : at::zeros_like(p);
+      if (transposed) gr = gr.t();
+      accumulate(sum, gr);
+    }
+    sum = sum.contiguous();
+    if (holder_ranks.size() > 1) {
+      std::vector<at::Tensor> ts{sum};
+      t_.all_reduce_sum(ts, std::vector<int>(holder_ranks.begin(), holder_ranks.end()));
+      sum = ts[0];
+    }
+    for (auto& [p, transposed] : mine) p.mutable_grad() = transposed ? sum.t().contiguous() : sum.clone();
+  }
+}
+
+void Engine::collect_outputs(int s, int m, const std::vector<at::Tensor>& outs) {
+  if (o_.output_path.empty()) return;
+  const auto& info = m_.stages[s].outputs;
+  for (size_t j = 0; j < info.size(); ++j)
+    if (info[j].model_output) collected_[info[j].name].push_back(outs[j]);
+}
+
+void Engine::write_outputs() {
+  bool here = false;
+  for (const auto& mo : m_.model_outputs) here |= rank_of(mo.stage) == t_.rank();
+  if (!here) return;
+  std::vector<NamedTensor> out;
+  for (const auto& mo : m_.model_outputs) {
+    auto& pieces = collected_[mo.name];
+    if (pieces.empty()) continue;
+    int dim = mo.batch_dim.value_or(0);
+    out.emplace_back(mo.name, pieces[0].dim() == 0 ? at::stack(pieces) : at::cat(pieces, dim));
+  }
+  save_tensor_dict(o_.output_path, out);
+}
+
+void Engine::save_checkpoint(int64_t steps_done) {
+  fs::path final_dir(o_.save_dir);
+  fs::path tmp = final_dir.string() + ".partial";
+  std::error_code ec;
+  if (t_.rank() == 0) {
+    if (fs::exists(final_dir, ec) && !fs::is_empty(final_dir, ec) && !fs::exists(final_dir / "pprun_state.json", ec))
+      throw Error(o_.save_dir + ": exists and is not a pprun checkpoint; refusing to replace it");
+    fs::remove_all(tmp, ec);
+  }
+  t_.barrier();
+  fs::create_directories(tmp);
+  for (auto& ls : locals_) {
+    ls.module->save((tmp / ls.info->artifact).string());
+    save_tensor_dict((tmp / ("optimizer_stage" + std::to_string(ls.index) + ".pt")).string(), ls.optimizer->state());
+  }
+  // Rank 0 gathers the artifacts' digests and every parameter (manifest order).
+  manifest::Manifest out = m_;
+  std::vector<NamedTensor> params;
+  std::set<std::string> seen;
+  std::set<std::string> secondary;  // tie members other than a group's first: not separate parameters
+  for (const auto& g : m_.ties)
+    for (size_t i = 1; i < g.members.size(); ++i) secondary.insert(g.members[i].param);
+  for (int s = 0; s < num_stages_; ++s) {
+    const auto& info = m_.stages[s];
+    int r = rank_of(s);
+    if (t_.rank() != 0 && r != t_.rank()) continue;
+    std::string digest;
+    if (r == t_.rank()) digest = sha256_file_hex((tmp / info.artifact).string());
+    at::Tensor d = at::zeros({64}, at::kByte);
+    if (r == t_.rank()) std::copy(digest.begin(), digest.end(), d.data_ptr<uint8_t>());
+    if (r != 0) {
+      if (t_.rank() == r) t_.isend(d, 0, wire::Tags::kSaveDigest)->wait();
+      else t_.irecv(d, r, wire::Tags::kSaveDigest)->wait();
+    }
+    if (t_.rank() == 0) out.stages[s].sha256 = std::string(reinterpret_cast<const char*>(d.data_ptr<uint8_t>()), 64);
+    for (const auto& p : info.params) {
+      at::Tensor value;
+      if (r == t_.rank()) value = local(s).tensors.at(p.name).detach().contiguous();
+      if (r != 0) {
+        if (t_.rank() == r) {
+          t_.isend(wire_view(value), 0, wire::Tags::kSaveParam)->wait();
+        } else {
+          value = at::empty(p.shape, at::TensorOptions().dtype(scalar_type_of(p.dtype)));
+          t_.irecv(wire_view(value), r, wire::Tags::kSaveParam)->wait();
+        }
+      }
+      if (t_.rank() == 0 && !secondary.count(p.name) && seen.insert(p.original).second)
+        params.emplace_back(p.original, value);
+    }
+  }
+  if (t_.rank() != 0) return;
+  save_tensor_dict((tmp / "params.pt").string(), params);
+  {
+    std::ofstream mf(tmp / "manifest.json");
+    mf << manifest::to_json_text(out);
+    nlohmann::ordered_json st;
+    st["version"] = 1;
+    st["step"] = steps_done;
+    st["optimizer"] = o_.optimizer.kind;
+    std::ofstream sf(tmp / "pprun_state.json");
+    sf << st.dump(2) << "\n";
+  }
+  fs::remove_all(final_dir, ec);
+  fs::rename(tmp, final_dir);
+}
+
+}  // namespace
+
+void run_pipeline(const LoadedManifest& manifest, Transport& transport, const EngineOptions& options,
+                  std::ostream& log) {
+  Engine engine(manifest, transport, options, log);
+  engine.run();
+}
+
+}  // namespace ppc::runtime

@@ -1,0 +1,56 @@
+// pprun's engine: interprets one rank's lowered schedule (F/B/SEND/RECV
+// actions) over its stages, step after step — micro-batch split and merge,
+// loss, gradient accumulation, tied-weight gradient sync, optimizer step,
+// checkpoints. It only interprets actions: which action runs when is decided
+// by runtime/schedule/.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "runtime/engine/optimizer.h"
+#include "runtime/manifest/stage_map.h"
+#include "runtime/schedule/action.h"
+#include "runtime/transport/transport.h"
+
+namespace ppc::runtime {
+
+struct EngineOptions {
+  std::string schedule = "1f1b";
+  int chunks = 1;   ///< micro-batches per batch
+  int steps = 1;
+  // Data: batch files (one per step, cycled), or synthetic batches.
+  std::vector<std::string> input_files;
+  bool synthetic = false;
+  int64_t batch_size = 0;            ///< synthetic only
+  uint64_t seed = 0;
+  int synthetic_batches = 8;         ///< distinct synthetic batches, cycled
+  std::map<std::string, int64_t> dims;  ///< values of symbolic dims (besides the batch dim)
+  int64_t int_high = 2;              ///< synthetic integer inputs are drawn from [0, int_high)
+  // Training.
+  bool train = false;
+  std::string loss = "mse";          ///< mse | cross_entropy | model
+  std::string target_key = "target";
+  OptimizerOptions optimizer;
+  // Outputs.
+  std::string output_path;           ///< inference: model outputs, micro-batches merged
+  std::string save_dir;              ///< training: a complete pipeline again (+ optimizer state, params.pt)
+  std::string resume_dir;            ///< continue from a save_dir (the manifest must be loaded from it)
+  bool quiet = false;
+};
+
+/// The lowered schedule of every rank (receives hoisted one compute action
+/// ahead), for `world_size` ranks over the manifest's stage graph.
+schedule::Schedule plan_schedule(const manifest::Manifest& manifest, const std::string& name, int world_size,
+                                 int chunks, bool train);
+
+/// Runs `options.steps` steps on this rank. Rank 0 writes one log line per
+/// step to `log` unless options.quiet. Throws ppc::Error for bad input (files,
+/// shapes, options) and PeerError when another rank fails.
+void run_pipeline(const LoadedManifest& manifest, Transport& transport, const EngineOptions& options,
+                  std::ostream& log);
+
+}  // namespace ppc::runtime

@@ -1,0 +1,56 @@
+#include "runtime/engine/wire.h"
+
+#include <ATen/ATen.h>
+
+#include "schemas/error.h"
+
+namespace ppc::runtime::wire {
+
+at::Tensor encode_header(const std::vector<at::Tensor>& tensors) {
+  at::Tensor h = at::zeros({static_cast<int64_t>(tensors.size()) * kHeaderSlot}, at::kLong);
+  int64_t* p = h.data_ptr<int64_t>();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const at::Tensor& t = tensors[i];
+    if (t.dim() > kMaxDims)
+      throw Error("cannot send a tensor of " + std::to_string(t.dim()) + " dimensions (at most " +
+                  std::to_string(kMaxDims) + ")");
+    int64_t* slot = p + i * kHeaderSlot;
+    slot[0] = static_cast<int64_t>(t.scalar_type());
+    slot[1] = t.dim();
+    for (int64_t d = 0; d < t.dim(); ++d) slot[2 + d] = t.size(d);
+  }
+  return h;
+}
+
+at::Tensor header_buffer(int n) { return at::empty({static_cast<int64_t>(n) * kHeaderSlot}, at::kLong); }
+
+std::vector<at::Tensor> allocate_from_header(const at::Tensor& header, int n) {
+  if (header.numel() != static_cast<int64_t>(n) * kHeaderSlot) throw Error("malformed tensor header (wrong length)");
+  const int64_t* p = header.data_ptr<int64_t>();
+  std::vector<at::Tensor> out;
+  for (int i = 0; i < n; ++i) {
+    const int64_t* slot = p + i * kHeaderSlot;
+    int64_t type = slot[0], ndim = slot[1];
+    if (type < 0 || type >= static_cast<int64_t>(at::ScalarType::NumOptions) || ndim < 0 || ndim > kMaxDims)
+      throw Error("malformed tensor header (dtype " + std::to_string(type) + ", rank " + std::to_string(ndim) + ")");
+    std::vector<int64_t> sizes(slot + 2, slot + 2 + ndim);
+    for (int64_t s : sizes)
+      if (s < 0) throw Error("malformed tensor header (negative size)");
+    out.push_back(at::empty(sizes, at::TensorOptions().dtype(static_cast<at::ScalarType>(type))));
+  }
+  return out;
+}
+
+Tags::Tags(int num_stages, int num_microbatches, int max_slots)
+    : stages_(num_stages), microbatches_(num_microbatches), slots_(max_slots) {
+  if (2 * stages_ * stages_ * microbatches_ * slots_ >= static_cast<int64_t>(kControlBase))
+    throw Error("too many stages x micro-batches x tensors per edge for the message tag space (" +
+                std::to_string(stages_) + " stages, " + std::to_string(microbatches_) + " micro-batches)");
+}
+
+uint32_t Tags::data(int direction, int producer, int consumer, int microbatch, int slot) const {
+  int64_t t = (((direction * stages_ + producer) * stages_ + consumer) * microbatches_ + microbatch) * slots_ + slot;
+  return static_cast<uint32_t>(t);
+}
+
+}  // namespace ppc::runtime::wire

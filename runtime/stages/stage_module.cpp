@@ -1,0 +1,20 @@
+#include "runtime/stages/stage_module.h"
+
+#include "runtime/stages/torchscript_stage.h"
+#include "schemas/error.h"
+
+namespace ppc::runtime {
+
+StageModule::~StageModule() = default;
+
+std::unique_ptr<StageModule> load_stage(const LoadedManifest& manifest, int stage) {
+  const std::string& format = manifest.manifest.source.format;
+  if (format == "torchscript") return load_torchscript_stage(manifest, stage);
+  if (format == "onnx")
+    throw Error(manifest.artifact_path(stage) +
+                ": pprun cannot execute ONNX stages yet; split the TorchScript export of the model "
+                "(torch.jit.trace(...).save(...)) instead");
+  throw Error(manifest.dir + "/manifest.json: unknown source format '" + format + "'");
+}
+
+}  // namespace ppc::runtime

@@ -1,0 +1,48 @@
+// A pipeline stage as the engine sees it: tensors in, tensors out, named
+// parameters and buffers, a training flag, and a way to write itself back.
+// The engine never sees TorchScript or ONNX types, so ONNX stages (executed on
+// ATen) plug in behind the same interface.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "runtime/manifest/stage_map.h"
+
+namespace ppc::runtime {
+
+using NamedTensor = std::pair<std::string, at::Tensor>;
+
+class StageModule {
+ public:
+  virtual ~StageModule();
+  /// The stage's index in the manifest.
+  virtual int index() const = 0;
+  /// Runs the stage on `inputs` (the manifest's stage input order) and
+  /// returns its outputs (the manifest's output order). Records the autograd
+  /// graph when grad mode is on, so a backward from the outputs reaches the
+  /// parameters and every input that requires grad.
+  virtual std::vector<at::Tensor> forward(const std::vector<at::Tensor>& inputs) = 0;
+  /// Switches dropout / batch-norm behaviour (train() / eval() in PyTorch).
+  virtual void set_training(bool training) = 0;
+  /// Trainable parameters under their artifact names (the manifest's
+  /// params[].name), in a fixed order. The tensors are the live ones: updating
+  /// them in place updates the stage.
+  virtual std::vector<NamedTensor> parameters() = 0;
+  /// Non-trainable state (batch-norm running statistics, masks), likewise.
+  virtual std::vector<NamedTensor> buffers() = 0;
+  /// Writes the stage, with its current parameter and buffer values, as an
+  /// artifact of the same format to `path`.
+  virtual void save(const std::string& path) = 0;
+};
+
+/// Loads stage `stage` of a verified manifest, in the format the manifest's
+/// source names. Throws ppc::Error naming the artifact when it cannot be
+/// loaded or does not match the manifest (missing parameters).
+std::unique_ptr<StageModule> load_stage(const LoadedManifest& manifest, int stage);
+
+}  // namespace ppc::runtime

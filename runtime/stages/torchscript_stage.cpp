@@ -1,0 +1,92 @@
+#include "runtime/stages/torchscript_stage.h"
+
+#include <torch/script.h>
+
+#include "schemas/error.h"
+
+namespace ppc::runtime {
+
+namespace {
+
+class TorchScriptStage final : public StageModule {
+ public:
+  TorchScriptStage(int index, torch::jit::Module module, std::string metadata, size_t num_outputs)
+      : index_(index), module_(std::move(module)), metadata_(std::move(metadata)), num_outputs_(num_outputs) {
+    training_at_load_ = module_.is_training();
+  }
+
+  int index() const override { return index_; }
+
+  std::vector<at::Tensor> forward(const std::vector<at::Tensor>& inputs) override {
+    std::vector<c10::IValue> args(inputs.begin(), inputs.end());
+    c10::IValue result = module_.forward(args);
+    std::vector<at::Tensor> out;
+    if (result.isTuple()) {
+      for (const auto& v : result.toTupleRef().elements()) out.push_back(v.toTensor());
+    } else {
+      out.push_back(result.toTensor());
+    }
+    if (out.size() != num_outputs_)
+      throw Error("stage " + std::to_string(index_) + " returned " + std::to_string(out.size()) +
+                  " outputs, the manifest lists " + std::to_string(num_outputs_));
+    return out;
+  }
+
+  void set_training(bool training) override { module_.train(training); }
+
+  std::vector<NamedTensor> parameters() override {
+    std::vector<NamedTensor> out;
+    for (const auto& p : module_.named_parameters(/*recurse=*/true)) out.emplace_back(p.name, p.value);
+    return out;
+  }
+
+  std::vector<NamedTensor> buffers() override {
+    std::vector<NamedTensor> out;
+    for (const auto& b : module_.named_buffers(/*recurse=*/true)) out.emplace_back(b.name, b.value);
+    return out;
+  }
+
+  void save(const std::string& path) override {
+    // The artifact keeps the training flag it was written with; only the
+    // values change.
+    bool now = module_.is_training();
+    module_.train(training_at_load_);
+    torch::jit::ExtraFilesMap extra;
+    if (!metadata_.empty()) extra["ppc_stage.json"] = metadata_;
+    module_.save(path, extra);
+    module_.train(now);
+  }
+
+ private:
+  int index_;
+  torch::jit::Module module_;
+  std::string metadata_;
+  size_t num_outputs_;
+  bool training_at_load_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<StageModule> load_torchscript_stage(const LoadedManifest& lm, int stage) {
+  const auto& info = lm.manifest.stages.at(stage);
+  std::string path = lm.artifact_path(stage);
+  torch::jit::ExtraFilesMap extra{{"ppc_stage.json", ""}};
+  torch::jit::Module module;
+  try {
+    module = torch::jit::load(path, c10::kCPU, extra);
+  } catch (const c10::Error& e) {
+    std::string what = e.what_without_backtrace();
+    throw Error(path + ": cannot load the TorchScript stage: " + what.substr(0, what.find('\n')));
+  }
+  std::vector<std::string> have;
+  for (const auto& p : module.named_parameters(true)) have.push_back(p.name);
+  for (const auto& b : module.named_buffers(true)) have.push_back(b.name);
+  for (const auto& p : info.params) {
+    if (std::find(have.begin(), have.end(), p.name) == have.end())
+      throw Error(path + ": stage " + std::to_string(stage) + " has no parameter or buffer '" + p.name +
+                  "' that the manifest lists");
+  }
+  return std::make_unique<TorchScriptStage>(stage, std::move(module), extra["ppc_stage.json"], info.outputs.size());
+}
+
+}  // namespace ppc::runtime

@@ -1,0 +1,198 @@
+// pprun: runs one rank of a pipeline that ppc split (or, with --nproc N, all
+// N local ranks). Parses the command line and calls the runtime.
+#include <CLI/CLI.hpp>
+#include <ATen/Parallel.h>
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "runtime/engine/engine.h"
+#include "runtime/launch/local_launcher.h"
+#include "runtime/manifest/stage_map.h"
+#include "runtime/transport/transport.h"
+#include "schemas/error.h"
+
+namespace fs = std::filesystem;
+using namespace ppc;
+using namespace ppc::runtime;
+
+namespace {
+
+std::vector<std::string> input_files(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw Error(path + ": no such file or directory (--inputs)");
+  if (!fs::is_directory(path, ec)) return {path};
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(path))
+    if (e.path().extension() == ".pt") files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  if (files.empty()) throw Error(path + ": the directory holds no .pt files (--inputs)");
+  return files;
+}
+
+// Intra-op threads for LibTorch and OpenBLAS: the two pools oversubscribe
+// the cores when left to their defaults (DESIGN.md, "Threads on 2 cores").
+void set_threads(int threads) {
+  if (threads <= 0) {
+    if (const char* v = std::getenv("PPRUN_THREADS")) threads = std::atoi(v);
+  }
+  if (threads <= 0) {
+    int local = 1;
+    if (const char* v = std::getenv("LOCAL_WORLD_SIZE")) local = std::max(1, std::atoi(v));
+    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local);
+  }
+  at::set_num_threads(threads);
+  using SetThreads = void (*)(int);
+  if (auto f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(threads);
+}
+
+// argv without "--nproc N" / "--nproc=N": what each spawned rank runs.
+std::vector<std::string> child_args(int argc, char** argv) {
+  std::vector<std::string> out;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--nproc") {
+      ++i;
+      continue;
+    }
+    if (a.rfind("--nproc=", 0) == 0) continue;
+    out.push_back(a);
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"pprun: run a pipeline split by ppc, one process per rank"};
+  std::string manifest_dir;
+  std::optional<int> rank, world_size, master_port;
+  std::optional<std::string> master_addr;
+  int nproc = 0, threads = 0;
+  double timeout_s = 300;
+  bool print_schedule = false;
+  std::string inputs;
+  std::vector<std::string> dims;
+  EngineOptions o;
+
+  app.add_option("--manifest", manifest_dir, "ppc output directory (or its manifest.json)");
+  app.add_option("--rank", rank, "this process's rank (default: $RANK)");
+  app.add_option("--world-size", world_size, "number of ranks (default: $WORLD_SIZE)");
+  app.add_option("--master-addr", master_addr, "rendezvous host (default: $MASTER_ADDR or 127.0.0.1)");
+  app.add_option("--master-port", master_port, "rendezvous port (default: $MASTER_PORT or 29500; --nproc picks a free one)");
+  app.add_option("--nproc", nproc, "spawn this many local ranks and prefix their output")->check(CLI::Range(1, 1024));
+  app.add_option("--timeout", timeout_s, "seconds any communication may take before the run fails")->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "intra-op threads per rank (default: cores / local ranks)");
+  app.add_flag("--print-schedule", print_schedule, "print every rank's lowered schedule and exit");
+  app.add_option("--schedule", o.schedule, "pipeline schedule")
+      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved-1f1b", "looped-bfs"}));
+  app.add_option("--chunks", o.chunks, "micro-batches per batch")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--steps", o.steps, "batches to run")->check(CLI::Range(1, 1 << 30));
+  app.add_option("--inputs", inputs, "a .pt file (dict of tensors by model input name) or a folder of them, one per step");
+  app.add_flag("--synthetic", o.synthetic, "random inputs of the manifest's shapes (and, training, a learnable target)");
+  app.add_option("--batch-size", o.batch_size, "samples per batch for --synthetic");
+  app.add_option("--seed", o.seed, "seed of --synthetic");
+  app.add_option("--dim", dims, "value of a symbolic input dim for --synthetic, NAME=N");
+  app.add_flag("--train", o.train, "train (default: inference)");
+  app.add_option("--loss", o.loss, "loss on the model output")->check(CLI::IsMember({"mse", "cross_entropy", "model"}));
+  app.add_option("--target-key", o.target_key, "batch entry holding the targets");
+  app.add_option("--optimizer", o.optimizer.kind, "optimizer")->check(CLI::IsMember({"sgd", "adam", "adamw"}));
+  app.add_option("--lr", o.optimizer.lr, "learning rate");
+  app.add_option("--momentum", o.optimizer.momentum, "SGD momentum");
+  app.add_option("--weight-decay", o.optimizer.weight_decay, "weight decay (L2 for sgd/adam, decoupled for adamw)");
+  app.add_option("--beta1", o.optimizer.beta1, "Adam beta1");
+  app.add_option("--beta2", o.optimizer.beta2, "Adam beta2");
+  app.add_option("--eps", o.optimizer.eps, "Adam epsilon");
+  app.add_option("--output", o.output_path, "inference: write the model outputs (a dict) to this .pt file");
+  app.add_option("--save", o.save_dir, "training: write the trained pipeline, optimizer state and params.pt here");
+  app.add_option("--resume", o.resume_dir, "continue training from a --save directory");
+  app.add_flag("--quiet", o.quiet, "no per-step log");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::cerr << "pprun: error: " << e.what() << "\n";
+    return 2;
+  }
+
+  try {
+    if (manifest_dir.empty()) manifest_dir = o.resume_dir;
+    if (manifest_dir.empty()) throw Error("give the pipeline with --manifest DIR (the output of ppc split)");
+    if (!o.resume_dir.empty() && fs::path(manifest_dir) != fs::path(o.resume_dir) &&
+        !(fs::exists(manifest_dir) && fs::exists(o.resume_dir) && fs::equivalent(manifest_dir, o.resume_dir)))
+      throw Error("--resume " + o.resume_dir + " carries its own manifest; drop --manifest or point it there");
+    if (!inputs.empty() && o.synthetic) throw Error("give either --inputs or --synthetic, not both");
+    if (!o.output_path.empty() && o.train) throw Error("--output is for inference; training writes with --save DIR");
+    if (!o.save_dir.empty() && !o.train) throw Error("--save needs --train");
+    for (const auto& d : dims) {
+      auto eq = d.find('=');
+      char* end = nullptr;
+      long long v = eq == std::string::npos ? 0 : std::strtoll(d.c_str() + eq + 1, &end, 10);
+      if (eq == std::string::npos || eq == 0 || end == d.c_str() + eq + 1 || *end != '\0' || v < 1)
+        throw Error("--dim '" + d + "': expected NAME=N with N >= 1");
+      o.dims[d.substr(0, eq)] = v;
+    }
+
+    if (nproc > 0) {
+      LaunchOptions lo;
+      lo.executable = fs::read_symlink("/proc/self/exe").string();
+      lo.args = child_args(argc, argv);
+      lo.nproc = nproc;
+      if (master_addr) lo.master_addr = *master_addr;
+      if (master_port) lo.master_port = *master_port;
+      lo.threads_per_rank = threads;
+      return launch_local_ranks(lo);
+    }
+
+    LoadedManifest lm = load_and_verify(manifest_dir);
+    if (print_schedule) {
+      int ws = world_size.value_or(0);
+      if (ws == 0) {
+        const char* v = std::getenv("WORLD_SIZE");
+        ws = v ? std::atoi(v) : static_cast<int>(lm.manifest.stages.size());
+      }
+      auto s = plan_schedule(lm.manifest, o.schedule, ws, o.chunks, o.train);
+      for (size_t r = 0; r < s.size(); ++r) std::cout << "rank " << r << ": " << schedule::to_string(s[r]) << "\n";
+      return 0;
+    }
+    if (!o.synthetic && inputs.empty()) throw Error("give the data with --inputs FILE|DIR or --synthetic --batch-size N");
+    if (!inputs.empty()) o.input_files = input_files(inputs);
+
+    RendezvousOptions ro;
+    try {
+      ro = rendezvous_from_env(master_addr, master_port, rank, world_size,
+                               std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
+    } catch (const std::invalid_argument& e) {
+      throw Error(e.what());
+    }
+    // Check the placement before connecting, so bad input fails fast on every rank.
+    stages_of_rank(static_cast<int>(lm.manifest.stages.size()), ro.world_size, ro.rank);
+    plan_schedule(lm.manifest, o.schedule, ro.world_size, o.chunks, o.train);
+    set_threads(threads);
+    std::unique_ptr<Transport> transport;
+    try {
+      transport = connect_gloo(ro);
+      run_pipeline(lm, *transport, o, std::cout);
+      transport->barrier();
+    } catch (const PeerError& e) {
+      std::cerr << "pprun: rank " << ro.rank << ": error: " << e.what() << "\n";
+      std::cerr.flush();
+      std::_Exit(1);  // peers are gone: do not wait on them while tearing down
+    }
+  } catch (const Error& e) {
+    std::cerr << "pprun: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    std::cerr << "pprun: internal error: " << what.substr(0, what.find('\n')) << "\n";
+    return 1;
+  }
+  return 0;
+}
