@@ -154,6 +154,8 @@ class Engine {
   std::vector<at::Tensor> full_batch_first_input_;  // synthetic targets are computed from it
   double step_loss_ = 0;
 
+  int in_flight_ = 0, peak_in_flight_ = 0;  // micro-batches between F and B on this rank (training)
+
   std::vector<std::unique_ptr<Work>> pending_sends_;
   std::vector<at::Tensor> send_keepalive_;
   std::map<std::string, std::vector<at::Tensor>> collected_;  // model output -> pieces
@@ -340,6 +342,9 @@ void Engine::run() {
       log_ << line.str() << std::endl;
     }
   }
+  if (log_here && o_.train)
+    log_ << "rank 0 held at most " << peak_in_flight_ << " of " << o_.chunks
+         << " micro-batches of activations (schedule " << o_.schedule << ")" << std::endl;
   if (!o_.train && !o_.output_path.empty()) write_outputs();
   if (o_.train && !o_.save_dir.empty()) save_checkpoint(start_step_ + o_.steps);
 }
@@ -413,6 +418,7 @@ void Engine::forward(int s, int m) {
   }
   st.outputs = outs;
   st.forward_done = true;
+  if (o_.train) peak_in_flight_ = std::max(peak_in_flight_, ++in_flight_);
   // Consumers on this rank get the tensors directly.
   for (int li : links_out_[s]) {
     const Link& l = links_[li];
@@ -508,6 +514,7 @@ void Engine::backward(int s, int m) {
   st.outputs.clear();
   st.out_grads.clear();
   st.loss = at::Tensor();
+  --in_flight_;
 }
 
 void Engine::send_backward(int s, int m) {
@@ -689,6 +696,19 @@ void Engine::save_checkpoint(int64_t steps_done) {
 }
 
 }  // namespace
+
+void check_data(const manifest::Manifest& m, const EngineOptions& o) {
+  std::vector<NamedTensor> batch;
+  std::string where;
+  if (o.synthetic) {
+    where = "synthetic batch";
+    batch = synthetic_batch(m, o.batch_size, o.dims, o.int_high, o.seed);
+  } else {
+    where = o.input_files.at(0);
+    batch = load_tensor_dict(where);
+  }
+  split_batch(m, batch, o.chunks, o.train && o.loss != "model" && !o.synthetic ? o.target_key : "", where);
+}
 
 void run_pipeline(const LoadedManifest& manifest, Transport& transport, const EngineOptions& options,
                   std::ostream& log) {

@@ -47,6 +47,11 @@ struct EngineOptions {
 schedule::Schedule plan_schedule(const manifest::Manifest& manifest, const std::string& name, int world_size,
                                  int chunks, bool train);
 
+/// Checks the data against the manifest before any rank starts: loads the
+/// first batch (or makes the first synthetic one) and splits it into
+/// micro-batches. Throws ppc::Error naming the file and the problem.
+void check_data(const manifest::Manifest& manifest, const EngineOptions& options);
+
 /// Runs `options.steps` steps on this rank. Rank 0 writes one log line per
 /// step to `log` unless options.quiet. Throws ppc::Error for bad input (files,
 /// shapes, options) and PeerError when another rank fails.

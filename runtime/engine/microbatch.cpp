@@ -28,6 +28,15 @@ at::ScalarType scalar_type_of(const std::string& dtype) {
   return it->second;
 }
 
+std::string dtype_name(at::ScalarType type) {
+  static const std::map<at::ScalarType, std::string> names = {
+      {at::kFloat, "float32"}, {at::kDouble, "float64"}, {at::kHalf, "float16"}, {at::kBFloat16, "bfloat16"},
+      {at::kLong, "int64"},    {at::kInt, "int32"},      {at::kShort, "int16"},  {at::kChar, "int8"},
+      {at::kByte, "uint8"},    {at::kBool, "bool"}};
+  auto it = names.find(type);
+  return it == names.end() ? std::string(c10::toString(type)) : it->second;
+}
+
 std::vector<int64_t> micro_sizes(int64_t n, int chunks) {
   if (chunks < 1) throw Error("--chunks must be at least 1");
   if (n < chunks)
@@ -71,7 +80,7 @@ MicroBatches split_batch(const manifest::Manifest& m, const std::vector<NamedTen
     const at::Tensor* t = find(in.name);
     if (!t) throw Error(where + ": no entry for model input '" + in.name + "' (entries: " + keys() + ")");
     if (in.dtype != "undefined" && t->scalar_type() != scalar_type_of(in.dtype))
-      throw Error(where + ": model input '" + in.name + "' is " + std::string(c10::toString(t->scalar_type())) +
+      throw Error(where + ": model input '" + in.name + "' is " + dtype_name(t->scalar_type()) +
                   ", the model expects " + in.dtype);
     if (in.shape && static_cast<int64_t>(in.shape->size()) != t->dim())
       throw Error(where + ": model input '" + in.name + "' has shape " + shape_text(*t) + ", the model expects " +
@@ -100,7 +109,11 @@ MicroBatches split_batch(const manifest::Manifest& m, const std::vector<NamedTen
     throw Error(where + ": target '" + target_key + "' has shape " + shape_text(*target) + ", expected " +
                 std::to_string(n) + " samples along dim 0");
   out.batch_size = n;
-  out.sizes = micro_sizes(n, chunks);
+  try {
+    out.sizes = micro_sizes(n, chunks);
+  } catch (const Error& e) {
+    throw Error(where + ": " + e.what());
+  }
   for (const auto& in : m.model_inputs) {
     const at::Tensor& t = *find(in.name);
     if (in.split == "batch") out.inputs[in.name] = split_along(t, in.batch_dim.value_or(0), out.sizes);

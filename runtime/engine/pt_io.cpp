@@ -1,7 +1,10 @@
 #include "runtime/engine/pt_io.h"
 
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/unpickler.h>
 #include <torch/script.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -10,13 +13,64 @@
 
 namespace ppc::runtime {
 
+namespace {
+
+// LibTorch 1.13's unpickler lacks SETITEM ('s'), which Python's pickler
+// emits for a dict of exactly one entry ("}" [BINPUT] key value "s" ".").
+// Rewrite that one form into MARK key value SETITEMS ("(" ... "u"), which it
+// reads. Returns false when the stream does not have that form.
+bool rewrite_single_setitem(std::string& pkl) {
+  size_t n = pkl.size();
+  if (n < 6 || pkl.compare(0, 3, "\x80\x02}") != 0 || pkl.compare(n - 2, 2, "s.") != 0) return false;
+  size_t after = 3;
+  if (pkl[3] == 'q') after = 5;
+  else if (pkl[3] == 'r') after = 8;
+  if (after >= n - 2) return false;
+  pkl[n - 2] = 'u';
+  pkl.insert(after, 1, '(');
+  return true;
+}
+
+// torch.save's zip format, read record by record so that the pickle can be
+// rewritten before unpickling (see rewrite_single_setitem).
+c10::IValue load_zip_pickle(const std::string& path) {
+  caffe2::serialize::PyTorchStreamReader reader(path);
+  at::DataPtr data;
+  size_t size = 0;
+  std::tie(data, size) = reader.getRecord("data.pkl");
+  std::string pkl(static_cast<const char*>(data.get()), size);
+  auto parse = [&](const std::string& bytes) {
+    size_t pos = 0;
+    auto read = [&](char* buf, size_t len) -> size_t {
+      size_t k = std::min(len, bytes.size() - pos);
+      std::memcpy(buf, bytes.data() + pos, k);
+      pos += k;
+      return k;
+    };
+    auto read_record = [&](const std::string& name) { return std::get<0>(reader.getRecord("data/" + name)); };
+    torch::jit::Unpickler unpickler(read, nullptr, nullptr, read_record, c10::nullopt);
+    unpickler.set_version(reader.version());
+    return unpickler.parse_ivalue();
+  };
+  try {
+    return parse(pkl);
+  } catch (const std::exception&) {
+    std::string fixed = pkl;
+    if (!rewrite_single_setitem(fixed)) throw;
+    return parse(fixed);
+  }
+}
+
+}  // namespace
+
 std::vector<NamedTensor> load_tensor_dict(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open the file");
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   c10::IValue value;
   try {
-    value = torch::jit::pickle_load(bytes);
+    bool zip = bytes.size() >= 4 && bytes[0] == 'P' && bytes[1] == 'K' && bytes[2] == 3 && bytes[3] == 4;
+    value = zip ? load_zip_pickle(path) : torch::jit::pickle_load(bytes);
   } catch (const std::exception& e) {
     std::string what = e.what();
     throw Error(path + ": not a file written by torch.save: " + what.substr(0, what.find('\n')));

@@ -45,4 +45,8 @@ class StageModule {
 /// loaded or does not match the manifest (missing parameters).
 std::unique_ptr<StageModule> load_stage(const LoadedManifest& manifest, int stage);
 
+/// Throws the ppc::Error load_stage() would throw for a stage format this
+/// build cannot execute, without loading anything (checked before ranks start).
+void check_stage_format(const LoadedManifest& manifest);
+
 }  // namespace ppc::runtime

@@ -8,10 +8,29 @@ namespace ppc::runtime {
 
 namespace {
 
+// The TorchScript interpreter's errors span many lines (a Python-style
+// traceback of the serialized code); the line that says what went wrong is
+// the one naming the exception, usually the last.
+std::string key_line(const std::string& what) {
+  std::string best;
+  size_t start = 0;
+  while (start < what.size()) {
+    size_t end = what.find('\n', start);
+    if (end == std::string::npos) end = what.size();
+    std::string line = what.substr(start, end - start);
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.pop_back();
+    if (line.rfind("RuntimeError: ", 0) == 0) return line.substr(14);
+    if (!line.empty()) best = line;
+    start = end + 1;
+  }
+  return best;
+}
+
 class TorchScriptStage final : public StageModule {
  public:
-  TorchScriptStage(int index, torch::jit::Module module, std::string metadata, size_t num_outputs)
-      : index_(index), module_(std::move(module)), metadata_(std::move(metadata)), num_outputs_(num_outputs) {
+  TorchScriptStage(int index, std::string path, torch::jit::Module module, std::string metadata, size_t num_outputs)
+      : index_(index), path_(std::move(path)), module_(std::move(module)), metadata_(std::move(metadata)),
+        num_outputs_(num_outputs) {
     training_at_load_ = module_.is_training();
   }
 
@@ -19,7 +38,14 @@ class TorchScriptStage final : public StageModule {
 
   std::vector<at::Tensor> forward(const std::vector<at::Tensor>& inputs) override {
     std::vector<c10::IValue> args(inputs.begin(), inputs.end());
-    c10::IValue result = module_.forward(args);
+    c10::IValue result;
+    try {
+      result = module_.forward(args);
+    } catch (const c10::Error& e) {
+      throw Error(path_ + ": the stage failed on its inputs: " + key_line(e.what_without_backtrace()));
+    } catch (const std::runtime_error& e) {  // the interpreter rethrows with a TorchScript traceback
+      throw Error(path_ + ": the stage failed on its inputs: " + key_line(e.what()));
+    }
     std::vector<at::Tensor> out;
     if (result.isTuple()) {
       for (const auto& v : result.toTupleRef().elements()) out.push_back(v.toTensor());
@@ -59,6 +85,7 @@ class TorchScriptStage final : public StageModule {
 
  private:
   int index_;
+  std::string path_;
   torch::jit::Module module_;
   std::string metadata_;
   size_t num_outputs_;
@@ -86,7 +113,7 @@ std::unique_ptr<StageModule> load_torchscript_stage(const LoadedManifest& lm, in
       throw Error(path + ": stage " + std::to_string(stage) + " has no parameter or buffer '" + p.name +
                   "' that the manifest lists");
   }
-  return std::make_unique<TorchScriptStage>(stage, std::move(module), extra["ppc_stage.json"], info.outputs.size());
+  return std::make_unique<TorchScriptStage>(stage, path, std::move(module), extra["ppc_stage.json"], info.outputs.size());
 }
 
 }  // namespace ppc::runtime

@@ -70,7 +70,8 @@ PeerError make_peer_error(const std::exception& e, const std::vector<int>& peers
 // may then only see "connection to rank 0 closed". So the first rank to
 // notice a failure records it in the TCPStore (first writer wins), and every
 // rank watches for that record (a second store connection, polled every
-// 100 ms by a thread) and reports a later failure as that one, naming the
+// 100 ms by a thread, which also beats a per-rank heartbeat counter so that a
+// timeout can tell a stalled rank from one blocked on it) and reports a later failure as that one, naming the
 // rank that failed first. Rank 0 hosts the store: before throwing it lingers
 // until every other survivor has seen the record (at most kLinger).
 class FailureRecord {
@@ -103,6 +104,13 @@ class FailureRecord {
   [[noreturn]] void fail(const std::exception& e, const std::vector<int>& peers,
                          const std::string& op) {
     PeerError own = make_peer_error(e, peers, timeout_, op);
+    // A timeout on a peer that is itself blocked on a stalled rank would
+    // blame the wrong rank: prefer the one rank whose heartbeat stopped.
+    if (world_size_ > 2 && is_timeout(own.what())) {
+      if (int stalled = find_stalled_rank(); stalled >= 0 && stalled != own.rank())
+        own = PeerError(stalled, "rank " + std::to_string(stalled) +
+                                     " stopped responding (its heartbeat stopped); here: " + own.what());
+    }
     std::string record;
     try {
       const std::string mine =
@@ -166,6 +174,7 @@ class FailureRecord {
       if (stop_ || acked_) return;
       lock.unlock();
       try {
+        watch_store_->add(heartbeat_key(rank_), 1);
         if (watch_store_->check({kKey})) {
           std::vector<uint8_t> v = watch_store_->get(kKey);
           std::string record(v.begin(), v.end());
@@ -182,6 +191,31 @@ class FailureRecord {
         return;  // the store is gone
       }
       lock.lock();
+    }
+  }
+
+  static std::string heartbeat_key(int rank) { return "ppc/heartbeat/" + std::to_string(rank); }
+
+  // The only other rank whose heartbeat did not advance over a few polls, or -1.
+  int find_stalled_rank() {
+    try {
+      auto read = [&] {
+        std::vector<int64_t> v;
+        for (int r = 0; r < world_size_; ++r) v.push_back(store_->add(heartbeat_key(r), 0));
+        return v;
+      };
+      std::vector<int64_t> before = read();
+      std::this_thread::sleep_for(3 * kPoll);
+      std::vector<int64_t> after = read();
+      int stalled = -1, count = 0;
+      for (int r = 0; r < world_size_; ++r) {
+        if (r == rank_ || after[r] != before[r]) continue;
+        stalled = r;
+        ++count;
+      }
+      return count == 1 ? stalled : -1;
+    } catch (const std::exception&) {
+      return -1;  // the store is gone
     }
   }
 

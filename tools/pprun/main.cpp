@@ -15,6 +15,7 @@
 #include "runtime/engine/engine.h"
 #include "runtime/launch/local_launcher.h"
 #include "runtime/manifest/stage_map.h"
+#include "runtime/stages/stage_module.h"
 #include "runtime/transport/transport.h"
 #include "schemas/error.h"
 
@@ -140,7 +141,25 @@ int main(int argc, char** argv) {
       o.dims[d.substr(0, eq)] = v;
     }
 
+    LoadedManifest lm = load_and_verify(manifest_dir);
+    if (print_schedule) {
+      int ws = world_size.value_or(0);
+      if (ws == 0) {
+        const char* v = std::getenv("WORLD_SIZE");
+        ws = nproc > 0 ? nproc : v ? std::atoi(v) : static_cast<int>(lm.manifest.stages.size());
+      }
+      auto s = plan_schedule(lm.manifest, o.schedule, ws, o.chunks, o.train);
+      for (size_t r = 0; r < s.size(); ++r) std::cout << "rank " << r << ": " << schedule::to_string(s[r]) << "\n";
+      return 0;
+    }
+    if (!o.synthetic && inputs.empty()) throw Error("give the data with --inputs FILE|DIR or --synthetic --batch-size N");
+    if (!inputs.empty()) o.input_files = input_files(inputs);
+
+    // Bad input fails here, once, before any rank starts.
+    check_stage_format(lm);
+    check_data(lm.manifest, o);
     if (nproc > 0) {
+      plan_schedule(lm.manifest, o.schedule, nproc, o.chunks, o.train);
       LaunchOptions lo;
       lo.executable = fs::read_symlink("/proc/self/exe").string();
       lo.args = child_args(argc, argv);
@@ -150,20 +169,6 @@ int main(int argc, char** argv) {
       lo.threads_per_rank = threads;
       return launch_local_ranks(lo);
     }
-
-    LoadedManifest lm = load_and_verify(manifest_dir);
-    if (print_schedule) {
-      int ws = world_size.value_or(0);
-      if (ws == 0) {
-        const char* v = std::getenv("WORLD_SIZE");
-        ws = v ? std::atoi(v) : static_cast<int>(lm.manifest.stages.size());
-      }
-      auto s = plan_schedule(lm.manifest, o.schedule, ws, o.chunks, o.train);
-      for (size_t r = 0; r < s.size(); ++r) std::cout << "rank " << r << ": " << schedule::to_string(s[r]) << "\n";
-      return 0;
-    }
-    if (!o.synthetic && inputs.empty()) throw Error("give the data with --inputs FILE|DIR or --synthetic --batch-size N");
-    if (!inputs.empty()) o.input_files = input_files(inputs);
 
     RendezvousOptions ro;
     try {

@@ -1,0 +1,124 @@
+#!/bin/bash
+# End-to-end: one TorchScript sample split by ppc into 2, 3 and 4 stages and
+# run by pprun on as many local ranks (Gloo over 127.0.0.1), with GPipe and
+# 1F1B, against PyTorch running the unsplit model (/usr/bin/python3):
+#   - inference: outputs of 3 batches equal the model's (max abs diff <= 1e-5);
+#   - training, 3 steps of SGD with momentum and of Adam: every parameter and
+#     buffer in params.pt equals PyTorch's training of the unsplit model on
+#     the same batches (<= 1e-5), and so does each step's logged loss;
+#   - the saved pipeline (--save) runs inference like the trained model;
+#   - --resume after 2 steps + 1 step gives the parameters of 3 steps.
+# References: SGD is compared with full-batch training. Adam is compared with
+# PyTorch accumulating the same micro-batches, with eps 1e-5: Adam's first
+# steps are about lr * g / (|g| + eps) per element, which turns float rounding
+# in gradient elements that are exactly zero in exact arithmetic (tinygpt's
+# attention key bias: softmax ignores it) into updates of order lr. PyTorch's
+# own full-batch and accumulated runs of mlp differ by 3e-4 at lr 0.01 and
+# eps 1e-8; with eps 1e-5 rounding noise (< 1e-8) moves a parameter by at most
+# lr * 1e-3 per step, while real gradients (>= 1e-4) stay normalised. convnet (scripted, so
+# BatchNorm uses batch statistics in training) is always compared with
+# accumulation: micro-batching changes BatchNorm's statistics by definition.
+#
+# Usage: tests/e2e/test_pprun.sh BUILD_DIR|PPC_BINARY OUT_TMP SAMPLE
+set -euo pipefail
+
+SAMPLE=${3:?usage: $0 BUILD_DIR|PPC_BINARY OUT_TMP SAMPLE}
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "$0")/lib.sh" "$1" "$2"
+PPRUN="$(dirname "$PPC")/pprun"
+E2E="$ROOT/tests/e2e"
+SECONDS=0
+step() { echo "== [${SECONDS}s] $*"; }
+
+case $SAMPLE in
+  mlp | skip) MODEL=$ROOT/samples/$SAMPLE/${SAMPLE}_traced.pt LOSS=mse ACC= ;;
+  tinygpt) MODEL=$ROOT/samples/tinygpt/tinygpt_traced.pt LOSS=cross_entropy ACC= ;;
+  convnet) MODEL=$ROOT/samples/convnet/convnet_scripted.pt LOSS=cross_entropy ACC="--accumulate" ;;
+  *) echo "unknown sample $SAMPLE" >&2; exit 2 ;;
+esac
+OUTPUT_NAME=output
+CHUNKS=4
+W=$OUT_TMP/$SAMPLE
+rm -rf "$W"
+mkdir -p "$W"
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+compare() {  # compare A B WHAT
+  "$PY" "$E2E/compare_pt.py" "$1" "$2" --atol 1e-5 >"$W/cmp.log" || { cat "$W/cmp.log" >&2; fail "$3"; }
+  echo "   $3: $(tail -1 "$W/cmp.log")"
+}
+# Losses logged by rank 0 ("step i/N  loss X") against the reference's JSON list.
+compare_losses() {  # LOG JSON WHAT
+  "$PY" - "$1" "$2" "$3" <<'EOF'
+import json, re, sys
+log, ref, what = sys.argv[1:]
+got = [float(m.group(1)) for m in re.finditer(r"step \d+/\d+  loss ([0-9.eE+-]+)", open(log).read())]
+want = json.load(open(ref))
+if len(got) != len(want):
+    sys.exit(f"FAIL: {what}: {len(got)} logged losses, reference has {len(want)}")
+worst = max(abs(g - w) / max(1.0, abs(w)) for g, w in zip(got, want))
+if worst > 1e-5:
+    sys.exit(f"FAIL: {what}: losses {got} vs reference {want}")
+print(f"   {what}: losses match (max rel diff {worst:.2e})")
+EOF
+}
+
+step "$SAMPLE: batches and PyTorch references ($MODEL)"
+"$PY" "$E2E/make_batches.py" "$SAMPLE" "$W/batches" --batches 3 --batch-size 8 --seed 7 --loss $LOSS
+"$PY" "$E2E/reference_infer.py" "$MODEL" "$W/batches" "$W/ref_out.pt" --steps 3 --output-name $OUTPUT_NAME >/dev/null
+SGD="--optimizer sgd --lr 0.05 --momentum 0.9 --weight-decay 0.01"
+ADAM="--optimizer adam --lr 0.001 --eps 1e-5"
+"$PY" "$E2E/reference_train.py" "$MODEL" "$W/batches" "$W/ref_sgd.pt" --steps 3 --loss $LOSS $SGD \
+  --chunks $CHUNKS $ACC --losses-out "$W/ref_sgd.json" >/dev/null
+"$PY" "$E2E/reference_train.py" "$MODEL" "$W/batches" "$W/ref_adam.pt" --steps 3 --loss $LOSS $ADAM \
+  --chunks $CHUNKS --accumulate --losses-out "$W/ref_adam.json" >/dev/null
+
+for n in 2 3 4; do
+  out=$W/split$n
+  "$PPC" split "$MODEL" --stages $n -o "$out" >/dev/null 2>"$W/split.log" || { cat "$W/split.log" >&2; fail "ppc split --stages $n"; }
+  for sched in gpipe 1f1b; do
+    run=(--manifest "$out" --nproc $n --schedule $sched --chunks $CHUNKS --inputs "$W/batches" --steps 3)
+    step "$SAMPLE: $n stages, $sched: inference"
+    "$PPRUN" "${run[@]}" --output "$W/out.pt" --quiet || fail "pprun inference ($n stages, $sched)"
+    compare "$W/out.pt" "$W/ref_out.pt" "outputs"
+    for opt in sgd adam; do
+      step "$SAMPLE: $n stages, $sched: 3 training steps, $opt"
+      args=$SGD
+      [ $opt = adam ] && args=$ADAM
+      # shellcheck disable=SC2086
+      "$PPRUN" "${run[@]}" --train --loss $LOSS $args --save "$W/ck" >"$W/train.log" 2>&1 ||
+        { cat "$W/train.log" >&2; fail "pprun training ($n stages, $sched, $opt)"; }
+      compare "$W/ck/params.pt" "$W/ref_$opt.pt" "params after 3 steps"
+      compare_losses "$W/train.log" "$W/ref_$opt.json" "per-step loss"
+    done
+  done
+done
+
+step "$SAMPLE: the saved pipeline runs the trained model"
+"$PY" "$E2E/reference_infer.py" "$MODEL" "$W/batches" "$W/ref_trained_out.pt" --steps 3 \
+  --params "$W/ck/params.pt" --output-name $OUTPUT_NAME >/dev/null
+"$PPRUN" --manifest "$W/ck" --nproc 4 --chunks 2 --inputs "$W/batches" --steps 3 --output "$W/trained_out.pt" --quiet ||
+  fail "pprun inference from --save"
+compare "$W/trained_out.pt" "$W/ref_trained_out.pt" "outputs of the saved pipeline"
+
+step "$SAMPLE: --resume after 2 steps + 1 step equals 3 steps (3 stages, 1f1b, adam)"
+run=(--nproc 3 --chunks $CHUNKS --inputs "$W/batches" --train --loss $LOSS $ADAM --quiet)
+"$PPRUN" --manifest "$W/split3" "${run[@]}" --steps 3 --save "$W/three" || fail "3 steps"
+"$PPRUN" --manifest "$W/split3" "${run[@]}" --steps 2 --save "$W/two" || fail "2 steps"
+"$PPRUN" --resume "$W/two" "${run[@]}" --steps 1 --save "$W/two_plus_one" || fail "resume + 1 step"
+compare "$W/two_plus_one/params.pt" "$W/three/params.pt" "resumed vs uninterrupted"
+compare "$W/two_plus_one/params.pt" "$W/ref_adam.pt" "resumed vs PyTorch"
+
+if [ "$SAMPLE" = mlp ]; then
+  step "$SAMPLE: activation memory: 1F1B holds P micro-batches on the first stage, GPipe all M"
+  for sched in gpipe 1f1b; do
+    "$PPRUN" --manifest "$W/split3" --nproc 3 --schedule $sched --chunks 8 --inputs "$W/batches" --steps 1 --train \
+      --loss $LOSS >"$W/mem.log" 2>&1 || { cat "$W/mem.log" >&2; fail "$sched run"; }
+    want=3
+    [ $sched = gpipe ] && want=8
+    grep -q "rank 0 held at most $want of 8 micro-batches" "$W/mem.log" || fail "$sched: $(grep held "$W/mem.log")"
+    echo "   $sched: $(grep -o 'held at most.*' "$W/mem.log")"
+  done
+fi
+
+step "$SAMPLE: all checks passed"

@@ -1,0 +1,137 @@
+#!/bin/bash
+# pprun when things go wrong:
+#   - a rank killed mid-run (SIGKILL): the others exit non-zero within the
+#     timeout, naming it — never a hang;
+#   - a rank that stalls (SIGSTOP): the others time out, naming it;
+#   - under --nproc, a killed rank makes the launcher exit non-zero and stop
+#     the others;
+#   - bad input: one line "pprun: error: ..." naming the problem, exit code 2.
+#
+# Usage: tests/e2e/test_pprun_failures.sh BUILD_DIR|PPC_BINARY OUT_TMP
+set -euo pipefail
+
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "$0")/lib.sh" "$@"
+PPRUN="$(dirname "$PPC")/pprun"
+W=$OUT_TMP
+rm -rf "${W:?}"/*
+SECONDS=0
+step() { echo "== [${SECONDS}s] $*"; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+"$PPC" split "$ROOT/samples/mlp/mlp_traced.pt" --splits "$ROOT/samples/mlp/spec.json" -o "$W/mlp" >/dev/null 2>&1
+"$PY" "$ROOT/tests/e2e/make_batches.py" mlp "$W/batches" --batches 2 --batch-size 8 --seed 1 >/dev/null
+PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+TRAIN=(--manifest "$W/mlp" --world-size 3 --master-addr 127.0.0.1 --master-port "$PORT" --inputs "$W/batches"
+       --chunks 2 --steps 100000000 --train --loss mse --optimizer sgd --lr 0.001 --timeout 10 --threads 1)
+
+start_ranks() {
+  for r in 0 1 2; do
+    "$PPRUN" "${TRAIN[@]}" --rank $r >"$W/rank$r.out" 2>"$W/rank$r.err" &
+    PIDS[$r]=$!
+  done
+  # Wait until training is under way (rank 0 logs steps).
+  for _ in $(seq 100); do
+    if [ "$(grep -c '^step' "$W/rank0.out" 2>/dev/null || true)" -ge 3 ]; then return 0; fi
+    sleep 0.2
+  done
+  fail "training did not start: $(cat "$W"/rank*.err)"
+}
+
+# expect_failure RANK SURVIVOR...: each survivor exits non-zero within 20 s
+# and its stderr names the rank.
+expect_failure() {
+  local culprit=$1
+  shift
+  local start=$SECONDS
+  for r in "$@"; do
+    local rc=0
+    wait "${PIDS[$r]}" || rc=$?
+    [ $rc -ne 0 ] || fail "rank $r exited 0 after rank $culprit failed"
+    grep -q "rank $culprit" "$W/rank$r.err" || fail "rank $r's error does not name rank $culprit: $(cat "$W/rank$r.err")"
+    echo "   rank $r: exit $rc: $(head -1 "$W/rank$r.err")"
+  done
+  local took=$((SECONDS - start))
+  [ $took -le 20 ] || fail "survivors took ${took}s to exit"
+  echo "   survivors exited within ${took}s"
+}
+
+step "a rank killed mid-run"
+declare -a PIDS
+start_ranks
+kill -9 "${PIDS[1]}"
+wait "${PIDS[1]}" || true
+expect_failure 1 0 2
+
+step "a rank that stalls (SIGSTOP): the others time out after 10 s"
+PORT=$((PORT + 1))
+TRAIN[7]=$PORT
+start_ranks
+kill -STOP "${PIDS[2]}"
+expect_failure 2 0 1
+kill -9 "${PIDS[2]}"
+wait "${PIDS[2]}" || true
+
+step "--nproc: a killed rank fails the job"
+"$PPRUN" --manifest "$W/mlp" --nproc 3 --inputs "$W/batches" --chunks 2 --steps 100000000 --train --timeout 10 \
+  >"$W/nproc.out" 2>"$W/nproc.err" &
+launcher=$!
+for _ in $(seq 100); do
+  if [ "$(grep -c 'step' "$W/nproc.out" 2>/dev/null || true)" -ge 3 ]; then break; fi
+  sleep 0.2
+done
+victim=
+for c in $(pgrep -P $launcher); do
+  if tr '\0' '\n' <"/proc/$c/environ" | grep -qx 'RANK=1'; then victim=$c; fi
+done
+[ -n "$victim" ] || fail "no rank 1 under the launcher"
+start=$SECONDS
+kill -9 "$victim"
+rc=0
+wait $launcher || rc=$?
+[ $rc -ne 0 ] || fail "launcher exited 0"
+grep -q "rank 1 killed by signal 9" "$W/nproc.err" || fail "launcher did not report rank 1: $(cat "$W/nproc.err")"
+[ $((SECONDS - start)) -le 25 ] || fail "launcher took $((SECONDS - start))s"
+echo "   launcher exit $rc after $((SECONDS - start))s: $(grep -m1 'rank 1 killed' "$W/nproc.err")"
+
+step "bad input: exit 2, one line"
+"$PPC" split "$ROOT/samples/mlp/mlp.onnx" --splits "$ROOT/samples/mlp/spec.json" -o "$W/onnx" >/dev/null 2>&1
+"$PY" -c 'import torch; torch.save({"y": torch.zeros(8, 512)}, "'"$W"'/wrongkey.pt")'
+"$PY" -c 'import torch; torch.save({"x": torch.zeros(8, 512, dtype=torch.int64)}, "'"$W"'/wrongtype.pt")'
+echo "not a pickle" >"$W/garbage.pt"
+check_bad() {  # check_bad EXPECTED_SUBSTRING ARGS...
+  local want=$1
+  shift
+  local rc=0
+  "$PPRUN" "$@" >"$W/bad.out" 2>"$W/bad.err" || rc=$?
+  [ $rc -eq 2 ] || fail "pprun $* exited $rc, expected 2: $(cat "$W/bad.err")"
+  [ "$(wc -l <"$W/bad.err")" -eq 1 ] || fail "pprun $*: expected one line, got: $(cat "$W/bad.err")"
+  grep -q -- "$want" "$W/bad.err" || fail "pprun $*: message lacks '$want': $(cat "$W/bad.err")"
+  echo "   $(cat "$W/bad.err")"
+}
+ONE=(--world-size 1 --rank 0 --master-port "$PORT")
+check_bad "no such manifest" --manifest "$W/nowhere" --inputs "$W/batches"
+check_bad "does not divide" --manifest "$W/mlp" --world-size 2 --rank 0 --inputs "$W/batches"
+check_bad "no entry for model input 'x'" --manifest "$W/mlp" --nproc 3 --inputs "$W/wrongkey.pt" --steps 1
+check_bad "cannot execute ONNX stages" --manifest "$W/onnx" --nproc 3 --inputs "$W/batches"
+check_bad "not a file written by torch.save" --manifest "$W/mlp" --nproc 3 --inputs "$W/garbage.pt"
+check_bad "has no shape" --manifest "$W/mlp" --nproc 3 --synthetic --batch-size 4
+check_bad "needs --train" --manifest "$W/mlp" --nproc 3 --inputs "$W/batches" --save "$W/x"
+check_bad "unknown schedule\|not in" --manifest "$W/mlp" --nproc 3 --inputs "$W/batches" --schedule zigzag
+check_bad "cannot be split into 16" --manifest "$W/mlp" --nproc 3 --inputs "$W/batches" --chunks 16
+"$PPC" split "$ROOT/samples/mlp/mlp_traced.pt" --splits "$ROOT/samples/mlp/spec_typed.json" -o "$W/typed" >/dev/null 2>&1
+check_bad "the model expects float32" --manifest "$W/typed" --nproc 3 --inputs "$W/wrongtype.pt"
+# Without declared dtypes the stage itself rejects the tensor, on its rank.
+rc=0
+"$PPRUN" --manifest "$W/mlp" --nproc 3 --inputs "$W/wrongtype.pt" >"$W/bad.out" 2>"$W/bad.err" || rc=$?
+[ $rc -ne 0 ] || fail "int64 inputs to a float model ran"
+grep -q "stage0.pt: the stage failed on its inputs: .*" "$W/bad.err" || fail "stage failure: $(cat "$W/bad.err")"
+echo "   $(grep -m1 'stage failed' "$W/bad.err")"
+
+step "a dict of one entry (pickled with SETITEM, which LibTorch 1.13 cannot read unaided) loads"
+"$PY" -c 'import torch; torch.save({"x": torch.randn(4, 512)}, "'"$W"'/single.pt")'
+"$PPRUN" --manifest "$W/mlp" --nproc 3 --inputs "$W/single.pt" --chunks 2 --output "$W/single_out.pt" --quiet ||
+  fail "single-entry inputs"
+"$PY" -c 'import torch,sys; o=torch.load(sys.argv[1]); assert list(o) == ["output"] and o["output"].shape == (4, 10), o' \
+  "$W/single_out.pt" || fail "single-entry output"
+step "all failure checks passed"

@@ -1,0 +1,236 @@
+// The engine in one process: ranks as threads over the in-process fake
+// transport, stages split by ppc from the TorchScript samples at test time.
+// Every schedule and placement must compute the same thing as one rank
+// running all stages: same outputs, same trained parameters.
+#include "runtime/engine/engine.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "compiler/driver/driver.h"
+#include "runtime/engine/microbatch.h"
+#include "runtime/engine/pt_io.h"
+#include "runtime/engine/wire.h"
+#include "schemas/error.h"
+
+namespace fs = std::filesystem;
+using namespace ppc::runtime;
+
+namespace {
+
+fs::path scratch(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("ppc_engine_test_" + std::to_string(::getpid())) / name;
+  fs::remove_all(p);
+  fs::create_directories(p.parent_path());
+  return p;
+}
+
+fs::path split(const std::string& sample, int stages) {
+  fs::path out = scratch(sample + "_" + std::to_string(stages));
+  ppc::driver::SplitOptions o;
+  o.model_path = std::string(PPC_SOURCE_DIR) + "/samples/" + sample + "/" + sample + "_traced.pt";
+  o.stages = stages;
+  o.out_dir = out.string();
+  std::ostringstream sink;
+  ppc::driver::split(o, sink, sink);
+  return out;
+}
+
+// Two batches for a model with input `x` of `features` and an output of `outputs`.
+std::vector<std::string> batches(const std::string& name, int64_t features, int64_t outputs) {
+  std::vector<std::string> files;
+  at::Generator gen = at::detail::createCPUGenerator(42);
+  for (int i = 0; i < 2; ++i) {
+    fs::path f = scratch(name + "_batch" + std::to_string(i) + ".pt");
+    save_tensor_dict(f.string(), {{"x", at::randn({6, features}, gen)}, {"target", at::randn({6, outputs}, gen)}});
+    files.push_back(f.string());
+  }
+  return files;
+}
+
+// Runs `world` ranks as threads; returns rank 0's log. Rethrows the first error.
+std::string run(const fs::path& manifest_dir, int world, const EngineOptions& options) {
+  LoadedManifest lm = load_and_verify(manifest_dir.string());
+  auto transports = make_local_fakes(world, std::chrono::milliseconds(20000));
+  std::vector<std::thread> threads;
+  std::vector<std::exception_ptr> errors(world);
+  std::vector<std::ostringstream> logs(world);
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        run_pipeline(lm, *transports[r], options, logs[r]);
+      } catch (...) {
+        errors[r] = std::current_exception();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  return logs[0].str();
+}
+
+void expect_same(const std::string& a, const std::string& b, double tol) {
+  auto da = load_tensor_dict(a), db = load_tensor_dict(b);
+  ASSERT_EQ(da.size(), db.size());
+  for (size_t i = 0; i < da.size(); ++i) {
+    EXPECT_EQ(da[i].first, db[i].first);
+    ASSERT_TRUE(da[i].second.sizes().equals(db[i].second.sizes())) << da[i].first;
+    double diff = (da[i].second - db[i].second).abs().max().item<double>();
+    EXPECT_LE(diff, tol) << da[i].first << " differs by " << diff;
+  }
+}
+
+struct Placement {
+  std::string schedule;
+  int world;
+};
+
+TEST(Engine, EverySchedulePlacementInfersAndTrainsLikeOneRank) {
+  fs::path four = split("mlp", 4);
+  auto data = batches("mlp", 512, 10);
+  EngineOptions base;
+  base.input_files = data;
+  base.chunks = 4;
+  base.steps = 2;
+  base.quiet = true;
+
+  // Reference: one rank runs all four stages.
+  EngineOptions infer = base;
+  infer.schedule = "looped-bfs";
+  infer.output_path = scratch("out_ref.pt").string();
+  run(four, 1, infer);
+  EngineOptions train = base;
+  train.train = true;
+  train.optimizer.kind = "adam";
+  train.optimizer.lr = 0.01;
+  train.schedule = "looped-bfs";
+  train.save_dir = scratch("ck_ref").string();
+  run(four, 1, train);
+
+  for (const Placement& p : {Placement{"gpipe", 4}, Placement{"1f1b", 4}, Placement{"interleaved-1f1b", 2},
+                             Placement{"looped-bfs", 2}}) {
+    SCOPED_TRACE(p.schedule + " on " + std::to_string(p.world) + " ranks");
+    EngineOptions i = infer;
+    i.schedule = p.schedule;
+    i.output_path = scratch("out_" + p.schedule + ".pt").string();
+    run(four, p.world, i);
+    expect_same(i.output_path, infer.output_path, 1e-6);
+    EngineOptions t = train;
+    t.schedule = p.schedule;
+    t.save_dir = scratch("ck_" + p.schedule).string();
+    run(four, p.world, t);
+    expect_same(t.save_dir + "/params.pt", train.save_dir + "/params.pt", 1e-6);
+  }
+}
+
+TEST(Engine, SkipConnectionsSumGradientsFromEveryConsumer) {
+  // skip's stage 0 output feeds stages 1 and 2 directly: its gradient is the
+  // sum of both consumers' gradients.
+  fs::path three = split("skip", 3);
+  fs::path one = split("skip", 1);
+  auto data = batches("skip", 32, 8);
+  EngineOptions o;
+  o.input_files = data;
+  o.chunks = 3;
+  o.steps = 2;
+  o.quiet = true;
+  o.train = true;
+  o.optimizer.kind = "sgd";
+  o.optimizer.momentum = 0.9;
+  o.optimizer.lr = 0.1;
+  o.schedule = "1f1b";
+  o.save_dir = scratch("skip_ck3").string();
+  run(three, 3, o);
+  EngineOptions single = o;
+  single.save_dir = scratch("skip_ck1").string();
+  run(one, 1, single);
+  expect_same(o.save_dir + "/params.pt", single.save_dir + "/params.pt", 1e-6);
+}
+
+TEST(Engine, OneFOneBHoldsAtMostPMicroBatchesGPipeAllOfThem) {
+  fs::path four = split("mlp", 4);
+  EngineOptions o;
+  o.input_files = batches("mem", 512, 10);
+  o.chunks = 6;
+  o.train = true;
+  for (const char* s : {"1f1b", "gpipe"}) {
+    o.schedule = s;
+    std::string log = run(four, 4, o);
+    std::string want = std::string("held at most ") + (o.schedule == "1f1b" ? "4" : "6") + " of 6";
+    EXPECT_NE(log.find(want), std::string::npos) << log;
+  }
+}
+
+TEST(Engine, BadBatchesAreErrorsNamingTheFile) {
+  fs::path two = split("mlp", 2);
+  fs::path f = scratch("nokey.pt");
+  save_tensor_dict(f.string(), {{"y", at::zeros({4, 512})}});
+  EngineOptions o;
+  o.input_files = {f.string()};
+  o.quiet = true;
+  try {
+    run(two, 2, o);
+    FAIL() << "no error";
+  } catch (const ppc::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nokey.pt: no entry for model input 'x' (entries: 'y')"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(MicroBatch, SizesFollowTensorSplit) {
+  EXPECT_EQ(micro_sizes(10, 4), (std::vector<int64_t>{3, 3, 2, 2}));
+  EXPECT_EQ(micro_sizes(8, 4), (std::vector<int64_t>{2, 2, 2, 2}));
+  EXPECT_EQ(micro_sizes(3, 3), (std::vector<int64_t>{1, 1, 1}));
+  EXPECT_THROW(micro_sizes(2, 3), ppc::Error);
+}
+
+TEST(Wire, HeaderRoundTripsDtypesAndShapes) {
+  std::vector<at::Tensor> ts = {at::zeros({2, 3}), at::zeros({}, at::kLong), at::zeros({1, 2, 3, 4}, at::kBool)};
+  at::Tensor h = wire::encode_header(ts);
+  auto back = wire::allocate_from_header(h, 3);
+  ASSERT_EQ(back.size(), 3u);
+  for (size_t i = 0; i < ts.size(); ++i) {
+    EXPECT_EQ(back[i].scalar_type(), ts[i].scalar_type());
+    EXPECT_TRUE(back[i].sizes().equals(ts[i].sizes()));
+  }
+  EXPECT_THROW(wire::encode_header({at::zeros(std::vector<int64_t>(9, 1))}), ppc::Error);
+  at::Tensor bad = h.clone();
+  bad[0] = -3;
+  EXPECT_THROW(wire::allocate_from_header(bad, 3), ppc::Error);
+}
+
+TEST(Wire, TagsAreDistinctPerDirectionEdgeMicroBatchAndSlot) {
+  wire::Tags tags(4, 8, 3);
+  std::set<uint32_t> seen;
+  for (int d = 0; d < 2; ++d)
+    for (int p = 0; p < 4; ++p)
+      for (int c = 0; c < 4; ++c)
+        for (int m = 0; m < 8; ++m)
+          for (int k = 0; k < 3; ++k) {
+            uint32_t t = tags.data(d, p, c, m, k);
+            EXPECT_LT(t, wire::Tags::kControlBase);
+            EXPECT_TRUE(seen.insert(t).second);
+          }
+  EXPECT_THROW(wire::Tags(1000, 1000, 1000), ppc::Error);
+}
+
+TEST(PtIo, DictsRoundTripInOrder) {
+  fs::path f = scratch("roundtrip.pt");
+  save_tensor_dict(f.string(), {{"b", at::arange(6).reshape({2, 3})}, {"a", at::ones({2}, at::kBool)}});
+  auto d = load_tensor_dict(f.string());
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d[0].first, "b");
+  EXPECT_EQ(d[1].first, "a");
+  EXPECT_TRUE(d[0].second.equal(at::arange(6).reshape({2, 3})));
+  EXPECT_EQ(d[1].second.scalar_type(), at::kBool);
+}
+
+}  // namespace
