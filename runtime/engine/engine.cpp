@@ -86,6 +86,7 @@ struct PendingRecv {
 struct MicroState {
   std::vector<at::Tensor> inputs, outputs, out_grads, in_grads;
   at::Tensor loss;
+  std::vector<at::Tensor> roots, root_grads;  ///< kept from I to W (split backward)
   std::vector<PendingRecv> recv_f, recv_b;
   bool forward_done = false;
 };
@@ -96,6 +97,7 @@ struct LocalStage {
   std::unique_ptr<StageModule> module;
   std::unique_ptr<Optimizer> optimizer;
   std::map<std::string, at::Tensor> tensors;  ///< parameters and buffers by artifact name
+  std::vector<at::Tensor> trainable;           ///< what W differentiates
   std::vector<MicroState> mb;
 };
 
@@ -112,7 +114,9 @@ class Engine {
   void reset_micro_states();
   void execute(const Action& a);
   void forward(int s, int m);
-  void backward(int s, int m);
+  enum class Backward { Full, Input };
+  void backward(int s, int m, Backward kind);
+  void backward_weight(int s, int m);
   void post_recv_forward(int s, int m);
   void post_recv_backward(int s, int m);
   void send_forward(int s, int m);
@@ -127,7 +131,7 @@ class Engine {
 
   LocalStage& local(int s) { return locals_[local_of_[s]]; }
   bool is_local(int s) const { return local_of_[s] >= 0; }
-  int rank_of(int s) const { return s % t_.world_size(); }
+  int rank_of(int s) const { return stage_rank_[s]; }
 
   const LoadedManifest& lm_;
   const manifest::Manifest& m_;
@@ -138,6 +142,8 @@ class Engine {
   int num_stages_ = 0;
   std::vector<LocalStage> locals_;
   std::vector<int> local_of_;
+  std::vector<int> stage_rank_;  ///< where the schedule places each stage
+  bool split_backward_ = false;  ///< the schedule has I/W instead of B
   std::vector<Link> links_;
   std::vector<std::vector<int>> links_in_, links_out_;  // per stage: indices into links_
   std::unique_ptr<wire::Tags> tags_;
@@ -164,7 +170,14 @@ class Engine {
 void Engine::setup() {
   num_stages_ = static_cast<int>(m_.stages.size());
   const int P = t_.world_size();
-  std::vector<int> mine = stages_of_rank(num_stages_, P, t_.rank());
+  auto lowered = plan_schedule(m_, o_.schedule, P, o_.chunks, o_.train);
+  actions_ = lowered.at(t_.rank());
+  stage_rank_ = schedule::stage_ranks(lowered, num_stages_);
+  std::vector<int> mine;
+  for (int s = 0; s < num_stages_; ++s)
+    if (stage_rank_[s] == t_.rank()) mine.push_back(s);
+  for (const auto& rank : lowered)
+    for (const auto& a : rank) split_backward_ |= a.kind == Action::I;
   local_of_.assign(num_stages_, -1);
 
   // Links from the consumers' inputs (edges and transmitted ties).
@@ -228,18 +241,18 @@ void Engine::setup() {
     ls.info = &m_.stages[s];
     ls.module = load_stage(lm_, s);
     ls.module->set_training(o_.train);
+    if (split_backward_) ls.module->prepare_split_backward();
     std::vector<NamedTensor> trainable;
     for (auto& [name, p] : ls.module->parameters()) {
       ls.tensors[name] = p;
       trainable.emplace_back(name, p);
+      ls.trainable.push_back(p);
     }
     for (auto& [name, b] : ls.module->buffers()) ls.tensors[name] = b;
     if (o_.train) ls.optimizer = std::make_unique<Optimizer>(o_.optimizer, trainable);
     locals_.push_back(std::move(ls));
   }
 
-  auto lowered = plan_schedule(m_, o_.schedule, P, o_.chunks, o_.train);
-  actions_ = lowered.at(t_.rank());
   if (!o_.resume_dir.empty()) resume();
 }
 
@@ -352,7 +365,9 @@ void Engine::run() {
 void Engine::execute(const Action& a) {
   switch (a.kind) {
     case Action::F: forward(a.stage, a.microbatch); break;
-    case Action::B: backward(a.stage, a.microbatch); break;
+    case Action::B: backward(a.stage, a.microbatch, Backward::Full); break;
+    case Action::I: backward(a.stage, a.microbatch, Backward::Input); break;
+    case Action::W: backward_weight(a.stage, a.microbatch); break;
     case Action::RECV_F: post_recv_forward(a.stage, a.microbatch); break;
     case Action::SEND_F: send_forward(a.stage, a.microbatch); break;
     case Action::RECV_B: post_recv_backward(a.stage, a.microbatch); break;
@@ -467,7 +482,7 @@ void Engine::post_recv_backward(int s, int m) {
   }
 }
 
-void Engine::backward(int s, int m) {
+void Engine::backward(int s, int m, Backward kind) {
   LocalStage& ls = local(s);
   MicroState& st = ls.mb[m];
   if (!st.forward_done) throw std::logic_error("backward of stage " + std::to_string(s) + " before its forward");
@@ -493,12 +508,33 @@ void Engine::backward(int s, int m) {
       grads.push_back(st.out_grads[j]);
     }
   }
-  if (!roots.empty()) torch::autograd::backward(roots, grads);
   st.in_grads.assign(st.inputs.size(), at::Tensor());
-  for (size_t i = 0; i < st.inputs.size(); ++i) {
-    const at::Tensor& x = st.inputs[i];
-    if (!x.defined() || !x.requires_grad()) continue;
-    st.in_grads[i] = x.grad().defined() ? x.grad() : at::zeros_like(x);
+  if (kind == Backward::Full) {
+    if (!roots.empty()) torch::autograd::backward(roots, grads);
+    for (size_t i = 0; i < st.inputs.size(); ++i) {
+      const at::Tensor& x = st.inputs[i];
+      if (!x.defined() || !x.requires_grad()) continue;
+      st.in_grads[i] = x.grad().defined() ? x.grad() : at::zeros_like(x);
+    }
+  } else {
+    // Zero-bubble: gradients of the inputs only, keeping the graph for W.
+    std::vector<at::Tensor> xs;
+    std::vector<size_t> which;
+    for (size_t i = 0; i < st.inputs.size(); ++i) {
+      if (st.inputs[i].defined() && st.inputs[i].requires_grad()) {
+        xs.push_back(st.inputs[i]);
+        which.push_back(i);
+      }
+    }
+    if (!roots.empty() && !xs.empty()) {
+      auto gx = torch::autograd::grad(roots, xs, grads, /*retain_graph=*/true, /*create_graph=*/false,
+                                      /*allow_unused=*/true);
+      for (size_t k = 0; k < which.size(); ++k) st.in_grads[which[k]] = gx[k];
+    }
+    for (size_t k = 0; k < which.size(); ++k)
+      if (!st.in_grads[which[k]].defined()) st.in_grads[which[k]] = at::zeros_like(st.inputs[which[k]]);
+    st.roots = std::move(roots);
+    st.root_grads = std::move(grads);
   }
   // Producers on this rank: their output gradients accumulate directly.
   for (int li : links_in_[s]) {
@@ -514,6 +550,25 @@ void Engine::backward(int s, int m) {
   st.outputs.clear();
   st.out_grads.clear();
   st.loss = at::Tensor();
+  if (kind == Backward::Full) --in_flight_;
+}
+
+void Engine::backward_weight(int s, int m) {
+  LocalStage& ls = local(s);
+  MicroState& st = ls.mb[m];
+  if (!st.roots.empty() && !ls.trainable.empty()) {
+    auto gw = torch::autograd::grad(st.roots, ls.trainable, st.root_grads, /*retain_graph=*/false,
+                                    /*create_graph=*/false, /*allow_unused=*/true);
+    at::NoGradGuard no_grad;
+    for (size_t k = 0; k < gw.size(); ++k) {
+      if (!gw[k].defined()) continue;
+      at::Tensor& g = ls.trainable[k].mutable_grad();
+      if (g.defined()) g.add_(gw[k]);
+      else g = gw[k].clone();
+    }
+  }
+  st.roots.clear();
+  st.root_grads.clear();
   --in_flight_;
 }
 

@@ -101,3 +101,78 @@ Schedule zb_h1(int num_ranks, int num_microbatches) {
 }
 
 }  // namespace ppc::runtime::schedule
+
+namespace ppc::runtime::schedule {
+
+int zb_v_rank(int num_ranks, int stage) { return stage < num_ranks ? stage : 2 * num_ranks - 1 - stage; }
+
+Schedule zb_v(int num_ranks, int num_microbatches) {
+  check_args("ZB-V", num_ranks, 2, num_microbatches);
+  const int P = num_ranks, S = 2 * P, M = num_microbatches;
+  const int limit = 2 * P;  // activations held per rank, in stage-sized (half of 1F1B's) units
+  constexpr int kNever = -1;
+  // Finish time of each action (kNever: not run yet).
+  std::vector<std::vector<int>> f_end(S, std::vector<int>(M, kNever)), i_end = f_end, w_end = f_end;
+  std::vector<int> next_f(S, 0), held(P, 0);
+  Schedule out(P);
+  auto done_by = [](int end, int t) { return end != kNever && end <= t; };
+  int remaining = 3 * S * M;
+  for (int t = 0; remaining > 0; ++t) {
+    bool progressed = false;
+    for (int r = 0; r < P; ++r) {
+      const int stages[2] = {S - 1 - r, r};  // the later stage first: depth first
+      // 1. I: the critical path back to the first stage.
+      int best_s = -1, best_m = M;
+      for (int s : stages)
+        for (int m = 0; m < M; ++m)
+          if (i_end[s][m] == kNever && done_by(f_end[s][m], t) && (s == S - 1 || done_by(i_end[s + 1][m], t)) &&
+              m < best_m) {
+            best_s = s;
+            best_m = m;
+          }
+      Action::Kind kind = Action::I;
+      // 2. F, within the memory limit.
+      if (best_s < 0 && held[r] < limit) {
+        kind = Action::F;
+        for (int s : stages) {
+          int m = next_f[s];
+          if (m < M && (s == 0 || done_by(f_end[s - 1][m], t))) {
+            best_s = s;
+            best_m = m;
+            break;
+          }
+        }
+      }
+      // 3. W fills whatever is left.
+      if (best_s < 0) {
+        kind = Action::W;
+        for (int s : stages)
+          for (int m = 0; m < M && best_s < 0; ++m)
+            if (w_end[s][m] == kNever && done_by(i_end[s][m], t)) {
+              best_s = s;
+              best_m = m;
+            }
+      }
+      if (best_s < 0) continue;
+      progressed = true;
+      --remaining;
+      out[r].push_back(act(kind, best_s, best_m));
+      if (kind == Action::F) {
+        f_end[best_s][best_m] = t + 1;
+        ++next_f[best_s];
+        ++held[r];
+      } else if (kind == Action::I) {
+        i_end[best_s][best_m] = t + 1;
+      } else {
+        w_end[best_s][best_m] = t + 1;
+        --held[r];
+      }
+    }
+    // Something is always in flight or ready: an idle step only waits for a
+    // finish time, so a long run of idle steps means a bug.
+    if (!progressed && t > 3 * S * M + 4 * S) throw std::logic_error("ZB-V generator made no progress");
+  }
+  return out;
+}
+
+}  // namespace ppc::runtime::schedule

@@ -6,7 +6,7 @@
 namespace ppc::runtime::schedule {
 
 const std::vector<std::string>& schedule_names() {
-  static const std::vector<std::string> names = {"gpipe", "1f1b", "interleaved-1f1b", "looped-bfs"};
+  static const std::vector<std::string> names = {"gpipe", "1f1b", "interleaved-1f1b", "looped-bfs", "zb-h1", "zb-v"};
   return names;
 }
 
@@ -30,6 +30,14 @@ Schedule make_compute_schedule(const std::string& name, int num_ranks, int stage
       throw Error("schedule 'interleaved-1f1b' needs the micro-batch count (" + std::to_string(num_microbatches) +
                   ") to be a multiple of the number of ranks (" + std::to_string(num_ranks) + ")");
     s = interleaved_1f1b(num_ranks, stages_per_rank, num_microbatches);
+  } else if (name == "zb-h1") {
+    one_stage_per_rank();
+    s = zb_h1(num_ranks, num_microbatches);
+  } else if (name == "zb-v") {
+    if (stages_per_rank != 2)
+      throw Error("schedule 'zb-v' runs two stages per rank (a V: stage s and 2P-1-s on rank s), but each rank holds " +
+                  std::to_string(stages_per_rank) + " (use half as many ranks as stages)");
+    s = zb_v(num_ranks, num_microbatches);
   } else if (name == "looped-bfs") {
     s = looped_bfs(num_ranks, stages_per_rank, num_microbatches);
   } else {

@@ -1,5 +1,6 @@
 #include "runtime/stages/torchscript_stage.h"
 
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 
 #include "schemas/error.h"
@@ -59,6 +60,8 @@ class TorchScriptStage final : public StageModule {
   }
 
   void set_training(bool training) override { module_.train(training); }
+
+  void prepare_split_backward() override { torch::jit::setGraphExecutorOptimize(false); }
 
   std::vector<NamedTensor> parameters() override {
     std::vector<NamedTensor> out;

@@ -22,14 +22,18 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 "$PPC" split "$ROOT/samples/mlp/mlp_traced.pt" --splits "$ROOT/samples/mlp/spec.json" -o "$W/mlp" >/dev/null 2>&1
 "$PY" "$ROOT/tests/e2e/make_batches.py" mlp "$W/batches" --batches 2 --batch-size 8 --seed 1 >/dev/null
 PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-TRAIN=(--manifest "$W/mlp" --world-size 3 --master-addr 127.0.0.1 --master-port "$PORT" --inputs "$W/batches"
-       --chunks 2 --steps 100000000 --train --loss mse --optimizer sgd --lr 0.001 --timeout 10 --threads 1)
+TRAIN=(--manifest "$W/mlp" --inputs "$W/batches" --chunks 2 --steps 100000000 --train --loss mse --optimizer sgd
+       --lr 0.001 --timeout 10 --threads 1)
 
+# Ranks 0 and 1 get the rendezvous as flags, rank 2 as torchrun's environment.
 start_ranks() {
-  for r in 0 1 2; do
-    "$PPRUN" "${TRAIN[@]}" --rank $r >"$W/rank$r.out" 2>"$W/rank$r.err" &
+  for r in 0 1; do
+    "$PPRUN" "${TRAIN[@]}" --rank $r --world-size 3 --master-addr 127.0.0.1 --master-port "$PORT" \
+      >"$W/rank$r.out" 2>"$W/rank$r.err" &
     PIDS[$r]=$!
   done
+  RANK=2 WORLD_SIZE=3 MASTER_ADDR=127.0.0.1 MASTER_PORT=$PORT "$PPRUN" "${TRAIN[@]}" >"$W/rank2.out" 2>"$W/rank2.err" &
+  PIDS[2]=$!
   # Wait until training is under way (rank 0 logs steps).
   for _ in $(seq 100); do
     if [ "$(grep -c '^step' "$W/rank0.out" 2>/dev/null || true)" -ge 3 ]; then return 0; fi
@@ -65,7 +69,6 @@ expect_failure 1 0 2
 
 step "a rank that stalls (SIGSTOP): the others time out after 10 s"
 PORT=$((PORT + 1))
-TRAIN[7]=$PORT
 start_ranks
 kill -STOP "${PIDS[2]}"
 expect_failure 2 0 1

@@ -15,6 +15,7 @@
 #include "runtime/engine/engine.h"
 #include "runtime/launch/local_launcher.h"
 #include "runtime/manifest/stage_map.h"
+#include "runtime/schedule/registry.h"
 #include "runtime/stages/stage_module.h"
 #include "runtime/transport/transport.h"
 #include "schemas/error.h"
@@ -92,7 +93,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "intra-op threads per rank (default: cores / local ranks)");
   app.add_flag("--print-schedule", print_schedule, "print every rank's lowered schedule and exit");
   app.add_option("--schedule", o.schedule, "pipeline schedule")
-      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved-1f1b", "looped-bfs"}));
+      ->check(CLI::IsMember(schedule::schedule_names()));
   app.add_option("--chunks", o.chunks, "micro-batches per batch")->check(CLI::Range(1, 1 << 20));
   app.add_option("--steps", o.steps, "batches to run")->check(CLI::Range(1, 1 << 30));
   app.add_option("--inputs", inputs, "a .pt file (dict of tensors by model input name) or a folder of them, one per step");

@@ -116,7 +116,7 @@ TEST(Engine, EverySchedulePlacementInfersAndTrainsLikeOneRank) {
   run(four, 1, train);
 
   for (const Placement& p : {Placement{"gpipe", 4}, Placement{"1f1b", 4}, Placement{"interleaved-1f1b", 2},
-                             Placement{"looped-bfs", 2}}) {
+                             Placement{"looped-bfs", 2}, Placement{"zb-h1", 4}, Placement{"zb-v", 2}}) {
     SCOPED_TRACE(p.schedule + " on " + std::to_string(p.world) + " ranks");
     EngineOptions i = infer;
     i.schedule = p.schedule;

@@ -358,6 +358,30 @@ TEST(Simulator, ZbH1IdlesOneThirdOfOneFOneB) {
   }
 }
 
+TEST(Simulator, ZbVIsValidAndNearlyBubbleFree) {
+  // Stage cost F = I = W = 1 for each of the 2P half-size stages (a 1F1B
+  // stage costs F = 2, B = 4 in these units).
+  for (auto [p, m] : {std::pair{2, 2}, {2, 8}, {3, 6}, {4, 8}, {4, 16}}) {
+    SCOPED_TRACE("P=" + std::to_string(p) + " M=" + std::to_string(m));
+    Schedule z = zb_v(p, m);
+    for (int s = 0; s < 2 * p; ++s) EXPECT_EQ(stage_ranks(z, 2 * p)[s], zb_v_rank(p, s));
+    EXPECT_EQ(validate(z, 2 * p, m), "");
+    EXPECT_EQ(validate(add_communication(z, 2 * p), 2 * p, m), "");
+    SimResult r = simulate(z, 2 * p, costs(1, 2, 1, 1));
+    ASSERT_FALSE(r.deadlock) << r.deadlock_message();
+    SimResult o = simulate(one_f_one_b(p, m), p, costs(2, 4));
+    for (int k = 0; k < p; ++k) EXPECT_LE(r.peak_in_flight[k], 2 * p);  // 1F1B's memory
+    EXPECT_LT(r.bubble_fraction, o.bubble_fraction);
+    SimResult lowered = simulate(hoist_receives(add_communication(z, 2 * p)), 2 * p, costs(1, 2, 1, 1));
+    EXPECT_FALSE(lowered.deadlock) << lowered.deadlock_message();
+    EXPECT_EQ(lowered.makespan, r.makespan);
+  }
+  // P = 4, M = 8: 6 * 8 = 48 units of work per rank.
+  SimResult r = simulate(zb_v(4, 8), 8, costs(1, 2, 1, 1));
+  EXPECT_LE(r.makespan, 48 + 4);
+  EXPECT_LT(r.bubble_fraction, simulate(zb_h1(4, 8), 4, costs(2, 4, 2, 2)).bubble_fraction);
+}
+
 TEST(Simulator, InterleavedHasASmallerBubbleThanOneFOneB) {
   // Per-stage costs F = B = 1; the fractions do not depend on the scale.
   SimResult o = simulate(one_f_one_b(4, 8), 4, costs(1, 1));
