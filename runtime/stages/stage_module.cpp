@@ -1,5 +1,6 @@
 #include "runtime/stages/stage_module.h"
 
+#include "runtime/stages/onnx_stage.h"
 #include "runtime/stages/torchscript_stage.h"
 #include "schemas/error.h"
 
@@ -10,20 +11,17 @@ StageModule::~StageModule() = default;
 void check_stage_format(const LoadedManifest& manifest) {
   const std::string& format = manifest.manifest.source.format;
   if (format == "torchscript") return;
-  if (format == "onnx")
-    throw Error(manifest.dir + "/manifest.json: pprun cannot execute ONNX stages yet; split the TorchScript export of "
-                "the model (torch.jit.trace(...).save(...)) instead");
+  if (format == "onnx") {
+    check_onnx_stages(manifest);  // every node supported, before any rank starts
+    return;
+  }
   throw Error(manifest.dir + "/manifest.json: unknown source format '" + format + "'");
 }
 
 std::unique_ptr<StageModule> load_stage(const LoadedManifest& manifest, int stage) {
   const std::string& format = manifest.manifest.source.format;
   if (format == "torchscript") return load_torchscript_stage(manifest, stage);
-  check_stage_format(manifest);
-  if (format == "onnx")
-    throw Error(manifest.artifact_path(stage) +
-                ": pprun cannot execute ONNX stages yet; split the TorchScript export of the model "
-                "(torch.jit.trace(...).save(...)) instead");
+  if (format == "onnx") return load_onnx_stage(manifest, stage);
   throw Error(manifest.dir + "/manifest.json: unknown source format '" + format + "'");
 }
 

@@ -1,0 +1,341 @@
+// The plan: every value of the graph gets a slot index at load time; a step
+// is a prebuilt kernel with the slots it reads and writes and the slots to
+// release after it (values die after their last use). Running the graph is a
+// loop over steps: no name lookups, no maps, no per-node allocation beyond
+// what the ATen calls themselves do.
+#include "runtime/stages/onnx_graph.h"
+
+#include <ATen/ATen.h>
+#include <onnx/checker.h>
+#include <onnx/onnx_pb.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <unordered_map>
+
+#include "runtime/stages/onnx_ops.h"
+#include "schemas/error.h"
+
+namespace ppc::runtime {
+
+namespace {
+
+struct Step {
+  onnx_ops::Kernel kernel;
+  std::vector<int> in, out, release;
+  int node = 0;  // index into the graph's nodes, for error messages
+};
+
+struct Initializer {
+  std::string name;
+  int slot = 0;
+  int proto_index = 0;
+  bool trainable = false;
+};
+
+std::string first_line(const std::string& s) {
+  std::string l = s.substr(0, s.find('\n'));
+  while (!l.empty() && (l.back() == ' ' || l.back() == '\r')) l.pop_back();
+  return l;
+}
+
+bool float_elem(int t) {
+  return t == onnx::TensorProto::FLOAT || t == onnx::TensorProto::DOUBLE || t == onnx::TensorProto::FLOAT16 ||
+         t == onnx::TensorProto::BFLOAT16;
+}
+
+}  // namespace
+
+struct OnnxGraph::Impl {
+  std::string path;
+  onnx::ModelProto model;  // initializer payloads cleared after loading; save() refills them
+  int opset = 0;
+  std::vector<at::Tensor> slots;
+  std::vector<char> persistent;  // initializers and load-time constants: never released
+  std::vector<Step> steps;
+  std::vector<int> input_slots, output_slots;
+  std::vector<std::string> input_names, output_names;
+  std::vector<Initializer> inits;
+  bool training = false;
+
+  std::string node_place(int node) const {
+    const auto& n = model.graph().node(node);
+    return path + ": node '" + (n.name().empty() ? n.output_size() ? n.output(0) : std::string("?") : n.name()) + "' (" +
+           n.op_type() + ", opset " + std::to_string(opset) + ")";
+  }
+};
+
+OnnxGraph::OnnxGraph(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+OnnxGraph::~OnnxGraph() = default;
+
+std::unique_ptr<OnnxGraph> OnnxGraph::load(const std::string& path, const Options& options) {
+  auto im = std::make_unique<Impl>();
+  im->path = path;
+  {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw Error(path + ": cannot open the ONNX stage");
+    if (!im->model.ParseFromIstream(&f)) throw Error(path + ": not a valid ONNX model (protobuf parse failed)");
+  }
+  for (const auto& op : im->model.opset_import())
+    if (op.domain().empty() || op.domain() == "ai.onnx") im->opset = static_cast<int>(op.version());
+  if (im->opset == 0) throw Error(path + ": the model imports no opset of the default ONNX domain");
+
+  auto* graph = im->model.mutable_graph();
+  std::unordered_map<std::string, int> slot_of;
+  auto new_slot = [&](const std::string& name, bool persistent) {
+    int s = static_cast<int>(im->slots.size());
+    im->slots.emplace_back();
+    im->persistent.push_back(persistent);
+    if (!name.empty() && !slot_of.emplace(name, s).second)
+      throw Error(path + ": value '" + name + "' is defined twice");
+    return s;
+  };
+  std::vector<char> is_const;      // known at load time (Constant nodes and what folds from them)
+  std::vector<char> carries;       // may carry a gradient (float initializers, inputs, and what flows from them)
+  std::vector<char> float_init;    // slot of a float initializer
+
+  for (int i = 0; i < graph->initializer_size(); ++i) {
+    auto* t = graph->mutable_initializer(i);
+    int s = new_slot(t->name(), true);
+    if (!options.check_only) {
+      try {
+        im->slots[s] = onnx_ops::tensor_from_proto(*t, "initializer '" + t->name() + "'");
+      } catch (const std::exception& e) {
+        throw Error(path + ": " + e.what());
+      }
+      // The live value is the tensor now; save() writes it back.
+      t->clear_raw_data();
+      t->clear_float_data();
+      t->clear_double_data();
+      t->clear_int32_data();
+      t->clear_int64_data();
+      t->clear_uint64_data();
+    }
+    im->inits.push_back({t->name(), s, i, false});
+  }
+  is_const.assign(im->slots.size(), 0);
+  float_init.assign(im->slots.size(), 0);
+  carries.assign(im->slots.size(), 0);
+  for (const auto& in : im->inits) {
+    bool fl = float_elem(graph->initializer(in.proto_index).data_type());
+    float_init[in.slot] = fl;
+    carries[in.slot] = fl;
+  }
+  for (const auto& vi : graph->input()) {
+    if (slot_of.count(vi.name())) continue;  // an initializer listed as input (IR < 4)
+    int s = new_slot(vi.name(), false);
+    im->input_slots.push_back(s);
+    im->input_names.push_back(vi.name());
+    is_const.push_back(0);
+    float_init.push_back(0);
+    carries.push_back(1);
+  }
+
+  // Nodes: build kernels; fold constant subgraphs; record the plan.
+  std::vector<char> bn_stat(im->slots.size(), 0);
+  struct Planned {
+    int step;              // index into steps, or -1 when folded
+    std::vector<int> in;   // for differentiability
+    std::vector<int> out;
+    bool diff;
+  };
+  std::vector<Planned> planned;
+  for (int ni = 0; ni < graph->node_size(); ++ni) {
+    const auto& node = graph->node(ni);
+    auto place = [&] {
+      return path + ": node '" + (node.name().empty() ? node.output_size() ? node.output(0) : std::string("?") : node.name()) +
+             "' (" + node.op_type() + ", opset " + std::to_string(im->opset) + ")";
+    };
+    if (!node.domain().empty() && node.domain() != "ai.onnx")
+      throw Error(place() + ": unsupported op domain '" + node.domain() + "'");
+    Step st;
+    st.node = ni;
+    std::vector<const at::Tensor*> consts;
+    bool all_const = node.op_type() != "Dropout";
+    for (const auto& name : node.input()) {
+      if (name.empty()) {
+        st.in.push_back(-1);
+        consts.push_back(nullptr);
+        continue;
+      }
+      auto it = slot_of.find(name);
+      if (it == slot_of.end()) throw Error(place() + ": input '" + name + "' is not defined before this node");
+      st.in.push_back(it->second);
+      bool c = is_const[it->second] != 0;
+      all_const &= c;
+      consts.push_back(c ? &im->slots[it->second] : nullptr);
+    }
+    onnx_ops::Kernel kernel;
+    try {
+      onnx_ops::NodeCtx ctx(node, im->opset, consts);
+      kernel = onnx_ops::build_kernel(ctx);
+    } catch (const onnx_ops::Unsupported& e) {
+      throw Error(place() + ": " + e.what());
+    }
+    for (const auto& name : node.output()) {
+      if (name.empty()) {
+        st.out.push_back(-1);
+        continue;
+      }
+      st.out.push_back(new_slot(name, false));
+      is_const.push_back(0);
+      float_init.push_back(0);
+      carries.push_back(0);
+      bn_stat.push_back(0);
+    }
+    if (node.op_type() == "BatchNormalization")
+      for (int i = 3; i < 5 && i < static_cast<int>(st.in.size()); ++i)
+        if (st.in[i] >= 0) bn_stat[st.in[i]] = 1;
+    bool diff = !onnx_ops::is_nondifferentiable(node.op_type());
+    if (node.op_type() == "Cast")
+      for (const auto& a : node.attribute())
+        if (a.name() == "to") diff = float_elem(static_cast<int>(a.i()));
+    bool any = false;
+    for (int s : st.in) any |= s >= 0 && carries[s];
+    for (int s : st.out)
+      if (s >= 0) carries[s] = diff && any;
+
+    if (all_const && !options.check_only) {
+      // Evaluated once now: its outputs are constants of the plan.
+      try {
+        at::NoGradGuard no_grad;
+        onnx_ops::KernelIO io{im->slots, st.in, st.out, false};
+        kernel(io);
+      } catch (const c10::Error& e) {
+        throw Error(place() + ": " + first_line(e.what_without_backtrace()));
+      } catch (const std::runtime_error& e) {
+        throw Error(place() + ": " + first_line(e.what()));
+      }
+      for (int s : st.out)
+        if (s >= 0) {
+          is_const[s] = 1;
+          im->persistent[s] = 1;
+          carries[s] = 0;
+        }
+      planned.push_back({-1, st.in, st.out, diff});
+      continue;
+    }
+    st.kernel = std::move(kernel);
+    planned.push_back({static_cast<int>(im->steps.size()), st.in, st.out, diff});
+    im->steps.push_back(std::move(st));
+  }
+
+  std::vector<char> is_output(im->slots.size(), 0);
+  for (const auto& vi : graph->output()) {
+    auto it = slot_of.find(vi.name());
+    if (it == slot_of.end()) throw Error(path + ": graph output '" + vi.name() + "' is not computed by any node");
+    im->output_slots.push_back(it->second);
+    im->output_names.push_back(vi.name());
+    is_output[it->second] = 1;
+  }
+
+  // Lifetimes: release a value after the last step reading it (or right
+  // after its producer when nothing reads it).
+  std::vector<int> last(im->slots.size(), -1);
+  for (size_t k = 0; k < im->steps.size(); ++k) {
+    for (int s : im->steps[k].in)
+      if (s >= 0) last[s] = static_cast<int>(k);
+    for (int s : im->steps[k].out)
+      if (s >= 0 && last[s] < 0) last[s] = static_cast<int>(k);
+  }
+  for (size_t s = 0; s < im->slots.size(); ++s)
+    if (!im->persistent[s] && !is_output[s] && last[s] >= 0) im->steps[last[s]].release.push_back(static_cast<int>(s));
+
+  // Trainable initializers: float ones from which a differentiable path
+  // reaches a graph output (a mask only compared with Equal is not one).
+  std::vector<char> needed(im->slots.size(), 0);
+  for (int s : im->output_slots) needed[s] = 1;
+  for (size_t k = planned.size(); k-- > 0;) {
+    const auto& p = planned[k];
+    if (!p.diff) continue;
+    bool out_needed = false;
+    for (int s : p.out) out_needed |= s >= 0 && needed[s];
+    if (!out_needed) continue;
+    for (int s : p.in)
+      if (s >= 0 && carries[s]) needed[s] = 1;
+  }
+  for (auto& in : im->inits) {
+    in.trainable = float_init[in.slot] && needed[in.slot] && !bn_stat[in.slot];
+    if (in.trainable && !options.check_only) im->slots[in.slot].requires_grad_(true);
+  }
+  return std::unique_ptr<OnnxGraph>(new OnnxGraph(std::move(im)));
+}
+
+const std::vector<std::string>& OnnxGraph::input_names() const { return impl_->input_names; }
+const std::vector<std::string>& OnnxGraph::output_names() const { return impl_->output_names; }
+int OnnxGraph::opset() const { return impl_->opset; }
+size_t OnnxGraph::num_steps() const { return impl_->steps.size(); }
+void OnnxGraph::set_training(bool training) { impl_->training = training; }
+bool OnnxGraph::training() const { return impl_->training; }
+
+std::vector<at::Tensor> OnnxGraph::run(const std::vector<at::Tensor>& inputs) {
+  Impl& im = *impl_;
+  if (inputs.size() != im.input_slots.size())
+    throw Error(im.path + ": got " + std::to_string(inputs.size()) + " inputs, the graph has " +
+                std::to_string(im.input_slots.size()));
+  auto clear = [&] {
+    for (size_t s = 0; s < im.slots.size(); ++s)
+      if (!im.persistent[s]) im.slots[s].reset();
+  };
+  for (size_t i = 0; i < inputs.size(); ++i) im.slots[im.input_slots[i]] = inputs[i];
+  size_t k = 0;
+  try {
+    for (; k < im.steps.size(); ++k) {
+      const Step& st = im.steps[k];
+      st.kernel(onnx_ops::KernelIO{im.slots, st.in, st.out, im.training});
+      for (int r : st.release) im.slots[r].reset();
+    }
+  } catch (const c10::Error& e) {
+    clear();
+    throw Error(im.node_place(im.steps[k].node) + ": " + first_line(e.what_without_backtrace()));
+  } catch (const Error&) {
+    clear();
+    throw;
+  } catch (const std::runtime_error& e) {
+    clear();
+    throw Error(im.node_place(im.steps[k].node) + ": " + first_line(e.what()));
+  }
+  std::vector<at::Tensor> out;
+  out.reserve(im.output_slots.size());
+  for (int s : im.output_slots) out.push_back(im.slots[s]);
+  clear();
+  return out;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> OnnxGraph::parameters() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& in : impl_->inits)
+    if (in.trainable) out.emplace_back(in.name, impl_->slots[in.slot]);
+  return out;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> OnnxGraph::buffers() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& in : impl_->inits)
+    if (!in.trainable) out.emplace_back(in.name, impl_->slots[in.slot]);
+  return out;
+}
+
+void OnnxGraph::save(const std::string& path) const {
+  const Impl& im = *impl_;
+  onnx::ModelProto m = im.model;  // cheap: initializer payloads are not kept here
+  for (const auto& in : im.inits) {
+    if (!im.slots[in.slot].defined()) throw Error(path + ": cannot save a graph loaded for checking only");
+    onnx_ops::tensor_to_proto(im.slots[in.slot], *m.mutable_graph()->mutable_initializer(in.proto_index));
+  }
+  try {
+    onnx::checker::check_model(m);
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    std::replace(msg.begin(), msg.end(), '\n', ' ');
+    throw Error(path + ": the trained stage fails the ONNX checker: " + msg);
+  }
+  std::string bytes;
+  if (!m.SerializeToString(&bytes)) throw Error(path + ": cannot serialize the ONNX model");
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!f) throw Error(path + ": cannot write the ONNX stage");
+}
+
+}  // namespace ppc::runtime

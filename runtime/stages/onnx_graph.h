@@ -1,0 +1,69 @@
+// An ONNX graph executed on ATen: parsed and planned once, then run node by
+// node through precomputed kernels. Differentiable (LibTorch's autograd
+// records the ATen calls), so ONNX stages train. No ONNX types in this header.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ppc::runtime {
+
+class OnnxGraph {
+ public:
+  struct Options {
+    /// Only parse and check every node against the supported set (no
+    /// initializer tensors are built): the check pprun runs before any rank
+    /// starts.
+    bool check_only = false;
+  };
+
+  /// Parses the ONNX model at `path` and plans its execution. Throws
+  /// ppc::Error naming the file, and for an unsupported node its name, op
+  /// type and opset: "stage1.onnx: node '/h.0/Foo' (Foo, opset 17):
+  /// unsupported op".
+  static std::unique_ptr<OnnxGraph> load(const std::string& path, const Options& options);
+  static std::unique_ptr<OnnxGraph> load(const std::string& path) { return load(path, Options{}); }
+  ~OnnxGraph();
+
+  /// Graph inputs (without initializers) and outputs, in graph order.
+  const std::vector<std::string>& input_names() const;
+  const std::vector<std::string>& output_names() const;
+  int opset() const;
+  /// Number of nodes executed per run (Constant nodes and nodes computed
+  /// from constants only are evaluated once at load time).
+  size_t num_steps() const;
+
+  /// Runs the graph: `inputs` in input_names() order, outputs in
+  /// output_names() order. Records autograd when grad mode is on. Not
+  /// reentrant (one run at a time). Throws ppc::Error naming the failing node.
+  std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs);
+
+  /// Dropout and BatchNormalization (training_mode=1) follow this flag.
+  void set_training(bool training);
+  bool training() const;
+
+  /// Float initializers that can receive a gradient (some differentiable path
+  /// leads from them to a graph output), under their initializer names, in
+  /// initializer order; they require grad. Updating them in place updates
+  /// the graph.
+  std::vector<std::pair<std::string, at::Tensor>> parameters() const;
+  /// All other initializers (integer/bool ones, batch-norm running
+  /// statistics, float ones no gradient reaches, e.g. masks compared with
+  /// Equal), likewise live.
+  std::vector<std::pair<std::string, at::Tensor>> buffers() const;
+
+  /// Writes the model with the current initializer values; it is checked by
+  /// the ONNX checker first. Identical values give identical bytes.
+  void save(const std::string& path) const;
+
+ private:
+  struct Impl;
+  explicit OnnxGraph(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ppc::runtime

@@ -1,0 +1,94 @@
+#include "runtime/stages/onnx_stage.h"
+
+#include <ATen/ATen.h>
+
+#include "runtime/stages/onnx_graph.h"
+#include "schemas/error.h"
+
+namespace ppc::runtime {
+
+namespace {
+
+// Position of each manifest name among the graph's names (the emitter writes
+// them in the same order; a stage saved by another tool may not).
+std::vector<size_t> order_of(const std::vector<std::string>& want, const std::vector<std::string>& have,
+                             const std::string& path, const char* what) {
+  if (want.size() != have.size())
+    throw Error(path + ": the stage has " + std::to_string(have.size()) + " " + what + "s, the manifest lists " +
+                std::to_string(want.size()));
+  std::vector<size_t> order;
+  for (const auto& w : want) {
+    auto it = std::find(have.begin(), have.end(), w);
+    if (it == have.end()) throw Error(path + ": the stage has no " + what + " '" + w + "' that the manifest lists");
+    order.push_back(static_cast<size_t>(it - have.begin()));
+  }
+  return order;
+}
+
+bool is_identity(const std::vector<size_t>& p) {
+  for (size_t i = 0; i < p.size(); ++i)
+    if (p[i] != i) return false;
+  return true;
+}
+
+class OnnxStage final : public StageModule {
+ public:
+  OnnxStage(int index, std::unique_ptr<OnnxGraph> graph, std::vector<size_t> in_order, std::vector<size_t> out_order)
+      : index_(index), graph_(std::move(graph)), in_order_(std::move(in_order)), out_order_(std::move(out_order)),
+        in_identity_(is_identity(in_order_)), out_identity_(is_identity(out_order_)) {}
+
+  int index() const override { return index_; }
+
+  std::vector<at::Tensor> forward(const std::vector<at::Tensor>& inputs) override {
+    if (in_identity_) return reorder_out(graph_->run(inputs));
+    std::vector<at::Tensor> args(inputs.size());
+    for (size_t i = 0; i < inputs.size(); ++i) args[in_order_[i]] = inputs[i];
+    return reorder_out(graph_->run(args));
+  }
+
+  void set_training(bool training) override { graph_->set_training(training); }
+  std::vector<NamedTensor> parameters() override { return graph_->parameters(); }
+  std::vector<NamedTensor> buffers() override { return graph_->buffers(); }
+  void save(const std::string& path) override { graph_->save(path); }
+
+ private:
+  std::vector<at::Tensor> reorder_out(std::vector<at::Tensor> outs) const {
+    if (out_identity_) return outs;
+    std::vector<at::Tensor> r;
+    for (size_t j : out_order_) r.push_back(outs[j]);
+    return r;
+  }
+
+  int index_;
+  std::unique_ptr<OnnxGraph> graph_;
+  std::vector<size_t> in_order_, out_order_;
+  bool in_identity_, out_identity_;
+};
+
+}  // namespace
+
+std::unique_ptr<StageModule> load_onnx_stage(const LoadedManifest& lm, int stage) {
+  const auto& info = lm.manifest.stages.at(stage);
+  std::string path = lm.artifact_path(stage);
+  auto graph = OnnxGraph::load(path);
+  std::vector<std::string> ins, outs;
+  for (const auto& i : info.inputs) ins.push_back(i.name);
+  for (const auto& o : info.outputs) outs.push_back(o.name);
+  auto in_order = order_of(ins, graph->input_names(), path, "input");
+  auto out_order = order_of(outs, graph->output_names(), path, "output");
+  std::vector<std::string> have;
+  for (const auto& p : graph->parameters()) have.push_back(p.first);
+  for (const auto& b : graph->buffers()) have.push_back(b.first);
+  for (const auto& p : info.params)
+    if (std::find(have.begin(), have.end(), p.name) == have.end())
+      throw Error(path + ": stage " + std::to_string(stage) + " has no initializer '" + p.name + "' that the manifest lists");
+  return std::make_unique<OnnxStage>(stage, std::move(graph), std::move(in_order), std::move(out_order));
+}
+
+void check_onnx_stages(const LoadedManifest& lm) {
+  OnnxGraph::Options o;
+  o.check_only = true;
+  for (size_t s = 0; s < lm.manifest.stages.size(); ++s) OnnxGraph::load(lm.artifact_path(static_cast<int>(s)), o);
+}
+
+}  // namespace ppc::runtime
