@@ -18,9 +18,13 @@
 #include "runtime/engine/microbatch.h"
 #include "runtime/engine/pt_io.h"
 #include "runtime/engine/wire.h"
+#include "runtime/schedule/csv.h"
 #include "runtime/schedule/lowering.h"
+#include "runtime/schedule/validator.h"
 #include "runtime/schedule/registry.h"
+#include "runtime/schedule/simulator.h"
 #include "runtime/schedule/stage_graph.h"
+#include "runtime/schedule/timeline.h"
 #include "runtime/stages/stage_module.h"
 #include "schemas/error.h"
 #include "schemas/sha256.h"
@@ -52,13 +56,59 @@ void accumulate(at::Tensor& into, const at::Tensor& g) {
 }  // namespace
 
 schedule::Schedule plan_schedule(const manifest::Manifest& m, const std::string& name, int world_size, int chunks,
-                                 bool train) {
+                                 bool train, const std::string& schedule_file) {
   int num_stages = static_cast<int>(m.stages.size());
   stages_of_rank(num_stages, world_size, 0);  // checks that world_size divides the stage count
   if (chunks < 1) throw Error("--chunks must be at least 1");
-  auto compute = schedule::make_compute_schedule(name, world_size, num_stages / world_size, chunks, !train);
-  auto lowered = schedule::add_communication(compute, num_stages, stage_graph_of(m));
+  schedule::Schedule compute;
+  schedule::StageGraph graph = stage_graph_of(m);
+  if (schedule_file.empty()) {
+    compute = schedule::make_compute_schedule(name, world_size, num_stages / world_size, chunks, !train);
+  } else {
+    std::ifstream in(schedule_file);
+    if (!in) throw Error(schedule_file + ": cannot open the schedule file");
+    std::stringstream text;
+    text << in.rdbuf();
+    compute = schedule::read_csv(text.str(), schedule_file);
+    for (size_t r = 0; r < compute.size(); ++r)
+      for (size_t k = 0; k < compute[r].size(); ++k)
+        if (compute[r][k].is_comm())
+          throw Error(schedule_file + ": rank " + std::to_string(r) + ", action " + std::to_string(k) + " (" +
+                      schedule::to_string(compute[r][k]) +
+                      "): give compute actions only (F, B, I, W); pprun adds the sends and receives");
+    if (static_cast<int>(compute.size()) != world_size)
+      throw Error(schedule_file + ": has " + std::to_string(compute.size()) + " rows (ranks), the run has " +
+                  std::to_string(world_size));
+    if (!train) {
+      for (auto& rank : compute) {
+        schedule::RankSchedule kept;
+        for (const auto& a : rank)
+          if (a.kind == Action::F) kept.push_back(a);
+        rank = std::move(kept);
+      }
+    }
+    schedule::ValidateOptions vo;
+    vo.forward_only = !train;
+    std::string problem = schedule::validate(compute, num_stages, chunks, graph, vo);
+    if (!problem.empty()) throw Error(schedule_file + ": " + problem);
+    schedule::SimResult sim = schedule::simulate(compute, num_stages, graph);
+    if (sim.deadlock) throw Error(schedule_file + ": " + sim.deadlock_message());
+  }
+  auto lowered = schedule::add_communication(compute, num_stages, graph);
   return schedule::hoist_receives(lowered, 1);
+}
+
+/// Micro-batches in a compute-only CSV schedule (largest index + 1).
+int microbatches_in_schedule_file(const std::string& schedule_file) {
+  std::ifstream in(schedule_file);
+  if (!in) throw Error(schedule_file + ": cannot open the schedule file");
+  std::stringstream text;
+  text << in.rdbuf();
+  int m = 0;
+  for (const auto& rank : schedule::read_csv(text.str(), schedule_file))
+    for (const auto& a : rank) m = std::max(m, a.microbatch + 1);
+  if (m == 0) throw Error(schedule_file + ": the schedule has no actions");
+  return m;
 }
 
 namespace {
@@ -128,6 +178,15 @@ class Engine {
   void write_outputs();
   void save_checkpoint(int64_t steps_done);
   void resume();
+  // Measurement: trace events, per-step statistics gathered on rank 0.
+  double now_us() const {
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - origin_).count();
+  }
+  void record(const std::string& name, const std::string& category, int stage, int microbatch, double start,
+              double end);
+  void report_step(int64_t step, double secs);
+  void write_trace_and_timeline();
+  void write_profile();
 
   LocalStage& local(int s) { return locals_[local_of_[s]]; }
   bool is_local(int s) const { return local_of_[s] >= 0; }
@@ -162,6 +221,18 @@ class Engine {
 
   int in_flight_ = 0, peak_in_flight_ = 0;  // micro-batches between F and B on this rank (training)
 
+  schedule::Schedule plan_;        ///< every rank's lowered schedule
+  schedule::StageGraph graph_;
+  std::chrono::steady_clock::time_point origin_;  ///< common start (after a barrier)
+  bool tracing_ = false, collect_ = false;
+  int64_t step_ = 0;
+  double compute_start_ = -1;       ///< when the running compute action got its data
+  double busy_ = 0, first_start_ = 0, last_end_ = 0;
+  std::vector<double> stage_cost_;  ///< this step: per stage F, B, I, W time (us)
+  std::vector<double> profile_sum_;  ///< over measured steps, all stages (rank 0)
+  int profile_steps_ = 0;
+  std::vector<schedule::TraceEvent> events_;
+
   std::vector<std::unique_ptr<Work>> pending_sends_;
   std::vector<at::Tensor> send_keepalive_;
   std::map<std::string, std::vector<at::Tensor>> collected_;  // model output -> pieces
@@ -170,7 +241,11 @@ class Engine {
 void Engine::setup() {
   num_stages_ = static_cast<int>(m_.stages.size());
   const int P = t_.world_size();
-  auto lowered = plan_schedule(m_, o_.schedule, P, o_.chunks, o_.train);
+  auto lowered = plan_schedule(m_, o_.schedule, P, o_.chunks, o_.train, o_.schedule_file);
+  plan_ = lowered;
+  graph_ = stage_graph_of(m_);
+  tracing_ = !o_.trace_path.empty() || !o_.timeline_path.empty();
+  collect_ = !o_.quiet || !o_.profile_path.empty();
   actions_ = lowered.at(t_.rank());
   stage_rank_ = schedule::stage_ranks(lowered, num_stages_);
   std::vector<int> mine;
@@ -320,49 +395,210 @@ void Engine::reset_micro_states() {
 
 void Engine::run() {
   setup();
-  const bool log_here = t_.rank() == 0 && !o_.quiet;
-  const int loss_rank = o_.train ? rank_of(loss_stage_) : -1;
+  t_.barrier();
+  origin_ = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < o_.steps; ++i) {
-    int64_t step = start_step_ + i;
+    step_ = start_step_ + i;
     auto t0 = std::chrono::steady_clock::now();
-    load_batch(step);
+    load_batch(step_);
     reset_micro_states();
     step_loss_ = 0;
+    busy_ = 0;
+    first_start_ = -1;
+    stage_cost_.assign(4 * num_stages_, 0.0);
     for (const Action& a : actions_) execute(a);
+    double t = now_us();
     for (auto& w : pending_sends_) w->wait();
     pending_sends_.clear();
     send_keepalive_.clear();
+    record("wait for sends", "wait", -1, -1, t, now_us());
     if (o_.train) {
+      t = now_us();
       sync_tied_gradients();
+      record("tied-gradient all-reduce", "allreduce", -1, -1, t, now_us());
+      t = now_us();
       for (auto& ls : locals_) {
         ls.optimizer->step();
         ls.optimizer->zero_grad();
       }
+      record("optimizer step", "optimizer", -1, -1, t, now_us());
     }
-    // The step's loss travels to rank 0 for the log line.
-    at::Tensor loss = at::full({1}, step_loss_, at::kDouble);
-    if (o_.train && loss_rank != 0) {
-      if (t_.rank() == loss_rank) t_.isend(loss, 0, wire::Tags::kLoss)->wait();
-      if (t_.rank() == 0) t_.irecv(loss, loss_rank, wire::Tags::kLoss)->wait();
-    }
-    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (log_here) {
-      std::ostringstream line;
-      line << "step " << (step + 1) << "/" << (start_step_ + o_.steps);
-      if (o_.train) line << "  loss " << std::setprecision(6) << std::fixed << loss.item<double>();
-      line << std::setprecision(1) << std::fixed << "  samples/s " << (static_cast<double>(batch_samples_) / secs)
-           << "  step " << std::setprecision(2) << secs * 1000 << " ms";
-      log_ << line.str() << std::endl;
-    }
+    if (collect_) report_step(step_, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
-  if (log_here && o_.train)
+  if (t_.rank() == 0 && !o_.quiet && o_.train)
     log_ << "rank 0 held at most " << peak_in_flight_ << " of " << o_.chunks
          << " micro-batches of activations (schedule " << o_.schedule << ")" << std::endl;
+  if (tracing_) write_trace_and_timeline();
+  if (!o_.profile_path.empty() && t_.rank() == 0) write_profile();
   if (!o_.train && !o_.output_path.empty()) write_outputs();
   if (o_.train && !o_.save_dir.empty()) save_checkpoint(start_step_ + o_.steps);
 }
 
+void Engine::record(const std::string& name, const std::string& category, int stage, int microbatch, double start,
+                    double end) {
+  if (!tracing_) return;
+  schedule::TraceEvent e;
+  e.name = name;
+  e.category = category;
+  e.rank = t_.rank();
+  e.stage = stage;
+  e.microbatch = microbatch;
+  e.step = static_cast<int>(step_);
+  e.start_us = start;
+  e.end_us = end;
+  events_.push_back(std::move(e));
+}
+
+// One all-reduce per step gathers on every rank: the loss, each rank's busy
+// time and first/last action times, and each stage's F/B/I/W time. Rank 0
+// logs the step with the measured bubble next to the one the simulator
+// predicts from the same measured stage times.
+void Engine::report_step(int64_t step, double secs) {
+  const int P = t_.world_size(), S = num_stages_;
+  std::vector<double> v(1 + 3 * P + 4 * S, 0.0);
+  v[0] = step_loss_;
+  v[1 + t_.rank()] = busy_;
+  v[1 + P + t_.rank()] = first_start_;
+  v[1 + 2 * P + t_.rank()] = last_end_;
+  for (int k = 0; k < 4 * S; ++k) v[1 + 3 * P + k] = stage_cost_[k];
+  std::vector<at::Tensor> ts{at::tensor(v, at::kDouble)};
+  std::vector<int> all(P);
+  for (int r = 0; r < P; ++r) all[r] = r;
+  t_.all_reduce_sum(ts, all);
+  if (t_.rank() != 0) return;
+  const double* g = ts[0].data_ptr<double>();
+  double busy = 0, start = g[1 + P], end = 0;
+  for (int r = 0; r < P; ++r) {
+    busy += g[1 + r];
+    start = std::min(start, g[1 + P + r]);
+    end = std::max(end, g[1 + 2 * P + r]);
+  }
+  double span = std::max(end - start, 1e-9);
+  double measured = 1 - busy / (P * span);
+  // The simulator on this step's measured per-micro-batch stage times.
+  std::vector<schedule::StageCost> costs(S);
+  for (int s = 0; s < S; ++s) {
+    const double* c = g + 1 + 3 * P + 4 * s;
+    costs[s] = schedule::StageCost{c[0] / o_.chunks, c[1] / o_.chunks, c[2] / o_.chunks, c[3] / o_.chunks};
+  }
+  schedule::SimOptions so;
+  so.costs = costs;
+  schedule::SimResult sim = schedule::simulate(plan_, S, graph_, so);
+  if (o_.steps == 1 || step > start_step_) {  // the first step of several pays one-time costs
+    if (profile_sum_.empty()) profile_sum_.assign(4 * S, 0.0);
+    for (int k = 0; k < 4 * S; ++k) profile_sum_[k] += g[1 + 3 * P + k] / o_.chunks;
+    ++profile_steps_;
+  }
+  if (o_.quiet) return;
+  std::ostringstream line;
+  line << "step " << (step + 1) << "/" << (start_step_ + o_.steps);
+  if (o_.train) line << "  loss " << std::setprecision(6) << std::fixed << g[0];
+  line << std::setprecision(1) << std::fixed << "  samples/s " << (static_cast<double>(batch_samples_) / secs)
+       << "  step " << std::setprecision(2) << secs * 1000 << " ms" << std::setprecision(1) << "  bubble "
+       << measured * 100 << "% (simulated " << sim.bubble_fraction * 100 << "%)";
+  log_ << line.str() << std::endl;
+}
+
+void Engine::write_profile() {
+  nlohmann::ordered_json j;
+  j["version"] = 1;
+  j["unit"] = "ms";
+  j["schedule"] = o_.schedule;
+  j["chunks"] = o_.chunks;
+  j["steps_measured"] = profile_steps_;
+  j["stages"] = nlohmann::ordered_json::array();
+  for (int s = 0; s < num_stages_; ++s) {
+    auto at = [&](int k) { return profile_steps_ ? profile_sum_[4 * s + k] / profile_steps_ / 1000.0 : 0.0; };
+    j["stages"].push_back({{"stage", s}, {"f", at(0)}, {"b", at(1)}, {"i", at(2)}, {"w", at(3)}});
+  }
+  std::ofstream(o_.profile_path) << j.dump(2) << "\n";
+}
+
+// Every rank's events travel to rank 0 as numbers (count, then 6 per event).
+void Engine::write_trace_and_timeline() {
+  static const std::vector<std::string> other = {"wait", "allreduce", "optimizer"};
+  auto code_of = [&](const schedule::TraceEvent& e) -> double {
+    for (int k = Action::F; k <= Action::RECV_B; ++k)
+      if (e.category == schedule::kind_name(static_cast<Action::Kind>(k))) return k;
+    for (size_t k = 0; k < other.size(); ++k)
+      if (e.category == other[k]) return 100 + static_cast<double>(k);
+    return 100;
+  };
+  std::vector<schedule::TraceEvent> all;
+  for (int r = 0; r < t_.world_size(); ++r) {
+    at::Tensor count = at::zeros({1}, at::kLong);
+    at::Tensor data;
+    if (r == t_.rank()) {
+      count[0] = static_cast<int64_t>(events_.size());
+      std::vector<double> v;
+      for (const auto& e : events_) {
+        for (double x : {code_of(e), double(e.stage), double(e.microbatch), double(e.step), e.start_us, e.end_us})
+          v.push_back(x);
+      }
+      data = at::tensor(v, at::kDouble);
+      if (v.empty()) data = at::zeros({0}, at::kDouble);
+    }
+    if (r != 0) {
+      if (t_.rank() == r) {
+        t_.isend(count, 0, wire::Tags::kTrace)->wait();
+        if (data.numel()) t_.isend(data, 0, wire::Tags::kTrace)->wait();
+      } else if (t_.rank() == 0) {
+        t_.irecv(count, r, wire::Tags::kTrace)->wait();
+        data = at::empty({count.item<int64_t>() * 6}, at::kDouble);
+        if (data.numel()) t_.irecv(data, r, wire::Tags::kTrace)->wait();
+      }
+    }
+    if (t_.rank() != 0) continue;
+    const double* d = data.data_ptr<double>();
+    for (int64_t i = 0; i < count.item<int64_t>(); ++i, d += 6) {
+      schedule::TraceEvent e;
+      int code = static_cast<int>(d[0]);
+      e.rank = r;
+      e.stage = static_cast<int>(d[1]);
+      e.microbatch = static_cast<int>(d[2]);
+      e.step = static_cast<int>(d[3]);
+      e.start_us = d[4];
+      e.end_us = d[5];
+      if (code < 100) {
+        Action a;
+        a.kind = static_cast<Action::Kind>(code);
+        a.stage = e.stage;
+        a.microbatch = e.microbatch;
+        e.name = schedule::to_string(a);
+        e.category = schedule::kind_name(a.kind);
+      } else {
+        e.category = other.at(code - 100);
+        e.name = e.category == "wait" ? "wait" : e.category == "allreduce" ? "tied-gradient all-reduce" : "optimizer step";
+      }
+      all.push_back(std::move(e));
+    }
+  }
+  if (t_.rank() != 0) return;
+  if (!o_.trace_path.empty()) std::ofstream(o_.trace_path) << schedule::chrome_trace_json(all, t_.world_size());
+  if (!o_.timeline_path.empty()) {
+    // The last step, shifted to start at 0.
+    std::vector<schedule::TraceEvent> last;
+    for (const auto& e : all)
+      if (e.step == step_) last.push_back(e);
+    double t0 = last.empty() ? 0 : last.front().start_us;
+    for (const auto& e : last) t0 = std::min(t0, e.start_us);
+    double t1 = t0;
+    for (auto& e : last) {
+      e.start_us -= t0;
+      e.end_us -= t0;
+      t1 = std::max(t1, e.end_us + t0);
+    }
+    std::ostringstream title;
+    title << "pprun " << o_.schedule << ": " << t_.world_size() << " ranks, " << num_stages_ << " stages, "
+          << o_.chunks << " micro-batches; step " << (step_ + 1) << " measured, " << std::setprecision(1) << std::fixed
+          << (t1 - t0) / 1000 << " ms";
+    std::ofstream(o_.timeline_path) << schedule::timeline_svg(last, t_.world_size(), title.str(), "ms");
+  }
+}
+
 void Engine::execute(const Action& a) {
+  double begin = now_us();
+  compute_start_ = -1;
   switch (a.kind) {
     case Action::F: forward(a.stage, a.microbatch); break;
     case Action::B: backward(a.stage, a.microbatch, Backward::Full); break;
@@ -372,9 +608,21 @@ void Engine::execute(const Action& a) {
     case Action::SEND_F: send_forward(a.stage, a.microbatch); break;
     case Action::RECV_B: post_recv_backward(a.stage, a.microbatch); break;
     case Action::SEND_B: send_backward(a.stage, a.microbatch); break;
-    default:
-      throw Error("action " + schedule::to_string(a) + " is not supported by this engine yet");
   }
+  double end = now_us();
+  if (first_start_ < 0) first_start_ = begin;
+  last_end_ = end;
+  if (!a.is_compute()) {
+    record(schedule::to_string(a), schedule::kind_name(a.kind), a.stage, a.microbatch, begin, end);
+    return;
+  }
+  // A compute action first waits for its data (the receive was posted earlier).
+  double start = compute_start_ >= 0 ? compute_start_ : begin;
+  if (start - begin > 20) record("wait", "wait", a.stage, a.microbatch, begin, start);
+  record(schedule::to_string(a), schedule::kind_name(a.kind), a.stage, a.microbatch, start, end);
+  busy_ += end - start;
+  stage_cost_[4 * a.stage + (a.kind == Action::F ? 0 : a.kind == Action::B ? 1 : a.kind == Action::I ? 2 : 3)] +=
+      end - start;
 }
 
 void Engine::post_recv_forward(int s, int m) {
@@ -409,6 +657,7 @@ void Engine::forward(int s, int m) {
   if (st.recv_f.empty()) post_recv_forward(s, m);  // not hoisted by the schedule
   for (auto& p : st.recv_f) finish_recv_forward(p, st, m);
   st.recv_f.clear();
+  compute_start_ = now_us();
   const auto& ins = ls.info->inputs;
   for (size_t i = 0; i < ins.size(); ++i) {
     if (ins[i].source == "model_input") {
@@ -497,6 +746,7 @@ void Engine::backward(int s, int m, Backward kind) {
     }
   }
   st.recv_b.clear();
+  compute_start_ = now_us();
   std::vector<at::Tensor> roots, grads;
   if (st.loss.defined()) {
     roots.push_back(st.loss);
@@ -751,6 +1001,46 @@ void Engine::save_checkpoint(int64_t steps_done) {
 }
 
 }  // namespace
+
+std::vector<schedule::StageCost> stage_costs(const manifest::Manifest& m, const std::string& costs_file) {
+  const size_t S = m.stages.size();
+  std::vector<schedule::StageCost> out(S);
+  if (costs_file.empty()) {
+    for (size_t s = 0; s < S; ++s) {
+      double f = static_cast<double>(std::max<int64_t>(m.stages[s].flops, 1));
+      out[s] = schedule::StageCost{f, 2 * f, f, f};
+    }
+    return out;
+  }
+  std::ifstream in(costs_file);
+  if (!in) throw Error(costs_file + ": cannot open the costs file");
+  try {
+    nlohmann::json j;
+    in >> j;
+    const auto& stages = j.at("stages");
+    if (stages.size() != S)
+      throw Error(costs_file + ": has costs for " + std::to_string(stages.size()) + " stages, the manifest has " +
+                  std::to_string(S));
+    for (size_t s = 0; s < S; ++s) {
+      const auto& c = stages[s];
+      out[s] = schedule::StageCost{c.at("f").get<double>(), c.at("b").get<double>(), c.at("i").get<double>(),
+                                   c.at("w").get<double>()};
+      // A profile of a schedule without split backward has no I/W: split B evenly.
+      if (out[s].i == 0 && out[s].w == 0) out[s].i = out[s].w = out[s].b / 2;
+      if (out[s].b == 0) out[s].b = out[s].i + out[s].w;
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(costs_file + ": malformed costs file: " + e.what());
+  }
+  return out;
+}
+
+schedule::SimResult simulate_plan(const manifest::Manifest& m, const schedule::Schedule& sched,
+                                  const std::vector<schedule::StageCost>& costs) {
+  schedule::SimOptions so;
+  so.costs = costs;
+  return schedule::simulate(sched, static_cast<int>(m.stages.size()), stage_graph_of(m), so);
+}
 
 void check_data(const manifest::Manifest& m, const EngineOptions& o) {
   std::vector<NamedTensor> batch;

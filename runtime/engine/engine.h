@@ -14,12 +14,14 @@
 #include "runtime/engine/optimizer.h"
 #include "runtime/manifest/stage_map.h"
 #include "runtime/schedule/action.h"
+#include "runtime/schedule/simulator.h"
 #include "runtime/transport/transport.h"
 
 namespace ppc::runtime {
 
 struct EngineOptions {
   std::string schedule = "1f1b";
+  std::string schedule_file;  ///< compute-only CSV instead of a named schedule
   int chunks = 1;   ///< micro-batches per batch
   int steps = 1;
   // Data: batch files (one per step, cycled), or synthetic batches.
@@ -40,12 +42,33 @@ struct EngineOptions {
   std::string save_dir;              ///< training: a complete pipeline again (+ optimizer state, params.pt)
   std::string resume_dir;            ///< continue from a save_dir (the manifest must be loaded from it)
   bool quiet = false;
+  // Measurement.
+  std::string trace_path;     ///< Chrome trace JSON of every action on every rank (written by rank 0)
+  std::string timeline_path;  ///< SVG picture of the last step (written by rank 0)
+  std::string profile_path;   ///< measured per-stage F/B/I/W ms per micro-batch, for --costs (rank 0)
 };
 
 /// The lowered schedule of every rank (receives hoisted one compute action
-/// ahead), for `world_size` ranks over the manifest's stage graph.
+/// ahead), for `world_size` ranks over the manifest's stage graph: the named
+/// schedule, or the compute-only CSV `schedule_file` (torch.distributed.
+/// pipelining's format), which must pass the validator and the simulator's
+/// deadlock check (errors name the file, rank and action). Inference keeps
+/// only the forward actions.
 schedule::Schedule plan_schedule(const manifest::Manifest& manifest, const std::string& name, int world_size,
-                                 int chunks, bool train);
+                                 int chunks, bool train, const std::string& schedule_file = "");
+
+/// Micro-batches a compute-only CSV schedule runs (largest index + 1).
+int microbatches_in_schedule_file(const std::string& schedule_file);
+
+/// Per-stage costs (per micro-batch) for the simulator: from a --profile file
+/// when `costs_file` is given, else from the manifest's FLOP estimates
+/// (F = flops, B = 2F, I = W = F). Throws ppc::Error on a malformed file or one
+/// for a different stage count.
+std::vector<schedule::StageCost> stage_costs(const manifest::Manifest& manifest, const std::string& costs_file);
+
+/// The simulator on `schedule` (lowered) with stage costs; the manifest's edges.
+schedule::SimResult simulate_plan(const manifest::Manifest& manifest, const schedule::Schedule& schedule,
+                                  const std::vector<schedule::StageCost>& costs);
 
 /// Checks the data against the manifest before any rank starts: loads the
 /// first batch (or makes the first synthetic one) and splits it into

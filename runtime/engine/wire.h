@@ -38,6 +38,8 @@ class Tags {
   /// Checkpoint gathering on rank 0 (artifact digests, parameters).
   static constexpr uint32_t kSaveDigest = kControlBase + 2;
   static constexpr uint32_t kSaveParam = kControlBase + 3;
+  /// Trace events gathered on rank 0.
+  static constexpr uint32_t kTrace = kControlBase + 4;
 
  private:
   int64_t stages_, microbatches_, slots_;

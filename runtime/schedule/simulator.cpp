@@ -244,11 +244,12 @@ SimResult simulate(const Schedule& schedule, int num_stages, const SimOptions& o
 
 std::string format_timeline(const SimResult& result, double unit) {
   size_t width = 1;
+  const bool shortest = unit <= 0;  // default: the shortest compute action
   for (const auto& rank : result.timeline)
     for (const TimedAction& t : rank)
       if (t.action.is_compute() && t.end > t.start) {
         width = std::max(width, to_string(t.action).size());
-        if (unit <= 0 || t.end - t.start < unit) unit = t.end - t.start;
+        if (shortest && (unit <= 0 || t.end - t.start < unit)) unit = t.end - t.start;
       }
   std::string out;
   if (unit <= 0) unit = 1;

@@ -9,13 +9,19 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
 #include <iostream>
 #include <thread>
 
 #include "runtime/engine/engine.h"
 #include "runtime/launch/local_launcher.h"
 #include "runtime/manifest/stage_map.h"
+#include "runtime/schedule/csv.h"
+#include "runtime/schedule/lowering.h"
 #include "runtime/schedule/registry.h"
+#include "runtime/schedule/timeline.h"
 #include "runtime/stages/stage_module.h"
 #include "runtime/transport/transport.h"
 #include "schemas/error.h"
@@ -52,6 +58,16 @@ void set_threads(int threads) {
   at::set_num_threads(threads);
   using SetThreads = void (*)(int);
   if (auto f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(threads);
+}
+
+// A column width for the text timeline: the shortest compute action, but at
+// most 80 columns over the whole run.
+double timeline_unit(const schedule::SimResult& sim) {
+  double shortest = sim.makespan;
+  for (const auto& rank : sim.timeline)
+    for (const auto& t : rank)
+      if (t.action.is_compute() && t.end > t.start) shortest = std::min(shortest, t.end - t.start);
+  return std::max(shortest, sim.makespan / 80);
 }
 
 // argv without "--nproc N" / "--nproc=N": what each spawned rank runs.
@@ -92,6 +108,16 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", timeout_s, "seconds any communication may take before the run fails")->check(CLI::PositiveNumber);
   app.add_option("--threads", threads, "intra-op threads per rank (default: cores / local ranks)");
   app.add_flag("--print-schedule", print_schedule, "print every rank's lowered schedule and exit");
+  std::string format = "text", costs_file;
+  bool simulate = false;
+  app.add_option("--format", format, "--print-schedule: text (lowered) or csv (compute-only, torch's format)")
+      ->check(CLI::IsMember({"text", "csv"}));
+  app.add_flag("--simulate", simulate, "simulate the schedule (no ranks started): timelines, steps, bubble, memory");
+  app.add_option("--costs", costs_file, "--simulate: per-stage costs measured by --profile (default: FLOP estimates)");
+  app.add_option("--schedule-file", o.schedule_file, "compute-only CSV schedule (torch.distributed.pipelining's format)");
+  app.add_option("--trace", o.trace_path, "write a Chrome trace (Perfetto) of every action on every rank");
+  app.add_option("--timeline", o.timeline_path, "write an SVG picture of the last step (or of --simulate)");
+  app.add_option("--profile", o.profile_path, "write measured per-stage F/B/I/W ms per micro-batch (for --costs)");
   app.add_option("--schedule", o.schedule, "pipeline schedule")
       ->check(CLI::IsMember(schedule::schedule_names()));
   app.add_option("--chunks", o.chunks, "micro-batches per batch")->check(CLI::Range(1, 1 << 20));
@@ -143,15 +169,46 @@ int main(int argc, char** argv) {
     }
 
     LoadedManifest lm = load_and_verify(manifest_dir);
-    if (print_schedule) {
+    if (!o.schedule_file.empty()) {
+      int in_file = microbatches_in_schedule_file(o.schedule_file);
+      if (app.count("--chunks") && o.chunks != in_file)
+        throw Error(o.schedule_file + ": the schedule runs " + std::to_string(in_file) + " micro-batches, not --chunks " +
+                    std::to_string(o.chunks));
+      o.chunks = in_file;
+      o.schedule = fs::path(o.schedule_file).filename().string();
+    }
+    if (print_schedule || simulate) {
       int ws = world_size.value_or(0);
       if (ws == 0) {
         const char* v = std::getenv("WORLD_SIZE");
         ws = nproc > 0 ? nproc : v ? std::atoi(v) : static_cast<int>(lm.manifest.stages.size());
       }
-      auto s = plan_schedule(lm.manifest, o.schedule, ws, o.chunks, o.train);
-      for (size_t r = 0; r < s.size(); ++r) std::cout << "rank " << r << ": " << schedule::to_string(s[r]) << "\n";
-      return 0;
+      // Simulation is about training schedules unless --train is absent and the user asks for inference.
+      bool train = o.train || simulate;
+      auto s = plan_schedule(lm.manifest, o.schedule, ws, o.chunks, train, o.schedule_file);
+      if (print_schedule) {
+        if (format == "csv") {
+          std::cout << schedule::write_csv(schedule::strip_communication(s));
+        } else {
+          for (size_t r = 0; r < s.size(); ++r) std::cout << "rank " << r << ": " << schedule::to_string(s[r]) << "\n";
+        }
+        return 0;
+      }
+      auto costs = stage_costs(lm.manifest, costs_file);
+      schedule::SimResult sim = simulate_plan(lm.manifest, s, costs);
+      std::cout << "simulated " << o.schedule << ": " << ws << " ranks, " << lm.manifest.stages.size() << " stages, "
+                << o.chunks << " micro-batches, costs " << (costs_file.empty() ? "from FLOP estimates" : costs_file)
+                << "\n"
+                << schedule::format_timeline(sim, timeline_unit(sim)) << schedule::format_summary(sim);
+      if (!o.timeline_path.empty()) {
+        std::ostringstream title;
+        title << "simulated " << o.schedule << ": " << ws << " ranks, " << lm.manifest.stages.size() << " stages, "
+              << o.chunks << " micro-batches; bubble " << std::fixed << std::setprecision(1)
+              << sim.bubble_fraction * 100 << "%";
+        std::ofstream(o.timeline_path) << schedule::timeline_svg(schedule::events_of(sim), ws, title.str(),
+                                                                 costs_file.empty() ? "FLOPs" : "ms");
+      }
+      return sim.deadlock ? 1 : 0;
     }
     if (!o.synthetic && inputs.empty()) throw Error("give the data with --inputs FILE|DIR or --synthetic --batch-size N");
     if (!inputs.empty()) o.input_files = input_files(inputs);
@@ -160,7 +217,7 @@ int main(int argc, char** argv) {
     check_stage_format(lm);
     check_data(lm.manifest, o);
     if (nproc > 0) {
-      plan_schedule(lm.manifest, o.schedule, nproc, o.chunks, o.train);
+      plan_schedule(lm.manifest, o.schedule, nproc, o.chunks, o.train, o.schedule_file);
       LaunchOptions lo;
       lo.executable = fs::read_symlink("/proc/self/exe").string();
       lo.args = child_args(argc, argv);
@@ -180,7 +237,7 @@ int main(int argc, char** argv) {
     }
     // Check the placement before connecting, so bad input fails fast on every rank.
     stages_of_rank(static_cast<int>(lm.manifest.stages.size()), ro.world_size, ro.rank);
-    plan_schedule(lm.manifest, o.schedule, ro.world_size, o.chunks, o.train);
+    plan_schedule(lm.manifest, o.schedule, ro.world_size, o.chunks, o.train, o.schedule_file);
     set_threads(threads);
     std::unique_ptr<Transport> transport;
     try {
