@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -131,28 +132,53 @@ TEST(Engine, EverySchedulePlacementInfersAndTrainsLikeOneRank) {
   }
 }
 
-TEST(Engine, SkipConnectionsSumGradientsFromEveryConsumer) {
-  // skip's stage 0 output feeds stages 1 and 2 directly: its gradient is the
-  // sum of both consumers' gradients.
-  fs::path three = split("skip", 3);
-  fs::path one = split("skip", 1);
-  auto data = batches("skip", 32, 8);
-  EngineOptions o;
-  o.input_files = data;
-  o.chunks = 3;
-  o.steps = 2;
-  o.quiet = true;
-  o.train = true;
-  o.optimizer.kind = "sgd";
-  o.optimizer.momentum = 0.9;
-  o.optimizer.lr = 0.1;
-  o.schedule = "1f1b";
-  o.save_dir = scratch("skip_ck3").string();
-  run(three, 3, o);
-  EngineOptions single = o;
-  single.save_dir = scratch("skip_ck1").string();
-  run(one, 1, single);
-  expect_same(o.save_dir + "/params.pt", single.save_dir + "/params.pt", 1e-6);
+TEST(Engine, EveryScheduleTrainsEverySampleLikeOneRank) {
+  // Skip connections (skip: stage 0 feeds stages 1 and 2, gradients summed),
+  // tied weights (tinygpt: replicated embedding), batch norm in train mode
+  // (convnet), every schedule and placement against one rank.
+  struct Sample {
+    const char* name;
+    const char* input;
+    std::function<at::Tensor(at::Generator&)> make;
+    std::vector<int64_t> out;
+  };
+  std::vector<Sample> samples = {
+      {"skip", "x", [](at::Generator& g) { return at::randn({6, 32}, g); }, {6, 8}},
+      {"tinygpt", "idx", [](at::Generator& g) { return at::randint(0, 64, {6, 8}, g, at::kLong); }, {6, 8, 64}},
+      {"convnet", "x", [](at::Generator& g) { return at::randn({6, 3, 16, 16}, g); }, {6, 10}},
+  };
+  for (const Sample& sample : samples) {
+    SCOPED_TRACE(sample.name);
+    fs::path four = split(sample.name, 4);
+    std::vector<std::string> files;
+    at::Generator gen = at::detail::createCPUGenerator(7);
+    for (int i = 0; i < 2; ++i) {
+      fs::path f = scratch(std::string(sample.name) + "_b" + std::to_string(i) + ".pt");
+      save_tensor_dict(f.string(), {{sample.input, sample.make(gen)}, {"target", at::randn(sample.out, gen)}});
+      files.push_back(f.string());
+    }
+    EngineOptions o;
+    o.input_files = files;
+    o.chunks = 4;
+    o.steps = 2;
+    o.quiet = true;
+    o.train = true;
+    o.optimizer.kind = "sgd";
+    o.optimizer.momentum = 0.9;
+    o.optimizer.lr = 0.05;
+    o.schedule = "looped-bfs";
+    o.save_dir = scratch(std::string(sample.name) + "_ref").string();
+    run(four, 1, o);
+    for (const Placement& p : {Placement{"gpipe", 4}, Placement{"1f1b", 4}, Placement{"zb-h1", 4},
+                               Placement{"interleaved-1f1b", 2}, Placement{"looped-bfs", 2}, Placement{"zb-v", 2}}) {
+      SCOPED_TRACE(p.schedule + " on " + std::to_string(p.world) + " ranks");
+      EngineOptions t = o;
+      t.schedule = p.schedule;
+      t.save_dir = scratch(std::string(sample.name) + "_" + p.schedule).string();
+      run(four, p.world, t);
+      expect_same(t.save_dir + "/params.pt", o.save_dir + "/params.pt", 1e-5);
+    }
+  }
 }
 
 TEST(Engine, OneFOneBHoldsAtMostPMicroBatchesGPipeAllOfThem) {

@@ -1,0 +1,113 @@
+#!/bin/bash
+# pprun's schedules as data, end to end (real processes over Gloo):
+#   - CSV round trip: --print-schedule --format csv writes a schedule that
+#     --schedule-file runs to the same parameters as the named schedule;
+#     a hand-written, torch-style CSV (empty cells for idle slots) trains
+#     like PyTorch;
+#   - malformed schedule files are rejected before any rank starts, naming
+#     the file, rank and action (missing forward, backward before forward,
+#     W before I, a stage on two ranks, a deadlock);
+#   - --trace (Chrome trace JSON), --timeline (SVG), --profile and
+#     --simulate --costs, and the per-step measured vs simulated bubble.
+# (Every schedule x sample gradient equality runs in-process in
+# ppc_engine_tests.)
+#
+# Usage: tests/e2e/test_pprun_schedules.sh BUILD_DIR|PPC_BINARY OUT_TMP
+set -euo pipefail
+
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "$0")/lib.sh" "$@"
+PPRUN="$(dirname "$PPC")/pprun"
+E2E="$ROOT/tests/e2e"
+W=$OUT_TMP
+rm -rf "${W:?}"/*
+SECONDS=0
+step() { echo "== [${SECONDS}s] $*"; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+compare() {
+  "$PY" "$E2E/compare_pt.py" "$1" "$2" --atol 1e-5 >"$W/cmp.log" || { cat "$W/cmp.log" >&2; fail "$3"; }
+  echo "   $3: $(tail -1 "$W/cmp.log")"
+}
+
+MODEL=$ROOT/samples/mlp/mlp_traced.pt
+"$PPC" split "$MODEL" --stages 2 -o "$W/two" >/dev/null 2>&1
+"$PPC" split "$MODEL" --stages 4 -o "$W/four" >/dev/null 2>&1
+"$PY" "$E2E/make_batches.py" mlp "$W/batches" --batches 2 --batch-size 8 --seed 5 >/dev/null
+TRAIN=(--inputs "$W/batches" --steps 2 --train --loss mse --optimizer sgd --lr 0.05 --momentum 0.9 --quiet)
+"$PY" "$E2E/reference_train.py" "$MODEL" "$W/batches" "$W/ref.pt" --steps 2 --loss mse --optimizer sgd --lr 0.05 \
+  --momentum 0.9 >/dev/null
+
+step "CSV round trip: zb-h1 written as CSV and run from the file"
+"$PPRUN" --manifest "$W/four" --print-schedule --format csv --schedule zb-h1 --nproc 4 --chunks 4 --train >"$W/zb.csv"
+cat "$W/zb.csv"
+grep -q "0I0" "$W/zb.csv" && ! grep -q "SEND" "$W/zb.csv" || fail "the CSV should be compute-only with I/W"
+"$PPRUN" --manifest "$W/four" --nproc 4 --schedule zb-h1 --chunks 4 "${TRAIN[@]}" --save "$W/named" || fail "zb-h1"
+"$PPRUN" --manifest "$W/four" --nproc 4 --schedule-file "$W/zb.csv" "${TRAIN[@]}" --save "$W/file" || fail "from file"
+compare "$W/file/params.pt" "$W/named/params.pt" "schedule file vs named schedule"
+compare "$W/file/params.pt" "$W/ref.pt" "schedule file vs PyTorch"
+
+step "a hand-written, torch-style CSV: idle cells, quoted cells, backward in reverse micro-batch order"
+printf '0F0,0F1,0F2,,,0B2,0B1,0B0\r\n,"1F0",1F1,1F2,1B2,1B1,1B0\r\n' >"$W/custom.csv"
+"$PPRUN" --manifest "$W/two" --nproc 2 --schedule-file "$W/custom.csv" "${TRAIN[@]}" --save "$W/custom" ||
+  fail "custom schedule"
+compare "$W/custom/params.pt" "$W/ref.pt" "custom schedule vs PyTorch"
+
+step "malformed schedule files: exit 2, one line naming file, rank and action"
+reject() {  # reject NAME CSV EXPECTED_SUBSTRING
+  printf "$2" >"$W/$1.csv"
+  local rc=0
+  "$PPRUN" --manifest "$W/two" --nproc 2 --schedule-file "$W/$1.csv" "${TRAIN[@]}" >"$W/bad.out" 2>"$W/bad.err" || rc=$?
+  [ $rc -eq 2 ] || fail "$1: exit $rc, expected 2: $(cat "$W/bad.err")"
+  [ "$(wc -l <"$W/bad.err")" -eq 1 ] || fail "$1: expected one line: $(cat "$W/bad.err")"
+  grep -q -- "$W/$1.csv: .*$3" "$W/bad.err" || fail "$1: message lacks '$3': $(cat "$W/bad.err")"
+  echo "   $1: $(cat "$W/bad.err")"
+}
+reject missing_forward '0F0,0B0,0B1\n1F0,1F1,1B0,1B1\n' "rank 0"
+reject backward_first '0F0,0F1,0B0,0B1\n1B0,1F0,1F1,1B1\n' "rank 1, action 0 (1B0)"
+reject w_before_i '0F0,0F1,0W0,0I0,0I1,0W1\n1F0,1F1,1I0,1W0,1I1,1W1\n' "rank 0, action 2 (0W0)"
+reject two_ranks '0F0,0F1,0B0,0B1\n1F0,1F1,1B0,1B1,0F0\n' "rank 1, action 4 (0F0)"
+reject deadlock '0F0,0B0,0F1,0B1\n1F1,1B1,1F0,1B0\n' "deadlock"
+reject lowered '0F0,0SEND_F0\n1RECV_F0,1F0\n' "compute actions only"
+
+step "--trace, --timeline, --profile, per-step bubble"
+"$PPRUN" --manifest "$W/four" --nproc 4 --schedule zb-h1 --chunks 4 --inputs "$W/batches" --steps 2 --train \
+  --loss mse --trace "$W/trace.json" --timeline "$W/run.svg" --profile "$W/costs.json" >"$W/run.log" 2>&1 ||
+  { cat "$W/run.log" >&2; fail "traced run"; }
+grep -E "step 2/2 .* bubble [0-9.]+% \(simulated [0-9.]+%\)" "$W/run.log" || fail "no bubble in the log: $(cat "$W/run.log")"
+"$PY" - "$W" <<'EOF'
+import json, sys, xml.etree.ElementTree as ET
+w = sys.argv[1]
+trace = json.load(open(w + "/trace.json"))
+events = [e for e in trace["traceEvents"] if e.get("ph") == "X"]
+tracks = {e["args"]["name"] for e in trace["traceEvents"] if e.get("name") == "thread_name"}
+assert tracks == {"rank 0", "rank 1", "rank 2", "rank 3"}, tracks
+for rank in range(4):
+    for kind in "FIW":
+        got = sorted((e["args"]["step"], e["args"]["microbatch"]) for e in events
+                     if e["tid"] == rank and e["cat"] == kind)
+        want = sorted((s, m) for s in range(2) for m in range(4))
+        assert got == want, (rank, kind, got)
+    assert all(e["args"]["stage"] == rank for e in events if e["tid"] == rank and "stage" in e["args"])
+    assert any(e["cat"] == "optimizer" for e in events if e["tid"] == rank)
+assert all(e["dur"] >= 0 for e in events)
+svg = ET.parse(w + "/run.svg").getroot()
+ns = "{http://www.w3.org/2000/svg}"
+assert svg.tag == ns + "svg"
+texts = [t.text for t in svg.iter(ns + "text")]
+assert all(f"rank {r}" in texts for r in range(4)), texts
+assert len(svg.findall(ns + "rect")) >= 4 * 3 * 4, "one slice per F, I and W of the last step"
+costs = json.load(open(w + "/costs.json"))
+assert [s["stage"] for s in costs["stages"]] == [0, 1, 2, 3] and all(s["f"] > 0 for s in costs["stages"])
+print(f"   trace: {len(events)} slices on 4 tracks; timeline: {len(svg.findall(ns + 'rect'))} rects; costs for 4 stages")
+EOF
+
+step "--simulate from measured costs, with a picture"
+"$PPRUN" --manifest "$W/four" --simulate --schedule zb-h1 --chunks 8 --world-size 4 --costs "$W/costs.json" \
+  --timeline "$W/sim.svg" >"$W/sim.txt" || fail "simulate"
+cat "$W/sim.txt"
+grep -q "^makespan .*, bubble " "$W/sim.txt" || fail "no summary"
+grep -q "^rank 3 |" "$W/sim.txt" || fail "no timeline"
+"$PY" -c 'import sys, xml.etree.ElementTree as ET; ET.parse(sys.argv[1])' "$W/sim.svg" || fail "simulated SVG"
+"$PPRUN" --manifest "$W/two" --simulate --schedule-file "$W/custom.csv" --world-size 2 >/dev/null ||
+  fail "simulate a schedule file"
+step "all schedule checks passed"
