@@ -1,0 +1,142 @@
+#!/bin/bash
+# End-to-end: one ONNX sample split by ppc into 2, 3 and 4 stages and run by
+# pprun (ONNX stages executed on ATen) on as many local ranks, against
+# PyTorch running the unsplit model (/usr/bin/python3, the sample's
+# *_traced.pt: the same module and weights as the .onnx export):
+#   - inference: outputs of 3 batches equal the model's (max abs diff <= 1e-5),
+#     GPipe on 2 stages, 1F1B on 3 and 4;
+#   - training (mlp, skip, tinygpt opset 17 and 13; not convnet, whose eval
+#     export folds BatchNorm into the convolutions, so its parameters are not
+#     PyTorch's): 3 steps of SGD with momentum and of Adam on 3 stages (tinygpt:
+#     the spec's cuts, so the tied wte.weight / transposed onnx::MatMul_289
+#     pair spans stages 0 and 2; 2 and 4 stages: auto with detect_folded),
+#     SGD on 4 stages and Adam on 2: every
+#     parameter and buffer equals PyTorch's training (<= 1e-5), and so does
+#     each step's loss;
+#   - the saved stages (--save) pass the ONNX checker, tied copies are equal
+#     (transposed where the manifest says so), and the saved pipeline runs
+#     the trained model.
+# Parameter names: pprun's params.pt is keyed by the manifest's
+# params[].original, which for ONNX are initializer names. torch's exporter
+# keeps PyTorch names where it stores a parameter as is, but a Linear weight
+# used by MatMul is folded into a transposed copy named onnx::MatMul_<N>;
+# onnx_param_names.py maps those back by content (exact, or transposed) before
+# comparing. The secondary member of a tie group (onnx::MatMul_289) is not in
+# params.pt: its primary (wte.weight) is PyTorch's one tied parameter.
+# References: as in test_pprun.sh (SGD full batch; Adam with eps 1e-5 against
+# PyTorch accumulating the same micro-batches).
+#
+# Usage: tests/e2e/test_pprun_onnx.sh BUILD_DIR|PPC_BINARY OUT_TMP SAMPLE
+#   SAMPLE: mlp | skip | tinygpt | tinygpt_op13 | convnet
+set -euo pipefail
+
+SAMPLE=${3:?usage: $0 BUILD_DIR|PPC_BINARY OUT_TMP SAMPLE}
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "$0")/lib.sh" "$1" "$2"
+PPRUN="$(dirname "$PPC")/pprun"
+E2E="$ROOT/tests/e2e"
+SECONDS=0
+step() { echo "== [${SECONDS}s] $*"; }
+
+TRAIN=1
+SPEC3=
+case $SAMPLE in
+  mlp | skip) BASE=$SAMPLE ONNX=$SAMPLE LOSS=mse OUTPUT_NAME=y ;;
+  tinygpt | tinygpt_op13) BASE=tinygpt ONNX=$SAMPLE LOSS=cross_entropy OUTPUT_NAME=logits
+    SPEC3=$ROOT/samples/tinygpt/spec.json ;;
+  convnet) BASE=convnet ONNX=convnet LOSS=cross_entropy OUTPUT_NAME=y TRAIN= ;;
+  *) echo "unknown sample $SAMPLE" >&2; exit 2 ;;
+esac
+MODEL=$ROOT/samples/$BASE/${BASE}_traced.pt
+ONNX_MODEL=$ROOT/samples/$BASE/$ONNX.onnx
+CHUNKS=4
+W=$OUT_TMP/$SAMPLE
+rm -rf "$W"
+mkdir -p "$W"
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+compare() {  # compare A B WHAT
+  "$PY" "$E2E/compare_pt.py" "$1" "$2" --atol 1e-5 >"$W/cmp.log" || { cat "$W/cmp.log" >&2; fail "$3"; }
+  echo "   $3: $(tail -1 "$W/cmp.log")"
+}
+compare_losses() {  # LOG JSON WHAT
+  "$PY" - "$1" "$2" "$3" <<'EOF'
+import json, re, sys
+log, ref, what = sys.argv[1:]
+got = [float(m.group(1)) for m in re.finditer(r"step \d+/\d+  loss ([0-9.eE+-]+)", open(log).read())]
+want = json.load(open(ref))
+if len(got) != len(want):
+    sys.exit(f"FAIL: {what}: {len(got)} logged losses, reference has {len(want)}")
+worst = max(abs(g - w) / max(1.0, abs(w)) for g, w in zip(got, want))
+if worst > 1e-5:
+    sys.exit(f"FAIL: {what}: losses {got} vs reference {want}")
+print(f"   {what}: losses match (max rel diff {worst:.2e})")
+EOF
+}
+to_torch_names() {  # IN.pt OUT.pt
+  "$PY" "$E2E/onnx_param_names.py" "$ONNX_MODEL" "$MODEL" "$1" "$2" || fail "cannot map ONNX initializer names"
+}
+# tinygpt: the folded transposed copy of wte.weight is tied only when the
+# spec asks (detect_folded); without it the copy trains on its own, unlike
+# PyTorch's one parameter.
+split() {  # N OUT
+  local args=(--stages "$1")
+  if [ -n "$SPEC3" ]; then
+    echo '{"version": 1, "auto": {"stages": 2}, "ties": {"detect_folded": true}}' >"$W/auto_tied.json"
+    args=(--splits "$W/auto_tied.json" --stages "$1")
+    [ "$1" = 3 ] && args=(--splits "$SPEC3")
+  fi
+  "$PPC" split "$ONNX_MODEL" "${args[@]}" -o "$2" >/dev/null 2>"$W/split.log" || { cat "$W/split.log" >&2; fail "ppc split $*"; }
+}
+
+step "$SAMPLE: batches and PyTorch references ($MODEL)"
+"$PY" "$E2E/make_batches.py" "$BASE" "$W/batches" --batches 3 --batch-size 8 --seed 7 --loss $LOSS
+"$PY" "$E2E/reference_infer.py" "$MODEL" "$W/batches" "$W/ref_out.pt" --steps 3 --output-name $OUTPUT_NAME >/dev/null
+SGD="--optimizer sgd --lr 0.05 --momentum 0.9 --weight-decay 0.01"
+ADAM="--optimizer adam --lr 0.001 --eps 1e-5"
+if [ -n "$TRAIN" ]; then
+  "$PY" "$E2E/reference_train.py" "$MODEL" "$W/batches" "$W/ref_sgd.pt" --steps 3 --loss $LOSS $SGD \
+    --chunks $CHUNKS --losses-out "$W/ref_sgd.json" >/dev/null
+  "$PY" "$E2E/reference_train.py" "$MODEL" "$W/batches" "$W/ref_adam.pt" --steps 3 --loss $LOSS $ADAM \
+    --chunks $CHUNKS --accumulate --losses-out "$W/ref_adam.json" >/dev/null
+fi
+
+train() {  # N SCHEDULE OPT
+  local n=$1 sched=$2 opt=$3 args=$SGD
+  [ "$opt" = adam ] && args=$ADAM
+  step "$SAMPLE: $n stages, $sched: 3 training steps, $opt"
+  # shellcheck disable=SC2086
+  "$PPRUN" --manifest "$W/split$n" --nproc "$n" --schedule "$sched" --chunks $CHUNKS --inputs "$W/batches" --steps 3 \
+    --train --loss $LOSS $args --save "$W/ck" >"$W/train.log" 2>&1 ||
+    { cat "$W/train.log" >&2; fail "pprun training ($n stages, $sched, $opt)"; }
+  to_torch_names "$W/ck/params.pt" "$W/ck_torch.pt"
+  compare "$W/ck_torch.pt" "$W/ref_$opt.pt" "params after 3 steps"
+  compare_losses "$W/train.log" "$W/ref_$opt.json" "per-step loss"
+}
+
+for n in 2 3 4; do
+  split $n "$W/split$n"
+  sched=1f1b
+  [ $n = 2 ] && sched=gpipe
+  step "$SAMPLE: $n stages, $sched: inference"
+  "$PPRUN" --manifest "$W/split$n" --nproc $n --schedule $sched --chunks $CHUNKS --inputs "$W/batches" --steps 3 \
+    --output "$W/out.pt" --quiet || fail "pprun inference ($n stages, $sched)"
+  compare "$W/out.pt" "$W/ref_out.pt" "outputs"
+done
+
+if [ -n "$TRAIN" ]; then
+  train 4 1f1b sgd
+  train 2 gpipe adam
+  train 3 1f1b adam
+
+  step "$SAMPLE: the saved ONNX stages: checker, tied copies"
+  "$PY" "$E2E/check_onnx_save.py" "$W/ck" | sed 's/^/   /' || fail "saved stages"
+  step "$SAMPLE: the saved pipeline runs the trained model"
+  "$PY" "$E2E/reference_infer.py" "$MODEL" "$W/batches" "$W/ref_trained_out.pt" --steps 3 \
+    --params "$W/ck_torch.pt" --output-name $OUTPUT_NAME >/dev/null
+  "$PPRUN" --manifest "$W/ck" --nproc 3 --chunks 2 --inputs "$W/batches" --steps 3 --output "$W/trained_out.pt" --quiet ||
+    fail "pprun inference from --save"
+  compare "$W/trained_out.pt" "$W/ref_trained_out.pt" "outputs of the saved pipeline"
+fi
+
+step "$SAMPLE: all checks passed"
