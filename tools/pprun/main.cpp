@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -87,7 +88,19 @@ std::vector<std::string> child_args(int argc, char** argv) {
 
 }  // namespace
 
+// Tensors of the same sizes are freed and allocated again every micro-batch
+// (weight gradients, activations). With glibc's defaults, blocks above the
+// mmap threshold come fresh from the kernel each time and the heap is trimmed
+// back, so every reuse page-faults its memory in again: on a VM that made a
+// training step with 8 micro-batches 4x slower than with one. Keep freed
+// memory in the process, as PyTorch's caching allocators do.
+void keep_freed_memory() {
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
+
 int main(int argc, char** argv) {
+  keep_freed_memory();
   CLI::App app{"pprun: run a pipeline split by ppc, one process per rank"};
   std::string manifest_dir;
   std::optional<int> rank, world_size, master_port;
