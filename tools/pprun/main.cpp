@@ -118,6 +118,9 @@ int main(int argc, char** argv) {
   app.add_option("--master-addr", master_addr, "rendezvous host (default: $MASTER_ADDR or 127.0.0.1)");
   app.add_option("--master-port", master_port, "rendezvous port (default: $MASTER_PORT or 29500; --nproc picks a free one)");
   app.add_option("--nproc", nproc, "spawn this many local ranks and prefix their output")->check(CLI::Range(1, 1024));
+  std::string backend = "gloo";
+  app.add_option("--backend", backend, "c10d backend: gloo (CPU); nccl needs a CUDA build of LibTorch")
+      ->check(CLI::IsMember({"gloo", "nccl"}));
   app.add_option("--timeout", timeout_s, "seconds any communication may take before the run fails")->check(CLI::PositiveNumber);
   app.add_option("--threads", threads, "intra-op threads per rank (default: cores / local ranks)");
   app.add_flag("--print-schedule", print_schedule, "print every rank's lowered schedule and exit");
@@ -181,6 +184,9 @@ int main(int argc, char** argv) {
       o.dims[d.substr(0, eq)] = v;
     }
 
+    if (backend == "nccl")
+      throw Error("--backend nccl: this pprun is built against a CPU-only LibTorch; build it against a CUDA "
+                  "LibTorch to run over NCCL (runtime/transport/ holds the only c10d code)");
     LoadedManifest lm = load_and_verify(manifest_dir);
     if (!o.schedule_file.empty()) {
       int in_file = microbatches_in_schedule_file(o.schedule_file);
