@@ -1,41 +1,18 @@
-#include "runtime/engine/engine.h"
+#include "runtime/engine/engine_internal.h"
 
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/script.h>
 
 #include <algorithm>
-#include <chrono>
-#include <cmath>
-#include <filesystem>
-#include <fstream>
-#include <iomanip>
-#include <ostream>
 #include <set>
-#include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "runtime/engine/microbatch.h"
 #include "runtime/engine/pt_io.h"
-#include "runtime/engine/wire.h"
-#include "runtime/schedule/csv.h"
 #include "runtime/schedule/lowering.h"
-#include "runtime/schedule/validator.h"
-#include "runtime/schedule/registry.h"
-#include "runtime/schedule/simulator.h"
-#include "runtime/schedule/stage_graph.h"
-#include "runtime/schedule/timeline.h"
-#include "runtime/stages/stage_module.h"
 #include "schemas/error.h"
-#include "schemas/sha256.h"
-
-namespace fs = std::filesystem;
 
 namespace ppc::runtime {
-
-using schedule::Action;
-
-namespace {
+namespace engine_detail {
 
 schedule::StageGraph stage_graph_of(const manifest::Manifest& m) {
   std::vector<schedule::StageEdge> edges;
@@ -45,7 +22,6 @@ schedule::StageGraph stage_graph_of(const manifest::Manifest& m) {
   return schedule::StageGraph::from_edges(static_cast<int>(m.stages.size()), edges);
 }
 
-// Gloo has no bool type: bools travel as bytes.
 at::Tensor wire_view(const at::Tensor& t) { return t.scalar_type() == at::kBool ? t.view(at::kByte) : t; }
 
 void accumulate(at::Tensor& into, const at::Tensor& g) {
@@ -53,190 +29,6 @@ void accumulate(at::Tensor& into, const at::Tensor& g) {
   else into = into + g;
 }
 
-}  // namespace
-
-schedule::Schedule plan_schedule(const manifest::Manifest& m, const std::string& name, int world_size, int chunks,
-                                 bool train, const std::string& schedule_file) {
-  int num_stages = static_cast<int>(m.stages.size());
-  stages_of_rank(num_stages, world_size, 0);  // checks that world_size divides the stage count
-  if (chunks < 1) throw Error("--chunks must be at least 1");
-  schedule::Schedule compute;
-  schedule::StageGraph graph = stage_graph_of(m);
-  if (schedule_file.empty()) {
-    compute = schedule::make_compute_schedule(name, world_size, num_stages / world_size, chunks, !train);
-  } else {
-    std::ifstream in(schedule_file);
-    if (!in) throw Error(schedule_file + ": cannot open the schedule file");
-    std::stringstream text;
-    text << in.rdbuf();
-    compute = schedule::read_csv(text.str(), schedule_file);
-    for (size_t r = 0; r < compute.size(); ++r)
-      for (size_t k = 0; k < compute[r].size(); ++k)
-        if (compute[r][k].is_comm())
-          throw Error(schedule_file + ": rank " + std::to_string(r) + ", action " + std::to_string(k) + " (" +
-                      schedule::to_string(compute[r][k]) +
-                      "): give compute actions only (F, B, I, W); pprun adds the sends and receives");
-    if (static_cast<int>(compute.size()) != world_size)
-      throw Error(schedule_file + ": has " + std::to_string(compute.size()) + " rows (ranks), the run has " +
-                  std::to_string(world_size));
-    if (!train) {
-      for (auto& rank : compute) {
-        schedule::RankSchedule kept;
-        for (const auto& a : rank)
-          if (a.kind == Action::F) kept.push_back(a);
-        rank = std::move(kept);
-      }
-    }
-    schedule::ValidateOptions vo;
-    vo.forward_only = !train;
-    std::string problem = schedule::validate(compute, num_stages, chunks, graph, vo);
-    if (!problem.empty()) throw Error(schedule_file + ": " + problem);
-    schedule::SimResult sim = schedule::simulate(compute, num_stages, graph);
-    if (sim.deadlock) throw Error(schedule_file + ": " + sim.deadlock_message());
-  }
-  auto lowered = schedule::add_communication(compute, num_stages, graph);
-  return schedule::hoist_receives(lowered, 1);
-}
-
-/// Micro-batches in a compute-only CSV schedule (largest index + 1).
-int microbatches_in_schedule_file(const std::string& schedule_file) {
-  std::ifstream in(schedule_file);
-  if (!in) throw Error(schedule_file + ": cannot open the schedule file");
-  std::stringstream text;
-  text << in.rdbuf();
-  int m = 0;
-  for (const auto& rank : schedule::read_csv(text.str(), schedule_file))
-    for (const auto& a : rank) m = std::max(m, a.microbatch + 1);
-  if (m == 0) throw Error(schedule_file + ": the schedule has no actions");
-  return m;
-}
-
-namespace {
-
-/// The tensors stage `producer` sends to stage `consumer`, in the consumer's
-/// input order: out_idx[k] of the producer's outputs is in_idx[k] of the consumer's inputs.
-struct Link {
-  int producer = 0, consumer = 0;
-  std::vector<int> out_idx, in_idx;
-  std::vector<bool> differentiable;
-  bool remote = false;
-};
-
-/// A receive in flight: activations (header first) or gradients.
-struct PendingRecv {
-  int link = 0;
-  at::Tensor header;
-  std::unique_ptr<Work> header_work;
-  std::vector<int> slots;  ///< which entries of the link the buffers hold (gradients)
-  std::vector<at::Tensor> buffers;
-  std::vector<std::unique_ptr<Work>> works;
-};
-
-/// One stage's state for one micro-batch, from its forward to its backward.
-struct MicroState {
-  std::vector<at::Tensor> inputs, outputs, out_grads, in_grads;
-  at::Tensor loss;
-  std::vector<at::Tensor> roots, root_grads;  ///< kept from I to W (split backward)
-  std::vector<PendingRecv> recv_f, recv_b;
-  bool forward_done = false;
-};
-
-struct LocalStage {
-  int index = 0;
-  const manifest::Stage* info = nullptr;
-  std::unique_ptr<StageModule> module;
-  std::unique_ptr<Optimizer> optimizer;
-  std::map<std::string, at::Tensor> tensors;  ///< parameters and buffers by artifact name
-  std::vector<at::Tensor> trainable;           ///< what W differentiates
-  std::vector<MicroState> mb;
-};
-
-class Engine {
- public:
-  Engine(const LoadedManifest& lm, Transport& t, const EngineOptions& o, std::ostream& log)
-      : lm_(lm), m_(lm.manifest), t_(t), o_(o), log_(log) {}
-
-  void run();
-
- private:
-  void setup();
-  void load_batch(int64_t step);
-  void reset_micro_states();
-  void execute(const Action& a);
-  void forward(int s, int m);
-  enum class Backward { Full, Input };
-  void backward(int s, int m, Backward kind);
-  void backward_weight(int s, int m);
-  void post_recv_forward(int s, int m);
-  void post_recv_backward(int s, int m);
-  void send_forward(int s, int m);
-  void send_backward(int s, int m);
-  void finish_recv_forward(PendingRecv& p, MicroState& st, int m);
-  at::Tensor compute_loss(const at::Tensor& out, int m);
-  void sync_tied_gradients();
-  void collect_outputs(int s, int m, const std::vector<at::Tensor>& outs);
-  void write_outputs();
-  void save_checkpoint(int64_t steps_done);
-  void resume();
-  // Measurement: trace events, per-step statistics gathered on rank 0.
-  double now_us() const {
-    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - origin_).count();
-  }
-  void record(const std::string& name, const std::string& category, int stage, int microbatch, double start,
-              double end);
-  void report_step(int64_t step, double secs);
-  void write_trace_and_timeline();
-  void write_profile();
-
-  LocalStage& local(int s) { return locals_[local_of_[s]]; }
-  bool is_local(int s) const { return local_of_[s] >= 0; }
-  int rank_of(int s) const { return stage_rank_[s]; }
-
-  const LoadedManifest& lm_;
-  const manifest::Manifest& m_;
-  Transport& t_;
-  const EngineOptions& o_;
-  std::ostream& log_;
-
-  int num_stages_ = 0;
-  std::vector<LocalStage> locals_;
-  std::vector<int> local_of_;
-  std::vector<int> stage_rank_;  ///< where the schedule places each stage
-  bool split_backward_ = false;  ///< the schedule has I/W instead of B
-  std::vector<Link> links_;
-  std::vector<std::vector<int>> links_in_, links_out_;  // per stage: indices into links_
-  std::unique_ptr<wire::Tags> tags_;
-  schedule::RankSchedule actions_;
-  int loss_stage_ = -1, loss_output_ = -1;
-  int64_t start_step_ = 0;
-
-  // The current batch.
-  std::map<std::string, std::vector<at::Tensor>> micro_inputs_;  // model input -> per micro-batch
-  std::vector<at::Tensor> micro_targets_;
-  std::vector<int64_t> micro_sizes_;
-  int64_t batch_samples_ = 0;
-  at::Tensor synthetic_teacher_;
-  std::vector<at::Tensor> full_batch_first_input_;  // synthetic targets are computed from it
-  double step_loss_ = 0;
-
-  int in_flight_ = 0, peak_in_flight_ = 0;  // micro-batches between F and B on this rank (training)
-
-  schedule::Schedule plan_;        ///< every rank's lowered schedule
-  schedule::StageGraph graph_;
-  std::chrono::steady_clock::time_point origin_;  ///< common start (after a barrier)
-  bool tracing_ = false, collect_ = false;
-  int64_t step_ = 0;
-  double compute_start_ = -1;       ///< when the running compute action got its data
-  double busy_ = 0, first_start_ = 0, last_end_ = 0;
-  std::vector<double> stage_cost_;  ///< this step: per stage F, B, I, W time (us)
-  std::vector<double> profile_sum_;  ///< over measured steps, all stages (rank 0)
-  int profile_steps_ = 0;
-  std::vector<schedule::TraceEvent> events_;
-
-  std::vector<std::unique_ptr<Work>> pending_sends_;
-  std::vector<at::Tensor> send_keepalive_;
-  std::map<std::string, std::vector<at::Tensor>> collected_;  // model output -> pieces
-};
 
 void Engine::setup() {
   num_stages_ = static_cast<int>(m_.stages.size());
@@ -331,28 +123,6 @@ void Engine::setup() {
   if (!o_.resume_dir.empty()) resume();
 }
 
-void Engine::resume() {
-  fs::path dir(o_.resume_dir);
-  fs::path state_file = dir / "pprun_state.json";
-  std::ifstream in(state_file);
-  if (!in) throw Error(state_file.string() + ": missing (is '" + o_.resume_dir + "' a directory written by pprun --save?)");
-  nlohmann::json j;
-  try {
-    in >> j;
-    start_step_ = j.at("step").get<int64_t>();
-    std::string kind = j.at("optimizer").get<std::string>();
-    if (o_.train && kind != o_.optimizer.kind)
-      throw Error(state_file.string() + ": the checkpoint was trained with --optimizer " + kind + ", not " +
-                  o_.optimizer.kind);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(state_file.string() + ": malformed: " + e.what());
-  }
-  if (!o_.train) return;
-  for (auto& ls : locals_) {
-    fs::path f = dir / ("optimizer_stage" + std::to_string(ls.index) + ".pt");
-    ls.optimizer->load_state(load_tensor_dict(f.string()), f.string());
-  }
-}
 
 void Engine::load_batch(int64_t step) {
   std::vector<NamedTensor> batch;
@@ -392,6 +162,7 @@ void Engine::reset_micro_states() {
     }
   }
 }
+
 
 void Engine::run() {
   setup();
@@ -434,167 +205,6 @@ void Engine::run() {
   if (o_.train && !o_.save_dir.empty()) save_checkpoint(start_step_ + o_.steps);
 }
 
-void Engine::record(const std::string& name, const std::string& category, int stage, int microbatch, double start,
-                    double end) {
-  if (!tracing_) return;
-  schedule::TraceEvent e;
-  e.name = name;
-  e.category = category;
-  e.rank = t_.rank();
-  e.stage = stage;
-  e.microbatch = microbatch;
-  e.step = static_cast<int>(step_);
-  e.start_us = start;
-  e.end_us = end;
-  events_.push_back(std::move(e));
-}
-
-// One all-reduce per step gathers on every rank: the loss, each rank's busy
-// time and first/last action times, and each stage's F/B/I/W time. Rank 0
-// logs the step with the measured bubble next to the one the simulator
-// predicts from the same measured stage times.
-void Engine::report_step(int64_t step, double secs) {
-  const int P = t_.world_size(), S = num_stages_;
-  std::vector<double> v(1 + 3 * P + 4 * S, 0.0);
-  v[0] = step_loss_;
-  v[1 + t_.rank()] = busy_;
-  v[1 + P + t_.rank()] = first_start_;
-  v[1 + 2 * P + t_.rank()] = last_end_;
-  for (int k = 0; k < 4 * S; ++k) v[1 + 3 * P + k] = stage_cost_[k];
-  std::vector<at::Tensor> ts{at::tensor(v, at::kDouble)};
-  std::vector<int> all(P);
-  for (int r = 0; r < P; ++r) all[r] = r;
-  t_.all_reduce_sum(ts, all);
-  if (t_.rank() != 0) return;
-  const double* g = ts[0].data_ptr<double>();
-  double busy = 0, start = g[1 + P], end = 0;
-  for (int r = 0; r < P; ++r) {
-    busy += g[1 + r];
-    start = std::min(start, g[1 + P + r]);
-    end = std::max(end, g[1 + 2 * P + r]);
-  }
-  double span = std::max(end - start, 1e-9);
-  double measured = 1 - busy / (P * span);
-  // The simulator on this step's measured per-micro-batch stage times.
-  std::vector<schedule::StageCost> costs(S);
-  for (int s = 0; s < S; ++s) {
-    const double* c = g + 1 + 3 * P + 4 * s;
-    costs[s] = schedule::StageCost{c[0] / o_.chunks, c[1] / o_.chunks, c[2] / o_.chunks, c[3] / o_.chunks};
-  }
-  schedule::SimOptions so;
-  so.costs = costs;
-  schedule::SimResult sim = schedule::simulate(plan_, S, graph_, so);
-  if (o_.steps == 1 || step > start_step_) {  // the first step of several pays one-time costs
-    if (profile_sum_.empty()) profile_sum_.assign(4 * S, 0.0);
-    for (int k = 0; k < 4 * S; ++k) profile_sum_[k] += g[1 + 3 * P + k] / o_.chunks;
-    ++profile_steps_;
-  }
-  if (o_.quiet) return;
-  std::ostringstream line;
-  line << "step " << (step + 1) << "/" << (start_step_ + o_.steps);
-  if (o_.train) line << "  loss " << std::setprecision(6) << std::fixed << g[0];
-  line << std::setprecision(1) << std::fixed << "  samples/s " << (static_cast<double>(batch_samples_) / secs)
-       << "  step " << std::setprecision(2) << secs * 1000 << " ms" << std::setprecision(1) << "  bubble "
-       << measured * 100 << "% (simulated " << sim.bubble_fraction * 100 << "%)";
-  log_ << line.str() << std::endl;
-}
-
-void Engine::write_profile() {
-  nlohmann::ordered_json j;
-  j["version"] = 1;
-  j["unit"] = "ms";
-  j["schedule"] = o_.schedule;
-  j["chunks"] = o_.chunks;
-  j["steps_measured"] = profile_steps_;
-  j["stages"] = nlohmann::ordered_json::array();
-  for (int s = 0; s < num_stages_; ++s) {
-    auto at = [&](int k) { return profile_steps_ ? profile_sum_[4 * s + k] / profile_steps_ / 1000.0 : 0.0; };
-    j["stages"].push_back({{"stage", s}, {"f", at(0)}, {"b", at(1)}, {"i", at(2)}, {"w", at(3)}});
-  }
-  std::ofstream(o_.profile_path) << j.dump(2) << "\n";
-}
-
-// Every rank's events travel to rank 0 as numbers (count, then 6 per event).
-void Engine::write_trace_and_timeline() {
-  static const std::vector<std::string> other = {"wait", "allreduce", "optimizer"};
-  auto code_of = [&](const schedule::TraceEvent& e) -> double {
-    for (int k = Action::F; k <= Action::RECV_B; ++k)
-      if (e.category == schedule::kind_name(static_cast<Action::Kind>(k))) return k;
-    for (size_t k = 0; k < other.size(); ++k)
-      if (e.category == other[k]) return 100 + static_cast<double>(k);
-    return 100;
-  };
-  std::vector<schedule::TraceEvent> all;
-  for (int r = 0; r < t_.world_size(); ++r) {
-    at::Tensor count = at::zeros({1}, at::kLong);
-    at::Tensor data;
-    if (r == t_.rank()) {
-      count[0] = static_cast<int64_t>(events_.size());
-      std::vector<double> v;
-      for (const auto& e : events_) {
-        for (double x : {code_of(e), double(e.stage), double(e.microbatch), double(e.step), e.start_us, e.end_us})
-          v.push_back(x);
-      }
-      data = at::tensor(v, at::kDouble);
-      if (v.empty()) data = at::zeros({0}, at::kDouble);
-    }
-    if (r != 0) {
-      if (t_.rank() == r) {
-        t_.isend(count, 0, wire::Tags::kTrace)->wait();
-        if (data.numel()) t_.isend(data, 0, wire::Tags::kTrace)->wait();
-      } else if (t_.rank() == 0) {
-        t_.irecv(count, r, wire::Tags::kTrace)->wait();
-        data = at::empty({count.item<int64_t>() * 6}, at::kDouble);
-        if (data.numel()) t_.irecv(data, r, wire::Tags::kTrace)->wait();
-      }
-    }
-    if (t_.rank() != 0) continue;
-    const double* d = data.data_ptr<double>();
-    for (int64_t i = 0; i < count.item<int64_t>(); ++i, d += 6) {
-      schedule::TraceEvent e;
-      int code = static_cast<int>(d[0]);
-      e.rank = r;
-      e.stage = static_cast<int>(d[1]);
-      e.microbatch = static_cast<int>(d[2]);
-      e.step = static_cast<int>(d[3]);
-      e.start_us = d[4];
-      e.end_us = d[5];
-      if (code < 100) {
-        Action a;
-        a.kind = static_cast<Action::Kind>(code);
-        a.stage = e.stage;
-        a.microbatch = e.microbatch;
-        e.name = schedule::to_string(a);
-        e.category = schedule::kind_name(a.kind);
-      } else {
-        e.category = other.at(code - 100);
-        e.name = e.category == "wait" ? "wait" : e.category == "allreduce" ? "tied-gradient all-reduce" : "optimizer step";
-      }
-      all.push_back(std::move(e));
-    }
-  }
-  if (t_.rank() != 0) return;
-  if (!o_.trace_path.empty()) std::ofstream(o_.trace_path) << schedule::chrome_trace_json(all, t_.world_size());
-  if (!o_.timeline_path.empty()) {
-    // The last step, shifted to start at 0.
-    std::vector<schedule::TraceEvent> last;
-    for (const auto& e : all)
-      if (e.step == step_) last.push_back(e);
-    double t0 = last.empty() ? 0 : last.front().start_us;
-    for (const auto& e : last) t0 = std::min(t0, e.start_us);
-    double t1 = t0;
-    for (auto& e : last) {
-      e.start_us -= t0;
-      e.end_us -= t0;
-      t1 = std::max(t1, e.end_us + t0);
-    }
-    std::ostringstream title;
-    title << "pprun " << o_.schedule << ": " << t_.world_size() << " ranks, " << num_stages_ << " stages, "
-          << o_.chunks << " micro-batches; step " << (step_ + 1) << " measured, " << std::setprecision(1) << std::fixed
-          << (t1 - t0) / 1000 << " ms";
-    std::ofstream(o_.timeline_path) << schedule::timeline_svg(last, t_.world_size(), title.str(), "ms");
-  }
-}
 
 void Engine::execute(const Action& a) {
   double begin = now_us();
@@ -934,131 +544,14 @@ void Engine::write_outputs() {
   save_tensor_dict(o_.output_path, out);
 }
 
-void Engine::save_checkpoint(int64_t steps_done) {
-  fs::path final_dir(o_.save_dir);
-  fs::path tmp = final_dir.string() + ".partial";
-  std::error_code ec;
-  if (t_.rank() == 0) {
-    if (fs::exists(final_dir, ec) && !fs::is_empty(final_dir, ec) && !fs::exists(final_dir / "pprun_state.json", ec))
-      throw Error(o_.save_dir + ": exists and is not a pprun checkpoint; refusing to replace it");
-    fs::remove_all(tmp, ec);
-  }
-  t_.barrier();
-  fs::create_directories(tmp);
-  for (auto& ls : locals_) {
-    ls.module->save((tmp / ls.info->artifact).string());
-    save_tensor_dict((tmp / ("optimizer_stage" + std::to_string(ls.index) + ".pt")).string(), ls.optimizer->state());
-  }
-  // Rank 0 gathers the artifacts' digests and every parameter (manifest order).
-  manifest::Manifest out = m_;
-  std::vector<NamedTensor> params;
-  std::set<std::string> seen;
-  std::set<std::string> secondary;  // tie members other than a group's first: not separate parameters
-  for (const auto& g : m_.ties)
-    for (size_t i = 1; i < g.members.size(); ++i) secondary.insert(g.members[i].param);
-  for (int s = 0; s < num_stages_; ++s) {
-    const auto& info = m_.stages[s];
-    int r = rank_of(s);
-    if (t_.rank() != 0 && r != t_.rank()) continue;
-    std::string digest;
-    if (r == t_.rank()) digest = sha256_file_hex((tmp / info.artifact).string());
-    at::Tensor d = at::zeros({64}, at::kByte);
-    if (r == t_.rank()) std::copy(digest.begin(), digest.end(), d.data_ptr<uint8_t>());
-    if (r != 0) {
-      if (t_.rank() == r) t_.isend(d, 0, wire::Tags::kSaveDigest)->wait();
-      else t_.irecv(d, r, wire::Tags::kSaveDigest)->wait();
-    }
-    if (t_.rank() == 0) out.stages[s].sha256 = std::string(reinterpret_cast<const char*>(d.data_ptr<uint8_t>()), 64);
-    for (const auto& p : info.params) {
-      at::Tensor value;
-      if (r == t_.rank()) value = local(s).tensors.at(p.name).detach().contiguous();
-      if (r != 0) {
-        if (t_.rank() == r) {
-          t_.isend(wire_view(value), 0, wire::Tags::kSaveParam)->wait();
-        } else {
-          value = at::empty(p.shape, at::TensorOptions().dtype(scalar_type_of(p.dtype)));
-          t_.irecv(wire_view(value), r, wire::Tags::kSaveParam)->wait();
-        }
-      }
-      if (t_.rank() == 0 && !secondary.count(p.name) && seen.insert(p.original).second)
-        params.emplace_back(p.original, value);
-    }
-  }
-  if (t_.rank() != 0) return;
-  save_tensor_dict((tmp / "params.pt").string(), params);
-  {
-    std::ofstream mf(tmp / "manifest.json");
-    mf << manifest::to_json_text(out);
-    nlohmann::ordered_json st;
-    st["version"] = 1;
-    st["step"] = steps_done;
-    st["optimizer"] = o_.optimizer.kind;
-    std::ofstream sf(tmp / "pprun_state.json");
-    sf << st.dump(2) << "\n";
-  }
-  fs::remove_all(final_dir, ec);
-  fs::rename(tmp, final_dir);
-}
 
-}  // namespace
-
-std::vector<schedule::StageCost> stage_costs(const manifest::Manifest& m, const std::string& costs_file) {
-  const size_t S = m.stages.size();
-  std::vector<schedule::StageCost> out(S);
-  if (costs_file.empty()) {
-    for (size_t s = 0; s < S; ++s) {
-      double f = static_cast<double>(std::max<int64_t>(m.stages[s].flops, 1));
-      out[s] = schedule::StageCost{f, 2 * f, f, f};
-    }
-    return out;
-  }
-  std::ifstream in(costs_file);
-  if (!in) throw Error(costs_file + ": cannot open the costs file");
-  try {
-    nlohmann::json j;
-    in >> j;
-    const auto& stages = j.at("stages");
-    if (stages.size() != S)
-      throw Error(costs_file + ": has costs for " + std::to_string(stages.size()) + " stages, the manifest has " +
-                  std::to_string(S));
-    for (size_t s = 0; s < S; ++s) {
-      const auto& c = stages[s];
-      out[s] = schedule::StageCost{c.at("f").get<double>(), c.at("b").get<double>(), c.at("i").get<double>(),
-                                   c.at("w").get<double>()};
-      // A profile of a schedule without split backward has no I/W: split B evenly.
-      if (out[s].i == 0 && out[s].w == 0) out[s].i = out[s].w = out[s].b / 2;
-      if (out[s].b == 0) out[s].b = out[s].i + out[s].w;
-    }
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(costs_file + ": malformed costs file: " + e.what());
-  }
-  return out;
-}
-
-schedule::SimResult simulate_plan(const manifest::Manifest& m, const schedule::Schedule& sched,
-                                  const std::vector<schedule::StageCost>& costs) {
-  schedule::SimOptions so;
-  so.costs = costs;
-  return schedule::simulate(sched, static_cast<int>(m.stages.size()), stage_graph_of(m), so);
-}
-
-void check_data(const manifest::Manifest& m, const EngineOptions& o) {
-  std::vector<NamedTensor> batch;
-  std::string where;
-  if (o.synthetic) {
-    where = "synthetic batch";
-    batch = synthetic_batch(m, o.batch_size, o.dims, o.int_high, o.seed);
-  } else {
-    where = o.input_files.at(0);
-    batch = load_tensor_dict(where);
-  }
-  split_batch(m, batch, o.chunks, o.train && o.loss != "model" && !o.synthetic ? o.target_key : "", where);
-}
+}  // namespace engine_detail
 
 void run_pipeline(const LoadedManifest& manifest, Transport& transport, const EngineOptions& options,
                   std::ostream& log) {
-  Engine engine(manifest, transport, options, log);
+  engine_detail::Engine engine(manifest, transport, options, log);
   engine.run();
 }
+
 
 }  // namespace ppc::runtime

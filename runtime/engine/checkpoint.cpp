@@ -1,0 +1,112 @@
+// --save and --resume: a trained pipeline written as a pipeline again (stage
+// artifacts + manifest with new digests), the optimizer state per stage, and
+// every parameter under its original name gathered on rank 0.
+#include "runtime/engine/engine_internal.h"
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/engine/microbatch.h"
+#include "runtime/engine/pt_io.h"
+#include "schemas/error.h"
+#include "schemas/sha256.h"
+
+namespace fs = std::filesystem;
+
+namespace ppc::runtime::engine_detail {
+
+void Engine::resume() {
+  fs::path dir(o_.resume_dir);
+  fs::path state_file = dir / "pprun_state.json";
+  std::ifstream in(state_file);
+  if (!in) throw Error(state_file.string() + ": missing (is '" + o_.resume_dir + "' a directory written by pprun --save?)");
+  nlohmann::json j;
+  try {
+    in >> j;
+    start_step_ = j.at("step").get<int64_t>();
+    std::string kind = j.at("optimizer").get<std::string>();
+    if (o_.train && kind != o_.optimizer.kind)
+      throw Error(state_file.string() + ": the checkpoint was trained with --optimizer " + kind + ", not " +
+                  o_.optimizer.kind);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(state_file.string() + ": malformed: " + e.what());
+  }
+  if (!o_.train) return;
+  for (auto& ls : locals_) {
+    fs::path f = dir / ("optimizer_stage" + std::to_string(ls.index) + ".pt");
+    ls.optimizer->load_state(load_tensor_dict(f.string()), f.string());
+  }
+}
+
+
+void Engine::save_checkpoint(int64_t steps_done) {
+  fs::path final_dir(o_.save_dir);
+  fs::path tmp = final_dir.string() + ".partial";
+  std::error_code ec;
+  if (t_.rank() == 0) {
+    if (fs::exists(final_dir, ec) && !fs::is_empty(final_dir, ec) && !fs::exists(final_dir / "pprun_state.json", ec))
+      throw Error(o_.save_dir + ": exists and is not a pprun checkpoint; refusing to replace it");
+    fs::remove_all(tmp, ec);
+  }
+  t_.barrier();
+  fs::create_directories(tmp);
+  for (auto& ls : locals_) {
+    ls.module->save((tmp / ls.info->artifact).string());
+    save_tensor_dict((tmp / ("optimizer_stage" + std::to_string(ls.index) + ".pt")).string(), ls.optimizer->state());
+  }
+  // Rank 0 gathers the artifacts' digests and every parameter (manifest order).
+  manifest::Manifest out = m_;
+  std::vector<NamedTensor> params;
+  std::set<std::string> seen;
+  std::set<std::string> secondary;  // tie members other than a group's first: not separate parameters
+  for (const auto& g : m_.ties)
+    for (size_t i = 1; i < g.members.size(); ++i) secondary.insert(g.members[i].param);
+  for (int s = 0; s < num_stages_; ++s) {
+    const auto& info = m_.stages[s];
+    int r = rank_of(s);
+    if (t_.rank() != 0 && r != t_.rank()) continue;
+    std::string digest;
+    if (r == t_.rank()) digest = sha256_file_hex((tmp / info.artifact).string());
+    at::Tensor d = at::zeros({64}, at::kByte);
+    if (r == t_.rank()) std::copy(digest.begin(), digest.end(), d.data_ptr<uint8_t>());
+    if (r != 0) {
+      if (t_.rank() == r) t_.isend(d, 0, wire::Tags::kSaveDigest)->wait();
+      else t_.irecv(d, r, wire::Tags::kSaveDigest)->wait();
+    }
+    if (t_.rank() == 0) out.stages[s].sha256 = std::string(reinterpret_cast<const char*>(d.data_ptr<uint8_t>()), 64);
+    for (const auto& p : info.params) {
+      at::Tensor value;
+      if (r == t_.rank()) value = local(s).tensors.at(p.name).detach().contiguous();
+      if (r != 0) {
+        if (t_.rank() == r) {
+          t_.isend(wire_view(value), 0, wire::Tags::kSaveParam)->wait();
+        } else {
+          value = at::empty(p.shape, at::TensorOptions().dtype(scalar_type_of(p.dtype)));
+          t_.irecv(wire_view(value), r, wire::Tags::kSaveParam)->wait();
+        }
+      }
+      if (t_.rank() == 0 && !secondary.count(p.name) && seen.insert(p.original).second)
+        params.emplace_back(p.original, value);
+    }
+  }
+  if (t_.rank() != 0) return;
+  save_tensor_dict((tmp / "params.pt").string(), params);
+  {
+    std::ofstream mf(tmp / "manifest.json");
+    mf << manifest::to_json_text(out);
+    nlohmann::ordered_json st;
+    st["version"] = 1;
+    st["step"] = steps_done;
+    st["optimizer"] = o_.optimizer.kind;
+    std::ofstream sf(tmp / "pprun_state.json");
+    sf << st.dump(2) << "\n";
+  }
+  fs::remove_all(final_dir, ec);
+  fs::rename(tmp, final_dir);
+}
+
+
+}  // namespace ppc::runtime::engine_detail

@@ -1,0 +1,159 @@
+// The engine's state, shared by the files that implement it: engine.cpp
+// (the interpreter: actions, micro-batches, loss, tied gradients),
+// checkpoint.cpp (--save / --resume) and measure.cpp (per-step statistics,
+// traces, timelines, profiles). Not part of the runtime's interface.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "runtime/engine/engine.h"
+#include "runtime/engine/optimizer.h"
+#include "runtime/engine/wire.h"
+#include "runtime/schedule/stage_graph.h"
+#include "runtime/schedule/timeline.h"
+#include "runtime/stages/stage_module.h"
+
+namespace ppc::runtime::engine_detail {
+
+using schedule::Action;
+
+/// The manifest's stage graph (an edge per stage input read from another stage).
+schedule::StageGraph stage_graph_of(const manifest::Manifest& m);
+/// Gloo has no bool type: bools travel as bytes.
+at::Tensor wire_view(const at::Tensor& t);
+/// into += g (into may be undefined).
+void accumulate(at::Tensor& into, const at::Tensor& g);
+
+/// The tensors stage `producer` sends to stage `consumer`, in the consumer's
+/// input order: out_idx[k] of the producer's outputs is in_idx[k] of the consumer's inputs.
+struct Link {
+  int producer = 0, consumer = 0;
+  std::vector<int> out_idx, in_idx;
+  std::vector<bool> differentiable;
+  bool remote = false;
+};
+
+/// A receive in flight: activations (header first) or gradients.
+struct PendingRecv {
+  int link = 0;
+  at::Tensor header;
+  std::unique_ptr<Work> header_work;
+  std::vector<int> slots;  ///< which entries of the link the buffers hold (gradients)
+  std::vector<at::Tensor> buffers;
+  std::vector<std::unique_ptr<Work>> works;
+};
+
+/// One stage's state for one micro-batch, from its forward to its backward.
+struct MicroState {
+  std::vector<at::Tensor> inputs, outputs, out_grads, in_grads;
+  at::Tensor loss;
+  std::vector<at::Tensor> roots, root_grads;  ///< kept from I to W (split backward)
+  std::vector<PendingRecv> recv_f, recv_b;
+  bool forward_done = false;
+};
+
+struct LocalStage {
+  int index = 0;
+  const manifest::Stage* info = nullptr;
+  std::unique_ptr<StageModule> module;
+  std::unique_ptr<Optimizer> optimizer;
+  std::map<std::string, at::Tensor> tensors;  ///< parameters and buffers by artifact name
+  std::vector<at::Tensor> trainable;           ///< what W differentiates
+  std::vector<MicroState> mb;
+};
+
+class Engine {
+ public:
+  Engine(const LoadedManifest& lm, Transport& t, const EngineOptions& o, std::ostream& log)
+      : lm_(lm), m_(lm.manifest), t_(t), o_(o), log_(log) {}
+
+  void run();
+
+ private:
+  void setup();
+  void load_batch(int64_t step);
+  void reset_micro_states();
+  void execute(const Action& a);
+  void forward(int s, int m);
+  enum class Backward { Full, Input };
+  void backward(int s, int m, Backward kind);
+  void backward_weight(int s, int m);
+  void post_recv_forward(int s, int m);
+  void post_recv_backward(int s, int m);
+  void send_forward(int s, int m);
+  void send_backward(int s, int m);
+  void finish_recv_forward(PendingRecv& p, MicroState& st, int m);
+  at::Tensor compute_loss(const at::Tensor& out, int m);
+  void sync_tied_gradients();
+  void collect_outputs(int s, int m, const std::vector<at::Tensor>& outs);
+  void write_outputs();
+  void save_checkpoint(int64_t steps_done);
+  void resume();
+  // Measurement: trace events, per-step statistics gathered on rank 0.
+  double now_us() const {
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - origin_).count();
+  }
+  void record(const std::string& name, const std::string& category, int stage, int microbatch, double start,
+              double end);
+  void report_step(int64_t step, double secs);
+  void write_trace_and_timeline();
+  void write_profile();
+
+  LocalStage& local(int s) { return locals_[local_of_[s]]; }
+  bool is_local(int s) const { return local_of_[s] >= 0; }
+  int rank_of(int s) const { return stage_rank_[s]; }
+
+  const LoadedManifest& lm_;
+  const manifest::Manifest& m_;
+  Transport& t_;
+  const EngineOptions& o_;
+  std::ostream& log_;
+
+  int num_stages_ = 0;
+  std::vector<LocalStage> locals_;
+  std::vector<int> local_of_;
+  std::vector<int> stage_rank_;  ///< where the schedule places each stage
+  bool split_backward_ = false;  ///< the schedule has I/W instead of B
+  std::vector<Link> links_;
+  std::vector<std::vector<int>> links_in_, links_out_;  // per stage: indices into links_
+  std::unique_ptr<wire::Tags> tags_;
+  schedule::RankSchedule actions_;
+  int loss_stage_ = -1, loss_output_ = -1;
+  int64_t start_step_ = 0;
+
+  // The current batch.
+  std::map<std::string, std::vector<at::Tensor>> micro_inputs_;  // model input -> per micro-batch
+  std::vector<at::Tensor> micro_targets_;
+  std::vector<int64_t> micro_sizes_;
+  int64_t batch_samples_ = 0;
+  at::Tensor synthetic_teacher_;
+  std::vector<at::Tensor> full_batch_first_input_;  // synthetic targets are computed from it
+  double step_loss_ = 0;
+
+  int in_flight_ = 0, peak_in_flight_ = 0;  // micro-batches between F and B on this rank (training)
+
+  schedule::Schedule plan_;        ///< every rank's lowered schedule
+  schedule::StageGraph graph_;
+  std::chrono::steady_clock::time_point origin_;  ///< common start (after a barrier)
+  bool tracing_ = false, collect_ = false;
+  int64_t step_ = 0;
+  double compute_start_ = -1;       ///< when the running compute action got its data
+  double busy_ = 0, first_start_ = 0, last_end_ = 0;
+  std::vector<double> stage_cost_;  ///< this step: per stage F, B, I, W time (us)
+  std::vector<double> profile_sum_;  ///< over measured steps, all stages (rank 0)
+  int profile_steps_ = 0;
+  std::vector<schedule::TraceEvent> events_;
+
+  std::vector<std::unique_ptr<Work>> pending_sends_;
+  std::vector<at::Tensor> send_keepalive_;
+  std::map<std::string, std::vector<at::Tensor>> collected_;  // model output -> pieces
+};
+
+}  // namespace ppc::runtime::engine_detail

@@ -1,0 +1,182 @@
+// Measuring a run: trace events per action, per-step statistics gathered on
+// rank 0 (measured vs simulated bubble), profiles for the simulator, and the
+// Chrome trace / SVG timeline files.
+#include "runtime/engine/engine_internal.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/schedule/simulator.h"
+
+namespace ppc::runtime::engine_detail {
+
+void Engine::record(const std::string& name, const std::string& category, int stage, int microbatch, double start,
+                    double end) {
+  if (!tracing_) return;
+  schedule::TraceEvent e;
+  e.name = name;
+  e.category = category;
+  e.rank = t_.rank();
+  e.stage = stage;
+  e.microbatch = microbatch;
+  e.step = static_cast<int>(step_);
+  e.start_us = start;
+  e.end_us = end;
+  events_.push_back(std::move(e));
+}
+
+// One all-reduce per step gathers on every rank: the loss, each rank's busy
+// time and first/last action times, and each stage's F/B/I/W time. Rank 0
+// logs the step with the measured bubble next to the one the simulator
+// predicts from the same measured stage times.
+void Engine::report_step(int64_t step, double secs) {
+  const int P = t_.world_size(), S = num_stages_;
+  std::vector<double> v(1 + 3 * P + 4 * S, 0.0);
+  v[0] = step_loss_;
+  v[1 + t_.rank()] = busy_;
+  v[1 + P + t_.rank()] = first_start_;
+  v[1 + 2 * P + t_.rank()] = last_end_;
+  for (int k = 0; k < 4 * S; ++k) v[1 + 3 * P + k] = stage_cost_[k];
+  std::vector<at::Tensor> ts{at::tensor(v, at::kDouble)};
+  std::vector<int> all(P);
+  for (int r = 0; r < P; ++r) all[r] = r;
+  t_.all_reduce_sum(ts, all);
+  if (t_.rank() != 0) return;
+  const double* g = ts[0].data_ptr<double>();
+  double busy = 0, start = g[1 + P], end = 0;
+  for (int r = 0; r < P; ++r) {
+    busy += g[1 + r];
+    start = std::min(start, g[1 + P + r]);
+    end = std::max(end, g[1 + 2 * P + r]);
+  }
+  double span = std::max(end - start, 1e-9);
+  double measured = 1 - busy / (P * span);
+  // The simulator on this step's measured per-micro-batch stage times.
+  std::vector<schedule::StageCost> costs(S);
+  for (int s = 0; s < S; ++s) {
+    const double* c = g + 1 + 3 * P + 4 * s;
+    costs[s] = schedule::StageCost{c[0] / o_.chunks, c[1] / o_.chunks, c[2] / o_.chunks, c[3] / o_.chunks};
+  }
+  schedule::SimOptions so;
+  so.costs = costs;
+  schedule::SimResult sim = schedule::simulate(plan_, S, graph_, so);
+  if (o_.steps == 1 || step > start_step_) {  // the first step of several pays one-time costs
+    if (profile_sum_.empty()) profile_sum_.assign(4 * S, 0.0);
+    for (int k = 0; k < 4 * S; ++k) profile_sum_[k] += g[1 + 3 * P + k] / o_.chunks;
+    ++profile_steps_;
+  }
+  if (o_.quiet) return;
+  std::ostringstream line;
+  line << "step " << (step + 1) << "/" << (start_step_ + o_.steps);
+  if (o_.train) line << "  loss " << std::setprecision(6) << std::fixed << g[0];
+  line << std::setprecision(1) << std::fixed << "  samples/s " << (static_cast<double>(batch_samples_) / secs)
+       << "  step " << std::setprecision(2) << secs * 1000 << " ms" << std::setprecision(1) << "  bubble "
+       << measured * 100 << "% (simulated " << sim.bubble_fraction * 100 << "%)";
+  log_ << line.str() << std::endl;
+}
+
+void Engine::write_profile() {
+  nlohmann::ordered_json j;
+  j["version"] = 1;
+  j["unit"] = "ms";
+  j["schedule"] = o_.schedule;
+  j["chunks"] = o_.chunks;
+  j["steps_measured"] = profile_steps_;
+  j["stages"] = nlohmann::ordered_json::array();
+  for (int s = 0; s < num_stages_; ++s) {
+    auto at = [&](int k) { return profile_steps_ ? profile_sum_[4 * s + k] / profile_steps_ / 1000.0 : 0.0; };
+    j["stages"].push_back({{"stage", s}, {"f", at(0)}, {"b", at(1)}, {"i", at(2)}, {"w", at(3)}});
+  }
+  std::ofstream(o_.profile_path) << j.dump(2) << "\n";
+}
+
+// Every rank's events travel to rank 0 as numbers (count, then 6 per event).
+void Engine::write_trace_and_timeline() {
+  static const std::vector<std::string> other = {"wait", "allreduce", "optimizer"};
+  auto code_of = [&](const schedule::TraceEvent& e) -> double {
+    for (int k = Action::F; k <= Action::RECV_B; ++k)
+      if (e.category == schedule::kind_name(static_cast<Action::Kind>(k))) return k;
+    for (size_t k = 0; k < other.size(); ++k)
+      if (e.category == other[k]) return 100 + static_cast<double>(k);
+    return 100;
+  };
+  std::vector<schedule::TraceEvent> all;
+  for (int r = 0; r < t_.world_size(); ++r) {
+    at::Tensor count = at::zeros({1}, at::kLong);
+    at::Tensor data;
+    if (r == t_.rank()) {
+      count[0] = static_cast<int64_t>(events_.size());
+      std::vector<double> v;
+      for (const auto& e : events_) {
+        for (double x : {code_of(e), double(e.stage), double(e.microbatch), double(e.step), e.start_us, e.end_us})
+          v.push_back(x);
+      }
+      data = at::tensor(v, at::kDouble);
+      if (v.empty()) data = at::zeros({0}, at::kDouble);
+    }
+    if (r != 0) {
+      if (t_.rank() == r) {
+        t_.isend(count, 0, wire::Tags::kTrace)->wait();
+        if (data.numel()) t_.isend(data, 0, wire::Tags::kTrace)->wait();
+      } else if (t_.rank() == 0) {
+        t_.irecv(count, r, wire::Tags::kTrace)->wait();
+        data = at::empty({count.item<int64_t>() * 6}, at::kDouble);
+        if (data.numel()) t_.irecv(data, r, wire::Tags::kTrace)->wait();
+      }
+    }
+    if (t_.rank() != 0) continue;
+    const double* d = data.data_ptr<double>();
+    for (int64_t i = 0; i < count.item<int64_t>(); ++i, d += 6) {
+      schedule::TraceEvent e;
+      int code = static_cast<int>(d[0]);
+      e.rank = r;
+      e.stage = static_cast<int>(d[1]);
+      e.microbatch = static_cast<int>(d[2]);
+      e.step = static_cast<int>(d[3]);
+      e.start_us = d[4];
+      e.end_us = d[5];
+      if (code < 100) {
+        Action a;
+        a.kind = static_cast<Action::Kind>(code);
+        a.stage = e.stage;
+        a.microbatch = e.microbatch;
+        e.name = schedule::to_string(a);
+        e.category = schedule::kind_name(a.kind);
+      } else {
+        e.category = other.at(code - 100);
+        e.name = e.category == "wait" ? "wait" : e.category == "allreduce" ? "tied-gradient all-reduce" : "optimizer step";
+      }
+      all.push_back(std::move(e));
+    }
+  }
+  if (t_.rank() != 0) return;
+  if (!o_.trace_path.empty()) std::ofstream(o_.trace_path) << schedule::chrome_trace_json(all, t_.world_size());
+  if (!o_.timeline_path.empty()) {
+    // The last step, shifted to start at 0.
+    std::vector<schedule::TraceEvent> last;
+    for (const auto& e : all)
+      if (e.step == step_) last.push_back(e);
+    double t0 = last.empty() ? 0 : last.front().start_us;
+    for (const auto& e : last) t0 = std::min(t0, e.start_us);
+    double t1 = t0;
+    for (auto& e : last) {
+      e.start_us -= t0;
+      e.end_us -= t0;
+      t1 = std::max(t1, e.end_us + t0);
+    }
+    std::ostringstream title;
+    title << "pprun " << o_.schedule << ": " << t_.world_size() << " ranks, " << num_stages_ << " stages, "
+          << o_.chunks << " micro-batches; step " << (step_ + 1) << " measured, " << std::setprecision(1) << std::fixed
+          << (t1 - t0) / 1000 << " ms";
+    std::ofstream(o_.timeline_path) << schedule::timeline_svg(last, t_.world_size(), title.str(), "ms");
+  }
+}
+
+
+}  // namespace ppc::runtime::engine_detail

@@ -1,0 +1,135 @@
+// Planning a run before any rank starts: the lowered schedule (named or from
+// a CSV file), stage costs for the simulator, and a check of the data.
+#include "runtime/engine/engine_internal.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/engine/microbatch.h"
+#include "runtime/engine/pt_io.h"
+#include "runtime/schedule/csv.h"
+#include "runtime/schedule/lowering.h"
+#include "runtime/schedule/registry.h"
+#include "runtime/schedule/simulator.h"
+#include "runtime/schedule/validator.h"
+#include "schemas/error.h"
+
+namespace ppc::runtime {
+
+using engine_detail::stage_graph_of;
+using schedule::Action;
+
+schedule::Schedule plan_schedule(const manifest::Manifest& m, const std::string& name, int world_size, int chunks,
+                                 bool train, const std::string& schedule_file) {
+  int num_stages = static_cast<int>(m.stages.size());
+  stages_of_rank(num_stages, world_size, 0);  // checks that world_size divides the stage count
+  if (chunks < 1) throw Error("--chunks must be at least 1");
+  schedule::Schedule compute;
+  schedule::StageGraph graph = stage_graph_of(m);
+  if (schedule_file.empty()) {
+    compute = schedule::make_compute_schedule(name, world_size, num_stages / world_size, chunks, !train);
+  } else {
+    std::ifstream in(schedule_file);
+    if (!in) throw Error(schedule_file + ": cannot open the schedule file");
+    std::stringstream text;
+    text << in.rdbuf();
+    compute = schedule::read_csv(text.str(), schedule_file);
+    for (size_t r = 0; r < compute.size(); ++r)
+      for (size_t k = 0; k < compute[r].size(); ++k)
+        if (compute[r][k].is_comm())
+          throw Error(schedule_file + ": rank " + std::to_string(r) + ", action " + std::to_string(k) + " (" +
+                      schedule::to_string(compute[r][k]) +
+                      "): give compute actions only (F, B, I, W); pprun adds the sends and receives");
+    if (static_cast<int>(compute.size()) != world_size)
+      throw Error(schedule_file + ": has " + std::to_string(compute.size()) + " rows (ranks), the run has " +
+                  std::to_string(world_size));
+    if (!train) {
+      for (auto& rank : compute) {
+        schedule::RankSchedule kept;
+        for (const auto& a : rank)
+          if (a.kind == Action::F) kept.push_back(a);
+        rank = std::move(kept);
+      }
+    }
+    schedule::ValidateOptions vo;
+    vo.forward_only = !train;
+    std::string problem = schedule::validate(compute, num_stages, chunks, graph, vo);
+    if (!problem.empty()) throw Error(schedule_file + ": " + problem);
+    schedule::SimResult sim = schedule::simulate(compute, num_stages, graph);
+    if (sim.deadlock) throw Error(schedule_file + ": " + sim.deadlock_message());
+  }
+  auto lowered = schedule::add_communication(compute, num_stages, graph);
+  return schedule::hoist_receives(lowered, 1);
+}
+
+/// Micro-batches in a compute-only CSV schedule (largest index + 1).
+int microbatches_in_schedule_file(const std::string& schedule_file) {
+  std::ifstream in(schedule_file);
+  if (!in) throw Error(schedule_file + ": cannot open the schedule file");
+  std::stringstream text;
+  text << in.rdbuf();
+  int m = 0;
+  for (const auto& rank : schedule::read_csv(text.str(), schedule_file))
+    for (const auto& a : rank) m = std::max(m, a.microbatch + 1);
+  if (m == 0) throw Error(schedule_file + ": the schedule has no actions");
+  return m;
+}
+
+std::vector<schedule::StageCost> stage_costs(const manifest::Manifest& m, const std::string& costs_file) {
+  const size_t S = m.stages.size();
+  std::vector<schedule::StageCost> out(S);
+  if (costs_file.empty()) {
+    for (size_t s = 0; s < S; ++s) {
+      double f = static_cast<double>(std::max<int64_t>(m.stages[s].flops, 1));
+      out[s] = schedule::StageCost{f, 2 * f, f, f};
+    }
+    return out;
+  }
+  std::ifstream in(costs_file);
+  if (!in) throw Error(costs_file + ": cannot open the costs file");
+  try {
+    nlohmann::json j;
+    in >> j;
+    const auto& stages = j.at("stages");
+    if (stages.size() != S)
+      throw Error(costs_file + ": has costs for " + std::to_string(stages.size()) + " stages, the manifest has " +
+                  std::to_string(S));
+    for (size_t s = 0; s < S; ++s) {
+      const auto& c = stages[s];
+      out[s] = schedule::StageCost{c.at("f").get<double>(), c.at("b").get<double>(), c.at("i").get<double>(),
+                                   c.at("w").get<double>()};
+      // A profile of a schedule without split backward has no I/W: split B evenly.
+      if (out[s].i == 0 && out[s].w == 0) out[s].i = out[s].w = out[s].b / 2;
+      if (out[s].b == 0) out[s].b = out[s].i + out[s].w;
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(costs_file + ": malformed costs file: " + e.what());
+  }
+  return out;
+}
+
+schedule::SimResult simulate_plan(const manifest::Manifest& m, const schedule::Schedule& sched,
+                                  const std::vector<schedule::StageCost>& costs) {
+  schedule::SimOptions so;
+  so.costs = costs;
+  return schedule::simulate(sched, static_cast<int>(m.stages.size()), stage_graph_of(m), so);
+}
+
+
+void check_data(const manifest::Manifest& m, const EngineOptions& o) {
+  std::vector<NamedTensor> batch;
+  std::string where;
+  if (o.synthetic) {
+    where = "synthetic batch";
+    batch = synthetic_batch(m, o.batch_size, o.dims, o.int_high, o.seed);
+  } else {
+    where = o.input_files.at(0);
+    batch = load_tensor_dict(where);
+  }
+  split_batch(m, batch, o.chunks, o.train && o.loss != "model" && !o.synthetic ? o.target_key : "", where);
+}
+
+}  // namespace ppc::runtime
