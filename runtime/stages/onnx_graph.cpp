@@ -14,6 +14,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "runtime/stages/onnx_fusion.h"
 #include "runtime/stages/onnx_ops.h"
 #include "schemas/error.h"
 
@@ -141,6 +142,8 @@ std::unique_ptr<OnnxGraph> OnnxGraph::load(const std::string& path, const Option
     bool diff;
   };
   std::vector<Planned> planned;
+  onnx_fusion::Fusions fusions;
+  if (!options.check_only) fusions = onnx_fusion::find_fusions(*graph);
   for (int ni = 0; ni < graph->node_size(); ++ni) {
     const auto& node = graph->node(ni);
     auto place = [&] {
@@ -151,6 +154,26 @@ std::unique_ptr<OnnxGraph> OnnxGraph::load(const std::string& path, const Option
       throw Error(place() + ": unsupported op domain '" + node.domain() + "'");
     Step st;
     st.node = ni;
+    if (!fusions.absorbed.empty() && fusions.absorbed[ni]) continue;  // computed by a fused step below
+    if (auto fit = fusions.at.find(ni); fit != fusions.at.end()) {
+      // The pattern's last node: one fused kernel reading the pattern's inputs.
+      for (const auto& name : fit->second.inputs) {
+        auto it = slot_of.find(name);
+        if (it == slot_of.end()) throw Error(place() + ": input '" + name + "' is not defined before this node");
+        st.in.push_back(it->second);
+      }
+      st.out.push_back(new_slot(node.output(0), false));
+      is_const.push_back(0);
+      float_init.push_back(0);
+      bn_stat.push_back(0);
+      bool any = false;
+      for (int s : st.in) any |= carries[s] != 0;
+      carries.push_back(any);
+      st.kernel = std::move(fit->second.kernel);
+      planned.push_back({static_cast<int>(im->steps.size()), st.in, st.out, true});
+      im->steps.push_back(std::move(st));
+      continue;
+    }
     std::vector<const at::Tensor*> consts;
     bool all_const = node.op_type() != "Dropout";
     for (const auto& name : node.input()) {

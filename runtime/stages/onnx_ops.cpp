@@ -659,6 +659,25 @@ Kernel b_concat(NodeCtx& c) {
   int64_t axis = c.i("axis", 0);
   if (!c.has("axis") && c.opset() >= 4) throw Unsupported("axis is required");
   return [axis](const KernelIO& io) {
+    // Shape arithmetic (Shape -> Gather -> Unsqueeze -> Concat -> Reshape):
+    // small int64 vectors, built directly rather than through at::cat.
+    bool small = true;
+    size_t total = 0;
+    for (size_t i = 0; i < io.num_inputs() && small; ++i) {
+      const at::Tensor& t = io[i];
+      small = t.scalar_type() == at::kLong && t.dim() == 1 && t.is_contiguous();
+      total += static_cast<size_t>(t.numel());
+    }
+    if (small && total <= 16) {
+      std::vector<int64_t> v;
+      v.reserve(total);
+      for (size_t i = 0; i < io.num_inputs(); ++i) {
+        const int64_t* p = io[i].data_ptr<int64_t>();
+        v.insert(v.end(), p, p + io[i].numel());
+      }
+      io.set(0, at::tensor(v, at::TensorOptions().dtype(at::kLong)));
+      return;
+    }
     std::vector<at::Tensor> ts;
     ts.reserve(io.num_inputs());
     for (size_t i = 0; i < io.num_inputs(); ++i) ts.push_back(io[i]);
@@ -747,6 +766,13 @@ Kernel b_gather(NodeCtx& c) {
     at::Tensor idx = io[1];
     int64_t a = norm_axis(axis, x.dim());
     int64_t dim = x.size(a);
+    if (x.dim() == 1 && idx.dim() == 0 && x.scalar_type() == at::kLong && idx.scalar_type() == at::kLong && x.is_contiguous()) {
+      // One entry of a shape vector: a new scalar, no view machinery.
+      int64_t i = idx.item<int64_t>();
+      if (i < -dim || i >= dim) fail("index " + std::to_string(i) + " out of range for a dim of size " + std::to_string(dim));
+      io.set(0, at::scalar_tensor(x.data_ptr<int64_t>()[i < 0 ? i + dim : i], at::TensorOptions().dtype(at::kLong)));
+      return;
+    }
     if (idx.scalar_type() != at::kLong) idx = idx.to(at::kLong);
     // Negative indices count from the end (scan on the host: indices are small).
     at::Tensor ci = idx.contiguous();

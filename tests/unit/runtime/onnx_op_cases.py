@@ -11,6 +11,7 @@ onnx.checker where onnx 1.12 knows the op) and OUTDIR/<case>/io.pt, a dict:
   grad0, ...         expected d(sum_j out_j * cot_j)/d(in_i) for float inputs
                      that have one (absent: not checked)
   training           (0-d bool) run the graph in training mode
+  steps              (optional) the number of kernels the executor must plan
   error              (uint8 bytes of a message fragment) loading must fail
                      with an error containing it
 Expected values never come from the code under test: they are computed here
@@ -45,7 +46,15 @@ def case(name, op, inputs, ref, attrs=None, opset=17, nout=1, grad=True, trainin
     """grad_inputs: indices (among the fed inputs) to differentiate; default every float one."""
     CASES.append(dict(name=name, op=op, inputs=inputs, ref=ref, attrs=attrs or {}, opset=opset, nout=nout,
                       grad=grad, training=training, check=check, error=error, out_names=out_names,
-                      input_names=input_names, grad_inputs=grad_inputs))
+                      input_names=input_names, grad_inputs=grad_inputs, nodes=None))
+
+
+def graph_case(name, nodes, inputs, ref, opset=13, steps=None):
+    """A multi-node graph (inputs in0.., output out0): the patterns the executor fuses.
+    steps: the number of kernels the executor must run (after folding Constants and fusing)."""
+    case(name, None, inputs, ref, opset=opset)
+    CASES[-1]["nodes"] = nodes
+    CASES[-1]["steps"] = steps
 
 
 def build(c, outdir):
@@ -54,7 +63,7 @@ def build(c, outdir):
     in_names = c["input_names"] or ["in%d" % i for i in range(len(c["inputs"]))]
     node_inputs = [n if t is not None else "" for n, t in zip(in_names, c["inputs"])]
     out_names = c["out_names"] or ["out%d" % j for j in range(c["nout"])]
-    node = helper.make_node(c["op"], node_inputs, out_names, name="/test/" + c["op"], **c["attrs"])
+    nodes = c["nodes"] or [helper.make_node(c["op"], node_inputs, out_names, name="/test/" + c["op"], **c["attrs"])]
     ginputs = [helper.make_tensor_value_info(n, TORCH_TO_ONNX[t.dtype], list(t.shape))
                for n, t in zip(in_names, c["inputs"]) if t is not None]
     io = {}
@@ -90,7 +99,9 @@ def build(c, outdir):
         goutputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, []) for n in out_names]
         io["error"] = torch.tensor(list(c["error"].encode()), dtype=torch.uint8)
     io["training"] = torch.tensor(c["training"])
-    graph = helper.make_graph([node], c["name"], ginputs, goutputs)
+    if c.get("steps") is not None:
+        io["steps"] = torch.tensor(c["steps"])
+    graph = helper.make_graph(nodes, c["name"], ginputs, goutputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", c["opset"])], producer_name="onnx_op_cases")
     model.ir_version = 8
     if c["check"] and c["error"] is None:
@@ -265,6 +276,7 @@ case("Squeeze_opset11", "Squeeze", [rnd(1, 3, 1, 4)], lambda x: x.reshape(1, 3, 
 case("Unsqueeze_neg", "Unsqueeze", [rnd(3, 4), i64(0, -1)], lambda x, a: x.reshape(1, 3, 4, 1))
 case("Unsqueeze_opset11", "Unsqueeze", [rnd(3, 4)], lambda x: x.reshape(3, 1, 4), attrs={"axes": [1]}, opset=11)
 case("Concat_neg_axis", "Concat", [rnd(2, 3), rnd(2, 1), rnd(2, 2)], lambda *xs: torch.cat(xs, 1), attrs={"axis": -1})
+case("Concat_int_shapes", "Concat", [i64(2), i64(3, -1), i64(4)], lambda *xs: i64(2, 3, -1, 4), attrs={"axis": 0})
 case("Split_sizes", "Split", [rnd(2, 7), i64(3, 4)], lambda x, s: (x[:, :3], x[:, 3:]), attrs={"axis": 1}, nout=2)
 case("Split_equal", "Split", [rnd(6, 2)], lambda x: (x[0:2], x[2:4], x[4:6]), nout=3)
 case("Split_opset11_attr", "Split", [rnd(5, 2)], lambda x: (x[0:1], x[1:5]), attrs={"split": [1, 4]}, nout=2, opset=11)
@@ -295,6 +307,7 @@ case("Gather_neg_indices", "Gather", [rnd(5, 3), i64(-1, 0, 2, -1)], lambda x, i
 case("Gather_axis1_2d_idx", "Gather", [rnd(2, 5, 3), torch.tensor([[0, 4], [-2, 1]])],
      lambda x, i: x[:, [[0, 4], [3, 1]], :], attrs={"axis": 1})
 case("Gather_scalar", "Gather", [rnd(4, 3), s64(2)], lambda x, i: x[2])
+case("Gather_shape_entry", "Gather", [i64(5, 6, 7), s64(-2)], lambda x, i: s64(6))
 case("Shape", "Shape", [rnd(2, 3, 4)], lambda x: i64(2, 3, 4))
 case("Shape_start_end", "Shape", [rnd(2, 3, 4, 5)], lambda x: i64(3, 4), attrs={"start": 1, "end": -1})
 case("Size", "Size", [rnd(2, 3, 4)], lambda x: s64(24))
@@ -368,6 +381,36 @@ case("Tile", "Tile", [rnd(2, 3), i64(2, 1)], lambda x, r: torch.cat([x, x], 0))
 case("CumSum", "CumSum", [rnd(3, 4), s64(1)], lambda x, a: torch.stack([x[:, :k + 1].sum(1) for k in range(4)], 1))
 case("CumSum_exclusive_reverse", "CumSum", [rnd(3, 4), s64(-2)],
      lambda x, a: torch.stack([x[k + 1:].sum(0) for k in range(3)], 0), attrs={"exclusive": 1, "reverse": 1})
+
+# --- decompositions the executor fuses (torch 1.13's exports of GELU and, before opset 17, LayerNorm) ---------------
+
+
+def const(name, v):
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(v, dtype=np.float32)))
+
+
+graph_case("fused_gelu_decomposition", [
+    const("c_sqrt2", 1.4142135381698608), const("c_one", 1.0), const("c_half", 0.5),
+    helper.make_node("Div", ["in0", "c_sqrt2"], ["d"]), helper.make_node("Erf", ["d"], ["e"]),
+    helper.make_node("Add", ["e", "c_one"], ["a"]), helper.make_node("Mul", ["in0", "a"], ["m"]),
+    helper.make_node("Mul", ["m", "c_half"], ["out0"])], [rnd(4, 6) * 2], lambda x: F.gelu(x), steps=1)
+graph_case("fused_layer_norm_decomposition", [
+    const("c_two", 2.0), const("c_eps", 1e-5),
+    helper.make_node("ReduceMean", ["in0"], ["mean"], axes=[-1]), helper.make_node("Sub", ["in0", "mean"], ["sub"]),
+    helper.make_node("Pow", ["sub", "c_two"], ["pw"]), helper.make_node("ReduceMean", ["pw"], ["var"], axes=[-1]),
+    helper.make_node("Add", ["var", "c_eps"], ["ve"]), helper.make_node("Sqrt", ["ve"], ["sd"]),
+    helper.make_node("Div", ["sub", "sd"], ["n"]), helper.make_node("Mul", ["n", "in1"], ["nw"]),
+    helper.make_node("Add", ["nw", "in2"], ["out0"])], [rnd(2, 3, 8), rnd(8), rnd(8)],
+    lambda x, w, b: ln_ref(x, w, b, 2, 1e-5), steps=1)
+# The same graph with the centred value also used elsewhere: not fused, still right.
+graph_case("layer_norm_decomposition_shared_sub", [
+    const("c_two", 2.0), const("c_eps", 1e-5),
+    helper.make_node("ReduceMean", ["in0"], ["mean"], axes=[-1]), helper.make_node("Sub", ["in0", "mean"], ["sub"]),
+    helper.make_node("Pow", ["sub", "c_two"], ["pw"]), helper.make_node("ReduceMean", ["pw"], ["var"], axes=[-1]),
+    helper.make_node("Add", ["var", "c_eps"], ["ve"]), helper.make_node("Sqrt", ["ve"], ["sd"]),
+    helper.make_node("Div", ["sub", "sd"], ["n"]), helper.make_node("Mul", ["n", "in1"], ["nw"]),
+    helper.make_node("Add", ["nw", "in2"], ["y"]), helper.make_node("Add", ["y", "sub"], ["out0"])],
+    [rnd(2, 3, 8), rnd(8), rnd(8)], lambda x, w, b: ln_ref(x, w, b, 2, 1e-5) + (x - x.mean(-1, keepdim=True)), steps=10)
 
 # --- load-time errors ----------------------------------------------------------------------------------
 case("error_unsupported_op", "Hardmax", [rnd(2, 3)], None, error="node '/test/Hardmax' (Hardmax, opset 17): unsupported op")

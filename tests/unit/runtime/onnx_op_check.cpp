@@ -59,6 +59,10 @@ bool run_case(const fs::path& dir) {
   }
   auto graph = OnnxGraph::load(model);
   graph->set_training(io["training"].item<bool>());
+  if (io.count("steps") && static_cast<int64_t>(graph->num_steps()) != io["steps"].item<int64_t>()) {
+    std::cout << "FAIL  " << name << ": " << graph->num_steps() << " kernels planned, expected " << io["steps"].item<int64_t>() << "\n";
+    return false;
+  }
   std::vector<at::Tensor> inputs;
   for (size_t i = 0; io.count("in" + std::to_string(i)); ++i) {
     at::Tensor t = io["in" + std::to_string(i)].clone();
@@ -116,7 +120,8 @@ bool run_case(const fs::path& dir) {
     }
   }
   if (ok)
-    std::cout << "ok    " << name << ": " << outs.size() << " outputs, " << checked << " gradients, max diff " << worst << "\n";
+    std::cout << "ok    " << name << ": " << graph->num_steps() << " kernels, " << outs.size() << " outputs, " << checked
+              << " gradients, max diff " << worst << "\n";
   return ok;
 }
 

@@ -1,0 +1,33 @@
+// Load-time fusion of the decompositions torch's exporter writes for ops ATen
+// has as one kernel: GELU (Div by sqrt 2, Erf, Add 1, Mul, Mul 0.5 -> at::gelu)
+// and LayerNorm before opset 17 (ReduceMean, Sub, Pow 2, ReduceMean, Add eps,
+// Sqrt, Div, Mul, Add -> at::layer_norm). Same function up to float rounding
+// (and the same arithmetic as PyTorch's own modules); fewer, vectorised
+// kernels and a smaller autograd graph. Internal to runtime/stages/.
+#pragma once
+
+#include <onnx/onnx_pb.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "runtime/stages/onnx_ops.h"
+
+namespace ppc::runtime::onnx_fusion {
+
+struct Fused {
+  onnx_ops::Kernel kernel;
+  std::vector<std::string> inputs;  ///< value names the fused kernel reads
+  const char* what;                 ///< "Gelu", "LayerNormalization"
+};
+
+struct Fusions {
+  std::map<int, Fused> at;      ///< node index (the pattern's last node) -> fused kernel writing its output
+  std::vector<char> absorbed;   ///< per node: replaced by a fused kernel (not executed)
+};
+
+/// Finds the patterns whose intermediate values have no other use.
+Fusions find_fusions(const onnx::GraphProto& graph);
+
+}  // namespace ppc::runtime::onnx_fusion
