@@ -6,7 +6,7 @@ Usage:  /usr/bin/python3 tools/bench_onnx_stage.py BUILD_DIR [--iters N] [--samp
 For each sample (the whole model as one stage: samples/NAME/NAME.onnx, the
 traced samples/NAME/NAME_traced.pt with the same weights, and the eager module
 built by samples/export.py), one micro-batch (mlp/skip 16 rows, tinygpt 8x8
-tokens, tinygpt_op13 likewise, convnet 8x3x16x16): median time per call of
+tokens, tinygpt_op13 likewise, convnet 8x3x16x16): best-of-7-rounds time per call of
 forward (no grad) and forward+backward (sum of the output), eval mode. Prints
 a table and the ratios ONNX/TorchScript and ONNX/eager. OMP/OpenBLAS/torch
 threads are all 1.
@@ -36,16 +36,19 @@ BATCH = {
 }
 
 
-def median_us(f, iters, rounds=5):
-    for _ in range(max(3, iters // 5)):
-        f()
-    ts = []
-    for _ in range(rounds):
-        a = time.perf_counter()
-        for _ in range(iters):
+def best_us(fs, iters, rounds=7):
+    """Per-call times, interleaved rounds, the best round of each (as the C++ side)."""
+    for f in fs:
+        for _ in range(max(3, iters // 5)):
             f()
-        ts.append((time.perf_counter() - a) / iters * 1e6)
-    return sorted(ts)[len(ts) // 2]
+    best = [float("inf")] * len(fs)
+    for _ in range(rounds):
+        for k, f in enumerate(fs):
+            a = time.perf_counter()
+            for _ in range(iters):
+                f()
+            best[k] = min(best[k], (time.perf_counter() - a) / iters * 1e6)
+    return best
 
 
 def eager(base, x, iters):
@@ -61,7 +64,7 @@ def eager(base, x, iters):
             p.grad = None
         model(x).sum().backward()
 
-    return median_us(fwd, iters), median_us(fb, iters)
+    return best_us([fwd, fb], iters)
 
 
 def main():
@@ -86,7 +89,7 @@ def main():
             ef, eb = eager(base, x, args.iters)
             rows.append((name, int(v["onnx steps"]), v["onnx fwd_us"], v["torchscript fwd_us"], ef,
                          v["onnx fwdbwd_us"], v["torchscript fwdbwd_us"], eb))
-    print("1 thread; median us per micro-batch; ratios: ONNX stage / TorchScript, ONNX stage / eager")
+    print("1 thread; us per micro-batch (best of 7 interleaved rounds); ratios: ONNX stage / TorchScript, ONNX stage / eager")
     print("%-13s %5s | %9s %9s %9s %6s %6s | %9s %9s %9s %6s %6s" % (
         "sample", "nodes", "onnx fwd", "ts fwd", "eager fwd", "/ts", "/eager",
         "onnx f+b", "ts f+b", "eager f+b", "/ts", "/eager"))

@@ -19,17 +19,21 @@
 
 namespace {
 
-double median_us(int rounds, int iters, const std::function<void()>& f) {
-  for (int i = 0; i < std::max(3, iters / 5); ++i) f();  // warm-up (TorchScript profiles its first runs)
-  std::vector<double> t;
-  for (int r = 0; r < rounds; ++r) {
-    auto a = std::chrono::steady_clock::now();
-    for (int i = 0; i < iters; ++i) f();
-    auto b = std::chrono::steady_clock::now();
-    t.push_back(std::chrono::duration<double, std::micro>(b - a).count() / iters);
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+// Per-call times of several closures, measured in interleaved rounds (so a
+// busy neighbour slows them alike); the best round of each. Warm-up first
+// (TorchScript's profiling executor optimises after its first runs).
+std::vector<double> best_us(int rounds, int iters, const std::vector<std::function<void()>>& fs) {
+  for (const auto& f : fs)
+    for (int i = 0; i < std::max(3, iters / 5); ++i) f();
+  std::vector<double> best(fs.size(), 1e300);
+  for (int r = 0; r < rounds; ++r)
+    for (size_t k = 0; k < fs.size(); ++k) {
+      auto a = std::chrono::steady_clock::now();
+      for (int i = 0; i < iters; ++i) fs[k]();
+      auto b = std::chrono::steady_clock::now();
+      best[k] = std::min(best[k], std::chrono::duration<double, std::micro>(b - a).count() / iters);
+    }
+  return best;
 }
 
 at::Tensor sum_float(const std::vector<at::Tensor>& outs) {
@@ -48,20 +52,11 @@ int main(int argc, char** argv) {
   }
   at::set_num_threads(1);
   int iters = std::stoi(argv[4]);
-  const int rounds = 5;
+  const int rounds = 7;
   at::Tensor x = ppc::runtime::load_tensor_dict(argv[3]).at(0).second;
 
   auto graph = ppc::runtime::OnnxGraph::load(argv[1]);
   auto params = graph->parameters();
-  double onnx_fwd = median_us(rounds, iters, [&] {
-    at::NoGradGuard g;
-    graph->run({x});
-  });
-  double onnx_fb = median_us(rounds, iters, [&] {
-    for (auto& p : params) p.second.mutable_grad().reset();
-    sum_float(graph->run({x})).backward();
-  });
-
   torch::jit::Module m = torch::jit::load(argv[2]);
   m.eval();
   std::vector<at::Tensor> ts_params;
@@ -76,16 +71,25 @@ int main(int argc, char** argv) {
     }
     return outs;
   };
-  double ts_fwd = median_us(rounds, iters, [&] {
-    at::NoGradGuard g;
-    ts_run();
-  });
-  double ts_fb = median_us(rounds, iters, [&] {
-    for (auto& p : ts_params) p.mutable_grad().reset();
-    sum_float(ts_run()).backward();
-  });
+  auto t = best_us(rounds, iters,
+                   {[&] {
+                      at::NoGradGuard g;
+                      graph->run({x});
+                    },
+                    [&] {
+                      at::NoGradGuard g;
+                      ts_run();
+                    },
+                    [&] {
+                      for (auto& p : params) p.second.mutable_grad().reset();
+                      sum_float(graph->run({x})).backward();
+                    },
+                    [&] {
+                      for (auto& p : ts_params) p.mutable_grad().reset();
+                      sum_float(ts_run()).backward();
+                    }});
   std::cout << "onnx steps " << graph->num_steps() << "\n"
-            << "onnx fwd_us " << onnx_fwd << "\nonnx fwdbwd_us " << onnx_fb << "\n"
-            << "torchscript fwd_us " << ts_fwd << "\ntorchscript fwdbwd_us " << ts_fb << "\n";
+            << "onnx fwd_us " << t[0] << "\nonnx fwdbwd_us " << t[2] << "\n"
+            << "torchscript fwd_us " << t[1] << "\ntorchscript fwdbwd_us " << t[3] << "\n";
   return 0;
 }
