@@ -98,7 +98,22 @@ grep -q "rank 1 killed by signal 9" "$W/nproc.err" || fail "launcher did not rep
 echo "   launcher exit $rc after $((SECONDS - start))s: $(grep -m1 'rank 1 killed' "$W/nproc.err")"
 
 step "bad input: exit 2, one line"
-"$PPC" split "$ROOT/samples/mlp/mlp.onnx" --splits "$ROOT/samples/mlp/spec.json" -o "$W/onnx" >/dev/null 2>&1
+# An ONNX model with an op pprun does not execute (Hardmax), split in 2: the
+# check before any rank starts names the node, op type and opset.
+"$PY" - "$W/hardmax.onnx" <<'PYEOF'
+import sys
+import onnx
+from onnx import TensorProto, helper
+nodes = [helper.make_node("Relu", ["x"], ["r"], name="/relu/Relu"),
+         helper.make_node("Hardmax", ["r"], ["y"], name="/head/Hardmax", axis=-1)]
+g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 512])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 512])])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+m.ir_version = 8
+onnx.checker.check_model(m)
+onnx.save(m, sys.argv[1])
+PYEOF
+"$PPC" split "$W/hardmax.onnx" --stages 2 -o "$W/onnx" >/dev/null 2>&1
 "$PY" -c 'import torch; torch.save({"y": torch.zeros(8, 512)}, "'"$W"'/wrongkey.pt")'
 "$PY" -c 'import torch; torch.save({"x": torch.zeros(8, 512, dtype=torch.int64)}, "'"$W"'/wrongtype.pt")'
 echo "not a pickle" >"$W/garbage.pt"
@@ -116,7 +131,7 @@ ONE=(--world-size 1 --rank 0 --master-port "$PORT")
 check_bad "no such manifest" --manifest "$W/nowhere" --inputs "$W/batches"
 check_bad "does not divide" --manifest "$W/mlp" --world-size 2 --rank 0 --inputs "$W/batches"
 check_bad "no entry for model input 'x'" --manifest "$W/mlp" --nproc 3 --inputs "$W/wrongkey.pt" --steps 1
-check_bad "cannot execute ONNX stages" --manifest "$W/onnx" --nproc 3 --inputs "$W/batches"
+check_bad "node '/head/Hardmax' (Hardmax, opset 17): unsupported op" --manifest "$W/onnx" --nproc 2 --inputs "$W/batches"
 check_bad "not a file written by torch.save" --manifest "$W/mlp" --nproc 3 --inputs "$W/garbage.pt"
 check_bad "has no shape" --manifest "$W/mlp" --nproc 3 --synthetic --batch-size 4
 check_bad "needs --train" --manifest "$W/mlp" --nproc 3 --inputs "$W/batches" --save "$W/x"
