@@ -12,6 +12,8 @@ onnx.checker where onnx 1.12 knows the op) and OUTDIR/<case>/io.pt, a dict:
                      that have one (absent: not checked)
   training           (0-d bool) run the graph in training mode
   steps              (optional) the number of kernels the executor must plan
+  dropout            (optional) ratio of a training-mode Dropout: out0/out1
+                     are not compared; out0 = in0 * mask / (1 - ratio) is
   error              (uint8 bytes of a message fragment) loading must fail
                      with an error containing it
 Expected values never come from the code under test: they are computed here
@@ -99,6 +101,8 @@ def build(c, outdir):
         goutputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, []) for n in out_names]
         io["error"] = torch.tensor(list(c["error"].encode()), dtype=torch.uint8)
     io["training"] = torch.tensor(c["training"])
+    if c.get("dropout") is not None:
+        io["dropout"] = torch.tensor(c["dropout"])
     if c.get("steps") is not None:
         io["steps"] = torch.tensor(c["steps"])
     graph = helper.make_graph(nodes, c["name"], ginputs, goutputs)
@@ -338,6 +342,12 @@ case("Identity", "Identity", [rnd(3)], lambda x: x * 1)
 case("Dropout_eval", "Dropout", [rnd(3, 4), torch.tensor(0.5)], lambda x, r: x * 1, grad_inputs=[0])
 case("Dropout_training_mode_false", "Dropout", [rnd(3, 4), torch.tensor(0.5), torch.tensor(False)], lambda x, r, t: x * 1,
      training=True, grad_inputs=[0])
+# Training mode with ratio 0.25: random, so the expected value is a property,
+# checked by onnx_op_check: every output is 0 (mask false) or x / 0.75 (mask
+# true), and about a quarter are dropped.
+case("Dropout_training_random", "Dropout", [rnd(64, 64), torch.tensor(0.25)], lambda x, r: (x * 1, x > -1e9),
+     training=True, nout=2, grad=False)
+CASES[-1]["dropout"] = 0.25
 case("Dropout_ratio0_training", "Dropout", [rnd(3, 4), torch.tensor(0.0)], lambda x, r: x * 1, training=True,
      grad_inputs=[0])
 

@@ -77,6 +77,18 @@ bool run_case(const fs::path& dir) {
   bool ok = true;
   double worst = 0;
   std::string why;
+  if (io.count("dropout")) {
+    double ratio = io["dropout"].item<double>();
+    at::Tensor mask = outs.at(1), x = inputs[0];
+    double kept = mask.to(at::kDouble).mean().item<double>();
+    bool values = at::allclose(outs[0], at::where(mask, x / (1 - ratio), at::zeros_like(x)));
+    if (!values || std::abs(kept - (1 - ratio)) > 0.05) {
+      std::cout << "FAIL  " << name << ": kept " << kept << " (want ~" << 1 - ratio << "), values ok " << values << "\n";
+      return false;
+    }
+    std::cout << "ok    " << name << ": kept " << kept << ", dropped values 0, kept scaled by 1/(1-ratio)\n";
+    return true;
+  }
   for (size_t j = 0; j < outs.size(); ++j) {
     std::string key = "out" + std::to_string(j);
     double d = max_diff(outs[j], io[key], why);
