@@ -150,6 +150,37 @@ bool match_layer_norm(const Matcher& m, const onnx::GraphProto& g, int last, Fus
   return false;
 }
 
+// Add(MatMul(x, W), b) (either order) -> addmm(b, x as 2-D, W): what
+// nn.Linear runs for a contiguous input, bias added inside the GEMM.
+bool match_linear(const Matcher& m, const onnx::GraphProto& g, int last, Fusions& f) {
+  const auto& add = g.node(last);
+  if (add.op_type() != "Add" || !binary(add)) return false;
+  for (int k = 0; k < 2; ++k) {
+    int i_mm = -1;
+    const auto* mm = m.def(add.input(k), "MatMul", 1, &i_mm);
+    if (!mm || !binary(*mm)) continue;
+    std::string x = mm->input(0), w = mm->input(1), b = add.input(1 - k);
+    f.at[last] = Fused{[](const onnx_ops::KernelIO& io) {
+                         const at::Tensor& x = io[0];
+                         const at::Tensor& w = io[1];
+                         const at::Tensor& b = io[2];
+                         if (w.dim() == 2 && b.dim() == 1 && b.size(0) == w.size(1) && x.dim() >= 2 &&
+                             x.size(-1) == w.size(0) && x.is_contiguous()) {
+                           std::vector<int64_t> sizes = x.sizes().vec();
+                           at::Tensor y = at::addmm(b, x.reshape({-1, sizes.back()}), w);
+                           sizes.back() = w.size(1);
+                           io.set(0, y.view(sizes));
+                           return;
+                         }
+                         io.set(0, at::add(at::matmul(x, w), b));
+                       },
+                       {x, w, b}, "MatMul+Add"};
+    f.absorbed[i_mm] = 1;
+    return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 Fusions find_fusions(const onnx::GraphProto& graph) {
@@ -158,7 +189,8 @@ Fusions find_fusions(const onnx::GraphProto& graph) {
   Matcher m(graph);
   for (int i = 0; i < graph.node_size(); ++i) {
     if (match_gelu(m, graph, i, f)) continue;
-    match_layer_norm(m, graph, i, f);
+    if (match_layer_norm(m, graph, i, f)) continue;
+    match_linear(m, graph, i, f);
   }
   return f;
 }

@@ -412,6 +412,12 @@ graph_case("fused_layer_norm_decomposition", [
     helper.make_node("Div", ["sub", "sd"], ["n"]), helper.make_node("Mul", ["n", "in1"], ["nw"]),
     helper.make_node("Add", ["nw", "in2"], ["out0"])], [rnd(2, 3, 8), rnd(8), rnd(8)],
     lambda x, w, b: ln_ref(x, w, b, 2, 1e-5), steps=1)
+graph_case("fused_matmul_add_bias", [
+    helper.make_node("MatMul", ["in0", "in1"], ["mm"]), helper.make_node("Add", ["in2", "mm"], ["out0"])],
+    [rnd(2, 3, 4), rnd(4, 5), rnd(5)], lambda x, w, b: x @ w + b, steps=1)
+graph_case("fused_matmul_add_broadcast_fallback", [
+    helper.make_node("MatMul", ["in0", "in1"], ["mm"]), helper.make_node("Add", ["mm", "in2"], ["out0"])],
+    [rnd(2, 3, 4), rnd(2, 4, 5), rnd(3, 1)], lambda x, w, b: x @ w + b, steps=1)
 # The same graph with the centred value also used elsewhere: not fused, still right.
 graph_case("layer_norm_decomposition_shared_sub", [
     const("c_two", 2.0), const("c_eps", 1e-5),
