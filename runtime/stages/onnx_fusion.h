@@ -1,7 +1,8 @@
 // Load-time fusion of the decompositions torch's exporter writes for ops ATen
 // has as one kernel: GELU (Div by sqrt 2, Erf, Add 1, Mul, Mul 0.5 -> at::gelu)
-// and LayerNorm before opset 17 (ReduceMean, Sub, Pow 2, ReduceMean, Add eps,
-// Sqrt, Div, Mul, Add -> at::layer_norm). Same function up to float rounding
+// LayerNorm before opset 17 (ReduceMean, Sub, Pow 2, ReduceMean, Add eps,
+// Sqrt, Div, Mul, Add -> at::layer_norm) and Linear on 3-D inputs (MatMul,
+// Add bias -> at::addmm). Same function up to float rounding
 // (and the same arithmetic as PyTorch's own modules); fewer, vectorised
 // kernels and a smaller autograd graph. Internal to runtime/stages/.
 #pragma once
@@ -19,7 +20,7 @@ namespace ppc::runtime::onnx_fusion {
 struct Fused {
   onnx_ops::Kernel kernel;
   std::vector<std::string> inputs;  ///< value names the fused kernel reads
-  const char* what;                 ///< "Gelu", "LayerNormalization"
+  const char* what;                 ///< "Gelu", "LayerNormalization", "MatMul+Add"
 };
 
 struct Fusions {
