@@ -12,7 +12,7 @@
 #     wte.weight / transposed onnx::MatMul_289 pair spans stages 0 and 2; its
 #     2- and 4-stage splits are automatic with detect_folded): every
 #     parameter and buffer equals PyTorch's training (<= 1e-5), and so does
-#     each step's loss;
+#     each step's loss; tinygpt also with ZB-H1 (split backward);
 #   - the saved stages (--save) pass the ONNX checker, tied copies are equal
 #     (transposed where the manifest says so), and the saved pipeline runs
 #     the trained model.
@@ -126,6 +126,8 @@ done
 
 if [ -n "$TRAIN" ]; then
   train 2 gpipe sgd
+  # Zero bubble: the backward split into input- and weight-gradient passes.
+  [ "$SAMPLE" = tinygpt ] && train 3 zb-h1 adam
   train 3 1f1b adam
 
   step "$SAMPLE: the saved ONNX stages: checker, tied copies"
