@@ -196,6 +196,9 @@ void Engine::run() {
     }
     if (collect_) report_step(step_, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
+  for (auto& w : pending_sends_) w->wait();  // the last step's statistics
+  pending_sends_.clear();
+  send_keepalive_.clear();
   if (t_.rank() == 0 && !o_.quiet && o_.train)
     log_ << "rank 0 held at most " << peak_in_flight_ << " of " << o_.chunks
          << " micro-batches of activations (schedule " << o_.schedule << ")" << std::endl;

@@ -31,10 +31,11 @@ void Engine::record(const std::string& name, const std::string& category, int st
   events_.push_back(std::move(e));
 }
 
-// One all-reduce per step gathers on every rank: the loss, each rank's busy
-// time and first/last action times, and each stage's F/B/I/W time. Rank 0
-// logs the step with the measured bubble next to the one the simulator
-// predicts from the same measured stage times.
+// Every rank sends rank 0 its part of the step's statistics: the loss, its
+// busy time and first/last action times, and its stages' F/B/I/W time. Rank 0
+// sums them and logs the step with the measured bubble next to the one the
+// simulator predicts from the same measured stage times. Point-to-point, not
+// a collective: if a rank dies here, the error names it.
 void Engine::report_step(int64_t step, double secs) {
   const int P = t_.world_size(), S = num_stages_;
   std::vector<double> v(1 + 3 * P + 4 * S, 0.0);
@@ -43,12 +44,20 @@ void Engine::report_step(int64_t step, double secs) {
   v[1 + P + t_.rank()] = first_start_;
   v[1 + 2 * P + t_.rank()] = last_end_;
   for (int k = 0; k < 4 * S; ++k) v[1 + 3 * P + k] = stage_cost_[k];
-  std::vector<at::Tensor> ts{at::tensor(v, at::kDouble)};
-  std::vector<int> all(P);
-  for (int r = 0; r < P; ++r) all[r] = r;
-  t_.all_reduce_sum(ts, all);
-  if (t_.rank() != 0) return;
-  const double* g = ts[0].data_ptr<double>();
+  at::Tensor mine = at::tensor(v, at::kDouble);
+  if (t_.rank() != 0) {
+    // Waited on at the end of the next step, with the other sends.
+    pending_sends_.push_back(t_.isend(mine, 0, wire::Tags::kStats));
+    send_keepalive_.push_back(mine);
+    return;
+  }
+  at::Tensor sum = mine.clone();
+  for (int r = 1; r < P; ++r) {
+    at::Tensor theirs = at::empty_like(mine);
+    t_.irecv(theirs, r, wire::Tags::kStats)->wait();
+    sum += theirs;
+  }
+  const double* g = sum.data_ptr<double>();
   double busy = 0, start = g[1 + P], end = 0;
   for (int r = 0; r < P; ++r) {
     busy += g[1 + r];

@@ -40,6 +40,8 @@ class Tags {
   static constexpr uint32_t kSaveParam = kControlBase + 3;
   /// Trace events gathered on rank 0.
   static constexpr uint32_t kTrace = kControlBase + 4;
+  /// Per-step statistics sent to rank 0.
+  static constexpr uint32_t kStats = kControlBase + 5;
 
  private:
   int64_t stages_, microbatches_, slots_;
