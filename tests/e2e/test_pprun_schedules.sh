@@ -110,4 +110,10 @@ grep -q "^rank 3 |" "$W/sim.txt" || fail "no timeline"
 "$PY" -c 'import sys, xml.etree.ElementTree as ET; ET.parse(sys.argv[1])' "$W/sim.svg" || fail "simulated SVG"
 "$PPRUN" --manifest "$W/two" --simulate --schedule-file "$W/custom.csv" --world-size 2 >/dev/null ||
   fail "simulate a schedule file"
+step "runtime defaults from the manifest (the split spec's \"defaults\": 1f1b, 4 chunks), overridable"
+"$PPC" split "$ROOT/samples/tinygpt/tinygpt.onnx" --splits "$ROOT/samples/tinygpt/spec_explicit.json" -o "$W/defaults" \
+  >/dev/null 2>&1
+"$PPRUN" --manifest "$W/defaults" --print-schedule --train >"$W/defaults.txt"
+grep -q "0F3" "$W/defaults.txt" && ! grep -q "0F4" "$W/defaults.txt" || fail "manifest chunks not used: $(cat "$W/defaults.txt")"
+"$PPRUN" --manifest "$W/defaults" --print-schedule --train --chunks 2 | grep -q "0F2" && fail "--chunks 2 not used"
 step "all schedule checks passed"

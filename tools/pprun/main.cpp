@@ -94,7 +94,7 @@ std::vector<std::string> child_args(int argc, char** argv) {
 // back, so every reuse page-faults its memory in again: on a VM that made a
 // training step with 8 micro-batches 4x slower than with one. Keep freed
 // memory in the process, as PyTorch's caching allocators do.
-void keep_freed_memory() {
+static void keep_freed_memory() {
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
@@ -188,6 +188,9 @@ int main(int argc, char** argv) {
       throw Error("--backend nccl: this pprun is built against a CPU-only LibTorch; build it against a CUDA "
                   "LibTorch to run over NCCL (runtime/transport/ holds the only c10d code)");
     LoadedManifest lm = load_and_verify(manifest_dir);
+    // Runtime defaults recorded by ppc (the split spec's "defaults"), unless given here.
+    if (!app.count("--schedule") && lm.manifest.default_schedule) o.schedule = *lm.manifest.default_schedule;
+    if (!app.count("--chunks") && lm.manifest.default_chunks) o.chunks = *lm.manifest.default_chunks;
     if (!o.schedule_file.empty()) {
       int in_file = microbatches_in_schedule_file(o.schedule_file);
       if (app.count("--chunks") && o.chunks != in_file)
