@@ -24,3 +24,29 @@ if [ ! -x "$PPC" ]; then
 fi
 mkdir -p "$OUT_TMP"
 OUT_TMP=$(cd "$OUT_TMP" && pwd)
+
+# Helpers shared by the pprun scripts.
+step() { echo "== [${SECONDS}s] $*"; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# compare A.pt B.pt WHAT: same keys, shapes and dtypes, every tensor within 1e-5.
+compare() {
+  local log="$OUT_TMP/compare.$$.log"
+  "$PY" "$ROOT/tests/e2e/compare_pt.py" "$1" "$2" --atol 1e-5 >"$log" || { cat "$log" >&2; fail "$3"; }
+  echo "   $3: $(tail -1 "$log")"
+}
+# compare_losses LOG JSON WHAT: the losses rank 0 logged ("step i/N  loss X")
+# against the reference's JSON list, to 1e-5 relative.
+compare_losses() {
+  "$PY" - "$1" "$2" "$3" <<'PYEOF'
+import json, re, sys
+log, ref, what = sys.argv[1:]
+got = [float(m.group(1)) for m in re.finditer(r"step \d+/\d+  loss ([0-9.eE+-]+)", open(log).read())]
+want = json.load(open(ref))
+if len(got) != len(want):
+    sys.exit(f"FAIL: {what}: {len(got)} logged losses, reference has {len(want)}")
+worst = max(abs(g - w) / max(1.0, abs(w)) for g, w in zip(got, want))
+if worst > 1e-5:
+    sys.exit(f"FAIL: {what}: losses {got} vs reference {want}")
+print(f"   {what}: losses match (max rel diff {worst:.2e})")
+PYEOF
+}

@@ -28,7 +28,6 @@ source "$(dirname "$0")/lib.sh" "$1" "$2"
 PPRUN="$(dirname "$PPC")/pprun"
 E2E="$ROOT/tests/e2e"
 SECONDS=0
-step() { echo "== [${SECONDS}s] $*"; }
 
 case $SAMPLE in
   mlp | skip) MODEL=$ROOT/samples/$SAMPLE/${SAMPLE}_traced.pt LOSS=mse ACC= ;;
@@ -42,26 +41,6 @@ W=$OUT_TMP/$SAMPLE
 rm -rf "$W"
 mkdir -p "$W"
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-compare() {  # compare A B WHAT
-  "$PY" "$E2E/compare_pt.py" "$1" "$2" --atol 1e-5 >"$W/cmp.log" || { cat "$W/cmp.log" >&2; fail "$3"; }
-  echo "   $3: $(tail -1 "$W/cmp.log")"
-}
-# Losses logged by rank 0 ("step i/N  loss X") against the reference's JSON list.
-compare_losses() {  # LOG JSON WHAT
-  "$PY" - "$1" "$2" "$3" <<'EOF'
-import json, re, sys
-log, ref, what = sys.argv[1:]
-got = [float(m.group(1)) for m in re.finditer(r"step \d+/\d+  loss ([0-9.eE+-]+)", open(log).read())]
-want = json.load(open(ref))
-if len(got) != len(want):
-    sys.exit(f"FAIL: {what}: {len(got)} logged losses, reference has {len(want)}")
-worst = max(abs(g - w) / max(1.0, abs(w)) for g, w in zip(got, want))
-if worst > 1e-5:
-    sys.exit(f"FAIL: {what}: losses {got} vs reference {want}")
-print(f"   {what}: losses match (max rel diff {worst:.2e})")
-EOF
-}
 
 step "$SAMPLE: batches and PyTorch references ($MODEL)"
 "$PY" "$E2E/make_batches.py" "$SAMPLE" "$W/batches" --batches 3 --batch-size 8 --seed 7 --loss $LOSS

@@ -16,8 +16,6 @@ PPRUN="$(dirname "$PPC")/pprun"
 W=$OUT_TMP
 rm -rf "${W:?}"/*
 SECONDS=0
-step() { echo "== [${SECONDS}s] $*"; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
 
 "$PPC" split "$ROOT/samples/mlp/mlp_traced.pt" --splits "$ROOT/samples/mlp/spec.json" -o "$W/mlp" >/dev/null 2>&1
 "$PY" "$ROOT/tests/e2e/make_batches.py" mlp "$W/batches" --batches 2 --batch-size 8 --seed 1 >/dev/null

@@ -16,8 +16,6 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh" "$@"
 PPRUN="$(dirname "$PPC")/pprun"
 SECONDS=0
-step() { echo "== [${SECONDS}s] $*"; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
 W=$OUT_TMP
 rm -rf "$W/models"
 

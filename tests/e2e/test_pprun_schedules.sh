@@ -22,12 +22,6 @@ E2E="$ROOT/tests/e2e"
 W=$OUT_TMP
 rm -rf "${W:?}"/*
 SECONDS=0
-step() { echo "== [${SECONDS}s] $*"; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
-compare() {
-  "$PY" "$E2E/compare_pt.py" "$1" "$2" --atol 1e-5 >"$W/cmp.log" || { cat "$W/cmp.log" >&2; fail "$3"; }
-  echo "   $3: $(tail -1 "$W/cmp.log")"
-}
 
 MODEL=$ROOT/samples/mlp/mlp_traced.pt
 "$PPC" split "$MODEL" --stages 2 -o "$W/two" >/dev/null 2>&1

@@ -15,7 +15,6 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh" "$@"
 SECONDS=0
 
-step() { echo "== [${SECONDS}s] $*"; }
 
 # split_and_check MODEL SPEC OUT EXPECTED_STAGES
 split_and_check() {

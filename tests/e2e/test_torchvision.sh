@@ -11,7 +11,6 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh" "$@"
 SECONDS=0
 
-step() { echo "== [${SECONDS}s] $*"; }
 
 step "export torchvision models"
 "$PY" "$ROOT/samples/export_torchvision.py" "$OUT_TMP/models"
