@@ -132,6 +132,9 @@ check_bad "no entry for model input 'x'" --manifest "$W/mlp" --nproc 3 --inputs 
 check_bad "node '/head/Hardmax' (Hardmax, opset 17): unsupported op" --manifest "$W/onnx" --nproc 2 --inputs "$W/batches"
 check_bad "not a file written by torch.save" --manifest "$W/mlp" --nproc 3 --inputs "$W/garbage.pt"
 check_bad "has no shape" --manifest "$W/mlp" --nproc 3 --synthetic --batch-size 4
+mkdir -p "$W/precious" && echo keep >"$W/precious/notes.txt"
+check_bad "not a pprun checkpoint" --manifest "$W/mlp" --nproc 3 --inputs "$W/batches" --train --save "$W/precious"
+[ -f "$W/precious/notes.txt" ] || fail "--save destroyed a directory that was not a checkpoint"
 check_bad "needs --train" --manifest "$W/mlp" --nproc 3 --inputs "$W/batches" --save "$W/x"
 check_bad "unknown schedule\|not in" --manifest "$W/mlp" --nproc 3 --inputs "$W/batches" --schedule zigzag
 check_bad "cannot be split into 16" --manifest "$W/mlp" --nproc 3 --inputs "$W/batches" --chunks 16

@@ -236,6 +236,12 @@ int main(int argc, char** argv) {
     if (!inputs.empty()) o.input_files = input_files(inputs);
 
     // Bad input fails here, once, before any rank starts.
+    if (!o.save_dir.empty()) {
+      std::error_code ec;
+      if (fs::exists(o.save_dir, ec) && !fs::is_empty(o.save_dir, ec) &&
+          !fs::exists(fs::path(o.save_dir) / "pprun_state.json", ec))
+        throw Error(o.save_dir + ": exists and is not a pprun checkpoint; refusing to replace it (--save)");
+    }
     check_stage_format(lm);
     check_data(lm.manifest, o);
     if (nproc > 0) {
