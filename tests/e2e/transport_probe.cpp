@@ -62,8 +62,10 @@ void ring(Transport& t, int steps, int die_at, bool stall = false, bool cascade 
     auto recv = t.irecv(in, prev, static_cast<uint32_t>(step % 2));
     at::Tensor out = at::arange(len, at::kFloat) + 1000.0 * r + step;
     auto send = t.isend(out, next, static_cast<uint32_t>(step % 2));
-    recv->wait();
+    // The send first: towards a rank that died it fails at once, whatever
+    // the receive (from a rank that may be blocked elsewhere) is doing.
     send->wait();
+    recv->wait();
     at::Tensor expect = at::arange(len, at::kFloat) + 1000.0 * prev + step;
     check(at::equal(in, expect), r, "ring step " + std::to_string(step) + ": wrong values");
   }
