@@ -59,6 +59,11 @@ int64_t JsonNode::as_int(const std::string& what) const {
   return value_->get<int64_t>();
 }
 
+double JsonNode::as_number(const std::string& what) const {
+  if (!value_->is_number()) throw error(what + " must be a number, not " + type_name(*value_));
+  return value_->get<double>();
+}
+
 bool JsonNode::as_bool(const std::string& what) const {
   if (!value_->is_boolean()) throw error(what + " must be true or false, not " + type_name(*value_));
   return value_->get<bool>();

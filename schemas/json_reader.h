@@ -39,6 +39,8 @@ class JsonNode {
   std::string as_string(const std::string& what) const;
   int64_t as_int(const std::string& what) const;
   bool as_bool(const std::string& what) const;
+  /// Any JSON number (integer or not) as a double.
+  double as_number(const std::string& what) const;
   /// A string that must be one of `choices`.
   std::string as_enum(const std::string& what, std::initializer_list<const char*> choices) const;
 

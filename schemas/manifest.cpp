@@ -114,6 +114,9 @@ json to_json(const Manifest& m) {
     e["nodes"] = {{"count", s.node_count}, {"cloned", s.cloned_nodes}, {"first", s.first_node}, {"last", s.last_node}};
     e["modules"] = s.modules;
     e["cost"] = {{"flops", s.flops}, {"param_bytes", s.param_bytes}};
+    if (s.model_cost) e["cost"]["model"] = *s.model_cost;
+    if (s.model_compute) e["cost"]["model_compute"] = *s.model_compute;
+    if (s.model_memory) e["cost"]["memory_bytes"] = *s.model_memory;
     st.push_back(e);
   }
   j["stages"] = st;
@@ -150,6 +153,13 @@ json to_json(const Manifest& m) {
   if (m.default_chunks) d["chunks"] = *m.default_chunks;
   j["defaults"] = d;
   j["cost"] = {{"total_flops", m.total_flops}};
+  if (m.cost_model) {
+    const auto& c = *m.cost_model;
+    j["cost"]["model"] = {{"balance", c.balance},         {"unit", c.unit},
+                          {"partition", c.partition},     {"bottleneck", c.bottleneck},
+                          {"imbalance", c.imbalance},     {"lower_bound", c.lower_bound},
+                          {"forward_fraction", c.forward_fraction}};
+  }
   return j;
 }
 
@@ -294,6 +304,9 @@ Manifest parse_manifest(const std::string& text, const std::string& display_name
       JsonNode c = sn.at("cost");
       if (c.has("flops")) s.flops = c.at("flops").as_int("'flops'");
       if (c.has("param_bytes")) s.param_bytes = c.at("param_bytes").as_int("'param_bytes'");
+      if (c.has("model")) s.model_cost = c.at("model").as_number("'model'");
+      if (c.has("model_compute")) s.model_compute = c.at("model_compute").as_number("'model_compute'");
+      if (c.has("memory_bytes")) s.model_memory = c.at("memory_bytes").as_number("'memory_bytes'");
     }
     m.stages.push_back(std::move(s));
   }
@@ -371,6 +384,18 @@ Manifest parse_manifest(const std::string& text, const std::string& display_name
   }
   if (root.has("cost") && root.at("cost").has("total_flops"))
     m.total_flops = root.at("cost").at("total_flops").as_int("'total_flops'");
+  if (root.has("cost") && root.at("cost").has("model")) {
+    JsonNode c = root.at("cost").at("model");
+    Manifest::CostModel cm;
+    cm.balance = c.at("balance").as_string("'balance'");
+    cm.unit = c.at("unit").as_string("'unit'");
+    if (c.has("partition")) cm.partition = c.at("partition").as_string("'partition'");
+    cm.bottleneck = c.at("bottleneck").as_number("'bottleneck'");
+    cm.imbalance = c.at("imbalance").as_number("'imbalance'");
+    if (c.has("lower_bound")) cm.lower_bound = c.at("lower_bound").as_number("'lower_bound'");
+    if (c.has("forward_fraction")) cm.forward_fraction = c.at("forward_fraction").as_number("'forward_fraction'");
+    m.cost_model = cm;
+  }
   return m;
 }
 

@@ -65,6 +65,9 @@ struct Stage {
   std::vector<std::string> modules;  ///< top-level-most module paths touched, in order
   int64_t flops = 0;                 ///< estimated forward FLOPs (symbolic dims = 1)
   int64_t param_bytes = 0;
+  /// Under the cost model (Manifest::cost_model): compute + received
+  /// communication, compute alone (forward + backward), and memory in bytes.
+  std::optional<double> model_cost, model_compute, model_memory;
 };
 
 /// A value produced by one stage and consumed by others: sent directly from
@@ -125,6 +128,15 @@ struct Manifest {
   std::optional<std::string> default_schedule;
   std::optional<int> default_chunks;
   int64_t total_flops = 0;
+  /// The cost model the stage costs above use (see compiler/analysis/cost_model.h).
+  struct CostModel {
+    std::string balance;   ///< time | flops | params | uniform
+    std::string unit;      ///< ms (per sample) | bytes | nodes
+    double forward_fraction = 0;  ///< of compute, the forward's share (for simulation)
+    double bottleneck = 0, imbalance = 0, lower_bound = 0;
+    std::string partition;  ///< "auto" (optimal under the model) | "split_points"
+  };
+  std::optional<CostModel> cost_model;
 };
 
 /// Canonical JSON (2-space indent, fixed key order, trailing newline).

@@ -1,5 +1,7 @@
 #include "schemas/split_spec.h"
 
+#include <cmath>
+
 #include "schemas/error.h"
 #include "schemas/json_reader.h"
 
@@ -64,14 +66,42 @@ SplitSpec parse_split_spec(const JsonDocument& doc) {
   }
   if (root.has("auto")) {
     JsonNode a = root.at("auto");
-    a.expect_object("'auto'", {"stages", "balance"});
+    a.expect_object("'auto'", {"stages", "balance", "cut_at", "module_depth", "flops_per_second",
+                               "link_bytes_per_second", "memory_cap_mib", "micro_batch_size", "optimizer_states"});
     AutoSplit as;
     as.pointer = a.pointer();
     int64_t n = a.at("stages").as_int("'auto.stages'");
     if (n < 1) throw a.at("stages").error("'auto.stages' must be at least 1");
     if (n > 100000) throw a.at("stages").error("'auto.stages' is unreasonably large");
     as.stages = static_cast<int>(n);
-    if (a.has("balance")) as.balance = a.at("balance").as_enum("balance", {"flops", "params", "uniform"});
+    if (a.has("balance")) as.balance = a.at("balance").as_enum("balance", {"time", "flops", "params", "uniform"});
+    if (a.has("cut_at")) as.cut_at = a.at("cut_at").as_enum("cut_at", {"node", "module"});
+    if (a.has("module_depth")) {
+      int64_t d = a.at("module_depth").as_int("'auto.module_depth'");
+      if (d < 1 || d > 64) throw a.at("module_depth").error("'auto.module_depth' must be between 1 and 64");
+      if (as.cut_at != "module") throw a.at("module_depth").error("'auto.module_depth' needs \"cut_at\": \"module\"");
+      as.module_depth = static_cast<int>(d);
+    }
+    auto positive = [&](const char* key, bool zero_ok) -> std::optional<double> {
+      if (!a.has(key)) return std::nullopt;
+      double v = a.at(key).as_number(std::string("'auto.") + key + "'");
+      if (!(v > 0 || (zero_ok && v == 0)) || !std::isfinite(v))
+        throw a.at(key).error(std::string("'auto.") + key + "' must be " + (zero_ok ? "0 or more" : "positive"));
+      return v;
+    };
+    as.flops_per_second = positive("flops_per_second", false);
+    as.link_bytes_per_second = positive("link_bytes_per_second", true);
+    as.memory_cap_mib = positive("memory_cap_mib", false);
+    if (a.has("micro_batch_size")) {
+      int64_t m = a.at("micro_batch_size").as_int("'auto.micro_batch_size'");
+      if (m < 1 || m > 1000000) throw a.at("micro_batch_size").error("'auto.micro_batch_size' must be between 1 and 1000000");
+      as.micro_batch_size = static_cast<int>(m);
+    }
+    if (a.has("optimizer_states")) {
+      int64_t m = a.at("optimizer_states").as_int("'auto.optimizer_states'");
+      if (m < 0 || m > 8) throw a.at("optimizer_states").error("'auto.optimizer_states' must be between 0 and 8");
+      as.optimizer_states = static_cast<int>(m);
+    }
     s.auto_split = as;
   }
   if (root.has("ties")) {

@@ -21,7 +21,17 @@ struct SplitPoint {
 /// Automatic partitioning into `stages` pieces balanced by a cost.
 struct AutoSplit {
   int stages = 0;
-  std::string balance = "flops";  ///< flops | params | uniform
+  std::string balance = "flops";  ///< time | flops | params | uniform
+  /// Where cuts may go: "node" (between any two nodes) or "module" (only
+  /// between instances of modules at `module_depth` dotted components).
+  std::string cut_at = "node";
+  int module_depth = 1;
+  /// Cost model (see compiler/analysis/cost_model.h); absent = its default.
+  std::optional<double> flops_per_second;
+  std::optional<double> link_bytes_per_second;  ///< 0: communication is free
+  std::optional<double> memory_cap_mib;         ///< per stage
+  std::optional<int> micro_batch_size;
+  std::optional<int> optimizer_states;
   std::string pointer;
 };
 

@@ -86,25 +86,56 @@ std::vector<int> min_max_partition(const std::vector<double>& costs, int parts) 
   return starts;
 }
 
+AutoPartition auto_partition(const ir::Graph& g, const std::vector<bool>& const_like, int stages,
+                             const CostModelOptions& options) {
+  AutoPartition r;
+  r.model = build_cost_model(g, const_like, options, stages);
+  const auto& items = r.model.items;
+  const int n = static_cast<int>(items.size());
+  if (stages > n)
+    throw Error("'auto.stages' is " + std::to_string(stages) + " but the graph has only " + std::to_string(n) +
+                " nodes to place (constants aside)");
+  if (!r.model.problem.allowed.empty()) {
+    int places = 0;
+    for (int b = 1; b < n; ++b) places += r.model.problem.allowed[b] ? 1 : 0;
+    if (places < stages - 1)
+      throw Error("'auto.stages' is " + std::to_string(stages) + " but " +
+                  (options.cut_at == "module" ? "cuts at module depth " + std::to_string(options.module_depth)
+                                              : std::string("cuts between nodes")) +
+                  (options.typed_cuts_only ? " where every crossing value has a known shape" : "") + " allow only " +
+                  std::to_string(places + 1) + " stages");
+  }
+  ChainPartition cp = min_bottleneck_partition(r.model.problem, stages);
+  if (!cp.feasible) {
+    // Only the memory cap can make it infeasible here: say how far off it is.
+    ChainProblem uncapped = r.model.problem;
+    uncapped.memory_cap = 0;
+    ChainPartition best = min_bottleneck_partition(uncapped, stages);
+    Evaluation e = evaluate(r.model, best.starts);
+    double worst = 0;
+    for (double x : e.stage_memory) worst = std::max(worst, x);
+    throw Error("no split into " + std::to_string(stages) + " stages fits 'auto.memory_cap_mib' " +
+                std::to_string(static_cast<int64_t>(options.memory_cap_bytes / (1 << 20))) +
+                " MiB (the fastest split needs " + std::to_string(static_cast<int64_t>(worst / (1 << 20) + 1)) +
+                " MiB in its largest stage)");
+  }
+  r.starts = cp.starts;
+  r.eval = evaluate(r.model, r.starts);
+  for (int start : r.starts) {
+    Cut c;
+    c.position = items[start];
+    c.label = "auto cut before node '" + g.nodes[items[start]].name + "'";
+    r.cuts.push_back(c);
+  }
+  return r;
+}
+
 std::vector<Cut> auto_cuts(const ir::Graph& g, const std::vector<bool>& const_like, int stages,
                            const std::string& balance) {
-  std::vector<ir::NodeId> placeable;
-  for (size_t i = 0; i < g.nodes.size(); ++i)
-    if (!const_like[i]) placeable.push_back(static_cast<ir::NodeId>(i));
-  if (stages > static_cast<int>(placeable.size()))
-    throw Error("'auto.stages' is " + std::to_string(stages) + " but the graph has only " +
-                std::to_string(placeable.size()) + " nodes to place (constants aside)");
-  auto all = node_costs(g, const_like, balance);
-  std::vector<double> costs;
-  for (ir::NodeId n : placeable) costs.push_back(all[n]);
-  std::vector<Cut> cuts;
-  for (int start : min_max_partition(costs, stages)) {
-    Cut c;
-    c.position = placeable[start];
-    c.label = "auto cut before node '" + g.nodes[placeable[start]].name + "'";
-    cuts.push_back(c);
-  }
-  return cuts;
+  CostModelOptions o;
+  o.balance = balance;
+  o.link_bytes_per_second = 0;
+  return auto_partition(g, const_like, stages, o).cuts;
 }
 
 }  // namespace ppc::analysis

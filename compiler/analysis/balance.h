@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "compiler/analysis/cost_model.h"
 #include "compiler/analysis/split_points.h"
 #include "compiler/ir/graph.h"
 
@@ -20,8 +21,22 @@ std::vector<double> node_costs(const ir::Graph& g, const std::vector<bool>& cons
 /// Requires 1 <= parts <= costs.size().
 std::vector<int> min_max_partition(const std::vector<double>& costs, int parts);
 
-/// Cuts for `stages` stages. Throws ppc::Error when the graph has fewer
-/// placeable nodes than stages.
+/// The result of an automatic partition, with what the summary and the
+/// manifest report.
+struct AutoPartition {
+  std::vector<Cut> cuts;
+  std::vector<int> starts;  ///< first item (CostModel::items position) of stages 1..N-1
+  CostModel model;
+  Evaluation eval;
+};
+
+/// The exact min-bottleneck partition under the cost model (see
+/// chain_partition.h). Throws ppc::Error when the graph has fewer placeable
+/// nodes (or allowed cuts) than stages need, or no partition fits the memory cap.
+AutoPartition auto_partition(const ir::Graph& g, const std::vector<bool>& const_like, int stages,
+                             const CostModelOptions& options);
+
+/// Cuts of auto_partition() balancing `balance` alone (communication free).
 std::vector<Cut> auto_cuts(const ir::Graph& g, const std::vector<bool>& const_like, int stages,
                            const std::string& balance);
 

@@ -1,6 +1,11 @@
 #include "compiler/driver/driver.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <fstream>
 #include <random>
 #include <regex>
@@ -8,6 +13,7 @@
 
 #include "compiler/analysis/balance.h"
 #include "compiler/analysis/constants.h"
+#include "compiler/analysis/cost_model.h"
 #include "compiler/analysis/partition.h"
 #include "compiler/analysis/split_points.h"
 #include "compiler/driver/inspect.h"
@@ -56,6 +62,93 @@ std::string human_flops(double f) {
   else if (f >= 1e3) os << f / 1e3 << " kFLOP";
   else os << f << " FLOP";
   return os.str();
+}
+
+std::string fixed(double x, int digits) {
+  std::ostringstream os;
+  os.setf(std::ios::fixed);
+  os.precision(digits);
+  os << x;
+  return os.str();
+}
+
+// Six significant digits: manifests stay byte-identical across compilers.
+double sig6(double x) {
+  if (x == 0 || !std::isfinite(x)) return 0;
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.6g", x);
+  return std::strtod(buf, nullptr);
+}
+
+analysis::CostModelOptions cost_options(const spec::SplitSpec& spec, const analysis::MeasuredCosts* measured) {
+  analysis::CostModelOptions o;
+  if (spec.defaults.schedule) o.schedule = *spec.defaults.schedule;
+  if (spec.defaults.chunks) o.chunks = *spec.defaults.chunks;
+  o.measured = measured;
+  if (spec.auto_split) {
+    const auto& a = *spec.auto_split;
+    o.balance = a.balance;
+    o.cut_at = a.cut_at;
+    o.module_depth = a.module_depth;
+    if (a.flops_per_second) o.flops_per_second = *a.flops_per_second;
+    if (a.link_bytes_per_second) o.link_bytes_per_second = *a.link_bytes_per_second;
+    if (a.memory_cap_mib) o.memory_cap_bytes = *a.memory_cap_mib * (1 << 20);
+    if (a.micro_batch_size) o.micro_batch_size = *a.micro_batch_size;
+    if (a.optimizer_states) o.optimizer_states = *a.optimizer_states;
+  } else if (measured) {
+    o.balance = "time";
+  }
+  return o;
+}
+
+void record_costs(manifest::Manifest& m, const analysis::AutoPartition& ap, bool is_auto, double forward_fraction) {
+  const auto& e = ap.eval;
+  for (size_t k = 0; k < m.stages.size() && k < e.stage_costs.size(); ++k) {
+    m.stages[k].model_cost = sig6(e.stage_costs[k]);
+    m.stages[k].model_compute = sig6(e.stage_compute[k]);
+    m.stages[k].model_memory = sig6(e.stage_memory[k]);
+  }
+  manifest::Manifest::CostModel cm;
+  cm.balance = ap.model.balance;
+  cm.unit = ap.model.unit;
+  cm.partition = is_auto ? "auto" : "split_points";
+  cm.bottleneck = sig6(e.bottleneck);
+  cm.imbalance = sig6(e.imbalance);
+  cm.lower_bound = sig6(analysis::lower_bound(ap.model, static_cast<int>(e.stage_costs.size())));
+  cm.forward_fraction = sig6(forward_fraction);
+  m.cost_model = cm;
+}
+
+std::string balance_report(const ir::Graph& g, const analysis::AutoPartition& ap, int stages) {
+  nlohmann::ordered_json j;
+  j["balance"] = ap.model.balance;
+  j["unit"] = ap.model.unit;
+  j["stages"] = stages;
+  j["nodes"] = ap.model.items.size();
+  j["lower_bound"] = analysis::lower_bound(ap.model, stages);
+  j["strategies"] = nlohmann::ordered_json::array();
+  auto add = [&](const std::string& name, const std::vector<int>& starts) {
+    nlohmann::ordered_json s;
+    s["name"] = name;
+    if (static_cast<int>(starts.size()) != stages - 1) {
+      s["error"] = "no such split with the allowed cuts";
+      j["strategies"].push_back(s);
+      return;
+    }
+    analysis::Evaluation e = analysis::evaluate(ap.model, starts);
+    s["cuts"] = nlohmann::ordered_json::array();
+    for (int b : starts) s["cuts"].push_back(g.nodes[ap.model.items[b]].name);
+    s["stage_costs"] = e.stage_costs;
+    s["stage_compute"] = e.stage_compute;
+    s["stage_memory"] = e.stage_memory;
+    s["bottleneck"] = e.bottleneck;
+    s["imbalance"] = e.imbalance;
+    j["strategies"].push_back(s);
+  };
+  add("auto", ap.starts);
+  add("equal_params", analysis::equal_params_starts(ap.model, stages));
+  add("uniform_layers", analysis::uniform_layers_starts(ap.model, stages));
+  return j.dump(2) + "\n";
 }
 
 // Only replace an existing out/ that looks like one ppc wrote.
@@ -154,12 +247,28 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
   if (opts.stages > 0) {
     if (!spec.split_points.empty())
       throw Error("--stages conflicts with the split points of " + opts.spec_path + "; give one or the other");
-    spec::AutoSplit a;
+    spec::AutoSplit a = spec.auto_split ? *spec.auto_split : spec::AutoSplit{};
     a.stages = opts.stages;
-    if (spec.auto_split) a.balance = spec.auto_split->balance;
     spec.auto_split = a;
   }
   if (opts.spec_path.empty() && opts.stages <= 0) throw Error("give a split spec (--splits FILE) or --stages N");
+  if (!opts.balance.empty()) {
+    if (!spec.auto_split) throw Error("--balance needs an automatic split (--stages N or an 'auto' spec)");
+    spec.auto_split->balance = opts.balance;
+  }
+  if (opts.emit == "balance" && !spec.auto_split)
+    throw Error("--emit balance needs an automatic split (--stages N or an 'auto' spec)");
+  // Measured costs are read before the model, for the same reason.
+  std::optional<analysis::MeasuredCosts> measured;
+  if (!opts.costs_path.empty()) measured = analysis::load_measured_costs(opts.costs_path);
+  analysis::CostModelOptions cost_opts = cost_options(spec, measured ? &*measured : nullptr);
+  if (spec.auto_split && spec.auto_split->balance == "time" && !measured)
+  {
+    std::string msg = "balance 'time' needs measured costs: give --costs PROFILE.json (written by pprun --profile)";
+    if (doc && !spec.auto_split->pointer.empty() && opts.balance.empty())
+      throw Error(doc->where(spec.auto_split->pointer + "/balance", msg));
+    throw Error(msg);
+  }
 
   auto src = load_model(opts.model_path, &notes);
   apply_declared_inputs(src->mutable_graph(), spec, doc.get());
@@ -170,17 +279,34 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
     return;
   }
 
+  if (measured && !measured->source_sha256.empty() && measured->source_sha256 != sha256_file_hex(opts.model_path))
+    throw Error(measured->file + ": measured on a different model (source sha256 " + measured->source_sha256.substr(0, 12) +
+                "...), not " + opts.model_path);
   auto const_like = analysis::constant_like_nodes(g);
+  cost_opts.typed_cuts_only = src->artifact_extension() == ".onnx";
   std::vector<analysis::Cut> cuts;
+  analysis::AutoPartition ap;
   if (spec.auto_split) {
     try {
-      cuts = analysis::auto_cuts(g, const_like, spec.auto_split->stages, spec.auto_split->balance);
+      ap = analysis::auto_partition(g, const_like, spec.auto_split->stages, cost_opts);
     } catch (const Error& e) {
       if (doc && !spec.auto_split->pointer.empty()) throw Error(doc->where(spec.auto_split->pointer + "/stages", e.what()));
       throw;
     }
+    cuts = ap.cuts;
   } else {
     cuts = analysis::resolve_split_points(g, const_like, spec, doc.get());
+    ap.model = analysis::build_cost_model(g, const_like, cost_opts, static_cast<int>(cuts.size()) + 1);
+    for (const auto& c : cuts) {
+      const auto& items = ap.model.items;
+      ap.starts.push_back(static_cast<int>(std::lower_bound(items.begin(), items.end(), c.position) - items.begin()));
+    }
+    ap.eval = analysis::evaluate(ap.model, ap.starts);
+  }
+  if (opts.emit == "balance") {
+    for (const auto& n : notes) err << "note: " << n << "\n";
+    out << balance_report(g, ap, spec.auto_split->stages);
+    return;
   }
 
   analysis::TieOptions tie_opts;
@@ -206,6 +332,7 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
   m.source.file = fs::path(opts.model_path).filename().string();
   m.source.sha256 = sha256_file_hex(opts.model_path);
   for (auto& s : m.stages) s.artifact = "stage" + std::to_string(s.index) + src->artifact_extension();
+  record_costs(m, ap, spec.auto_split.has_value(), measured ? measured->forward_fraction : 1.0 / 3.0);
 
   for (const auto& t : m.ties) {
     std::string line = "tie '" + t.name + "' (" + t.policy + ", owner stage " + std::to_string(t.owner) + ", " + t.detected_by + "):";
@@ -252,8 +379,11 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
 
   for (const auto& n : notes) err << "note: " << n << "\n";
   out << "split " << m.source.file << " into " << m.stages.size() << " stages -> " << opts.out_dir << "/\n";
-  int64_t max_flops = 0;
-  for (const auto& s : m.stages) max_flops = std::max(max_flops, s.flops);
+  const auto& cm = *m.cost_model;
+  out << "  cost model: " << cm.balance << " (" << (cm.unit == "ms" ? "ms per sample, compute + communication received" : cm.unit)
+      << "), " << (cm.partition == "auto" ? "optimal split" : "spec's split points") << "\n";
+  double total_cost = 0;
+  for (const auto& s : m.stages) total_cost += s.model_cost.value_or(0);
   for (const auto& s : m.stages) {
     // Bytes sent per sample: outputs to other stages, batch dim excluded.
     int64_t act_out = 0;
@@ -273,24 +403,21 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
       }
       act_out += n * ir::dtype_size(*dt);
     }
-    out << "  stage " << s.index << "  " << s.artifact << "  nodes " << s.node_count << "  cost "
-        << human_flops(static_cast<double>(s.flops)) << " ("
-        << (m.total_flops > 0 ? static_cast<int>(100.0 * s.flops / m.total_flops + 0.5) : 0) << "%)  params "
-        << s.params.size() << " (" << human_bytes(s.param_bytes) << ")  in " << s.inputs.size() << "  out " << s.outputs.size();
+    double c = s.model_cost.value_or(0);
+    out << "  stage " << s.index << "  " << s.artifact << "  nodes " << s.node_count << "  cost " << fixed(c, cm.unit == "ms" ? 4 : 0)
+        << " " << cm.unit << " (" << (total_cost > 0 ? static_cast<int>(100.0 * c / total_cost + 0.5) : 0) << "%)  "
+        << human_flops(static_cast<double>(s.flops)) << "  params " << s.params.size() << " (" << human_bytes(s.param_bytes)
+        << ")  memory " << human_bytes(static_cast<int64_t>(s.model_memory.value_or(0))) << "  in " << s.inputs.size()
+        << "  out " << s.outputs.size();
     if (!act_known && act_out == 0)
       out << " (bytes sent unknown: shapes unknown)";
     else if (act_out > 0 || !act_known)
       out << " (" << (act_known ? "" : ">= ") << human_bytes(act_out) << "/sample sent)";
     out << "\n";
   }
-  if (m.total_flops > 0)
-    out << "  imbalance (max/mean cost) " << [&] {
-      std::ostringstream os;
-      os.setf(std::ios::fixed);
-      os.precision(2);
-      os << static_cast<double>(max_flops) * m.stages.size() / m.total_flops;
-      return os.str();
-    }() << ", " << m.edges.size() << " cross-stage edges, " << m.ties.size() << " tie groups\n";
+  out << "  imbalance (max/mean cost) " << fixed(cm.imbalance, 3) << ", bottleneck " << fixed(cm.bottleneck, 4) << " "
+      << cm.unit << " (lower bound " << fixed(cm.lower_bound, 4) << "), " << m.edges.size() << " cross-stage edges, "
+      << m.ties.size() << " tie groups\n";
 }
 
 void inspect(const InspectOptions& opts, std::ostream& out) {

@@ -12,9 +12,15 @@ struct SplitOptions {
   std::string spec_path;   ///< empty when `stages` > 0 is given instead
   int stages = 0;          ///< `--stages N`: automatic split without a spec file
   std::string out_dir;
+  /// `--costs FILE`: measured stage times (pprun --profile) for balance "time".
+  std::string costs_path;
+  /// `--balance B`: overrides the spec's auto.balance (with --stages or an auto spec).
+  std::string balance;
   /// Stop after a phase and print it instead of writing out/:
   /// "ir" (the lowered graph), "partition" (stage of every node), "manifest"
-  /// (the manifest JSON, nothing written), or "" to write out/.
+  /// (the manifest JSON, nothing written), "balance" (JSON: the auto split
+  /// and PiPPy-style equal-parameter and uniform-layer splits under the same
+  /// cost model, nothing written), or "" to write out/.
   std::string emit;
 };
 

@@ -17,8 +17,13 @@ int main(int argc, char** argv) {
   s->add_option("--stages", split.stages, "automatic split into N balanced stages (instead of, or overriding, the spec)")
       ->check(CLI::Range(1, 100000));
   s->add_option("-o,--out", split.out_dir, "output directory (written atomically)");
-  s->add_option("--emit", split.emit, "stop after a phase and print it: ir | partition | manifest")
-      ->check(CLI::IsMember({"ir", "partition", "manifest"}));
+  s->add_option("--balance", split.balance, "cost balanced by the automatic split: time | flops | params | uniform")
+      ->check(CLI::IsMember({"time", "flops", "params", "uniform"}));
+  s->add_option("--costs", split.costs_path, "measured stage times (pprun --profile) for balance 'time'");
+  s->add_option("--emit", split.emit,
+                "stop after a phase and print it: ir | partition | manifest | balance (auto vs equal-params and "
+                "uniform-layer splits, JSON)")
+      ->check(CLI::IsMember({"ir", "partition", "manifest", "balance"}));
 
   ppc::driver::InspectOptions insp;
   auto* i = app.add_subcommand("inspect", "describe a split: stages, edges, ties");

@@ -299,9 +299,34 @@ TEST(SplitSpecErrors, AutoStages) {
             "spec.json:3:11: missing required key 'stages'");
   EXPECT_EQ(spec_error("{\n"
                        "  \"version\": 1,\n"
-                       "  \"auto\": {\"stages\": 2, \"balance\": \"time\"}\n"
+                       "  \"auto\": {\"stages\": 2, \"balance\": \"speed\"}\n"
                        "}\n"),
-            "spec.json:3:36: unknown balance 'time' (expected one of: flops, params, uniform)");
+            "spec.json:3:36: unknown balance 'speed' (expected one of: time, flops, params, uniform)");
+  EXPECT_EQ(spec_error("{\"version\": 1, \"auto\": {\"stages\": 2, \"module_depth\": 2}}"),
+            "spec.json:1:54: 'auto.module_depth' needs \"cut_at\": \"module\"");
+  EXPECT_EQ(spec_error("{\"version\": 1, \"auto\": {\"stages\": 2, \"link_bytes_per_second\": -1}}"),
+            "spec.json:1:63: 'auto.link_bytes_per_second' must be 0 or more");
+  EXPECT_EQ(spec_error("{\"version\": 1, \"auto\": {\"stages\": 2, \"memory_cap_mib\": \"big\"}}"),
+            "spec.json:1:56: 'auto.memory_cap_mib' must be a number, not a string");
+}
+
+TEST(SplitSpec, AutoCostModelFields) {
+  auto s = parse(R"({"version": 1, "auto": {"stages": 4, "balance": "time", "cut_at": "module", "module_depth": 2,
+    "flops_per_second": 1e12, "link_bytes_per_second": 0, "memory_cap_mib": 512.5, "micro_batch_size": 8,
+    "optimizer_states": 1}})");
+  ASSERT_TRUE(s.auto_split);
+  const auto& a = *s.auto_split;
+  EXPECT_EQ(a.balance, "time");
+  EXPECT_EQ(a.cut_at, "module");
+  EXPECT_EQ(a.module_depth, 2);
+  EXPECT_EQ(*a.flops_per_second, 1e12);
+  EXPECT_EQ(*a.link_bytes_per_second, 0.0);
+  EXPECT_EQ(*a.memory_cap_mib, 512.5);
+  EXPECT_EQ(*a.micro_batch_size, 8);
+  EXPECT_EQ(*a.optimizer_states, 1);
+  auto d = parse(R"({"version": 1, "auto": {"stages": 2}})");
+  EXPECT_EQ(d.auto_split->cut_at, "node");
+  EXPECT_FALSE(d.auto_split->link_bytes_per_second);
 }
 
 TEST(SplitSpecErrors, WrongTypes) {

@@ -1,0 +1,313 @@
+#include "compiler/analysis/cost_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "schemas/error.h"
+
+namespace ppc::analysis {
+
+MeasuredCosts load_measured_costs(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot open the costs file");
+  MeasuredCosts m;
+  m.file = path;
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": not JSON: " + e.what());
+  }
+  try {
+    if (j.contains("source_sha256")) m.source_sha256 = j.at("source_sha256").get<std::string>();
+    if (j.contains("micro_batch_size")) m.micro_batch_size = j.at("micro_batch_size").get<double>();
+    if (!(m.micro_batch_size > 0)) throw Error(path + ": 'micro_batch_size' must be positive");
+    const auto& st = j.at("stages");
+    if (!st.is_array() || st.empty()) throw Error(path + ": 'stages' must be a non-empty list");
+    double fsum = 0, all = 0;
+    for (size_t s = 0; s < st.size(); ++s) {
+      const auto& c = st[s];
+      MeasuredCosts::Stage x;
+      if (!c.contains("first_node") || !c.contains("last_node"))
+        throw Error(path + ": stage " + std::to_string(s) +
+                    " has no 'first_node'/'last_node' (write the profile with this version of pprun --profile)");
+      x.first_node = c.at("first_node").get<std::string>();
+      x.last_node = c.at("last_node").get<std::string>();
+      double f = c.at("f").get<double>(), b = c.value("b", 0.0), i = c.value("i", 0.0), w = c.value("w", 0.0);
+      x.ms = f + (b > 0 ? b : i + w);
+      if (!(x.ms >= 0) || !std::isfinite(x.ms)) throw Error(path + ": stage " + std::to_string(s) + ": bad time");
+      m.stages.push_back(x);
+      fsum += f;
+      all += x.ms;
+    }
+    if (all > 0) m.forward_fraction = fsum / all;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": malformed costs file: " + e.what());
+  }
+  return m;
+}
+
+namespace {
+
+double value_bytes(const ir::Value& v) {
+  return v.shape.numel(1.0) * std::max(0, ir::dtype_size(v.dtype));
+}
+
+std::string module_prefix(const std::string& path, int depth) {
+  size_t pos = 0;
+  for (int d = 0; d < depth; ++d) {
+    pos = path.find('.', pos);
+    if (pos == std::string::npos) return path;
+    if (d + 1 < depth) ++pos;
+  }
+  return path.substr(0, pos);
+}
+
+}  // namespace
+
+CostModel build_cost_model(const ir::Graph& g, const std::vector<bool>& const_like, const CostModelOptions& o,
+                           int stages) {
+  CostModel m;
+  m.balance = o.balance;
+  std::vector<int> pos(g.nodes.size(), -1);
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (!const_like[i]) {
+      pos[i] = static_cast<int>(m.items.size());
+      m.items.push_back(static_cast<ir::NodeId>(i));
+    }
+  const int n = static_cast<int>(m.items.size());
+  ChainProblem& p = m.problem;
+  p.compute.assign(n, 0.0);
+
+  // Placeable readers of a value; constant-like readers (cloned where
+  // needed) stand for the placeable readers of what they compute.
+  std::function<void(ir::ValueId, std::set<int>&, int)> readers = [&](ir::ValueId v, std::set<int>& out, int depth) {
+    for (ir::NodeId c : g.values[v].consumers) {
+      if (pos[c] >= 0) {
+        out.insert(pos[c]);
+      } else if (depth < 16) {
+        for (ir::ValueId w : g.nodes[c].outputs) readers(w, out, depth + 1);
+      }
+    }
+  };
+
+  // Params: first reader gets the bytes (equal-params baseline, balance "params").
+  m.param_bytes.assign(n, 0.0);
+  for (size_t k = 0; k < g.params.size(); ++k) {
+    std::set<int> r;
+    readers(g.params[k].value, r, 0);
+    if (r.empty()) continue;
+    double bytes = static_cast<double>(g.params[k].bytes);
+    m.param_bytes[*r.begin()] += bytes;
+    ChainProblem::Resident res;
+    res.readers.assign(r.begin(), r.end());
+    res.bytes = g.params[k].is_float ? bytes * (2 + o.optimizer_states) : bytes;
+    p.resident.push_back(std::move(res));
+  }
+
+  // Module units.
+  m.unit_of.assign(n, 0);
+  {
+    std::string prev;
+    int u = -1;
+    for (int i = 0; i < n; ++i) {
+      std::string key = module_prefix(g.nodes[m.items[i]].module, o.module_depth);
+      if (i == 0 || key != prev) ++u;
+      m.unit_of[i] = u;
+      prev = key;
+    }
+  }
+  if (o.cut_at == "module") {
+    p.allowed.assign(n + 1, false);
+    for (int b = 1; b < n; ++b) p.allowed[b] = m.unit_of[b - 1] != m.unit_of[b];
+  }
+
+  if (o.typed_cuts_only) {
+    std::vector<int> blocked(n + 2, 0);  // difference array over boundaries
+    for (int i = 0; i < n; ++i)
+      for (ir::ValueId v : g.nodes[m.items[i]].outputs) {
+        if (g.values[v].shape.rank_known) continue;
+        std::set<int> r;
+        readers(v, r, 0);
+        if (r.empty() || *r.rbegin() <= i) continue;
+        blocked[i + 1] += 1;
+        blocked[*r.rbegin() + 1] -= 1;
+      }
+    if (p.allowed.empty()) p.allowed.assign(n + 1, true);
+    int live = 0;
+    for (int b = 0; b <= n; ++b) {
+      live += blocked[b];
+      if (live > 0) p.allowed[b] = false;
+    }
+  }
+
+  const bool timed = o.balance == "time" || o.balance == "flops";
+  if (o.balance == "uniform") {
+    m.unit = "nodes";
+    std::fill(p.compute.begin(), p.compute.end(), 1.0);
+  } else if (o.balance == "params") {
+    m.unit = "bytes";
+    p.compute = m.param_bytes;
+  } else if (o.balance == "flops") {
+    m.unit = "ms";
+    // Forward + backward (about twice the forward) per sample.
+    for (int i = 0; i < n; ++i) p.compute[i] = 3.0 * std::max(0.0, g.nodes[m.items[i]].flops) / o.flops_per_second * 1e3;
+  } else if (o.balance == "time") {
+    m.unit = "ms";
+    if (!o.measured)
+      throw Error("balance 'time' needs measured costs: give --costs PROFILE.json (written by pprun --profile)");
+    const MeasuredCosts& mc = *o.measured;
+    std::map<std::string, int> by_name;
+    for (int i = 0; i < n; ++i) by_name[g.nodes[m.items[i]].name] = i;
+    int next = 0;
+    for (size_t s = 0; s < mc.stages.size(); ++s) {
+      const auto& st = mc.stages[s];
+      auto a = by_name.find(st.first_node), b = by_name.find(st.last_node);
+      std::string where = mc.file + ": stage " + std::to_string(s);
+      if (a == by_name.end()) throw Error(where + ": node '" + st.first_node + "' is not in this model");
+      if (b == by_name.end()) throw Error(where + ": node '" + st.last_node + "' is not in this model");
+      if (a->second != next || b->second < a->second)
+        throw Error(where + ": covers nodes " + std::to_string(a->second) + ".." + std::to_string(b->second) +
+                    " of this model, expected to start at node " + std::to_string(next) +
+                    " (profile a split of this same model)");
+      // The stage's time goes to its nodes in proportion to their FLOPs.
+      double w = 0.0;
+      for (int i = a->second; i <= b->second; ++i) w += std::max(1.0, g.nodes[m.items[i]].flops);
+      double per_sample = st.ms / mc.micro_batch_size;
+      for (int i = a->second; i <= b->second; ++i)
+        p.compute[i] = per_sample * std::max(1.0, g.nodes[m.items[i]].flops) / w;
+      next = b->second + 1;
+    }
+    if (next != n)
+      throw Error(mc.file + ": the profiled stages cover " + std::to_string(next) + " of this model's " +
+                  std::to_string(n) + " nodes (profile a split of this same model)");
+  } else {
+    throw Error("unknown balance '" + o.balance + "'");
+  }
+
+  if (timed && o.link_bytes_per_second > 0) {
+    for (int i = 0; i < n; ++i) {
+      for (ir::ValueId v : g.nodes[m.items[i]].outputs) {
+        std::set<int> r;
+        readers(v, r, 0);
+        std::vector<int> later;
+        for (int c : r)
+          if (c > i) later.push_back(c);
+        if (later.empty()) continue;
+        const ir::Value& val = g.values[v];
+        // The activation forward, and its gradient backward when it has one.
+        double factor = ir::dtype_is_float(val.dtype) ? 2.0 : 1.0;
+        ChainProblem::Transfer t;
+        t.producer = i;
+        t.consumers = std::move(later);
+        t.cost = factor * value_bytes(val) / o.link_bytes_per_second * 1e3;
+        p.transfers.push_back(std::move(t));
+      }
+    }
+  }
+
+  // Memory: bytes of float activations each node produces, held per
+  // micro-batch until the backward; in-flight micro-batches per stage.
+  p.activation.assign(n, 0.0);
+  for (int i = 0; i < n; ++i)
+    for (ir::ValueId v : g.nodes[m.items[i]].outputs)
+      if (ir::dtype_is_float(g.values[v].dtype)) p.activation[i] += value_bytes(g.values[v]) * o.micro_batch_size;
+  p.inflight.assign(stages, 1.0);
+  for (int k = 0; k < stages; ++k)
+    p.inflight[k] = o.schedule == "gpipe" ? o.chunks : std::min(o.chunks, stages - k);
+  p.memory_cap = o.memory_cap_bytes;
+  return m;
+}
+
+Evaluation evaluate(const CostModel& m, const std::vector<int>& starts) {
+  Evaluation e;
+  const int n = static_cast<int>(m.items.size());
+  const int stages = static_cast<int>(starts.size()) + 1;
+  int prev = 0;
+  double sum = 0.0;
+  for (int k = 0; k < stages; ++k) {
+    int end = k + 1 < stages ? starts[k] : n;
+    double c = stage_cost(m.problem, prev, end), comp = 0.0;
+    for (int i = prev; i < end; ++i) comp += m.problem.compute[i];
+    e.stage_costs.push_back(c);
+    e.stage_compute.push_back(comp);
+    e.stage_memory.push_back(stage_memory(m.problem, k < static_cast<int>(m.problem.inflight.size()) ? k : 0, prev, end));
+    e.bottleneck = std::max(e.bottleneck, c);
+    sum += c;
+    prev = end;
+  }
+  double mean = sum / stages;
+  e.imbalance = mean > 0 ? e.bottleneck / mean : 1.0;
+  return e;
+}
+
+double lower_bound(const CostModel& m, int stages) {
+  double total = 0.0, big = 0.0;
+  for (double c : m.problem.compute) {
+    total += c;
+    big = std::max(big, c);
+  }
+  return std::max(total / stages, big);
+}
+
+namespace {
+bool allowed_at(const CostModel& m, int b) { return m.problem.allowed.empty() || m.problem.allowed[b]; }
+
+// Completes `starts` to stages-1 cuts with the last allowed positions not yet
+// used (so every stage is non-empty); empty when impossible.
+std::vector<int> fill_up(const CostModel& m, std::vector<int> starts, int stages) {
+  const int n = static_cast<int>(m.items.size());
+  for (int b = n - 1; b >= 1 && static_cast<int>(starts.size()) < stages - 1; --b)
+    if (allowed_at(m, b) && std::find(starts.begin(), starts.end(), b) == starts.end()) starts.push_back(b);
+  std::sort(starts.begin(), starts.end());
+  if (static_cast<int>(starts.size()) != stages - 1) return {};
+  return starts;
+}
+}  // namespace
+
+std::vector<int> equal_params_starts(const CostModel& m, int stages) {
+  const int n = static_cast<int>(m.items.size());
+  double total = 0.0;
+  for (double b : m.param_bytes) total += b;
+  const double share = total / stages;
+  std::vector<int> starts;
+  double acc = 0.0;
+  for (int i = 0; i < n && static_cast<int>(starts.size()) < stages - 1; ++i) {
+    acc += m.param_bytes[i];
+    // Close the stage once it holds its share, at the next place a cut is allowed.
+    if (acc >= share && share > 0 && i + 1 < n && allowed_at(m, i + 1)) {
+      starts.push_back(i + 1);
+      acc = 0.0;
+    }
+  }
+  return fill_up(m, starts, stages);
+}
+
+std::vector<int> uniform_layers_starts(const CostModel& m, int stages) {
+  const int n = static_cast<int>(m.items.size());
+  // Units: module instances at module_depth, or single nodes when there are
+  // fewer units than stages.
+  std::vector<int> unit_start;
+  for (int i = 0; i < n; ++i)
+    if (i == 0 || m.unit_of[i] != m.unit_of[i - 1]) unit_start.push_back(i);
+  if (static_cast<int>(unit_start.size()) < stages) {
+    unit_start.clear();
+    for (int i = 0; i < n; ++i) unit_start.push_back(i);
+  }
+  const int u = static_cast<int>(unit_start.size());
+  std::vector<int> starts;
+  for (int k = 1; k < stages; ++k) {
+    int b = unit_start[static_cast<size_t>(static_cast<int64_t>(u) * k / stages)];
+    while (b < n && !allowed_at(m, b)) ++b;
+    if (b >= n || (!starts.empty() && b <= starts.back())) continue;
+    starts.push_back(b);
+  }
+  return fill_up(m, starts, stages);
+}
+
+}  // namespace ppc::analysis
