@@ -68,7 +68,7 @@ std::vector<schedule::StageCost> stage_costs(const manifest::Manifest& manifest,
 
 /// The simulator on `schedule` (lowered) with stage costs; the manifest's edges.
 schedule::SimResult simulate_plan(const manifest::Manifest& manifest, const schedule::Schedule& schedule,
-                                  const std::vector<schedule::StageCost>& costs);
+                                  const std::vector<schedule::StageCost>& costs, double comm = 0);
 
 /// Checks the data against the manifest before any rank starts: loads the
 /// first batch (or makes the first synthetic one) and splits it into

@@ -97,10 +97,21 @@ void Engine::write_profile() {
   j["schedule"] = o_.schedule;
   j["chunks"] = o_.chunks;
   j["steps_measured"] = profile_steps_;
+  // What `ppc split --costs` needs to put the times on the model's nodes.
+  j["source_sha256"] = m_.source.sha256;
+  double samples = 0;
+  for (int64_t n : micro_sizes_) samples += static_cast<double>(n);
+  j["micro_batch_size"] = micro_sizes_.empty() ? 1.0 : samples / static_cast<double>(micro_sizes_.size());
   j["stages"] = nlohmann::ordered_json::array();
   for (int s = 0; s < num_stages_; ++s) {
     auto at = [&](int k) { return profile_steps_ ? profile_sum_[4 * s + k] / profile_steps_ / 1000.0 : 0.0; };
-    j["stages"].push_back({{"stage", s}, {"f", at(0)}, {"b", at(1)}, {"i", at(2)}, {"w", at(3)}});
+    j["stages"].push_back({{"stage", s},
+                           {"f", at(0)},
+                           {"b", at(1)},
+                           {"i", at(2)},
+                           {"w", at(3)},
+                           {"first_node", m_.stages[s].first_node},
+                           {"last_node", m_.stages[s].last_node}});
   }
   std::ofstream(o_.profile_path) << j.dump(2) << "\n";
 }

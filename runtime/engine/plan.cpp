@@ -112,9 +112,10 @@ std::vector<schedule::StageCost> stage_costs(const manifest::Manifest& m, const 
 }
 
 schedule::SimResult simulate_plan(const manifest::Manifest& m, const schedule::Schedule& sched,
-                                  const std::vector<schedule::StageCost>& costs) {
+                                  const std::vector<schedule::StageCost>& costs, double comm) {
   schedule::SimOptions so;
   so.costs = costs;
+  so.comm = comm;
   return schedule::simulate(sched, static_cast<int>(m.stages.size()), stage_graph_of(m), so);
 }
 

@@ -125,6 +125,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "intra-op threads per rank (default: cores / local ranks)");
   app.add_flag("--print-schedule", print_schedule, "print every rank's lowered schedule and exit");
   std::string format = "text", costs_file;
+  double comm_ms = 0;
   bool simulate = false;
   app.add_option("--format", format, "--print-schedule: text (lowered) or csv (compute-only, torch's format)")
       ->check(CLI::IsMember({"text", "csv"}));
@@ -133,6 +134,8 @@ int main(int argc, char** argv) {
   app.add_option("--schedule-file", o.schedule_file, "compute-only CSV schedule (torch.distributed.pipelining's format)");
   app.add_option("--trace", o.trace_path, "write a Chrome trace (Perfetto) of every action on every rank");
   app.add_option("--timeline", o.timeline_path, "write an SVG picture of the last step (or of --simulate)");
+  app.add_option("--comm", comm_ms, "--simulate: time one message takes, in the costs' unit (default 0)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--profile", o.profile_path, "write measured per-stage F/B/I/W ms per micro-batch (for --costs)");
   app.add_option("--schedule", o.schedule, "pipeline schedule")
       ->check(CLI::IsMember(schedule::schedule_names()));
@@ -217,7 +220,7 @@ int main(int argc, char** argv) {
         return 0;
       }
       auto costs = stage_costs(lm.manifest, costs_file);
-      schedule::SimResult sim = simulate_plan(lm.manifest, s, costs);
+      schedule::SimResult sim = simulate_plan(lm.manifest, s, costs, comm_ms);
       std::cout << "simulated " << o.schedule << ": " << ws << " ranks, " << lm.manifest.stages.size() << " stages, "
                 << o.chunks << " micro-batches, costs " << (costs_file.empty() ? "from FLOP estimates" : costs_file)
                 << "\n"

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Automatic partitioning from measured costs, end to end, on every sample
+# (ONNX export), training on synthetic batches with 1F1B, 1 thread per rank:
+#  1. profile: a fine split (up to 8 stages of equal node counts) runs on 2
+#     ranks (looped BFS); `pprun --profile` writes each stage's measured
+#     forward/backward ms;
+#  2. `ppc split --stages N --balance time --costs PROFILE` puts those times
+#     on the nodes and finds the optimal N-stage split;
+#  3. hand vs auto: the hand-written split (samples/<name>/spec.json, 3
+#     stages) and the auto 3-stage split train on 3 ranks, alternating runs;
+#     median step time over all runs (first step of each run excluded);
+#  4. prediction vs measurement: the auto 2-stage split on 2 ranks (one per
+#     core); its predicted step is the manifest's per-stage costs (ms per
+#     sample x micro-batch size) run through `pprun --simulate`.
+#
+# Usage: tools/bench_partition.sh [BUILD_DIR] [--batch-size N] [--chunks M] [--steps S] [--rounds R] [--samples "mlp skip"]
+# Ranks beyond the machine's cores time-share them (3 ranks on 2 cores here),
+# which the simulator does not model; that is why step 4 uses 2 ranks.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${1:-$ROOT/build}
+shift || true
+BATCH=512 CHUNKS=8 STEPS=10 ROUNDS=3 SAMPLES="mlp skip tinygpt convnet"
+while [ $# -gt 0 ]; do
+  case $1 in
+    --batch-size) BATCH=$2; shift 2 ;;
+    --chunks) CHUNKS=$2; shift 2 ;;
+    --steps) STEPS=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --samples) SAMPLES=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+PY=/usr/bin/python3
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+RUN=(--threads 1 --chunks "$CHUNKS" --synthetic --batch-size "$BATCH" --steps "$STEPS" --train --loss mse
+     --optimizer sgd --lr 0.001)
+
+median_step() {  # LOG... -> median step ms over all logs, first step of each excluded
+  "$PY" - "$@" <<'EOF'
+import re, sys, statistics
+ms = []
+for f in sys.argv[1:]:
+    rows = [float(m.group(1)) for m in re.finditer(r"step \d+/\d+ .*? step ([0-9.]+) ms", open(f).read())]
+    ms += rows[1:]
+print(f"{statistics.median(ms):.3f}")
+EOF
+}
+
+pred() {  # SPLIT_DIR RANKS -> simulated step ms from the manifest's model costs
+  "$PY" - "$1/manifest.json" "$BATCH" "$CHUNKS" >"$1.pred.json" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+mb = int(sys.argv[2]) / int(sys.argv[3])
+ff = m["cost"]["model"]["forward_fraction"]
+st = []
+for s in m["stages"]:
+    c = s["cost"]["model"] * mb  # compute + communication received, ms per micro-batch
+    st.append({"stage": s["index"], "f": c * ff, "b": c * (1 - ff), "i": 0, "w": 0})
+print(json.dumps({"version": 1, "unit": "ms", "stages": st}))
+EOF
+  "$BUILD/pprun" --manifest "$1" --world-size "$2" --schedule 1f1b --chunks "$CHUNKS" --simulate --costs "$1.pred.json" |
+    sed -n 's/^makespan \([0-9.]*\).*/\1/p'
+}
+
+echo "batch $BATCH, $CHUNKS micro-batches, $STEPS steps x $ROUNDS runs per split, 1f1b, 1 thread per rank, $(nproc) cores"
+printf "%-8s | %9s %9s %9s %13s | %9s %9s %9s\n" sample "hand3 ms" "auto3 ms" auto/hand "imbal h>a" "auto2 ms" "predicted" "pred/meas"
+for s in $SAMPLES; do
+  model="$ROOT/samples/$s/$s.onnx"
+  nodes=$("$BUILD/ppc" split "$model" --stages 1 --emit partition 2>/dev/null | grep -vc '^const ')
+  fine=$(( nodes < 8 ? nodes : 8 ))
+  fine=$(( fine / 2 * 2 ))  # looped BFS: a multiple of the 2 ranks
+  "$BUILD/ppc" split "$model" --stages "$fine" --balance uniform -o "$W/$s.fine" >/dev/null 2>&1
+  "$BUILD/pprun" --manifest "$W/$s.fine" --nproc 2 --schedule looped-bfs "${RUN[@]}" --profile "$W/$s.prof.json" \
+    >"$W/$s.prof.log" 2>&1 || { cat "$W/$s.prof.log" >&2; exit 1; }
+  for n in 2 3; do
+    "$BUILD/ppc" split "$model" --stages $n --balance time --costs "$W/$s.prof.json" -o "$W/$s.auto$n" >"$W/$s.auto$n.txt" 2>&1 ||
+      { cat "$W/$s.auto$n.txt" >&2; exit 1; }
+  done
+  # The hand split, evaluated under the same measured costs.
+  "$BUILD/ppc" split "$model" --splits "$ROOT/samples/$s/spec.json" --costs "$W/$s.prof.json" -o "$W/$s.hand3" \
+    >"$W/$s.hand3.txt" 2>&1 || { cat "$W/$s.hand3.txt" >&2; exit 1; }
+  for r in $(seq "$ROUNDS"); do
+    for kind in hand3:3 auto3:3 auto2:2; do
+      "$BUILD/pprun" --manifest "$W/$s.${kind%%:*}" --nproc "${kind##*:}" --schedule 1f1b "${RUN[@]}" \
+        >"$W/$s.${kind%%:*}.$r.log" 2>&1 || { cat "$W/$s.${kind%%:*}.$r.log" >&2; exit 1; }
+    done
+  done
+  hand=$(median_step "$W/$s".hand3.*.log)
+  auto=$(median_step "$W/$s".auto3.*.log)
+  auto2=$(median_step "$W/$s".auto2.*.log)
+  p2=$(pred "$W/$s.auto2" 2)
+  ih=$(sed -n 's/.*imbalance (max\/mean cost) \([0-9.]*\).*/\1/p' "$W/$s.hand3.txt")
+  ia=$(sed -n 's/.*imbalance (max\/mean cost) \([0-9.]*\).*/\1/p' "$W/$s.auto3.txt")
+  "$PY" -c "
+h, a, a2, p2 = map(float, '$hand $auto $auto2 $p2'.split())
+print('%-8s | %9.2f %9.2f %9.2f %13s | %9.2f %9.2f %9.2f' % ('$s', h, a, a / h, '$ih>$ia', a2, p2, p2 / a2))"
+done
