@@ -7,11 +7,14 @@
 #  2. `ppc split --stages N --balance time --costs PROFILE` puts those times
 #     on the nodes and finds the optimal N-stage split;
 #  3. hand vs auto: the hand-written split (samples/<name>/spec.json, 3
-#     stages) and the auto 3-stage split train on 3 ranks, alternating runs;
-#     median step time over all runs (first step of each run excluded);
+#     stages) and the auto 3-stage split train on 3 ranks, alternating runs:
+#     median step time (first step of each run excluded), and the slowest
+#     stage's measured F+B per micro-batch (what bounds a pipeline with a core
+#     per rank), and ppc's predicted stage costs against the measured ones;
 #  4. prediction vs measurement: the auto 2-stage split on 2 ranks (one per
 #     core); its predicted step is the manifest's per-stage costs (ms per
-#     sample x micro-batch size) run through `pprun --simulate`.
+#     sample x micro-batch size) run through `pprun --simulate`, next to the
+#     simulator run on the same run's measured stage times.
 #
 # Usage: tools/bench_partition.sh [BUILD_DIR] [--batch-size N] [--chunks M] [--steps S] [--rounds R] [--samples "mlp skip"]
 # Ranks beyond the machine's cores time-share them (3 ranks on 2 cores here),
@@ -34,7 +37,7 @@ done
 PY=/usr/bin/python3
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
-RUN=(--threads 1 --chunks "$CHUNKS" --synthetic --batch-size "$BATCH" --steps "$STEPS" --train --loss mse
+RUN=(--threads 1 --chunks "$CHUNKS" --synthetic --batch-size "$BATCH" --dim seq=16 --steps "$STEPS" --train --loss mse
      --optimizer sgd --lr 0.001)
 
 median_step() {  # LOG... -> median step ms over all logs, first step of each excluded
@@ -64,8 +67,21 @@ EOF
     sed -n 's/^makespan \([0-9.]*\).*/\1/p'
 }
 
+stage_times() {  # PROFILE... -> per-stage f+b ms per micro-batch, median over the profiles
+  "$PY" - "$@" <<'EOF'
+import json, statistics, sys
+runs = [[s["f"] + (s["b"] or s["i"] + s["w"]) for s in json.load(open(f))["stages"]] for f in sys.argv[1:]]
+print(" ".join(f"{statistics.median(col):.4f}" for col in zip(*runs)))
+EOF
+}
+
 echo "batch $BATCH, $CHUNKS micro-batches, $STEPS steps x $ROUNDS runs per split, 1f1b, 1 thread per rank, $(nproc) cores"
-printf "%-8s | %9s %9s %9s %13s | %9s %9s %9s\n" sample "hand3 ms" "auto3 ms" auto/hand "imbal h>a" "auto2 ms" "predicted" "pred/meas"
+echo "step: median ms per step; slowest stage: measured F+B ms per micro-batch of the slowest stage;"
+echo "stage pred/meas: ppc's predicted stage costs over the measured ones (min..max over stages);"
+echo "auto2 predicted: ppc's costs through the simulator; simulated: the run's own measured stage times through it"
+printf "%-8s | %8s %8s %6s | %8s %8s %6s | %11s | %8s %9s %9s %9s\n" sample "hand3" "auto3" "a/h" "hand3" "auto3" "a/h" \
+  "stage p/m" "auto2" "predicted" "simulated" "pred/meas"
+printf "%-8s | %24s | %24s | %11s | %39s\n" "" "step ms (3 ranks)" "slowest stage ms" "auto3" "step ms (2 ranks)"
 for s in $SAMPLES; do
   model="$ROOT/samples/$s/$s.onnx"
   nodes=$("$BUILD/ppc" split "$model" --stages 1 --emit partition 2>/dev/null | grep -vc '^const ')
@@ -83,17 +99,33 @@ for s in $SAMPLES; do
     >"$W/$s.hand3.txt" 2>&1 || { cat "$W/$s.hand3.txt" >&2; exit 1; }
   for r in $(seq "$ROUNDS"); do
     for kind in hand3:3 auto3:3 auto2:2; do
-      "$BUILD/pprun" --manifest "$W/$s.${kind%%:*}" --nproc "${kind##*:}" --schedule 1f1b "${RUN[@]}" \
-        >"$W/$s.${kind%%:*}.$r.log" 2>&1 || { cat "$W/$s.${kind%%:*}.$r.log" >&2; exit 1; }
+      k=${kind%%:*}
+      "$BUILD/pprun" --manifest "$W/$s.$k" --nproc "${kind##*:}" --schedule 1f1b "${RUN[@]}" --profile "$W/$s.$k.$r.json" \
+        >"$W/$s.$k.$r.log" 2>&1 || { cat "$W/$s.$k.$r.log" >&2; exit 1; }
     done
   done
   hand=$(median_step "$W/$s".hand3.*.log)
   auto=$(median_step "$W/$s".auto3.*.log)
   auto2=$(median_step "$W/$s".auto2.*.log)
   p2=$(pred "$W/$s.auto2" 2)
-  ih=$(sed -n 's/.*imbalance (max\/mean cost) \([0-9.]*\).*/\1/p' "$W/$s.hand3.txt")
-  ia=$(sed -n 's/.*imbalance (max\/mean cost) \([0-9.]*\).*/\1/p' "$W/$s.auto3.txt")
-  "$PY" -c "
-h, a, a2, p2 = map(float, '$hand $auto $auto2 $p2'.split())
-print('%-8s | %9.2f %9.2f %9.2f %13s | %9.2f %9.2f %9.2f' % ('$s', h, a, a / h, '$ih>$ia', a2, p2, p2 / a2))"
+  # The simulator on the auto2 runs' own measured stage times.
+  read -r -a t2 <<<"$(stage_times "$W/$s".auto2.*.json)"
+  "$PY" -c "import json,sys; print(json.dumps({'version': 1, 'unit': 'ms', 'stages': [{'stage': i, 'f': float(x) / 3, 'b': 2 * float(x) / 3, 'i': 0, 'w': 0} for i, x in enumerate(sys.argv[1:])]}))" \
+    "${t2[@]}" >"$W/$s.auto2.meas.json"
+  sim2=$("$BUILD/pprun" --manifest "$W/$s.auto2" --world-size 2 --schedule 1f1b --chunks "$CHUNKS" --simulate \
+    --costs "$W/$s.auto2.meas.json" | sed -n 's/^makespan \([0-9.]*\).*/\1/p')
+  th=$(stage_times "$W/$s".hand3.*.json)
+  ta=$(stage_times "$W/$s".auto3.*.json)
+  "$PY" - "$s" "$hand" "$auto" "$auto2" "$p2" "$sim2" "$th" "$ta" "$W/$s.auto3/manifest.json" "$BATCH" "$CHUNKS" <<'EOF'
+import json, sys
+s, h, a, a2, p2, sim2, th, ta, man, batch, chunks = sys.argv[1:]
+h, a, a2, p2, sim2 = map(float, (h, a, a2, p2, sim2))
+th = [float(x) for x in th.split()]
+ta = [float(x) for x in ta.split()]
+mb = int(batch) / int(chunks)
+pred = [st["cost"]["model"] * mb for st in json.load(open(man))["stages"]]
+r = [p / m for p, m in zip(pred, ta)]
+print(f"{s:<8} | {h:8.2f} {a:8.2f} {a / h:6.2f} | {max(th):8.3f} {max(ta):8.3f} {max(ta) / max(th):6.2f} | "
+      f"{min(r):5.2f}..{max(r):4.2f} | {a2:8.2f} {p2:9.2f} {sim2:9.2f} {p2 / a2:9.2f}")
+EOF
 done

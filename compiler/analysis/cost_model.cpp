@@ -26,6 +26,15 @@ MeasuredCosts load_measured_costs(const std::string& path) {
   try {
     if (j.contains("source_sha256")) m.source_sha256 = j.at("source_sha256").get<std::string>();
     if (j.contains("micro_batch_size")) m.micro_batch_size = j.at("micro_batch_size").get<double>();
+    if (j.contains("loss_ms")) m.loss_ms = j.at("loss_ms").get<double>();
+    if (j.contains("loss_stage")) m.loss_stage = j.at("loss_stage").get<int>();
+    if (j.contains("link")) {
+      m.link_latency_ms = j.at("link").at("latency_ms").get<double>();
+      m.link_bytes_per_second = j.at("link").at("bytes_per_second").get<double>();
+      if (!(m.link_latency_ms >= 0) || !(m.link_bytes_per_second > 0))
+        throw Error(path + ": 'link' needs latency_ms >= 0 and bytes_per_second > 0");
+    }
+    if (!(m.loss_ms >= 0) || !std::isfinite(m.loss_ms)) throw Error(path + ": 'loss_ms' must be 0 or more");
     if (!(m.micro_batch_size > 0)) throw Error(path + ": 'micro_batch_size' must be positive");
     const auto& st = j.at("stages");
     if (!st.is_array() || st.empty()) throw Error(path + ": 'stages' must be a non-empty list");
@@ -178,7 +187,9 @@ CostModel build_cost_model(const ir::Graph& g, const std::vector<bool>& const_li
       // The stage's time goes to its nodes in proportion to their FLOPs.
       double w = 0.0;
       for (int i = a->second; i <= b->second; ++i) w += std::max(1.0, g.nodes[m.items[i]].flops);
-      double per_sample = st.ms / mc.micro_batch_size;
+      double ms = st.ms;
+      if (static_cast<int>(s) == mc.loss_stage) ms = std::max(0.0, ms - mc.loss_ms);
+      double per_sample = ms / mc.micro_batch_size;
       for (int i = a->second; i <= b->second; ++i)
         p.compute[i] = per_sample * std::max(1.0, g.nodes[m.items[i]].flops) / w;
       next = b->second + 1;
@@ -186,6 +197,11 @@ CostModel build_cost_model(const ir::Graph& g, const std::vector<bool>& const_li
     if (next != n)
       throw Error(mc.file + ": the profiled stages cover " + std::to_string(next) + " of this model's " +
                   std::to_string(n) + " nodes (profile a split of this same model)");
+    if (mc.loss_ms > 0 && !g.outputs.empty()) {
+      ir::NodeId producer = g.values[g.outputs[0]].producer;
+      int at = producer != ir::kNone ? pos[producer] : -1;
+      p.compute[at >= 0 ? at : n - 1] += mc.loss_ms / mc.micro_batch_size;
+    }
   } else {
     throw Error("unknown balance '" + o.balance + "'");
   }
@@ -205,7 +221,7 @@ CostModel build_cost_model(const ir::Graph& g, const std::vector<bool>& const_li
         ChainProblem::Transfer t;
         t.producer = i;
         t.consumers = std::move(later);
-        t.cost = factor * value_bytes(val) / o.link_bytes_per_second * 1e3;
+        t.cost = factor * (value_bytes(val) / o.link_bytes_per_second * 1e3 + o.link_latency_ms / o.micro_batch_size);
         p.transfers.push_back(std::move(t));
       }
     }

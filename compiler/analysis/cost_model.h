@@ -20,6 +20,12 @@ struct MeasuredCosts {
   std::string source_sha256;   ///< of the model the profiled split came from ("" = unknown)
   double micro_batch_size = 1; ///< samples per micro-batch when measured
   double forward_fraction = 1.0 / 3.0;  ///< sum of forward / sum of forward + backward
+  /// The loss (computed in stage `loss_stage`'s forward) per micro-batch: it
+  /// belongs to the node producing the model output, wherever that lands.
+  double loss_ms = 0;
+  int loss_stage = -1;
+  /// The measured link (0: not measured): one message's one-way time and bandwidth.
+  double link_latency_ms = 0, link_bytes_per_second = 0;
   struct Stage {
     std::string first_node, last_node;
     double ms = 0.0;  ///< forward + backward per micro-batch
@@ -34,6 +40,8 @@ struct CostModelOptions {
   std::string balance = "flops";  ///< time | flops | params | uniform
   double flops_per_second = 5e10;
   double link_bytes_per_second = 2e9;  ///< 0: communication is free
+  /// One message's latency, per micro-batch of micro_batch_size samples.
+  double link_latency_ms = 0;
   double memory_cap_bytes = 0;         ///< per stage; 0: no cap
   int micro_batch_size = 1;
   int optimizer_states = 2;

@@ -105,6 +105,9 @@ class Engine {
   void report_step(int64_t step, double secs);
   void write_trace_and_timeline();
   void write_profile();
+  /// --profile: ranks 0 and 1 time a ping-pong of 4 bytes and of 4 MiB.
+  void measure_link();
+  double link_latency_ms_ = -1, link_bytes_per_s_ = -1;  ///< measured (rank 0), -1: not measured
 
   LocalStage& local(int s) { return locals_[local_of_[s]]; }
   bool is_local(int s) const { return local_of_[s] >= 0; }
@@ -147,6 +150,8 @@ class Engine {
   double compute_start_ = -1;       ///< when the running compute action got its data
   double busy_ = 0, first_start_ = 0, last_end_ = 0;
   std::vector<double> stage_cost_;  ///< this step: per stage F, B, I, W time (us)
+  double loss_us_ = 0;  ///< this step: time in compute_loss (part of the loss stage's F)
+  double profile_loss_sum_ = 0;  ///< over measured steps, per micro-batch (rank 0)
   std::vector<double> profile_sum_;  ///< over measured steps, all stages (rank 0)
   int profile_steps_ = 0;
   std::vector<schedule::TraceEvent> events_;

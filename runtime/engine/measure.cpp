@@ -38,12 +38,13 @@ void Engine::record(const std::string& name, const std::string& category, int st
 // a collective: if a rank dies here, the error names it.
 void Engine::report_step(int64_t step, double secs) {
   const int P = t_.world_size(), S = num_stages_;
-  std::vector<double> v(1 + 3 * P + 4 * S, 0.0);
+  std::vector<double> v(1 + 3 * P + 4 * S + 1, 0.0);
   v[0] = step_loss_;
   v[1 + t_.rank()] = busy_;
   v[1 + P + t_.rank()] = first_start_;
   v[1 + 2 * P + t_.rank()] = last_end_;
   for (int k = 0; k < 4 * S; ++k) v[1 + 3 * P + k] = stage_cost_[k];
+  v[1 + 3 * P + 4 * S] = loss_us_;
   at::Tensor mine = at::tensor(v, at::kDouble);
   if (t_.rank() != 0) {
     // Waited on at the end of the next step, with the other sends.
@@ -78,6 +79,7 @@ void Engine::report_step(int64_t step, double secs) {
   if (o_.steps == 1 || step > start_step_) {  // the first step of several pays one-time costs
     if (profile_sum_.empty()) profile_sum_.assign(4 * S, 0.0);
     for (int k = 0; k < 4 * S; ++k) profile_sum_[k] += g[1 + 3 * P + k] / o_.chunks;
+    profile_loss_sum_ += g[1 + 3 * P + 4 * S] / o_.chunks;
     ++profile_steps_;
   }
   if (o_.quiet) return;
@@ -88,6 +90,31 @@ void Engine::report_step(int64_t step, double secs) {
        << "  step " << std::setprecision(2) << secs * 1000 << " ms" << std::setprecision(1) << "  bubble "
        << measured * 100 << "% (simulated " << sim.bubble_fraction * 100 << "%)";
   log_ << line.str() << std::endl;
+}
+
+void Engine::measure_link() {
+  if (t_.world_size() < 2 || t_.rank() > 1) return;
+  auto one_way_ms = [&](int64_t floats, int reps) {
+    at::Tensor buf = at::zeros({floats}, at::kFloat);
+    std::vector<double> ms;
+    for (int i = 0; i <= reps; ++i) {  // the first round trip sets up the connection
+      double t0 = now_us();
+      if (t_.rank() == 0) {
+        t_.isend(buf, 1, wire::Tags::kProbe)->wait();
+        t_.irecv(buf, 1, wire::Tags::kProbe)->wait();
+      } else {
+        t_.irecv(buf, 0, wire::Tags::kProbe)->wait();
+        t_.isend(buf, 0, wire::Tags::kProbe)->wait();
+      }
+      if (i > 0) ms.push_back((now_us() - t0) / 2000.0);
+    }
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+  };
+  const int64_t big = int64_t{1} << 20;
+  double small_ms = one_way_ms(1, 40), big_ms = one_way_ms(big, 10);
+  link_latency_ms_ = small_ms;
+  link_bytes_per_s_ = static_cast<double>(big * 4) / (std::max(big_ms - small_ms, 1e-6) / 1000.0);
 }
 
 void Engine::write_profile() {
@@ -102,6 +129,16 @@ void Engine::write_profile() {
   double samples = 0;
   for (int64_t n : micro_sizes_) samples += static_cast<double>(n);
   j["micro_batch_size"] = micro_sizes_.empty() ? 1.0 : samples / static_cast<double>(micro_sizes_.size());
+  // The loss (and, with --synthetic, its target) is computed in the loss
+  // stage's F: its share, per micro-batch, so ppc can put it on the node
+  // producing the model output rather than spread it over the stage.
+  if (o_.train) {
+    j["loss_stage"] = loss_stage_;
+    j["loss_ms"] = profile_steps_ ? profile_loss_sum_ / profile_steps_ / 1000.0 : 0.0;
+  }
+  // The link between ranks 0 and 1: one small message's one-way time and the
+  // bandwidth of a 4 MiB one (the same machine's loopback for --nproc).
+  if (link_latency_ms_ >= 0) j["link"] = {{"latency_ms", link_latency_ms_}, {"bytes_per_second", link_bytes_per_s_}};
   j["stages"] = nlohmann::ordered_json::array();
   for (int s = 0; s < num_stages_; ++s) {
     auto at = [&](int k) { return profile_steps_ ? profile_sum_[4 * s + k] / profile_steps_ / 1000.0 : 0.0; };

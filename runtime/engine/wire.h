@@ -42,6 +42,8 @@ class Tags {
   static constexpr uint32_t kTrace = kControlBase + 4;
   /// Per-step statistics sent to rank 0.
   static constexpr uint32_t kStats = kControlBase + 5;
+  /// Ping-pong between ranks 0 and 1 measuring the link (--profile).
+  static constexpr uint32_t kProbe = kControlBase + 6;
 
  private:
   int64_t stages_, microbatches_, slots_;

@@ -104,6 +104,42 @@ grep -q "^rank 3 |" "$W/sim.txt" || fail "no timeline"
 "$PY" -c 'import sys, xml.etree.ElementTree as ET; ET.parse(sys.argv[1])' "$W/sim.svg" || fail "simulated SVG"
 "$PPRUN" --manifest "$W/two" --simulate --schedule-file "$W/custom.csv" --world-size 2 >/dev/null ||
   fail "simulate a schedule file"
+step "measured costs into ppc: --profile of a 4-stage split -> ppc split --balance time --costs -> a 2-stage split"
+"$PY" - "$W/costs.json" "$ROOT/samples/mlp/mlp_traced.pt" <<'EOF'
+import hashlib, json, sys
+c = json.load(open(sys.argv[1]))
+assert c["source_sha256"] == hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest()
+assert c["micro_batch_size"] == 2.0, c["micro_batch_size"]  # batches of 8 in 4 micro-batches
+assert c["loss_stage"] == 3 and 0 < c["loss_ms"] < c["stages"][3]["f"], c
+assert c["link"]["latency_ms"] > 0 and c["link"]["bytes_per_second"] > 1e6, c["link"]  # measured ping-pong
+assert all(s["first_node"] and s["last_node"] for s in c["stages"])
+EOF
+"$PPC" split "$MODEL" --stages 2 --balance time --costs "$W/costs.json" -o "$W/timed" >"$W/timed.txt" 2>&1 ||
+  { cat "$W/timed.txt" >&2; fail "ppc split --balance time"; }
+cat "$W/timed.txt"
+"$PY" - "$W/timed/manifest.json" "$W/costs.json" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+c = json.load(open(sys.argv[2]))
+cm = m["cost"]["model"]
+assert cm["balance"] == "time" and cm["unit"] == "ms" and cm["partition"] == "auto", cm
+# Every measured millisecond lands on some node: the model's compute sums to
+# the profile's per-sample total.
+total = sum(s["f"] + (s["b"] or s["i"] + s["w"]) for s in c["stages"]) / c["micro_batch_size"]  # zb-h1: I + W
+got = sum(s["cost"]["model_compute"] for s in m["stages"])
+assert abs(got - total) <= 1e-4 * total, (got, total)
+assert max(s["cost"]["model"] for s in m["stages"]) == cm["bottleneck"]
+print(f"   time-balanced: stage costs {[s['cost']['model'] for s in m['stages']]} ms/sample, imbalance {cm['imbalance']}")
+EOF
+"$PPRUN" --manifest "$W/timed" --nproc 2 "${TRAIN[@]}" --save "$W/timed_run" || fail "run the time-balanced split"
+compare "$W/timed_run/params.pt" "$W/ref.pt" "time-balanced split vs PyTorch"
+code=0
+"$PPC" split "$ROOT/samples/skip/skip_traced.pt" --stages 2 --balance time --costs "$W/costs.json" -o "$W/bad" \
+  >/dev/null 2>"$W/bad.txt" || code=$?
+[ "$code" = 2 ] && grep -q "costs.json: measured on a different model" "$W/bad.txt" ||
+  fail "a profile of another model: exit $code, $(cat "$W/bad.txt")"
+[ ! -e "$W/bad" ] || fail "a failed split left output behind"
+
 step "runtime defaults from the manifest (the split spec's \"defaults\": 1f1b, 4 chunks), overridable"
 "$PPC" split "$ROOT/samples/tinygpt/tinygpt.onnx" --splits "$ROOT/samples/tinygpt/spec_explicit.json" -o "$W/defaults" \
   >/dev/null 2>&1
