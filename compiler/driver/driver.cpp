@@ -262,6 +262,8 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
   if (!opts.balance.empty()) {
     if (!spec.auto_split) throw Error("--balance needs an automatic split (--stages N or an 'auto' spec)");
     spec.auto_split->balance = opts.balance;
+  } else if (!opts.costs_path.empty() && spec.auto_split) {
+    spec.auto_split->balance = "time";  // measured costs are what --costs is for
   }
   if (opts.emit == "balance" && !spec.auto_split)
     throw Error("--emit balance needs an automatic split (--stages N or an 'auto' spec)");

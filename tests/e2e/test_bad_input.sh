@@ -81,6 +81,18 @@ expect declared_shape_conflict "typed_shape.json:2:38: dim 1 of input 'x' is 512
 spec typed_rank.json $'{"version": 1, "auto": {"stages": 2},\n "inputs": {"x": {"shape": [4]}}}'
 expect declared_rank_conflict "input 'x' has rank 2 in the model [batch,512], not 1" -- split $M --splits "$tmp/typed_rank.json" -o "$O"
 expect no_spec "give a split spec (--splits FILE) or --stages N" -- split $M -o "$O"
+# Automatic partitioning: costs files, cost-model fields, impossible splits.
+expect time_without_costs "balance 'time' needs measured costs: give --costs PROFILE.json" -- split $M --stages 2 --balance time -o "$O"
+expect missing_costs "nocosts.json: cannot open the costs file" -- split $M --stages 2 --costs "$tmp/nocosts.json" -o "$O"
+echo '{"stages": [{"f": 1, "b": 2}]}' >"$tmp/old_costs.json"
+expect costs_without_nodes "old_costs.json: stage 0 has no 'first_node'/'last_node'" -- split $M --stages 2 --costs "$tmp/old_costs.json" -o "$O"
+echo '{"stages": [{"f": 1, "b": 2, "first_node": "/layer0/lin/Gemm", "last_node": "/layer1/lin/Gemm"}]}' >"$tmp/part_costs.json"
+expect costs_cover_part "part_costs.json: the profiled stages cover 3 of this model's 7 nodes" -- split $M --stages 2 --costs "$tmp/part_costs.json" -o "$O"
+echo '{"version": 1, "auto": {"stages": 2, "memory_cap_mib": 1}}' >"$tmp/cap.json"
+expect memory_cap "no split into 2 stages fits 'auto.memory_cap_mib' 1 MiB" -- split $M --splits "$tmp/cap.json" -o "$O"
+echo '{"version": 1, "auto": {"stages": 3, "cut_at": "module", "module_depth": 1}}' >"$tmp/depth.json"
+expect module_cuts "cuts at module depth 1" -- split samples/skip/skip.onnx --splits "$tmp/depth.json" --stages 9 -o "$O"
+expect balance_needs_auto "--balance needs an automatic split" -- split $M --splits samples/mlp/spec.json --balance params -o "$O"
 expect bad_flag "ppc: error:" -- split $M --frobnicate -o "$O"
 expect inspect_missing "no such manifest" -- inspect "$tmp/nothing"
 
