@@ -64,7 +64,7 @@ MeasuredCosts load_measured_costs(const std::string& path) {
 namespace {
 
 double value_bytes(const ir::Value& v) {
-  return v.shape.numel(1.0) * std::max(0, ir::dtype_size(v.dtype));
+  return (v.cost_numel >= 0 ? v.cost_numel : v.shape.numel(1.0)) * std::max(0, ir::dtype_size(v.dtype));
 }
 
 std::string module_prefix(const std::string& path, int depth) {

@@ -33,12 +33,15 @@ namespace ppc::driver {
 
 namespace {
 
-std::unique_ptr<SourceModel> load_model(const std::string& path, std::vector<std::string>* notes) {
+std::unique_ptr<SourceModel> load_model(const std::string& path, std::vector<std::string>* notes,
+                                        const std::map<std::string, int64_t>& dims = {}) {
   std::error_code ec;
   if (!fs::exists(path, ec)) throw Error(path + ": no such model file");
   if (fs::is_directory(path, ec)) throw Error(path + ": is a directory, not a model file");
   std::string ext = fs::path(path).extension().string();
-  if (ext == ".onnx") return onnx_frontend::load_onnx(path, path, notes);
+  if (ext == ".onnx") return onnx_frontend::load_onnx(path, path, notes, dims);
+  if (!dims.empty() && notes)
+    notes->push_back("--dim: ignored for " + path + " (TorchScript records the traced sizes; symbolic dims count as 1)");
   if (ext == ".pt" || ext == ".pth" || ext == ".torchscript") return torchscript_frontend::plugin().load(path, path, notes);
   throw Error(path + ": unknown model format '" + ext + "' (expected .onnx or .pt)");
 }
@@ -279,7 +282,7 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
     throw Error(msg);
   }
 
-  auto src = load_model(opts.model_path, &notes);
+  auto src = load_model(opts.model_path, &notes, opts.dims);
   apply_declared_inputs(src->mutable_graph(), spec, doc.get());
   const ir::Graph& g = src->graph();
   if (opts.emit == "ir") {
@@ -292,7 +295,7 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
     throw Error(measured->file + ": measured on a different model (source sha256 " + measured->source_sha256.substr(0, 12) +
                 "...), not " + opts.model_path);
   auto const_like = analysis::constant_like_nodes(g);
-  cost_opts.typed_cuts_only = src->artifact_extension() == ".onnx";
+  cost_opts.typed_cuts_only = std::string(src->artifact_extension()) == ".onnx";
   std::vector<analysis::Cut> cuts;
   analysis::AutoPartition ap;
   if (spec.auto_split) {

@@ -2,6 +2,8 @@
 // tools/ppc/main.cpp only parses the command line and calls into here.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <ostream>
 #include <string>
 
@@ -14,6 +16,9 @@ struct SplitOptions {
   std::string out_dir;
   /// `--costs FILE`: measured stage times (pprun --profile) for balance "time".
   std::string costs_path;
+  /// `--dim NAME=N`: symbolic input dims at which the cost model counts
+  /// (ONNX; other symbolic dims such as the batch count 1).
+  std::map<std::string, int64_t> dims;
   /// `--balance B`: overrides the spec's auto.balance (with --stages or an auto spec).
   std::string balance;
   /// Stop after a phase and print it instead of writing out/:

@@ -81,6 +81,10 @@ struct Value {
   /// A non-tensor scalar (a TorchScript int/float/bool): crosses stages as a
   /// 0-d tensor of `dtype`, never differentiable.
   bool scalar = false;
+  /// Elements at the size the cost model uses (batch 1, other symbolic dims
+  /// as the user gave them), when the frontend computed it; -1: use
+  /// shape.numel(1.0).
+  double cost_numel = -1;
 };
 
 /// Node flags the frontend sets; analyses never look at op names.

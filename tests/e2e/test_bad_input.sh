@@ -92,6 +92,8 @@ echo '{"version": 1, "auto": {"stages": 2, "memory_cap_mib": 1}}' >"$tmp/cap.jso
 expect memory_cap "no split into 2 stages fits 'auto.memory_cap_mib' 1 MiB" -- split $M --splits "$tmp/cap.json" -o "$O"
 echo '{"version": 1, "auto": {"stages": 3, "cut_at": "module", "module_depth": 1}}' >"$tmp/depth.json"
 expect module_cuts "cuts at module depth 1" -- split samples/skip/skip.onnx --splits "$tmp/depth.json" --stages 9 -o "$O"
+expect unknown_dim "--dim seq=16: samples/mlp/mlp.onnx has no symbolic input dim 'seq' (it has: batch)" -- split $M --stages 2 --dim seq=16 -o "$O"
+expect bad_dim "--dim seq: expected NAME=N with N >= 1" -- split $M --stages 2 --dim seq -o "$O"
 expect balance_needs_auto "--balance needs an automatic split" -- split $M --splits samples/mlp/spec.json --balance params -o "$O"
 expect bad_flag "ppc: error:" -- split $M --frobnicate -o "$O"
 expect inspect_missing "no such manifest" -- inspect "$tmp/nothing"

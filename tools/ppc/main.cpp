@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   s->add_option("--balance", split.balance, "cost balanced by the automatic split: time | flops | params | uniform")
       ->check(CLI::IsMember({"time", "flops", "params", "uniform"}));
   s->add_option("--costs", split.costs_path, "measured stage times (pprun --profile) for balance 'time'");
+  std::vector<std::string> dims;
+  s->add_option("--dim", dims, "NAME=N: a symbolic input dim's size for the cost model (ONNX; repeatable)");
   s->add_option("--emit", split.emit,
                 "stop after a phase and print it: ir | partition | manifest | balance (auto vs equal-params and "
                 "uniform-layer splits, JSON)")
@@ -38,6 +40,17 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    for (const auto& d : dims) {
+      auto eq = d.find('=');
+      int64_t v = 0;
+      try {
+        v = eq == std::string::npos ? 0 : std::stoll(d.substr(eq + 1));
+      } catch (const std::exception&) {
+      }
+      if (eq == std::string::npos || eq == 0 || v < 1)
+        throw ppc::Error("--dim " + d + ": expected NAME=N with N >= 1");
+      split.dims[d.substr(0, eq)] = v;
+    }
     if (*s) {
       if (split.out_dir.empty() && split.emit.empty()) {
         std::cerr << "ppc: error: split: give an output directory with -o DIR\n";

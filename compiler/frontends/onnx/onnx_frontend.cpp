@@ -5,6 +5,7 @@
 #include <onnx/shape_inference/implementation.h>
 
 #include <algorithm>
+#include <optional>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -236,7 +237,101 @@ bool reshape_output(const onnx::TensorShapeProto* in, const onnx::TensorShapePro
 // every shape after the first attention reshape is lost. Fill those in from
 // the propagated data (or at least the rank) and infer again until nothing
 // changes.
-void infer_shapes(onnx::ModelProto& model) {
+// Integer values known before running: Constant nodes, initializers, and
+// what data propagation computed (Shape -> Gather -> Unsqueeze chains).
+std::optional<std::vector<int64_t>> known_ints(const onnx::GraphProto& g, const std::string& name,
+                                              const std::unordered_map<std::string, onnx::TensorShapeProto>& data) {
+  auto from_tensor = [](const onnx::TensorProto& t) -> std::optional<std::vector<int64_t>> {
+    std::vector<int64_t> v;
+    if (t.data_type() == onnx::TensorProto::INT64) {
+      if (t.has_raw_data()) {
+        const std::string& r = t.raw_data();
+        v.resize(r.size() / 8);
+        std::memcpy(v.data(), r.data(), v.size() * 8);
+      } else {
+        v.assign(t.int64_data().begin(), t.int64_data().end());
+      }
+    } else if (t.data_type() == onnx::TensorProto::INT32) {
+      if (t.has_raw_data()) {
+        const std::string& r = t.raw_data();
+        std::vector<int32_t> w(r.size() / 4);
+        std::memcpy(w.data(), r.data(), w.size() * 4);
+        v.assign(w.begin(), w.end());
+      } else {
+        v.assign(t.int32_data().begin(), t.int32_data().end());
+      }
+    } else {
+      return std::nullopt;
+    }
+    return v;
+  };
+  auto it = data.find(name);
+  if (it != data.end()) {
+    std::vector<int64_t> v;
+    for (const auto& d : it->second.dim()) {
+      if (!d.has_dim_value()) return std::nullopt;
+      v.push_back(d.dim_value());
+    }
+    return v;
+  }
+  for (const auto& t : g.initializer())
+    if (t.name() == name) return from_tensor(t);
+  for (const auto& n : g.node())
+    if (n.op_type() == "Constant" && n.output_size() == 1 && n.output(0) == name)
+      for (const auto& a : n.attribute())
+        if (a.name() == "value" && a.has_t()) return from_tensor(a.t());
+  return std::nullopt;
+}
+
+// Slice's output shape where ONNX's inference leaves it out (ends computed
+// from a Shape at run time, e.g. a causal mask cut to the sequence length):
+// the input's rank always, and each sliced dim when its bounds are known.
+bool slice_output(const onnx::TensorShapeProto& in, const onnx::GraphProto& g, const onnx::NodeProto& n,
+                  const std::unordered_map<std::string, onnx::TensorShapeProto>& data, onnx::TensorShapeProto& out) {
+  out = in;
+  const int r = in.dim_size();
+  auto starts = known_ints(g, n.input(1), data), ends = known_ints(g, n.input(2), data);
+  std::optional<std::vector<int64_t>> axes, steps;
+  if (n.input_size() > 3 && !n.input(3).empty()) axes = known_ints(g, n.input(3), data);
+  if (n.input_size() > 4 && !n.input(4).empty()) steps = known_ints(g, n.input(4), data);
+  bool bounds = starts && ends && starts->size() == ends->size() && (n.input_size() <= 3 || n.input(3).empty() || axes) &&
+                (n.input_size() <= 4 || n.input(4).empty() || steps);
+  if (!bounds) {
+    // Which axes are sliced is unknown: every dim may change.
+    for (auto& d : *out.mutable_dim()) d.Clear();
+    return true;
+  }
+  for (size_t k = 0; k < starts->size(); ++k) {
+    int64_t axis = axes ? (*axes)[k] : static_cast<int64_t>(k);
+    if (axis < 0) axis += r;
+    if (axis < 0 || axis >= r) return false;
+    auto* d = out.mutable_dim(static_cast<int>(axis));
+    int64_t step = steps ? (*steps)[k] : 1;
+    if (!in.dim(static_cast<int>(axis)).has_dim_value() || step == 0) {
+      d->Clear();
+      continue;
+    }
+    const int64_t size = in.dim(static_cast<int>(axis)).dim_value();
+    int64_t b = (*starts)[k], e = (*ends)[k];
+    if (b < 0) b += size;
+    if (e < 0) e += size;
+    int64_t len;
+    if (step > 0) {
+      b = std::clamp<int64_t>(b, 0, size);
+      e = std::clamp<int64_t>(e, 0, size);
+      len = e > b ? (e - b + step - 1) / step : 0;
+    } else {
+      b = std::clamp<int64_t>(b, -1, size - 1);
+      e = std::clamp<int64_t>(e, -1, size - 1);
+      len = b > e ? (b - e - step - 1) / -step : 0;
+    }
+    d->Clear();
+    d->set_dim_value(len);
+  }
+  return true;
+}
+
+void infer_shapes(onnx::ModelProto& model, bool fill_slices = false) {
   onnx::ShapeInferenceOptions opts(/*check_type=*/false, /*error_mode=*/0, /*data_prop=*/true);
   for (int round = 0; round < 64; ++round) {
     std::unordered_map<std::string, onnx::TensorShapeProto> data;
@@ -248,6 +343,30 @@ void infer_shapes(onnx::ModelProto& model) {
     for (const auto& vi : g->output()) types[vi.name()] = &vi.type();
     std::vector<onnx::ValueInfoProto> added;
     for (const auto& n : g->node()) {
+      if (fill_slices && n.op_type() == "Slice" && n.domain().empty() && n.input_size() >= 3 && n.output_size() == 1) {
+        auto out_t = types.find(n.output(0));
+        if (out_t != types.end() && out_t->second->tensor_type().has_shape()) continue;
+        onnx::TensorShapeProto in_shape;
+        int elem = 0;
+        auto in_t = types.find(n.input(0));
+        if (in_t != types.end() && in_t->second->tensor_type().has_shape()) {
+          in_shape = in_t->second->tensor_type().shape();
+          elem = in_t->second->tensor_type().elem_type();
+        } else {
+          auto init = std::find_if(g->initializer().begin(), g->initializer().end(),
+                                   [&](const onnx::TensorProto& t) { return t.name() == n.input(0); });
+          if (init == g->initializer().end()) continue;
+          for (int64_t d : init->dims()) in_shape.add_dim()->set_dim_value(d);
+          elem = init->data_type();
+        }
+        onnx::ValueInfoProto vi;
+        vi.set_name(n.output(0));
+        auto* tt = vi.mutable_type()->mutable_tensor_type();
+        tt->set_elem_type(elem);
+        if (!slice_output(in_shape, *g, n, data, *tt->mutable_shape())) continue;
+        added.push_back(std::move(vi));
+        continue;
+      }
       if (n.op_type() != "Reshape" || !n.domain().empty() || n.input_size() < 2 || n.output_size() < 1) continue;
       auto out_t = types.find(n.output(0));
       if (out_t != types.end() && out_t->second->tensor_type().has_shape()) continue;
@@ -471,8 +590,71 @@ class OnnxLowering {
   }
 };
 
+namespace {
+
+// FLOPs and value sizes at a concrete size: the model's symbolic input dims
+// set (given ones to their size, the rest, e.g. the batch, to 1), shapes
+// inferred again, Slice outputs filled in; the IR keeps its symbolic shapes.
+void costs_at_size(OnnxSource& src, const std::string& display, const std::map<std::string, int64_t>& dims,
+                   std::vector<std::string>* notes) {
+  onnx::ModelProto m = src.model();
+  std::set<std::string> seen, counted_as_one;
+  for (auto& vi : *m.mutable_graph()->mutable_input()) {
+    if (!vi.type().has_tensor_type() || !vi.type().tensor_type().has_shape()) continue;
+    int pos = 0;
+    for (auto& d : *vi.mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim()) {
+      if (d.has_dim_value() || pos++ < 0) continue;
+      std::string sym = d.has_dim_param() ? d.dim_param() : "";
+      seen.insert(sym);
+      if (pos > 1 && !dims.count(sym)) counted_as_one.insert(sym.empty() ? "?" : sym);
+      auto it = dims.find(sym);
+      d.Clear();
+      d.set_dim_value(it != dims.end() ? it->second : 1);
+    }
+  }
+  for (const auto& [name, size] : dims)
+    if (!seen.count(name)) {
+      std::string have;
+      for (const auto& s : seen)
+        if (!s.empty()) have += (have.empty() ? "" : ", ") + s;
+      throw Error("--dim " + name + "=" + std::to_string(size) + ": " + display + " has no symbolic input dim '" + name +
+                  "'" + (have.empty() ? std::string(" (it has none)") : " (it has: " + have + ")"));
+    }
+  if (!counted_as_one.empty() && notes) {
+    std::string list;
+    for (const auto& x : counted_as_one) list += (list.empty() ? "'" : ", '") + x + "'";
+    notes->push_back(display + ": the cost model counts symbolic input dim " + list +
+                     " as 1 (give its size with --dim NAME=N)");
+  }
+  try {
+    infer_shapes(m, /*fill_slices=*/true);
+  } catch (const std::exception& e) {
+    if (notes) notes->push_back(display + ": shape inference at the --dim size stopped early (" + std::string(e.what()) + ")");
+  }
+  std::map<std::string, const onnx::TypeProto*> types;
+  for (const auto& vi : m.graph().input()) types[vi.name()] = &vi.type();
+  for (const auto& vi : m.graph().value_info()) types[vi.name()] = &vi.type();
+  for (const auto& vi : m.graph().output()) types[vi.name()] = &vi.type();
+  ir::Graph& g = src.mutable_graph();
+  std::vector<ir::Shape> symbolic(g.values.size());
+  for (size_t v = 0; v < g.values.size(); ++v) {
+    symbolic[v] = g.values[v].shape;
+    auto it = types.find(g.values[v].name);
+    if (g.values[v].param == ir::kNone && it != types.end() && it->second->has_tensor_type())
+      g.values[v].shape = shape_of(*it->second);
+  }
+  for (auto& n : g.nodes)
+    if (!(n.flags & ir::kNodeConstantSource)) n.flops = estimate_flops(g, n, m.graph().node(n.source_index));
+  for (size_t v = 0; v < g.values.size(); ++v) {
+    if (g.values[v].shape.rank_known) g.values[v].cost_numel = g.values[v].shape.numel(1.0);
+    g.values[v].shape = symbolic[v];
+  }
+}
+
+}  // namespace
+
 std::unique_ptr<SourceModel> load_onnx(const std::string& path, const std::string& display_name,
-                                       std::vector<std::string>* notes) {
+                                       std::vector<std::string>* notes, const std::map<std::string, int64_t>& cost_dims) {
   auto src = std::make_unique<OnnxSource>();
   std::string bytes = read_file(path, display_name);
   if (!src->model_.ParseFromString(bytes) || !src->model_.has_graph())
@@ -492,6 +674,7 @@ std::unique_ptr<SourceModel> load_onnx(const std::string& path, const std::strin
     if (notes) notes->push_back(display_name + ": shape inference stopped early (" + std::string(e.what()) + "); some shapes are unknown");
   }
   OnnxLowering::lower(*src, display_name, notes);
+  costs_at_size(*src, display_name, cost_dims, notes);
   return src;
 }
 

@@ -2,6 +2,7 @@
 // behind OnnxSource (onnx_source.h), which only the ONNX emitter opens.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,7 +18,12 @@ class OnnxSource;
 /// messages. Problems the user must fix throw ppc::Error naming the file (and
 /// node) — unreadable file, not ONNX, checker failure, unsupported features.
 /// Notes (e.g. shape inference gaps) go to `notes`.
+/// `cost_dims` (symbolic input dim -> size): node FLOPs and value sizes for the
+/// cost model come from a second shape inference at that size (other symbolic
+/// input dims, e.g. the batch, at 1), so sequence-length terms such as
+/// attention's T x T are exact; the IR's own shapes stay symbolic.
 std::unique_ptr<SourceModel> load_onnx(const std::string& path, const std::string& display_name,
-                                       std::vector<std::string>* notes);
+                                       std::vector<std::string>* notes,
+                                       const std::map<std::string, int64_t>& cost_dims = {});
 
 }  // namespace ppc::onnx_frontend

@@ -30,7 +30,8 @@ class OnnxSource : public SourceModel {
   const onnx::TypeProto* value_type(const std::string& name) const;
 
  private:
-  friend std::unique_ptr<SourceModel> load_onnx(const std::string&, const std::string&, std::vector<std::string>*);
+  friend std::unique_ptr<SourceModel> load_onnx(const std::string&, const std::string&, std::vector<std::string>*,
+                                                const std::map<std::string, int64_t>&);
   friend class OnnxLowering;
 
   onnx::ModelProto model_;
