@@ -11,14 +11,19 @@
 #     median step time (first step of each run excluded), and the slowest
 #     stage's measured F+B per micro-batch (what bounds a pipeline with a core
 #     per rank), and ppc's predicted stage costs against the measured ones;
-#  4. prediction vs measurement: the auto 2-stage split on 2 ranks (one per
-#     core); its predicted step is the manifest's per-stage costs (ms per
-#     sample x micro-batch size) run through `pprun --simulate`, next to the
-#     simulator run on the same run's measured stage times.
+#  4. every hand split at a block boundary vs auto, 2 stages on 2 ranks (no
+#     time-sharing): one spec per boundary between the sample's blocks
+#     (mlp/convnet: top-level modules, skip: blocks.N, tinygpt: h.N), each
+#     run like the auto 2-stage split; the best of them against auto;
+#  5. prediction vs measurement: the auto 2-stage split on 2 ranks (one per
+#     core); its predicted step is the manifest's per-stage costs (compute +
+#     messages received, ms per sample x micro-batch size) run through
+#     `pprun --simulate`, next to the simulator run on the same run's
+#     measured stage times.
 #
 # Usage: tools/bench_partition.sh [BUILD_DIR] [--batch-size N] [--chunks M] [--steps S] [--rounds R] [--samples "mlp skip"]
 # Ranks beyond the machine's cores time-share them (3 ranks on 2 cores here),
-# which the simulator does not model; that is why step 4 uses 2 ranks.
+# which the simulator does not model; that is why steps 4 and 5 use 2 ranks.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$ROOT/build}
@@ -59,7 +64,7 @@ mb = int(sys.argv[2]) / int(sys.argv[3])
 ff = m["cost"]["model"]["forward_fraction"]
 st = []
 for s in m["stages"]:
-    c = s["cost"]["model"] * mb  # compute + communication received, ms per micro-batch
+    c = s["cost"]["model"] * mb  # compute + messages received, ms per micro-batch: what ppc balanced
     st.append({"stage": s["index"], "f": c * ff, "b": c * (1 - ff), "i": 0, "w": 0})
 print(json.dumps({"version": 1, "unit": "ms", "stages": st}))
 EOF
@@ -77,8 +82,9 @@ EOF
 
 echo "batch $BATCH, $CHUNKS micro-batches, $STEPS steps x $ROUNDS runs per split, 1f1b, 1 thread per rank, $(nproc) cores"
 echo "step: median ms per step; slowest stage: measured F+B ms per micro-batch of the slowest stage;"
-echo "stage pred/meas: ppc's predicted stage costs over the measured ones (min..max over stages);"
-echo "auto2 predicted: ppc's costs through the simulator; simulated: the run's own measured stage times through it"
+echo "stage pred/meas: ppc's predicted stage compute over the measured F+B (min..max over stages);"
+echo "auto2 predicted: ppc's stage costs (compute + messages received) through the simulator;
+simulated: the run's own measured stage times through it, messages free"
 printf "%-8s | %8s %8s %6s | %8s %8s %6s | %11s | %8s %9s %9s %9s\n" sample "hand3" "auto3" "a/h" "hand3" "auto3" "a/h" \
   "stage p/m" "auto2" "predicted" "simulated" "pred/meas"
 printf "%-8s | %24s | %24s | %11s | %39s\n" "" "step ms (3 ranks)" "slowest stage ms" "auto3" "step ms (2 ranks)"
@@ -97,8 +103,18 @@ for s in $SAMPLES; do
   # The hand split, evaluated under the same measured costs.
   "$BUILD/ppc" split "$model" --splits "$ROOT/samples/$s/spec.json" --costs "$W/$s.prof.json" -o "$W/$s.hand3" \
     >"$W/$s.hand3.txt" 2>&1 || { cat "$W/$s.hand3.txt" >&2; exit 1; }
+  # Hand-written 2-stage splits: one per boundary between blocks.
+  hand2=()
+  depth=$(case $s in skip|tinygpt) echo 2 ;; *) echo 1 ;; esac)
+  units=$("$BUILD/ppc" split "$model" --stages 1 --emit ir 2>/dev/null | sed -n 's/^node [^ ]* [^ ]* @\([^ ]*\) .*/\1/p' |
+    cut -d. -f1-"$depth" | awk '!seen[$0]++')
+  for u in $(echo "$units" | sed '$d'); do
+    k="h2_${u//./_}"
+    echo "{\"version\": 1, \"split_points\": [{\"module\": \"$u\", \"at\": \"end\"}]}" >"$W/$s.$k.spec.json"
+    "$BUILD/ppc" split "$model" --splits "$W/$s.$k.spec.json" -o "$W/$s.$k" >/dev/null 2>&1 && hand2+=("$k:2")
+  done
   for r in $(seq "$ROUNDS"); do
-    for kind in hand3:3 auto3:3 auto2:2; do
+    for kind in hand3:3 auto3:3 auto2:2 "${hand2[@]}"; do
       k=${kind%%:*}
       "$BUILD/pprun" --manifest "$W/$s.$k" --nproc "${kind##*:}" --schedule 1f1b "${RUN[@]}" --profile "$W/$s.$k.$r.json" \
         >"$W/$s.$k.$r.log" 2>&1 || { cat "$W/$s.$k.$r.log" >&2; exit 1; }
@@ -114,6 +130,13 @@ for s in $SAMPLES; do
     "${t2[@]}" >"$W/$s.auto2.meas.json"
   sim2=$("$BUILD/pprun" --manifest "$W/$s.auto2" --world-size 2 --schedule 1f1b --chunks "$CHUNKS" --simulate \
     --costs "$W/$s.auto2.meas.json" | sed -n 's/^makespan \([0-9.]*\).*/\1/p')
+  best=; best_ms=
+  for kind in "${hand2[@]}"; do
+    k=${kind%%:*}
+    ms=$(median_step "$W/$s.$k".*.log)
+    if [ -z "$best" ] || "$PY" -c "import sys; sys.exit(0 if $ms < $best_ms else 1)"; then best=${k#h2_} best_ms=$ms; fi
+  done
+  echo "$s ${#hand2[@]} ${best//_/.} $best_ms $auto2" >>"$W/hand2.txt"
   th=$(stage_times "$W/$s".hand3.*.json)
   ta=$(stage_times "$W/$s".auto3.*.json)
   "$PY" - "$s" "$hand" "$auto" "$auto2" "$p2" "$sim2" "$th" "$ta" "$W/$s.auto3/manifest.json" "$BATCH" "$CHUNKS" <<'EOF'
@@ -123,9 +146,15 @@ h, a, a2, p2, sim2 = map(float, (h, a, a2, p2, sim2))
 th = [float(x) for x in th.split()]
 ta = [float(x) for x in ta.split()]
 mb = int(batch) / int(chunks)
-pred = [st["cost"]["model"] * mb for st in json.load(open(man))["stages"]]
+pred = [st["cost"]["model_compute"] * mb for st in json.load(open(man))["stages"]]
 r = [p / m for p, m in zip(pred, ta)]
 print(f"{s:<8} | {h:8.2f} {a:8.2f} {a / h:6.2f} | {max(th):8.3f} {max(ta):8.3f} {max(ta) / max(th):6.2f} | "
       f"{min(r):5.2f}..{max(r):4.2f} | {a2:8.2f} {p2:9.2f} {sim2:9.2f} {p2 / a2:9.2f}")
 EOF
 done
+echo
+echo "2 stages on 2 ranks: the best hand split at a block boundary vs auto (median step ms)"
+printf "%-8s %6s %-14s %10s %10s %9s\n" sample splits "best hand" "hand ms" "auto ms" auto/hand
+while read -r s n u h a; do
+  "$PY" -c "print('%-8s %6s %-14s %10.2f %10.2f %9.2f' % ('$s', '$n', 'end of $u', $h, $a, $a / $h))"
+done <"$W/hand2.txt"

@@ -29,10 +29,12 @@ MeasuredCosts load_measured_costs(const std::string& path) {
     if (j.contains("loss_ms")) m.loss_ms = j.at("loss_ms").get<double>();
     if (j.contains("loss_stage")) m.loss_stage = j.at("loss_stage").get<int>();
     if (j.contains("link")) {
-      m.link_latency_ms = j.at("link").at("latency_ms").get<double>();
-      m.link_bytes_per_second = j.at("link").at("bytes_per_second").get<double>();
-      if (!(m.link_latency_ms >= 0) || !(m.link_bytes_per_second > 0))
-        throw Error(path + ": 'link' needs latency_ms >= 0 and bytes_per_second > 0");
+      const auto& l = j.at("link");
+      m.link_latency_ms = l.value("latency_ms", 0.0);
+      m.link_bytes_per_second = l.value("bytes_per_second", 0.0);
+      m.message_ms = l.value("message_ms", 0.0);
+      if (!(m.link_latency_ms >= 0) || !(m.link_bytes_per_second >= 0) || !(m.message_ms >= 0))
+        throw Error(path + ": 'link' values must be 0 or more");
     }
     if (!(m.loss_ms >= 0) || !std::isfinite(m.loss_ms)) throw Error(path + ": 'loss_ms' must be 0 or more");
     if (!(m.micro_batch_size > 0)) throw Error(path + ": 'micro_batch_size' must be positive");

@@ -24,8 +24,10 @@ struct MeasuredCosts {
   /// belongs to the node producing the model output, wherever that lands.
   double loss_ms = 0;
   int loss_stage = -1;
-  /// The measured link (0: not measured): one message's one-way time and bandwidth.
-  double link_latency_ms = 0, link_bytes_per_second = 0;
+  /// The measured link (0: not measured): one message's one-way time and
+  /// bandwidth (idle ping-pong), and what a message costs in the running
+  /// pipeline (calibrated so the simulator reproduces the measured step).
+  double link_latency_ms = 0, link_bytes_per_second = 0, message_ms = 0;
   struct Stage {
     std::string first_node, last_node;
     double ms = 0.0;  ///< forward + backward per micro-batch

@@ -102,10 +102,10 @@ analysis::CostModelOptions cost_options(const spec::SplitSpec& spec, const analy
     o.balance = "time";
   }
   // Measured costs bring the measured link and micro-batch size, unless the spec says otherwise.
-  if (measured && measured->link_bytes_per_second > 0) {
-    if (!spec.auto_split || !spec.auto_split->link_bytes_per_second) o.link_bytes_per_second = measured->link_bytes_per_second;
-    o.link_latency_ms = measured->link_latency_ms;
-  }
+  if (measured && measured->link_bytes_per_second > 0 && (!spec.auto_split || !spec.auto_split->link_bytes_per_second))
+    o.link_bytes_per_second = measured->link_bytes_per_second;
+  // Per message: what it cost in the profiled pipeline, else the idle latency.
+  if (measured) o.link_latency_ms = std::max(measured->message_ms, measured->link_latency_ms);
   if (measured && (!spec.auto_split || !spec.auto_split->micro_batch_size))
     o.micro_batch_size = std::max(1, static_cast<int>(measured->micro_batch_size + 0.5));
   return o;

@@ -154,6 +154,7 @@ class Engine {
   double profile_loss_sum_ = 0;  ///< over measured steps, per micro-batch (rank 0)
   std::vector<double> profile_sum_;  ///< over measured steps, all stages (rank 0)
   int profile_steps_ = 0;
+  std::vector<double> profile_step_ms_;  ///< measured step times of the profiled steps (rank 0)
   std::vector<schedule::TraceEvent> events_;
 
   std::vector<std::unique_ptr<Work>> pending_sends_;
