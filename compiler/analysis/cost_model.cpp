@@ -138,17 +138,31 @@ CostModel build_cost_model(const ir::Graph& g, const std::vector<bool>& const_li
     for (int b = 1; b < n; ++b) p.allowed[b] = m.unit_of[b - 1] != m.unit_of[b];
   }
 
+  // Every value a node produces that a later node reads: what a cut can
+  // separate (the readers sorted, all after the producer).
+  struct Crossing {
+    int producer;
+    ir::ValueId value;
+    std::vector<int> readers;
+  };
+  std::vector<Crossing> crossings;
+  for (int i = 0; i < n; ++i)
+    for (ir::ValueId v : g.nodes[m.items[i]].outputs) {
+      std::set<int> r;
+      readers(v, r, 0);
+      Crossing c{i, v, {}};
+      for (int x : r)
+        if (x > i) c.readers.push_back(x);
+      if (!c.readers.empty()) crossings.push_back(std::move(c));
+    }
+
   if (o.typed_cuts_only) {
     std::vector<int> blocked(n + 2, 0);  // difference array over boundaries
-    for (int i = 0; i < n; ++i)
-      for (ir::ValueId v : g.nodes[m.items[i]].outputs) {
-        if (g.values[v].shape.rank_known) continue;
-        std::set<int> r;
-        readers(v, r, 0);
-        if (r.empty() || *r.rbegin() <= i) continue;
-        blocked[i + 1] += 1;
-        blocked[*r.rbegin() + 1] -= 1;
-      }
+    for (const Crossing& c : crossings) {
+      if (g.values[c.value].shape.rank_known) continue;
+      blocked[c.producer + 1] += 1;
+      blocked[c.readers.back() + 1] -= 1;
+    }
     if (p.allowed.empty()) p.allowed.assign(n + 1, true);
     int live = 0;
     for (int b = 0; b <= n; ++b) {
@@ -209,23 +223,15 @@ CostModel build_cost_model(const ir::Graph& g, const std::vector<bool>& const_li
   }
 
   if (timed && o.link_bytes_per_second > 0) {
-    for (int i = 0; i < n; ++i) {
-      for (ir::ValueId v : g.nodes[m.items[i]].outputs) {
-        std::set<int> r;
-        readers(v, r, 0);
-        std::vector<int> later;
-        for (int c : r)
-          if (c > i) later.push_back(c);
-        if (later.empty()) continue;
-        const ir::Value& val = g.values[v];
-        // The activation forward, and its gradient backward when it has one.
-        double factor = ir::dtype_is_float(val.dtype) ? 2.0 : 1.0;
-        ChainProblem::Transfer t;
-        t.producer = i;
-        t.consumers = std::move(later);
-        t.cost = factor * (value_bytes(val) / o.link_bytes_per_second * 1e3 + o.link_latency_ms / o.micro_batch_size);
-        p.transfers.push_back(std::move(t));
-      }
+    for (const Crossing& c : crossings) {
+      const ir::Value& val = g.values[c.value];
+      // The activation forward, and its gradient backward when it has one.
+      double factor = ir::dtype_is_float(val.dtype) ? 2.0 : 1.0;
+      ChainProblem::Transfer t;
+      t.producer = c.producer;
+      t.consumers = c.readers;
+      t.cost = factor * (value_bytes(val) / o.link_bytes_per_second * 1e3 + o.link_latency_ms / o.micro_batch_size);
+      p.transfers.push_back(std::move(t));
     }
   }
 

@@ -140,6 +140,12 @@ void Engine::write_profile() {
   // The link between ranks 0 and 1: one small message's one-way time and the
   // bandwidth of a 4 MiB one (the same machine's loopback for --nproc).
   if (link_latency_ms_ >= 0) j["link"] = {{"latency_ms", link_latency_ms_}, {"bytes_per_second", link_bytes_per_s_}};
+  // Mean F/B/I/W ms per micro-batch of each stage over the profiled steps.
+  std::vector<schedule::StageCost> costs(num_stages_);
+  for (int s = 0; s < num_stages_; ++s) {
+    auto at = [&](int k) { return profile_steps_ ? profile_sum_[4 * s + k] / profile_steps_ / 1000.0 : 0.0; };
+    costs[s] = schedule::StageCost{at(0), at(1), at(2), at(3)};
+  }
   // What one message costs while the pipeline runs (waking the receiver,
   // Gloo's threads competing with compute, the header before the payload):
   // the per-message time with which the simulator, fed this run's measured
@@ -148,11 +154,6 @@ void Engine::write_profile() {
     std::vector<double> steps = profile_step_ms_;
     std::sort(steps.begin(), steps.end());
     const double measured = steps[steps.size() / 2];
-    std::vector<schedule::StageCost> costs(num_stages_);
-    for (int s = 0; s < num_stages_; ++s) {
-      auto at = [&](int k) { return profile_steps_ ? profile_sum_[4 * s + k] / profile_steps_ / 1000.0 : 0.0; };
-      costs[s] = schedule::StageCost{at(0), at(1), at(2), at(3)};
-    }
     auto makespan = [&](double comm) {
       schedule::SimOptions so;
       so.costs = costs;
@@ -175,12 +176,11 @@ void Engine::write_profile() {
   }
   j["stages"] = nlohmann::ordered_json::array();
   for (int s = 0; s < num_stages_; ++s) {
-    auto at = [&](int k) { return profile_steps_ ? profile_sum_[4 * s + k] / profile_steps_ / 1000.0 : 0.0; };
     j["stages"].push_back({{"stage", s},
-                           {"f", at(0)},
-                           {"b", at(1)},
-                           {"i", at(2)},
-                           {"w", at(3)},
+                           {"f", costs[s].f},
+                           {"b", costs[s].b},
+                           {"i", costs[s].i},
+                           {"w", costs[s].w},
                            {"first_node", m_.stages[s].first_node},
                            {"last_node", m_.stages[s].last_node}});
   }

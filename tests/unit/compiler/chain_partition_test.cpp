@@ -237,12 +237,17 @@ double random_transfer_cost(Rng& rng, int mode, double scale) {
   }
 }
 
+/// Mean compute per item (1 when there is none): transfer costs scale with it.
+double mean_compute(const ChainProblem& p) {
+  double sum = 0.0;
+  for (double x : p.compute) sum += x;
+  return !p.compute.empty() && sum > 0 ? sum / static_cast<double>(p.compute.size()) : 1.0;
+}
+
 /// Transfers only between consecutive items (a few missing).
 void random_chain_transfers(Rng& rng, ChainProblem& p) {
   const int n = static_cast<int>(p.compute.size());
-  double scale = 0.0;
-  for (double x : p.compute) scale += x;
-  scale = n > 0 && scale > 0 ? scale / n : 1.0;
+  const double scale = mean_compute(p);
   const int mode = uni(rng, 0, 4);
   for (int i = 0; i + 1 < n; ++i)
     if (coin(rng, 0.9)) p.transfers.push_back({i, {i + 1}, random_transfer_cost(rng, mode, scale)});
@@ -253,9 +258,7 @@ void random_chain_transfers(Rng& rng, ChainProblem& p) {
 /// has two values with different consumers.
 void random_dag_transfers(Rng& rng, ChainProblem& p) {
   const int n = static_cast<int>(p.compute.size());
-  double scale = 0.0;
-  for (double x : p.compute) scale += x;
-  scale = n > 0 && scale > 0 ? scale / n : 1.0;
+  const double scale = mean_compute(p);
   const int mode = uni(rng, 0, 4);
   std::vector<std::set<int>> readers(n);
   for (int c = 1; c < n; ++c) {
