@@ -84,6 +84,40 @@ void Engine::setup() {
     }
   }
   tags_ = std::make_unique<wire::Tags>(num_stages_, o_.chunks, static_cast<int>(max_slots));
+  // Which links need no shape header: each tensor's dims are numbers or the
+  // batch symbol of a batch-split model input (the micro-batch's size).
+  std::set<std::string> batch_symbols;
+  for (const auto& mi : m_.model_inputs)
+    if (mi.split == "batch" && mi.shape && mi.batch_dim && *mi.batch_dim >= 0 &&
+        *mi.batch_dim < static_cast<int>(mi.shape->size()) && !(*mi.shape)[*mi.batch_dim].symbol.empty())
+      batch_symbols.insert((*mi.shape)[*mi.batch_dim].symbol);
+  for (Link& l : links_) {
+    l.headerless = true;
+    for (int i : l.in_idx) {
+      const auto& in = m_.stages[l.consumer].inputs[i];
+      std::vector<int64_t> dims;
+      bool fixed = in.shape.has_value() && in.shape->size() <= static_cast<size_t>(wire::kMaxDims);
+      for (size_t d = 0; fixed && d < in.shape->size(); ++d) {
+        const auto& dim = (*in.shape)[d];
+        if (dim.value && *dim.value >= 0) dims.push_back(*dim.value);
+        else if (batch_symbols.count(dim.symbol)) dims.push_back(-1);
+        else fixed = false;
+      }
+      at::ScalarType type = at::kFloat;
+      try {
+        type = scalar_type_of(in.dtype);
+      } catch (const Error&) {
+        fixed = false;
+      }
+      l.headerless = l.headerless && fixed;
+      l.shapes.push_back(dims);
+      l.dtypes.push_back(type);
+    }
+    if (!l.headerless) {
+      l.shapes.clear();
+      l.dtypes.clear();
+    }
+  }
 
   if (o_.train) {
     if (m_.model_outputs.size() != 1)
@@ -169,6 +203,7 @@ void Engine::run() {
   t_.barrier();
   if (!o_.profile_path.empty()) measure_link();
   origin_ = std::chrono::steady_clock::now();
+  if (collect_ || tracing_) align_clocks();
   for (int64_t i = 0; i < o_.steps; ++i) {
     step_ = start_step_ + i;
     auto t0 = std::chrono::steady_clock::now();
@@ -240,6 +275,13 @@ void Engine::execute(const Action& a) {
       end - start;
 }
 
+std::vector<int64_t> Engine::link_shape(const Link& l, size_t k, int m) const {
+  std::vector<int64_t> dims = l.shapes[k];
+  for (int64_t& d : dims)
+    if (d < 0) d = micro_sizes_.at(m);
+  return dims;
+}
+
 void Engine::post_recv_forward(int s, int m) {
   MicroState& st = local(s).mb[m];
   for (int li : links_in_[s]) {
@@ -247,19 +289,29 @@ void Engine::post_recv_forward(int s, int m) {
     if (!l.remote) continue;
     PendingRecv p;
     p.link = li;
-    p.header = wire::header_buffer(static_cast<int>(l.in_idx.size()));
-    p.header_work = t_.irecv(p.header, rank_of(l.producer), tags_->data(0, l.producer, s, m, 0));
+    if (l.headerless) {
+      for (size_t k = 0; k < l.in_idx.size(); ++k) {
+        p.buffers.push_back(at::empty(link_shape(l, k, m), at::TensorOptions().dtype(l.dtypes[k])));
+        p.works.push_back(t_.irecv(wire_view(p.buffers[k]), rank_of(l.producer),
+                                   tags_->data(0, l.producer, s, m, static_cast<int>(k) + 1)));
+      }
+    } else {
+      p.header = wire::header_buffer(static_cast<int>(l.in_idx.size()));
+      p.header_work = t_.irecv(p.header, rank_of(l.producer), tags_->data(0, l.producer, s, m, 0));
+    }
     st.recv_f.push_back(std::move(p));
   }
 }
 
 void Engine::finish_recv_forward(PendingRecv& p, MicroState& st, int m) {
   const Link& l = links_[p.link];
-  p.header_work->wait();
-  p.buffers = wire::allocate_from_header(p.header, static_cast<int>(l.in_idx.size()));
-  for (size_t k = 0; k < p.buffers.size(); ++k)
-    p.works.push_back(t_.irecv(wire_view(p.buffers[k]), rank_of(l.producer),
-                               tags_->data(0, l.producer, l.consumer, m, static_cast<int>(k) + 1)));
+  if (p.header_work) {
+    p.header_work->wait();
+    p.buffers = wire::allocate_from_header(p.header, static_cast<int>(l.in_idx.size()));
+    for (size_t k = 0; k < p.buffers.size(); ++k)
+      p.works.push_back(t_.irecv(wire_view(p.buffers[k]), rank_of(l.producer),
+                                 tags_->data(0, l.producer, l.consumer, m, static_cast<int>(k) + 1)));
+  }
   for (size_t k = 0; k < p.buffers.size(); ++k) {
     p.works[k]->wait();
     st.inputs[l.in_idx[k]] = p.buffers[k];
@@ -319,10 +371,24 @@ void Engine::send_forward(int s, int m) {
     if (!l.remote) continue;
     std::vector<at::Tensor> ts;
     for (int j : l.out_idx) ts.push_back(st.outputs[j].detach().contiguous());
-    at::Tensor header = wire::encode_header(ts);
     int dst = rank_of(l.consumer);
-    pending_sends_.push_back(t_.isend(header, dst, tags_->data(0, s, l.consumer, m, 0)));
-    send_keepalive_.push_back(header);
+    if (l.headerless) {
+      // The receiver has posted buffers of the manifest's shapes: a tensor of
+      // another shape would fail there, far from its cause.
+      for (size_t k = 0; k < ts.size(); ++k) {
+        auto want = link_shape(l, k, m);
+        if (ts[k].sizes() != at::IntArrayRef(want) || ts[k].scalar_type() != l.dtypes[k])
+          throw Error(lm_.dir + "/manifest.json: stage " + std::to_string(s) + " output '" +
+                      m_.stages[l.consumer].inputs[l.in_idx[k]].name + "' of micro-batch " + std::to_string(m) +
+                      " is " + dtype_name(ts[k].scalar_type()) + " " + shape_text(ts[k]) + ", but the manifest declares " +
+                      dtype_name(l.dtypes[k]) + " " + shape_text(at::empty(want, at::kByte)) +
+                      " (with the micro-batch's size for the batch dim)");
+      }
+    } else {
+      at::Tensor header = wire::encode_header(ts);
+      pending_sends_.push_back(t_.isend(header, dst, tags_->data(0, s, l.consumer, m, 0)));
+      send_keepalive_.push_back(header);
+    }
     for (size_t k = 0; k < ts.size(); ++k) {
       pending_sends_.push_back(t_.isend(wire_view(ts[k]), dst, tags_->data(0, s, l.consumer, m, static_cast<int>(k) + 1)));
       send_keepalive_.push_back(ts[k]);

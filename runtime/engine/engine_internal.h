@@ -38,6 +38,13 @@ struct Link {
   std::vector<int> out_idx, in_idx;
   std::vector<bool> differentiable;
   bool remote = false;
+  /// Every tensor's dtype and shape are fixed by the manifest up to the
+  /// micro-batch size (-1 in `shapes`): its activations travel without a
+  /// header, and the receiver posts their receives as early as the schedule
+  /// lets it, instead of waiting for a header to learn the shapes.
+  bool headerless = false;
+  std::vector<std::vector<int64_t>> shapes;
+  std::vector<at::ScalarType> dtypes;
 };
 
 /// A receive in flight: activations (header first) or gradients.
@@ -90,6 +97,8 @@ class Engine {
   void send_forward(int s, int m);
   void send_backward(int s, int m);
   void finish_recv_forward(PendingRecv& p, MicroState& st, int m);
+  /// A headerless link's k-th tensor shape for micro-batch m.
+  std::vector<int64_t> link_shape(const Link& l, size_t k, int m) const;
   at::Tensor compute_loss(const at::Tensor& out, int m);
   void sync_tied_gradients();
   void collect_outputs(int s, int m, const std::vector<at::Tensor>& outs);
@@ -107,6 +116,9 @@ class Engine {
   void write_profile();
   /// --profile: ranks 0 and 1 time a ping-pong of 4 bytes and of 4 MiB.
   void measure_link();
+  /// Shifts origin_ so that every rank's now_us() reads rank 0's clock: the
+  /// offset of the fastest of several timestamp round trips with rank 0.
+  void align_clocks();
   double link_latency_ms_ = -1, link_bytes_per_s_ = -1;  ///< measured (rank 0), -1: not measured
 
   LocalStage& local(int s) { return locals_[local_of_[s]]; }

@@ -10,10 +10,13 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <set>
 #include <sstream>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "compiler/driver/driver.h"
 #include "runtime/engine/microbatch.h"
@@ -178,6 +181,129 @@ TEST(Engine, EveryScheduleTrainsEverySampleLikeOneRank) {
       run(four, p.world, t);
       expect_same(t.save_dir + "/params.pt", o.save_dir + "/params.pt", 1e-5);
     }
+  }
+}
+
+// Counts what a rank sends on data tags (not the control ones), by dtype.
+class CountingTransport : public Transport {
+ public:
+  explicit CountingTransport(Transport& inner) : inner_(inner) {}
+  int rank() const override { return inner_.rank(); }
+  int world_size() const override { return inner_.world_size(); }
+  std::unique_ptr<Work> isend(at::Tensor t, int dst, uint32_t tag) override {
+    if (tag < wire::Tags::kControlBase) ++(t.scalar_type() == at::kLong ? int64_sends : other_sends);
+    return inner_.isend(t, dst, tag);
+  }
+  std::unique_ptr<Work> irecv(at::Tensor t, int src, uint32_t tag) override { return inner_.irecv(t, src, tag); }
+  void all_reduce_sum(std::vector<at::Tensor>& ts, const std::vector<int>& ranks) override {
+    inner_.all_reduce_sum(ts, ranks);
+  }
+  void barrier() override { inner_.barrier(); }
+  int int64_sends = 0, other_sends = 0;
+
+ private:
+  Transport& inner_;
+};
+
+// Runs `world` ranks as threads over counting transports; returns the sends
+// of all ranks {int64, other}. Rethrows the first error.
+std::pair<int, int> run_counting(const fs::path& manifest_dir, int world, const EngineOptions& options) {
+  LoadedManifest lm = load_and_verify(manifest_dir.string());
+  auto fakes = make_local_fakes(world, std::chrono::milliseconds(20000));
+  std::vector<std::unique_ptr<CountingTransport>> counting;
+  for (auto& f : fakes) counting.push_back(std::make_unique<CountingTransport>(*f));
+  std::vector<std::thread> threads;
+  std::vector<std::exception_ptr> errors(world);
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      std::ostringstream log;
+      try {
+        run_pipeline(lm, *counting[r], options, log);
+      } catch (...) {
+        errors[r] = std::current_exception();
+        fakes[r].reset();  // its peers' receives fail instead of waiting out the timeout
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  std::pair<int, int> n{0, 0};
+  for (auto& c : counting) n = {n.first + c->int64_sends, n.second + c->other_sends};
+  return n;
+}
+
+fs::path split_onnx(const std::string& sample, int stages) {
+  fs::path out = scratch(sample + "_onnx_" + std::to_string(stages));
+  ppc::driver::SplitOptions o;
+  o.model_path = std::string(PPC_SOURCE_DIR) + "/samples/" + sample + "/" + sample + ".onnx";
+  o.stages = stages;
+  o.out_dir = out.string();
+  std::ostringstream sink;
+  ppc::driver::split(o, sink, sink);
+  return out;
+}
+
+TEST(Engine, ActivationsOfShapesTheManifestFixesTravelWithoutHeaders) {
+  // skip's ONNX interfaces are [batch, 64] floats: no shape header; its
+  // TorchScript split declares no shapes, so every activation has one.
+  std::vector<std::string> files;
+  at::Generator gen = at::detail::createCPUGenerator(3);
+  for (int i = 0; i < 2; ++i) {
+    fs::path f = scratch("hdr_b" + std::to_string(i) + ".pt");
+    save_tensor_dict(f.string(), {{"x", at::randn({7, 32}, gen)}, {"target", at::randn({7, 8}, gen)}});
+    files.push_back(f.string());
+  }
+  EngineOptions o;
+  o.input_files = files;
+  o.chunks = 3;  // micro-batches of 3, 2 and 2: the receiver sizes each from the batch
+  o.steps = 2;
+  o.quiet = true;
+  o.train = true;
+  o.optimizer.kind = "sgd";
+  o.optimizer.lr = 0.05;
+  o.schedule = "looped-bfs";
+  fs::path onnx = split_onnx("skip", 4);
+  o.save_dir = scratch("hdr_onnx_1").string();
+  run(onnx, 1, o);
+  EngineOptions four = o;
+  four.schedule = "1f1b";
+  four.save_dir = scratch("hdr_onnx_4").string();
+  auto [headers, data] = run_counting(onnx, 4, four);
+  EXPECT_EQ(headers, 0);
+  EXPECT_GT(data, 0);
+  expect_same(four.save_dir + "/params.pt", o.save_dir + "/params.pt", 1e-5);
+
+  EngineOptions ts = four;
+  ts.save_dir = scratch("hdr_ts_4").string();
+  auto [ts_headers, ts_data] = run_counting(split("skip", 4), 4, ts);
+  EXPECT_GT(ts_headers, 0);
+  EXPECT_GT(ts_data, 0);
+}
+
+TEST(Engine, AnActivationOfAnotherShapeThanTheManifestSaysIsAnError) {
+  fs::path two = split_onnx("mlp", 2);
+  // Declare the cut value one column wider than the stages compute.
+  nlohmann::json m = nlohmann::json::parse(std::ifstream(two / "manifest.json"));
+  auto& in = m["stages"][1]["inputs"][0];
+  ASSERT_EQ(in["source"], "edge");
+  int64_t width = in["shape"][1].get<int64_t>();
+  in["shape"][1] = width + 1;
+  std::ofstream(two / "manifest.json") << m.dump(2);
+  EngineOptions o;
+  o.input_files = batches("hdr_bad", 512, 10);
+  o.chunks = 2;
+  o.quiet = true;
+  try {
+    run_counting(two, 2, o);
+    FAIL() << "no error";
+  } catch (const ppc::Error& e) {
+    std::string want = "is float32 [3, " + std::to_string(width) + "], but the manifest declares float32 [3, " +
+                       std::to_string(width + 1) + "]";
+    EXPECT_NE(std::string(e.what()).find(want), std::string::npos)
+        << e.what();
+  } catch (const std::exception& e) {
+    FAIL() << "not the sender's error: " << e.what();
   }
 }
 
