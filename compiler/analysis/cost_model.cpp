@@ -5,61 +5,42 @@
 #include <fstream>
 #include <functional>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <set>
 
 #include "schemas/error.h"
+#include "schemas/profile.h"
 
 namespace ppc::analysis {
 
 MeasuredCosts load_measured_costs(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(path + ": cannot open the costs file");
+  profile::Profile p = profile::read_profile(path);
   MeasuredCosts m;
   m.file = path;
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path + ": not JSON: " + e.what());
+  m.source_sha256 = p.source_sha256;
+  m.micro_batch_size = p.micro_batch_size;
+  m.schedule = p.schedule;
+  m.chunks = p.chunks;
+  m.loss_ms = p.loss_ms;
+  m.loss_stage = p.loss_stage;
+  m.link_latency_ms = p.latency_ms;
+  m.link_bytes_per_second = p.bytes_per_second;
+  m.message_ms = std::max(0.0, p.message_ms);
+  double fsum = 0, all = 0;
+  for (size_t s = 0; s < p.stages.size(); ++s) {
+    const auto& c = p.stages[s];
+    if (c.first_node.empty() || c.last_node.empty())
+      throw Error(path + ": stage " + std::to_string(s) +
+                  " has no 'first_node'/'last_node' (write the profile with this version of pprun --profile)");
+    MeasuredCosts::Stage x;
+    x.first_node = c.first_node;
+    x.last_node = c.last_node;
+    x.ms = c.f + (c.b > 0 ? c.b : c.i + c.w);
+    for (const auto& [name, ms] : c.nodes) x.node_f[name] += ms;
+    m.stages.push_back(x);
+    fsum += c.f;
+    all += x.ms;
   }
-  try {
-    if (j.contains("source_sha256")) m.source_sha256 = j.at("source_sha256").get<std::string>();
-    if (j.contains("micro_batch_size")) m.micro_batch_size = j.at("micro_batch_size").get<double>();
-    if (j.contains("loss_ms")) m.loss_ms = j.at("loss_ms").get<double>();
-    if (j.contains("loss_stage")) m.loss_stage = j.at("loss_stage").get<int>();
-    if (j.contains("link")) {
-      const auto& l = j.at("link");
-      m.link_latency_ms = l.value("latency_ms", 0.0);
-      m.link_bytes_per_second = l.value("bytes_per_second", 0.0);
-      m.message_ms = l.value("message_ms", 0.0);
-      if (!(m.link_latency_ms >= 0) || !(m.link_bytes_per_second >= 0) || !(m.message_ms >= 0))
-        throw Error(path + ": 'link' values must be 0 or more");
-    }
-    if (!(m.loss_ms >= 0) || !std::isfinite(m.loss_ms)) throw Error(path + ": 'loss_ms' must be 0 or more");
-    if (!(m.micro_batch_size > 0)) throw Error(path + ": 'micro_batch_size' must be positive");
-    const auto& st = j.at("stages");
-    if (!st.is_array() || st.empty()) throw Error(path + ": 'stages' must be a non-empty list");
-    double fsum = 0, all = 0;
-    for (size_t s = 0; s < st.size(); ++s) {
-      const auto& c = st[s];
-      MeasuredCosts::Stage x;
-      if (!c.contains("first_node") || !c.contains("last_node"))
-        throw Error(path + ": stage " + std::to_string(s) +
-                    " has no 'first_node'/'last_node' (write the profile with this version of pprun --profile)");
-      x.first_node = c.at("first_node").get<std::string>();
-      x.last_node = c.at("last_node").get<std::string>();
-      double f = c.at("f").get<double>(), b = c.value("b", 0.0), i = c.value("i", 0.0), w = c.value("w", 0.0);
-      x.ms = f + (b > 0 ? b : i + w);
-      if (!(x.ms >= 0) || !std::isfinite(x.ms)) throw Error(path + ": stage " + std::to_string(s) + ": bad time");
-      m.stages.push_back(x);
-      fsum += f;
-      all += x.ms;
-    }
-    if (all > 0) m.forward_fraction = fsum / all;
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path + ": malformed costs file: " + e.what());
-  }
+  if (all > 0) m.forward_fraction = fsum / all;
   return m;
 }
 
@@ -155,6 +136,7 @@ CostModel build_cost_model(const ir::Graph& g, const std::vector<bool>& const_li
         if (x > i) c.readers.push_back(x);
       if (!c.readers.empty()) crossings.push_back(std::move(c));
     }
+  for (const Crossing& c : crossings) m.reads.emplace_back(c.producer, c.readers);
 
   if (o.typed_cuts_only) {
     std::vector<int> blocked(n + 2, 0);  // difference array over boundaries
@@ -200,14 +182,30 @@ CostModel build_cost_model(const ir::Graph& g, const std::vector<bool>& const_li
         throw Error(where + ": covers nodes " + std::to_string(a->second) + ".." + std::to_string(b->second) +
                     " of this model, expected to start at node " + std::to_string(next) +
                     " (profile a split of this same model)");
-      // The stage's time goes to its nodes in proportion to their FLOPs.
+      // The stage's time goes to its nodes in proportion to their measured
+      // forward times where the profile has them (nodes folded into
+      // constants or fused into a later node's kernel take none), else to
+      // their FLOPs. The stage's own overhead (inputs, autograd, the
+      // optimizer-free remainder of F+B) is spread the same way.
+      std::vector<double> weight;
       double w = 0.0;
-      for (int i = a->second; i <= b->second; ++i) w += std::max(1.0, g.nodes[m.items[i]].flops);
+      for (int i = a->second; i <= b->second; ++i) {
+        auto it = st.node_f.find(g.nodes[m.items[i]].name);
+        weight.push_back(it != st.node_f.end() ? it->second : 0.0);
+        w += weight.back();
+      }
+      if (!(w > 0)) {
+        weight.clear();
+        w = 0.0;
+        for (int i = a->second; i <= b->second; ++i) {
+          weight.push_back(std::max(1.0, g.nodes[m.items[i]].flops));
+          w += weight.back();
+        }
+      }
       double ms = st.ms;
       if (static_cast<int>(s) == mc.loss_stage) ms = std::max(0.0, ms - mc.loss_ms);
       double per_sample = ms / mc.micro_batch_size;
-      for (int i = a->second; i <= b->second; ++i)
-        p.compute[i] = per_sample * std::max(1.0, g.nodes[m.items[i]].flops) / w;
+      for (int i = a->second; i <= b->second; ++i) p.compute[i] = per_sample * weight[i - a->second] / w;
       next = b->second + 1;
     }
     if (next != n)

@@ -5,7 +5,9 @@
 // and evaluates any partition (auto, hand-written, baselines) the same way.
 #pragma once
 
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "compiler/analysis/chain_partition.h"
@@ -28,9 +30,15 @@ struct MeasuredCosts {
   /// bandwidth (idle ping-pong), and what a message costs in the running
   /// pipeline (calibrated so the simulator reproduces the measured step).
   double link_latency_ms = 0, link_bytes_per_second = 0, message_ms = 0;
+  /// The profiled run's schedule and micro-batch count ("" / 0: unknown).
+  std::string schedule;
+  int chunks = 0;
   struct Stage {
     std::string first_node, last_node;
     double ms = 0.0;  ///< forward + backward per micro-batch
+    /// Forward ms per micro-batch of each node, timed inside the stage (ONNX
+    /// stages); empty when the profile has none (TorchScript stages).
+    std::map<std::string, double> node_f;
   };
   std::vector<Stage> stages;
 };
@@ -64,6 +72,9 @@ struct CostModel {
   ChainProblem problem;
   std::vector<double> param_bytes; ///< per item: bytes of the params it is first to read
   std::vector<int> unit_of;        ///< per item: its module unit at module_depth (uniform-layer baseline)
+  /// Dataflow between items: each value's producer and its later readers
+  /// (whatever the link costs), for the stage graph of a partition.
+  std::vector<std::pair<int, std::vector<int>>> reads;
 };
 
 /// Builds the model for `stages` stages. Throws ppc::Error for a time

@@ -206,6 +206,9 @@ void Engine::run() {
   if (collect_ || tracing_) align_clocks();
   for (int64_t i = 0; i < o_.steps; ++i) {
     step_ = start_step_ + i;
+    // Node timing covers the profiled steps: all but the first of several.
+    if (!o_.profile_path.empty() && (i == 0 || i == 1))
+      for (auto& ls : locals_) ls.module->set_node_timing(true);
     auto t0 = std::chrono::steady_clock::now();
     load_batch(step_);
     reset_micro_states();
@@ -240,6 +243,7 @@ void Engine::run() {
     log_ << "rank 0 held at most " << peak_in_flight_ << " of " << o_.chunks
          << " micro-batches of activations (schedule " << o_.schedule << ")" << std::endl;
   if (tracing_) write_trace_and_timeline();
+  if (!o_.profile_path.empty()) gather_node_times();
   if (!o_.profile_path.empty() && t_.rank() == 0) write_profile();
   if (!o_.train && !o_.output_path.empty()) write_outputs();
   if (o_.train && !o_.save_dir.empty()) save_checkpoint(start_step_ + o_.steps);

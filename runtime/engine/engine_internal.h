@@ -119,6 +119,9 @@ class Engine {
   /// Shifts origin_ so that every rank's now_us() reads rank 0's clock: the
   /// offset of the fastest of several timestamp round trips with rank 0.
   void align_clocks();
+  /// --profile: every rank sends rank 0 its stages' per-node forward times.
+  void gather_node_times();
+  std::vector<std::vector<std::pair<std::string, double>>> node_us_;  ///< rank 0: per stage, totals
   double link_latency_ms_ = -1, link_bytes_per_s_ = -1;  ///< measured (rank 0), -1: not measured
 
   LocalStage& local(int s) { return locals_[local_of_[s]]; }

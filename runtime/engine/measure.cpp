@@ -10,9 +10,9 @@
 #include <iomanip>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
 
 #include "runtime/schedule/simulator.h"
+#include "schemas/profile.h"
 
 namespace ppc::runtime::engine_detail {
 
@@ -153,28 +153,82 @@ void Engine::measure_link() {
   link_bytes_per_s_ = static_cast<double>(big * 4) / (std::max(big_ms - small_ms, 1e-6) / 1000.0);
 }
 
+void Engine::gather_node_times() {
+  node_us_.assign(num_stages_, {});
+  if (t_.rank() == 0) {
+    for (auto& ls : locals_) node_us_[ls.index] = ls.module->node_forward_us();
+    for (int r = 1; r < t_.world_size(); ++r) {
+      at::Tensor count = at::zeros({1}, at::kLong);
+      t_.irecv(count, r, wire::Tags::kProfile)->wait();
+      if (count.item<int64_t>() == 0) continue;
+      at::Tensor meta = at::empty({3 * count.item<int64_t>()}, at::kLong);
+      t_.irecv(meta, r, wire::Tags::kProfile)->wait();
+      for (int64_t k = 0; k < count.item<int64_t>(); ++k) {
+        int64_t s = meta[3 * k].item<int64_t>(), nbytes = meta[3 * k + 1].item<int64_t>(), n = meta[3 * k + 2].item<int64_t>();
+        if (n == 0) continue;
+        at::Tensor names = at::empty({nbytes}, at::kByte), us = at::empty({n}, at::kDouble);
+        t_.irecv(names, r, wire::Tags::kProfile)->wait();
+        t_.irecv(us, r, wire::Tags::kProfile)->wait();
+        std::string all(reinterpret_cast<const char*>(names.data_ptr<uint8_t>()), static_cast<size_t>(nbytes));
+        std::istringstream lines(all);
+        std::string name;
+        auto& out = node_us_.at(static_cast<size_t>(s));
+        const double* t = us.data_ptr<double>();
+        for (int64_t i = 0; i < n && std::getline(lines, name); ++i) out.emplace_back(name, t[i]);
+      }
+    }
+    return;
+  }
+  // Names joined by newlines, then the times: two messages per stage.
+  std::vector<int64_t> meta;
+  std::vector<at::Tensor> payload;
+  for (auto& ls : locals_) {
+    auto times = ls.module->node_forward_us();
+    std::string names;
+    std::vector<double> us;
+    for (const auto& [name, t] : times) {
+      names += name + "\n";
+      us.push_back(t);
+    }
+    meta.insert(meta.end(), {ls.index, static_cast<int64_t>(names.size()), static_cast<int64_t>(us.size())});
+    if (us.empty()) continue;
+    at::Tensor bytes = at::empty({static_cast<int64_t>(names.size())}, at::kByte);
+    std::copy(names.begin(), names.end(), reinterpret_cast<char*>(bytes.data_ptr<uint8_t>()));
+    payload.push_back(bytes);
+    payload.push_back(at::tensor(us, at::kDouble));
+  }
+  at::Tensor count = at::full({1}, static_cast<int64_t>(locals_.size()), at::kLong);
+  t_.isend(count, 0, wire::Tags::kProfile)->wait();
+  if (locals_.empty()) return;
+  at::Tensor m = at::tensor(meta, at::kLong);
+  t_.isend(m, 0, wire::Tags::kProfile)->wait();
+  for (auto& p : payload) t_.isend(p, 0, wire::Tags::kProfile)->wait();
+}
+
 void Engine::write_profile() {
-  nlohmann::ordered_json j;
-  j["version"] = 1;
-  j["unit"] = "ms";
-  j["schedule"] = o_.schedule;
-  j["chunks"] = o_.chunks;
-  j["steps_measured"] = profile_steps_;
+  profile::Profile p;
+  p.schedule = o_.schedule;
+  p.chunks = o_.chunks;
+  p.steps_measured = profile_steps_;
   // What `ppc split --costs` needs to put the times on the model's nodes.
-  j["source_sha256"] = m_.source.sha256;
+  p.source_sha256 = m_.source.sha256;
   double samples = 0;
   for (int64_t n : micro_sizes_) samples += static_cast<double>(n);
-  j["micro_batch_size"] = micro_sizes_.empty() ? 1.0 : samples / static_cast<double>(micro_sizes_.size());
+  p.micro_batch_size = micro_sizes_.empty() ? 1.0 : samples / static_cast<double>(micro_sizes_.size());
   // The loss (and, with --synthetic, its target) is computed in the loss
   // stage's F: its share, per micro-batch, so ppc can put it on the node
   // producing the model output rather than spread it over the stage.
   if (o_.train) {
-    j["loss_stage"] = loss_stage_;
-    j["loss_ms"] = profile_steps_ ? profile_loss_sum_ / profile_steps_ / 1000.0 : 0.0;
+    p.loss_stage = loss_stage_;
+    p.loss_ms = profile_steps_ ? profile_loss_sum_ / profile_steps_ / 1000.0 : 0.0;
   }
   // The link between ranks 0 and 1: one small message's one-way time and the
   // bandwidth of a 4 MiB one (the same machine's loopback for --nproc).
-  if (link_latency_ms_ >= 0) j["link"] = {{"latency_ms", link_latency_ms_}, {"bytes_per_second", link_bytes_per_s_}};
+  if (link_latency_ms_ >= 0) {
+    p.has_link = true;
+    p.latency_ms = link_latency_ms_;
+    p.bytes_per_second = link_bytes_per_s_;
+  }
   // Mean F/B/I/W ms per micro-batch of each stage over the profiled steps.
   std::vector<schedule::StageCost> costs(num_stages_);
   for (int s = 0; s < num_stages_; ++s) {
@@ -204,22 +258,27 @@ void Engine::write_profile() {
         (makespan(mid) < measured ? lo : hi) = mid;
       }
     }
-    j["step_ms"] = measured;
-    j["simulated_step_ms"] = compute_only;
-    if (!j.contains("link")) j["link"] = nlohmann::ordered_json::object();
-    j["link"]["message_ms"] = hi;
+    p.step_ms = measured;
+    p.simulated_step_ms = compute_only;
+    p.has_link = true;
+    p.message_ms = hi;
   }
-  j["stages"] = nlohmann::ordered_json::array();
+  // Per node: forward ms per micro-batch, measured inside the stage (ONNX
+  // stages), for ppc to spread the stage's time by rather than by FLOPs.
+  const double calls = std::max(1, profile_steps_) * static_cast<double>(o_.chunks);
   for (int s = 0; s < num_stages_; ++s) {
-    j["stages"].push_back({{"stage", s},
-                           {"f", costs[s].f},
-                           {"b", costs[s].b},
-                           {"i", costs[s].i},
-                           {"w", costs[s].w},
-                           {"first_node", m_.stages[s].first_node},
-                           {"last_node", m_.stages[s].last_node}});
+    profile::StageTimes t;
+    t.f = costs[s].f;
+    t.b = costs[s].b;
+    t.i = costs[s].i;
+    t.w = costs[s].w;
+    t.first_node = m_.stages[s].first_node;
+    t.last_node = m_.stages[s].last_node;
+    if (s < static_cast<int>(node_us_.size()))
+      for (const auto& [name, us] : node_us_[s]) t.nodes.emplace_back(name, us / calls / 1000.0);
+    p.stages.push_back(std::move(t));
   }
-  std::ofstream(o_.profile_path) << j.dump(2) << "\n";
+  std::ofstream(o_.profile_path) << profile::profile_json(p);
 }
 
 // Every rank's events travel to rank 0 as numbers (count, then 6 per event).

@@ -6,7 +6,6 @@
 #include <fstream>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
 
 #include "runtime/engine/microbatch.h"
 #include "runtime/engine/pt_io.h"
@@ -16,6 +15,7 @@
 #include "runtime/schedule/simulator.h"
 #include "runtime/schedule/validator.h"
 #include "schemas/error.h"
+#include "schemas/profile.h"
 
 namespace ppc::runtime {
 
@@ -88,25 +88,16 @@ std::vector<schedule::StageCost> stage_costs(const manifest::Manifest& m, const 
     }
     return out;
   }
-  std::ifstream in(costs_file);
-  if (!in) throw Error(costs_file + ": cannot open the costs file");
-  try {
-    nlohmann::json j;
-    in >> j;
-    const auto& stages = j.at("stages");
-    if (stages.size() != S)
-      throw Error(costs_file + ": has costs for " + std::to_string(stages.size()) + " stages, the manifest has " +
-                  std::to_string(S));
-    for (size_t s = 0; s < S; ++s) {
-      const auto& c = stages[s];
-      out[s] = schedule::StageCost{c.at("f").get<double>(), c.at("b").get<double>(), c.at("i").get<double>(),
-                                   c.at("w").get<double>()};
-      // A profile of a schedule without split backward has no I/W: split B evenly.
-      if (out[s].i == 0 && out[s].w == 0) out[s].i = out[s].w = out[s].b / 2;
-      if (out[s].b == 0) out[s].b = out[s].i + out[s].w;
-    }
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(costs_file + ": malformed costs file: " + e.what());
+  profile::Profile p = profile::read_profile(costs_file);
+  if (p.stages.size() != S)
+    throw Error(costs_file + ": has costs for " + std::to_string(p.stages.size()) + " stages, the manifest has " +
+                std::to_string(S));
+  for (size_t s = 0; s < S; ++s) {
+    const auto& c = p.stages[s];
+    out[s] = schedule::StageCost{c.f, c.b, c.i, c.w};
+    // A profile of a schedule without split backward has no I/W: split B evenly.
+    if (out[s].i == 0 && out[s].w == 0) out[s].i = out[s].w = out[s].b / 2;
+    if (out[s].b == 0) out[s].b = out[s].i + out[s].w;
   }
   return out;
 }

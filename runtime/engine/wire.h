@@ -44,6 +44,8 @@ class Tags {
   static constexpr uint32_t kStats = kControlBase + 5;
   /// Ping-pong between ranks 0 and 1 measuring the link (--profile).
   static constexpr uint32_t kProbe = kControlBase + 6;
+  /// Per-node forward times gathered on rank 0 (--profile).
+  static constexpr uint32_t kProfile = kControlBase + 7;
 
  private:
   int64_t stages_, microbatches_, slots_;

@@ -10,6 +10,7 @@
 #include <onnx/onnx_pb.h>
 
 #include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <sstream>
 #include <unordered_map>
@@ -59,11 +60,17 @@ struct OnnxGraph::Impl {
   std::vector<std::string> input_names, output_names;
   std::vector<Initializer> inits;
   bool training = false;
+  bool timing = false;
+  std::vector<double> step_us;  // per step, while timing
+
+  std::string node_name(int node) const {
+    const auto& n = model.graph().node(node);
+    return n.name().empty() ? n.output_size() ? n.output(0) : std::string("?") : n.name();
+  }
 
   std::string node_place(int node) const {
     const auto& n = model.graph().node(node);
-    return path + ": node '" + (n.name().empty() ? n.output_size() ? n.output(0) : std::string("?") : n.name()) + "' (" +
-           n.op_type() + ", opset " + std::to_string(opset) + ")";
+    return path + ": node '" + node_name(node) + "' (" + n.op_type() + ", opset " + std::to_string(opset) + ")";
   }
 };
 
@@ -290,6 +297,16 @@ const std::vector<std::string>& OnnxGraph::output_names() const { return impl_->
 int OnnxGraph::opset() const { return impl_->opset; }
 size_t OnnxGraph::num_steps() const { return impl_->steps.size(); }
 void OnnxGraph::set_training(bool training) { impl_->training = training; }
+void OnnxGraph::set_timing(bool on) {
+  impl_->timing = on;
+  impl_->step_us.assign(impl_->steps.size(), 0.0);
+}
+std::vector<std::pair<std::string, double>> OnnxGraph::node_times_us() const {
+  std::vector<std::pair<std::string, double>> out;
+  for (size_t k = 0; k < impl_->steps.size() && k < impl_->step_us.size(); ++k)
+    out.emplace_back(impl_->node_name(impl_->steps[k].node), impl_->step_us[k]);
+  return out;
+}
 bool OnnxGraph::training() const { return impl_->training; }
 
 std::vector<at::Tensor> OnnxGraph::run(const std::vector<at::Tensor>& inputs) {
@@ -304,6 +321,16 @@ std::vector<at::Tensor> OnnxGraph::run(const std::vector<at::Tensor>& inputs) {
   for (size_t i = 0; i < inputs.size(); ++i) im.slots[im.input_slots[i]] = inputs[i];
   size_t k = 0;
   try {
+    if (im.timing) {
+      // CPU kernels are synchronous: a step's wall time is its cost.
+      for (; k < im.steps.size(); ++k) {
+        const Step& st = im.steps[k];
+        auto t0 = std::chrono::steady_clock::now();
+        st.kernel(onnx_ops::KernelIO{im.slots, st.in, st.out, im.training});
+        for (int r : st.release) im.slots[r].reset();
+        im.step_us[k] += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+      }
+    }
     for (; k < im.steps.size(); ++k) {
       const Step& st = im.steps[k];
       st.kernel(onnx_ops::KernelIO{im.slots, st.in, st.out, im.training});

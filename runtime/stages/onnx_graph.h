@@ -42,6 +42,15 @@ class OnnxGraph {
   /// reentrant (one run at a time). Throws ppc::Error naming the failing node.
   std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs);
 
+  /// Node timing (for `pprun --profile`): while on, run() adds each step's
+  /// wall time to its node. Turning it on clears the totals.
+  void set_timing(bool on);
+  /// Microseconds spent per node since timing was turned on, in execution
+  /// order, under the node's name (its first output's where it has none). A
+  /// fused kernel's time is its pattern's last node's; nodes evaluated at
+  /// load time (constants) are absent.
+  std::vector<std::pair<std::string, double>> node_times_us() const;
+
   /// Dropout and BatchNormalization (training_mode=1) follow this flag.
   void set_training(bool training);
   bool training() const;

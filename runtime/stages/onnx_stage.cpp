@@ -47,6 +47,8 @@ class OnnxStage final : public StageModule {
   }
 
   void set_training(bool training) override { graph_->set_training(training); }
+  void set_node_timing(bool on) override { graph_->set_timing(on); }
+  std::vector<std::pair<std::string, double>> node_forward_us() const override { return graph_->node_times_us(); }
   std::vector<NamedTensor> parameters() override { return graph_->parameters(); }
   std::vector<NamedTensor> buffers() override { return graph_->buffers(); }
   void save(const std::string& path) override { graph_->save(path); }

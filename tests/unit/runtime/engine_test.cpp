@@ -281,6 +281,39 @@ TEST(Engine, ActivationsOfShapesTheManifestFixesTravelWithoutHeaders) {
   EXPECT_GT(ts_data, 0);
 }
 
+TEST(Engine, ProfilesTimeEveryOnnxNodeOnEveryRank) {
+  fs::path four = split_onnx("skip", 4);
+  EngineOptions o;
+  o.input_files = batches("prof", 32, 8);
+  o.chunks = 2;
+  o.steps = 3;
+  o.quiet = true;
+  o.train = true;
+  o.schedule = "looped-bfs";
+  o.profile_path = scratch("prof.json").string();
+  run(four, 2, o);  // stages 1 and 3 on rank 1: their times travel to rank 0
+  nlohmann::json prof = nlohmann::json::parse(std::ifstream(o.profile_path));
+  nlohmann::json man = nlohmann::json::parse(std::ifstream(four / "manifest.json"));
+  ASSERT_EQ(prof["stages"].size(), 4u);
+  for (size_t s = 0; s < 4; ++s) {
+    SCOPED_TRACE("stage " + std::to_string(s));
+    const auto& st = prof["stages"][s];
+    ASSERT_TRUE(st.contains("nodes")) << st.dump();
+    double sum = 0;
+    std::set<std::string> names;
+    for (const auto& n : st["nodes"]) {
+      EXPECT_GE(n["f"].get<double>(), 0.0);
+      sum += n["f"].get<double>();
+      names.insert(n["node"].get<std::string>());
+    }
+    // Inside the stage's forward, which also detaches inputs (and computes the loss).
+    EXPECT_GT(sum, 0.0);
+    EXPECT_LE(sum, st["f"].get<double>());
+    // A stage's last node ends its last kernel (fused or not), under ppc's name.
+    EXPECT_TRUE(names.count(man["stages"][s]["nodes"]["last"].get<std::string>())) << st.dump();
+  }
+}
+
 TEST(Engine, AnActivationOfAnotherShapeThanTheManifestSaysIsAnError) {
   fs::path two = split_onnx("mlp", 2);
   // Declare the cut value one column wider than the stages compute.

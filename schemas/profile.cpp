@@ -1,0 +1,114 @@
+#include "schemas/profile.h"
+
+#include <cmath>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "schemas/error.h"
+
+namespace ppc::profile {
+
+namespace {
+
+double time_at(const nlohmann::json& j, const char* key, double fallback, const std::string& where) {
+  if (!j.contains(key)) return fallback;
+  double v = j.at(key).get<double>();
+  if (!(v >= 0) || !std::isfinite(v)) throw Error(where + ": '" + key + "' must be a time of 0 or more");
+  return v;
+}
+
+}  // namespace
+
+Profile read_profile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot open the costs file");
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": not JSON: " + e.what());
+  }
+  Profile p;
+  p.file = path;
+  try {
+    p.schedule = j.value("schedule", std::string());
+    p.chunks = j.value("chunks", 0);
+    p.steps_measured = j.value("steps_measured", 0);
+    p.source_sha256 = j.value("source_sha256", std::string());
+    p.micro_batch_size = j.value("micro_batch_size", 1.0);
+    if (!(p.micro_batch_size > 0) || !std::isfinite(p.micro_batch_size))
+      throw Error(path + ": 'micro_batch_size' must be positive");
+    p.loss_stage = j.value("loss_stage", -1);
+    p.loss_ms = time_at(j, "loss_ms", 0.0, path);
+    if (j.contains("link")) {
+      const auto& l = j.at("link");
+      p.has_link = true;
+      p.latency_ms = time_at(l, "latency_ms", 0.0, path + ": link");
+      p.bytes_per_second = time_at(l, "bytes_per_second", 0.0, path + ": link");
+      p.message_ms = time_at(l, "message_ms", -1.0, path + ": link");
+    }
+    if (j.contains("step_ms")) p.step_ms = time_at(j, "step_ms", -1.0, path);
+    if (j.contains("simulated_step_ms")) p.simulated_step_ms = time_at(j, "simulated_step_ms", -1.0, path);
+    const auto& st = j.at("stages");
+    if (!st.is_array() || st.empty()) throw Error(path + ": 'stages' must be a non-empty list");
+    for (size_t s = 0; s < st.size(); ++s) {
+      const auto& c = st[s];
+      const std::string where = path + ": stage " + std::to_string(s);
+      StageTimes t;
+      t.f = time_at(c, "f", -1.0, where);
+      if (t.f < 0) throw Error(where + ": no 'f' (forward ms)");
+      t.b = time_at(c, "b", 0.0, where);
+      t.i = time_at(c, "i", 0.0, where);
+      t.w = time_at(c, "w", 0.0, where);
+      t.first_node = c.value("first_node", std::string());
+      t.last_node = c.value("last_node", std::string());
+      if (c.contains("nodes"))
+        for (const auto& nd : c.at("nodes")) {
+          std::string name = nd.at("node").get<std::string>();
+          t.nodes.emplace_back(name, time_at(nd, "f", 0.0, where + ": node '" + name + "'"));
+        }
+      p.stages.push_back(std::move(t));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": malformed costs file: " + e.what());
+  }
+  return p;
+}
+
+std::string profile_json(const Profile& p) {
+  nlohmann::ordered_json j;
+  j["version"] = 1;
+  j["unit"] = "ms";
+  j["schedule"] = p.schedule;
+  j["chunks"] = p.chunks;
+  j["steps_measured"] = p.steps_measured;
+  j["source_sha256"] = p.source_sha256;
+  j["micro_batch_size"] = p.micro_batch_size;
+  if (p.loss_stage >= 0) {
+    j["loss_stage"] = p.loss_stage;
+    j["loss_ms"] = p.loss_ms;
+  }
+  if (p.has_link) {
+    j["link"] = {{"latency_ms", p.latency_ms}, {"bytes_per_second", p.bytes_per_second}};
+    if (p.message_ms >= 0) j["link"]["message_ms"] = p.message_ms;
+  }
+  if (p.step_ms >= 0) j["step_ms"] = p.step_ms;
+  if (p.simulated_step_ms >= 0) j["simulated_step_ms"] = p.simulated_step_ms;
+  j["stages"] = nlohmann::ordered_json::array();
+  for (size_t s = 0; s < p.stages.size(); ++s) {
+    const StageTimes& t = p.stages[s];
+    nlohmann::ordered_json o = {{"stage", s},          {"f", t.f},
+                                {"b", t.b},            {"i", t.i},
+                                {"w", t.w},            {"first_node", t.first_node},
+                                {"last_node", t.last_node}};
+    if (!t.nodes.empty()) {
+      auto& nodes = o["nodes"] = nlohmann::ordered_json::array();
+      for (const auto& [name, ms] : t.nodes) nodes.push_back({{"node", name}, {"f", ms}});
+    }
+    j["stages"].push_back(std::move(o));
+  }
+  return j.dump(2) + "\n";
+}
+
+}  // namespace ppc::profile

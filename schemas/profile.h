@@ -1,0 +1,45 @@
+// The profile `pprun --profile FILE.json` writes, and `ppc split --costs` and
+// `pprun --simulate --costs` read: measured times of one split of a model.
+// One reader and one writer for both sides, like the manifest's.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ppc::profile {
+
+/// One stage, ms per micro-batch, averaged over the profiled steps.
+struct StageTimes {
+  double f = 0, b = 0, i = 0, w = 0;  ///< forward, full backward, input / weight backward
+  std::string first_node, last_node;  ///< the stage's node range ("" in files without it)
+  /// Forward ms per node, timed inside the stage (ONNX stages; empty otherwise).
+  std::vector<std::pair<std::string, double>> nodes;
+};
+
+struct Profile {
+  std::string file;  ///< where it was read from (for messages)
+  std::string schedule;
+  int chunks = 0;
+  int steps_measured = 0;
+  std::string source_sha256;     ///< of the model the split came from ("" = unknown)
+  double micro_batch_size = 1;   ///< samples per micro-batch
+  int loss_stage = -1;           ///< the stage computing the loss (training), -1: none
+  double loss_ms = 0;            ///< per micro-batch, inside loss_stage's F
+  /// The link between ranks 0 and 1 (has_link false: one rank, not measured):
+  /// an idle ping-pong's one-way latency and bandwidth, and the calibrated
+  /// latency of a message in the running pipeline (-1: not calibrated).
+  bool has_link = false;
+  double latency_ms = 0, bytes_per_second = 0, message_ms = -1;
+  double step_ms = -1, simulated_step_ms = -1;  ///< measured median step, simulated from the stage times (-1: none)
+  std::vector<StageTimes> stages;
+};
+
+/// Reads a profile. Every problem is a ppc::Error naming the file: cannot
+/// open, not JSON, a missing or mistyped field, a negative or non-finite time.
+Profile read_profile(const std::string& path);
+
+/// The JSON text pprun writes (keys in a fixed order, ending in a newline).
+std::string profile_json(const Profile& p);
+
+}  // namespace ppc::profile

@@ -1,0 +1,117 @@
+// The profile file: pprun writes it, ppc and pprun --simulate read it through
+// the same reader; bad files are one error naming the file.
+#include "schemas/profile.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "schemas/error.h"
+
+using namespace ppc::profile;
+
+namespace {
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  std::string path = "/tmp/ppc_profile_test_" + std::to_string(::getpid()) + "_" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+std::string error_of(const std::string& text) {
+  std::string path = write_temp("bad.json", text);
+  try {
+    read_profile(path);
+  } catch (const ppc::Error& e) {
+    std::remove(path.c_str());
+    std::string m = e.what();
+    EXPECT_EQ(m.rfind(path + ": ", 0), 0u) << m;  // names the file first
+    return m.substr(path.size() + 2);
+  }
+  std::remove(path.c_str());
+  return "no error";
+}
+
+}  // namespace
+
+TEST(Profile, RoundTripsEveryField) {
+  Profile p;
+  p.schedule = "zb-h1";
+  p.chunks = 4;
+  p.steps_measured = 9;
+  p.source_sha256 = "ab12";
+  p.micro_batch_size = 2.5;
+  p.loss_stage = 1;
+  p.loss_ms = 0.125;
+  p.has_link = true;
+  p.latency_ms = 0.04;
+  p.bytes_per_second = 3e9;
+  p.message_ms = 0.5;
+  p.step_ms = 12.0;
+  p.simulated_step_ms = 10.0;
+  StageTimes a;
+  a.f = 1;
+  a.b = 2;
+  a.first_node = "n0";
+  a.last_node = "n3";
+  a.nodes = {{"n0", 0.25}, {"n3", 0.5}};
+  StageTimes b;
+  b.f = 3;
+  b.i = 2;
+  b.w = 1.5;
+  b.first_node = b.last_node = "n4";
+  p.stages = {a, b};
+  std::string text = profile_json(p);
+  std::string path = write_temp("rt.json", text);
+  Profile q = read_profile(path);
+  std::remove(path.c_str());
+  EXPECT_EQ(q.file, path);
+  EXPECT_EQ(q.schedule, "zb-h1");
+  EXPECT_EQ(q.chunks, 4);
+  EXPECT_EQ(q.steps_measured, 9);
+  EXPECT_EQ(q.source_sha256, "ab12");
+  EXPECT_EQ(q.micro_batch_size, 2.5);
+  EXPECT_EQ(q.loss_stage, 1);
+  EXPECT_EQ(q.loss_ms, 0.125);
+  EXPECT_TRUE(q.has_link);
+  EXPECT_EQ(q.latency_ms, 0.04);
+  EXPECT_EQ(q.bytes_per_second, 3e9);
+  EXPECT_EQ(q.message_ms, 0.5);
+  EXPECT_EQ(q.step_ms, 12.0);
+  EXPECT_EQ(q.simulated_step_ms, 10.0);
+  ASSERT_EQ(q.stages.size(), 2u);
+  EXPECT_EQ(q.stages[0].nodes, a.nodes);
+  EXPECT_EQ(q.stages[0].first_node, "n0");
+  EXPECT_EQ(q.stages[1].i, 2);
+  EXPECT_EQ(q.stages[1].w, 1.5);
+  EXPECT_TRUE(q.stages[1].nodes.empty());
+  EXPECT_EQ(profile_json(q), text);  // byte-identical again
+  // Without a loss stage or a link (inference on one rank): neither is written.
+  p.loss_stage = -1;
+  p.has_link = false;
+  text = profile_json(p);
+  EXPECT_EQ(text.find("loss_ms"), std::string::npos);
+  EXPECT_EQ(text.find("link"), std::string::npos);
+}
+
+TEST(Profile, BadFilesAreOneErrorNamingTheFile) {
+  EXPECT_EQ(error_of("{").rfind("not JSON", 0), 0u) << error_of("{");
+  EXPECT_EQ(error_of("{\"stages\": []}"), "'stages' must be a non-empty list");
+  EXPECT_EQ(error_of("{\"stages\": [{\"b\": 1}]}"), "stage 0: no 'f' (forward ms)");
+  EXPECT_EQ(error_of("{\"stages\": [{\"f\": -1}]}"), "stage 0: 'f' must be a time of 0 or more");
+  EXPECT_EQ(error_of("{\"micro_batch_size\": 0, \"stages\": [{\"f\": 1}]}"), "'micro_batch_size' must be positive");
+  EXPECT_EQ(error_of("{\"link\": {\"message_ms\": -2}, \"stages\": [{\"f\": 1}]}"),
+            "link: 'message_ms' must be a time of 0 or more");
+  EXPECT_EQ(error_of("{\"stages\": [{\"f\": 1, \"nodes\": [{\"node\": \"x\", \"f\": -3}]}]}"),
+            "stage 0: node 'x': 'f' must be a time of 0 or more");
+  EXPECT_EQ(error_of("{\"stages\": [{\"f\": \"fast\"}]}").rfind("malformed costs file", 0), 0u);
+  try {
+    read_profile("/nonexistent/p.json");
+    FAIL() << "no error";
+  } catch (const ppc::Error& e) {
+    EXPECT_EQ(std::string(e.what()), "/nonexistent/p.json: cannot open the costs file");
+  }
+}
