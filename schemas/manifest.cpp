@@ -159,6 +159,9 @@ json to_json(const Manifest& m) {
                           {"partition", c.partition},     {"bottleneck", c.bottleneck},
                           {"imbalance", c.imbalance},     {"lower_bound", c.lower_bound},
                           {"forward_fraction", c.forward_fraction}};
+    if (c.message_ms) j["cost"]["model"]["message_ms"] = *c.message_ms;
+    if (c.predicted_step_ms) j["cost"]["model"]["predicted_step_ms"] = *c.predicted_step_ms;
+    if (c.predicted_schedule) j["cost"]["model"]["predicted_schedule"] = *c.predicted_schedule;
   }
   return j;
 }
@@ -394,6 +397,9 @@ Manifest parse_manifest(const std::string& text, const std::string& display_name
     cm.imbalance = c.at("imbalance").as_number("'imbalance'");
     if (c.has("lower_bound")) cm.lower_bound = c.at("lower_bound").as_number("'lower_bound'");
     if (c.has("forward_fraction")) cm.forward_fraction = c.at("forward_fraction").as_number("'forward_fraction'");
+    if (c.has("message_ms")) cm.message_ms = c.at("message_ms").as_number("'message_ms'");
+    if (c.has("predicted_step_ms")) cm.predicted_step_ms = c.at("predicted_step_ms").as_number("'predicted_step_ms'");
+    if (c.has("predicted_schedule")) cm.predicted_schedule = c.at("predicted_schedule").as_string("'predicted_schedule'");
     m.cost_model = cm;
   }
   return m;

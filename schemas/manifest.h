@@ -133,6 +133,13 @@ struct Manifest {
     std::string balance;   ///< time | flops | params | uniform
     std::string unit;      ///< ms (per sample) | bytes | nodes
     double forward_fraction = 0;  ///< of compute, the forward's share (for simulation)
+    /// Measured costs only: a message's latency in the profiled pipeline
+    /// (the simulator's per-message delay; not part of the stage costs).
+    std::optional<double> message_ms;
+    /// Measured costs only: the step these stage costs and message_ms give
+    /// through the schedule simulator, and the schedule simulated.
+    std::optional<double> predicted_step_ms;
+    std::optional<std::string> predicted_schedule;
     double bottleneck = 0, imbalance = 0, lower_bound = 0;
     std::string partition;  ///< "auto" (optimal under the model) | "split_points"
   };

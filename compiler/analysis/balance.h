@@ -28,6 +28,10 @@ struct AutoPartition {
   std::vector<int> starts;  ///< first item (CostModel::items position) of stages 1..N-1
   CostModel model;
   Evaluation eval;
+  /// Measured costs: the simulated step (ms) of this partition and the
+  /// schedule simulated (see step_model.h); 0 / "" otherwise.
+  double predicted_step_ms = 0;
+  std::string predicted_schedule;
 };
 
 /// The exact min-bottleneck partition under the cost model (see

@@ -16,6 +16,7 @@
 #include "compiler/analysis/cost_model.h"
 #include "compiler/analysis/partition.h"
 #include "compiler/analysis/split_points.h"
+#include "compiler/analysis/step_model.h"
 #include "compiler/driver/inspect.h"
 #include "compiler/emitters/manifest_builder.h"
 #include "compiler/emitters/stage_emitter.h"
@@ -104,14 +105,20 @@ analysis::CostModelOptions cost_options(const spec::SplitSpec& spec, const analy
   // Measured costs bring the measured link and micro-batch size, unless the spec says otherwise.
   if (measured && measured->link_bytes_per_second > 0 && (!spec.auto_split || !spec.auto_split->link_bytes_per_second))
     o.link_bytes_per_second = measured->link_bytes_per_second;
-  // Per message: what it cost in the profiled pipeline, else the idle latency.
-  if (measured) o.link_latency_ms = std::max(measured->message_ms, measured->link_latency_ms);
+  // Per message and micro-batch, a stage pays the idle link's latency (the
+  // calls on both sides) besides the bytes. The latency a message has in a
+  // running pipeline (message_ms) is not stage time: in a full pipeline it
+  // overlaps compute, and fill and drain pay it about equally for any split
+  // into the same number of stages. It goes to the manifest for prediction.
+  if (measured) o.link_latency_ms = measured->link_latency_ms;
   if (measured && (!spec.auto_split || !spec.auto_split->micro_batch_size))
     o.micro_batch_size = std::max(1, static_cast<int>(measured->micro_batch_size + 0.5));
   return o;
 }
 
-void record_costs(manifest::Manifest& m, const analysis::AutoPartition& ap, bool is_auto, double forward_fraction) {
+void record_costs(manifest::Manifest& m, const analysis::AutoPartition& ap, bool is_auto,
+                  const analysis::MeasuredCosts* measured) {
+  const double forward_fraction = measured ? measured->forward_fraction : 1.0 / 3.0;
   const auto& e = ap.eval;
   for (size_t k = 0; k < m.stages.size() && k < e.stage_costs.size(); ++k) {
     m.stages[k].model_cost = sig6(e.stage_costs[k]);
@@ -126,6 +133,11 @@ void record_costs(manifest::Manifest& m, const analysis::AutoPartition& ap, bool
   cm.imbalance = sig6(e.imbalance);
   cm.lower_bound = sig6(analysis::lower_bound(ap.model, static_cast<int>(e.stage_costs.size())));
   cm.forward_fraction = sig6(forward_fraction);
+  if (measured && ap.model.unit == "ms") cm.message_ms = sig6(measured->message_ms);
+  if (ap.predicted_step_ms > 0) {
+    cm.predicted_step_ms = sig6(ap.predicted_step_ms);
+    cm.predicted_schedule = ap.predicted_schedule;
+  }
   m.cost_model = cm;
 }
 
@@ -298,9 +310,22 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
   cost_opts.typed_cuts_only = std::string(src->artifact_extension()) == ".onnx";
   std::vector<analysis::Cut> cuts;
   analysis::AutoPartition ap;
+  // Measured costs predict the step: the profiled run's schedule, chunks,
+  // micro-batch size and message latency unless the spec's defaults say.
+  const bool predict = measured && cost_opts.balance == "time";
+  analysis::StepOptions step;
+  if (predict) {
+    step.schedule = spec.defaults.schedule ? *spec.defaults.schedule
+                    : !measured->schedule.empty() ? measured->schedule : step.schedule;
+    step.chunks = spec.defaults.chunks ? *spec.defaults.chunks : measured->chunks > 0 ? measured->chunks : step.chunks;
+    step.micro_batch_size = cost_opts.micro_batch_size;
+    step.forward_fraction = measured->forward_fraction;
+    step.message_ms = measured->message_ms;
+  }
   if (spec.auto_split) {
     try {
-      ap = analysis::auto_partition(g, const_like, spec.auto_split->stages, cost_opts);
+      ap = predict ? analysis::auto_partition_by_step(g, const_like, spec.auto_split->stages, cost_opts, step)
+                   : analysis::auto_partition(g, const_like, spec.auto_split->stages, cost_opts);
     } catch (const Error& e) {
       if (doc && !spec.auto_split->pointer.empty()) throw Error(doc->where(spec.auto_split->pointer + "/stages", e.what()));
       throw;
@@ -314,6 +339,7 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
       ap.starts.push_back(static_cast<int>(std::lower_bound(items.begin(), items.end(), c.position) - items.begin()));
     }
     ap.eval = analysis::evaluate(ap.model, ap.starts);
+    if (predict) ap.predicted_step_ms = analysis::predict_step_ms(ap.model, ap.starts, step, &ap.predicted_schedule);
   }
   if (opts.emit == "balance") {
     for (const auto& n : notes) err << "note: " << n << "\n";
@@ -344,7 +370,7 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
   m.source.file = fs::path(opts.model_path).filename().string();
   m.source.sha256 = sha256_file_hex(opts.model_path);
   for (auto& s : m.stages) s.artifact = "stage" + std::to_string(s.index) + src->artifact_extension();
-  record_costs(m, ap, spec.auto_split.has_value(), measured ? measured->forward_fraction : 1.0 / 3.0);
+  record_costs(m, ap, spec.auto_split.has_value(), measured ? &*measured : nullptr);
 
   for (const auto& t : m.ties) {
     std::string line = "tie '" + t.name + "' (" + t.policy + ", owner stage " + std::to_string(t.owner) + ", " + t.detected_by + "):";
@@ -430,6 +456,10 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
   out << "  imbalance (max/mean cost) " << fixed(cm.imbalance, 3) << ", bottleneck " << fixed(cm.bottleneck, 4) << " "
       << cm.unit << " (lower bound " << fixed(cm.lower_bound, 4) << "), " << m.edges.size() << " cross-stage edges, "
       << m.ties.size() << " tie groups\n";
+  if (cm.predicted_step_ms)
+    out << "  predicted step " << fixed(*cm.predicted_step_ms, 2) << " ms (" << *cm.predicted_schedule
+        << ", one stage per rank, the profile's micro-batches; message latency " << fixed(cm.message_ms.value_or(0), 3)
+        << " ms)\n";
 }
 
 void inspect(const InspectOptions& opts, std::ostream& out) {

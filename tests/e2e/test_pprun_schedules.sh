@@ -129,8 +129,28 @@ total = sum(s["f"] + (s["b"] or s["i"] + s["w"]) for s in c["stages"]) / c["micr
 got = sum(s["cost"]["model_compute"] for s in m["stages"])
 assert abs(got - total) <= 1e-4 * total, (got, total)
 assert max(s["cost"]["model"] for s in m["stages"]) == cm["bottleneck"]
+# The profiled pipeline's message latency is kept for prediction, not charged to the stages.
+assert abs(cm["message_ms"] - c["link"]["message_ms"]) <= 1e-5 * max(1.0, c["link"]["message_ms"]), (cm, c["link"])
 print(f"   time-balanced: stage costs {[s['cost']['model'] for s in m['stages']]} ms/sample, imbalance {cm['imbalance']}")
 EOF
+# ppc's predicted step is pprun's simulator on the manifest's stage costs with the message latency.
+"$PY" - "$W/timed/manifest.json" "$W/costs.json" "$W/pred.json" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+c = json.load(open(sys.argv[2]))
+cm = m["cost"]["model"]
+assert cm["predicted_schedule"] == "zb-h1" and cm["predicted_step_ms"] > 0, cm  # the profile's schedule
+mb, ff = c["micro_batch_size"], cm["forward_fraction"]
+st = [{"stage": s["index"], "f": s["cost"]["model"] * mb * ff, "b": s["cost"]["model"] * mb * (1 - ff),
+       "i": s["cost"]["model"] * mb * (1 - ff) / 2, "w": s["cost"]["model"] * mb * (1 - ff) / 2} for s in m["stages"]]
+json.dump({"version": 1, "unit": "ms", "stages": st}, open(sys.argv[3], "w"))
+EOF
+read -r comm predicted < <("$PY" -c 'import json, sys; c = json.load(open(sys.argv[1]))["cost"]["model"]; print(c["message_ms"], c["predicted_step_ms"])' "$W/timed/manifest.json")
+simulated=$("$PPRUN" --manifest "$W/timed" --world-size 2 --schedule zb-h1 --chunks 4 --simulate --costs "$W/pred.json" \
+  --comm "$comm" | sed -n 's/^makespan \([0-9.e+-]*\).*/\1/p')
+"$PY" -c "import sys; p, s = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if abs(p - s) <= 1e-3 * p + 1e-6 else 1)" \
+  "$predicted" "$simulated" || fail "ppc predicted $predicted ms, pprun --simulate gives $simulated ms"
+echo "   predicted step $predicted ms = pprun --simulate $simulated ms"
 "$PPRUN" --manifest "$W/timed" --nproc 2 "${TRAIN[@]}" --save "$W/timed_run" || fail "run the time-balanced split"
 compare "$W/timed_run/params.pt" "$W/ref.pt" "time-balanced split vs PyTorch"
 code=0

@@ -10,6 +10,7 @@
 #include "compiler/analysis/constants.h"
 #include "compiler/analysis/partition.h"
 #include "compiler/analysis/split_points.h"
+#include "compiler/analysis/step_model.h"
 #include "compiler/analysis/ties.h"
 #include "compiler/ir/text.h"
 #include "schemas/error.h"
@@ -634,7 +635,7 @@ TEST(CostModel, MeasuredTimesAndMemoryCap) {
   MeasuredCosts mc;
   mc.file = "prof.json";
   mc.micro_batch_size = 4;
-  mc.stages = {{"a", "b", 8.0}, {"c", "d", 40.0}};  // ms per micro-batch of 4
+  mc.stages = {{"a", "b", 8.0, {}}, {"c", "d", 40.0, {}}};  // ms per micro-batch of 4
   CostModelOptions o;
   o.balance = "time";
   o.link_bytes_per_second = 0;
@@ -642,7 +643,16 @@ TEST(CostModel, MeasuredTimesAndMemoryCap) {
   CostModel m = build_cost_model(g, consts(g), o, 2);
   EXPECT_EQ(m.problem.compute, (std::vector<double>{1, 1, 5, 5}));  // by FLOP share, per sample
   EXPECT_EQ(positions(auto_partition(g, consts(g), 2, o).cuts), (Ints{3}));  // 7 | 5
-  mc.stages = {{"a", "a", 1.0}, {"c", "d", 1.0}};
+  // Measured node forward times spread a stage's time instead of FLOPs: d
+  // (an Add with the FLOPs of a MatMul here) measured 3x c's time.
+  mc.stages[1].node_f = {{"c", 0.5}, {"d", 1.5}, {"a", 100.0}};  // a is not in stage 1: ignored
+  m = build_cost_model(g, consts(g), o, 2);
+  EXPECT_EQ(m.problem.compute, (std::vector<double>{1, 1, 2.5, 7.5}));
+  // All of a stage's nodes at 0 (folded, fused away): FLOPs again.
+  mc.stages[1].node_f = {{"c", 0.0}, {"d", 0.0}};
+  EXPECT_EQ(build_cost_model(g, consts(g), o, 2).problem.compute, (std::vector<double>{1, 1, 5, 5}));
+  mc.stages[1].node_f.clear();
+  mc.stages = {{"a", "a", 1.0, {}}, {"c", "d", 1.0, {}}};
   try {
     build_cost_model(g, consts(g), o, 2);
     FAIL() << "expected an error";
@@ -664,6 +674,57 @@ TEST(CostModel, MeasuredTimesAndMemoryCap) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("no split into 2 stages fits 'auto.memory_cap_mib'"), std::string::npos) << e.what();
   }
+}
+
+TEST(StepModel, PredictsOneFOneBFromStageCostsAndLatency) {
+  Graph g = parse_graph(kCostChain);
+  CostModelOptions o;
+  o.flops_per_second = 3e6;  // 1 ms per node and sample
+  o.link_bytes_per_second = 0;
+  CostModel m = build_cost_model(g, consts(g), o, 2);
+  StepOptions so;
+  so.chunks = 4;
+  so.micro_batch_size = 1;
+  // [a b | c d]: 2 ms per stage, F 2/3 and B 4/3. 1F1B on 2 ranks without
+  // latency: (M + N - 1) x (F + B) = 5 x 2.
+  std::string used;
+  EXPECT_DOUBLE_EQ(predict_step_ms(m, {2}, so, &used), 10.0);
+  EXPECT_EQ(used, "1f1b");
+  // [a | b c d] is bound by its 3-ms stage: stage 0's first F (1/3), 4 x 3,
+  // stage 0's last B (2/3).
+  EXPECT_DOUBLE_EQ(predict_step_ms(m, {1}, so), 1.0 / 3 + 12 + 2.0 / 3);
+  // Latency on the pipeline's critical path: fill and drain pay it.
+  so.message_ms = 0.5;
+  EXPECT_GT(predict_step_ms(m, {2}, so), 10.0 + 2 * 0.5 - 1e-9);
+  // A schedule needing two stages per rank is simulated as 1F1B.
+  so.schedule = "zb-v";
+  predict_step_ms(m, {2}, so, &used);
+  EXPECT_EQ(used, "1f1b");
+}
+
+TEST(StepModel, LatencyBoundPipelinesPickTheFastestCandidate) {
+  Graph g = parse_graph(kCostChain);
+  CostModelOptions o;
+  o.flops_per_second = 3e6;
+  o.link_bytes_per_second = 1e12;  // bytes free, messages not
+  StepOptions so;
+  so.chunks = 4;
+  so.micro_batch_size = 1;
+  // Without latency: the min-bottleneck split, predicted.
+  AutoPartition plain = auto_partition_by_step(g, consts(g), 2, o, so);
+  EXPECT_EQ(plain.starts, (Ints{2}));
+  EXPECT_NEAR(plain.predicted_step_ms, 10.0, 1e-4);
+  // A message's latency of 3 stage-milliseconds: every 2-stage split, brute
+  // force through the simulator; the search must find the fastest.
+  so.message_ms = 3.0;
+  CostModel m = build_cost_model(g, consts(g), o, 2);
+  double fastest = 1e300;
+  for (int c = 1; c < 4; ++c) fastest = std::min(fastest, predict_step_ms(m, {c}, so));
+  AutoPartition by_step = auto_partition_by_step(g, consts(g), 2, o, so);
+  EXPECT_DOUBLE_EQ(by_step.predicted_step_ms, fastest);
+  EXPECT_LT(by_step.predicted_step_ms, predict_step_ms(m, plain.starts, so));  // here it moved the cut
+  // The reported costs are the uncharged model's.
+  EXPECT_EQ(by_step.eval.stage_costs, evaluate(m, by_step.starts).stage_costs);
 }
 
 TEST(CostModel, TypedCutsAvoidValuesOfUnknownShape) {

@@ -1,0 +1,76 @@
+#include "compiler/analysis/step_model.h"
+
+#include <algorithm>
+#include <set>
+#include <utility>
+
+#include "runtime/schedule/lowering.h"
+#include "runtime/schedule/registry.h"
+#include "runtime/schedule/simulator.h"
+#include "schemas/error.h"
+
+namespace ppc::analysis {
+
+namespace sched = ppc::runtime::schedule;
+
+double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const StepOptions& o,
+                       std::string* schedule_used) {
+  const int stages = static_cast<int>(starts.size()) + 1;
+  const int n = static_cast<int>(m.items.size());
+  std::vector<int> stage_of(n, 0);
+  for (int i = 0, s = 0; i < n; ++i) {
+    while (s < stages - 1 && i >= starts[s]) ++s;
+    stage_of[i] = s;
+  }
+  std::set<std::pair<int, int>> edges;
+  for (const auto& [producer, readers] : m.reads)
+    for (int r : readers)
+      if (stage_of[r] != stage_of[producer]) edges.insert({stage_of[producer], stage_of[r]});
+  std::vector<sched::StageEdge> list;
+  for (const auto& [a, b] : edges) list.push_back({a, b});
+  sched::StageGraph graph = sched::StageGraph::from_edges(stages, list);
+
+  std::string name = o.schedule;
+  sched::Schedule compute;
+  try {
+    compute = sched::make_compute_schedule(name, stages, 1, o.chunks, false);
+  } catch (const Error&) {
+    name = "1f1b";
+    compute = sched::make_compute_schedule(name, stages, 1, o.chunks, false);
+  }
+  if (schedule_used) *schedule_used = name;
+  Evaluation e = evaluate(m, starts);
+  sched::SimOptions so;
+  for (double c : e.stage_costs) {
+    double mb = c * o.micro_batch_size;
+    double f = mb * o.forward_fraction, b = mb - f;
+    so.costs.push_back(sched::StageCost{f, b, b / 2, b / 2});
+  }
+  so.comm = o.message_ms;
+  auto lowered = sched::hoist_receives(sched::add_communication(compute, stages, graph), 1);
+  return sched::simulate(lowered, stages, graph, so).makespan;
+}
+
+AutoPartition auto_partition_by_step(const ir::Graph& g, const std::vector<bool>& const_like, int stages,
+                                     const CostModelOptions& options, const StepOptions& step) {
+  AutoPartition best = auto_partition(g, const_like, stages, options);
+  best.predicted_step_ms = predict_step_ms(best.model, best.starts, step, &best.predicted_schedule);
+  if (!(step.message_ms > 0) || stages < 2) return best;
+  for (double charge : {0.25, 0.5, 1.0, 2.0, 4.0}) {
+    CostModelOptions o = options;
+    // Per message of a micro-batch, in the model's per-sample unit.
+    o.link_latency_ms += charge * step.message_ms;
+    AutoPartition cand = auto_partition(g, const_like, stages, o);
+    if (cand.starts == best.starts) continue;
+    double t = predict_step_ms(best.model, cand.starts, step);
+    if (t < best.predicted_step_ms) {
+      best.starts = cand.starts;
+      best.cuts = cand.cuts;
+      best.predicted_step_ms = t;
+      best.eval = evaluate(best.model, best.starts);
+    }
+  }
+  return best;
+}
+
+}  // namespace ppc::analysis

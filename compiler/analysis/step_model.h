@@ -1,0 +1,41 @@
+// The step time a partition predicts: its stage costs under the cost model
+// (per micro-batch) run through the schedule simulator, with the message
+// latency measured in a running pipeline. And the partition search that uses
+// it to account for latency, which is not a per-stage cost.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "compiler/analysis/balance.h"
+
+namespace ppc::analysis {
+
+struct StepOptions {
+  std::string schedule = "1f1b";  ///< one stage per rank; others fall back to 1f1b
+  int chunks = 8;                 ///< micro-batches per step
+  double micro_batch_size = 1;    ///< samples per micro-batch (stage costs are per sample)
+  double forward_fraction = 1.0 / 3.0;
+  double message_ms = 0;          ///< one message's latency in the running pipeline
+};
+
+/// The simulated step (ms) of the partition given by `starts` under `m`
+/// (unit "ms"), one stage per rank. `schedule_used` gets the schedule
+/// simulated (options.schedule, or 1f1b when that one needs several stages
+/// per rank).
+double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const StepOptions& options,
+                       std::string* schedule_used = nullptr);
+
+/// With a message latency, the min-bottleneck partition is not always the
+/// fastest: when a message's latency is of the order of a stage's time per
+/// micro-batch, the pipeline stalls on it and fewer, larger messages win. So
+/// the exact search runs once per candidate charge of the latency to each
+/// receiving stage (0, 1/4, 1/2, 1, 2, 4 times it, per message and
+/// micro-batch) and the simulator picks the fastest step; ties go to the
+/// smaller charge. The result is evaluated under the uncharged model (the
+/// manifest's stage costs), with predicted_step_ms set. Without a latency it
+/// is auto_partition() plus the prediction.
+AutoPartition auto_partition_by_step(const ir::Graph& g, const std::vector<bool>& const_like, int stages,
+                                     const CostModelOptions& options, const StepOptions& step);
+
+}  // namespace ppc::analysis
