@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Automatic partitioning from measured costs, end to end, on every sample
 # (ONNX export), training on synthetic batches with 1F1B, 1 thread per rank:
-#  1. profile: a fine split (up to 8 stages of equal node counts) runs on 2
-#     ranks (looped BFS); `pprun --profile` writes each stage's measured
-#     forward/backward ms;
+#  1. profile the split a user starts from, as it runs: the sample's
+#     hand-written 3-stage spec on 3 ranks, and a uniform 2-stage split on 2
+#     ranks; `pprun --profile` writes each stage's measured forward/backward
+#     ms and what a message costs in that pipeline;
 #  2. `ppc split --stages N --balance time --costs PROFILE` puts those times
-#     on the nodes and finds the optimal N-stage split;
+#     on the nodes and finds the optimal N-stage split (N = 3 from the 3-rank
+#     profile, N = 2 from the 2-rank one);
 #  3. hand vs auto: the hand-written split (samples/<name>/spec.json, 3
 #     stages) and the auto 3-stage split train on 3 ranks, alternating runs:
 #     median step time (first step of each run excluded), and the slowest
@@ -16,12 +18,12 @@
 #     (mlp/convnet: top-level modules, skip: blocks.N, tinygpt: h.N), each
 #     run like the auto 2-stage split; the best of them against auto;
 #  5. prediction vs measurement: the auto 2-stage split on 2 ranks (one per
-#     core); its predicted step is the manifest's per-stage costs (compute +
-#     messages received, ms per sample x micro-batch size) run through
-#     `pprun --simulate`, next to the simulator run on the same run's
-#     measured stage times.
+#     core); its predicted step is ppc's (manifest cost.model.predicted_step_ms:
+#     the per-stage costs, compute + bytes received per micro-batch, through
+#     the schedule simulator with the profiled pipeline's message latency),
+#     next to the simulator run on the same run's measured stage times.
 #
-# Usage: tools/bench_partition.sh [BUILD_DIR] [--batch-size N] [--chunks M] [--steps S] [--rounds R] [--samples "mlp skip"]
+# Usage: [KEEP=1] tools/bench_partition.sh [BUILD_DIR] [--batch-size N] [--chunks M] [--steps S] [--rounds R] [--samples "mlp skip"]
 # Ranks beyond the machine's cores time-share them (3 ranks on 2 cores here),
 # which the simulator does not model; that is why steps 4 and 5 use 2 ranks.
 set -euo pipefail
@@ -41,7 +43,7 @@ while [ $# -gt 0 ]; do
 done
 PY=/usr/bin/python3
 W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
+if [ -n "${KEEP:-}" ]; then echo "work files kept in $W" >&2; else trap 'rm -rf "$W"' EXIT; fi
 RUN=(--threads 1 --chunks "$CHUNKS" --synthetic --batch-size "$BATCH" --dim seq=16 --steps "$STEPS" --train --loss mse
      --optimizer sgd --lr 0.001)
 
@@ -56,20 +58,8 @@ print(f"{statistics.median(ms):.3f}")
 EOF
 }
 
-pred() {  # SPLIT_DIR RANKS -> simulated step ms from the manifest's model costs
-  "$PY" - "$1/manifest.json" "$BATCH" "$CHUNKS" >"$1.pred.json" <<'EOF'
-import json, sys
-m = json.load(open(sys.argv[1]))
-mb = int(sys.argv[2]) / int(sys.argv[3])
-ff = m["cost"]["model"]["forward_fraction"]
-st = []
-for s in m["stages"]:
-    c = s["cost"]["model"] * mb  # compute + messages received, ms per micro-batch: what ppc balanced
-    st.append({"stage": s["index"], "f": c * ff, "b": c * (1 - ff), "i": 0, "w": 0})
-print(json.dumps({"version": 1, "unit": "ms", "stages": st}))
-EOF
-  "$BUILD/pprun" --manifest "$1" --world-size "$2" --schedule 1f1b --chunks "$CHUNKS" --simulate --costs "$1.pred.json" |
-    sed -n 's/^makespan \([0-9.]*\).*/\1/p'
+pred() {  # SPLIT_DIR -> ppc's predicted step ms (stage costs and message latency through the simulator)
+  "$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["cost"]["model"]["predicted_step_ms"])' "$1/manifest.json"
 }
 
 stage_times() {  # PROFILE... -> per-stage f+b ms per micro-batch, median over the profiles
@@ -83,25 +73,24 @@ EOF
 echo "batch $BATCH, $CHUNKS micro-batches, $STEPS steps x $ROUNDS runs per split, 1f1b, 1 thread per rank, $(nproc) cores"
 echo "step: median ms per step; slowest stage: measured F+B ms per micro-batch of the slowest stage;"
 echo "stage pred/meas: ppc's predicted stage compute over the measured F+B (min..max over stages);"
-echo "auto2 predicted: ppc's stage costs (compute + messages received) through the simulator;
+echo "auto2 predicted: ppc's predicted step (stage costs through the simulator, message latency as profiled);
 simulated: the run's own measured stage times through it, messages free"
 printf "%-8s | %8s %8s %6s | %8s %8s %6s | %11s | %8s %9s %9s %9s\n" sample "hand3" "auto3" "a/h" "hand3" "auto3" "a/h" \
   "stage p/m" "auto2" "predicted" "simulated" "pred/meas"
 printf "%-8s | %24s | %24s | %11s | %39s\n" "" "step ms (3 ranks)" "slowest stage ms" "auto3" "step ms (2 ranks)"
 for s in $SAMPLES; do
   model="$ROOT/samples/$s/$s.onnx"
-  nodes=$("$BUILD/ppc" split "$model" --stages 1 --emit partition 2>/dev/null | grep -vc '^const ')
-  fine=$(( nodes < 8 ? nodes : 8 ))
-  fine=$(( fine / 2 * 2 ))  # looped BFS: a multiple of the 2 ranks
-  "$BUILD/ppc" split "$model" --stages "$fine" --balance uniform -o "$W/$s.fine" >/dev/null 2>&1
-  "$BUILD/pprun" --manifest "$W/$s.fine" --nproc 2 --schedule looped-bfs "${RUN[@]}" --profile "$W/$s.prof.json" \
-    >"$W/$s.prof.log" 2>&1 || { cat "$W/$s.prof.log" >&2; exit 1; }
+  # The splits profiled: the hand-written one, and a uniform 2-stage one.
+  "$BUILD/ppc" split "$model" --splits "$ROOT/samples/$s/spec.json" -o "$W/$s.prof3" >/dev/null 2>&1
+  "$BUILD/ppc" split "$model" --stages 2 --balance uniform -o "$W/$s.prof2" >/dev/null 2>&1
   for n in 2 3; do
-    "$BUILD/ppc" split "$model" --stages $n --balance time --costs "$W/$s.prof.json" -o "$W/$s.auto$n" >"$W/$s.auto$n.txt" 2>&1 ||
+    "$BUILD/pprun" --manifest "$W/$s.prof$n" --nproc $n --schedule 1f1b "${RUN[@]}" --profile "$W/$s.prof$n.json" \
+      >"$W/$s.prof$n.log" 2>&1 || { cat "$W/$s.prof$n.log" >&2; exit 1; }
+    "$BUILD/ppc" split "$model" --stages $n --balance time --costs "$W/$s.prof$n.json" -o "$W/$s.auto$n" >"$W/$s.auto$n.txt" 2>&1 ||
       { cat "$W/$s.auto$n.txt" >&2; exit 1; }
   done
   # The hand split, evaluated under the same measured costs.
-  "$BUILD/ppc" split "$model" --splits "$ROOT/samples/$s/spec.json" --costs "$W/$s.prof.json" -o "$W/$s.hand3" \
+  "$BUILD/ppc" split "$model" --splits "$ROOT/samples/$s/spec.json" --costs "$W/$s.prof3.json" -o "$W/$s.hand3" \
     >"$W/$s.hand3.txt" 2>&1 || { cat "$W/$s.hand3.txt" >&2; exit 1; }
   # Hand-written 2-stage splits: one per boundary between blocks.
   hand2=()
@@ -123,7 +112,7 @@ for s in $SAMPLES; do
   hand=$(median_step "$W/$s".hand3.*.log)
   auto=$(median_step "$W/$s".auto3.*.log)
   auto2=$(median_step "$W/$s".auto2.*.log)
-  p2=$(pred "$W/$s.auto2" 2)
+  p2=$(pred "$W/$s.auto2")
   # The simulator on the auto2 runs' own measured stage times.
   read -r -a t2 <<<"$(stage_times "$W/$s".auto2.*.json)"
   "$PY" -c "import json,sys; print(json.dumps({'version': 1, 'unit': 'ms', 'stages': [{'stage': i, 'f': float(x) / 3, 'b': 2 * float(x) / 3, 'i': 0, 'w': 0} for i, x in enumerate(sys.argv[1:])]}))" \
