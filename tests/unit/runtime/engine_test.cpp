@@ -36,16 +36,19 @@ fs::path scratch(const std::string& name) {
   return p;
 }
 
-fs::path split(const std::string& sample, int stages) {
-  fs::path out = scratch(sample + "_" + std::to_string(stages));
+// ppc's split of a sample: its traced TorchScript archive, or its ONNX export.
+fs::path split(const std::string& sample, int stages, const std::string& file = "_traced.pt") {
+  fs::path out = scratch(sample + file + "_" + std::to_string(stages));
   ppc::driver::SplitOptions o;
-  o.model_path = std::string(PPC_SOURCE_DIR) + "/samples/" + sample + "/" + sample + "_traced.pt";
+  o.model_path = std::string(PPC_SOURCE_DIR) + "/samples/" + sample + "/" + sample + file;
   o.stages = stages;
   o.out_dir = out.string();
   std::ostringstream sink;
   ppc::driver::split(o, sink, sink);
   return out;
 }
+
+fs::path split_onnx(const std::string& sample, int stages) { return split(sample, stages, ".onnx"); }
 
 // Two batches for a model with input `x` of `features` and an output of `outputs`.
 std::vector<std::string> batches(const std::string& name, int64_t features, int64_t outputs) {
@@ -59,26 +62,67 @@ std::vector<std::string> batches(const std::string& name, int64_t features, int6
   return files;
 }
 
-// Runs `world` ranks as threads; returns rank 0's log. Rethrows the first error.
-std::string run(const fs::path& manifest_dir, int world, const EngineOptions& options) {
+// Counts what a rank sends on data tags (not the control ones), by dtype.
+class CountingTransport : public Transport {
+ public:
+  explicit CountingTransport(Transport& inner) : inner_(inner) {}
+  int rank() const override { return inner_.rank(); }
+  int world_size() const override { return inner_.world_size(); }
+  std::unique_ptr<Work> isend(at::Tensor t, int dst, uint32_t tag) override {
+    if (tag < wire::Tags::kControlBase) ++(t.scalar_type() == at::kLong ? int64_sends : other_sends);
+    return inner_.isend(t, dst, tag);
+  }
+  std::unique_ptr<Work> irecv(at::Tensor t, int src, uint32_t tag) override { return inner_.irecv(t, src, tag); }
+  void all_reduce_sum(std::vector<at::Tensor>& ts, const std::vector<int>& ranks) override {
+    inner_.all_reduce_sum(ts, ranks);
+  }
+  void barrier() override { inner_.barrier(); }
+  int int64_sends = 0, other_sends = 0;
+
+ private:
+  Transport& inner_;
+};
+
+struct Ran {
+  std::string log;        ///< rank 0's
+  int int64_sends = 0;    ///< over all ranks, on data tags
+  int other_sends = 0;
+};
+
+// Runs `world` ranks as threads over counting fakes. Rethrows the first error
+// (a failed rank's fake is closed at once, so its peers fail fast).
+Ran run_ranks(const fs::path& manifest_dir, int world, const EngineOptions& options) {
   LoadedManifest lm = load_and_verify(manifest_dir.string());
-  auto transports = make_local_fakes(world, std::chrono::milliseconds(20000));
+  auto fakes = make_local_fakes(world, std::chrono::milliseconds(20000));
+  std::vector<std::unique_ptr<CountingTransport>> counting;
+  for (auto& f : fakes) counting.push_back(std::make_unique<CountingTransport>(*f));
   std::vector<std::thread> threads;
   std::vector<std::exception_ptr> errors(world);
   std::vector<std::ostringstream> logs(world);
   for (int r = 0; r < world; ++r) {
     threads.emplace_back([&, r] {
       try {
-        run_pipeline(lm, *transports[r], options, logs[r]);
+        run_pipeline(lm, *counting[r], options, logs[r]);
       } catch (...) {
         errors[r] = std::current_exception();
+        fakes[r].reset();
       }
     });
   }
   for (auto& t : threads) t.join();
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
-  return logs[0].str();
+  Ran out;
+  out.log = logs[0].str();
+  for (auto& c : counting) {
+    out.int64_sends += c->int64_sends;
+    out.other_sends += c->other_sends;
+  }
+  return out;
+}
+
+std::string run(const fs::path& manifest_dir, int world, const EngineOptions& options) {
+  return run_ranks(manifest_dir, world, options).log;
 }
 
 void expect_same(const std::string& a, const std::string& b, double tol) {
@@ -184,66 +228,6 @@ TEST(Engine, EveryScheduleTrainsEverySampleLikeOneRank) {
   }
 }
 
-// Counts what a rank sends on data tags (not the control ones), by dtype.
-class CountingTransport : public Transport {
- public:
-  explicit CountingTransport(Transport& inner) : inner_(inner) {}
-  int rank() const override { return inner_.rank(); }
-  int world_size() const override { return inner_.world_size(); }
-  std::unique_ptr<Work> isend(at::Tensor t, int dst, uint32_t tag) override {
-    if (tag < wire::Tags::kControlBase) ++(t.scalar_type() == at::kLong ? int64_sends : other_sends);
-    return inner_.isend(t, dst, tag);
-  }
-  std::unique_ptr<Work> irecv(at::Tensor t, int src, uint32_t tag) override { return inner_.irecv(t, src, tag); }
-  void all_reduce_sum(std::vector<at::Tensor>& ts, const std::vector<int>& ranks) override {
-    inner_.all_reduce_sum(ts, ranks);
-  }
-  void barrier() override { inner_.barrier(); }
-  int int64_sends = 0, other_sends = 0;
-
- private:
-  Transport& inner_;
-};
-
-// Runs `world` ranks as threads over counting transports; returns the sends
-// of all ranks {int64, other}. Rethrows the first error.
-std::pair<int, int> run_counting(const fs::path& manifest_dir, int world, const EngineOptions& options) {
-  LoadedManifest lm = load_and_verify(manifest_dir.string());
-  auto fakes = make_local_fakes(world, std::chrono::milliseconds(20000));
-  std::vector<std::unique_ptr<CountingTransport>> counting;
-  for (auto& f : fakes) counting.push_back(std::make_unique<CountingTransport>(*f));
-  std::vector<std::thread> threads;
-  std::vector<std::exception_ptr> errors(world);
-  for (int r = 0; r < world; ++r) {
-    threads.emplace_back([&, r] {
-      std::ostringstream log;
-      try {
-        run_pipeline(lm, *counting[r], options, log);
-      } catch (...) {
-        errors[r] = std::current_exception();
-        fakes[r].reset();  // its peers' receives fail instead of waiting out the timeout
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
-  std::pair<int, int> n{0, 0};
-  for (auto& c : counting) n = {n.first + c->int64_sends, n.second + c->other_sends};
-  return n;
-}
-
-fs::path split_onnx(const std::string& sample, int stages) {
-  fs::path out = scratch(sample + "_onnx_" + std::to_string(stages));
-  ppc::driver::SplitOptions o;
-  o.model_path = std::string(PPC_SOURCE_DIR) + "/samples/" + sample + "/" + sample + ".onnx";
-  o.stages = stages;
-  o.out_dir = out.string();
-  std::ostringstream sink;
-  ppc::driver::split(o, sink, sink);
-  return out;
-}
-
 TEST(Engine, ActivationsOfShapesTheManifestFixesTravelWithoutHeaders) {
   // skip's ONNX interfaces are [batch, 64] floats: no shape header; its
   // TorchScript split declares no shapes, so every activation has one.
@@ -269,14 +253,16 @@ TEST(Engine, ActivationsOfShapesTheManifestFixesTravelWithoutHeaders) {
   EngineOptions four = o;
   four.schedule = "1f1b";
   four.save_dir = scratch("hdr_onnx_4").string();
-  auto [headers, data] = run_counting(onnx, 4, four);
+  Ran r = run_ranks(onnx, 4, four);
+  int headers = r.int64_sends, data = r.other_sends;
   EXPECT_EQ(headers, 0);
   EXPECT_GT(data, 0);
   expect_same(four.save_dir + "/params.pt", o.save_dir + "/params.pt", 1e-5);
 
   EngineOptions ts = four;
   ts.save_dir = scratch("hdr_ts_4").string();
-  auto [ts_headers, ts_data] = run_counting(split("skip", 4), 4, ts);
+  Ran t = run_ranks(split("skip", 4), 4, ts);
+  int ts_headers = t.int64_sends, ts_data = t.other_sends;
   EXPECT_GT(ts_headers, 0);
   EXPECT_GT(ts_data, 0);
 }
@@ -328,7 +314,7 @@ TEST(Engine, AnActivationOfAnotherShapeThanTheManifestSaysIsAnError) {
   o.chunks = 2;
   o.quiet = true;
   try {
-    run_counting(two, 2, o);
+    run(two, 2, o);
     FAIL() << "no error";
   } catch (const ppc::Error& e) {
     std::string want = "is float32 [3, " + std::to_string(width) + "], but the manifest declares float32 [3, " +
