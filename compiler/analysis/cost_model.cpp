@@ -1,8 +1,6 @@
 #include "compiler/analysis/cost_model.h"
 
 #include <algorithm>
-#include <cmath>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <set>
