@@ -5,6 +5,7 @@
 #include <onnx/shape_inference/implementation.h>
 
 #include <algorithm>
+#include <map>
 #include <optional>
 #include <cstring>
 #include <fstream>
@@ -343,6 +344,28 @@ void infer_shapes(onnx::ModelProto& model, bool fill_slices = false) {
     for (const auto& vi : g->output()) types[vi.name()] = &vi.type();
     std::vector<onnx::ValueInfoProto> added;
     for (const auto& n : g->node()) {
+      if (fill_slices && n.op_type() == "Range" && n.domain().empty() && n.input_size() == 3 && n.output_size() == 1) {
+        // Range's inference reads only constant inputs; its bounds may come
+        // from a Shape (positions 0 .. seq): their propagated values.
+        auto out_t = types.find(n.output(0));
+        if (out_t == types.end()) continue;  // no element type inferred
+        const auto& have = out_t->second->tensor_type();
+        if (have.has_shape() && have.shape().dim_size() == 1 && have.shape().dim(0).has_dim_value()) continue;
+        auto start = known_ints(*g, n.input(0), data), limit = known_ints(*g, n.input(1), data),
+             delta = known_ints(*g, n.input(2), data);
+        if (!start || !limit || !delta || start->size() != 1 || limit->size() != 1 || delta->size() != 1 ||
+            (*delta)[0] == 0)
+          continue;
+        const int64_t span = (*limit)[0] - (*start)[0], step = (*delta)[0];
+        const int64_t len = std::max<int64_t>(0, span / step + (span % step != 0 && (span > 0) == (step > 0)));
+        onnx::ValueInfoProto vi;
+        vi.set_name(n.output(0));
+        auto* tt = vi.mutable_type()->mutable_tensor_type();
+        tt->set_elem_type(have.elem_type());
+        tt->mutable_shape()->add_dim()->set_dim_value(len);
+        added.push_back(std::move(vi));
+        continue;
+      }
       if (fill_slices && n.op_type() == "Slice" && n.domain().empty() && n.input_size() >= 3 && n.output_size() == 1) {
         auto out_t = types.find(n.output(0));
         if (out_t != types.end() && out_t->second->tensor_type().has_shape()) continue;
@@ -406,6 +429,87 @@ void infer_shapes(onnx::ModelProto& model, bool fill_slices = false) {
       if (!replaced) *g->add_value_info() = std::move(vi);
     }
   }
+}
+
+// Dims ONNX's inference leaves unnamed (it makes up "unk__N", or leaves them
+// blank) though they follow a symbolic input dim. E.g. a position embedding
+// gathered with Range(0, Shape(idx)[1]) is [unk__1, d], and so is every value
+// after it is added to the token embedding, though unk__1 is always `seq`.
+// Inferred again with each input symbol set to a size, twice at different
+// sizes, a dim that equals one symbol's size both times is named after that
+// symbol: the manifest then says "seq", and pprun knows the shape of what
+// arrives before it arrives. Dims that track no single symbol (2 * seq, a
+// size clamped by a table) stay as they are.
+void name_derived_dims(onnx::ModelProto& model) {
+  const onnx::GraphProto& g = model.graph();
+  std::set<std::string> inits;
+  for (const auto& t : g.initializer()) inits.insert(t.name());
+  std::vector<std::string> symbols;
+  for (const auto& vi : g.input()) {
+    if (inits.count(vi.name()) || !vi.type().tensor_type().has_shape()) continue;
+    for (const auto& d : vi.type().tensor_type().shape().dim())
+      if (!d.has_dim_value() && !d.dim_param().empty() &&
+          std::find(symbols.begin(), symbols.end(), d.dim_param()) == symbols.end())
+        symbols.push_back(d.dim_param());
+  }
+  auto unnamed = [&](const onnx::TensorShapeProto::Dimension& d) {
+    return !d.has_dim_value() && std::find(symbols.begin(), symbols.end(), d.dim_param()) == symbols.end();
+  };
+  auto has_unnamed = [&](const onnx::ValueInfoProto& vi) {
+    if (!vi.type().tensor_type().has_shape()) return false;
+    const auto& dims = vi.type().tensor_type().shape().dim();
+    return std::any_of(dims.begin(), dims.end(), unnamed);
+  };
+  if (symbols.empty() || (std::none_of(g.value_info().begin(), g.value_info().end(), has_unnamed) &&
+                          std::none_of(g.output().begin(), g.output().end(), has_unnamed)))
+    return;
+  // Sizes far from any small constant a model compares against, and unlike
+  // between symbols and between the two runs.
+  auto size_of = [](int run, size_t k) { return static_cast<int64_t>(run == 0 ? 1031 + 6 * k : 2053 + 10 * k); };
+  std::map<std::string, std::vector<int64_t>> dims_at[2];
+  for (int run = 0; run < 2; ++run) {
+    onnx::ModelProto m = model;
+    for (auto& vi : *m.mutable_graph()->mutable_input()) {
+      if (inits.count(vi.name()) || !vi.type().tensor_type().has_shape()) continue;
+      for (auto& d : *vi.mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim()) {
+        if (d.has_dim_value() || d.dim_param().empty()) continue;
+        size_t k = static_cast<size_t>(std::find(symbols.begin(), symbols.end(), d.dim_param()) - symbols.begin());
+        d.Clear();
+        d.set_dim_value(size_of(run, k));
+      }
+    }
+    try {
+      infer_shapes(m, /*fill_slices=*/true);
+    } catch (const std::exception&) {
+      return;  // the symbolic shapes stay as they are
+    }
+    auto record = [&](const onnx::ValueInfoProto& vi) {
+      if (!vi.type().tensor_type().has_shape()) return;
+      std::vector<int64_t>& out = dims_at[run][vi.name()];
+      for (const auto& d : vi.type().tensor_type().shape().dim()) out.push_back(d.has_dim_value() ? d.dim_value() : -1);
+    };
+    for (const auto& vi : m.graph().value_info()) record(vi);
+    for (const auto& vi : m.graph().output()) record(vi);
+  }
+  auto rename = [&](onnx::ValueInfoProto& vi) {
+    if (!vi.type().tensor_type().has_shape()) return;
+    auto a = dims_at[0].find(vi.name()), b = dims_at[1].find(vi.name());
+    if (a == dims_at[0].end() || b == dims_at[1].end()) return;
+    auto* dims = vi.mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim();
+    if (a->second.size() != static_cast<size_t>(dims->size()) || b->second.size() != a->second.size()) return;
+    for (int i = 0; i < dims->size(); ++i) {
+      auto& d = *dims->Mutable(i);
+      if (!unnamed(d)) continue;
+      for (size_t k = 0; k < symbols.size(); ++k)
+        if (a->second[i] == size_of(0, k) && b->second[i] == size_of(1, k)) {
+          d.Clear();
+          d.set_dim_param(symbols[k]);
+          break;
+        }
+    }
+  };
+  for (auto& vi : *model.mutable_graph()->mutable_value_info()) rename(vi);
+  for (auto& vi : *model.mutable_graph()->mutable_output()) rename(vi);
 }
 
 }  // namespace
@@ -673,6 +777,7 @@ std::unique_ptr<SourceModel> load_onnx(const std::string& path, const std::strin
   } catch (const std::exception& e) {
     if (notes) notes->push_back(display_name + ": shape inference stopped early (" + std::string(e.what()) + "); some shapes are unknown");
   }
+  name_derived_dims(src->model_);
   OnnxLowering::lower(*src, display_name, notes);
   costs_at_size(*src, display_name, cost_dims, notes);
   return src;
