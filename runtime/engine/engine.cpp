@@ -84,13 +84,20 @@ void Engine::setup() {
     }
   }
   tags_ = std::make_unique<wire::Tags>(num_stages_, o_.chunks, static_cast<int>(max_slots));
-  // Which links need no shape header: each tensor's dims are numbers or the
-  // batch symbol of a batch-split model input (the micro-batch's size).
-  std::set<std::string> batch_symbols;
-  for (const auto& mi : m_.model_inputs)
-    if (mi.split == "batch" && mi.shape && mi.batch_dim && *mi.batch_dim >= 0 &&
-        *mi.batch_dim < static_cast<int>(mi.shape->size()) && !(*mi.shape)[*mi.batch_dim].symbol.empty())
-      batch_symbols.insert((*mi.shape)[*mi.batch_dim].symbol);
+  // Which links need no shape header: each tensor's dims are numbers or
+  // symbols of the model inputs' dims, whose sizes every rank reads off the
+  // batch it loaded (the batch dim of a batch-split input is the
+  // micro-batch's size).
+  std::map<std::string, int> ref_of;
+  for (const auto& mi : m_.model_inputs) {
+    if (!mi.shape) continue;
+    for (size_t d = 0; d < mi.shape->size(); ++d) {
+      const std::string& sym = (*mi.shape)[d].symbol;
+      if (sym.empty() || (*mi.shape)[d].value || ref_of.count(sym)) continue;
+      ref_of[sym] = static_cast<int>(dim_refs_.size());
+      dim_refs_.emplace_back(mi.name, static_cast<int>(d));
+    }
+  }
   for (Link& l : links_) {
     l.headerless = true;
     for (int i : l.in_idx) {
@@ -99,8 +106,9 @@ void Engine::setup() {
       bool fixed = in.shape.has_value() && in.shape->size() <= static_cast<size_t>(wire::kMaxDims);
       for (size_t d = 0; fixed && d < in.shape->size(); ++d) {
         const auto& dim = (*in.shape)[d];
+        auto ref = ref_of.find(dim.symbol);
         if (dim.value && *dim.value >= 0) dims.push_back(*dim.value);
-        else if (batch_symbols.count(dim.symbol)) dims.push_back(-1);
+        else if (ref != ref_of.end()) dims.push_back(-1 - ref->second);
         else fixed = false;
       }
       at::ScalarType type = at::kFloat;
@@ -282,7 +290,10 @@ void Engine::execute(const Action& a) {
 std::vector<int64_t> Engine::link_shape(const Link& l, size_t k, int m) const {
   std::vector<int64_t> dims = l.shapes[k];
   for (int64_t& d : dims)
-    if (d < 0) d = micro_sizes_.at(m);
+    if (d < 0) {
+      const auto& [input, axis] = dim_refs_.at(static_cast<size_t>(-1 - d));
+      d = micro_inputs_.at(input).at(static_cast<size_t>(m)).size(axis);
+    }
   return dims;
 }
 
@@ -385,8 +396,8 @@ void Engine::send_forward(int s, int m) {
           throw Error(lm_.dir + "/manifest.json: stage " + std::to_string(s) + " output '" +
                       m_.stages[l.consumer].inputs[l.in_idx[k]].name + "' of micro-batch " + std::to_string(m) +
                       " is " + dtype_name(ts[k].scalar_type()) + " " + shape_text(ts[k]) + ", but the manifest declares " +
-                      dtype_name(l.dtypes[k]) + " " + shape_text(at::empty(want, at::kByte)) +
-                      " (with the micro-batch's size for the batch dim)");
+                      dtype_name(l.dtypes[k]) + " " + shape_text(want) +
+                      " (its symbolic dims sized as in this micro-batch's model inputs)");
       }
     } else {
       at::Tensor header = wire::encode_header(ts);

@@ -39,9 +39,11 @@ struct Link {
   std::vector<bool> differentiable;
   bool remote = false;
   /// Every tensor's dtype and shape are fixed by the manifest up to the
-  /// micro-batch size (-1 in `shapes`): its activations travel without a
-  /// header, and the receiver posts their receives as early as the schedule
-  /// lets it, instead of waiting for a header to learn the shapes.
+  /// symbolic dims of model inputs, which every rank reads off its batch
+  /// (-1 - j in `shapes`: the size of Engine::dim_refs_[j]): its activations
+  /// travel without a header, and the receiver posts their receives as early
+  /// as the schedule lets it, instead of waiting for a header to learn the
+  /// shapes.
   bool headerless = false;
   std::vector<std::vector<int64_t>> shapes;
   std::vector<at::ScalarType> dtypes;
@@ -148,6 +150,8 @@ class Engine {
 
   // The current batch.
   std::map<std::string, std::vector<at::Tensor>> micro_inputs_;  // model input -> per micro-batch
+  /// The model input dims that give symbolic link dims their size: (input, axis).
+  std::vector<std::pair<std::string, int>> dim_refs_;
   std::vector<at::Tensor> micro_targets_;
   std::vector<int64_t> micro_sizes_;
   int64_t batch_samples_ = 0;

@@ -10,13 +10,15 @@
 
 namespace ppc::runtime {
 
-std::string shape_text(const at::Tensor& t) {
+std::string shape_text(at::IntArrayRef sizes) {
   std::ostringstream os;
   os << "[";
-  for (int64_t d = 0; d < t.dim(); ++d) os << (d ? ", " : "") << t.size(d);
+  for (size_t d = 0; d < sizes.size(); ++d) os << (d ? ", " : "") << sizes[d];
   os << "]";
   return os.str();
 }
+
+std::string shape_text(const at::Tensor& t) { return shape_text(t.sizes()); }
 
 at::ScalarType scalar_type_of(const std::string& dtype) {
   static const std::map<std::string, at::ScalarType> types = {

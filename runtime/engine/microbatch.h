@@ -51,6 +51,7 @@ at::Tensor synthetic_target(const at::Tensor& out, const std::vector<at::Tensor>
 
 /// "[4, 512]".
 std::string shape_text(const at::Tensor& t);
+std::string shape_text(at::IntArrayRef sizes);
 /// at::kFloat -> "float32" (the manifest's names).
 std::string dtype_name(at::ScalarType type);
 /// "float32" -> at::kFloat, ... Throws ppc::Error for an unknown or undefined dtype.

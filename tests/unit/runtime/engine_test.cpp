@@ -267,6 +267,42 @@ TEST(Engine, ActivationsOfShapesTheManifestFixesTravelWithoutHeaders) {
   EXPECT_GT(ts_data, 0);
 }
 
+TEST(Engine, SequenceDimsTheBatchFixesTravelWithoutHeaders) {
+  // tinygpt's activations are [batch, seq, 32]: ppc names the dim ONNX's
+  // inference left as unk__1 (it follows seq through the position
+  // embedding), and every rank reads seq off the batch it loaded. Two steps
+  // with different batch and sequence sizes, both without a header.
+  fs::path three = split_onnx("tinygpt", 3);
+  nlohmann::json man = nlohmann::json::parse(std::ifstream(three / "manifest.json"));
+  ASSERT_FALSE(man["edges"].empty());
+  for (const auto& e : man["edges"]) EXPECT_EQ(e["shape"], nlohmann::json::parse(R"(["batch", "seq", 32])")) << e.dump();
+  std::vector<std::string> files;
+  at::Generator gen = at::detail::createCPUGenerator(5);
+  for (auto [b, t] : {std::pair<int64_t, int64_t>{6, 8}, {5, 11}}) {
+    fs::path f = scratch("seq_b" + std::to_string(t) + ".pt");
+    save_tensor_dict(f.string(), {{"idx", at::randint(0, 64, {b, t}, gen, at::kLong)}, {"target", at::randn({b, t, 64}, gen)}});
+    files.push_back(f.string());
+  }
+  EngineOptions o;
+  o.input_files = files;
+  o.chunks = 3;
+  o.steps = 2;
+  o.quiet = true;
+  o.train = true;
+  o.optimizer.kind = "sgd";
+  o.optimizer.lr = 0.05;
+  o.schedule = "looped-bfs";
+  o.save_dir = scratch("seq_1").string();
+  run(three, 1, o);
+  EngineOptions t = o;
+  t.schedule = "1f1b";
+  t.save_dir = scratch("seq_3").string();
+  Ran r = run_ranks(three, 3, t);
+  EXPECT_EQ(r.int64_sends, 0);
+  EXPECT_GT(r.other_sends, 0);
+  expect_same(t.save_dir + "/params.pt", o.save_dir + "/params.pt", 1e-5);
+}
+
 TEST(Engine, ProfilesTimeEveryOnnxNodeOnEveryRank) {
   fs::path four = split_onnx("skip", 4);
   EngineOptions o;
