@@ -11,18 +11,9 @@
 namespace ppc::analysis {
 
 MeasuredCosts load_measured_costs(const std::string& path) {
-  profile::Profile p = profile::read_profile(path);
   MeasuredCosts m;
-  m.file = path;
-  m.source_sha256 = p.source_sha256;
-  m.micro_batch_size = p.micro_batch_size;
-  m.schedule = p.schedule;
-  m.chunks = p.chunks;
-  m.loss_ms = p.loss_ms;
-  m.loss_stage = p.loss_stage;
-  m.link_latency_ms = p.latency_ms;
-  m.link_bytes_per_second = p.bytes_per_second;
-  m.message_ms = std::max(0.0, p.message_ms);
+  m.profile = profile::read_profile(path);
+  const profile::Profile& p = m.profile;
   double fsum = 0, all = 0;
   for (size_t s = 0; s < p.stages.size(); ++s) {
     const auto& c = p.stages[s];
@@ -173,7 +164,7 @@ CostModel build_cost_model(const ir::Graph& g, const std::vector<bool>& const_li
     for (size_t s = 0; s < mc.stages.size(); ++s) {
       const auto& st = mc.stages[s];
       auto a = by_name.find(st.first_node), b = by_name.find(st.last_node);
-      std::string where = mc.file + ": stage " + std::to_string(s);
+      std::string where = mc.profile.file + ": stage " + std::to_string(s);
       if (a == by_name.end()) throw Error(where + ": node '" + st.first_node + "' is not in this model");
       if (b == by_name.end()) throw Error(where + ": node '" + st.last_node + "' is not in this model");
       if (a->second != next || b->second < a->second)
@@ -201,18 +192,18 @@ CostModel build_cost_model(const ir::Graph& g, const std::vector<bool>& const_li
         }
       }
       double ms = st.ms;
-      if (static_cast<int>(s) == mc.loss_stage) ms = std::max(0.0, ms - mc.loss_ms);
-      double per_sample = ms / mc.micro_batch_size;
+      if (static_cast<int>(s) == mc.profile.loss_stage) ms = std::max(0.0, ms - mc.profile.loss_ms);
+      double per_sample = ms / mc.profile.micro_batch_size;
       for (int i = a->second; i <= b->second; ++i) p.compute[i] = per_sample * weight[i - a->second] / w;
       next = b->second + 1;
     }
     if (next != n)
-      throw Error(mc.file + ": the profiled stages cover " + std::to_string(next) + " of this model's " +
+      throw Error(mc.profile.file + ": the profiled stages cover " + std::to_string(next) + " of this model's " +
                   std::to_string(n) + " nodes (profile a split of this same model)");
-    if (mc.loss_ms > 0 && !g.outputs.empty()) {
+    if (mc.profile.loss_ms > 0 && !g.outputs.empty()) {
       ir::NodeId producer = g.values[g.outputs[0]].producer;
       int at = producer != ir::kNone ? pos[producer] : -1;
-      p.compute[at >= 0 ? at : n - 1] += mc.loss_ms / mc.micro_batch_size;
+      p.compute[at >= 0 ? at : n - 1] += mc.profile.loss_ms / mc.profile.micro_batch_size;
     }
   } else {
     throw Error("unknown balance '" + o.balance + "'");

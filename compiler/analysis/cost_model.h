@@ -12,27 +12,17 @@
 
 #include "compiler/analysis/chain_partition.h"
 #include "compiler/ir/graph.h"
+#include "schemas/profile.h"
 
 namespace ppc::analysis {
 
 /// Measured per-stage times of an earlier split of the same model, as
 /// written by `pprun --profile FILE.json`.
+/// A profile read for the cost model: the file as written (link, loss,
+/// schedule, micro-batch size) and the per-stage view ppc balances with.
 struct MeasuredCosts {
-  std::string file;
-  std::string source_sha256;   ///< of the model the profiled split came from ("" = unknown)
-  double micro_batch_size = 1; ///< samples per micro-batch when measured
+  profile::Profile profile;
   double forward_fraction = 1.0 / 3.0;  ///< sum of forward / sum of forward + backward
-  /// The loss (computed in stage `loss_stage`'s forward) per micro-batch: it
-  /// belongs to the node producing the model output, wherever that lands.
-  double loss_ms = 0;
-  int loss_stage = -1;
-  /// The measured link (0: not measured): one message's one-way time and
-  /// bandwidth (idle ping-pong), and what a message costs in the running
-  /// pipeline (calibrated so the simulator reproduces the measured step).
-  double link_latency_ms = 0, link_bytes_per_second = 0, message_ms = 0;
-  /// The profiled run's schedule and micro-batch count ("" / 0: unknown).
-  std::string schedule;
-  int chunks = 0;
   struct Stage {
     std::string first_node, last_node;
     double ms = 0.0;  ///< forward + backward per micro-batch
@@ -41,6 +31,8 @@ struct MeasuredCosts {
     std::map<std::string, double> node_f;
   };
   std::vector<Stage> stages;
+  /// What a message costs in the running pipeline (0 when not calibrated).
+  double message_ms() const { return profile.message_ms > 0 ? profile.message_ms : 0.0; }
 };
 
 /// Reads a profile; every problem is a ppc::Error naming the file.

@@ -103,16 +103,16 @@ analysis::CostModelOptions cost_options(const spec::SplitSpec& spec, const analy
     o.balance = "time";
   }
   // Measured costs bring the measured link and micro-batch size, unless the spec says otherwise.
-  if (measured && measured->link_bytes_per_second > 0 && (!spec.auto_split || !spec.auto_split->link_bytes_per_second))
-    o.link_bytes_per_second = measured->link_bytes_per_second;
+  if (measured && measured->profile.bytes_per_second > 0 && (!spec.auto_split || !spec.auto_split->link_bytes_per_second))
+    o.link_bytes_per_second = measured->profile.bytes_per_second;
   // Per message and micro-batch, a stage pays the idle link's latency (the
   // calls on both sides) besides the bytes. The latency a message has in a
   // running pipeline (message_ms) is not stage time: in a full pipeline it
   // overlaps compute, and fill and drain pay it about equally for any split
   // into the same number of stages. It goes to the manifest for prediction.
-  if (measured) o.link_latency_ms = measured->link_latency_ms;
+  if (measured) o.link_latency_ms = measured->profile.latency_ms;
   if (measured && (!spec.auto_split || !spec.auto_split->micro_batch_size))
-    o.micro_batch_size = std::max(1, static_cast<int>(measured->micro_batch_size + 0.5));
+    o.micro_batch_size = std::max(1, static_cast<int>(measured->profile.micro_batch_size + 0.5));
   return o;
 }
 
@@ -133,7 +133,7 @@ void record_costs(manifest::Manifest& m, const analysis::AutoPartition& ap, bool
   cm.imbalance = sig6(e.imbalance);
   cm.lower_bound = sig6(analysis::lower_bound(ap.model, static_cast<int>(e.stage_costs.size())));
   cm.forward_fraction = sig6(forward_fraction);
-  if (measured && ap.model.unit == "ms") cm.message_ms = sig6(measured->message_ms);
+  if (measured && ap.model.unit == "ms") cm.message_ms = sig6(measured->message_ms());
   if (ap.predicted_step_ms > 0) {
     cm.predicted_step_ms = sig6(ap.predicted_step_ms);
     cm.predicted_schedule = ap.predicted_schedule;
@@ -303,8 +303,8 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
     return;
   }
 
-  if (measured && !measured->source_sha256.empty() && measured->source_sha256 != sha256_file_hex(opts.model_path))
-    throw Error(measured->file + ": measured on a different model (source sha256 " + measured->source_sha256.substr(0, 12) +
+  if (measured && !measured->profile.source_sha256.empty() && measured->profile.source_sha256 != sha256_file_hex(opts.model_path))
+    throw Error(measured->profile.file + ": measured on a different model (source sha256 " + measured->profile.source_sha256.substr(0, 12) +
                 "...), not " + opts.model_path);
   auto const_like = analysis::constant_like_nodes(g);
   cost_opts.typed_cuts_only = std::string(src->artifact_extension()) == ".onnx";
@@ -316,11 +316,11 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
   analysis::StepOptions step;
   if (predict) {
     step.schedule = spec.defaults.schedule ? *spec.defaults.schedule
-                    : !measured->schedule.empty() ? measured->schedule : step.schedule;
-    step.chunks = spec.defaults.chunks ? *spec.defaults.chunks : measured->chunks > 0 ? measured->chunks : step.chunks;
+                    : !measured->profile.schedule.empty() ? measured->profile.schedule : step.schedule;
+    step.chunks = spec.defaults.chunks ? *spec.defaults.chunks : measured->profile.chunks > 0 ? measured->profile.chunks : step.chunks;
     step.micro_batch_size = cost_opts.micro_batch_size;
     step.forward_fraction = measured->forward_fraction;
-    step.message_ms = measured->message_ms;
+    step.message_ms = measured->message_ms();
   }
   if (spec.auto_split) {
     try {

@@ -633,8 +633,8 @@ TEST(CostModel, CutAtModuleAndBaselines) {
 TEST(CostModel, MeasuredTimesAndMemoryCap) {
   Graph g = parse_graph(kCostChain);
   MeasuredCosts mc;
-  mc.file = "prof.json";
-  mc.micro_batch_size = 4;
+  mc.profile.file = "prof.json";
+  mc.profile.micro_batch_size = 4;
   mc.stages = {{"a", "b", 8.0, {}}, {"c", "d", 40.0, {}}};  // ms per micro-batch of 4
   CostModelOptions o;
   o.balance = "time";
