@@ -44,7 +44,7 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
   for (double c : e.stage_costs) {
     double mb = c * o.micro_batch_size;
     double f = mb * o.forward_fraction, b = mb - f;
-    so.costs.push_back(sched::StageCost{f, b, b / 2, b / 2});
+    so.costs.push_back(sched::StageCost{f, b, 0, 0}.filled());
   }
   so.comm = o.message_ms;
   auto lowered = sched::hoist_receives(sched::add_communication(compute, stages, graph), 1);

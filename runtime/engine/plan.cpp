@@ -94,10 +94,7 @@ std::vector<schedule::StageCost> stage_costs(const manifest::Manifest& m, const 
                 std::to_string(S));
   for (size_t s = 0; s < S; ++s) {
     const auto& c = p.stages[s];
-    out[s] = schedule::StageCost{c.f, c.b, c.i, c.w};
-    // A profile of a schedule without split backward has no I/W: split B evenly.
-    if (out[s].i == 0 && out[s].w == 0) out[s].i = out[s].w = out[s].b / 2;
-    if (out[s].b == 0) out[s].b = out[s].i + out[s].w;
+    out[s] = schedule::StageCost{c.f, c.b, c.i, c.w}.filled();
   }
   return out;
 }

@@ -17,6 +17,16 @@ struct StageCost {
   double b = 2;  ///< full backward
   double i = 1;  ///< input-gradient backward
   double w = 1;  ///< weight-gradient backward
+
+  /// This cost with what a measurement leaves out filled in, so that it fits
+  /// any schedule: without split backward there is no I/W (each taken as half
+  /// of B); with only split backward, no B (I + W).
+  StageCost filled() const {
+    StageCost c = *this;
+    if (c.i == 0 && c.w == 0) c.i = c.w = c.b / 2;
+    if (c.b == 0) c.b = c.i + c.w;
+    return c;
+  }
 };
 
 struct SimOptions {

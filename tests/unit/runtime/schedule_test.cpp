@@ -316,6 +316,20 @@ TEST(Validator, ForwardOnlySchedules) {
 
 // --- simulator ------------------------------------------------------------------
 
+TEST(StageCost, FilledSplitsAFullBackwardOrSumsASplitOne) {
+  StageCost full = StageCost{1, 3, 0, 0}.filled();  // measured without split backward
+  EXPECT_DOUBLE_EQ(full.i, 1.5);
+  EXPECT_DOUBLE_EQ(full.w, 1.5);
+  EXPECT_DOUBLE_EQ(full.b, 3);
+  StageCost split = StageCost{1, 0, 1, 2}.filled();  // only I and W measured
+  EXPECT_DOUBLE_EQ(split.b, 3);
+  EXPECT_DOUBLE_EQ(split.i, 1);
+  EXPECT_DOUBLE_EQ(split.w, 2);
+  StageCost all = StageCost{1, 4, 1, 2}.filled();  // everything measured: kept
+  EXPECT_DOUBLE_EQ(all.b, 4);
+  EXPECT_DOUBLE_EQ(all.i, 1);
+}
+
 TEST(Simulator, GPipeAndOneFOneBMatchTheClosedForms) {
   for (auto [P, M] : {std::pair{2, 4}, {3, 5}, {4, 8}, {4, 4}, {5, 16}}) {
     SCOPED_TRACE("P=" + std::to_string(P) + " M=" + std::to_string(M));
