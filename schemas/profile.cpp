@@ -66,7 +66,8 @@ Profile read_profile(const std::string& path) {
       if (c.contains("nodes"))
         for (const auto& nd : c.at("nodes")) {
           std::string name = nd.at("node").get<std::string>();
-          t.nodes.emplace_back(name, time_at(nd, "f", 0.0, where + ": node '" + name + "'"));
+          const std::string at = where + ": node '" + name + "'";
+          t.nodes.push_back({name, time_at(nd, "f", 0.0, at), time_at(nd, "b", 0.0, at)});
         }
       p.stages.push_back(std::move(t));
     }
@@ -104,7 +105,7 @@ std::string profile_json(const Profile& p) {
                                 {"last_node", t.last_node}};
     if (!t.nodes.empty()) {
       auto& nodes = o["nodes"] = nlohmann::ordered_json::array();
-      for (const auto& [name, ms] : t.nodes) nodes.push_back({{"node", name}, {"f", ms}});
+      for (const auto& n : t.nodes) nodes.push_back({{"node", n.node}, {"f", n.f}, {"b", n.b}});
     }
     j["stages"].push_back(std::move(o));
   }

@@ -13,8 +13,14 @@ namespace ppc::profile {
 struct StageTimes {
   double f = 0, b = 0, i = 0, w = 0;  ///< forward, full backward, input / weight backward
   std::string first_node, last_node;  ///< the stage's node range ("" in files without it)
-  /// Forward ms per node, timed inside the stage (ONNX stages; empty otherwise).
-  std::vector<std::pair<std::string, double>> nodes;
+  /// Per node, timed inside the stage (ONNX stages; empty otherwise): forward
+  /// ms and backward ms (0 in files without it).
+  struct Node {
+    std::string node;
+    double f = 0, b = 0;
+    bool operator==(const Node& o) const { return node == o.node && f == o.f && b == o.b; }
+  };
+  std::vector<Node> nodes;
 };
 
 struct Profile {

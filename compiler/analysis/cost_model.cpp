@@ -24,7 +24,11 @@ MeasuredCosts load_measured_costs(const std::string& path) {
     x.first_node = c.first_node;
     x.last_node = c.last_node;
     x.ms = c.f + (c.b > 0 ? c.b : c.i + c.w);
-    for (const auto& [name, ms] : c.nodes) x.node_f[name] += ms;
+    x.f = c.f;
+    for (const auto& nd : c.nodes) {
+      x.node_f[nd.node] += nd.f;
+      if (nd.b > 0) x.node_b[nd.node] += nd.b;
+    }
     m.stages.push_back(x);
     fsum += c.f;
     all += x.ms;
@@ -171,30 +175,37 @@ CostModel build_cost_model(const ir::Graph& g, const std::vector<bool>& const_li
         throw Error(where + ": covers nodes " + std::to_string(a->second) + ".." + std::to_string(b->second) +
                     " of this model, expected to start at node " + std::to_string(next) +
                     " (profile a split of this same model)");
-      // The stage's time goes to its nodes in proportion to their measured
-      // forward times where the profile has them (nodes folded into
-      // constants or fused into a later node's kernel take none), else to
-      // their FLOPs. The stage's own overhead (inputs, autograd, the
-      // optimizer-free remainder of F+B) is spread the same way.
-      std::vector<double> weight;
-      double w = 0.0;
-      for (int i = a->second; i <= b->second; ++i) {
-        auto it = st.node_f.find(g.nodes[m.items[i]].name);
-        weight.push_back(it != st.node_f.end() ? it->second : 0.0);
-        w += weight.back();
-      }
-      if (!(w > 0)) {
-        weight.clear();
-        w = 0.0;
+      // The stage's forward goes to its nodes in proportion to their
+      // measured forward times, its backward in proportion to their measured
+      // backward times (the forward ones where the profile has none), where
+      // the profile has them (nodes folded into constants or fused into a
+      // later node's kernel take none); else both to their FLOPs. The stage's
+      // own overhead (inputs, autograd) is spread the same way.
+      auto weights = [&](const std::map<std::string, double>& times) {
+        std::vector<double> w;
+        double sum = 0.0;
         for (int i = a->second; i <= b->second; ++i) {
-          weight.push_back(std::max(1.0, g.nodes[m.items[i]].flops));
-          w += weight.back();
+          auto it = times.find(g.nodes[m.items[i]].name);
+          w.push_back(it != times.end() ? it->second : 0.0);
+          sum += w.back();
         }
-      }
-      double ms = st.ms;
-      if (static_cast<int>(s) == mc.profile.loss_stage) ms = std::max(0.0, ms - mc.profile.loss_ms);
-      double per_sample = ms / mc.profile.micro_batch_size;
-      for (int i = a->second; i <= b->second; ++i) p.compute[i] = per_sample * weight[i - a->second] / w;
+        if (!(sum > 0)) {
+          w.clear();
+          sum = 0.0;
+          for (int i = a->second; i <= b->second; ++i) {
+            w.push_back(std::max(1.0, g.nodes[m.items[i]].flops));
+            sum += w.back();
+          }
+        }
+        for (double& x : w) x /= sum;
+        return w;
+      };
+      const std::vector<double> wf = weights(st.node_f), wb = st.node_b.empty() ? wf : weights(st.node_b);
+      double fwd = std::min(st.f, st.ms), bwd = st.ms - fwd;
+      if (static_cast<int>(s) == mc.profile.loss_stage) fwd = std::max(0.0, fwd - mc.profile.loss_ms);
+      const double per_sample = 1.0 / mc.profile.micro_batch_size;
+      for (int i = a->second; i <= b->second; ++i)
+        p.compute[i] = per_sample * (fwd * wf[i - a->second] + bwd * wb[i - a->second]);
       next = b->second + 1;
     }
     if (next != n)

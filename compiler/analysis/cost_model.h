@@ -26,9 +26,11 @@ struct MeasuredCosts {
   struct Stage {
     std::string first_node, last_node;
     double ms = 0.0;  ///< forward + backward per micro-batch
-    /// Forward ms per micro-batch of each node, timed inside the stage (ONNX
-    /// stages); empty when the profile has none (TorchScript stages).
-    std::map<std::string, double> node_f;
+    double f = 0.0;   ///< forward per micro-batch (in ms)
+    /// Forward and backward ms per micro-batch of each node, timed inside the
+    /// stage (ONNX stages); empty when the profile has none (TorchScript
+    /// stages), node_b also in profiles without backward node times.
+    std::map<std::string, double> node_f, node_b;
   };
   std::vector<Stage> stages;
   /// What a message costs in the running pipeline (0 when not calibrated).

@@ -486,6 +486,7 @@ void Engine::backward(int s, int m, Backward kind) {
     st.roots = std::move(roots);
     st.root_grads = std::move(grads);
   }
+  ls.module->end_backward();  // per-node backward times, when profiling
   // Producers on this rank: their output gradients accumulate directly.
   for (int li : links_in_[s]) {
     const Link& l = links_[li];
@@ -516,6 +517,7 @@ void Engine::backward_weight(int s, int m) {
       if (g.defined()) g.add_(gw[k]);
       else g = gw[k].clone();
     }
+    ls.module->end_backward();
   }
   st.roots.clear();
   st.root_grads.clear();

@@ -156,7 +156,7 @@ void Engine::measure_link() {
 void Engine::gather_node_times() {
   node_us_.assign(num_stages_, {});
   if (t_.rank() == 0) {
-    for (auto& ls : locals_) node_us_[ls.index] = ls.module->node_forward_us();
+    for (auto& ls : locals_) node_us_[ls.index] = ls.module->node_times_us();
     for (int r = 1; r < t_.world_size(); ++r) {
       at::Tensor count = at::zeros({1}, at::kLong);
       t_.irecv(count, r, wire::Tags::kProfile)->wait();
@@ -166,7 +166,7 @@ void Engine::gather_node_times() {
       for (int64_t k = 0; k < count.item<int64_t>(); ++k) {
         int64_t s = meta[3 * k].item<int64_t>(), nbytes = meta[3 * k + 1].item<int64_t>(), n = meta[3 * k + 2].item<int64_t>();
         if (n == 0) continue;
-        at::Tensor names = at::empty({nbytes}, at::kByte), us = at::empty({n}, at::kDouble);
+        at::Tensor names = at::empty({nbytes}, at::kByte), us = at::empty({2 * n}, at::kDouble);
         t_.irecv(names, r, wire::Tags::kProfile)->wait();
         t_.irecv(us, r, wire::Tags::kProfile)->wait();
         std::string all(reinterpret_cast<const char*>(names.data_ptr<uint8_t>()), static_cast<size_t>(nbytes));
@@ -174,23 +174,25 @@ void Engine::gather_node_times() {
         std::string name;
         auto& out = node_us_.at(static_cast<size_t>(s));
         const double* t = us.data_ptr<double>();
-        for (int64_t i = 0; i < n && std::getline(lines, name); ++i) out.emplace_back(name, t[i]);
+        for (int64_t i = 0; i < n && std::getline(lines, name); ++i) out.push_back({name, t[2 * i], t[2 * i + 1]});
       }
     }
     return;
   }
-  // Names joined by newlines, then the times: two messages per stage.
+  // Names joined by newlines, then forward and backward times, interleaved:
+  // two messages per stage.
   std::vector<int64_t> meta;
   std::vector<at::Tensor> payload;
   for (auto& ls : locals_) {
-    auto times = ls.module->node_forward_us();
+    auto times = ls.module->node_times_us();
     std::string names;
     std::vector<double> us;
-    for (const auto& [name, t] : times) {
-      names += name + "\n";
-      us.push_back(t);
+    for (const auto& t : times) {
+      names += t.name + "\n";
+      us.push_back(t.forward_us);
+      us.push_back(t.backward_us);
     }
-    meta.insert(meta.end(), {ls.index, static_cast<int64_t>(names.size()), static_cast<int64_t>(us.size())});
+    meta.insert(meta.end(), {ls.index, static_cast<int64_t>(names.size()), static_cast<int64_t>(times.size())});
     if (us.empty()) continue;
     at::Tensor bytes = at::empty({static_cast<int64_t>(names.size())}, at::kByte);
     std::copy(names.begin(), names.end(), reinterpret_cast<char*>(bytes.data_ptr<uint8_t>()));
@@ -275,7 +277,7 @@ void Engine::write_profile() {
     t.first_node = m_.stages[s].first_node;
     t.last_node = m_.stages[s].last_node;
     if (s < static_cast<int>(node_us_.size()))
-      for (const auto& [name, us] : node_us_[s]) t.nodes.emplace_back(name, us / calls / 1000.0);
+      for (const auto& n : node_us_[s]) t.nodes.push_back({n.name, n.forward_us / calls / 1000.0, n.backward_us / calls / 1000.0});
     p.stages.push_back(std::move(t));
   }
   std::ofstream(o_.profile_path) << profile::profile_json(p);

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <unordered_map>
 
@@ -61,7 +62,11 @@ struct OnnxGraph::Impl {
   std::vector<Initializer> inits;
   bool training = false;
   bool timing = false;
-  std::vector<double> step_us;  // per step, while timing
+  std::vector<double> step_us, step_bw_us;  // per step, while timing
+  // (step, time) when the gradient of a step's output became complete, in
+  // the backward running now; hooks may run on autograd's threads.
+  std::mutex bw_mutex;
+  std::vector<std::pair<int, std::chrono::steady_clock::time_point>> bw_events;
 
   std::string node_name(int node) const {
     const auto& n = model.graph().node(node);
@@ -300,11 +305,28 @@ void OnnxGraph::set_training(bool training) { impl_->training = training; }
 void OnnxGraph::set_timing(bool on) {
   impl_->timing = on;
   impl_->step_us.assign(impl_->steps.size(), 0.0);
+  impl_->step_bw_us.assign(impl_->steps.size(), 0.0);
+  std::lock_guard<std::mutex> lock(impl_->bw_mutex);
+  impl_->bw_events.clear();
 }
-std::vector<std::pair<std::string, double>> OnnxGraph::node_times_us() const {
-  std::vector<std::pair<std::string, double>> out;
+void OnnxGraph::end_backward() {
+  Impl& im = *impl_;
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(im.bw_mutex);
+  auto& ev = im.bw_events;
+  std::stable_sort(ev.begin(), ev.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  for (size_t i = 0; i < ev.size(); ++i) {
+    const auto until = i + 1 < ev.size() ? ev[i + 1].second : now;
+    if (static_cast<size_t>(ev[i].first) < im.step_bw_us.size())
+      im.step_bw_us[static_cast<size_t>(ev[i].first)] += std::chrono::duration<double, std::micro>(until - ev[i].second).count();
+  }
+  ev.clear();
+}
+std::vector<OnnxGraph::NodeTime> OnnxGraph::node_times_us() const {
+  std::vector<NodeTime> out;
   for (size_t k = 0; k < impl_->steps.size() && k < impl_->step_us.size(); ++k)
-    out.emplace_back(impl_->node_name(impl_->steps[k].node), impl_->step_us[k]);
+    out.push_back({impl_->node_name(impl_->steps[k].node), impl_->step_us[k],
+                   k < impl_->step_bw_us.size() ? impl_->step_bw_us[k] : 0.0});
   return out;
 }
 bool OnnxGraph::training() const { return impl_->training; }
@@ -329,6 +351,19 @@ std::vector<at::Tensor> OnnxGraph::run(const std::vector<at::Tensor>& inputs) {
         st.kernel(onnx_ops::KernelIO{im.slots, st.in, st.out, im.training});
         for (int r : st.release) im.slots[r].reset();
         im.step_us[k] += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+        // The first output with a gradient function marks when this step's
+        // backward starts (its other outputs' gradients are complete by then).
+        for (int o : st.out) {
+          const at::Tensor& t = im.slots[o];
+          if (!t.defined() || !t.requires_grad() || !t.grad_fn()) continue;
+          Impl* ip = &im;
+          const int step = static_cast<int>(k);
+          at::Tensor(t).register_hook([ip, step](const at::Tensor&) {
+            std::lock_guard<std::mutex> lock(ip->bw_mutex);
+            ip->bw_events.emplace_back(step, std::chrono::steady_clock::now());
+          });
+          break;
+        }
       }
     }
     for (; k < im.steps.size(); ++k) {

@@ -43,13 +43,24 @@ class OnnxGraph {
   std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs);
 
   /// Node timing (for `pprun --profile`): while on, run() adds each step's
-  /// wall time to its node. Turning it on clears the totals.
+  /// wall time to its node, and hooks each output that requires grad so that
+  /// a backward through it can be timed per node (end_backward()). Turning
+  /// it on clears the totals.
   void set_timing(bool on);
+  /// Call after each backward through outputs of timed runs: LibTorch's CPU
+  /// autograd runs a step's backward right after the gradient of the step's
+  /// output is complete, so the time from that moment to the next such moment
+  /// (to now, for the last) is the step's backward.
+  void end_backward();
+  struct NodeTime {
+    std::string name;
+    double forward_us = 0, backward_us = 0;
+  };
   /// Microseconds spent per node since timing was turned on, in execution
   /// order, under the node's name (its first output's where it has none). A
   /// fused kernel's time is its pattern's last node's; nodes evaluated at
   /// load time (constants) are absent.
-  std::vector<std::pair<std::string, double>> node_times_us() const;
+  std::vector<NodeTime> node_times_us() const;
 
   /// Dropout and BatchNormalization (training_mode=1) follow this flag.
   void set_training(bool training);

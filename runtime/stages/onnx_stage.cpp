@@ -48,7 +48,12 @@ class OnnxStage final : public StageModule {
 
   void set_training(bool training) override { graph_->set_training(training); }
   void set_node_timing(bool on) override { graph_->set_timing(on); }
-  std::vector<std::pair<std::string, double>> node_forward_us() const override { return graph_->node_times_us(); }
+  void end_backward() override { graph_->end_backward(); }
+  std::vector<NodeTime> node_times_us() const override {
+    std::vector<NodeTime> out;
+    for (const auto& t : graph_->node_times_us()) out.push_back({t.name, t.forward_us, t.backward_us});
+    return out;
+  }
   std::vector<NamedTensor> parameters() override { return graph_->parameters(); }
   std::vector<NamedTensor> buffers() override { return graph_->buffers(); }
   void save(const std::string& path) override { graph_->save(path); }

@@ -40,12 +40,19 @@ class StageModule {
   /// part: TorchScript's graph executor otherwise fuses the stage into one
   /// differentiable graph whose backward always computes every gradient.
   virtual void prepare_split_backward() {}
-  /// Per-node forward timing (pprun --profile): on clears the totals. Modules
-  /// that cannot time their nodes (TorchScript) ignore it.
+  /// Per-node timing (pprun --profile): on clears the totals. Modules that
+  /// cannot time their nodes (TorchScript) ignore it.
   virtual void set_node_timing(bool /*on*/) {}
-  /// Forward microseconds per node since timing was turned on, by node name;
-  /// empty where the module cannot say.
-  virtual std::vector<std::pair<std::string, double>> node_forward_us() const { return {}; }
+  /// Called by the engine after each backward through this stage's outputs
+  /// while timing is on: closes that backward's per-node times.
+  virtual void end_backward() {}
+  struct NodeTime {
+    std::string name;
+    double forward_us = 0, backward_us = 0;
+  };
+  /// Forward and backward microseconds per node since timing was turned on,
+  /// by node name; empty where the module cannot say.
+  virtual std::vector<NodeTime> node_times_us() const { return {}; }
   /// Writes the stage, with its current parameter and buffer values, as an
   /// artifact of the same format to `path`.
   virtual void save(const std::string& path) = 0;

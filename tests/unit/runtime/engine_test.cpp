@@ -321,16 +321,21 @@ TEST(Engine, ProfilesTimeEveryOnnxNodeOnEveryRank) {
     SCOPED_TRACE("stage " + std::to_string(s));
     const auto& st = prof["stages"][s];
     ASSERT_TRUE(st.contains("nodes")) << st.dump();
-    double sum = 0;
+    double sum = 0, sum_b = 0;
     std::set<std::string> names;
     for (const auto& n : st["nodes"]) {
       EXPECT_GE(n["f"].get<double>(), 0.0);
+      EXPECT_GE(n["b"].get<double>(), 0.0);
       sum += n["f"].get<double>();
+      sum_b += n["b"].get<double>();
       names.insert(n["node"].get<std::string>());
     }
     // Inside the stage's forward, which also detaches inputs (and computes the loss).
     EXPECT_GT(sum, 0.0);
     EXPECT_LE(sum, st["f"].get<double>());
+    // Inside its backward, from the first node's gradient on.
+    EXPECT_GT(sum_b, 0.0);
+    EXPECT_LE(sum_b, st["b"].get<double>());
     // A stage's last node ends its last kernel (fused or not), under ppc's name.
     EXPECT_TRUE(names.count(man["stages"][s]["nodes"]["last"].get<std::string>())) << st.dump();
   }

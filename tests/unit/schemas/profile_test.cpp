@@ -57,7 +57,7 @@ TEST(Profile, RoundTripsEveryField) {
   a.b = 2;
   a.first_node = "n0";
   a.last_node = "n3";
-  a.nodes = {{"n0", 0.25}, {"n3", 0.5}};
+  a.nodes = {{"n0", 0.25, 0.75}, {"n3", 0.5, 0.0}};
   StageTimes b;
   b.f = 3;
   b.i = 2;
