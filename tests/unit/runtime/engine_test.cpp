@@ -228,9 +228,33 @@ TEST(Engine, EveryScheduleTrainsEverySampleLikeOneRank) {
   }
 }
 
+// Trains `dir` for two steps (one per batch file, 3 micro-batches) on one
+// rank and on `ranks` ranks with 1F1B, expects the same parameters, and
+// returns what the ranks sent.
+Ran train_like_one_rank(const fs::path& dir, int ranks, const std::vector<std::string>& files, const std::string& tag) {
+  EngineOptions o;
+  o.input_files = files;
+  o.chunks = 3;
+  o.steps = 2;
+  o.quiet = true;
+  o.train = true;
+  o.optimizer.kind = "sgd";
+  o.optimizer.lr = 0.05;
+  o.schedule = "looped-bfs";
+  o.save_dir = scratch(tag + "_1").string();
+  run(dir, 1, o);
+  EngineOptions p = o;
+  p.schedule = "1f1b";
+  p.save_dir = scratch(tag + "_" + std::to_string(ranks)).string();
+  Ran r = run_ranks(dir, ranks, p);
+  expect_same(p.save_dir + "/params.pt", o.save_dir + "/params.pt", 1e-5);
+  return r;
+}
+
 TEST(Engine, ActivationsOfShapesTheManifestFixesTravelWithoutHeaders) {
   // skip's ONNX interfaces are [batch, 64] floats: no shape header; its
   // TorchScript split declares no shapes, so every activation has one.
+  // Batches of 7: micro-batches of 3, 2 and 2, the receiver sizes each.
   std::vector<std::string> files;
   at::Generator gen = at::detail::createCPUGenerator(3);
   for (int i = 0; i < 2; ++i) {
@@ -238,33 +262,12 @@ TEST(Engine, ActivationsOfShapesTheManifestFixesTravelWithoutHeaders) {
     save_tensor_dict(f.string(), {{"x", at::randn({7, 32}, gen)}, {"target", at::randn({7, 8}, gen)}});
     files.push_back(f.string());
   }
-  EngineOptions o;
-  o.input_files = files;
-  o.chunks = 3;  // micro-batches of 3, 2 and 2: the receiver sizes each from the batch
-  o.steps = 2;
-  o.quiet = true;
-  o.train = true;
-  o.optimizer.kind = "sgd";
-  o.optimizer.lr = 0.05;
-  o.schedule = "looped-bfs";
-  fs::path onnx = split_onnx("skip", 4);
-  o.save_dir = scratch("hdr_onnx_1").string();
-  run(onnx, 1, o);
-  EngineOptions four = o;
-  four.schedule = "1f1b";
-  four.save_dir = scratch("hdr_onnx_4").string();
-  Ran r = run_ranks(onnx, 4, four);
-  int headers = r.int64_sends, data = r.other_sends;
-  EXPECT_EQ(headers, 0);
-  EXPECT_GT(data, 0);
-  expect_same(four.save_dir + "/params.pt", o.save_dir + "/params.pt", 1e-5);
-
-  EngineOptions ts = four;
-  ts.save_dir = scratch("hdr_ts_4").string();
-  Ran t = run_ranks(split("skip", 4), 4, ts);
-  int ts_headers = t.int64_sends, ts_data = t.other_sends;
-  EXPECT_GT(ts_headers, 0);
-  EXPECT_GT(ts_data, 0);
+  Ran r = train_like_one_rank(split_onnx("skip", 4), 4, files, "hdr_onnx");
+  EXPECT_EQ(r.int64_sends, 0);
+  EXPECT_GT(r.other_sends, 0);
+  Ran t = train_like_one_rank(split("skip", 4), 4, files, "hdr_ts");
+  EXPECT_GT(t.int64_sends, 0);
+  EXPECT_GT(t.other_sends, 0);
 }
 
 TEST(Engine, SequenceDimsTheBatchFixesTravelWithoutHeaders) {
@@ -283,24 +286,9 @@ TEST(Engine, SequenceDimsTheBatchFixesTravelWithoutHeaders) {
     save_tensor_dict(f.string(), {{"idx", at::randint(0, 64, {b, t}, gen, at::kLong)}, {"target", at::randn({b, t, 64}, gen)}});
     files.push_back(f.string());
   }
-  EngineOptions o;
-  o.input_files = files;
-  o.chunks = 3;
-  o.steps = 2;
-  o.quiet = true;
-  o.train = true;
-  o.optimizer.kind = "sgd";
-  o.optimizer.lr = 0.05;
-  o.schedule = "looped-bfs";
-  o.save_dir = scratch("seq_1").string();
-  run(three, 1, o);
-  EngineOptions t = o;
-  t.schedule = "1f1b";
-  t.save_dir = scratch("seq_3").string();
-  Ran r = run_ranks(three, 3, t);
+  Ran r = train_like_one_rank(three, 3, files, "seq");
   EXPECT_EQ(r.int64_sends, 0);
   EXPECT_GT(r.other_sends, 0);
-  expect_same(t.save_dir + "/params.pt", o.save_dir + "/params.pt", 1e-5);
 }
 
 TEST(Engine, ProfilesTimeEveryOnnxNodeOnEveryRank) {
