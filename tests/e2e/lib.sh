@@ -5,6 +5,8 @@
 #   PY       the Python with torch/onnx (/usr/bin/python3)
 #   PPC      the absolute path of the ppc binary
 #   OUT_TMP  an absolute, existing scratch directory
+#   PPRUN    the pprun binary next to ppc
+#   E2E      this folder (the e2e helpers)
 if [ $# -ne 2 ]; then
   echo "usage: $0 BUILD_DIR|PPC_BINARY OUT_TMP" >&2
   exit 2
@@ -24,6 +26,8 @@ if [ ! -x "$PPC" ]; then
 fi
 mkdir -p "$OUT_TMP"
 OUT_TMP=$(cd "$OUT_TMP" && pwd)
+PPRUN="$(dirname "$PPC")/pprun"
+E2E="$ROOT/tests/e2e"
 
 # Helpers shared by the pprun scripts.
 step() { echo "== [${SECONDS}s] $*"; }

@@ -12,7 +12,6 @@ set -euo pipefail
 
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
-PPRUN="$(dirname "$PPC")/pprun"
 W=$OUT_TMP
 rm -rf "${W:?}"/*
 SECONDS=0

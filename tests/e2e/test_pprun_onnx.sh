@@ -33,8 +33,6 @@ set -euo pipefail
 SAMPLE=${3:?usage: $0 BUILD_DIR|PPC_BINARY OUT_TMP SAMPLE}
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/lib.sh" "$1" "$2"
-PPRUN="$(dirname "$PPC")/pprun"
-E2E="$ROOT/tests/e2e"
 SECONDS=0
 
 TRAIN=1

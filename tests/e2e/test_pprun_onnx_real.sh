@@ -14,7 +14,6 @@ set -euo pipefail
 
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
-PPRUN="$(dirname "$PPC")/pprun"
 SECONDS=0
 W=$OUT_TMP
 rm -rf "$W/models"
