@@ -72,12 +72,13 @@ EOF
 
 echo "batch $BATCH, $CHUNKS micro-batches, $STEPS steps x $ROUNDS runs per split, 1f1b, 1 thread per rank, $(nproc) cores"
 echo "step: median ms per step; slowest stage: measured F+B ms per micro-batch of the slowest stage;"
-echo "stage pred/meas: ppc's predicted stage compute over the measured F+B (min..max over stages);"
+echo "stage p/m: ppc's predicted stage compute over the measured F+B (min..max over stages), auto3 and auto2;"
+echo "auto2 runs: each run's median step over the median of all runs (min..max: this machine's noise);"
 echo "auto2 predicted: ppc's predicted step (stage costs through the simulator, message latency as profiled);
 simulated: the run's own measured stage times through it, messages free"
-printf "%-8s | %8s %8s %6s | %8s %8s %6s | %11s | %8s %9s %9s %9s\n" sample "hand3" "auto3" "a/h" "hand3" "auto3" "a/h" \
-  "stage p/m" "auto2" "predicted" "simulated" "pred/meas"
-printf "%-8s | %24s | %24s | %11s | %39s\n" "" "step ms (3 ranks)" "slowest stage ms" "auto3" "step ms (2 ranks)"
+printf "%-8s | %8s %8s %6s | %8s %8s %6s | %11s %11s | %8s %11s %9s %9s %9s\n" sample "hand3" "auto3" "a/h" "hand3" "auto3" "a/h" \
+  "stage p/m" "stage p/m" "auto2" "runs" "predicted" "simulated" "pred/meas"
+printf "%-8s | %24s | %24s | %11s %11s | %51s\n" "" "step ms (3 ranks)" "slowest stage ms" "auto3" "auto2" "step ms (2 ranks)"
 for s in $SAMPLES; do
   model="$ROOT/samples/$s/$s.onnx"
   # The splits profiled: the hand-written one, and a uniform 2-stage one.
@@ -128,17 +129,23 @@ for s in $SAMPLES; do
   echo "$s ${#hand2[@]} ${best//_/.} $best_ms $auto2" >>"$W/hand2.txt"
   th=$(stage_times "$W/$s".hand3.*.json)
   ta=$(stage_times "$W/$s".auto3.*.json)
-  "$PY" - "$s" "$hand" "$auto" "$auto2" "$p2" "$sim2" "$th" "$ta" "$W/$s.auto3/manifest.json" "$BATCH" "$CHUNKS" <<'EOF'
+  runs2=$(for f in "$W/$s".auto2.*.log; do median_step "$f"; done | tr '\n' ' ')
+  "$PY" - "$s" "$hand" "$auto" "$auto2" "$p2" "$sim2" "$th" "$ta" "$W/$s.auto3/manifest.json" "$BATCH" "$CHUNKS" \
+    "${t2[*]}" "$W/$s.auto2/manifest.json" "$runs2" <<'EOF'
 import json, sys
-s, h, a, a2, p2, sim2, th, ta, man, batch, chunks = sys.argv[1:]
+s, h, a, a2, p2, sim2, th, ta, man, batch, chunks, t2, man2, runs2 = sys.argv[1:]
 h, a, a2, p2, sim2 = map(float, (h, a, a2, p2, sim2))
+mb = int(batch) / int(chunks)
+def stage_ratio(man, meas):
+    pred = [st["cost"]["model_compute"] * mb for st in json.load(open(man))["stages"]]
+    r = [p / float(m) for p, m in zip(pred, meas.split())]
+    return f"{min(r):5.2f}..{max(r):4.2f}"
 th = [float(x) for x in th.split()]
 ta = [float(x) for x in ta.split()]
-mb = int(batch) / int(chunks)
-pred = [st["cost"]["model_compute"] * mb for st in json.load(open(man))["stages"]]
-r = [p / m for p, m in zip(pred, ta)]
+runs = [float(x) / a2 for x in runs2.split()]
 print(f"{s:<8} | {h:8.2f} {a:8.2f} {a / h:6.2f} | {max(th):8.3f} {max(ta):8.3f} {max(ta) / max(th):6.2f} | "
-      f"{min(r):5.2f}..{max(r):4.2f} | {a2:8.2f} {p2:9.2f} {sim2:9.2f} {p2 / a2:9.2f}")
+      f"{stage_ratio(man, ' '.join(map(str, ta)))} {stage_ratio(man2, t2)} | {a2:8.2f} {min(runs):5.2f}..{max(runs):4.2f} "
+      f"{p2:9.2f} {sim2:9.2f} {p2 / a2:9.2f}")
 EOF
 done
 echo
