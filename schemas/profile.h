@@ -34,7 +34,8 @@ struct Profile {
   double loss_ms = 0;            ///< per micro-batch, inside loss_stage's F
   /// The link between ranks 0 and 1 (has_link false: one rank, not measured):
   /// an idle ping-pong's one-way latency and bandwidth, and the calibrated
-  /// latency of a message in the running pipeline (-1: not calibrated).
+  /// latency of a message (one tensor on a stage edge) in the running
+  /// pipeline (-1: not calibrated).
   bool has_link = false;
   double latency_ms = 0, bytes_per_second = 0, message_ms = -1;
   double step_ms = -1, simulated_step_ms = -1;  ///< measured median step, simulated from the stage times (-1: none)

@@ -22,12 +22,14 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
     while (s < stages - 1 && i >= starts[s]) ++s;
     stage_of[i] = s;
   }
-  std::set<std::pair<int, int>> edges;
-  for (const auto& [producer, readers] : m.reads)
-    for (int r : readers)
-      if (stage_of[r] != stage_of[producer]) edges.insert({stage_of[producer], stage_of[r]});
+  // One edge per value and reading stage: each tensor is its own message.
   std::vector<sched::StageEdge> list;
-  for (const auto& [a, b] : edges) list.push_back({a, b});
+  for (const auto& [producer, readers] : m.reads) {
+    std::set<int> to;
+    for (int r : readers)
+      if (stage_of[r] != stage_of[producer]) to.insert(stage_of[r]);
+    for (int s : to) list.push_back({stage_of[producer], s});
+  }
   sched::StageGraph graph = sched::StageGraph::from_edges(stages, list);
 
   std::string name = o.schedule;

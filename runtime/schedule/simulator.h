@@ -32,11 +32,12 @@ struct StageCost {
 struct SimOptions {
   /// Per stage; empty: StageCost{} for every stage; one entry: for every stage.
   std::vector<StageCost> costs;
-  /// Time one message takes. In a lowered schedule a message moves once its
-  /// SEND has run and its RECV is posted (Gloo's rendezvous: the sender
-  /// writes when the receiver is ready), and arrives `comm` later. In a
-  /// compute-only schedule every cross-rank edge is a message that starts
-  /// when its producer ends (receives posted in time).
+  /// Time one message takes; each tensor crossing a stage edge is its own
+  /// message (StageGraph::messages), one after the other. In a lowered
+  /// schedule an edge's messages move once its SEND has run and its RECV is
+  /// posted (Gloo's rendezvous: the sender writes when the receiver is
+  /// ready), and arrive `comm` x messages later. In a compute-only schedule
+  /// they start when the producer ends (receives posted in time).
   double comm = 0;
   /// false (pprun's engine, like torch.distributed.pipelining's runtime): a
   /// RECV only posts the receive, taking no time, and the compute that needs

@@ -705,6 +705,12 @@ TEST(StepModel, PredictsOneFOneBFromStageCostsAndLatency) {
   // Latency on the pipeline's critical path: fill and drain pay it.
   so.message_ms = 0.5;
   EXPECT_GT(predict_step_ms(m, {2}, so), 10.0 + 2 * 0.5 - 1e-9);
+  // Each tensor crossing the cut is a message: [a b | c d] sends h1 and h0
+  // (read by d), which costs what one tensor does at twice the latency.
+  Graph one = parse_graph(std::string(kCostChain).replace(std::string(kCostChain).find("h2 h0 ->"), 8, "h2 h2 ->"));
+  StepOptions twice = so;
+  twice.message_ms = 1.0;
+  EXPECT_DOUBLE_EQ(predict_step_ms(m, {2}, so), predict_step_ms(build_cost_model(one, consts(one), o, 2), {2}, twice));
   // A schedule needing two stages per rank is simulated as 1F1B.
   so.schedule = "zb-v";
   predict_step_ms(m, {2}, so, &used);

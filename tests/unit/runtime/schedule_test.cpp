@@ -330,6 +330,26 @@ TEST(StageCost, FilledSplitsAFullBackwardOrSumsASplitOne) {
   EXPECT_DOUBLE_EQ(all.i, 1);
 }
 
+TEST(Simulator, EachTensorOnAnEdgeIsAMessage) {
+  // Stage 0 sends stage 1 two tensors: from_edges counts them.
+  StageGraph two = StageGraph::from_edges(2, {{0, 1}, {0, 1}});
+  EXPECT_EQ(two.producers[1], (std::vector<int>{0}));
+  EXPECT_EQ(two.messages(0, 1), 2);
+  EXPECT_EQ(StageGraph::chain(2).messages(0, 1), 1);
+  // GPipe, one micro-batch, F = B = 1: F0, the activations, F1, B1, the
+  // gradients, B0; each crossing takes comm per tensor, compute-only and
+  // lowered alike.
+  for (bool lowered : {false, true}) {
+    SCOPED_TRACE(lowered ? "lowered" : "compute-only");
+    Schedule g = gpipe(2, 1);
+    Schedule one = lowered ? add_communication(g, 2) : g, both = lowered ? add_communication(g, 2, two) : g;
+    SimOptions o = costs(1, 1);
+    o.comm = 0.5;
+    EXPECT_DOUBLE_EQ(simulate(one, 2, o).makespan, 4 + 2 * 0.5);
+    EXPECT_DOUBLE_EQ(simulate(both, 2, two, o).makespan, 4 + 2 * 2 * 0.5);
+  }
+}
+
 TEST(Simulator, GPipeAndOneFOneBMatchTheClosedForms) {
   for (auto [P, M] : {std::pair{2, 4}, {3, 5}, {4, 8}, {4, 4}, {5, 16}}) {
     SCOPED_TRACE("P=" + std::to_string(P) + " M=" + std::to_string(M));
