@@ -16,10 +16,9 @@
 
 namespace ppc::analysis {
 
-/// Measured per-stage times of an earlier split of the same model, as
-/// written by `pprun --profile FILE.json`.
-/// A profile read for the cost model: the file as written (link, loss,
-/// schedule, micro-batch size) and the per-stage view ppc balances with.
+/// Measured times of an earlier split of the same model, as written by
+/// `pprun --profile FILE.json`: the profile as read (link, loss, schedule,
+/// micro-batch size) and the per-stage view ppc balances with.
 struct MeasuredCosts {
   profile::Profile profile;
   double forward_fraction = 1.0 / 3.0;  ///< sum of forward / sum of forward + backward

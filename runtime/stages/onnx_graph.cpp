@@ -64,9 +64,13 @@ struct OnnxGraph::Impl {
   bool timing = false;
   std::vector<double> step_us, step_bw_us;  // per step, while timing
   // (step, time) when the gradient of a step's output became complete, in
-  // the backward running now; hooks may run on autograd's threads.
-  std::mutex bw_mutex;
-  std::vector<std::pair<int, std::chrono::steady_clock::time_point>> bw_events;
+  // the backward running now. Shared with the hooks, which may outlive the
+  // graph on tensors kept elsewhere, and may run on autograd's threads.
+  struct BackwardLog {
+    std::mutex mutex;
+    std::vector<std::pair<int, std::chrono::steady_clock::time_point>> events;
+  };
+  std::shared_ptr<BackwardLog> bw = std::make_shared<BackwardLog>();
 
   std::string node_name(int node) const {
     const auto& n = model.graph().node(node);
@@ -306,14 +310,14 @@ void OnnxGraph::set_timing(bool on) {
   impl_->timing = on;
   impl_->step_us.assign(impl_->steps.size(), 0.0);
   impl_->step_bw_us.assign(impl_->steps.size(), 0.0);
-  std::lock_guard<std::mutex> lock(impl_->bw_mutex);
-  impl_->bw_events.clear();
+  std::lock_guard<std::mutex> lock(impl_->bw->mutex);
+  impl_->bw->events.clear();
 }
 void OnnxGraph::end_backward() {
   Impl& im = *impl_;
   const auto now = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> lock(im.bw_mutex);
-  auto& ev = im.bw_events;
+  std::lock_guard<std::mutex> lock(im.bw->mutex);
+  auto& ev = im.bw->events;
   std::stable_sort(ev.begin(), ev.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
   for (size_t i = 0; i < ev.size(); ++i) {
     const auto until = i + 1 < ev.size() ? ev[i + 1].second : now;
@@ -356,11 +360,10 @@ std::vector<at::Tensor> OnnxGraph::run(const std::vector<at::Tensor>& inputs) {
         for (int o : st.out) {
           const at::Tensor& t = im.slots[o];
           if (!t.defined() || !t.requires_grad() || !t.grad_fn()) continue;
-          Impl* ip = &im;
           const int step = static_cast<int>(k);
-          at::Tensor(t).register_hook([ip, step](const at::Tensor&) {
-            std::lock_guard<std::mutex> lock(ip->bw_mutex);
-            ip->bw_events.emplace_back(step, std::chrono::steady_clock::now());
+          at::Tensor(t).register_hook([log = im.bw, step](const at::Tensor&) {
+            std::lock_guard<std::mutex> lock(log->mutex);
+            log->events.emplace_back(step, std::chrono::steady_clock::now());
           });
           break;
         }
