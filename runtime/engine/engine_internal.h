@@ -121,7 +121,7 @@ class Engine {
   /// Shifts origin_ so that every rank's now_us() reads rank 0's clock: the
   /// offset of the fastest of several timestamp round trips with rank 0.
   void align_clocks();
-  /// --profile: every rank sends rank 0 its stages' per-node forward times.
+  /// --profile: every rank sends rank 0 its stages' per-node forward and backward times.
   void gather_node_times();
   std::vector<std::vector<StageModule::NodeTime>> node_us_;  ///< rank 0: per stage, totals
   double link_latency_ms_ = -1, link_bytes_per_s_ = -1;  ///< measured (rank 0), -1: not measured
