@@ -1,31 +1,10 @@
 #include "compiler/analysis/balance.h"
 
 #include <algorithm>
-#include <set>
 
 #include "schemas/error.h"
 
 namespace ppc::analysis {
-
-std::vector<double> node_costs(const ir::Graph& g, const std::vector<bool>& const_like, const std::string& balance) {
-  std::vector<double> c(g.nodes.size(), 0.0);
-  std::set<int> seen_params;
-  for (size_t i = 0; i < g.nodes.size(); ++i) {
-    if (const_like[i]) continue;
-    if (balance == "uniform") {
-      c[i] = 1.0;
-    } else if (balance == "params") {
-      for (ir::ValueId v : g.nodes[i].inputs) {
-        if (v == ir::kNone) continue;
-        int p = g.values[v].param;
-        if (p != ir::kNone && seen_params.insert(p).second) c[i] += static_cast<double>(g.params[p].bytes);
-      }
-    } else {
-      c[i] = std::max(0.0, g.nodes[i].flops);
-    }
-  }
-  return c;
-}
 
 namespace {
 // Fewest pieces with every piece sum <= bound (bound >= max element).
@@ -128,14 +107,6 @@ AutoPartition auto_partition(const ir::Graph& g, const std::vector<bool>& const_
     r.cuts.push_back(c);
   }
   return r;
-}
-
-std::vector<Cut> auto_cuts(const ir::Graph& g, const std::vector<bool>& const_like, int stages,
-                           const std::string& balance) {
-  CostModelOptions o;
-  o.balance = balance;
-  o.link_bytes_per_second = 0;
-  return auto_partition(g, const_like, stages, o).cuts;
 }
 
 }  // namespace ppc::analysis

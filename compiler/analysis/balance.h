@@ -11,11 +11,6 @@
 
 namespace ppc::analysis {
 
-/// Cost of each node under `balance`: "flops" (the frontend's estimate),
-/// "params" (bytes of the params a node is first to read), or "uniform" (1).
-/// Constant-like nodes cost 0 (they are cloned where needed).
-std::vector<double> node_costs(const ir::Graph& g, const std::vector<bool>& const_like, const std::string& balance);
-
 /// Splits `costs` (all >= 0) into exactly `parts` non-empty contiguous pieces
 /// minimising the maximum piece sum. Returns the start index of pieces 1..parts-1.
 /// Requires 1 <= parts <= costs.size().
@@ -39,9 +34,5 @@ struct AutoPartition {
 /// nodes (or allowed cuts) than stages need, or no partition fits the memory cap.
 AutoPartition auto_partition(const ir::Graph& g, const std::vector<bool>& const_like, int stages,
                              const CostModelOptions& options);
-
-/// Cuts of auto_partition() balancing `balance` alone (communication free).
-std::vector<Cut> auto_cuts(const ir::Graph& g, const std::vector<bool>& const_like, int stages,
-                           const std::string& balance);
 
 }  // namespace ppc::analysis

@@ -499,7 +499,7 @@ TEST(MinMaxPartition, TinyCostsAreStillBalanced) {
   }
 }
 
-TEST(NodeCosts, Models) {
+TEST(CostModel, ComputeUnderEachBalance) {
   Graph g = parse_graph(R"(
 input x:float32[4]
 param w:float32[4,4]
@@ -512,11 +512,27 @@ node d Add flops=-5 : h3 nw -> y:float32[4]
 output y
 )");
   auto c = consts(g);
-  EXPECT_EQ(node_costs(g, c, "flops"), (std::vector<double>{0, 32, 4, 32, 0}));  // negative clamps to 0
-  EXPECT_EQ(node_costs(g, c, "uniform"), (std::vector<double>{0, 1, 1, 1, 1}));
+  // The placeable nodes a, b2, c, d (the constant c0 is cloned where needed).
+  auto compute = [&](const std::string& balance) {
+    CostModelOptions o;
+    o.balance = balance;
+    o.flops_per_second = 3e3;  // forward + backward of 1 FLOP = 1 ms
+    o.link_bytes_per_second = 0;
+    return build_cost_model(g, c, o, 2).problem.compute;
+  };
+  EXPECT_EQ(compute("flops"), (std::vector<double>{32, 4, 32, 0}));  // negative clamps to 0
+  EXPECT_EQ(compute("uniform"), (std::vector<double>{1, 1, 1, 1}));
   // Params: bytes to the first node that reads them (w: 64 bytes, b: 16);
-  // the constant c0 reads w first but costs nothing and does not claim it.
-  EXPECT_EQ(node_costs(g, c, "params"), (std::vector<double>{0, 64, 16, 0, 0}));
+  // the constant c0 reads w first but is not placed and does not claim it.
+  EXPECT_EQ(compute("params"), (std::vector<double>{64, 16, 0, 0}));
+}
+
+// The cuts of the exact partition balancing `balance` alone (communication free).
+std::vector<Cut> auto_cuts(const Graph& g, const std::vector<bool>& const_like, int stages, const std::string& balance) {
+  CostModelOptions o;
+  o.balance = balance;
+  o.link_bytes_per_second = 0;
+  return auto_partition(g, const_like, stages, o).cuts;
 }
 
 TEST(AutoCuts, BalancesPlaceableNodes) {
