@@ -21,6 +21,8 @@ struct StageTimes {
     bool operator==(const Node& o) const { return node == o.node && f == o.f && b == o.b; }
   };
   std::vector<Node> nodes;
+  /// Forward + backward ms per micro-batch (B, or I + W where B was not measured).
+  double total_ms() const { return f + (b > 0 ? b : i + w); }
 };
 
 struct Profile {

@@ -20,18 +20,8 @@ MeasuredCosts load_measured_costs(const std::string& path) {
     if (c.first_node.empty() || c.last_node.empty())
       throw Error(path + ": stage " + std::to_string(s) +
                   " has no 'first_node'/'last_node' (write the profile with this version of pprun --profile)");
-    MeasuredCosts::Stage x;
-    x.first_node = c.first_node;
-    x.last_node = c.last_node;
-    x.ms = c.f + (c.b > 0 ? c.b : c.i + c.w);
-    x.f = c.f;
-    for (const auto& nd : c.nodes) {
-      x.node_f[nd.node] += nd.f;
-      if (nd.b > 0) x.node_b[nd.node] += nd.b;
-    }
-    m.stages.push_back(x);
     fsum += c.f;
-    all += x.ms;
+    all += c.total_ms();
   }
   if (all > 0) m.forward_fraction = fsum / all;
   return m;
@@ -165,8 +155,8 @@ CostModel build_cost_model(const ir::Graph& g, const std::vector<bool>& const_li
     std::map<std::string, int> by_name;
     for (int i = 0; i < n; ++i) by_name[g.nodes[m.items[i]].name] = i;
     int next = 0;
-    for (size_t s = 0; s < mc.stages.size(); ++s) {
-      const auto& st = mc.stages[s];
+    for (size_t s = 0; s < mc.profile.stages.size(); ++s) {
+      const profile::StageTimes& st = mc.profile.stages[s];
       auto a = by_name.find(st.first_node), b = by_name.find(st.last_node);
       std::string where = mc.profile.file + ": stage " + std::to_string(s);
       if (a == by_name.end()) throw Error(where + ": node '" + st.first_node + "' is not in this model");
@@ -200,8 +190,14 @@ CostModel build_cost_model(const ir::Graph& g, const std::vector<bool>& const_li
         for (double& x : w) x /= sum;
         return w;
       };
-      const std::vector<double> wf = weights(st.node_f), wb = st.node_b.empty() ? wf : weights(st.node_b);
-      double fwd = std::min(st.f, st.ms), bwd = st.ms - fwd;
+      std::map<std::string, double> node_f, node_b;
+      for (const auto& nd : st.nodes) {
+        node_f[nd.node] += nd.f;
+        if (nd.b > 0) node_b[nd.node] += nd.b;
+      }
+      const std::vector<double> wf = weights(node_f), wb = node_b.empty() ? wf : weights(node_b);
+      const double ms = st.total_ms();
+      double fwd = std::min(st.f, ms), bwd = ms - fwd;
       if (static_cast<int>(s) == mc.profile.loss_stage) fwd = std::max(0.0, fwd - mc.profile.loss_ms);
       const double per_sample = 1.0 / mc.profile.micro_batch_size;
       for (int i = a->second; i <= b->second; ++i)

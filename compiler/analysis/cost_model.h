@@ -17,21 +17,10 @@
 namespace ppc::analysis {
 
 /// Measured times of an earlier split of the same model, as written by
-/// `pprun --profile FILE.json`: the profile as read (link, loss, schedule,
-/// micro-batch size) and the per-stage view ppc balances with.
+/// `pprun --profile FILE.json` (every stage with its first and last node).
 struct MeasuredCosts {
   profile::Profile profile;
   double forward_fraction = 1.0 / 3.0;  ///< sum of forward / sum of forward + backward
-  struct Stage {
-    std::string first_node, last_node;
-    double ms = 0.0;  ///< forward + backward per micro-batch
-    double f = 0.0;   ///< forward per micro-batch (in ms)
-    /// Forward and backward ms per micro-batch of each node, timed inside the
-    /// stage (ONNX stages); empty when the profile has none (TorchScript
-    /// stages), node_b also in profiles without backward node times.
-    std::map<std::string, double> node_f, node_b;
-  };
-  std::vector<Stage> stages;
   /// What a message costs in the running pipeline (0 when not calibrated).
   double message_ms() const { return profile.message_ms > 0 ? profile.message_ms : 0.0; }
 };

@@ -266,8 +266,9 @@ void Engine::write_profile() {
     p.has_link = true;
     p.message_ms = hi;
   }
-  // Per node: forward ms per micro-batch, measured inside the stage (ONNX
-  // stages), for ppc to spread the stage's time by rather than by FLOPs.
+  // Per node: forward and backward ms per micro-batch, measured inside the
+  // stage (ONNX stages), for ppc to spread the stage's F and B by rather
+  // than by FLOPs.
   const double calls = std::max(1, profile_steps_) * static_cast<double>(o_.chunks);
   for (int s = 0; s < num_stages_; ++s) {
     profile::StageTimes t;

@@ -23,6 +23,7 @@ namespace {
 using ir::Graph;
 using ir::parse_graph;
 using Ints = std::vector<int>;
+using profile::StageTimes;
 using Strings = std::vector<std::string>;
 
 // ------------------------------------------------------------------ helpers
@@ -651,7 +652,15 @@ TEST(CostModel, MeasuredTimesAndMemoryCap) {
   MeasuredCosts mc;
   mc.profile.file = "prof.json";
   mc.profile.micro_batch_size = 4;
-  mc.stages = {{"a", "b", 8.0, 0.0, {}, {}}, {"c", "d", 40.0, 0.0, {}, {}}};  // ms per micro-batch of 4 (F not given)
+  // F + B ms per micro-batch of 4 (all of it given as B here).
+  auto stage = [](const char* first, const char* last, double b) {
+    StageTimes t;
+    t.b = b;
+    t.first_node = first;
+    t.last_node = last;
+    return t;
+  };
+  mc.profile.stages = {stage("a", "b", 8.0), stage("c", "d", 40.0)};
   CostModelOptions o;
   o.balance = "time";
   o.link_bytes_per_second = 0;
@@ -661,23 +670,22 @@ TEST(CostModel, MeasuredTimesAndMemoryCap) {
   EXPECT_EQ(positions(auto_partition(g, consts(g), 2, o).cuts), (Ints{3}));  // 7 | 5
   // Measured node forward times spread a stage's time instead of FLOPs: d
   // (an Add with the FLOPs of a MatMul here) measured 3x c's time.
-  mc.stages[1].node_f = {{"c", 0.5}, {"d", 1.5}, {"a", 100.0}};  // a is not in stage 1: ignored
+  mc.profile.stages[1].nodes = {{"c", 0.5, 0.0}, {"d", 1.5, 0.0}, {"a", 100.0, 0.0}};  // a is not in stage 1: ignored
   m = build_cost_model(g, consts(g), o, 2);
   EXPECT_EQ(m.problem.compute, (std::vector<double>{1, 1, 2.5, 7.5}));
   // With the stage's forward (10 of its 40 ms) and node backward times, each
   // part is spread by its own times: c is 1/4 of the forward, 3/4 of the
   // backward.
-  mc.stages[1].f = 10.0;
-  mc.stages[1].node_b = {{"c", 3.0}, {"d", 1.0}};
+  mc.profile.stages[1].f = 10.0;
+  mc.profile.stages[1].b = 30.0;
+  mc.profile.stages[1].nodes = {{"c", 0.5, 3.0}, {"d", 1.5, 1.0}};
   m = build_cost_model(g, consts(g), o, 2);
   EXPECT_EQ(m.problem.compute, (std::vector<double>{1, 1, (2.5 + 22.5) / 4, (7.5 + 7.5) / 4}));
-  mc.stages[1].f = 0.0;
-  mc.stages[1].node_b.clear();
+  mc.profile.stages[1] = stage("c", "d", 40.0);
   // All of a stage's nodes at 0 (folded, fused away): FLOPs again.
-  mc.stages[1].node_f = {{"c", 0.0}, {"d", 0.0}};
+  mc.profile.stages[1].nodes = {{"c", 0.0, 0.0}, {"d", 0.0, 0.0}};
   EXPECT_EQ(build_cost_model(g, consts(g), o, 2).problem.compute, (std::vector<double>{1, 1, 5, 5}));
-  mc.stages[1].node_f.clear();
-  mc.stages = {{"a", "a", 1.0, 0.0, {}, {}}, {"c", "d", 1.0, 0.0, {}, {}}};
+  mc.profile.stages = {stage("a", "a", 1.0), stage("c", "d", 1.0)};
   try {
     build_cost_model(g, consts(g), o, 2);
     FAIL() << "expected an error";
