@@ -123,7 +123,7 @@ class Engine {
   void align_clocks();
   /// --profile: every rank sends rank 0 its stages' per-node forward and backward times.
   void gather_node_times();
-  std::vector<std::vector<StageModule::NodeTime>> node_us_;  ///< rank 0: per stage, totals
+  std::vector<std::vector<NodeTime>> node_us_;  ///< rank 0: per stage, totals
   double link_latency_ms_ = -1, link_bytes_per_s_ = -1;  ///< measured (rank 0), -1: not measured
 
   LocalStage& local(int s) { return locals_[local_of_[s]]; }

@@ -326,7 +326,7 @@ void OnnxGraph::end_backward() {
   }
   ev.clear();
 }
-std::vector<OnnxGraph::NodeTime> OnnxGraph::node_times_us() const {
+std::vector<NodeTime> OnnxGraph::node_times_us() const {
   std::vector<NodeTime> out;
   for (size_t k = 0; k < impl_->steps.size() && k < impl_->step_us.size(); ++k)
     out.push_back({impl_->node_name(impl_->steps[k].node), impl_->step_us[k],

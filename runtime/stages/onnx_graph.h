@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/stages/node_time.h"
+
 namespace ppc::runtime {
 
 class OnnxGraph {
@@ -52,10 +54,6 @@ class OnnxGraph {
   /// output is complete, so the time from that moment to the next such moment
   /// (to now, for the last) is the step's backward.
   void end_backward();
-  struct NodeTime {
-    std::string name;
-    double forward_us = 0, backward_us = 0;
-  };
   /// Microseconds spent per node since timing was turned on, in execution
   /// order, under the node's name (its first output's where it has none). A
   /// fused kernel's time is its pattern's last node's; nodes evaluated at

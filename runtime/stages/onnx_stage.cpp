@@ -49,11 +49,7 @@ class OnnxStage final : public StageModule {
   void set_training(bool training) override { graph_->set_training(training); }
   void set_node_timing(bool on) override { graph_->set_timing(on); }
   void end_backward() override { graph_->end_backward(); }
-  std::vector<NodeTime> node_times_us() const override {
-    std::vector<NodeTime> out;
-    for (const auto& t : graph_->node_times_us()) out.push_back({t.name, t.forward_us, t.backward_us});
-    return out;
-  }
+  std::vector<NodeTime> node_times_us() const override { return graph_->node_times_us(); }
   std::vector<NamedTensor> parameters() override { return graph_->parameters(); }
   std::vector<NamedTensor> buffers() override { return graph_->buffers(); }
   void save(const std::string& path) override { graph_->save(path); }

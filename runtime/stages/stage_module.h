@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "runtime/manifest/stage_map.h"
+#include "runtime/stages/node_time.h"
 
 namespace ppc::runtime {
 
@@ -46,10 +47,6 @@ class StageModule {
   /// Called by the engine after each backward through this stage's outputs
   /// while timing is on: closes that backward's per-node times.
   virtual void end_backward() {}
-  struct NodeTime {
-    std::string name;
-    double forward_us = 0, backward_us = 0;
-  };
   /// Forward and backward microseconds per node since timing was turned on,
   /// by node name; empty where the module cannot say.
   virtual std::vector<NodeTime> node_times_us() const { return {}; }
