@@ -306,6 +306,13 @@ class GlooTransport : public Transport {
     for (int r = 0; r < o.world_size; ++r) all[static_cast<size_t>(r)] = r;
     failures_ = std::make_shared<FailureRecord>(store_, o);
     world_ = make_group(all, "ppc_world");
+    // Point-to-point traffic to a higher rank travels on its own group, so
+    // its own connections: a pipeline's activations and its gradients flow
+    // in opposite directions, and on one connection each side's sends and
+    // receive posts wait for the pair's lock while Gloo's thread reads the
+    // other direction's data (skip's uniform 2-stage split, 3 tensors per
+    // micro-batch each way: 12.9 -> 7.3 ms per step).
+    up_ = make_group(all, "ppc_up");
   }
 
   int rank() const override { return options_.rank; }
@@ -316,7 +323,7 @@ class GlooTransport : public Transport {
     std::vector<at::Tensor> ts{t.detach().contiguous()};
     const std::string op = "send to rank " + std::to_string(dst) + ", tag " + std::to_string(tag);
     try {
-      auto w = world_->send(ts, dst, checked_tag(tag));
+      auto w = (dst > options_.rank ? up_ : world_)->send(ts, dst, checked_tag(tag));
       return std::make_unique<GlooWork>(std::move(w), std::move(ts), at::Tensor(), dst,
                                         failures_, op);
     } catch (const std::exception& e) {
@@ -336,7 +343,7 @@ class GlooTransport : public Transport {
     const std::string op =
         "receive from rank " + std::to_string(src) + ", tag " + std::to_string(tag);
     try {
-      auto w = world_->recv(ts, src, checked_tag(tag));
+      auto w = (src < options_.rank ? up_ : world_)->recv(ts, src, checked_tag(tag));
       return std::make_unique<GlooWork>(std::move(w), std::move(ts), std::move(copy_to), src,
                                         failures_, op);
     } catch (const std::exception& e) {
@@ -459,6 +466,7 @@ class GlooTransport : public Transport {
   std::shared_ptr<::gloo::transport::Device> device_;
   std::shared_ptr<FailureRecord> failures_;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> world_;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> up_;  ///< sends to higher ranks (receives from lower)
   std::map<std::vector<int>, c10::intrusive_ptr<c10d::ProcessGroupGloo>> groups_;
 };
 
