@@ -160,6 +160,7 @@ json to_json(const Manifest& m) {
                           {"imbalance", c.imbalance},     {"lower_bound", c.lower_bound},
                           {"forward_fraction", c.forward_fraction}};
     if (c.message_ms) j["cost"]["model"]["message_ms"] = *c.message_ms;
+    if (c.step_overhead_ms) j["cost"]["model"]["step_overhead_ms"] = *c.step_overhead_ms;
     if (c.predicted_step_ms) j["cost"]["model"]["predicted_step_ms"] = *c.predicted_step_ms;
     if (c.predicted_schedule) j["cost"]["model"]["predicted_schedule"] = *c.predicted_schedule;
   }
@@ -398,6 +399,7 @@ Manifest parse_manifest(const std::string& text, const std::string& display_name
     if (c.has("lower_bound")) cm.lower_bound = c.at("lower_bound").as_number("'lower_bound'");
     if (c.has("forward_fraction")) cm.forward_fraction = c.at("forward_fraction").as_number("'forward_fraction'");
     if (c.has("message_ms")) cm.message_ms = c.at("message_ms").as_number("'message_ms'");
+    if (c.has("step_overhead_ms")) cm.step_overhead_ms = c.at("step_overhead_ms").as_number("'step_overhead_ms'");
     if (c.has("predicted_step_ms")) cm.predicted_step_ms = c.at("predicted_step_ms").as_number("'predicted_step_ms'");
     if (c.has("predicted_schedule")) cm.predicted_schedule = c.at("predicted_schedule").as_string("'predicted_schedule'");
     m.cost_model = cm;

@@ -136,8 +136,12 @@ struct Manifest {
     /// Measured costs only: a message's latency in the profiled pipeline
     /// (the simulator's per-message delay; not part of the stage costs).
     std::optional<double> message_ms;
+    /// Measured costs only: the profiled step's time outside the pipeline
+    /// (loading the batch, the optimizer step), part of predicted_step_ms.
+    std::optional<double> step_overhead_ms;
     /// Measured costs only: the step these stage costs and message_ms give
-    /// through the schedule simulator, and the schedule simulated.
+    /// through the schedule simulator, plus step_overhead_ms, and the
+    /// schedule simulated.
     std::optional<double> predicted_step_ms;
     std::optional<std::string> predicted_schedule;
     double bottleneck = 0, imbalance = 0, lower_bound = 0;

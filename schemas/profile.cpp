@@ -50,6 +50,7 @@ Profile read_profile(const std::string& path) {
     }
     if (j.contains("step_ms")) p.step_ms = time_at(j, "step_ms", -1.0, path);
     if (j.contains("simulated_step_ms")) p.simulated_step_ms = time_at(j, "simulated_step_ms", -1.0, path);
+    if (j.contains("overhead_ms")) p.overhead_ms = time_at(j, "overhead_ms", -1.0, path);
     const auto& st = j.at("stages");
     if (!st.is_array() || st.empty()) throw Error(path + ": 'stages' must be a non-empty list");
     for (size_t s = 0; s < st.size(); ++s) {
@@ -96,6 +97,7 @@ std::string profile_json(const Profile& p) {
   }
   if (p.step_ms >= 0) j["step_ms"] = p.step_ms;
   if (p.simulated_step_ms >= 0) j["simulated_step_ms"] = p.simulated_step_ms;
+  if (p.overhead_ms >= 0) j["overhead_ms"] = p.overhead_ms;
   j["stages"] = nlohmann::ordered_json::array();
   for (size_t s = 0; s < p.stages.size(); ++s) {
     const StageTimes& t = p.stages[s];

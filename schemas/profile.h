@@ -41,6 +41,11 @@ struct Profile {
   bool has_link = false;
   double latency_ms = 0, bytes_per_second = 0, message_ms = -1;
   double step_ms = -1, simulated_step_ms = -1;  ///< measured median step, simulated from the stage times (-1: none)
+  /// Median step time outside the pipeline (-1: none): from the step's start
+  /// to the first compute action on any rank (loading and splitting the
+  /// batch), and from the last action to the step's end (waiting for sends,
+  /// the optimizer step). The simulator's makespan covers the rest.
+  double overhead_ms = -1;
   std::vector<StageTimes> stages;
 };
 

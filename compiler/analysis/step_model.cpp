@@ -50,7 +50,7 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
   }
   so.comm = o.message_ms;
   auto lowered = sched::hoist_receives(sched::add_communication(compute, stages, graph), 1);
-  return sched::simulate(lowered, stages, graph, so).makespan;
+  return sched::simulate(lowered, stages, graph, so).makespan + o.overhead_ms;
 }
 
 AutoPartition auto_partition_by_step(const ir::Graph& g, const std::vector<bool>& const_like, int stages,

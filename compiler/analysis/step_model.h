@@ -17,10 +17,11 @@ struct StepOptions {
   double micro_batch_size = 1;    ///< samples per micro-batch (stage costs are per sample)
   double forward_fraction = 1.0 / 3.0;
   double message_ms = 0;          ///< one message's (tensor's) latency in the running pipeline
+  double overhead_ms = 0;         ///< per step, outside the pipeline (batch loading, optimizer)
 };
 
 /// The simulated step (ms) of the partition given by `starts` under `m`
-/// (unit "ms"), one stage per rank. `schedule_used` gets the schedule
+/// (unit "ms"), one stage per rank, plus the per-step overhead. `schedule_used` gets the schedule
 /// simulated (options.schedule, or 1f1b when that one needs several stages
 /// per rank).
 double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const StepOptions& options,

@@ -133,7 +133,10 @@ void record_costs(manifest::Manifest& m, const analysis::AutoPartition& ap, bool
   cm.imbalance = sig6(e.imbalance);
   cm.lower_bound = sig6(analysis::lower_bound(ap.model, static_cast<int>(e.stage_costs.size())));
   cm.forward_fraction = sig6(forward_fraction);
-  if (measured && ap.model.unit == "ms") cm.message_ms = sig6(measured->message_ms());
+  if (measured && ap.model.unit == "ms") {
+    cm.message_ms = sig6(measured->message_ms());
+    if (measured->profile.overhead_ms > 0) cm.step_overhead_ms = sig6(measured->profile.overhead_ms);
+  }
   if (ap.predicted_step_ms > 0) {
     cm.predicted_step_ms = sig6(ap.predicted_step_ms);
     cm.predicted_schedule = ap.predicted_schedule;
@@ -321,6 +324,7 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
     step.micro_batch_size = cost_opts.micro_batch_size;
     step.forward_fraction = measured->forward_fraction;
     step.message_ms = measured->message_ms();
+    step.overhead_ms = std::max(0.0, measured->profile.overhead_ms);
   }
   if (spec.auto_split) {
     try {
@@ -459,7 +463,7 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
   if (cm.predicted_step_ms)
     out << "  predicted step " << fixed(*cm.predicted_step_ms, 2) << " ms (" << *cm.predicted_schedule
         << ", one stage per rank, the profile's micro-batches; message latency " << fixed(cm.message_ms.value_or(0), 3)
-        << " ms)\n";
+        << " ms, per-step overhead " << fixed(cm.step_overhead_ms.value_or(0), 2) << " ms)\n";
 }
 
 void inspect(const InspectOptions& opts, std::ostream& out) {

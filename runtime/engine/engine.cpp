@@ -223,6 +223,7 @@ void Engine::run() {
     step_loss_ = 0;
     busy_ = 0;
     first_start_ = -1;
+    first_compute_ = -1;
     stage_cost_.assign(4 * num_stages_, 0.0);
     loss_us_ = 0;
     for (const Action& a : actions_) execute(a);
@@ -280,6 +281,7 @@ void Engine::execute(const Action& a) {
   }
   // A compute action first waits for its data (the receive was posted earlier).
   double start = compute_start_ >= 0 ? compute_start_ : begin;
+  if (first_compute_ < 0) first_compute_ = start;
   if (start - begin > 20) record("wait", "wait", a.stage, a.microbatch, begin, start);
   record(schedule::to_string(a), schedule::kind_name(a.kind), a.stage, a.microbatch, start, end);
   busy_ += end - start;

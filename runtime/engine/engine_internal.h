@@ -168,12 +168,14 @@ class Engine {
   int64_t step_ = 0;
   double compute_start_ = -1;       ///< when the running compute action got its data
   double busy_ = 0, first_start_ = 0, last_end_ = 0;
+  double first_compute_ = -1;  ///< this step's first compute action's start (after its wait), us
   std::vector<double> stage_cost_;  ///< this step: per stage F, B, I, W time (us)
   double loss_us_ = 0;  ///< this step: time in compute_loss (part of the loss stage's F)
   double profile_loss_sum_ = 0;  ///< over measured steps, per micro-batch (rank 0)
   std::vector<double> profile_sum_;  ///< over measured steps, all stages (rank 0)
   int profile_steps_ = 0;
   std::vector<double> profile_step_ms_;  ///< measured step times of the profiled steps (rank 0)
+  std::vector<double> profile_overhead_ms_;  ///< their time outside the pipeline (rank 0)
   std::vector<schedule::TraceEvent> events_;
 
   std::vector<std::unique_ptr<Work>> pending_sends_;

@@ -32,19 +32,21 @@ void Engine::record(const std::string& name, const std::string& category, int st
 }
 
 // Every rank sends rank 0 its part of the step's statistics: the loss, its
-// busy time and first/last action times, and its stages' F/B/I/W time. Rank 0
-// sums them and logs the step with the measured bubble next to the one the
-// simulator predicts from the same measured stage times. Point-to-point, not
+// busy time, first/last action times and first compute's start, and its
+// stages' F/B/I/W time. Rank 0 sums them and logs the step with the measured
+// bubble next to the one the simulator predicts from the same measured stage
+// times. Point-to-point, not
 // a collective: if a rank dies here, the error names it.
 void Engine::report_step(int64_t step, double secs) {
   const int P = t_.world_size(), S = num_stages_;
-  std::vector<double> v(1 + 3 * P + 4 * S + 1, 0.0);
+  std::vector<double> v(1 + 3 * P + 4 * S + 1 + P, 0.0);
   v[0] = step_loss_;
   v[1 + t_.rank()] = busy_;
   v[1 + P + t_.rank()] = first_start_;
   v[1 + 2 * P + t_.rank()] = last_end_;
   for (int k = 0; k < 4 * S; ++k) v[1 + 3 * P + k] = stage_cost_[k];
   v[1 + 3 * P + 4 * S] = loss_us_;
+  v[2 + 3 * P + 4 * S + t_.rank()] = first_compute_;
   at::Tensor mine = at::tensor(v, at::kDouble);
   if (t_.rank() != 0) {
     // Waited on at the end of the next step, with the other sends.
@@ -66,6 +68,10 @@ void Engine::report_step(int64_t step, double secs) {
     end = std::max(end, g[1 + 2 * P + r]);
   }
   double span = std::max(end - start, 1e-9);
+  // The pipeline, as the simulator sees it, starts with the first compute.
+  double compute_start = end;
+  for (int r = 0; r < P; ++r)
+    if (g[2 + 3 * P + 4 * S + r] >= 0) compute_start = std::min(compute_start, g[2 + 3 * P + 4 * S + r]);
   double measured = 1 - busy / (P * span);
   // The simulator on this step's measured per-micro-batch stage times.
   std::vector<schedule::StageCost> costs(S);
@@ -81,6 +87,7 @@ void Engine::report_step(int64_t step, double secs) {
     for (int k = 0; k < 4 * S; ++k) profile_sum_[k] += g[1 + 3 * P + k] / o_.chunks;
     profile_loss_sum_ += g[1 + 3 * P + 4 * S] / o_.chunks;
     profile_step_ms_.push_back(secs * 1000);
+    profile_overhead_ms_.push_back(std::max(0.0, secs * 1000 - (end - compute_start) / 1000));
     ++profile_steps_;
   }
   if (o_.quiet) return;
@@ -241,11 +248,16 @@ void Engine::write_profile() {
   // runs (waking the receiver, Gloo's threads competing with compute, the
   // header before the payload): the per-message time with which the
   // simulator, fed this run's measured stage times, reproduces its median
-  // step. 0 when compute alone explains it.
+  // step less the median time outside the pipeline (loading the batch, the
+  // optimizer step), which the split hardly changes. 0 when compute alone
+  // explains it.
   if (!profile_step_ms_.empty() && t_.world_size() > 1) {
-    std::vector<double> steps = profile_step_ms_;
-    std::sort(steps.begin(), steps.end());
-    const double measured = steps[steps.size() / 2];
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    const double overhead = median(profile_overhead_ms_);
+    const double measured = median(profile_step_ms_) - overhead;
     auto makespan = [&](double comm) {
       schedule::SimOptions so;
       so.costs = costs;
@@ -261,7 +273,8 @@ void Engine::write_profile() {
         (makespan(mid) < measured ? lo : hi) = mid;
       }
     }
-    p.step_ms = measured;
+    p.step_ms = measured + overhead;
+    p.overhead_ms = overhead;
     p.simulated_step_ms = compute_only;
     p.has_link = true;
     p.message_ms = hi;

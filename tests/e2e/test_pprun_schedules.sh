@@ -102,6 +102,16 @@ grep -q "^rank 3 |" "$W/sim.txt" || fail "no timeline"
 "$PY" -c 'import sys, xml.etree.ElementTree as ET; ET.parse(sys.argv[1])' "$W/sim.svg" || fail "simulated SVG"
 "$PPRUN" --manifest "$W/two" --simulate --schedule-file "$W/custom.csv" --world-size 2 >/dev/null ||
   fail "simulate a schedule file"
+# The profile's message latency is calibrated so that the simulator, fed the
+# run's measured stage times, reproduces the measured step less its time
+# outside the pipeline (or falls short without any messages).
+read -r comm step overhead < <("$PY" -c 'import json, sys; c = json.load(open(sys.argv[1])); print(c["link"]["message_ms"], c["step_ms"], c["overhead_ms"])' "$W/costs.json")
+makespan=$("$PPRUN" --manifest "$W/four" --simulate --schedule zb-h1 --chunks 4 --world-size 4 --costs "$W/costs.json" \
+  --comm "$comm" | sed -n 's/^makespan \([0-9.e+-]*\).*/\1/p')
+"$PY" -c "import sys; m, c, s, o = map(float, sys.argv[1:]); assert 0 <= o < s; sys.exit(0 if (abs(m - (s - o)) <= 1e-3 * s if c > 0 else m >= s - o) else 1)" \
+  "$makespan" "$comm" "$step" "$overhead" ||
+  fail "calibration: makespan $makespan ms at message latency $comm ms, measured step $step ms less overhead $overhead ms"
+echo "   calibrated: makespan $makespan ms at $comm ms per message = step $step ms - overhead $overhead ms"
 step "measured costs into ppc: --profile of a 4-stage split -> ppc split --balance time --costs -> a 2-stage split"
 "$PY" - "$W/costs.json" "$ROOT/samples/mlp/mlp_traced.pt" <<'EOF'
 import hashlib, json, sys
@@ -131,7 +141,8 @@ assert max(s["cost"]["model"] for s in m["stages"]) == cm["bottleneck"]
 assert abs(cm["message_ms"] - c["link"]["message_ms"]) <= 1e-5 * max(1.0, c["link"]["message_ms"]), (cm, c["link"])
 print(f"   time-balanced: stage costs {[s['cost']['model'] for s in m['stages']]} ms/sample, imbalance {cm['imbalance']}")
 EOF
-# ppc's predicted step is pprun's simulator on the manifest's stage costs with the message latency.
+# ppc's predicted step is pprun's simulator on the manifest's stage costs with the message latency,
+# plus the profiled step's time outside the pipeline.
 "$PY" - "$W/timed/manifest.json" "$W/costs.json" "$W/pred.json" <<'EOF'
 import json, sys
 m = json.load(open(sys.argv[1]))
@@ -143,12 +154,18 @@ st = [{"stage": s["index"], "f": s["cost"]["model"] * mb * ff, "b": s["cost"]["m
        "i": s["cost"]["model"] * mb * (1 - ff) / 2, "w": s["cost"]["model"] * mb * (1 - ff) / 2} for s in m["stages"]]
 json.dump({"version": 1, "unit": "ms", "stages": st}, open(sys.argv[3], "w"))
 EOF
-read -r comm predicted < <("$PY" -c 'import json, sys; c = json.load(open(sys.argv[1]))["cost"]["model"]; print(c["message_ms"], c["predicted_step_ms"])' "$W/timed/manifest.json")
+read -r comm predicted overhead < <("$PY" -c 'import json, sys; c = json.load(open(sys.argv[1]))["cost"]["model"]; print(c["message_ms"], c["predicted_step_ms"], c.get("step_overhead_ms", 0))' "$W/timed/manifest.json")
 simulated=$("$PPRUN" --manifest "$W/timed" --world-size 2 --schedule zb-h1 --chunks 4 --simulate --costs "$W/pred.json" \
   --comm "$comm" | sed -n 's/^makespan \([0-9.e+-]*\).*/\1/p')
-"$PY" -c "import sys; p, s = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if abs(p - s) <= 1e-3 * p + 1e-6 else 1)" \
-  "$predicted" "$simulated" || fail "ppc predicted $predicted ms, pprun --simulate gives $simulated ms"
-echo "   predicted step $predicted ms = pprun --simulate $simulated ms"
+"$PY" - "$predicted" "$simulated" "$overhead" "$W/costs.json" <<'EOF' || fail "ppc predicted $predicted ms, pprun --simulate gives $simulated ms + $overhead ms"
+import json, sys
+p, s, o = map(float, sys.argv[1:4])
+c = json.load(open(sys.argv[4]))
+# The overhead is the profile's: before the first compute and after the last action, within the step.
+assert 0 <= o < c["step_ms"] and abs(o - c["overhead_ms"]) <= 1e-5 * c["overhead_ms"], (o, c)
+sys.exit(0 if abs(p - (s + o)) <= 1e-3 * p + 1e-6 else 1)
+EOF
+echo "   predicted step $predicted ms = pprun --simulate $simulated ms + overhead $overhead ms"
 "$PPRUN" --manifest "$W/timed" --nproc 2 "${TRAIN[@]}" --save "$W/timed_run" || fail "run the time-balanced split"
 compare "$W/timed_run/params.pt" "$W/ref.pt" "time-balanced split vs PyTorch"
 code=0

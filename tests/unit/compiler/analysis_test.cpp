@@ -735,6 +735,12 @@ TEST(StepModel, PredictsOneFOneBFromStageCostsAndLatency) {
   StepOptions twice = so;
   twice.message_ms = 1.0;
   EXPECT_DOUBLE_EQ(predict_step_ms(m, {2}, so), predict_step_ms(build_cost_model(one, consts(one), o, 2), {2}, twice));
+  // The step's time outside the pipeline (batch loading, optimizer) adds to
+  // every split alike.
+  StepOptions loaded = so;
+  loaded.overhead_ms = 2.5;
+  EXPECT_DOUBLE_EQ(predict_step_ms(m, {2}, loaded), predict_step_ms(m, {2}, so) + 2.5);
+  EXPECT_DOUBLE_EQ(predict_step_ms(m, {1}, loaded), predict_step_ms(m, {1}, so) + 2.5);
   // A schedule needing two stages per rank is simulated as 1F1B.
   so.schedule = "zb-v";
   predict_step_ms(m, {2}, so, &used);

@@ -52,6 +52,7 @@ TEST(Profile, RoundTripsEveryField) {
   p.message_ms = 0.5;
   p.step_ms = 12.0;
   p.simulated_step_ms = 10.0;
+  p.overhead_ms = 1.5;
   StageTimes a;
   a.f = 1;
   a.b = 2;
@@ -82,6 +83,7 @@ TEST(Profile, RoundTripsEveryField) {
   EXPECT_EQ(q.message_ms, 0.5);
   EXPECT_EQ(q.step_ms, 12.0);
   EXPECT_EQ(q.simulated_step_ms, 10.0);
+  EXPECT_EQ(q.overhead_ms, 1.5);
   ASSERT_EQ(q.stages.size(), 2u);
   EXPECT_EQ(q.stages[0].nodes, a.nodes);
   EXPECT_EQ(q.stages[0].first_node, "n0");
