@@ -21,9 +21,9 @@ struct StepOptions {
 };
 
 /// The simulated step (ms) of the partition given by `starts` under `m`
-/// (unit "ms"), one stage per rank, plus the per-step overhead. `schedule_used` gets the schedule
-/// simulated (options.schedule, or 1f1b when that one needs several stages
-/// per rank).
+/// (unit "ms"), one stage per rank, plus the per-step overhead.
+/// `schedule_used` gets the schedule simulated (options.schedule, or 1f1b
+/// when that one needs several stages per rank).
 double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const StepOptions& options,
                        std::string* schedule_used = nullptr);
 
