@@ -35,8 +35,8 @@ void Engine::record(const std::string& name, const std::string& category, int st
 // busy time, first/last action times and first compute's start, and its
 // stages' F/B/I/W time. Rank 0 sums them and logs the step with the measured
 // bubble next to the one the simulator predicts from the same measured stage
-// times. Point-to-point, not
-// a collective: if a rank dies here, the error names it.
+// times. Point-to-point, not a collective: if a rank dies here, the error
+// names it.
 void Engine::report_step(int64_t step, double secs) {
   const int P = t_.world_size(), S = num_stages_;
   std::vector<double> v(1 + 3 * P + 4 * S + 1 + P, 0.0);
