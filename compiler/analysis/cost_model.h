@@ -23,6 +23,8 @@ struct MeasuredCosts {
   double forward_fraction = 1.0 / 3.0;  ///< sum of forward / sum of forward + backward
   /// What a message costs in the running pipeline (0 when not calibrated).
   double message_ms() const { return profile.message_ms > 0 ? profile.message_ms : 0.0; }
+  /// The step's time outside the pipeline (0 when not measured).
+  double overhead_ms() const { return profile.overhead_ms > 0 ? profile.overhead_ms : 0.0; }
 };
 
 /// Reads a profile; every problem is a ppc::Error naming the file.

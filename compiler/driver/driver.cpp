@@ -135,7 +135,7 @@ void record_costs(manifest::Manifest& m, const analysis::AutoPartition& ap, bool
   cm.forward_fraction = sig6(forward_fraction);
   if (measured && ap.model.unit == "ms") {
     cm.message_ms = sig6(measured->message_ms());
-    if (measured->profile.overhead_ms > 0) cm.step_overhead_ms = sig6(measured->profile.overhead_ms);
+    if (measured->overhead_ms() > 0) cm.step_overhead_ms = sig6(measured->overhead_ms());
   }
   if (ap.predicted_step_ms > 0) {
     cm.predicted_step_ms = sig6(ap.predicted_step_ms);
@@ -324,7 +324,7 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
     step.micro_batch_size = cost_opts.micro_batch_size;
     step.forward_fraction = measured->forward_fraction;
     step.message_ms = measured->message_ms();
-    step.overhead_ms = std::max(0.0, measured->profile.overhead_ms);
+    step.overhead_ms = measured->overhead_ms();
   }
   if (spec.auto_split) {
     try {

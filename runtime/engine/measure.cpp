@@ -39,14 +39,15 @@ void Engine::record(const std::string& name, const std::string& category, int st
 // names it.
 void Engine::report_step(int64_t step, double secs) {
   const int P = t_.world_size(), S = num_stages_;
-  std::vector<double> v(1 + 3 * P + 4 * S + 1 + P, 0.0);
+  const int first_compute = 2 + 3 * P + 4 * S;  // P entries: each rank's first compute start
+  std::vector<double> v(first_compute + P, 0.0);
   v[0] = step_loss_;
   v[1 + t_.rank()] = busy_;
   v[1 + P + t_.rank()] = first_start_;
   v[1 + 2 * P + t_.rank()] = last_end_;
   for (int k = 0; k < 4 * S; ++k) v[1 + 3 * P + k] = stage_cost_[k];
   v[1 + 3 * P + 4 * S] = loss_us_;
-  v[2 + 3 * P + 4 * S + t_.rank()] = first_compute_;
+  v[first_compute + t_.rank()] = first_compute_;
   at::Tensor mine = at::tensor(v, at::kDouble);
   if (t_.rank() != 0) {
     // Waited on at the end of the next step, with the other sends.
@@ -71,7 +72,7 @@ void Engine::report_step(int64_t step, double secs) {
   // The pipeline, as the simulator sees it, starts with the first compute.
   double compute_start = end;
   for (int r = 0; r < P; ++r)
-    if (g[2 + 3 * P + 4 * S + r] >= 0) compute_start = std::min(compute_start, g[2 + 3 * P + 4 * S + r]);
+    if (g[first_compute + r] >= 0) compute_start = std::min(compute_start, g[first_compute + r]);
   double measured = 1 - busy / (P * span);
   // The simulator on this step's measured per-micro-batch stage times.
   std::vector<schedule::StageCost> costs(S);
