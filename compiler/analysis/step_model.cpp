@@ -22,7 +22,8 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
     while (s < stages - 1 && i >= starts[s]) ++s;
     stage_of[i] = s;
   }
-  // One edge per value and reading stage: each tensor is its own message.
+  // An edge per value and reading stage; from_edges merges those of a stage
+  // pair, whose tensors travel as one message (packed).
   std::vector<sched::StageEdge> list;
   for (const auto& [producer, readers] : m.reads) {
     std::set<int> to;

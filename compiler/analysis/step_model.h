@@ -16,7 +16,7 @@ struct StepOptions {
   int chunks = 8;                 ///< micro-batches per step
   double micro_batch_size = 1;    ///< samples per micro-batch (stage costs are per sample)
   double forward_fraction = 1.0 / 3.0;
-  double message_ms = 0;          ///< one message's (tensor's) latency in the running pipeline
+  double message_ms = 0;          ///< one message's latency in the running pipeline (per edge, micro-batch and direction)
   double overhead_ms = 0;         ///< per step, outside the pipeline (batch loading, optimizer)
 };
 

@@ -51,7 +51,6 @@ void Engine::setup() {
   std::map<std::pair<int, int>, int> link_of;
   links_in_.assign(num_stages_, {});
   links_out_.assign(num_stages_, {});
-  size_t max_slots = 1;
   for (const auto& st : m_.stages) {
     for (size_t i = 0; i < st.inputs.size(); ++i) {
       const auto& in = st.inputs[i];
@@ -80,10 +79,9 @@ void Engine::setup() {
       for (const auto& e : m_.edges)
         if (e.value == in.name && e.producer == p) diff = e.differentiable;
       l.differentiable.push_back(diff);
-      max_slots = std::max(max_slots, l.out_idx.size() + 1);
     }
   }
-  tags_ = std::make_unique<wire::Tags>(num_stages_, o_.chunks, static_cast<int>(max_slots));
+  tags_ = std::make_unique<wire::Tags>(num_stages_, o_.chunks, 2);  // header, data
   // Which links need no shape header: each tensor's dims are numbers or
   // symbols of the model inputs' dims, whose sizes every rank reads off the
   // batch it loaded (the batch dim of a batch-split input is the
@@ -307,11 +305,9 @@ void Engine::post_recv_forward(int s, int m) {
     PendingRecv p;
     p.link = li;
     if (l.headerless) {
-      for (size_t k = 0; k < l.in_idx.size(); ++k) {
-        p.buffers.push_back(at::empty(link_shape(l, k, m), at::TensorOptions().dtype(l.dtypes[k])));
-        p.works.push_back(t_.irecv(wire_view(p.buffers[k]), rank_of(l.producer),
-                                   tags_->data(0, l.producer, s, m, static_cast<int>(k) + 1)));
-      }
+      std::vector<std::vector<int64_t>> shapes;
+      for (size_t k = 0; k < l.in_idx.size(); ++k) shapes.push_back(link_shape(l, k, m));
+      post_recv_data(p, 0, l.producer, s, m, shapes, l.dtypes);
     } else {
       p.header = wire::header_buffer(static_cast<int>(l.in_idx.size()));
       p.header_work = t_.irecv(p.header, rank_of(l.producer), tags_->data(0, l.producer, s, m, 0));
@@ -324,15 +320,48 @@ void Engine::finish_recv_forward(PendingRecv& p, MicroState& st, int m) {
   const Link& l = links_[p.link];
   if (p.header_work) {
     p.header_work->wait();
-    p.buffers = wire::allocate_from_header(p.header, static_cast<int>(l.in_idx.size()));
-    for (size_t k = 0; k < p.buffers.size(); ++k)
-      p.works.push_back(t_.irecv(wire_view(p.buffers[k]), rank_of(l.producer),
-                                 tags_->data(0, l.producer, l.consumer, m, static_cast<int>(k) + 1)));
+    std::vector<std::vector<int64_t>> shapes;
+    std::vector<at::ScalarType> dtypes;
+    for (const at::Tensor& t : wire::allocate_from_header(p.header, static_cast<int>(l.in_idx.size()))) {
+      shapes.push_back(t.sizes().vec());
+      dtypes.push_back(t.scalar_type());
+    }
+    post_recv_data(p, 0, l.producer, l.consumer, m, shapes, dtypes);
   }
-  for (size_t k = 0; k < p.buffers.size(); ++k) {
-    p.works[k]->wait();
-    st.inputs[l.in_idx[k]] = p.buffers[k];
+  finish_recv_data(p);
+  for (size_t k = 0; k < p.buffers.size(); ++k) st.inputs[l.in_idx[k]] = p.buffers[k];
+}
+
+void Engine::post_recv_data(PendingRecv& p, int direction, int producer, int consumer, int m,
+                            const std::vector<std::vector<int64_t>>& shapes, const std::vector<at::ScalarType>& dtypes) {
+  const int peer = rank_of(direction == 0 ? producer : consumer);
+  p.works.clear();
+  if (shapes.size() == 1) {
+    p.buffers = {at::empty(shapes[0], at::TensorOptions().dtype(dtypes[0]))};
+    p.works.push_back(t_.irecv(wire_view(p.buffers[0]), peer, tags_->data(direction, producer, consumer, m, 1)));
+  } else if (shapes.size() > 1) {
+    // Several tensors: one packed message, unpacked into views on arrival.
+    p.shapes = shapes;
+    p.dtypes = dtypes;
+    p.packed = at::empty({wire::packed_bytes(shapes, dtypes)}, at::kByte);
+    p.works.push_back(t_.irecv(p.packed, peer, tags_->data(direction, producer, consumer, m, 1)));
   }
+}
+
+void Engine::finish_recv_data(PendingRecv& p) {
+  for (auto& w : p.works) w->wait();
+  p.works.clear();
+  if (p.packed.defined()) {
+    p.buffers = wire::unpack(p.packed, p.shapes, p.dtypes);
+    p.packed = at::Tensor();
+  }
+}
+
+void Engine::send_data(std::vector<at::Tensor> ts, int dst, uint32_t tag) {
+  if (ts.empty()) return;
+  at::Tensor t = ts.size() == 1 ? wire_view(ts[0]) : wire::pack(ts);
+  pending_sends_.push_back(t_.isend(t, dst, tag));
+  send_keepalive_.push_back(t);
 }
 
 void Engine::forward(int s, int m) {
@@ -406,10 +435,7 @@ void Engine::send_forward(int s, int m) {
       pending_sends_.push_back(t_.isend(header, dst, tags_->data(0, s, l.consumer, m, 0)));
       send_keepalive_.push_back(header);
     }
-    for (size_t k = 0; k < ts.size(); ++k) {
-      pending_sends_.push_back(t_.isend(wire_view(ts[k]), dst, tags_->data(0, s, l.consumer, m, static_cast<int>(k) + 1)));
-      send_keepalive_.push_back(ts[k]);
-    }
+    send_data(std::move(ts), dst, tags_->data(0, s, l.consumer, m, 1));
   }
   if (!o_.train) st.outputs.clear();
 }
@@ -421,14 +447,16 @@ void Engine::post_recv_backward(int s, int m) {
     if (!l.remote) continue;
     PendingRecv p;
     p.link = li;
+    std::vector<std::vector<int64_t>> shapes;
+    std::vector<at::ScalarType> dtypes;
     for (size_t k = 0; k < l.out_idx.size(); ++k) {
       const at::Tensor& out = st.outputs.at(l.out_idx[k]);
       if (!l.differentiable[k] || !at::isFloatingType(out.scalar_type())) continue;
-      at::Tensor buf = at::empty(out.sizes(), out.options().requires_grad(false));
       p.slots.push_back(static_cast<int>(k));
-      p.works.push_back(t_.irecv(buf, rank_of(l.consumer), tags_->data(1, s, l.consumer, m, static_cast<int>(k) + 1)));
-      p.buffers.push_back(buf);
+      shapes.push_back(out.sizes().vec());
+      dtypes.push_back(out.scalar_type());
     }
+    post_recv_data(p, 1, s, l.consumer, m, shapes, dtypes);
     st.recv_b.push_back(std::move(p));
   }
 }
@@ -442,10 +470,8 @@ void Engine::backward(int s, int m, Backward kind) {
   if (expects_remote && st.recv_b.empty()) post_recv_backward(s, m);
   for (auto& p : st.recv_b) {
     const Link& l = links_[p.link];
-    for (size_t i = 0; i < p.buffers.size(); ++i) {
-      p.works[i]->wait();
-      accumulate(st.out_grads[l.out_idx[p.slots[i]]], p.buffers[i]);
-    }
+    finish_recv_data(p);
+    for (size_t i = 0; i < p.buffers.size(); ++i) accumulate(st.out_grads[l.out_idx[p.slots[i]]], p.buffers[i]);
   }
   st.recv_b.clear();
   compute_start_ = now_us();
@@ -531,15 +557,15 @@ void Engine::send_backward(int s, int m) {
   for (int li : links_in_[s]) {
     const Link& l = links_[li];
     if (!l.remote) continue;
-    int dst = rank_of(l.producer);
+    std::vector<at::Tensor> gs;
     for (size_t k = 0; k < l.in_idx.size(); ++k) {
       const at::Tensor& g = st.in_grads.at(l.in_idx[k]);
-      // The producer expects a gradient for every differentiable floating entry.
+      // The producer expects a gradient for every differentiable floating
+      // entry: exactly the inputs that required grad, whose gradient backward() set.
       if (!l.differentiable[k] || !g.defined()) continue;
-      at::Tensor c = g.contiguous();
-      pending_sends_.push_back(t_.isend(c, dst, tags_->data(1, l.producer, s, m, static_cast<int>(k) + 1)));
-      send_keepalive_.push_back(c);
+      gs.push_back(g.contiguous());
     }
+    send_data(std::move(gs), rank_of(l.producer), tags_->data(1, l.producer, s, m, 1));
   }
   st.in_grads.clear();
 }

@@ -55,8 +55,12 @@ struct PendingRecv {
   at::Tensor header;
   std::unique_ptr<Work> header_work;
   std::vector<int> slots;  ///< which entries of the link the buffers hold (gradients)
-  std::vector<at::Tensor> buffers;
+  std::vector<at::Tensor> buffers;  ///< the tensors, once finished
   std::vector<std::unique_ptr<Work>> works;
+  /// A packed message (several tensors) in flight and what it unpacks to.
+  at::Tensor packed;
+  std::vector<std::vector<int64_t>> shapes;
+  std::vector<at::ScalarType> dtypes;
 };
 
 /// One stage's state for one micro-batch, from its forward to its backward.
@@ -99,6 +103,15 @@ class Engine {
   void send_forward(int s, int m);
   void send_backward(int s, int m);
   void finish_recv_forward(PendingRecv& p, MicroState& st, int m);
+  /// Posts the receive of an edge's tensors of one micro-batch in one
+  /// direction (0: activations from `producer`, 1: gradients from
+  /// `consumer`): one message, packed when there are several tensors.
+  void post_recv_data(PendingRecv& p, int direction, int producer, int consumer, int m,
+                      const std::vector<std::vector<int64_t>>& shapes, const std::vector<at::ScalarType>& dtypes);
+  /// Waits for it; p.buffers then holds the tensors.
+  void finish_recv_data(PendingRecv& p);
+  /// The sending side: `ts` (contiguous) as one message, packed when several.
+  void send_data(std::vector<at::Tensor> ts, int dst, uint32_t tag);
   /// A headerless link's k-th tensor shape for micro-batch m.
   std::vector<int64_t> link_shape(const Link& l, size_t k, int m) const;
   at::Tensor compute_loss(const at::Tensor& out, int m);

@@ -41,10 +41,54 @@ std::vector<at::Tensor> allocate_from_header(const at::Tensor& header, int n) {
   return out;
 }
 
+namespace {
+int64_t aligned(int64_t n) { return (n + kPackAlign - 1) / kPackAlign * kPackAlign; }
+int64_t nbytes_of(const std::vector<int64_t>& shape, at::ScalarType t) {
+  int64_t n = static_cast<int64_t>(c10::elementSize(t));
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+}  // namespace
+
+int64_t packed_bytes(const std::vector<std::vector<int64_t>>& shapes, const std::vector<at::ScalarType>& dtypes) {
+  int64_t total = 0;
+  for (size_t k = 0; k < shapes.size(); ++k) total = aligned(total) + nbytes_of(shapes[k], dtypes.at(k));
+  return total;
+}
+
+at::Tensor pack(const std::vector<at::Tensor>& tensors) {
+  std::vector<std::vector<int64_t>> shapes;
+  std::vector<at::ScalarType> dtypes;
+  for (const auto& t : tensors) {
+    shapes.push_back(t.sizes().vec());
+    dtypes.push_back(t.scalar_type());
+  }
+  at::Tensor bytes = at::empty({packed_bytes(shapes, dtypes)}, tensors.at(0).options().dtype(at::kByte));
+  auto views = unpack(bytes, shapes, dtypes);
+  for (size_t k = 0; k < tensors.size(); ++k) views[k].copy_(tensors[k]);
+  return bytes;
+}
+
+std::vector<at::Tensor> unpack(const at::Tensor& bytes, const std::vector<std::vector<int64_t>>& shapes,
+                               const std::vector<at::ScalarType>& dtypes) {
+  const int64_t want = packed_bytes(shapes, dtypes);
+  if (bytes.scalar_type() != at::kByte || bytes.dim() != 1 || bytes.numel() != want)
+    throw Error("packed message of " + std::to_string(bytes.numel()) + " bytes, expected " + std::to_string(want));
+  std::vector<at::Tensor> out;
+  int64_t off = 0;
+  for (size_t k = 0; k < shapes.size(); ++k) {
+    off = aligned(off);
+    const int64_t n = nbytes_of(shapes[k], dtypes[k]);
+    out.push_back(bytes.narrow(0, off, n).view(dtypes[k]).view(shapes[k]));
+    off += n;
+  }
+  return out;
+}
+
 Tags::Tags(int num_stages, int num_microbatches, int max_slots)
     : stages_(num_stages), microbatches_(num_microbatches), slots_(max_slots) {
   if (2 * stages_ * stages_ * microbatches_ * slots_ >= static_cast<int64_t>(kControlBase))
-    throw Error("too many stages x micro-batches x tensors per edge for the message tag space (" +
+    throw Error("too many stages x micro-batches for the message tag space (" +
                 std::to_string(stages_) + " stages, " + std::to_string(microbatches_) + " micro-batches)");
 }
 

@@ -1,7 +1,8 @@
-// How pprun's tensors travel between ranks: message tags and the shape header
+// How pprun's tensors travel between ranks: message tags, the shape header
 // that precedes activations whose shapes the manifest does not fix
-// (TorchScript manifests carry none). Gradients need no header: the receiver
-// already holds the forward tensor whose shape the gradient has.
+// (TorchScript manifests carry none), and the packing of an edge's tensors
+// into one message. Gradients need no header: the receiver already holds the
+// forward tensor whose shape the gradient has.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -23,8 +24,24 @@ at::Tensor header_buffer(int n);
 /// describes; throws ppc::Error on a malformed header.
 std::vector<at::Tensor> allocate_from_header(const at::Tensor& header, int n);
 
+/// The tensors a stage sends another for one micro-batch travel as one
+/// message when there are several (a skip connection beside the main path):
+/// every message costs a round of the transport's latency, which on a busy
+/// host is of the order of a small stage's compute. Their bytes lie one after
+/// another, each at a kPackAlign-byte aligned offset.
+constexpr int64_t kPackAlign = 64;
+/// Bytes of the packed message for tensors of these shapes and dtypes.
+int64_t packed_bytes(const std::vector<std::vector<int64_t>>& shapes, const std::vector<at::ScalarType>& dtypes);
+/// One byte tensor holding `tensors` (any dtypes, any layout) as laid out above.
+at::Tensor pack(const std::vector<at::Tensor>& tensors);
+/// Views of a packed message's tensors (they share `bytes`' storage). Throws
+/// ppc::Error when `bytes` is not packed_bytes(shapes, dtypes) long.
+std::vector<at::Tensor> unpack(const at::Tensor& bytes, const std::vector<std::vector<int64_t>>& shapes,
+                               const std::vector<at::ScalarType>& dtypes);
+
 /// Tags of data messages: direction (0 forward, 1 backward), producer and
-/// consumer stage, micro-batch, and the slot (0 = header, k+1 = k-th tensor).
+/// consumer stage, micro-batch, and the slot (0 = header, 1 = the tensors,
+/// packed when several).
 /// Unique within a step; FIFO matching per tag makes reuse across steps safe.
 class Tags {
  public:

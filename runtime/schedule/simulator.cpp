@@ -131,7 +131,7 @@ class Simulator {
   }
 
   // A message moves once both its send is issued and its receive is posted
-  // (Gloo's rendezvous), and arrives `comm` later per tensor on the edge.
+  // (Gloo's rendezvous), and arrives `comm` later.
   bool need_message(std::optional<double>& ready, Action::Kind recv, int recv_stage, Action::Kind send,
                     int send_stage, int mb) {
     auto posted = find(recv, recv_stage, mb);
@@ -140,8 +140,7 @@ class Simulator {
       ready.reset();
       return false;
     }
-    const int n = recv == Action::RECV_F ? graph_.messages(send_stage, recv_stage) : graph_.messages(recv_stage, send_stage);
-    if (ready) ready = std::max(*ready, std::max(posted->first, sent->second) + opts_.comm * n);
+    if (ready) ready = std::max(*ready, std::max(posted->first, sent->second) + opts_.comm);
     return true;
   }
 
@@ -154,8 +153,7 @@ class Simulator {
     for (int t : peers)
       if (owner_[t] != r) {
         const auto& sent = done_.at(Key(fwd ? Action::SEND_F : Action::SEND_B, t, a.microbatch));
-        const int n = fwd ? graph_.messages(t, a.stage) : graph_.messages(a.stage, t);
-        end = std::max(end, std::max(start, sent.second) + opts_.comm * n);
+        end = std::max(end, std::max(start, sent.second) + opts_.comm);
       }
     return end;
   }
@@ -175,7 +173,7 @@ class Simulator {
           if (owner_[p] == r)
             need(ready, Action::F, p, m);
           else if (!lowered_)
-            need(ready, Action::F, p, m, comm * graph_.messages(p, s));
+            need(ready, Action::F, p, m, comm);
           else
             need_message(ready, Action::RECV_F, s, Action::SEND_F, p, m);
           if (!ready) return ready;
@@ -188,7 +186,7 @@ class Simulator {
           if (owner_[c] == r)
             need(ready, grad_kind(c, m), c, m);
           else if (!lowered_)
-            need(ready, grad_kind(c, m), c, m, comm * graph_.messages(s, c));
+            need(ready, grad_kind(c, m), c, m, comm);
           else
             need_message(ready, Action::RECV_B, s, Action::SEND_B, c, m);
           if (!ready) return ready;

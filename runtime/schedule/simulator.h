@@ -32,12 +32,12 @@ struct StageCost {
 struct SimOptions {
   /// Per stage; empty: StageCost{} for every stage; one entry: for every stage.
   std::vector<StageCost> costs;
-  /// Time one message takes; each tensor crossing a stage edge is its own
-  /// message (StageGraph::messages), one after the other. In a lowered
-  /// schedule an edge's messages move once its SEND has run and its RECV is
-  /// posted (Gloo's rendezvous: the sender writes when the receiver is
-  /// ready), and arrive `comm` x messages later. In a compute-only schedule
-  /// they start when the producer ends (receives posted in time).
+  /// Time one message takes: the tensors a stage edge carries for one
+  /// micro-batch travel as one message each way (pprun packs them). In a
+  /// lowered schedule it moves once its SEND has run and its RECV is posted
+  /// (Gloo's rendezvous: the sender writes when the receiver is ready), and
+  /// arrives `comm` later. In a compute-only schedule it starts when the
+  /// producer ends (receives posted in time).
   double comm = 0;
   /// false (pprun's engine, like torch.distributed.pipelining's runtime): a
   /// RECV only posts the receive, taking no time, and the compute that needs

@@ -24,7 +24,6 @@ StageGraph StageGraph::from_edges(int num_stages, const std::vector<StageEdge>& 
     if (e.producer < 0 || e.producer >= num_stages || e.consumer < 0 || e.consumer >= num_stages)
       throw Error(name + ": stage out of range (" + std::to_string(num_stages) + " stages)");
     if (e.producer >= e.consumer) throw Error(name + ": edges must go from an earlier stage to a later one");
-    ++g.tensors[{e.producer, e.consumer}];
     g.producers[e.consumer].push_back(e.producer);
     g.consumers[e.producer].push_back(e.consumer);
   }

@@ -3,9 +3,6 @@
 // skip connections and multi-consumer values add edges (from the manifest).
 #pragma once
 
-#include <algorithm>
-#include <map>
-#include <utility>
 #include <vector>
 
 namespace ppc::runtime::schedule {
@@ -23,20 +20,12 @@ struct StageGraph {
   std::vector<std::vector<int>> producers;  ///< producers[s]: stages s reads from, ascending
   std::vector<std::vector<int>> consumers;  ///< consumers[s]: stages reading s, ascending
 
-  /// How many times each edge was given: one per tensor that crosses it, so
-  /// one message per tensor and micro-batch each way (absent: 0).
-  std::map<std::pair<int, int>, int> tensors;
-
-  /// Tensors (messages) from `producer` to `consumer`, at least 1.
-  int messages(int producer, int consumer) const {
-    auto it = tensors.find({producer, consumer});
-    return it == tensors.end() ? 1 : std::max(1, it->second);
-  }
 
   /// The chain 0 -> 1 -> ... -> num_stages-1.
   static StageGraph chain(int num_stages);
-  /// The given edges, one per tensor; duplicates are merged into one edge and
-  /// counted in `tensors`. Throws ppc::Error on an edge whose stages are out
+  /// The given edges (e.g. one per tensor that crosses); duplicates are
+  /// merged: however many tensors an edge carries, pprun sends them as one
+  /// message per micro-batch each way. Throws ppc::Error on an edge whose stages are out
   /// of range or that does not go forward (producer >= consumer).
   static StageGraph from_edges(int num_stages, const std::vector<StageEdge>& edges);
 };

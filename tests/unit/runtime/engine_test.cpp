@@ -262,12 +262,37 @@ TEST(Engine, ActivationsOfShapesTheManifestFixesTravelWithoutHeaders) {
     save_tensor_dict(f.string(), {{"x", at::randn({7, 32}, gen)}, {"target", at::randn({7, 8}, gen)}});
     files.push_back(f.string());
   }
-  Ran r = train_like_one_rank(split_onnx("skip", 4), 4, files, "hdr_onnx");
+  fs::path onnx4 = split_onnx("skip", 4), ts4 = split("skip", 4);
+  Ran r = train_like_one_rank(onnx4, 4, files, "hdr_onnx");
   EXPECT_EQ(r.int64_sends, 0);
   EXPECT_GT(r.other_sends, 0);
-  Ran t = train_like_one_rank(split("skip", 4), 4, files, "hdr_ts");
+  Ran t = train_like_one_rank(ts4, 4, files, "hdr_ts");
   EXPECT_GT(t.int64_sends, 0);
   EXPECT_GT(t.other_sends, 0);
+  // However many tensors a stage pair carries (a skip beside the main path),
+  // one data message per pair, micro-batch (3) and step (2) each way, and a
+  // header before each forward one when shapes are not fixed. The parameters
+  // match one rank's, so the packed tensors arrived where they belong.
+  fs::path onnx2 = split_onnx("skip", 2), ts2 = split("skip", 2);
+  Ran r2 = train_like_one_rank(onnx2, 2, files, "pack_onnx"), t2 = train_like_one_rank(ts2, 2, files, "pack_ts");
+  int packed = 0;
+  for (const auto& [dir, ran, headers] :
+       {std::tuple{onnx4, r, false}, std::tuple{ts4, t, true}, std::tuple{onnx2, r2, false}, std::tuple{ts2, t2, true}}) {
+    SCOPED_TRACE(dir.string());
+    nlohmann::json man = nlohmann::json::parse(std::ifstream(dir / "manifest.json"));
+    std::set<std::pair<int, int>> pairs;
+    int tensors = 0;
+    for (const auto& st : man["stages"])
+      for (const auto& in : st["inputs"])
+        if (in.value("source", "") != "model_input") {
+          pairs.insert({in["from_stage"].get<int>(), st["index"].get<int>()});
+          ++tensors;
+        }
+    packed += tensors > static_cast<int>(pairs.size());
+    EXPECT_EQ(ran.other_sends, static_cast<int>(pairs.size()) * 3 * 2 * 2);
+    EXPECT_EQ(ran.int64_sends, headers ? static_cast<int>(pairs.size()) * 3 * 2 : 0);
+  }
+  EXPECT_GE(packed, 2);  // the 2-stage splits cut across skips
 }
 
 TEST(Engine, SequenceDimsTheBatchFixesTravelWithoutHeaders) {
@@ -405,6 +430,40 @@ TEST(Wire, HeaderRoundTripsDtypesAndShapes) {
   at::Tensor bad = h.clone();
   bad[0] = -3;
   EXPECT_THROW(wire::allocate_from_header(bad, 3), ppc::Error);
+}
+
+TEST(Wire, PackedTensorsRoundTripAlignedAndTyped) {
+  at::Generator gen = at::detail::createCPUGenerator(9);
+  std::vector<at::Tensor> ts = {at::randn({3, 5}, gen), at::randint(-9, 9, {7}, gen, at::kLong),
+                                at::randn({4}, gen) > 0, at::randn({}, gen).to(at::kDouble),
+                                at::zeros({0, 3}), at::randn({2, 3}, gen).t()};  // last: not contiguous
+  at::Tensor bytes = wire::pack(ts);
+  std::vector<std::vector<int64_t>> shapes;
+  std::vector<at::ScalarType> dtypes;
+  int64_t payload = 0;
+  for (const auto& t : ts) {
+    shapes.push_back(t.sizes().vec());
+    dtypes.push_back(t.scalar_type());
+    payload += t.numel() * static_cast<int64_t>(t.element_size());
+  }
+  EXPECT_EQ(bytes.scalar_type(), at::kByte);
+  EXPECT_EQ(bytes.numel(), wire::packed_bytes(shapes, dtypes));
+  EXPECT_GE(bytes.numel(), payload);
+  EXPECT_LT(bytes.numel(), payload + wire::kPackAlign * static_cast<int64_t>(ts.size()));
+  // What the receiver does: a fresh buffer filled with the message's bytes.
+  at::Tensor received = at::empty_like(bytes);
+  received.copy_(bytes);
+  auto back = wire::unpack(received, shapes, dtypes);
+  ASSERT_EQ(back.size(), ts.size());
+  for (size_t k = 0; k < ts.size(); ++k) {
+    SCOPED_TRACE(k);
+    EXPECT_EQ(back[k].scalar_type(), ts[k].scalar_type());
+    EXPECT_TRUE(back[k].sizes().equals(ts[k].sizes()));
+    EXPECT_TRUE(at::equal(back[k], ts[k]));
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(back[k].data_ptr()) % wire::kPackAlign,
+              reinterpret_cast<uintptr_t>(received.data_ptr()) % wire::kPackAlign);
+  }
+  EXPECT_THROW(wire::unpack(received.narrow(0, 0, received.numel() - 1), shapes, dtypes), ppc::Error);
 }
 
 TEST(Wire, TagsAreDistinctPerDirectionEdgeMicroBatchAndSlot) {

@@ -330,23 +330,27 @@ TEST(StageCost, FilledSplitsAFullBackwardOrSumsASplitOne) {
   EXPECT_DOUBLE_EQ(all.i, 1);
 }
 
-TEST(Simulator, EachTensorOnAnEdgeIsAMessage) {
-  // Stage 0 sends stage 1 two tensors: from_edges counts them.
+TEST(Simulator, AnEdgeIsOneMessagePerMicroBatchEachWay) {
+  // Stage 0 sends stage 1 two tensors: one edge, and (packed by pprun) one
+  // message per micro-batch and direction.
   StageGraph two = StageGraph::from_edges(2, {{0, 1}, {0, 1}});
   EXPECT_EQ(two.producers[1], (std::vector<int>{0}));
-  EXPECT_EQ(two.messages(0, 1), 2);
-  EXPECT_EQ(StageGraph::chain(2).messages(0, 1), 1);
+  EXPECT_EQ(two.consumers[0], (std::vector<int>{1}));
   // GPipe, one micro-batch, F = B = 1: F0, the activations, F1, B1, the
-  // gradients, B0; each crossing takes comm per tensor, compute-only and
-  // lowered alike.
+  // gradients, B0; each crossing takes comm, compute-only and lowered alike.
+  // A 3-stage chain with a skip 0 -> 2 pays comm on both of stage 2's inputs,
+  // but they travel at once.
+  StageGraph skip = StageGraph::from_edges(3, {{0, 1}, {1, 2}, {0, 2}, {0, 2}});
   for (bool lowered : {false, true}) {
     SCOPED_TRACE(lowered ? "lowered" : "compute-only");
-    Schedule g = gpipe(2, 1);
+    Schedule g = gpipe(2, 1), g3 = gpipe(3, 1);
     Schedule one = lowered ? add_communication(g, 2) : g, both = lowered ? add_communication(g, 2, two) : g;
+    Schedule three = lowered ? add_communication(g3, 3, skip) : g3;
     SimOptions o = costs(1, 1);
     o.comm = 0.5;
     EXPECT_DOUBLE_EQ(simulate(one, 2, o).makespan, 4 + 2 * 0.5);
-    EXPECT_DOUBLE_EQ(simulate(both, 2, two, o).makespan, 4 + 2 * 2 * 0.5);
+    EXPECT_DOUBLE_EQ(simulate(both, 2, two, o).makespan, 4 + 2 * 0.5);
+    EXPECT_DOUBLE_EQ(simulate(three, 3, skip, o).makespan, 6 + 4 * 0.5);
   }
 }
 
