@@ -100,13 +100,19 @@ AutoPartition auto_partition(const ir::Graph& g, const std::vector<bool>& const_
   }
   r.starts = cp.starts;
   r.eval = evaluate(r.model, r.starts);
-  for (int start : r.starts) {
-    Cut c;
-    c.position = items[start];
-    c.label = "auto cut before node '" + g.nodes[items[start]].name + "'";
-    r.cuts.push_back(c);
-  }
+  r.cuts = cuts_at(g, r.model, r.starts);
   return r;
+}
+
+std::vector<Cut> cuts_at(const ir::Graph& g, const CostModel& m, const std::vector<int>& starts) {
+  std::vector<Cut> cuts;
+  for (int start : starts) {
+    Cut c;
+    c.position = m.items[start];
+    c.label = "auto cut before node '" + g.nodes[m.items[start]].name + "'";
+    cuts.push_back(c);
+  }
+  return cuts;
 }
 
 }  // namespace ppc::analysis

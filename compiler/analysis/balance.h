@@ -35,4 +35,7 @@ struct AutoPartition {
 AutoPartition auto_partition(const ir::Graph& g, const std::vector<bool>& const_like, int stages,
                              const CostModelOptions& options);
 
+/// The cuts (node positions, labelled as auto cuts) of the partition `starts` of `m`.
+std::vector<Cut> cuts_at(const ir::Graph& g, const CostModel& m, const std::vector<int>& starts);
+
 }  // namespace ppc::analysis

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <queue>
 #include <stdexcept>
 #include <string>
 
@@ -71,14 +72,42 @@ struct Sweep {
   }
 };
 
+// first_in[i]: the first item at or after i that reads a transfer produced
+// before i (n: none), so a stage [i, j) receives something iff j > first_in[i].
+// A reader r of a value whose previous reader (or producer) is q is that
+// value's first reader at or after i for the starts i in (q, r]; first_in is
+// the smallest such r, found by sweeping i with a min-heap. O(E log E).
+std::vector<int> first_received(const ChainProblem& p, int n) {
+  std::vector<std::vector<int>> opens(n + 1);
+  for (const auto& t : p.transfers) {
+    int q = t.producer;
+    for (int r : t.consumers) {
+      if (q + 1 <= n) opens[q + 1].push_back(r);
+      q = r;
+    }
+  }
+  std::vector<int> out(n, n);
+  std::priority_queue<int, std::vector<int>, std::greater<int>> live;
+  for (int i = 0; i < n; ++i) {
+    for (int r : opens[i]) live.push(r);
+    while (!live.empty() && live.top() < i) live.pop();
+    if (!live.empty()) out[i] = live.top();
+  }
+  return out;
+}
+
 }  // namespace
 
 double stage_cost(const ChainProblem& p, int i, int j) {
   double c = 0.0;
+  bool received = false;
   for (int k = i; k < j; ++k) c += p.compute[k];
   for (const auto& t : p.transfers)
-    if (t.producer < i && meets(t.consumers, i, j)) c += t.cost;
-  return c;
+    if (t.producer < i && meets(t.consumers, i, j)) {
+      c += t.cost;
+      received = true;
+    }
+  return received ? c + p.receive_cost : c;
 }
 
 double stage_memory(const ChainProblem& p, int k, int i, int j) {
@@ -110,6 +139,7 @@ ChainPartition min_bottleneck_partition(const ChainProblem& p, int stages) {
     comm.add(t.consumers, t.producer + 1, t.cost);
     transfer_total += t.cost;
   }
+  const std::vector<int> first_in = p.receive_cost != 0.0 ? first_received(p, n) : std::vector<int>();
 
   // Memory: the last feasible end of every start, per stage index. It does
   // not depend on the bottleneck bound, so it is computed once.
@@ -137,8 +167,14 @@ ChainPartition min_bottleneck_partition(const ChainProblem& p, int stages) {
   std::vector<int> pred;           // [k * (n + 1) + j]: start of the stage k ending at j
   auto feasible = [&](double bound, bool keep) -> bool {
     f.clear();
+    int charged = -1;  // Fenwick position of the previous start's receive_cost
     for (int i = 0; i < n; ++i) {
       for (auto [pos, x] : comm.at[i]) f.add(pos, x);
+      if (!first_in.empty()) {
+        if (charged > 0) f.add(charged, -p.receive_cost);
+        charged = first_in[i] < n ? first_in[i] + 1 : -1;
+        if (charged > 0) f.add(charged, p.receive_cost);
+      }
       if (!allowed(i)) continue;
       long double limit = static_cast<long double>(bound) + prefix[i];
       end_of[i] = f.largest_at_most(limit, [&](int j) { return prefix[j]; });
@@ -170,7 +206,8 @@ ChainPartition min_bottleneck_partition(const ChainProblem& p, int stages) {
   };
 
   ChainPartition out;
-  double lo = static_cast<double>(prefix[n]) / stages, hi = static_cast<double>(prefix[n]) + transfer_total;
+  double lo = static_cast<double>(prefix[n]) / stages,
+         hi = static_cast<double>(prefix[n]) + transfer_total + std::max(0.0, p.receive_cost);
   for (double c : p.compute) lo = std::max(lo, c);
   // Is there any partition at all (allowed cuts, memory cap)? Then the sum of
   // everything, rounded up past the float error of its summation, is feasible.

@@ -24,6 +24,11 @@ struct ChainProblem {
     double cost = 0.0;
   };
   std::vector<Transfer> transfers;
+  /// Charged once more to every stage that receives at least one transfer
+  /// (whatever their costs): a message's latency, when the values a stage
+  /// receives travel together (pprun packs those from one stage; values from
+  /// two earlier stages still count once).
+  double receive_cost = 0.0;
 
   /// allowed[b] (size n+1, or empty = all): a cut before item b is allowed.
   /// Entries 0 and n are ignored (the chain's ends always bound a stage).
@@ -43,7 +48,8 @@ struct ChainProblem {
   double memory_cap = 0.0;         ///< 0 = no cap
 };
 
-/// Cost of stage [i, j): its compute plus every transfer it receives.
+/// Cost of stage [i, j): its compute plus every transfer it receives, plus
+/// receive_cost if it receives any.
 /// Direct O(n + transfers) evaluation, the definition the search optimises.
 double stage_cost(const ChainProblem& p, int i, int j);
 

@@ -224,9 +224,12 @@ CostModel build_cost_model(const ir::Graph& g, const std::vector<bool>& const_li
       ChainProblem::Transfer t;
       t.producer = c.producer;
       t.consumers = c.readers;
-      t.cost = factor * (value_bytes(val) / o.link_bytes_per_second * 1e3 + o.link_latency_ms / o.micro_batch_size);
+      t.cost = factor * value_bytes(val) / o.link_bytes_per_second * 1e3;
       p.transfers.push_back(std::move(t));
     }
+    // The latency once per receiving stage: pprun packs what a stage sends
+    // another for a micro-batch into one message, forward and back.
+    p.receive_cost = 2.0 * o.link_latency_ms / o.micro_batch_size;
   }
 
   // Memory: bytes of float activations each node produces, held per

@@ -34,7 +34,8 @@ struct CostModelOptions {
   std::string balance = "flops";  ///< time | flops | params | uniform
   double flops_per_second = 5e10;
   double link_bytes_per_second = 2e9;  ///< 0: communication is free
-  /// One message's latency, per micro-batch of micro_batch_size samples.
+  /// One message's latency, per micro-batch of micro_batch_size samples:
+  /// charged once to each stage that receives anything, each way.
   double link_latency_ms = 0;
   double memory_cap_bytes = 0;         ///< per stage; 0: no cap
   int micro_batch_size = 1;

@@ -54,6 +54,53 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
   return sched::simulate(lowered, stages, graph, so).makespan + o.overhead_ms;
 }
 
+namespace {
+
+// Moves one cut at a time, to the allowed position 1, 2, 4, ... places
+// before or after it, taking the move that shortens the simulated step most,
+// until none does (at most 64 moves). The charged searches place the cuts
+// for a bottleneck; the step also depends on where the compute sits relative
+// to the messages (fill and drain), which only the simulator sees.
+void refine(const CostModel& m, std::vector<int>& starts, double& best, const StepOptions& step) {
+  const int n = static_cast<int>(m.items.size());
+  const auto& allowed = m.problem.allowed;
+  std::vector<int> places;  // allowed cut positions, ascending
+  for (int b = 1; b < n; ++b)
+    if (allowed.empty() || allowed[b]) places.push_back(b);
+  const int P = static_cast<int>(places.size());
+  auto fits = [&](const std::vector<int>& s) {
+    if (!(m.problem.memory_cap > 0)) return true;
+    for (double x : evaluate(m, s).stage_memory)
+      if (x > m.problem.memory_cap) return false;
+    return true;
+  };
+  for (int round = 0; round < 64; ++round) {
+    std::vector<int> pick;
+    double pick_t = best;
+    for (size_t k = 0; k < starts.size(); ++k) {
+      const int at = static_cast<int>(std::lower_bound(places.begin(), places.end(), starts[k]) - places.begin());
+      for (int dir : {-1, 1})
+        for (int d = 1; d < P; d *= 2) {
+          const int q = at + dir * d;
+          if (q < 0 || q >= P) break;
+          std::vector<int> cand = starts;
+          cand[k] = places[q];
+          if ((k > 0 && cand[k] <= cand[k - 1]) || (k + 1 < cand.size() && cand[k] >= cand[k + 1])) break;
+          const double t = predict_step_ms(m, cand, step);
+          if (t < pick_t * (1 - 1e-9) && fits(cand)) {
+            pick_t = t;
+            pick = cand;
+          }
+        }
+    }
+    if (pick.empty()) return;
+    starts = pick;
+    best = pick_t;
+  }
+}
+
+}  // namespace
+
 AutoPartition auto_partition_by_step(const ir::Graph& g, const std::vector<bool>& const_like, int stages,
                                      const CostModelOptions& options, const StepOptions& step) {
   AutoPartition best = auto_partition(g, const_like, stages, options);
@@ -68,11 +115,12 @@ AutoPartition auto_partition_by_step(const ir::Graph& g, const std::vector<bool>
     double t = predict_step_ms(best.model, cand.starts, step);
     if (t < best.predicted_step_ms) {
       best.starts = cand.starts;
-      best.cuts = cand.cuts;
       best.predicted_step_ms = t;
-      best.eval = evaluate(best.model, best.starts);
     }
   }
+  refine(best.model, best.starts, best.predicted_step_ms, step);
+  best.cuts = cuts_at(g, best.model, best.starts);
+  best.eval = evaluate(best.model, best.starts);
   return best;
 }
 

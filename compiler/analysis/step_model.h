@@ -29,13 +29,14 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
 
 /// With a message latency, the min-bottleneck partition is not always the
 /// fastest: when a message's latency is of the order of a stage's time per
-/// micro-batch, the pipeline stalls on it and fewer, larger messages win. So
-/// the exact search runs once per candidate charge of the latency to each
-/// receiving stage (0, 1/4, 1/2, 1, 2, 4 times it, per message and
-/// micro-batch) and the simulator picks the fastest step; ties go to the
-/// smaller charge. The result is evaluated under the uncharged model (the
-/// manifest's stage costs), with predicted_step_ms set. Without a latency it
-/// is auto_partition() plus the prediction.
+/// micro-batch, the pipeline stalls on it, and where the compute sits
+/// relative to the messages matters. So the exact search runs once per
+/// candidate charge of the latency to each receiving stage (0, 1/4, 1/2, 1,
+/// 2, 4 times it, per micro-batch each way) and the simulator picks the fastest step; ties go to the
+/// smaller charge. Then single cuts move (1, 2, 4, ... allowed places either
+/// way) while the simulated step shortens. The result is evaluated under the
+/// uncharged model (the manifest's stage costs), with predicted_step_ms set.
+/// Without a latency it is auto_partition() plus the prediction.
 AutoPartition auto_partition_by_step(const ir::Graph& g, const std::vector<bool>& const_like, int stages,
                                      const CostModelOptions& options, const StepOptions& step);
 

@@ -24,17 +24,20 @@ using Rng = std::mt19937_64;
 // ------------------------------------------------------------------ reference
 
 /// Stage [i, j): compute of its items plus, once, every value it receives: a
-/// transfer whose producer lies before i and which has a consumer in [i, j).
+/// transfer whose producer lies before i and which has a consumer in [i, j);
+/// plus receive_cost once if it receives any.
 double ref_stage_cost(const ChainProblem& p, int i, int j) {
   double s = 0.0;
+  bool any = false;
   for (int x = i; x < j; ++x) s += p.compute[x];
   for (const ChainProblem::Transfer& t : p.transfers) {
     if (t.producer >= i) continue;
     bool received = false;
     for (int c : t.consumers) received = received || (c >= i && c < j);
     if (received) s += t.cost;
+    any = any || received;
   }
-  return s;
+  return any ? s + p.receive_cost : s;
 }
 
 /// Stage [i, j) at index k: every resident with a reader in [i, j), plus
@@ -130,7 +133,7 @@ std::string describe(const ChainProblem& p, int stages) {
   o.precision(17);
   o << "stages=" << stages << " n=" << p.compute.size() << "\ncompute={";
   for (size_t i = 0; i < p.compute.size(); ++i) o << (i ? "," : "") << p.compute[i];
-  o << "}\ntransfers={";
+  o << "}\nreceive_cost=" << p.receive_cost << "\ntransfers={";
   for (const auto& t : p.transfers) o << "{" << t.producer << "," << join(t.consumers) << "," << t.cost << "}";
   o << "}\nallowed={";
   for (size_t i = 0; i < p.allowed.size(); ++i) o << (i ? "," : "") << (p.allowed[i] ? 1 : 0);
@@ -251,6 +254,7 @@ void random_chain_transfers(Rng& rng, ChainProblem& p) {
   const int mode = uni(rng, 0, 4);
   for (int i = 0; i + 1 < n; ++i)
     if (coin(rng, 0.9)) p.transfers.push_back({i, {i + 1}, random_transfer_cost(rng, mode, scale)});
+  if (coin(rng, 0.5)) p.receive_cost = random_transfer_cost(rng, uni(rng, 1, 4), scale);
 }
 
 /// Each item reads 0-3 earlier items (the previous one, a nearby one, or any),
@@ -294,6 +298,7 @@ void random_dag_transfers(Rng& rng, ChainProblem& p) {
       p.transfers.push_back({prod, all, random_transfer_cost(rng, mode, scale)});
     }
   }
+  if (coin(rng, 0.5)) p.receive_cost = random_transfer_cost(rng, uni(rng, 1, 4), scale);
 }
 
 void random_allowed(Rng& rng, ChainProblem& p) {
@@ -618,6 +623,32 @@ TEST(ChainPartition, SkipCostsOncePerConsumerStage) {
   ASSERT_TRUE(r.feasible);
   EXPECT_NEAR(r.bottleneck, 7.0, 1e-12);
   EXPECT_EQ(r.starts, (Ints{3, 4}));
+}
+
+TEST(ChainPartition, ReceiveCostIsPaidOncePerReceivingStage) {
+  // compute {1,1,1,1}; items 0 and 1 both feed item 2 (two values), 2 -> 3.
+  // Values cost nothing on their own; receiving anything costs 3 once.
+  ChainProblem p;
+  p.compute = {1, 1, 1, 1};
+  p.transfers = {{0, {2}, 0.0}, {1, {2}, 0.0}, {2, {3}, 0.0}};
+  p.receive_cost = 3.0;
+  EXPECT_DOUBLE_EQ(stage_cost(p, 0, 2), 2.0);  // receives nothing
+  EXPECT_DOUBLE_EQ(stage_cost(p, 2, 4), 5.0);  // two values, one charge
+  EXPECT_DOUBLE_EQ(stage_cost(p, 1, 2), 1.0);  // item 1 reads no earlier value
+  EXPECT_DOUBLE_EQ(stage_cost(p, 1, 3), 5.0);  // value 0 -> 2
+  EXPECT_DOUBLE_EQ(stage_cost(p, 3, 4), 4.0);
+  // Two stages: {1}: 1 | 3+3 = 6; {2}: 2 | 2+3 = 5; {3}: 3 | 1+3 = 4 <- the
+  // optimum.
+  ChainPartition r = min_bottleneck_partition(p, 2);
+  ASSERT_TRUE(r.feasible);
+  EXPECT_EQ(r.starts, (Ints{3}));
+  EXPECT_DOUBLE_EQ(r.bottleneck, 4.0);
+  // Three stages: {1,2}: 1, 1 (nothing in), 2+3 = 5; {1,3}: 1, 2+3 = 5, 4;
+  // {2,3}: 2, 1+3 = 4, 4 <- the optimum.
+  r = min_bottleneck_partition(p, 3);
+  ASSERT_TRUE(r.feasible);
+  EXPECT_EQ(r.starts, (Ints{2, 3}));
+  EXPECT_DOUBLE_EQ(r.bottleneck, 4.0);
 }
 
 TEST(ChainPartition, AllowedEndsAreIgnored) {
