@@ -58,7 +58,7 @@ namespace {
 
 // Moves one cut at a time, to the allowed position 1, 2, 4, ... places
 // before or after it, taking the move that shortens the simulated step most,
-// until none does (at most 64 moves). The charged searches place the cuts
+// until none shortens it by min_gain (at most 64 moves). The charged searches place the cuts
 // for a bottleneck; the step also depends on where the compute sits relative
 // to the messages (fill and drain), which only the simulator sees.
 void refine(const CostModel& m, std::vector<int>& starts, double& best, const StepOptions& step) {
@@ -87,7 +87,7 @@ void refine(const CostModel& m, std::vector<int>& starts, double& best, const St
           cand[k] = places[q];
           if ((k > 0 && cand[k] <= cand[k - 1]) || (k + 1 < cand.size() && cand[k] >= cand[k + 1])) break;
           const double t = predict_step_ms(m, cand, step);
-          if (t < pick_t * (1 - 1e-9) && fits(cand)) {
+          if (t < pick_t && t < best * (1 - step.min_gain) && fits(cand)) {
             pick_t = t;
             pick = cand;
           }
@@ -113,7 +113,7 @@ AutoPartition auto_partition_by_step(const ir::Graph& g, const std::vector<bool>
     AutoPartition cand = auto_partition(g, const_like, stages, o);
     if (cand.starts == best.starts) continue;
     double t = predict_step_ms(best.model, cand.starts, step);
-    if (t < best.predicted_step_ms) {
+    if (t < best.predicted_step_ms * (1 - step.min_gain)) {
       best.starts = cand.starts;
       best.predicted_step_ms = t;
     }

@@ -18,6 +18,11 @@ struct StepOptions {
   double forward_fraction = 1.0 / 3.0;
   double message_ms = 0;          ///< one message's latency in the running pipeline (per edge, micro-batch and direction)
   double overhead_ms = 0;         ///< per step, outside the pipeline (batch loading, optimizer)
+  /// The search leaves the min-bottleneck split only for one predicted at
+  /// least this much (relative) faster: where a message's latency dominates,
+  /// the predictions of most splits lie within a few percent of each other,
+  /// closer than the prediction's error, and balance is the safer choice.
+  double min_gain = 0.01;
 };
 
 /// The simulated step (ms) of the partition given by `starts` under `m`
@@ -32,9 +37,10 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
 /// micro-batch, the pipeline stalls on it, and where the compute sits
 /// relative to the messages matters. So the exact search runs once per
 /// candidate charge of the latency to each receiving stage (0, 1/4, 1/2, 1,
-/// 2, 4 times it, per micro-batch each way) and the simulator picks the fastest step; ties go to the
-/// smaller charge. Then single cuts move (1, 2, 4, ... allowed places either
-/// way) while the simulated step shortens. The result is evaluated under the
+/// 2, 4 times it, per micro-batch each way) and the simulator picks the
+/// fastest step; ties go to the smaller charge. Then single cuts move (1, 2,
+/// 4, ... allowed places either way) while the simulated step shortens. Each
+/// replacement of the split must gain min_gain. The result is evaluated under the
 /// uncharged model (the manifest's stage costs), with predicted_step_ms set.
 /// Without a latency it is auto_partition() plus the prediction.
 AutoPartition auto_partition_by_step(const ir::Graph& g, const std::vector<bool>& const_like, int stages,

@@ -773,6 +773,13 @@ TEST(StepModel, LatencyBoundPipelinesPickTheFastestCandidate) {
   EXPECT_LT(by_step.predicted_step_ms, predict_step_ms(m, plain.starts, so));  // here it moved the cut
   // The reported costs are the uncharged model's.
   EXPECT_EQ(by_step.eval.stage_costs, evaluate(m, by_step.starts).stage_costs);
+  // A gain below min_gain does not move it off the min-bottleneck split.
+  const double gain = 1 - fastest / predict_step_ms(m, plain.starts, so);
+  ASSERT_GT(gain, 0.01);
+  so.min_gain = gain * 1.01;
+  AutoPartition balanced = auto_partition_by_step(g, consts(g), 2, o, so);
+  EXPECT_EQ(balanced.starts, plain.starts);
+  EXPECT_DOUBLE_EQ(balanced.predicted_step_ms, predict_step_ms(m, plain.starts, so));
 }
 
 TEST(CostModel, TypedCutsAvoidValuesOfUnknownShape) {
