@@ -65,11 +65,13 @@ run() {  # SPLIT RANKS OUT: train the split, profile it, keep the log
     { cat "$W/$3.log" >&2; exit 1; }
 }
 auto() {  # MODEL STAGES PROFILE OUT: ppc's time-balanced split from a profile
-  "$BUILD/ppc" split "$1" --stages "$2" --balance time --costs "$W/$3.json" -o "$W/$4" >"$W/$4.txt" 2>&1 ||
+  "$BUILD/ppc" split "$1" --stages "$2" --balance time --costs "$W/$3.json" "${DIMS[@]}" -o "$W/$4" >"$W/$4.txt" 2>&1 ||
     { cat "$W/$4.txt" >&2; exit 1; }
 }
 for s in $SAMPLES; do
   model="$ROOT/samples/$s/$s.onnx"
+  # The run's symbolic dims for ppc's cost model too (message bytes, attention FLOPs).
+  DIMS=(); [ "$s" = tinygpt ] && DIMS=(--dim seq=16)
   # The splits a user starts from, profiled as they run: the hand-written
   # one on 3 ranks, and a uniform 2-stage one on 2.
   "$BUILD/ppc" split "$model" --splits "$ROOT/samples/$s/spec.json" -o "$W/$s.hand3" >/dev/null 2>&1
@@ -98,7 +100,7 @@ for s in $SAMPLES; do
     for k in "${hand2[@]}"; do
       run "$s.$k" 2 "$s.$k.$r"
       # What ppc predicts for it from the same profile as auto2's.
-      "$BUILD/ppc" split "$model" --splits "$W/$s.$k.spec.json" --costs "$W/$s.uniform2.$r.json" -o "$W/$s.$k.pred.$r" \
+      "$BUILD/ppc" split "$model" --splits "$W/$s.$k.spec.json" --costs "$W/$s.uniform2.$r.json" "${DIMS[@]}" -o "$W/$s.$k.pred.$r" \
         >/dev/null 2>&1 || { echo "ppc split $s.$k --costs failed" >&2; exit 1; }
     done
   done

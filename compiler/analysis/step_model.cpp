@@ -58,9 +58,11 @@ namespace {
 
 // Moves one cut at a time, to the allowed position 1, 2, 4, ... places
 // before or after it, taking the move that shortens the simulated step most,
-// until none shortens it by min_gain (at most 64 moves). The charged searches place the cuts
-// for a bottleneck; the step also depends on where the compute sits relative
-// to the messages (fill and drain), which only the simulator sees.
+// until none shortens it by min_gain (at most 64 moves). The charged
+// searches place the cuts for a bottleneck; the step also depends on where
+// the compute sits relative to the messages (fill and drain), which only the
+// simulator sees. Each round simulates (stages - 1) x 2 log2(cut places)
+// splits.
 void refine(const CostModel& m, std::vector<int>& starts, double& best, const StepOptions& step) {
   const int n = static_cast<int>(m.items.size());
   const auto& allowed = m.problem.allowed;
