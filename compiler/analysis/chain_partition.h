@@ -24,10 +24,10 @@ struct ChainProblem {
     double cost = 0.0;
   };
   std::vector<Transfer> transfers;
-  /// Charged once more to every stage that receives at least one transfer
-  /// (whatever their costs): a message's latency, when the values a stage
-  /// receives travel together (pprun packs those from one stage; values from
-  /// two earlier stages still count once).
+  /// Charged once more (>= 0) to every stage that receives at least one
+  /// transfer (whatever their costs): a message's latency, when the values a
+  /// stage receives travel together (pprun packs those from one stage; values
+  /// from two earlier stages still count once).
   double receive_cost = 0.0;
 
   /// allowed[b] (size n+1, or empty = all): a cut before item b is allowed.
