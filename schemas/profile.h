@@ -36,7 +36,7 @@ struct Profile {
   double loss_ms = 0;            ///< per micro-batch, inside loss_stage's F
   /// The link between ranks 0 and 1 (has_link false: one rank, not measured):
   /// an idle ping-pong's one-way latency and bandwidth, and the calibrated
-  /// latency of a message (one tensor on a stage edge) in the running
+  /// latency of a message (a stage edge's tensors for one micro-batch) in the running
   /// pipeline (-1: not calibrated).
   bool has_link = false;
   double latency_ms = 0, bytes_per_second = 0, message_ms = -1;

@@ -245,7 +245,7 @@ void Engine::write_profile() {
     auto at = [&](int k) { return profile_steps_ ? profile_sum_[4 * s + k] / profile_steps_ / 1000.0 : 0.0; };
     costs[s] = schedule::StageCost{at(0), at(1), at(2), at(3)};
   }
-  // What one message (one tensor on a stage edge) costs while the pipeline
+  // What one message (a stage edge's tensors for a micro-batch, packed) costs while the pipeline
   // runs (waking the receiver, Gloo's threads competing with compute, the
   // header before the payload): the per-message time with which the
   // simulator, fed this run's measured stage times, reproduces its median

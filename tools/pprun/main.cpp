@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
   app.add_option("--schedule-file", o.schedule_file, "compute-only CSV schedule (torch.distributed.pipelining's format)");
   app.add_option("--trace", o.trace_path, "write a Chrome trace (Perfetto) of every action on every rank");
   app.add_option("--timeline", o.timeline_path, "write an SVG picture of the last step (or of --simulate)");
-  app.add_option("--comm", comm_ms, "--simulate: time one message (one tensor on a stage edge) takes, in the costs' unit (default 0)")
+  app.add_option("--comm", comm_ms, "--simulate: time one message (a stage edge's tensors for one micro-batch, each way) takes, in the costs' unit (default 0)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--profile", o.profile_path, "write measured per-stage F/B/I/W ms per micro-batch (for --costs)");
   app.add_option("--schedule", o.schedule, "pipeline schedule")
