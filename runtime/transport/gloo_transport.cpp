@@ -113,6 +113,14 @@ class FailureRecord {
     }
     std::string record;
     try {
+      // A closed connection need not mean that peer failed: Gloo closes every
+      // connection of a rank whose receive timed out, before that rank has
+      // found and recorded the stalled rank (find_stalled_rank takes 3 polls).
+      // While the peer's heartbeat still advances, give it time to record what
+      // it saw; a peer that really died (killed) stops beating at once, and
+      // then this costs 3 polls.
+      if (world_size_ > 2 && own.rank() >= 0 && !is_timeout(own.what()))
+        wait_for_record_from(own.rank());
       const std::string mine =
           std::to_string(own.rank()) + "|" + std::to_string(rank_) + "|" + own.what();
       std::vector<uint8_t> got =
@@ -191,6 +199,22 @@ class FailureRecord {
         return;  // the store is gone
       }
       lock.lock();
+    }
+  }
+
+  // Returns when a failure record exists, when `peer`'s heartbeat did not
+  // advance over 3 polls, or after kLinger.
+  void wait_for_record_from(int peer) {
+    const auto until = std::chrono::steady_clock::now() + std::min(kLinger, timeout_);
+    int64_t beat = store_->add(heartbeat_key(peer), 0);
+    auto next_beat_check = std::chrono::steady_clock::now() + 3 * kPoll;
+    while (!store_->check({kKey}) && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      if (std::chrono::steady_clock::now() < next_beat_check) continue;
+      const int64_t now = store_->add(heartbeat_key(peer), 0);
+      if (now == beat) return;
+      beat = now;
+      next_beat_check = std::chrono::steady_clock::now() + 3 * kPoll;
     }
   }
 
