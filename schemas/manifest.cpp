@@ -160,6 +160,14 @@ json to_json(const Manifest& m) {
                           {"imbalance", c.imbalance},     {"lower_bound", c.lower_bound},
                           {"forward_fraction", c.forward_fraction}};
     if (c.message_ms) j["cost"]["model"]["message_ms"] = *c.message_ms;
+    if (c.message_bytes_per_second) j["cost"]["model"]["message_bytes_per_second"] = *c.message_bytes_per_second;
+    if (!c.message_bytes.empty()) {
+      json edges = json::array();
+      for (const auto& e : c.message_bytes)
+        edges.push_back({{"from", e.from}, {"to", e.to}, {"bytes_per_sample", e.bytes},
+                         {"grad_bytes_per_sample", e.grad_bytes}});
+      j["cost"]["model"]["message_bytes"] = edges;
+    }
     if (c.step_overhead_ms) j["cost"]["model"]["step_overhead_ms"] = *c.step_overhead_ms;
     if (c.predicted_step_ms) j["cost"]["model"]["predicted_step_ms"] = *c.predicted_step_ms;
     if (c.predicted_schedule) j["cost"]["model"]["predicted_schedule"] = *c.predicted_schedule;
@@ -399,6 +407,25 @@ Manifest parse_manifest(const std::string& text, const std::string& display_name
     if (c.has("lower_bound")) cm.lower_bound = c.at("lower_bound").as_number("'lower_bound'");
     if (c.has("forward_fraction")) cm.forward_fraction = c.at("forward_fraction").as_number("'forward_fraction'");
     if (c.has("message_ms")) cm.message_ms = c.at("message_ms").as_number("'message_ms'");
+    if (c.has("message_bytes_per_second"))
+      cm.message_bytes_per_second = c.at("message_bytes_per_second").as_number("'message_bytes_per_second'");
+    if (c.has("message_bytes")) {
+      JsonNode edges = c.at("message_bytes");
+      edges.expect_array("'message_bytes'");
+      for (size_t k = 0; k < edges.size(); ++k) {
+        JsonNode e = edges.at(k);
+        Manifest::CostModel::EdgeBytes b;
+        b.from = static_cast<int>(e.at("from").as_int("'from'"));
+        b.to = static_cast<int>(e.at("to").as_int("'to'"));
+        if (b.from < 0 || b.to <= b.from || b.to >= static_cast<int>(m.stages.size()))
+          throw e.error("not an edge from an earlier stage to a later one of the " + std::to_string(m.stages.size()) +
+                        " stages");
+        b.bytes = e.at("bytes_per_sample").as_number("'bytes_per_sample'");
+        b.grad_bytes = e.at("grad_bytes_per_sample").as_number("'grad_bytes_per_sample'");
+        if (!(b.bytes >= 0) || !(b.grad_bytes >= 0)) throw e.error("bytes must be 0 or more");
+        cm.message_bytes.push_back(b);
+      }
+    }
     if (c.has("step_overhead_ms")) cm.step_overhead_ms = c.at("step_overhead_ms").as_number("'step_overhead_ms'");
     if (c.has("predicted_step_ms")) cm.predicted_step_ms = c.at("predicted_step_ms").as_number("'predicted_step_ms'");
     if (c.has("predicted_schedule")) cm.predicted_schedule = c.at("predicted_schedule").as_string("'predicted_schedule'");

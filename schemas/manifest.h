@@ -136,6 +136,18 @@ struct Manifest {
     /// Measured costs only: a message's latency in the profiled pipeline
     /// (the simulator's per-message delay; not part of the stage costs).
     std::optional<double> message_ms;
+    /// Measured costs only: besides message_ms, a message takes its bytes at
+    /// this rate (the profile's message_bytes_per_second; absent: message_ms
+    /// is a message's whole time). The bytes: message_bytes.
+    std::optional<double> message_bytes_per_second;
+    /// What each stage sends another per sample, one entry per stage pair
+    /// (activations forward, their gradients back): a message of a
+    /// micro-batch of n samples carries n times these. Measured costs only.
+    struct EdgeBytes {
+      int from = 0, to = 0;
+      double bytes = 0, grad_bytes = 0;
+    };
+    std::vector<EdgeBytes> message_bytes;
     /// Measured costs only: the profiled step's time outside the pipeline
     /// (loading the batch, the optimizer step), part of predicted_step_ms.
     std::optional<double> step_overhead_ms;

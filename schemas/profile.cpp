@@ -11,10 +11,11 @@ namespace ppc::profile {
 
 namespace {
 
-double time_at(const nlohmann::json& j, const char* key, double fallback, const std::string& where) {
+double time_at(const nlohmann::json& j, const char* key, double fallback, const std::string& where,
+               const char* what = "a time") {
   if (!j.contains(key)) return fallback;
   double v = j.at(key).get<double>();
-  if (!(v >= 0) || !std::isfinite(v)) throw Error(where + ": '" + key + "' must be a time of 0 or more");
+  if (!(v >= 0) || !std::isfinite(v)) throw Error(where + ": '" + key + "' must be " + what + " of 0 or more");
   return v;
 }
 
@@ -47,6 +48,7 @@ Profile read_profile(const std::string& path) {
       p.latency_ms = time_at(l, "latency_ms", 0.0, path + ": link");
       p.bytes_per_second = time_at(l, "bytes_per_second", 0.0, path + ": link");
       p.message_ms = time_at(l, "message_ms", -1.0, path + ": link");
+      p.message_bytes_per_second = time_at(l, "message_bytes_per_second", 0.0, path + ": link", "a rate");
     }
     if (j.contains("step_ms")) p.step_ms = time_at(j, "step_ms", -1.0, path);
     if (j.contains("simulated_step_ms")) p.simulated_step_ms = time_at(j, "simulated_step_ms", -1.0, path);
@@ -72,6 +74,19 @@ Profile read_profile(const std::string& path) {
         }
       p.stages.push_back(std::move(t));
     }
+    if (j.contains("edges"))
+      for (const auto& e : j.at("edges")) {
+        EdgeBytes b;
+        b.from = e.at("from").get<int>();
+        b.to = e.at("to").get<int>();
+        const std::string where = path + ": edge " + std::to_string(b.from) + " -> " + std::to_string(b.to);
+        if (b.from < 0 || b.to <= b.from || b.to >= static_cast<int>(p.stages.size()))
+          throw Error(where + ": not an edge between two of the " + std::to_string(p.stages.size()) +
+                      " stages (from an earlier stage to a later one)");
+        b.bytes = time_at(e, "bytes", 0.0, where, "a size");
+        b.grad_bytes = time_at(e, "grad_bytes", 0.0, where, "a size");
+        p.edges.push_back(b);
+      }
   } catch (const nlohmann::json::exception& e) {
     throw Error(path + ": malformed costs file: " + e.what());
   }
@@ -94,6 +109,7 @@ std::string profile_json(const Profile& p) {
   if (p.has_link) {
     j["link"] = {{"latency_ms", p.latency_ms}, {"bytes_per_second", p.bytes_per_second}};
     if (p.message_ms >= 0) j["link"]["message_ms"] = p.message_ms;
+    if (p.message_bytes_per_second > 0) j["link"]["message_bytes_per_second"] = p.message_bytes_per_second;
   }
   if (p.step_ms >= 0) j["step_ms"] = p.step_ms;
   if (p.simulated_step_ms >= 0) j["simulated_step_ms"] = p.simulated_step_ms;
@@ -110,6 +126,11 @@ std::string profile_json(const Profile& p) {
       for (const auto& n : t.nodes) nodes.push_back({{"node", n.node}, {"f", n.f}, {"b", n.b}});
     }
     j["stages"].push_back(std::move(o));
+  }
+  if (!p.edges.empty()) {
+    auto& edges = j["edges"] = nlohmann::ordered_json::array();
+    for (const auto& e : p.edges)
+      edges.push_back({{"from", e.from}, {"to", e.to}, {"bytes", e.bytes}, {"grad_bytes", e.grad_bytes}});
   }
   return j.dump(2) + "\n";
 }

@@ -25,6 +25,13 @@ struct StageTimes {
   double total_ms() const { return f + (b > 0 ? b : i + w); }
 };
 
+/// A message between two stages on different ranks: its mean bytes per
+/// micro-batch, activations forward and their gradients backward.
+struct EdgeBytes {
+  int from = 0, to = 0;
+  double bytes = 0, grad_bytes = 0;
+};
+
 struct Profile {
   std::string file;  ///< where it was read from (for messages)
   std::string schedule;
@@ -37,9 +44,14 @@ struct Profile {
   /// The link between ranks 0 and 1 (has_link false: one rank, not measured):
   /// an idle ping-pong's one-way latency and bandwidth, and the calibrated
   /// latency of a message (a stage edge's tensors for one micro-batch) in the running
-  /// pipeline (-1: not calibrated).
+  /// pipeline (-1: not calibrated). message_bytes_per_second > 0: a message
+  /// takes message_ms plus its bytes (`edges`) at this rate (the ping-pong's
+  /// bandwidth), and message_ms is calibrated so; 0: message_ms is the whole
+  /// time of any message (files from before edges were recorded).
   bool has_link = false;
-  double latency_ms = 0, bytes_per_second = 0, message_ms = -1;
+  double latency_ms = 0, bytes_per_second = 0, message_ms = -1, message_bytes_per_second = 0;
+  /// The profiled run's messages between ranks, per stage edge.
+  std::vector<EdgeBytes> edges;
   double step_ms = -1, simulated_step_ms = -1;  ///< measured median step, simulated from the stage times (-1: none)
   /// Median step time outside the pipeline (-1: none): from the step's start
   /// to the first compute action on any rank (loading and splitting the

@@ -29,7 +29,10 @@ MeasuredCosts load_measured_costs(const std::string& path) {
 
 namespace {
 
-double value_bytes(const ir::Value& v) {
+// Per sample. A value of unknown shape (TorchScript without shapes) counts
+// `unknown` bytes when given (the profiled messages' mean), else one element.
+double value_bytes(const ir::Value& v, double unknown = 0) {
+  if (v.cost_numel < 0 && !v.shape.rank_known && unknown > 0) return unknown;
   return (v.cost_numel >= 0 ? v.cost_numel : v.shape.numel(1.0)) * std::max(0, ir::dtype_size(v.dtype));
 }
 
@@ -119,7 +122,12 @@ CostModel build_cost_model(const ir::Graph& g, const std::vector<bool>& const_li
         if (x > i) c.readers.push_back(x);
       if (!c.readers.empty()) crossings.push_back(std::move(c));
     }
-  for (const Crossing& c : crossings) m.reads.emplace_back(c.producer, c.readers);
+  for (const Crossing& c : crossings) {
+    m.reads.emplace_back(c.producer, c.readers);
+    const ir::Value& val = g.values[c.value];
+    const double bytes = value_bytes(val, o.unknown_value_bytes);
+    m.read_bytes.emplace_back(bytes, ir::dtype_is_float(val.dtype) ? bytes : 0.0);
+  }
 
   if (o.typed_cuts_only) {
     std::vector<int> blocked(n + 2, 0);  // difference array over boundaries
@@ -224,7 +232,7 @@ CostModel build_cost_model(const ir::Graph& g, const std::vector<bool>& const_li
       ChainProblem::Transfer t;
       t.producer = c.producer;
       t.consumers = c.readers;
-      t.cost = factor * value_bytes(val) / o.link_bytes_per_second * 1e3;
+      t.cost = factor * value_bytes(val, o.unknown_value_bytes) / o.link_bytes_per_second * 1e3;
       p.transfers.push_back(std::move(t));
     }
     // The latency once per receiving stage: pprun packs what a stage sends

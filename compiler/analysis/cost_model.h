@@ -23,6 +23,10 @@ struct MeasuredCosts {
   double forward_fraction = 1.0 / 3.0;  ///< sum of forward / sum of forward + backward
   /// What a message costs in the running pipeline (0 when not calibrated).
   double message_ms() const { return profile.message_ms > 0 ? profile.message_ms : 0.0; }
+  /// The rate a message's bytes travel at besides message_ms (0: message_ms is a message's whole time).
+  double message_bytes_per_second() const {
+    return profile.message_ms >= 0 && profile.message_bytes_per_second > 0 ? profile.message_bytes_per_second : 0.0;
+  }
   /// The step's time outside the pipeline (0 when not measured).
   double overhead_ms() const { return profile.overhead_ms > 0 ? profile.overhead_ms : 0.0; }
 };
@@ -37,6 +41,9 @@ struct CostModelOptions {
   /// One message's latency, per micro-batch of micro_batch_size samples:
   /// charged once to each stage that receives anything, each way.
   double link_latency_ms = 0;
+  /// Bytes per sample of a crossing value whose shape is unknown
+  /// (TorchScript records none); 0: one element.
+  double unknown_value_bytes = 0;
   double memory_cap_bytes = 0;         ///< per stage; 0: no cap
   int micro_batch_size = 1;
   int optimizer_states = 2;
@@ -60,6 +67,9 @@ struct CostModel {
   /// Dataflow between items: each value's producer and its later readers
   /// (whatever the link costs), for the stage graph of a partition.
   std::vector<std::pair<int, std::vector<int>>> reads;
+  /// Per entry of `reads`: the value's bytes per sample, and those of its
+  /// gradient (float values; 0 for others).
+  std::vector<std::pair<double, double>> read_bytes;
 };
 
 /// Builds the model for `stages` stages. Throws ppc::Error for a time

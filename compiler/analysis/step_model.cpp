@@ -1,6 +1,7 @@
 #include "compiler/analysis/step_model.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <utility>
 
@@ -13,8 +14,7 @@ namespace ppc::analysis {
 
 namespace sched = ppc::runtime::schedule;
 
-double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const StepOptions& o,
-                       std::string* schedule_used) {
+std::vector<sched::StageEdge> stage_edges(const CostModel& m, const std::vector<int>& starts) {
   const int stages = static_cast<int>(starts.size()) + 1;
   const int n = static_cast<int>(m.items.size());
   std::vector<int> stage_of(n, 0);
@@ -22,14 +22,34 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
     while (s < stages - 1 && i >= starts[s]) ++s;
     stage_of[i] = s;
   }
-  // An edge per value and reading stage; from_edges merges those of a stage
-  // pair, whose tensors travel as one message (packed).
-  std::vector<sched::StageEdge> list;
-  for (const auto& [producer, readers] : m.reads) {
+  // A value goes once to each later stage reading it; the values of a stage
+  // pair travel as one message (packed).
+  std::map<std::pair<int, int>, std::pair<double, double>> bytes;
+  for (size_t k = 0; k < m.reads.size(); ++k) {
+    const auto& [producer, readers] = m.reads[k];
     std::set<int> to;
     for (int r : readers)
       if (stage_of[r] != stage_of[producer]) to.insert(stage_of[r]);
-    for (int s : to) list.push_back({stage_of[producer], s});
+    for (int s : to) {
+      auto& b = bytes[{stage_of[producer], s}];
+      if (k < m.read_bytes.size()) {
+        b.first += m.read_bytes[k].first;
+        b.second += m.read_bytes[k].second;
+      }
+    }
+  }
+  std::vector<sched::StageEdge> out;
+  for (const auto& [edge, b] : bytes) out.push_back({edge.first, edge.second, b.first, b.second});
+  return out;
+}
+
+double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const StepOptions& o,
+                       std::string* schedule_used) {
+  const int stages = static_cast<int>(starts.size()) + 1;
+  std::vector<sched::StageEdge> list = stage_edges(m, starts);
+  for (auto& e : list) {
+    e.bytes *= o.micro_batch_size;
+    e.grad_bytes *= o.micro_batch_size;
   }
   sched::StageGraph graph = sched::StageGraph::from_edges(stages, list);
 
@@ -50,6 +70,7 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
     so.costs.push_back(sched::StageCost{f, b, 0, 0}.filled());
   }
   so.comm = o.message_ms;
+  so.bytes_per_ms = o.message_bytes_per_second / 1000.0;
   auto lowered = sched::hoist_receives(sched::add_communication(compute, stages, graph), 1);
   return sched::simulate(lowered, stages, graph, so).makespan + o.overhead_ms;
 }
@@ -107,7 +128,7 @@ AutoPartition auto_partition_by_step(const ir::Graph& g, const std::vector<bool>
                                      const CostModelOptions& options, const StepOptions& step) {
   AutoPartition best = auto_partition(g, const_like, stages, options);
   best.predicted_step_ms = predict_step_ms(best.model, best.starts, step, &best.predicted_schedule);
-  if (!(step.message_ms > 0) || stages < 2) return best;
+  if ((!(step.message_ms > 0) && !(step.message_bytes_per_second > 0)) || stages < 2) return best;
   for (double charge : {0.25, 0.5, 1.0, 2.0, 4.0}) {
     CostModelOptions o = options;
     // Per message of a micro-batch, in the model's per-sample unit.

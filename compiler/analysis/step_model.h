@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "compiler/analysis/balance.h"
+#include "runtime/schedule/stage_graph.h"
 
 namespace ppc::analysis {
 
@@ -17,6 +18,8 @@ struct StepOptions {
   double micro_batch_size = 1;    ///< samples per micro-batch (stage costs are per sample)
   double forward_fraction = 1.0 / 3.0;
   double message_ms = 0;          ///< one message's latency in the running pipeline (per edge, micro-batch and direction)
+  /// Besides message_ms, a message's bytes travel at this rate (0: free).
+  double message_bytes_per_second = 0;
   double overhead_ms = 0;         ///< per step, outside the pipeline (batch loading, optimizer)
   /// The search leaves the min-bottleneck split only for one predicted at
   /// least this much (relative) faster: where a message's latency dominates,
@@ -24,6 +27,11 @@ struct StepOptions {
   /// closer than the prediction's error, and balance is the safer choice.
   double min_gain = 0.01;
 };
+
+/// The stage edges of the partition given by `starts` under `m`, one per
+/// stage pair: the bytes per sample of the values crossing it (and of their
+/// gradients).
+std::vector<runtime::schedule::StageEdge> stage_edges(const CostModel& m, const std::vector<int>& starts);
 
 /// The simulated step (ms) of the partition given by `starts` under `m`
 /// (unit "ms"), one stage per rank, plus the per-step overhead.

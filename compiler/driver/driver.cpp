@@ -9,6 +9,7 @@
 #include <fstream>
 #include <random>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "compiler/analysis/balance.h"
@@ -113,6 +114,13 @@ analysis::CostModelOptions cost_options(const spec::SplitSpec& spec, const analy
   if (measured) o.link_latency_ms = measured->profile.latency_ms;
   if (measured && (!spec.auto_split || !spec.auto_split->micro_batch_size))
     o.micro_batch_size = std::max(1, static_cast<int>(measured->profile.micro_batch_size + 0.5));
+  // A crossing value of unknown shape: as large as the profiled messages
+  // were on average, per sample (TorchScript graphs carry no shapes).
+  if (measured && !measured->profile.edges.empty()) {
+    double sum = 0;
+    for (const auto& e : measured->profile.edges) sum += e.bytes;
+    o.unknown_value_bytes = sum / static_cast<double>(measured->profile.edges.size()) / measured->profile.micro_batch_size;
+  }
   return o;
 }
 
@@ -135,6 +143,16 @@ void record_costs(manifest::Manifest& m, const analysis::AutoPartition& ap, bool
   cm.forward_fraction = sig6(forward_fraction);
   if (measured && ap.model.unit == "ms") {
     cm.message_ms = sig6(measured->message_ms());
+    if (measured->message_bytes_per_second() > 0 && !ap.starts.empty()) {
+      cm.message_bytes_per_second = sig6(measured->message_bytes_per_second());
+      std::set<std::pair<int, int>> in_manifest;
+      for (const auto& st : m.stages)
+        for (const auto& in : st.inputs)
+          if (in.from_stage >= 0) in_manifest.insert({in.from_stage, st.index});
+      for (const auto& e : analysis::stage_edges(ap.model, ap.starts))
+        if (in_manifest.count({e.producer, e.consumer}))
+          cm.message_bytes.push_back({e.producer, e.consumer, sig6(e.bytes), sig6(e.grad_bytes)});
+    }
     if (measured->overhead_ms() > 0) cm.step_overhead_ms = sig6(measured->overhead_ms());
   }
   if (ap.predicted_step_ms > 0) {
@@ -324,6 +342,7 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
     step.micro_batch_size = cost_opts.micro_batch_size;
     step.forward_fraction = measured->forward_fraction;
     step.message_ms = measured->message_ms();
+    step.message_bytes_per_second = measured->message_bytes_per_second();
     step.overhead_ms = measured->overhead_ms();
   }
   if (spec.auto_split) {
@@ -463,7 +482,11 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
   if (cm.predicted_step_ms)
     out << "  predicted step " << fixed(*cm.predicted_step_ms, 2) << " ms (" << *cm.predicted_schedule
         << ", one stage per rank, the profile's micro-batches; message latency " << fixed(cm.message_ms.value_or(0), 3)
-        << " ms, per-step overhead " << fixed(cm.step_overhead_ms.value_or(0), 2) << " ms)\n";
+        << " ms"
+        << (cm.message_bytes_per_second
+                ? " + bytes at " + fixed(*cm.message_bytes_per_second / 1e9, 2) + " GB/s"
+                : std::string())
+        << ", per-step overhead " << fixed(cm.step_overhead_ms.value_or(0), 2) << " ms)\n";
 }
 
 void inspect(const InspectOptions& opts, std::ostream& out) {

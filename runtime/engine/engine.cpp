@@ -250,7 +250,10 @@ void Engine::run() {
     log_ << "rank 0 held at most " << peak_in_flight_ << " of " << o_.chunks
          << " micro-batches of activations (schedule " << o_.schedule << ")" << std::endl;
   if (tracing_) write_trace_and_timeline();
-  if (!o_.profile_path.empty()) gather_node_times();
+  if (!o_.profile_path.empty()) {
+    gather_node_times();
+    gather_message_bytes();
+  }
   if (!o_.profile_path.empty() && t_.rank() == 0) write_profile();
   if (!o_.train && !o_.output_path.empty()) write_outputs();
   if (o_.train && !o_.save_dir.empty()) save_checkpoint(start_step_ + o_.steps);
@@ -336,6 +339,9 @@ void Engine::post_recv_data(PendingRecv& p, int direction, int producer, int con
                             const std::vector<std::vector<int64_t>>& shapes, const std::vector<at::ScalarType>& dtypes) {
   const int peer = rank_of(direction == 0 ? producer : consumer);
   p.works.clear();
+  p.producer = producer;
+  p.consumer = consumer;
+  p.direction = direction;
   if (shapes.size() == 1) {
     p.buffers = {at::empty(shapes[0], at::TensorOptions().dtype(dtypes[0]))};
     p.works.push_back(t_.irecv(wire_view(p.buffers[0]), peer, tags_->data(direction, producer, consumer, m, 1)));
@@ -350,6 +356,17 @@ void Engine::post_recv_data(PendingRecv& p, int direction, int producer, int con
 
 void Engine::finish_recv_data(PendingRecv& p) {
   for (auto& w : p.works) w->wait();
+  if (!o_.profile_path.empty() && !p.works.empty() && p.producer >= 0) {
+    double bytes = p.packed.defined() ? static_cast<double>(p.packed.nbytes()) : 0.0;
+    if (!p.packed.defined())
+      for (const at::Tensor& b : p.buffers) bytes += static_cast<double>(b.nbytes());
+    const size_t S = static_cast<size_t>(num_stages_);
+    if (message_bytes_.empty()) message_bytes_.assign(2 * S * S, 0.0), message_count_.assign(2 * S * S, 0.0);
+    const size_t k = (static_cast<size_t>(p.direction) * S + static_cast<size_t>(p.producer)) * S +
+                     static_cast<size_t>(p.consumer);
+    message_bytes_[k] += bytes;
+    message_count_[k] += 1;
+  }
   p.works.clear();
   if (p.packed.defined()) {
     p.buffers = wire::unpack(p.packed, p.shapes, p.dtypes);

@@ -9,6 +9,7 @@
 #include <iosfwd>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/engine/optimizer.h"
@@ -60,15 +61,25 @@ schedule::Schedule plan_schedule(const manifest::Manifest& manifest, const std::
 /// Micro-batches a compute-only CSV schedule runs (largest index + 1).
 int microbatches_in_schedule_file(const std::string& schedule_file);
 
-/// Per-stage costs (per micro-batch) for the simulator: from a --profile file
-/// when `costs_file` is given, else from the manifest's FLOP estimates
-/// (F = flops, B = 2F, I = W = F). Throws ppc::Error on a malformed file or one
-/// for a different stage count.
-std::vector<schedule::StageCost> stage_costs(const manifest::Manifest& manifest, const std::string& costs_file);
+/// What the simulator needs besides the schedule: per-stage costs (per
+/// micro-batch) from a --profile file when `costs_file` is given, else from
+/// the manifest's FLOP estimates (F = flops, B = 2F, I = W = F); and, from the
+/// file, each stage edge's message bytes and the rate they travel at (its
+/// link's message_bytes_per_second; 0: bytes take no time).
+struct SimCosts {
+  std::string file;  ///< "" for FLOP estimates
+  std::vector<schedule::StageCost> stages;
+  std::vector<std::pair<std::pair<int, int>, std::pair<double, double>>> edge_bytes;  ///< (from, to) -> bytes, grad bytes
+  double bytes_per_second = 0;
+};
+/// Throws ppc::Error on a malformed file or one for a different stage count.
+SimCosts sim_costs(const manifest::Manifest& manifest, const std::string& costs_file);
 
-/// The simulator on `schedule` (lowered) with stage costs; the manifest's edges.
+/// The simulator on `schedule` (lowered) with the manifest's edges, the
+/// costs, and `comm` per message (plus its bytes at costs.bytes_per_second).
+/// Throws ppc::Error when the costs give bytes for an edge the manifest does not have.
 schedule::SimResult simulate_plan(const manifest::Manifest& manifest, const schedule::Schedule& schedule,
-                                  const std::vector<schedule::StageCost>& costs, double comm = 0);
+                                  const SimCosts& costs, double comm = 0);
 
 /// Checks the data against the manifest before any rank starts: loads the
 /// first batch (or makes the first synthetic one) and splits it into

@@ -61,6 +61,8 @@ struct PendingRecv {
   at::Tensor packed;
   std::vector<std::vector<int64_t>> shapes;
   std::vector<at::ScalarType> dtypes;
+  /// The stage edge (producer, consumer) and direction (1: gradients).
+  int producer = -1, consumer = -1, direction = 0;
 };
 
 /// One stage's state for one micro-batch, from its forward to its backward.
@@ -136,6 +138,10 @@ class Engine {
   void align_clocks();
   /// --profile: every rank sends rank 0 its stages' per-node forward and backward times.
   void gather_node_times();
+  /// --profile: every rank sends rank 0 the bytes of the messages it received.
+  void gather_message_bytes();
+  /// --profile: per direction and stage edge (2 x S x S), bytes received and messages.
+  std::vector<double> message_bytes_, message_count_;
   std::vector<std::vector<NodeTime>> node_us_;  ///< rank 0: per stage, totals
   double link_latency_ms_ = -1, link_bytes_per_s_ = -1;  ///< measured (rank 0), -1: not measured
 

@@ -215,6 +215,28 @@ void Engine::gather_node_times() {
   for (auto& p : payload) t_.isend(p, 0, wire::Tags::kProfile)->wait();
 }
 
+void Engine::gather_message_bytes() {
+  if (t_.world_size() < 2) return;
+  const size_t S = static_cast<size_t>(num_stages_);
+  if (message_bytes_.empty()) message_bytes_.assign(2 * S * S, 0.0), message_count_.assign(2 * S * S, 0.0);
+  at::Tensor mine = at::empty({static_cast<int64_t>(4 * S * S)}, at::kDouble);
+  std::copy(message_bytes_.begin(), message_bytes_.end(), mine.data_ptr<double>());
+  std::copy(message_count_.begin(), message_count_.end(), mine.data_ptr<double>() + 2 * S * S);
+  if (t_.rank() != 0) {
+    t_.isend(mine, 0, wire::Tags::kProfile)->wait();
+    return;
+  }
+  for (int r = 1; r < t_.world_size(); ++r) {
+    at::Tensor theirs = at::empty_like(mine);
+    t_.irecv(theirs, r, wire::Tags::kProfile)->wait();
+    const double* v = theirs.data_ptr<double>();
+    for (size_t k = 0; k < 2 * S * S; ++k) {
+      message_bytes_[k] += v[k];
+      message_count_[k] += v[2 * S * S + k];
+    }
+  }
+}
+
 void Engine::write_profile() {
   profile::Profile p;
   p.schedule = o_.schedule;
@@ -239,19 +261,37 @@ void Engine::write_profile() {
     p.latency_ms = link_latency_ms_;
     p.bytes_per_second = link_bytes_per_s_;
   }
+  // The messages between ranks: mean bytes per micro-batch on each stage
+  // edge, each way. The calibration below charges them at the ping-pong's
+  // bandwidth, so that a split sending more bytes is predicted to pay more.
+  schedule::StageGraph graph = graph_;
+  const size_t S = static_cast<size_t>(num_stages_);
+  for (size_t a = 0; a < S && !message_count_.empty(); ++a)
+    for (size_t b = a + 1; b < S; ++b) {
+      const size_t fwd = a * S + b, bwd = S * S + a * S + b;
+      if (message_count_[fwd] == 0 && message_count_[bwd] == 0) continue;
+      profile::EdgeBytes e;
+      e.from = static_cast<int>(a);
+      e.to = static_cast<int>(b);
+      if (message_count_[fwd] > 0) e.bytes = message_bytes_[fwd] / message_count_[fwd];
+      if (message_count_[bwd] > 0) e.grad_bytes = message_bytes_[bwd] / message_count_[bwd];
+      p.edges.push_back(e);
+      graph.bytes[{e.from, e.to}] = {e.bytes, e.grad_bytes};
+    }
   // Mean F/B/I/W ms per micro-batch of each stage over the profiled steps.
   std::vector<schedule::StageCost> costs(num_stages_);
   for (int s = 0; s < num_stages_; ++s) {
     auto at = [&](int k) { return profile_steps_ ? profile_sum_[4 * s + k] / profile_steps_ / 1000.0 : 0.0; };
     costs[s] = schedule::StageCost{at(0), at(1), at(2), at(3)};
   }
-  // What one message (a stage edge's tensors for a micro-batch, packed) costs while the pipeline
-  // runs (waking the receiver, Gloo's threads competing with compute, the
-  // header before the payload): the per-message time with which the
-  // simulator, fed this run's measured stage times, reproduces its median
-  // step less the median time outside the pipeline (loading the batch, the
-  // optimizer step), which the split hardly changes. 0 when compute alone
-  // explains it.
+  // What one message (a stage edge's tensors for a micro-batch, packed)
+  // costs while the pipeline runs besides its bytes at the ping-pong's
+  // bandwidth (waking the receiver, Gloo's threads competing with compute,
+  // the header before the payload): the per-message time with which the
+  // simulator, fed this run's measured stage times and message bytes,
+  // reproduces its median step less the median time outside the pipeline
+  // (loading the batch, the optimizer step), which the split hardly changes.
+  // 0 when compute and bytes alone explain it.
   if (!profile_step_ms_.empty() && t_.world_size() > 1) {
     auto median = [](std::vector<double> v) {
       std::sort(v.begin(), v.end());
@@ -259,11 +299,13 @@ void Engine::write_profile() {
     };
     const double overhead = median(profile_overhead_ms_);
     const double measured = median(profile_step_ms_) - overhead;
+    const double bytes_per_ms = link_bytes_per_s_ > 0 ? link_bytes_per_s_ / 1000.0 : 0.0;
     auto makespan = [&](double comm) {
       schedule::SimOptions so;
       so.costs = costs;
       so.comm = comm;
-      return schedule::simulate(plan_, num_stages_, graph_, so).makespan;
+      so.bytes_per_ms = bytes_per_ms;
+      return schedule::simulate(plan_, num_stages_, graph, so).makespan;
     };
     const double compute_only = makespan(0);
     double lo = 0, hi = 0;
@@ -279,6 +321,7 @@ void Engine::write_profile() {
     p.simulated_step_ms = compute_only;
     p.has_link = true;
     p.message_ms = hi;
+    p.message_bytes_per_second = bytes_per_ms * 1000.0;
   }
   // Per node: forward and backward ms per micro-batch, measured inside the
   // stage (ONNX stages), for ppc to spread the stage's F and B by rather

@@ -78,13 +78,15 @@ int microbatches_in_schedule_file(const std::string& schedule_file) {
   return m;
 }
 
-std::vector<schedule::StageCost> stage_costs(const manifest::Manifest& m, const std::string& costs_file) {
+SimCosts sim_costs(const manifest::Manifest& m, const std::string& costs_file) {
   const size_t S = m.stages.size();
-  std::vector<schedule::StageCost> out(S);
+  SimCosts out;
+  out.file = costs_file;
+  out.stages.resize(S);
   if (costs_file.empty()) {
     for (size_t s = 0; s < S; ++s) {
       double f = static_cast<double>(std::max<int64_t>(m.stages[s].flops, 1));
-      out[s] = schedule::StageCost{f, 2 * f, f, f};
+      out.stages[s] = schedule::StageCost{f, 2 * f, f, f};
     }
     return out;
   }
@@ -94,17 +96,29 @@ std::vector<schedule::StageCost> stage_costs(const manifest::Manifest& m, const 
                 std::to_string(S));
   for (size_t s = 0; s < S; ++s) {
     const auto& c = p.stages[s];
-    out[s] = schedule::StageCost{c.f, c.b, c.i, c.w}.filled();
+    out.stages[s] = schedule::StageCost{c.f, c.b, c.i, c.w}.filled();
   }
+  for (const auto& e : p.edges) out.edge_bytes.push_back({{e.from, e.to}, {e.bytes, e.grad_bytes}});
+  out.bytes_per_second = p.message_bytes_per_second;
   return out;
 }
 
-schedule::SimResult simulate_plan(const manifest::Manifest& m, const schedule::Schedule& sched,
-                                  const std::vector<schedule::StageCost>& costs, double comm) {
+schedule::SimResult simulate_plan(const manifest::Manifest& m, const schedule::Schedule& sched, const SimCosts& costs,
+                                  double comm) {
+  schedule::StageGraph graph = stage_graph_of(m);
+  for (const auto& [edge, bytes] : costs.edge_bytes) {
+    const auto& readers = graph.consumers.at(static_cast<size_t>(edge.first));
+    if (!std::binary_search(readers.begin(), readers.end(), edge.second))
+      throw Error(costs.file + ": edge " + std::to_string(edge.first) + " -> " + std::to_string(edge.second) +
+                  " has bytes, but the manifest's stage " + std::to_string(edge.second) + " reads nothing from stage " +
+                  std::to_string(edge.first) + " (costs of another split?)");
+    graph.bytes[edge] = bytes;
+  }
   schedule::SimOptions so;
-  so.costs = costs;
+  so.costs = costs.stages;
   so.comm = comm;
-  return schedule::simulate(sched, static_cast<int>(m.stages.size()), stage_graph_of(m), so);
+  so.bytes_per_ms = costs.bytes_per_second / 1000.0;
+  return schedule::simulate(sched, static_cast<int>(m.stages.size()), graph, so);
 }
 
 

@@ -132,6 +132,14 @@ class Simulator {
 
   // A message moves once both its send is issued and its receive is posted
   // (Gloo's rendezvous), and arrives `comm` later.
+  // How long the message from stage `from` to stage `to` takes (backward:
+  // the gradients of edge to -> from).
+  double message_time(int from, int to, bool backward) const {
+    if (!(opts_.bytes_per_ms > 0)) return opts_.comm;
+    const double bytes = backward ? graph_.message_bytes(to, from, true) : graph_.message_bytes(from, to, false);
+    return opts_.comm + bytes / opts_.bytes_per_ms;
+  }
+
   bool need_message(std::optional<double>& ready, Action::Kind recv, int recv_stage, Action::Kind send,
                     int send_stage, int mb) {
     auto posted = find(recv, recv_stage, mb);
@@ -140,7 +148,9 @@ class Simulator {
       ready.reset();
       return false;
     }
-    if (ready) ready = std::max(*ready, std::max(posted->first, sent->second) + opts_.comm);
+    if (ready)
+      ready = std::max(*ready, std::max(posted->first, sent->second) +
+                                   message_time(send_stage, recv_stage, recv == Action::RECV_B));
     return true;
   }
 
@@ -153,7 +163,7 @@ class Simulator {
     for (int t : peers)
       if (owner_[t] != r) {
         const auto& sent = done_.at(Key(fwd ? Action::SEND_F : Action::SEND_B, t, a.microbatch));
-        end = std::max(end, std::max(start, sent.second) + opts_.comm);
+        end = std::max(end, std::max(start, sent.second) + message_time(t, a.stage, !fwd));
       }
     return end;
   }
@@ -166,14 +176,13 @@ class Simulator {
   std::optional<double> ready_time(int r, const Action& a) {
     std::optional<double> ready = 0.0;
     const int s = a.stage, m = a.microbatch;
-    const double comm = opts_.comm;
     switch (a.kind) {
       case Action::F:
         for (int p : graph_.producers[s]) {
           if (owner_[p] == r)
             need(ready, Action::F, p, m);
           else if (!lowered_)
-            need(ready, Action::F, p, m, comm);
+            need(ready, Action::F, p, m, message_time(p, s, false));
           else
             need_message(ready, Action::RECV_F, s, Action::SEND_F, p, m);
           if (!ready) return ready;
@@ -186,7 +195,7 @@ class Simulator {
           if (owner_[c] == r)
             need(ready, grad_kind(c, m), c, m);
           else if (!lowered_)
-            need(ready, grad_kind(c, m), c, m, comm);
+            need(ready, grad_kind(c, m), c, m, message_time(c, s, true));
           else
             need_message(ready, Action::RECV_B, s, Action::SEND_B, c, m);
           if (!ready) return ready;

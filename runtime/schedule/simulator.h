@@ -39,6 +39,10 @@ struct SimOptions {
   /// arrives `comm` later. In a compute-only schedule it starts when the
   /// producer ends (receives posted in time).
   double comm = 0;
+  /// The link's bandwidth, in bytes per unit of the costs: a message on an
+  /// edge with bytes (StageGraph::bytes) takes comm + its bytes / bytes_per_ms.
+  /// 0: bytes take no time (every message takes comm).
+  double bytes_per_ms = 0;
   /// false (pprun's engine, like torch.distributed.pipelining's runtime): a
   /// RECV only posts the receive, taking no time, and the compute that needs
   /// the data waits for it. true: the RECV itself blocks its rank until its

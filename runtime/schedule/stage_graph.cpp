@@ -24,6 +24,12 @@ StageGraph StageGraph::from_edges(int num_stages, const std::vector<StageEdge>& 
     if (e.producer < 0 || e.producer >= num_stages || e.consumer < 0 || e.consumer >= num_stages)
       throw Error(name + ": stage out of range (" + std::to_string(num_stages) + " stages)");
     if (e.producer >= e.consumer) throw Error(name + ": edges must go from an earlier stage to a later one");
+    if (!(e.bytes >= 0) || !(e.grad_bytes >= 0)) throw Error(name + ": bytes must be 0 or more");
+    if (e.bytes > 0 || e.grad_bytes > 0) {
+      auto& b = g.bytes[{e.producer, e.consumer}];
+      b.first += e.bytes;
+      b.second += e.grad_bytes;
+    }
     g.producers[e.consumer].push_back(e.producer);
     g.consumers[e.producer].push_back(e.consumer);
   }
@@ -34,6 +40,12 @@ StageGraph StageGraph::from_edges(int num_stages, const std::vector<StageEdge>& 
     }
   }
   return g;
+}
+
+double StageGraph::message_bytes(int producer, int consumer, bool backward) const {
+  auto it = bytes.find({producer, consumer});
+  if (it == bytes.end()) return 0;
+  return backward ? it->second.second : it->second.first;
 }
 
 }  // namespace ppc::runtime::schedule

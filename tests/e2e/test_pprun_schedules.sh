@@ -103,8 +103,9 @@ grep -q "^rank 3 |" "$W/sim.txt" || fail "no timeline"
 "$PPRUN" --manifest "$W/two" --simulate --schedule-file "$W/custom.csv" --world-size 2 >/dev/null ||
   fail "simulate a schedule file"
 # The profile's message latency is calibrated so that the simulator, fed the
-# run's measured stage times, reproduces the measured step less its time
-# outside the pipeline (or falls short without any messages).
+# run's measured stage times and its messages' bytes (at the ping-pong's rate),
+# reproduces the measured step less its time outside the pipeline (or falls
+# short without any messages).
 read -r comm step overhead < <("$PY" -c 'import json, sys; c = json.load(open(sys.argv[1])); print(c["link"]["message_ms"], c["step_ms"], c["overhead_ms"])' "$W/costs.json")
 makespan=$("$PPRUN" --manifest "$W/four" --simulate --schedule zb-h1 --chunks 4 --world-size 4 --costs "$W/costs.json" \
   --comm "$comm" | sed -n 's/^makespan \([0-9.e+-]*\).*/\1/p')
@@ -120,6 +121,12 @@ assert c["source_sha256"] == hashlib.sha256(open(sys.argv[2], "rb").read()).hexd
 assert c["micro_batch_size"] == 2.0, c["micro_batch_size"]  # batches of 8 in 4 micro-batches
 assert c["loss_stage"] == 3 and 0 < c["loss_ms"] < c["stages"][3]["f"], c
 assert c["link"]["latency_ms"] > 0 and c["link"]["bytes_per_second"] > 1e6, c["link"]  # measured ping-pong
+# Every stage pair's message bytes, per micro-batch each way (the engine test
+# checks them against the wire format); the calibration charged them at the
+# ping-pong's rate.
+assert [(e["from"], e["to"]) for e in c["edges"]] == [(0, 1), (1, 2), (2, 3)], c["edges"]
+assert all(e["bytes"] > 0 and e["grad_bytes"] == e["bytes"] for e in c["edges"]), c["edges"]
+assert c["link"]["message_bytes_per_second"] == c["link"]["bytes_per_second"], c["link"]
 assert all(s["first_node"] and s["last_node"] for s in c["stages"])
 EOF
 "$PPC" split "$MODEL" --stages 2 --balance time --costs "$W/costs.json" -o "$W/timed" >"$W/timed.txt" 2>&1 ||
@@ -139,10 +146,16 @@ assert abs(got - total) <= 1e-4 * total, (got, total)
 assert max(s["cost"]["model"] for s in m["stages"]) == cm["bottleneck"]
 # The profiled pipeline's message latency is kept for prediction, not charged to the stages.
 assert abs(cm["message_ms"] - c["link"]["message_ms"]) <= 1e-5 * max(1.0, c["link"]["message_ms"]), (cm, c["link"])
+# And the bytes of the one stage pair's message with it. TorchScript records
+# no shapes: a value of unknown size counts the profiled messages' mean.
+assert abs(cm["message_bytes_per_second"] / c["link"]["message_bytes_per_second"] - 1) <= 1e-5, cm
+mean = sum(e["bytes"] for e in c["edges"]) / len(c["edges"]) / c["micro_batch_size"]
+assert [(e["from"], e["to"]) for e in cm["message_bytes"]] == [(0, 1)], cm["message_bytes"]
+assert abs(cm["message_bytes"][0]["bytes_per_sample"] / mean - 1) <= 1e-5, (cm["message_bytes"], mean)
 print(f"   time-balanced: stage costs {[s['cost']['model'] for s in m['stages']]} ms/sample, imbalance {cm['imbalance']}")
 EOF
-# ppc's predicted step is pprun's simulator on the manifest's stage costs with the message latency,
-# plus the profiled step's time outside the pipeline.
+# ppc's predicted step is pprun's simulator on the manifest's stage costs with the message latency
+# and bytes, plus the profiled step's time outside the pipeline.
 "$PY" - "$W/timed/manifest.json" "$W/costs.json" "$W/pred.json" <<'EOF'
 import json, sys
 m = json.load(open(sys.argv[1]))
@@ -152,7 +165,10 @@ assert cm["predicted_schedule"] == "zb-h1" and cm["predicted_step_ms"] > 0, cm  
 mb, ff = c["micro_batch_size"], cm["forward_fraction"]
 st = [{"stage": s["index"], "f": s["cost"]["model"] * mb * ff, "b": s["cost"]["model"] * mb * (1 - ff),
        "i": s["cost"]["model"] * mb * (1 - ff) / 2, "w": s["cost"]["model"] * mb * (1 - ff) / 2} for s in m["stages"]]
-json.dump({"version": 1, "unit": "ms", "stages": st}, open(sys.argv[3], "w"))
+edges = [{"from": e["from"], "to": e["to"], "bytes": e["bytes_per_sample"] * mb,
+          "grad_bytes": e["grad_bytes_per_sample"] * mb} for e in cm["message_bytes"]]
+json.dump({"version": 1, "unit": "ms", "stages": st, "edges": edges,
+           "link": {"message_bytes_per_second": cm["message_bytes_per_second"]}}, open(sys.argv[3], "w"))
 EOF
 read -r comm predicted overhead < <("$PY" -c 'import json, sys; c = json.load(open(sys.argv[1]))["cost"]["model"]; print(c["message_ms"], c["predicted_step_ms"], c.get("step_overhead_ms", 0))' "$W/timed/manifest.json")
 simulated=$("$PPRUN" --manifest "$W/timed" --world-size 2 --schedule zb-h1 --chunks 4 --simulate --costs "$W/pred.json" \

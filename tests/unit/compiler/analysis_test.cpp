@@ -750,6 +750,44 @@ TEST(StepModel, PredictsOneFOneBFromStageCostsAndLatency) {
   EXPECT_EQ(used, "1f1b");
 }
 
+TEST(StepModel, AMessagePaysItsBytesAtTheProfiledRate) {
+  Graph g = parse_graph(kCostChain);
+  CostModelOptions o;
+  o.flops_per_second = 3e6;
+  o.link_bytes_per_second = 0;
+  CostModel m = build_cost_model(g, consts(g), o, 3);
+  // [a b | c | d]: h1 goes 0 -> 1, h0 (read by b and d) 0 -> 2, h2 1 -> 2;
+  // 400 bytes per sample each, float: their gradients as many.
+  std::vector<runtime::schedule::StageEdge> edges = stage_edges(m, {2, 3});
+  ASSERT_EQ(edges.size(), 3u);
+  auto bytes_of = [&](int from, int to) {
+    for (const auto& e : edges)
+      if (e.producer == from && e.consumer == to) return std::pair{e.bytes, e.grad_bytes};
+    return std::pair{-1.0, -1.0};
+  };
+  EXPECT_EQ(bytes_of(0, 1), std::pair(400.0, 400.0));
+  EXPECT_EQ(bytes_of(0, 2), std::pair(400.0, 400.0));
+  EXPECT_EQ(bytes_of(1, 2), std::pair(400.0, 400.0));
+  // With one stage pair, every message carries the same bytes: at 1.6 MB/s
+  // and 2 samples per micro-batch, [a b | c d]'s 800 bytes per sample take
+  // 1 ms more per message, as a message latency 1 ms longer does.
+  CostModel m2 = build_cost_model(g, consts(g), o, 2);
+  StepOptions so;
+  so.chunks = 4;
+  so.micro_batch_size = 2;
+  so.message_ms = 0.25;
+  StepOptions slower = so;
+  slower.message_ms = 1.25;
+  so.message_bytes_per_second = 1.6e6;
+  EXPECT_NEAR(predict_step_ms(m2, {2}, so), predict_step_ms(m2, {2}, slower), 1e-9);
+  // [a | b c d] sends only h0: 0.5 ms more per message.
+  EXPECT_NEAR(predict_step_ms(m2, {1}, so), predict_step_ms(m2, {1}, [&] {
+                StepOptions s = slower;
+                s.message_ms = 0.75;
+                return s;
+              }()), 1e-9);
+}
+
 TEST(StepModel, LatencyBoundPipelinesPickTheFastestCandidate) {
   Graph g = parse_graph(kCostChain);
   CostModelOptions o;

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -352,6 +353,32 @@ TEST(Engine, ProfilesTimeEveryOnnxNodeOnEveryRank) {
     // A stage's last node ends its last kernel (fused or not), under ppc's name.
     EXPECT_TRUE(names.count(man["stages"][s]["nodes"]["last"].get<std::string>())) << st.dump();
   }
+  // The messages between the ranks, per stage pair: what goes on the wire
+  // for a micro-batch of 3 samples, activations forward, gradients back.
+  // Looped BFS puts stage s on rank s % 2; an edge within a rank sends nothing.
+  std::map<std::pair<int, int>, std::vector<std::vector<int64_t>>> want;
+  for (const auto& st : man["stages"])
+    for (const auto& in : st["inputs"]) {
+      if (in["source"] != "edge") continue;
+      const int from = in["from_stage"].get<int>(), to = st["index"].get<int>();
+      if (from % 2 == to % 2) continue;
+      ASSERT_EQ(in["dtype"], "float32") << in.dump();
+      std::vector<int64_t> dims;
+      for (const auto& d : in["shape"]) dims.push_back(d.is_string() ? 3 : d.get<int64_t>());
+      want[{from, to}].push_back(dims);
+    }
+  ASSERT_EQ(prof["edges"].size(), want.size()) << prof["edges"].dump();
+  for (const auto& e : prof["edges"]) {
+    auto it = want.find({e["from"].get<int>(), e["to"].get<int>()});
+    ASSERT_NE(it, want.end()) << e.dump();
+    const std::vector<at::ScalarType> dtypes(it->second.size(), at::kFloat);
+    const double bytes = static_cast<double>(wire::packed_bytes(it->second, dtypes));
+    EXPECT_EQ(e["bytes"].get<double>(), bytes) << e.dump();
+    EXPECT_EQ(e["grad_bytes"].get<double>(), bytes) << e.dump();
+  }
+  // And the calibration charges them at the ping-pong's bandwidth.
+  EXPECT_EQ(prof["link"]["message_bytes_per_second"], prof["link"]["bytes_per_second"]);
+  EXPECT_GT(prof["link"]["bytes_per_second"].get<double>(), 0.0);
 }
 
 TEST(Engine, AnActivationOfAnotherShapeThanTheManifestSaysIsAnError) {

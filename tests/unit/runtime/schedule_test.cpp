@@ -354,6 +354,35 @@ TEST(Simulator, AnEdgeIsOneMessagePerMicroBatchEachWay) {
   }
 }
 
+TEST(Simulator, AMessageTakesCommPlusItsBytesAtTheLinkRate) {
+  // Two tensors on edge 0 -> 1 (merged: their bytes add up), one of them
+  // without a gradient: 100 bytes forward, 40 back.
+  StageGraph two = StageGraph::from_edges(2, {{0, 1, 60, 40}, {0, 1, 40, 0}});
+  EXPECT_EQ(two.message_bytes(0, 1, false), 100);
+  EXPECT_EQ(two.message_bytes(0, 1, true), 40);
+  EXPECT_EQ(two.message_bytes(1, 0, false), 0);
+  StageGraph chain = StageGraph::chain(2);  // no bytes
+  for (bool lowered : {false, true}) {
+    SCOPED_TRACE(lowered ? "lowered" : "compute-only");
+    Schedule g = gpipe(2, 1);
+    Schedule s = lowered ? add_communication(g, 2, two) : g;
+    SimOptions o = costs(1, 1);
+    o.comm = 0.5;
+    // Without a rate, bytes take no time.
+    EXPECT_DOUBLE_EQ(simulate(s, 2, two, o).makespan, 4 + 2 * 0.5);
+    // F0, 0.5 + 100 / 50, F1, B1, 0.5 + 40 / 50, B0.
+    o.bytes_per_ms = 50;
+    EXPECT_DOUBLE_EQ(simulate(s, 2, two, o).makespan, 4 + (0.5 + 2) + (0.5 + 0.8));
+    EXPECT_DOUBLE_EQ(simulate(s, 2, chain, o).makespan, 4 + 2 * 0.5);
+    // A blocking receive waits for the same arrival.
+    if (lowered) {
+      o.blocking_recv = true;
+      EXPECT_DOUBLE_EQ(simulate(s, 2, two, o).makespan, 4 + (0.5 + 2) + (0.5 + 0.8));
+    }
+  }
+  EXPECT_EQ(error_of([] { StageGraph::from_edges(2, {{0, 1, -1, 0}}); }), "edge 0 -> 1: bytes must be 0 or more");
+}
+
 TEST(Simulator, GPipeAndOneFOneBMatchTheClosedForms) {
   for (auto [P, M] : {std::pair{2, 4}, {3, 5}, {4, 8}, {4, 4}, {5, 16}}) {
     SCOPED_TRACE("P=" + std::to_string(P) + " M=" + std::to_string(M));

@@ -50,6 +50,7 @@ TEST(Profile, RoundTripsEveryField) {
   p.latency_ms = 0.04;
   p.bytes_per_second = 3e9;
   p.message_ms = 0.5;
+  p.message_bytes_per_second = 1.5e9;
   p.step_ms = 12.0;
   p.simulated_step_ms = 10.0;
   p.overhead_ms = 1.5;
@@ -65,6 +66,7 @@ TEST(Profile, RoundTripsEveryField) {
   b.w = 1.5;
   b.first_node = b.last_node = "n4";
   p.stages = {a, b};
+  p.edges = {{0, 1, 4096, 2048.5}};
   std::string text = profile_json(p);
   std::string path = write_temp("rt.json", text);
   Profile q = read_profile(path);
@@ -81,6 +83,12 @@ TEST(Profile, RoundTripsEveryField) {
   EXPECT_EQ(q.latency_ms, 0.04);
   EXPECT_EQ(q.bytes_per_second, 3e9);
   EXPECT_EQ(q.message_ms, 0.5);
+  EXPECT_EQ(q.message_bytes_per_second, 1.5e9);
+  ASSERT_EQ(q.edges.size(), 1u);
+  EXPECT_EQ(q.edges[0].from, 0);
+  EXPECT_EQ(q.edges[0].to, 1);
+  EXPECT_EQ(q.edges[0].bytes, 4096);
+  EXPECT_EQ(q.edges[0].grad_bytes, 2048.5);
   EXPECT_EQ(q.step_ms, 12.0);
   EXPECT_EQ(q.simulated_step_ms, 10.0);
   EXPECT_EQ(q.overhead_ms, 1.5);
@@ -110,6 +118,12 @@ TEST(Profile, BadFilesAreOneErrorNamingTheFile) {
   EXPECT_EQ(error_of("{\"stages\": [{\"f\": 1, \"nodes\": [{\"node\": \"x\", \"f\": -3}]}]}"),
             "stage 0: node 'x': 'f' must be a time of 0 or more");
   EXPECT_EQ(error_of("{\"stages\": [{\"f\": \"fast\"}]}").rfind("malformed costs file", 0), 0u);
+  EXPECT_EQ(error_of("{\"stages\": [{\"f\": 1}, {\"f\": 1}], \"edges\": [{\"from\": 0, \"to\": 1, \"bytes\": -4}]}"),
+            "edge 0 -> 1: 'bytes' must be a size of 0 or more");
+  EXPECT_EQ(error_of("{\"stages\": [{\"f\": 1}, {\"f\": 1}], \"edges\": [{\"from\": 1, \"to\": 1}]}"),
+            "edge 1 -> 1: not an edge between two of the 2 stages (from an earlier stage to a later one)");
+  EXPECT_EQ(error_of("{\"link\": {\"message_bytes_per_second\": -1}, \"stages\": [{\"f\": 1}]}"),
+            "link: 'message_bytes_per_second' must be a rate of 0 or more");
   try {
     read_profile("/nonexistent/p.json");
     FAIL() << "no error";
