@@ -44,7 +44,7 @@ std::vector<sched::StageEdge> stage_edges(const CostModel& m, const std::vector<
 }
 
 double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const StepOptions& o,
-                       std::string* schedule_used) {
+                       std::string* schedule_used, Evaluation* evaluation) {
   const int stages = static_cast<int>(starts.size()) + 1;
   std::vector<sched::StageEdge> list = stage_edges(m, starts);
   for (auto& e : list) {
@@ -62,7 +62,9 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
     compute = sched::make_compute_schedule(name, stages, 1, o.chunks, false);
   }
   if (schedule_used) *schedule_used = name;
-  Evaluation e = evaluate(m, starts);
+  Evaluation local;
+  Evaluation& e = evaluation ? *evaluation : local;
+  e = evaluate(m, starts);
   sched::SimOptions so;
   for (double c : e.stage_costs) {
     double mb = c * o.micro_batch_size;
@@ -91,9 +93,9 @@ void refine(const CostModel& m, std::vector<int>& starts, double& best, const St
   for (int b = 1; b < n; ++b)
     if (allowed.empty() || allowed[b]) places.push_back(b);
   const int P = static_cast<int>(places.size());
-  auto fits = [&](const std::vector<int>& s) {
+  auto fits = [&](const Evaluation& e) {
     if (!(m.problem.memory_cap > 0)) return true;
-    for (double x : evaluate(m, s).stage_memory)
+    for (double x : e.stage_memory)
       if (x > m.problem.memory_cap) return false;
     return true;
   };
@@ -109,8 +111,9 @@ void refine(const CostModel& m, std::vector<int>& starts, double& best, const St
           std::vector<int> cand = starts;
           cand[k] = places[q];
           if ((k > 0 && cand[k] <= cand[k - 1]) || (k + 1 < cand.size() && cand[k] >= cand[k + 1])) break;
-          const double t = predict_step_ms(m, cand, step);
-          if (t < pick_t && t < best * (1 - step.min_gain) && fits(cand)) {
+          Evaluation e;
+          const double t = predict_step_ms(m, cand, step, nullptr, &e);
+          if (t < pick_t && t < best * (1 - step.min_gain) && fits(e)) {
             pick_t = t;
             pick = cand;
           }
@@ -124,26 +127,40 @@ void refine(const CostModel& m, std::vector<int>& starts, double& best, const St
 
 }  // namespace
 
+std::vector<int> search_by_step(const CostModel& m, std::vector<int> starts, const StepOptions& step,
+                                double* predicted_ms) {
+  double best = predict_step_ms(m, starts, step);
+  const int stages = static_cast<int>(starts.size()) + 1;
+  if ((!(step.message_ms > 0) && !(step.message_bytes_per_second > 0)) || stages < 2) {
+    if (predicted_ms) *predicted_ms = best;
+    return starts;
+  }
+  // The charged candidates: the latency is charged to the search's receiving
+  // stages only where the model prices communication at all.
+  if (m.problem.receive_cost > 0 || !m.problem.transfers.empty())
+    for (double charge : {0.25, 0.5, 1.0, 2.0, 4.0}) {
+      ChainProblem charged = m.problem;
+      // Per message of a micro-batch each way, in the model's per-sample unit.
+      charged.receive_cost += 2.0 * charge * step.message_ms / step.micro_batch_size;
+      ChainPartition cp = min_bottleneck_partition(charged, stages);
+      if (!cp.feasible || cp.starts == starts) continue;
+      const double t = predict_step_ms(m, cp.starts, step);
+      if (t < best * (1 - step.min_gain)) {
+        starts = cp.starts;
+        best = t;
+      }
+    }
+  refine(m, starts, best, step);
+  if (predicted_ms) *predicted_ms = best;
+  return starts;
+}
+
 AutoPartition auto_partition_by_step(const ir::Graph& g, const std::vector<bool>& const_like, int stages,
                                      const CostModelOptions& options, const StepOptions& step) {
   AutoPartition best = auto_partition(g, const_like, stages, options);
-  best.predicted_step_ms = predict_step_ms(best.model, best.starts, step, &best.predicted_schedule);
-  if ((!(step.message_ms > 0) && !(step.message_bytes_per_second > 0)) || stages < 2) return best;
-  for (double charge : {0.25, 0.5, 1.0, 2.0, 4.0}) {
-    CostModelOptions o = options;
-    // Per message of a micro-batch, in the model's per-sample unit.
-    o.link_latency_ms += charge * step.message_ms;
-    AutoPartition cand = auto_partition(g, const_like, stages, o);
-    if (cand.starts == best.starts) continue;
-    double t = predict_step_ms(best.model, cand.starts, step);
-    if (t < best.predicted_step_ms * (1 - step.min_gain)) {
-      best.starts = cand.starts;
-      best.predicted_step_ms = t;
-    }
-  }
-  refine(best.model, best.starts, best.predicted_step_ms, step);
+  best.starts = search_by_step(best.model, best.starts, step, &best.predicted_step_ms);
+  predict_step_ms(best.model, best.starts, step, &best.predicted_schedule, &best.eval);
   best.cuts = cuts_at(g, best.model, best.starts);
-  best.eval = evaluate(best.model, best.starts);
   return best;
 }
 

@@ -37,8 +37,9 @@ std::vector<runtime::schedule::StageEdge> stage_edges(const CostModel& m, const 
 /// (unit "ms"), one stage per rank, plus the per-step overhead.
 /// `schedule_used` gets the schedule simulated (options.schedule, or 1f1b
 /// when that one needs several stages per rank).
+/// `evaluation` (optional) gets evaluate(m, starts).
 double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const StepOptions& options,
-                       std::string* schedule_used = nullptr);
+                       std::string* schedule_used = nullptr, Evaluation* evaluation = nullptr);
 
 /// With a message latency, the min-bottleneck partition is not always the
 /// fastest: when a message's latency is of the order of a stage's time per
@@ -51,6 +52,11 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
 /// replacement of the split must gain min_gain. The result is evaluated under the
 /// uncharged model (the manifest's stage costs), with predicted_step_ms set.
 /// Without a latency it is auto_partition() plus the prediction.
+/// The search above on a built model, from its min-bottleneck split
+/// `starts`: returns the split chosen, and its simulated step in *predicted_ms.
+std::vector<int> search_by_step(const CostModel& m, std::vector<int> starts, const StepOptions& step,
+                                double* predicted_ms = nullptr);
+
 AutoPartition auto_partition_by_step(const ir::Graph& g, const std::vector<bool>& const_like, int stages,
                                      const CostModelOptions& options, const StepOptions& step);
 

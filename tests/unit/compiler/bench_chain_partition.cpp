@@ -1,6 +1,8 @@
 // Timing of min_bottleneck_partition (compute + communication on a DAG) against
 // the compute-only min_max_partition on the same compute vector, in one
-// process. Not a test: prints one line per size.
+// process; and of the step search that follows it with measured costs
+// (search_by_step: the charged searches and the simulator-driven refinement),
+// once per size. Not a test: prints one line per size.
 //   bench_chain_partition [stages=8]
 #include <algorithm>
 #include <chrono>
@@ -12,6 +14,7 @@
 
 #include "compiler/analysis/balance.h"
 #include "compiler/analysis/chain_partition.h"
+#include "compiler/analysis/step_model.h"
 
 namespace {
 
@@ -64,8 +67,9 @@ double time_it(F&& f) {
 
 int main(int argc, char** argv) {
   const int stages = argc > 1 ? std::atoi(argv[1]) : 8;
-  std::printf("%8s %9s %7s %14s %14s %9s %12s %12s\n", "n", "edges", "stages", "chain_ms", "minmax_ms", "ratio",
-              "bottleneck", "compute_only");
+  std::printf("%8s %9s %7s %14s %14s %9s %12s %12s %12s %8s %5s\n", "n", "edges", "stages", "chain_ms", "minmax_ms",
+              "ratio", "bottleneck", "compute_only", "step_search_ms", "step", "moved");
+  std::printf("(step: the searched split's simulated step over the min-bottleneck split's; moved: cuts it moved)\n");
   for (int n : {1000, 10000, 100000}) {
     const ChainProblem p = random_dag(1234 + n, n);
     size_t edges = 0;
@@ -85,8 +89,33 @@ int main(int argc, char** argv) {
         compute_only = std::max(compute_only, s);
       }
     }
-    std::printf("%8d %9zu %7d %14.3f %14.3f %9.1f %12.4f %12.4f%s\n", n, edges, stages, 1e3 * t_chain, 1e3 * t_mm,
-                t_chain / t_mm, r.bottleneck, compute_only, r.feasible ? "" : "  (infeasible?!)");
+    // The step search on the same DAG as a cost model in ms per sample: every
+    // value 4 KiB per sample, micro-batches of 8 in 8 chunks, a message's
+    // latency of about one item's time per micro-batch and the bytes at 1.7 GB/s.
+    ppc::analysis::CostModel m;
+    m.balance = "time";
+    m.unit = "ms";
+    m.problem = p;
+    m.problem.receive_cost = 0.25;
+    for (int i = 0; i < n; ++i) m.items.push_back(i);
+    for (const auto& t : p.transfers) {
+      m.reads.emplace_back(t.producer, t.consumers);
+      m.read_bytes.emplace_back(4096.0, 4096.0);
+    }
+    ppc::analysis::StepOptions so;
+    so.chunks = 8;
+    so.micro_batch_size = 8;
+    so.message_ms = 4.0;
+    so.message_bytes_per_second = 1.7e9;
+    double before = ppc::analysis::predict_step_ms(m, r.starts, so), after = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<int> moved = ppc::analysis::search_by_step(m, r.starts, so, &after);
+    const double t_step = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    int changed = 0;
+    for (size_t k = 0; k < moved.size(); ++k) changed += moved[k] != r.starts[k];
+    std::printf("%8d %9zu %7d %14.3f %14.3f %9.1f %12.4f %12.4f %12.1f %8.3f %5d%s\n", n, edges, stages, 1e3 * t_chain,
+                1e3 * t_mm, t_chain / t_mm, r.bottleneck, compute_only, 1e3 * t_step, after / before, changed,
+                r.feasible ? "" : "  (infeasible?!)");
   }
   return 0;
 }
