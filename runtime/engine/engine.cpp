@@ -376,7 +376,9 @@ void Engine::finish_recv_data(PendingRecv& p) {
 
 void Engine::send_data(std::vector<at::Tensor> ts, int dst, uint32_t tag) {
   if (ts.empty()) return;
-  at::Tensor t = ts.size() == 1 ? wire_view(ts[0]) : wire::pack(ts);
+  // One tensor travels as it is (made contiguous); several are packed, which
+  // copies each whatever its strides.
+  at::Tensor t = ts.size() == 1 ? wire_view(ts[0].contiguous()) : wire::pack(ts);
   pending_sends_.push_back(t_.isend(t, dst, tag));
   send_keepalive_.push_back(t);
 }
@@ -433,7 +435,7 @@ void Engine::send_forward(int s, int m) {
     const Link& l = links_[li];
     if (!l.remote) continue;
     std::vector<at::Tensor> ts;
-    for (int j : l.out_idx) ts.push_back(st.outputs[j].detach().contiguous());
+    for (int j : l.out_idx) ts.push_back(st.outputs[j].detach());
     int dst = rank_of(l.consumer);
     if (l.headerless) {
       // The receiver has posted buffers of the manifest's shapes: a tensor of
@@ -580,7 +582,7 @@ void Engine::send_backward(int s, int m) {
       // The producer expects a gradient for every differentiable floating
       // entry: exactly the inputs that required grad, whose gradient backward() set.
       if (!l.differentiable[k] || !g.defined()) continue;
-      gs.push_back(g.contiguous());
+      gs.push_back(g);
     }
     send_data(std::move(gs), rank_of(l.producer), tags_->data(1, l.producer, s, m, 1));
   }

@@ -112,7 +112,7 @@ class Engine {
                       const std::vector<std::vector<int64_t>>& shapes, const std::vector<at::ScalarType>& dtypes);
   /// Waits for it; p.buffers then holds the tensors.
   void finish_recv_data(PendingRecv& p);
-  /// The sending side: `ts` (contiguous) as one message, packed when several.
+  /// The sending side: `ts` as one message, packed when several.
   void send_data(std::vector<at::Tensor> ts, int dst, uint32_t tag);
   /// A headerless link's k-th tensor shape for micro-batch m.
   std::vector<int64_t> link_shape(const Link& l, size_t k, int m) const;
