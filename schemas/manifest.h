@@ -140,6 +140,9 @@ struct Manifest {
     /// this rate (the profile's message_bytes_per_second; absent: message_ms
     /// is a message's whole time). The bytes: message_bytes.
     std::optional<double> message_bytes_per_second;
+    /// Measured costs only: per message, the time it takes each end's rank
+    /// (the profile's calibrated message_cpu_ms; absent: 0).
+    std::optional<double> message_cpu_ms;
     /// What each stage sends another per sample, one entry per stage pair
     /// (activations forward, their gradients back): a message of a
     /// micro-batch of n samples carries n times these. Measured costs only.

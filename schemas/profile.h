@@ -43,16 +43,18 @@ struct Profile {
   double loss_ms = 0;            ///< per micro-batch, inside loss_stage's F
   /// The link between ranks 0 and 1 (has_link false: one rank, not measured):
   /// an idle ping-pong's one-way latency and bandwidth, and the calibrated
-  /// latency of a message (a stage edge's tensors for one micro-batch) in the running
-  /// pipeline (-1: not calibrated). message_bytes_per_second > 0: a message
-  /// takes message_ms plus its bytes (`edges`) at this rate (the ping-pong's
-  /// bandwidth), and message_ms is calibrated so; 0: message_ms is the whole
-  /// time of any message (files from before edges were recorded).
+  /// cost of a message (a stage edge's tensors for one micro-batch) in the
+  /// running pipeline, for the simulator: in flight, message_ms (-1: not
+  /// calibrated) plus its bytes (`edges`) at message_bytes_per_second (0:
+  /// bytes free); and message_cpu_ms of each end's rank time (see
+  /// schedule::SimOptions::message_cpu), the part calibrated so that the
+  /// simulator reproduces the measured step. Files from before message_cpu_ms
+  /// calibrated message_ms instead (message_cpu_ms absent: 0).
   bool has_link = false;
-  double latency_ms = 0, bytes_per_second = 0, message_ms = -1, message_bytes_per_second = 0;
+  double latency_ms = 0, bytes_per_second = 0, message_ms = -1, message_bytes_per_second = 0, message_cpu_ms = 0;
   /// The profiled run's messages between ranks, per stage edge.
   std::vector<EdgeBytes> edges;
-  double step_ms = -1, simulated_step_ms = -1;  ///< measured median step, simulated from the stage times (-1: none)
+  double step_ms = -1, simulated_step_ms = -1;  ///< measured median step, simulated from the stage times and the messages in flight (-1: none)
   /// Median step time outside the pipeline (-1: none): from the step's start
   /// to the first compute action on any rank (loading and splitting the
   /// batch), and from the last action to the step's end (waiting for sends,

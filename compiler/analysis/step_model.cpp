@@ -73,6 +73,7 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
   }
   so.comm = o.message_ms;
   so.bytes_per_ms = o.message_bytes_per_second / 1000.0;
+  so.message_cpu = o.message_cpu_ms;
   auto lowered = sched::hoist_receives(sched::add_communication(compute, stages, graph), 1);
   return sched::simulate(lowered, stages, graph, so).makespan + o.overhead_ms;
 }
@@ -131,7 +132,7 @@ std::vector<int> search_by_step(const CostModel& m, std::vector<int> starts, con
                                 double* predicted_ms) {
   double best = predict_step_ms(m, starts, step);
   const int stages = static_cast<int>(starts.size()) + 1;
-  if ((!(step.message_ms > 0) && !(step.message_bytes_per_second > 0)) || stages < 2) {
+  if ((!(step.message_ms > 0) && !(step.message_bytes_per_second > 0) && !(step.message_cpu_ms > 0)) || stages < 2) {
     if (predicted_ms) *predicted_ms = best;
     return starts;
   }
@@ -140,8 +141,9 @@ std::vector<int> search_by_step(const CostModel& m, std::vector<int> starts, con
   if (m.problem.receive_cost > 0 || !m.problem.transfers.empty())
     for (double charge : {0.25, 0.5, 1.0, 2.0, 4.0}) {
       ChainProblem charged = m.problem;
-      // Per message of a micro-batch each way, in the model's per-sample unit.
-      charged.receive_cost += 2.0 * charge * step.message_ms / step.micro_batch_size;
+      // Per message of a micro-batch each way, in the model's per-sample
+      // unit: its time in flight and at the two ends.
+      charged.receive_cost += 2.0 * charge * (step.message_ms + 2 * step.message_cpu_ms) / step.micro_batch_size;
       ChainPartition cp = min_bottleneck_partition(charged, stages);
       if (!cp.feasible || cp.starts == starts) continue;
       const double t = predict_step_ms(m, cp.starts, step);

@@ -20,6 +20,8 @@ struct StepOptions {
   double message_ms = 0;          ///< one message's latency in the running pipeline (per edge, micro-batch and direction)
   /// Besides message_ms, a message's bytes travel at this rate (0: free).
   double message_bytes_per_second = 0;
+  /// Per message, the time it takes each end's rank (SimOptions::message_cpu).
+  double message_cpu_ms = 0;
   double overhead_ms = 0;         ///< per step, outside the pipeline (batch loading, optimizer)
   /// The search leaves the min-bottleneck split only for one predicted at
   /// least this much (relative) faster: where a message's latency dominates,

@@ -143,6 +143,7 @@ void record_costs(manifest::Manifest& m, const analysis::AutoPartition& ap, bool
   cm.forward_fraction = sig6(forward_fraction);
   if (measured && ap.model.unit == "ms") {
     cm.message_ms = sig6(measured->message_ms());
+    if (measured->message_cpu_ms() > 0) cm.message_cpu_ms = sig6(measured->message_cpu_ms());
     if (measured->message_bytes_per_second() > 0 && !ap.starts.empty()) {
       cm.message_bytes_per_second = sig6(measured->message_bytes_per_second());
       std::set<std::pair<int, int>> in_manifest;
@@ -343,6 +344,7 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
     step.forward_fraction = measured->forward_fraction;
     step.message_ms = measured->message_ms();
     step.message_bytes_per_second = measured->message_bytes_per_second();
+    step.message_cpu_ms = measured->message_cpu_ms();
     step.overhead_ms = measured->overhead_ms();
   }
   if (spec.auto_split) {
@@ -483,6 +485,7 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
     out << "  predicted step " << fixed(*cm.predicted_step_ms, 2) << " ms (" << *cm.predicted_schedule
         << ", one stage per rank, the profile's micro-batches; message latency " << fixed(cm.message_ms.value_or(0), 3)
         << " ms"
+        << (cm.message_cpu_ms ? " + " + fixed(*cm.message_cpu_ms, 3) + " ms at each end" : std::string())
         << (cm.message_bytes_per_second
                 ? " + bytes at " + fixed(*cm.message_bytes_per_second / 1e9, 2) + " GB/s"
                 : std::string())

@@ -71,12 +71,15 @@ struct SimCosts {
   std::vector<schedule::StageCost> stages;
   std::vector<std::pair<std::pair<int, int>, std::pair<double, double>>> edge_bytes;  ///< (from, to) -> bytes, grad bytes
   double bytes_per_second = 0;
+  double message_ms = -1;     ///< the file's calibrated time in flight (-1: none)
+  double message_cpu_ms = 0;  ///< the file's per-message rank time at each end
 };
 /// Throws ppc::Error on a malformed file or one for a different stage count.
 SimCosts sim_costs(const manifest::Manifest& manifest, const std::string& costs_file);
 
 /// The simulator on `schedule` (lowered) with the manifest's edges, the
-/// costs, and `comm` per message (plus its bytes at costs.bytes_per_second).
+/// costs, and `comm` per message in flight (plus its bytes at
+/// costs.bytes_per_second, and costs.message_cpu_ms at each end).
 /// Throws ppc::Error when the costs give bytes for an edge the manifest does not have.
 schedule::SimResult simulate_plan(const manifest::Manifest& manifest, const schedule::Schedule& schedule,
                                   const SimCosts& costs, double comm = 0);

@@ -285,13 +285,18 @@ void Engine::write_profile() {
     costs[s] = schedule::StageCost{at(0), at(1), at(2), at(3)};
   }
   // What one message (a stage edge's tensors for a micro-batch, packed)
-  // costs while the pipeline runs besides its bytes at the ping-pong's
-  // bandwidth (waking the receiver, Gloo's threads competing with compute,
-  // the header before the payload): the per-message time with which the
-  // simulator, fed this run's measured stage times and message bytes,
-  // reproduces its median step less the median time outside the pipeline
-  // (loading the batch, the optimizer step), which the split hardly changes.
-  // 0 when compute and bytes alone explain it.
+  // costs while the pipeline runs. In flight: the ping-pong's latency, and
+  // its bytes at the ping-pong's bandwidth. The rest (waking the receiver,
+  // the header, copies, Gloo's threads competing with compute for cores) is
+  // rank time at both ends: the per-message time (SimOptions::message_cpu)
+  // with which the simulator, fed this run's measured stage times, reproduces
+  // its median step less the median time outside the pipeline (loading the
+  // batch, the optimizer step), which the split hardly changes. 0 when
+  // compute and the messages in flight alone explain it. Charged to the
+  // ranks rather than in flight because that is what carries over to another
+  // split here: calibrated in flight, a message on an imbalanced split's
+  // critical path (few messages, the slow stage's backlog hides the rest)
+  // came out twice what it did on a balanced one.
   if (!profile_step_ms_.empty() && t_.world_size() > 1) {
     auto median = [](std::vector<double> v) {
       std::sort(v.begin(), v.end());
@@ -300,16 +305,18 @@ void Engine::write_profile() {
     const double overhead = median(profile_overhead_ms_);
     const double measured = median(profile_step_ms_) - overhead;
     const double bytes_per_ms = link_bytes_per_s_ > 0 ? link_bytes_per_s_ / 1000.0 : 0.0;
-    auto makespan = [&](double comm) {
+    const double in_flight = link_latency_ms_ > 0 ? link_latency_ms_ : 0.0;
+    auto makespan = [&](double cpu) {
       schedule::SimOptions so;
       so.costs = costs;
-      so.comm = comm;
+      so.comm = in_flight;
       so.bytes_per_ms = bytes_per_ms;
+      so.message_cpu = cpu;
       return schedule::simulate(plan_, num_stages_, graph, so).makespan;
     };
-    const double compute_only = makespan(0);
+    const double without = makespan(0);
     double lo = 0, hi = 0;
-    if (compute_only < measured) {
+    if (without < measured) {
       hi = measured;
       for (int it = 0; it < 50; ++it) {
         double mid = (lo + hi) / 2;
@@ -318,10 +325,11 @@ void Engine::write_profile() {
     }
     p.step_ms = measured + overhead;
     p.overhead_ms = overhead;
-    p.simulated_step_ms = compute_only;
+    p.simulated_step_ms = without;
     p.has_link = true;
-    p.message_ms = hi;
+    p.message_ms = in_flight;
     p.message_bytes_per_second = bytes_per_ms * 1000.0;
+    p.message_cpu_ms = hi;
   }
   // Per node: forward and backward ms per micro-batch, measured inside the
   // stage (ONNX stages), for ppc to spread the stage's F and B by rather

@@ -100,6 +100,8 @@ SimCosts sim_costs(const manifest::Manifest& m, const std::string& costs_file) {
   }
   for (const auto& e : p.edges) out.edge_bytes.push_back({{e.from, e.to}, {e.bytes, e.grad_bytes}});
   out.bytes_per_second = p.message_bytes_per_second;
+  out.message_ms = p.message_ms;
+  out.message_cpu_ms = p.message_cpu_ms;
   return out;
 }
 
@@ -118,6 +120,7 @@ schedule::SimResult simulate_plan(const manifest::Manifest& m, const schedule::S
   so.costs = costs.stages;
   so.comm = comm;
   so.bytes_per_ms = costs.bytes_per_second / 1000.0;
+  so.message_cpu = costs.message_cpu_ms;
   return schedule::simulate(sched, static_cast<int>(m.stages.size()), graph, so);
 }
 

@@ -37,6 +37,12 @@ class Simulator {
       throw Error("costs given for " + std::to_string(o.costs.size()) + " stages, expected 1 or " +
                   std::to_string(num_stages));
     costs_ = o.costs.empty() ? std::vector<StageCost>(1) : o.costs;
+    // Per stage: its producers and consumers on other ranks (one message
+    // each per micro-batch and direction).
+    remote_.assign(num_stages, 0);
+    for (int st = 0; st < num_stages; ++st)
+      for (const auto* peers : {&g.producers[st], &g.consumers[st]})
+        for (int t : *peers) remote_[st] += owner_[t] != owner_[st] ? 1 : 0;
     for (size_t r = 0; r < s.size(); ++r)
       for (size_t i = 0; i < s[r].size(); ++i) {
         lowered_ = lowered_ || s[r][i].is_comm();
@@ -96,10 +102,11 @@ class Simulator {
   const StageCost& cost(int stage) const { return costs_.size() == 1 ? costs_[0] : costs_[stage]; }
 
   double duration(const Action& a) const {
+    const double cpu = opts_.message_cpu > 0 ? opts_.message_cpu * remote_[a.stage] : 0.0;
     switch (a.kind) {
-      case Action::F: return cost(a.stage).f;
-      case Action::B: return cost(a.stage).b;
-      case Action::I: return cost(a.stage).i;
+      case Action::F: return cost(a.stage).f + cpu;
+      case Action::B: return cost(a.stage).b + cpu;
+      case Action::I: return cost(a.stage).i + cpu;
       case Action::W: return cost(a.stage).w;
       default: return 0;
     }
@@ -223,6 +230,7 @@ class Simulator {
   const SimOptions& opts_;
   std::vector<int> owner_;
   std::vector<StageCost> costs_;
+  std::vector<int> remote_;  // per stage: peer stages on other ranks
   bool lowered_ = false;
   std::map<Key, int> where_;     // action -> its rank
   std::map<Key, std::pair<double, double>> done_;  // action -> its start and end time

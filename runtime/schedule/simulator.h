@@ -43,6 +43,13 @@ struct SimOptions {
   /// edge with bytes (StageGraph::bytes) takes comm + its bytes / bytes_per_ms.
   /// 0: bytes take no time (every message takes comm).
   double bytes_per_ms = 0;
+  /// What a message costs its two ranks besides its time in flight: each
+  /// compute action that sends or receives messages (F: activations in and
+  /// out, B and I: gradients in and out; not W) takes this much longer per
+  /// message to or from another rank. Where communication threads compete
+  /// with compute for cores, a message occupies both ends rather than only
+  /// delaying its receiver. 0: messages take no rank time.
+  double message_cpu = 0;
   /// false (pprun's engine, like torch.distributed.pipelining's runtime): a
   /// RECV only posts the receive, taking no time, and the compute that needs
   /// the data waits for it. true: the RECV itself blocks its rank until its

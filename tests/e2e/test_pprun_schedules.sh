@@ -102,17 +102,17 @@ grep -q "^rank 3 |" "$W/sim.txt" || fail "no timeline"
 "$PY" -c 'import sys, xml.etree.ElementTree as ET; ET.parse(sys.argv[1])' "$W/sim.svg" || fail "simulated SVG"
 "$PPRUN" --manifest "$W/two" --simulate --schedule-file "$W/custom.csv" --world-size 2 >/dev/null ||
   fail "simulate a schedule file"
-# The profile's message latency is calibrated so that the simulator, fed the
-# run's measured stage times and its messages' bytes (at the ping-pong's rate),
-# reproduces the measured step less its time outside the pipeline (or falls
-# short without any messages).
-read -r comm step overhead < <("$PY" -c 'import json, sys; c = json.load(open(sys.argv[1])); print(c["link"]["message_ms"], c["step_ms"], c["overhead_ms"])' "$W/costs.json")
+# A message costs the ping-pong's latency and its bytes (at the ping-pong's
+# rate) in flight, and a calibrated time at each end's rank: the one with
+# which the simulator, fed the run's measured stage times, reproduces the
+# measured step less its time outside the pipeline (or falls short without it).
+read -r comm cpu step overhead < <("$PY" -c 'import json, sys; c = json.load(open(sys.argv[1])); l = c["link"]; print(l["message_ms"], l["message_cpu_ms"], c["step_ms"], c["overhead_ms"])' "$W/costs.json")
 makespan=$("$PPRUN" --manifest "$W/four" --simulate --schedule zb-h1 --chunks 4 --world-size 4 --costs "$W/costs.json" \
-  --comm "$comm" | sed -n 's/^makespan \([0-9.e+-]*\).*/\1/p')
+  | sed -n 's/^makespan \([0-9.e+-]*\).*/\1/p')
 "$PY" -c "import sys; m, c, s, o = map(float, sys.argv[1:]); assert 0 <= o < s; sys.exit(0 if (abs(m - (s - o)) <= 1e-3 * s if c > 0 else m >= (s - o) * (1 - 1e-3)) else 1)" \
-  "$makespan" "$comm" "$step" "$overhead" ||
-  fail "calibration: makespan $makespan ms at message latency $comm ms, measured step $step ms less overhead $overhead ms"
-echo "   calibrated: makespan $makespan ms at $comm ms per message = step $step ms - overhead $overhead ms"
+  "$makespan" "$cpu" "$step" "$overhead" ||
+  fail "calibration: makespan $makespan ms at $cpu ms per message and end, measured step $step ms less overhead $overhead ms"
+echo "   calibrated: makespan $makespan ms at $comm ms in flight and $cpu ms at each end per message = step $step ms - overhead $overhead ms"
 step "measured costs into ppc: --profile of a 4-stage split -> ppc split --balance time --costs -> a 2-stage split"
 "$PY" - "$W/costs.json" "$ROOT/samples/mlp/mlp_traced.pt" <<'EOF'
 import hashlib, json, sys
@@ -121,6 +121,7 @@ assert c["source_sha256"] == hashlib.sha256(open(sys.argv[2], "rb").read()).hexd
 assert c["micro_batch_size"] == 2.0, c["micro_batch_size"]  # batches of 8 in 4 micro-batches
 assert c["loss_stage"] == 3 and 0 < c["loss_ms"] < c["stages"][3]["f"], c
 assert c["link"]["latency_ms"] > 0 and c["link"]["bytes_per_second"] > 1e6, c["link"]  # measured ping-pong
+assert c["link"]["message_ms"] == c["link"]["latency_ms"], c["link"]  # in flight: the ping-pong's
 # Every stage pair's message bytes, per micro-batch each way (the engine test
 # checks them against the wire format); the calibration charged them at the
 # ping-pong's rate.
@@ -144,8 +145,9 @@ total = sum(s["f"] + (s["b"] or s["i"] + s["w"]) for s in c["stages"]) / c["micr
 got = sum(s["cost"]["model_compute"] for s in m["stages"])
 assert abs(got - total) <= 1e-4 * total, (got, total)
 assert max(s["cost"]["model"] for s in m["stages"]) == cm["bottleneck"]
-# The profiled pipeline's message latency is kept for prediction, not charged to the stages.
+# The profiled pipeline's message costs are kept for prediction, not charged to the stages.
 assert abs(cm["message_ms"] - c["link"]["message_ms"]) <= 1e-5 * max(1.0, c["link"]["message_ms"]), (cm, c["link"])
+assert abs(cm.get("message_cpu_ms", 0) - c["link"]["message_cpu_ms"]) <= 1e-5 * max(1.0, c["link"]["message_cpu_ms"]), (cm, c["link"])
 # And the bytes of the one stage pair's message with it. TorchScript records
 # no shapes: a value of unknown size counts the profiled messages' mean.
 assert abs(cm["message_bytes_per_second"] / c["link"]["message_bytes_per_second"] - 1) <= 1e-5, cm
@@ -168,7 +170,8 @@ st = [{"stage": s["index"], "f": s["cost"]["model"] * mb * ff, "b": s["cost"]["m
 edges = [{"from": e["from"], "to": e["to"], "bytes": e["bytes_per_sample"] * mb,
           "grad_bytes": e["grad_bytes_per_sample"] * mb} for e in cm["message_bytes"]]
 json.dump({"version": 1, "unit": "ms", "stages": st, "edges": edges,
-           "link": {"message_bytes_per_second": cm["message_bytes_per_second"]}}, open(sys.argv[3], "w"))
+           "link": {"message_bytes_per_second": cm["message_bytes_per_second"], "message_ms": cm["message_ms"],
+                    "message_cpu_ms": cm.get("message_cpu_ms", 0)}}, open(sys.argv[3], "w"))
 EOF
 read -r comm predicted overhead < <("$PY" -c 'import json, sys; c = json.load(open(sys.argv[1]))["cost"]["model"]; print(c["message_ms"], c["predicted_step_ms"], c.get("step_overhead_ms", 0))' "$W/timed/manifest.json")
 simulated=$("$PPRUN" --manifest "$W/timed" --world-size 2 --schedule zb-h1 --chunks 4 --simulate --costs "$W/pred.json" \

@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
   app.add_option("--schedule-file", o.schedule_file, "compute-only CSV schedule (torch.distributed.pipelining's format)");
   app.add_option("--trace", o.trace_path, "write a Chrome trace (Perfetto) of every action on every rank");
   app.add_option("--timeline", o.timeline_path, "write an SVG picture of the last step (or of --simulate)");
-  app.add_option("--comm", comm_ms, "--simulate: time one message (a stage edge's tensors for one micro-batch, each way) takes, in the costs' unit (default 0); with --costs that record message bytes, besides those bytes at the profile's rate")
+  app.add_option("--comm", comm_ms, "--simulate: time one message (a stage edge's tensors for one micro-batch, each way) takes in flight, in the costs' unit (default: a --profile costs file's message_ms, else 0); a costs file with message bytes adds them at its rate, and its calibrated message_cpu_ms to both ends' ranks")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--profile", o.profile_path, "write measured per-stage F/B/I/W ms per micro-batch (for --costs)");
   app.add_option("--schedule", o.schedule, "pipeline schedule")
@@ -220,6 +220,7 @@ int main(int argc, char** argv) {
         return 0;
       }
       SimCosts costs = sim_costs(lm.manifest, costs_file);
+      if (!app.count("--comm") && costs.message_ms > 0) comm_ms = costs.message_ms;
       schedule::SimResult sim = simulate_plan(lm.manifest, s, costs, comm_ms);
       std::cout << "simulated " << o.schedule << ": " << ws << " ranks, " << lm.manifest.stages.size() << " stages, "
                 << o.chunks << " micro-batches, costs " << (costs_file.empty() ? "from FLOP estimates" : costs_file)

@@ -786,6 +786,14 @@ TEST(StepModel, AMessagePaysItsBytesAtTheProfiledRate) {
                 s.message_ms = 0.75;
                 return s;
               }()), 1e-9);
+  // The time a message takes its two ranks lengthens every F and B that sends
+  // or receives one: GPipe with one micro-batch runs F0 F1 B1 B0 in a row.
+  StepOptions one = so;
+  one.schedule = "gpipe";
+  one.chunks = 1;
+  StepOptions busy = one;
+  busy.message_cpu_ms = 0.5;
+  EXPECT_NEAR(predict_step_ms(m2, {2}, busy), predict_step_ms(m2, {2}, one) + 4 * 0.5, 1e-9);
 }
 
 TEST(StepModel, LatencyBoundPipelinesPickTheFastestCandidate) {

@@ -383,6 +383,29 @@ TEST(Simulator, AMessageTakesCommPlusItsBytesAtTheLinkRate) {
   EXPECT_EQ(error_of([] { StageGraph::from_edges(2, {{0, 1, -1, 0}}); }), "edge 0 -> 1: bytes must be 0 or more");
 }
 
+TEST(Simulator, AMessageTakesItsTimeAtBothEndsRanks) {
+  // GPipe, one micro-batch, F = B = 1, 0.5 in flight per message, and 0.25
+  // of rank time per message at each end: a chain's middle stage sends and
+  // receives two messages per action, its ends one.
+  for (bool lowered : {false, true}) {
+    SCOPED_TRACE(lowered ? "lowered" : "compute-only");
+    SimOptions o = costs(1, 1);
+    o.comm = 0.5;
+    o.message_cpu = 0.25;
+    Schedule two = lowered ? add_communication(gpipe(2, 1), 2) : gpipe(2, 1);
+    Schedule three = lowered ? add_communication(gpipe(3, 1), 3) : gpipe(3, 1);
+    EXPECT_DOUBLE_EQ(simulate(two, 2, o).makespan, 4 * 1.25 + 2 * 0.5);
+    EXPECT_DOUBLE_EQ(simulate(three, 3, o).makespan, 6 + 8 * 0.25 + 4 * 0.5);
+    // Busy time counts it: it is the rank's.
+    EXPECT_DOUBLE_EQ(simulate(two, 2, o).busy[0], 2 * 1.25);
+  }
+  // Two stages on one rank exchange no messages: no rank time.
+  Schedule one_rank = {{Action{Action::F, 0, 0}, Action{Action::F, 1, 0}, Action{Action::B, 1, 0}, Action{Action::B, 0, 0}}};
+  SimOptions o = costs(1, 1);
+  o.message_cpu = 0.25;
+  EXPECT_DOUBLE_EQ(simulate(one_rank, 2, o).makespan, 4);
+}
+
 TEST(Simulator, GPipeAndOneFOneBMatchTheClosedForms) {
   for (auto [P, M] : {std::pair{2, 4}, {3, 5}, {4, 8}, {4, 4}, {5, 16}}) {
     SCOPED_TRACE("P=" + std::to_string(P) + " M=" + std::to_string(M));
