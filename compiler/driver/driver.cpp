@@ -107,10 +107,11 @@ analysis::CostModelOptions cost_options(const spec::SplitSpec& spec, const analy
   if (measured && measured->profile.bytes_per_second > 0 && (!spec.auto_split || !spec.auto_split->link_bytes_per_second))
     o.link_bytes_per_second = measured->profile.bytes_per_second;
   // Per message and micro-batch, a stage pays the idle link's latency (the
-  // calls on both sides) besides the bytes. The latency a message has in a
-  // running pipeline (message_ms) is not stage time: in a full pipeline it
-  // overlaps compute, and fill and drain pay it about equally for any split
-  // into the same number of stages. It goes to the manifest for prediction.
+  // calls on both sides) besides the bytes. What a message costs in the
+  // running pipeline (message_cpu_ms at both ends) is not charged here: the
+  // step search charges it to candidate splits and the simulator, which
+  // knows which messages each split sends, judges them. It goes to the
+  // manifest for prediction.
   if (measured) o.link_latency_ms = measured->profile.latency_ms;
   if (measured && (!spec.auto_split || !spec.auto_split->micro_batch_size))
     o.micro_batch_size = std::max(1, static_cast<int>(measured->profile.micro_batch_size + 0.5));
