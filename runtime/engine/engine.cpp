@@ -207,7 +207,12 @@ void Engine::reset_micro_states() {
 void Engine::run() {
   setup();
   t_.barrier();
-  if (!o_.profile_path.empty()) measure_link();
+  if (!o_.profile_path.empty()) {
+    measure_link();
+    const size_t S = static_cast<size_t>(num_stages_);
+    message_bytes_.assign(2 * S * S, 0.0);
+    message_count_.assign(2 * S * S, 0.0);
+  }
   origin_ = std::chrono::steady_clock::now();
   if (collect_ || tracing_) align_clocks();
   for (int64_t i = 0; i < o_.steps; ++i) {
@@ -356,12 +361,11 @@ void Engine::post_recv_data(PendingRecv& p, int direction, int producer, int con
 
 void Engine::finish_recv_data(PendingRecv& p) {
   for (auto& w : p.works) w->wait();
-  if (!o_.profile_path.empty() && !p.works.empty() && p.producer >= 0) {
+  if (!message_count_.empty() && !p.works.empty() && p.producer >= 0) {
     double bytes = p.packed.defined() ? static_cast<double>(p.packed.nbytes()) : 0.0;
     if (!p.packed.defined())
       for (const at::Tensor& b : p.buffers) bytes += static_cast<double>(b.nbytes());
     const size_t S = static_cast<size_t>(num_stages_);
-    if (message_bytes_.empty()) message_bytes_.assign(2 * S * S, 0.0), message_count_.assign(2 * S * S, 0.0);
     const size_t k = (static_cast<size_t>(p.direction) * S + static_cast<size_t>(p.producer)) * S +
                      static_cast<size_t>(p.consumer);
     message_bytes_[k] += bytes;

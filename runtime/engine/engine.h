@@ -69,7 +69,7 @@ int microbatches_in_schedule_file(const std::string& schedule_file);
 struct SimCosts {
   std::string file;  ///< "" for FLOP estimates
   std::vector<schedule::StageCost> stages;
-  std::vector<std::pair<std::pair<int, int>, std::pair<double, double>>> edge_bytes;  ///< (from, to) -> bytes, grad bytes
+  std::vector<schedule::StageEdge> edge_bytes;  ///< the edges the file gives bytes for
   double bytes_per_second = 0;
   double message_ms = -1;     ///< the file's calibrated time in flight (-1: none)
   double message_cpu_ms = 0;  ///< the file's per-message rank time at each end

@@ -140,7 +140,8 @@ class Engine {
   void gather_node_times();
   /// --profile: every rank sends rank 0 the bytes of the messages it received.
   void gather_message_bytes();
-  /// --profile: per direction and stage edge (2 x S x S), bytes received and messages.
+  /// --profile (empty otherwise): per direction and stage edge (2 x S x S),
+  /// bytes received and messages.
   std::vector<double> message_bytes_, message_count_;
   std::vector<std::vector<NodeTime>> node_us_;  ///< rank 0: per stage, totals
   double link_latency_ms_ = -1, link_bytes_per_s_ = -1;  ///< measured (rank 0), -1: not measured

@@ -218,7 +218,6 @@ void Engine::gather_node_times() {
 void Engine::gather_message_bytes() {
   if (t_.world_size() < 2) return;
   const size_t S = static_cast<size_t>(num_stages_);
-  if (message_bytes_.empty()) message_bytes_.assign(2 * S * S, 0.0), message_count_.assign(2 * S * S, 0.0);
   at::Tensor mine = at::empty({static_cast<int64_t>(4 * S * S)}, at::kDouble);
   std::copy(message_bytes_.begin(), message_bytes_.end(), mine.data_ptr<double>());
   std::copy(message_count_.begin(), message_count_.end(), mine.data_ptr<double>() + 2 * S * S);
@@ -266,7 +265,7 @@ void Engine::write_profile() {
   // bandwidth, so that a split sending more bytes is predicted to pay more.
   schedule::StageGraph graph = graph_;
   const size_t S = static_cast<size_t>(num_stages_);
-  for (size_t a = 0; a < S && !message_count_.empty(); ++a)
+  for (size_t a = 0; a < S; ++a)
     for (size_t b = a + 1; b < S; ++b) {
       const size_t fwd = a * S + b, bwd = S * S + a * S + b;
       if (message_count_[fwd] == 0 && message_count_[bwd] == 0) continue;

@@ -98,7 +98,7 @@ SimCosts sim_costs(const manifest::Manifest& m, const std::string& costs_file) {
     const auto& c = p.stages[s];
     out.stages[s] = schedule::StageCost{c.f, c.b, c.i, c.w}.filled();
   }
-  for (const auto& e : p.edges) out.edge_bytes.push_back({{e.from, e.to}, {e.bytes, e.grad_bytes}});
+  for (const auto& e : p.edges) out.edge_bytes.push_back({e.from, e.to, e.bytes, e.grad_bytes});
   out.bytes_per_second = p.message_bytes_per_second;
   out.message_ms = p.message_ms;
   out.message_cpu_ms = p.message_cpu_ms;
@@ -108,13 +108,13 @@ SimCosts sim_costs(const manifest::Manifest& m, const std::string& costs_file) {
 schedule::SimResult simulate_plan(const manifest::Manifest& m, const schedule::Schedule& sched, const SimCosts& costs,
                                   double comm) {
   schedule::StageGraph graph = stage_graph_of(m);
-  for (const auto& [edge, bytes] : costs.edge_bytes) {
-    const auto& readers = graph.consumers.at(static_cast<size_t>(edge.first));
-    if (!std::binary_search(readers.begin(), readers.end(), edge.second))
-      throw Error(costs.file + ": edge " + std::to_string(edge.first) + " -> " + std::to_string(edge.second) +
-                  " has bytes, but the manifest's stage " + std::to_string(edge.second) + " reads nothing from stage " +
-                  std::to_string(edge.first) + " (costs of another split?)");
-    graph.bytes[edge] = bytes;
+  for (const auto& e : costs.edge_bytes) {
+    const auto& readers = graph.consumers.at(static_cast<size_t>(e.producer));
+    if (!std::binary_search(readers.begin(), readers.end(), e.consumer))
+      throw Error(costs.file + ": edge " + std::to_string(e.producer) + " -> " + std::to_string(e.consumer) +
+                  " has bytes, but the manifest's stage " + std::to_string(e.consumer) + " reads nothing from stage " +
+                  std::to_string(e.producer) + " (costs of another split?)");
+    graph.bytes[{e.producer, e.consumer}] = {e.bytes, e.grad_bytes};
   }
   schedule::SimOptions so;
   so.costs = costs.stages;

@@ -137,15 +137,16 @@ class Simulator {
     return true;
   }
 
-  // A message moves once both its send is issued and its receive is posted
-  // (Gloo's rendezvous), and arrives `comm` later.
-  // How long the message from stage `from` to stage `to` takes (backward:
-  // the gradients of edge to -> from).
+  // How long the message from stage `from` to stage `to` takes in flight
+  // (backward: the gradients of edge to -> from).
   double message_time(int from, int to, bool backward) const {
     if (!(opts_.bytes_per_ms > 0)) return opts_.comm;
     const double bytes = backward ? graph_.message_bytes(to, from, true) : graph_.message_bytes(from, to, false);
     return opts_.comm + bytes / opts_.bytes_per_ms;
   }
+
+  // A message moves once both its send is issued and its receive is posted
+  // (Gloo's rendezvous), and arrives message_time() later.
 
   bool need_message(std::optional<double>& ready, Action::Kind recv, int recv_stage, Action::Kind send,
                     int send_stage, int mb) {
