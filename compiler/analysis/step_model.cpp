@@ -66,7 +66,11 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
   Evaluation& e = evaluation ? *evaluation : local;
   e = evaluate(m, starts);
   sched::SimOptions so;
-  for (double c : e.stage_costs) {
+  // Where the step options price a message, the simulator charges each one
+  // (in flight and at both ends' ranks); the stage costs' share of
+  // communication (the partitioner's objective) would count it twice.
+  const bool priced = o.message_ms > 0 || o.message_bytes_per_second > 0 || o.message_cpu_ms > 0;
+  for (double c : priced ? e.stage_compute : e.stage_costs) {
     double mb = c * o.micro_batch_size;
     double f = mb * o.forward_fraction, b = mb - f;
     so.costs.push_back(sched::StageCost{f, b, 0, 0}.filled());
@@ -138,7 +142,21 @@ std::vector<int> search_by_step(const CostModel& m, std::vector<int> starts, con
   }
   // The charged candidates: the latency is charged to the search's receiving
   // stages only where the model prices communication at all.
-  if (m.problem.receive_cost > 0 || !m.problem.transfers.empty())
+  if (m.problem.receive_cost > 0 || !m.problem.transfers.empty()) {
+    // And the split that balances compute alone: where a message's cost at
+    // the ranks is small next to a stage's compute, or hides behind it, the
+    // objective's communication only unbalances the compute.
+    ChainProblem bare = m.problem;
+    bare.transfers.clear();
+    bare.receive_cost = 0;
+    ChainPartition even = min_bottleneck_partition(bare, stages);
+    if (even.feasible && even.starts != starts) {
+      const double t = predict_step_ms(m, even.starts, step);
+      if (t < best * (1 - step.min_gain)) {
+        starts = even.starts;
+        best = t;
+      }
+    }
     for (double charge : {0.25, 0.5, 1.0, 2.0, 4.0}) {
       ChainProblem charged = m.problem;
       // Per message of a micro-batch each way, in the model's per-sample
@@ -152,6 +170,7 @@ std::vector<int> search_by_step(const CostModel& m, std::vector<int> starts, con
         best = t;
       }
     }
+  }
   refine(m, starts, best, step);
   if (predicted_ms) *predicted_ms = best;
   return starts;

@@ -36,7 +36,11 @@ struct StepOptions {
 std::vector<runtime::schedule::StageEdge> stage_edges(const CostModel& m, const std::vector<int>& starts);
 
 /// The simulated step (ms) of the partition given by `starts` under `m`
-/// (unit "ms"), one stage per rank, plus the per-step overhead.
+/// (unit "ms"), one stage per rank, plus the per-step overhead. Where
+/// `options` price a message (latency, bytes or rank time), the simulator
+/// charges every message and the stages run their compute alone; otherwise
+/// the stages run their whole cost (compute and the communication the model
+/// charges them).
 /// `schedule_used` gets the schedule simulated (options.schedule, or 1f1b
 /// when that one needs several stages per rank).
 /// `evaluation` (optional) gets evaluate(m, starts).
@@ -48,8 +52,9 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
 /// micro-batch, the pipeline stalls on it, and where the compute sits
 /// relative to the messages matters. So the exact search runs once per
 /// candidate charge of the latency to each receiving stage (0, 1/4, 1/2, 1,
-/// 2, 4 times it, per micro-batch each way) and the simulator picks the
-/// fastest step; ties go to the smaller charge. Then single cuts move (1, 2,
+/// 2, 4 times it, per micro-batch each way), and once on compute alone (no
+/// communication in the objective), and the simulator picks the fastest
+/// step; ties go to the earlier candidate. Then single cuts move (1, 2,
 /// 4, ... allowed places either way) while the simulated step shortens. Each
 /// replacement of the split must gain min_gain. The result is evaluated under the
 /// uncharged model (the manifest's stage costs), with predicted_step_ms set.

@@ -156,8 +156,9 @@ assert [(e["from"], e["to"]) for e in cm["message_bytes"]] == [(0, 1)], cm["mess
 assert abs(cm["message_bytes"][0]["bytes_per_sample"] / mean - 1) <= 1e-5, (cm["message_bytes"], mean)
 print(f"   time-balanced: stage costs {[s['cost']['model'] for s in m['stages']]} ms/sample, imbalance {cm['imbalance']}")
 EOF
-# ppc's predicted step is pprun's simulator on the manifest's stage costs with the message latency
-# and bytes, plus the profiled step's time outside the pipeline.
+# ppc's predicted step is pprun's simulator on the manifest's stage compute (the simulator charges
+# every message: latency, bytes and time at both ends, so the stage costs' share of communication
+# stays out), plus the profiled step's time outside the pipeline.
 "$PY" - "$W/timed/manifest.json" "$W/costs.json" "$W/pred.json" <<'EOF'
 import json, sys
 m = json.load(open(sys.argv[1]))
@@ -165,8 +166,9 @@ c = json.load(open(sys.argv[2]))
 cm = m["cost"]["model"]
 assert cm["predicted_schedule"] == "zb-h1" and cm["predicted_step_ms"] > 0, cm  # the profile's schedule
 mb, ff = c["micro_batch_size"], cm["forward_fraction"]
-st = [{"stage": s["index"], "f": s["cost"]["model"] * mb * ff, "b": s["cost"]["model"] * mb * (1 - ff),
-       "i": s["cost"]["model"] * mb * (1 - ff) / 2, "w": s["cost"]["model"] * mb * (1 - ff) / 2} for s in m["stages"]]
+assert any(s["cost"]["model"] > s["cost"]["model_compute"] for s in m["stages"]), m["stages"]  # or this proves nothing
+st = [{"stage": s["index"], "f": c * mb * ff, "b": c * mb * (1 - ff), "i": c * mb * (1 - ff) / 2, "w": c * mb * (1 - ff) / 2}
+      for s in m["stages"] for c in [s["cost"]["model_compute"]]]
 edges = [{"from": e["from"], "to": e["to"], "bytes": e["bytes_per_sample"] * mb,
           "grad_bytes": e["grad_bytes_per_sample"] * mb} for e in cm["message_bytes"]]
 json.dump({"version": 1, "unit": "ms", "stages": st, "edges": edges,

@@ -796,6 +796,43 @@ TEST(StepModel, AMessagePaysItsBytesAtTheProfiledRate) {
   EXPECT_NEAR(predict_step_ms(m2, {2}, busy), predict_step_ms(m2, {2}, one) + 4 * 0.5, 1e-9);
 }
 
+TEST(StepModel, APricedMessageIsChargedOnceNotAlsoToItsStage) {
+  Graph g = parse_graph(kCostChain);
+  CostModelOptions o;
+  o.flops_per_second = 3e6;       // 1 ms per node and sample
+  o.link_bytes_per_second = 8e5;  // 400 bytes there and back: 1 ms, charged to the receiving stage
+  CostModel charged = build_cost_model(g, consts(g), o, 2);
+  o.link_bytes_per_second = 0;
+  CostModel bare = build_cost_model(g, consts(g), o, 2);
+  // The objective charges [a b | c d]'s stage 1 for h1 and the skip h0.
+  EXPECT_EQ(evaluate(charged, {2}).stage_costs, (std::vector<double>{2, 4}));
+  EXPECT_EQ(evaluate(charged, {2}).stage_compute, (std::vector<double>{2, 2}));
+  // Unpriced messages: the stages run their whole cost, [2 | 4], bound by
+  // stage 1: stage 0's first F, 4 x 4, stage 0's last B.
+  StepOptions so;
+  so.chunks = 4;
+  so.micro_batch_size = 1;
+  EXPECT_DOUBLE_EQ(predict_step_ms(charged, {2}, so), 2.0 / 3 + 16 + 4.0 / 3);
+  // Priced (latency, bytes in flight, rank time), the simulator charges each
+  // message, and the stages run their compute alone: whatever the model's
+  // link cost, the same step.
+  so.message_ms = 0.1;
+  so.message_bytes_per_second = 8e6;
+  so.message_cpu_ms = 0.05;
+  EXPECT_NEAR(predict_step_ms(charged, {2}, so), predict_step_ms(bare, {2}, so), 1e-9);
+  EXPECT_LT(predict_step_ms(charged, {2}, so), 12.0);
+  // The objective's optimum is [a b c | d] (3 | 1 + 2); messages this cheap
+  // make the compute-balanced [a b | c d] faster, and the search finds the
+  // fastest split (brute force through the simulator).
+  o.link_bytes_per_second = 8e5;
+  EXPECT_EQ(positions(auto_partition(g, consts(g), 2, o).cuts), (Ints{3}));
+  double fastest = 1e300;
+  for (int c = 1; c < 4; ++c) fastest = std::min(fastest, predict_step_ms(charged, {c}, so));
+  AutoPartition by_step = auto_partition_by_step(g, consts(g), 2, o, so);
+  EXPECT_EQ(by_step.starts, (Ints{2}));
+  EXPECT_DOUBLE_EQ(by_step.predicted_step_ms, fastest);
+}
+
 TEST(StepModel, LatencyBoundPipelinesPickTheFastestCandidate) {
   Graph g = parse_graph(kCostChain);
   CostModelOptions o;
