@@ -24,6 +24,15 @@
 # cost.model.predicted_step_ms) against its measured one; the best hand
 # 2-stage split and the uniform one against auto, measured and predicted.
 #
+# Batch: 512 samples, skip 8192 (--batch-size N sets every sample's). At 512
+# skip computes 0.07-0.2 ms per stage and micro-batch of 64: a 4-9 ms step,
+# most of it messages, each one waking Gloo's threads on cores the other
+# rank's compute holds, which the simulator does not model (its prediction
+# there landed 0.63-1.62x the measured step over rounds). At 8192 a stage
+# computes about 1.7 ms per micro-batch, as the other samples do at 512.
+# Steps: 30 per run. Within one run skip's step alternates between about
+# 3.5 and 7 ms at batch 512, and the median of 9 steps landed in either mode.
+#
 # Usage: [KEEP=1] tools/bench_partition.sh [BUILD_DIR] [--batch-size N] [--chunks M] [--steps S] [--rounds R] [--samples "mlp skip"]
 # Ranks beyond the machine's cores time-share them (3 ranks on 2 cores here),
 # which the simulator does not model; that is why the prediction is checked
@@ -32,7 +41,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$ROOT/build}
 shift || true
-BATCH=512 CHUNKS=8 STEPS=10 ROUNDS=5 SAMPLES="mlp skip tinygpt convnet"
+BATCH= CHUNKS=8 STEPS=30 ROUNDS=5 SAMPLES="mlp skip tinygpt convnet"
 while [ $# -gt 0 ]; do
   case $1 in
     --batch-size) BATCH=$2; shift 2 ;;
@@ -46,10 +55,9 @@ done
 PY=/usr/bin/python3
 W=$(mktemp -d)
 if [ -n "${KEEP:-}" ]; then echo "work files kept in $W" >&2; else trap 'rm -rf "$W"' EXIT; fi
-RUN=(--threads 1 --chunks "$CHUNKS" --synthetic --batch-size "$BATCH" --dim seq=16 --steps "$STEPS" --train --loss mse
-     --optimizer sgd --lr 0.001)
+batch_of() { if [ -n "$BATCH" ]; then echo "$BATCH"; elif [ "$1" = skip ]; then echo 8192; else echo 512; fi; }
 
-echo "batch $BATCH, $CHUNKS micro-batches, $STEPS steps per run, $ROUNDS rounds, 1f1b, 1 thread per rank, $(nproc) cores"
+echo "batch $(for s in $SAMPLES; do printf '%s %s, ' "$s" "$(batch_of "$s")"; done)$CHUNKS micro-batches, $STEPS steps per run, $ROUNDS rounds, 1f1b, 1 thread per rank, $(nproc) cores"
 echo "step: median ms per step over the rounds; slowest stage: measured F+B ms per micro-batch of the slowest stage;"
 echo "stage p/m: ppc's predicted stage compute over the same round's measured F+B (min..max over rounds and stages);"
 echo "auto2 runs: each round's auto2 step over the median of all rounds (min..max: this machine's noise);"
@@ -70,6 +78,8 @@ auto() {  # MODEL STAGES PROFILE OUT: ppc's time-balanced split from a profile
 }
 for s in $SAMPLES; do
   model="$ROOT/samples/$s/$s.onnx"
+  RUN=(--threads 1 --chunks "$CHUNKS" --synthetic --batch-size "$(batch_of "$s")" --dim seq=16 --steps "$STEPS" --train
+       --loss mse --optimizer sgd --lr 0.001)
   # The run's symbolic dims for ppc's cost model too (message bytes, attention FLOPs).
   DIMS=(); [ "$s" = tinygpt ] && DIMS=(--dim seq=16)
   # The splits a user starts from, profiled as they run: the hand-written
@@ -104,7 +114,7 @@ for s in $SAMPLES; do
         >/dev/null 2>&1 || { echo "ppc split $s.$k --costs failed" >&2; exit 1; }
     done
   done
-  "$PY" - "$W" "$s" "$ROUNDS" "$BATCH" "$CHUNKS" "${hand2[@]}" <<'PYEOF'
+  "$PY" - "$W" "$s" "$ROUNDS" "$(batch_of "$s")" "$CHUNKS" "${hand2[@]}" <<'PYEOF'
 import json, re, statistics, sys
 w, s, rounds, batch, chunks, *hand2 = sys.argv[1:]
 rounds, mb = range(1, int(rounds) + 1), int(batch) / int(chunks)
