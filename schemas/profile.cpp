@@ -54,6 +54,17 @@ Profile read_profile(const std::string& path) {
     if (j.contains("step_ms")) p.step_ms = time_at(j, "step_ms", -1.0, path);
     if (j.contains("simulated_step_ms")) p.simulated_step_ms = time_at(j, "simulated_step_ms", -1.0, path);
     if (j.contains("overhead_ms")) p.overhead_ms = time_at(j, "overhead_ms", -1.0, path);
+    if (j.contains("host")) {
+      const auto& h = j.at("host");
+      auto count = [&](const char* key) {
+        const int v = h.at(key).get<int>();
+        if (v < 1) throw Error(path + ": host: '" + key + "' must be 1 or more");
+        return v;
+      };
+      p.host.cores = count("cores");
+      p.host.threads = count("threads");
+      if (h.contains("local_ranks")) p.host.local_ranks = count("local_ranks");
+    }
     const auto& st = j.at("stages");
     if (!st.is_array() || st.empty()) throw Error(path + ": 'stages' must be a non-empty list");
     for (size_t s = 0; s < st.size(); ++s) {
@@ -116,6 +127,10 @@ std::string profile_json(const Profile& p) {
   if (p.step_ms >= 0) j["step_ms"] = p.step_ms;
   if (p.simulated_step_ms >= 0) j["simulated_step_ms"] = p.simulated_step_ms;
   if (p.overhead_ms >= 0) j["overhead_ms"] = p.overhead_ms;
+  if (p.host.cores > 0) {
+    j["host"] = {{"cores", p.host.cores}, {"threads", p.host.threads}};
+    if (p.host.local_ranks > 0) j["host"]["local_ranks"] = p.host.local_ranks;
+  }
   j["stages"] = nlohmann::ordered_json::array();
   for (size_t s = 0; s < p.stages.size(); ++s) {
     const StageTimes& t = p.stages[s];

@@ -32,6 +32,17 @@ struct EdgeBytes {
   double bytes = 0, grad_bytes = 0;
 };
 
+/// Where the profile was measured: rank 0's host. The times are wall times:
+/// where the host's ranks and their intra-op threads outnumber its cores,
+/// they time-share them, and every time includes waiting for a core, which
+/// the schedule simulator (a core per rank) does not model.
+struct Host {
+  int cores = 0;        ///< cores rank 0 may run on (0: not recorded)
+  int local_ranks = 0;  ///< ranks on that host (LOCAL_WORLD_SIZE; 0: unknown)
+  int threads = 0;      ///< intra-op threads per rank
+  bool oversubscribed() const { return cores > 0 && local_ranks > 0 && threads > 0 && local_ranks * threads > cores; }
+};
+
 struct Profile {
   std::string file;  ///< where it was read from (for messages)
   std::string schedule;
@@ -60,6 +71,7 @@ struct Profile {
   /// batch), and from the last action to the step's end (waiting for sends,
   /// the optimizer step). The simulator's makespan covers the rest.
   double overhead_ms = -1;
+  Host host;
   std::vector<StageTimes> stages;
 };
 

@@ -4,11 +4,16 @@
 #include "runtime/engine/engine_internal.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <sched.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <iomanip>
 #include <sstream>
+#include <thread>
 
 
 #include "runtime/schedule/simulator.h"
@@ -236,6 +241,19 @@ void Engine::gather_message_bytes() {
   }
 }
 
+namespace {
+
+// The cores this process may run on (its affinity mask: taskset, cgroup
+// cpusets), else the machine's.
+int usable_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+}  // namespace
+
 void Engine::write_profile() {
   profile::Profile p;
   p.schedule = o_.schedule;
@@ -253,6 +271,11 @@ void Engine::write_profile() {
     p.loss_stage = loss_stage_;
     p.loss_ms = profile_steps_ ? profile_loss_sum_ / profile_steps_ / 1000.0 : 0.0;
   }
+  // Rank 0's host: are the profiled times wall times of ranks time-sharing
+  // its cores?
+  p.host.cores = usable_cores();
+  p.host.threads = at::get_num_threads();
+  if (const char* n = std::getenv("LOCAL_WORLD_SIZE"); n && std::atoi(n) > 0) p.host.local_ranks = std::atoi(n);
   // The link between ranks 0 and 1: one small message's one-way time and the
   // bandwidth of a 4 MiB one (the same machine's loopback for --nproc).
   if (link_latency_ms_ >= 0) {
@@ -347,6 +370,10 @@ void Engine::write_profile() {
     p.stages.push_back(std::move(t));
   }
   std::ofstream(o_.profile_path) << profile::profile_json(p);
+  if (p.host.oversubscribed())
+    log_ << "note: " << o_.profile_path << ": measured with " << p.host.local_ranks << " ranks x " << p.host.threads
+         << (p.host.threads == 1 ? " thread on " : " threads on ") << p.host.cores << " cores: its times include waiting for a core, which the simulator "
+         << "(a core per rank and thread) does not model" << std::endl;
 }
 
 // Every rank's events travel to rank 0 as numbers (count, then 6 per event).

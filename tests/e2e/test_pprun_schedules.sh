@@ -90,6 +90,13 @@ assert all(f"rank {r}" in texts for r in range(4)), texts
 assert len(svg.findall(ns + "rect")) >= 4 * 3 * 4, "one slice per F, I and W of the last step"
 costs = json.load(open(w + "/costs.json"))
 assert [s["stage"] for s in costs["stages"]] == [0, 1, 2, 3] and all(s["f"] > 0 for s in costs["stages"])
+# Rank 0's host: 4 local ranks of pprun's default threads (the machine's cores / ranks, at least 1) on
+# the cores this process may use; ranks x threads beyond them time-share the cores, which the log says.
+import os
+h = costs["host"]
+assert h == {"cores": len(os.sched_getaffinity(0)), "threads": max(1, os.cpu_count() // 4), "local_ranks": 4}, h
+noted = "costs.json: measured with 4 ranks x" in open(w + "/run.log").read()
+assert noted == (4 * h["threads"] > h["cores"]), (noted, h)
 print(f"   trace: {len(events)} slices on 4 tracks; timeline: {len(svg.findall(ns + 'rect'))} rects; costs for 4 stages")
 EOF
 
@@ -133,6 +140,13 @@ EOF
 "$PPC" split "$MODEL" --stages 2 --balance time --costs "$W/costs.json" -o "$W/timed" >"$W/timed.txt" 2>&1 ||
   { cat "$W/timed.txt" >&2; fail "ppc split --balance time"; }
 cat "$W/timed.txt"
+# ppc says so too.
+"$PY" - "$W/costs.json" "$W/timed.txt" <<'EOF' || fail "ppc's note on an oversubscribed profile"
+import json, sys
+h = json.load(open(sys.argv[1]))["host"]
+noted = [l for l in open(sys.argv[2]) if l.startswith(f"note: {sys.argv[1]}: measured with 4 ranks x {h['threads']} thread")]
+assert len(noted) == (1 if 4 * h["threads"] > h["cores"] else 0), (noted, h)
+EOF
 "$PY" - "$W/timed/manifest.json" "$W/costs.json" <<'EOF'
 import json, sys
 m = json.load(open(sys.argv[1]))

@@ -55,6 +55,7 @@ TEST(Profile, RoundTripsEveryField) {
   p.step_ms = 12.0;
   p.simulated_step_ms = 10.0;
   p.overhead_ms = 1.5;
+  p.host = {2, 3, 1};  // 3 ranks of 1 thread on 2 cores
   StageTimes a;
   a.f = 1;
   a.b = 2;
@@ -94,6 +95,10 @@ TEST(Profile, RoundTripsEveryField) {
   EXPECT_EQ(q.step_ms, 12.0);
   EXPECT_EQ(q.simulated_step_ms, 10.0);
   EXPECT_EQ(q.overhead_ms, 1.5);
+  EXPECT_EQ(q.host.cores, 2);
+  EXPECT_EQ(q.host.local_ranks, 3);
+  EXPECT_EQ(q.host.threads, 1);
+  EXPECT_TRUE(q.host.oversubscribed());
   ASSERT_EQ(q.stages.size(), 2u);
   EXPECT_EQ(q.stages[0].nodes, a.nodes);
   EXPECT_EQ(q.stages[0].first_node, "n0");
@@ -107,6 +112,12 @@ TEST(Profile, RoundTripsEveryField) {
   text = profile_json(p);
   EXPECT_EQ(text.find("loss_ms"), std::string::npos);
   EXPECT_EQ(text.find("link"), std::string::npos);
+  // A host is oversubscribed when its ranks' threads outnumber its cores;
+  // not when that is unknown.
+  EXPECT_FALSE((Host{4, 2, 2}.oversubscribed()));
+  EXPECT_TRUE((Host{4, 2, 3}.oversubscribed()));
+  EXPECT_FALSE((Host{2, 0, 4}.oversubscribed()));
+  EXPECT_FALSE((Host{0, 8, 8}.oversubscribed()));
 }
 
 TEST(Profile, BadFilesAreOneErrorNamingTheFile) {
@@ -126,6 +137,10 @@ TEST(Profile, BadFilesAreOneErrorNamingTheFile) {
             "edge 1 -> 1: not an edge between two of the 2 stages (from an earlier stage to a later one)");
   EXPECT_EQ(error_of("{\"link\": {\"message_bytes_per_second\": -1}, \"stages\": [{\"f\": 1}]}"),
             "link: 'message_bytes_per_second' must be a rate of 0 or more");
+  EXPECT_EQ(error_of("{\"host\": {\"cores\": 0, \"threads\": 1}, \"stages\": [{\"f\": 1}]}"),
+            "host: 'cores' must be 1 or more");
+  EXPECT_EQ(error_of("{\"host\": {\"cores\": 2, \"threads\": 1, \"local_ranks\": -1}, \"stages\": [{\"f\": 1}]}"),
+            "host: 'local_ranks' must be 1 or more");
   try {
     read_profile("/nonexistent/p.json");
     FAIL() << "no error";
