@@ -1,8 +1,11 @@
 #include "compiler/analysis/step_model.h"
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
 #include <map>
 #include <set>
+#include <thread>
 #include <utility>
 
 #include "runtime/schedule/lowering.h"
@@ -143,26 +146,40 @@ std::vector<int> search_by_step(const CostModel& m, std::vector<int> starts, con
   // The charged candidates: the latency is charged to the search's receiving
   // stages only where the model prices communication at all.
   if (m.problem.receive_cost > 0 || !m.problem.transfers.empty()) {
-    // And the split that balances compute alone: where a message's cost at
-    // the ranks is small next to a stage's compute, or hides behind it, the
-    // objective's communication only unbalances the compute.
-    ChainProblem bare = m.problem;
-    bare.transfers.clear();
-    bare.receive_cost = 0;
-    ChainPartition even = min_bottleneck_partition(bare, stages);
-    if (even.feasible && even.starts != starts) {
-      const double t = predict_step_ms(m, even.starts, step);
-      if (t < best * (1 - step.min_gain)) {
-        starts = even.starts;
-        best = t;
-      }
-    }
+    // The candidates: the split that balances compute alone (where a
+    // message's cost at the ranks is small next to a stage's compute, or
+    // hides behind it, the objective's communication only unbalances the
+    // compute), then the charged ones: per message of a micro-batch each way,
+    // in the model's per-sample unit, its time in flight and at the two ends.
+    std::vector<ChainProblem> candidates(1, m.problem);
+    candidates[0].transfers.clear();
+    candidates[0].receive_cost = 0;
     for (double charge : {0.25, 0.5, 1.0, 2.0, 4.0}) {
-      ChainProblem charged = m.problem;
-      // Per message of a micro-batch each way, in the model's per-sample
-      // unit: its time in flight and at the two ends.
-      charged.receive_cost += 2.0 * charge * (step.message_ms + 2 * step.message_cpu_ms) / step.micro_batch_size;
-      ChainPartition cp = min_bottleneck_partition(charged, stages);
+      candidates.push_back(m.problem);
+      candidates.back().receive_cost +=
+          2.0 * charge * (step.message_ms + 2 * step.message_cpu_ms) / step.micro_batch_size;
+    }
+    // Independent exact searches, most of the step search's time on a large
+    // graph: run them at once, then judge them in order (deterministic).
+    std::vector<ChainPartition> found(candidates.size());
+    std::vector<std::exception_ptr> failed(candidates.size());
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      for (size_t k; (k = next++) < candidates.size();) try {
+          found[k] = min_bottleneck_partition(candidates[k], stages);
+        } catch (...) {
+          failed[k] = std::current_exception();
+        }
+    };
+    const size_t workers =
+        std::min<size_t>(candidates.size(), std::max(1u, std::thread::hardware_concurrency()));
+    std::vector<std::thread> pool;
+    for (size_t w = 1; w < workers; ++w) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    for (size_t k = 0; k < candidates.size(); ++k) {
+      if (failed[k]) std::rethrow_exception(failed[k]);
+      const ChainPartition& cp = found[k];
       if (!cp.feasible || cp.starts == starts) continue;
       const double t = predict_step_ms(m, cp.starts, step);
       if (t < best * (1 - step.min_gain)) {
