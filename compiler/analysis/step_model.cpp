@@ -143,8 +143,8 @@ std::vector<int> search_by_step(const CostModel& m, std::vector<int> starts, con
     if (predicted_ms) *predicted_ms = best;
     return starts;
   }
-  // The charged candidates: the latency is charged to the search's receiving
-  // stages only where the model prices communication at all.
+  // Other candidates only where the model prices communication at all (else
+  // each is the min-bottleneck split).
   if (m.problem.receive_cost > 0 || !m.problem.transfers.empty()) {
     // The candidates: the split that balances compute alone (where a
     // message's cost at the ranks is small next to a stage's compute, or

@@ -15,7 +15,6 @@
 #include <sstream>
 #include <thread>
 
-
 #include "runtime/schedule/simulator.h"
 #include "schemas/profile.h"
 
@@ -372,8 +371,10 @@ void Engine::write_profile() {
   std::ofstream(o_.profile_path) << profile::profile_json(p);
   if (p.host.oversubscribed())
     log_ << "note: " << o_.profile_path << ": measured with " << p.host.local_ranks << " ranks x " << p.host.threads
-         << (p.host.threads == 1 ? " thread on " : " threads on ") << p.host.cores << " cores: its times include waiting for a core, which the simulator "
-         << "(a core per rank and thread) does not model" << std::endl;
+         << (p.host.threads == 1 ? " thread on " : " threads on ") << p.host.cores
+         << " cores: its times include waiting for a core, which the simulator (a core per rank and thread) does not "
+            "model"
+         << std::endl;
 }
 
 // Every rank's events travel to rank 0 as numbers (count, then 6 per event).
