@@ -21,6 +21,11 @@ double time_at(const nlohmann::json& j, const char* key, double fallback, const 
 
 }  // namespace
 
+std::string Host::summary() const {
+  return std::to_string(local_ranks) + " ranks x " + std::to_string(threads) + (threads == 1 ? " thread" : " threads") +
+         " on " + std::to_string(cores) + " cores";
+}
+
 Profile read_profile(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw Error(path + ": cannot open the costs file");

@@ -41,6 +41,8 @@ struct Host {
   int local_ranks = 0;  ///< ranks on that host (LOCAL_WORLD_SIZE; 0: unknown)
   int threads = 0;      ///< intra-op threads per rank
   bool oversubscribed() const { return cores > 0 && local_ranks > 0 && threads > 0 && local_ranks * threads > cores; }
+  /// "3 ranks x 1 thread on 2 cores".
+  std::string summary() const;
 };
 
 struct Profile {

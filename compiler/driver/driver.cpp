@@ -329,13 +329,9 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
   if (measured && !measured->profile.source_sha256.empty() && measured->profile.source_sha256 != sha256_file_hex(opts.model_path))
     throw Error(measured->profile.file + ": measured on a different model (source sha256 " + measured->profile.source_sha256.substr(0, 12) +
                 "...), not " + opts.model_path);
-  if (measured && measured->profile.host.oversubscribed()) {
-    const auto& h = measured->profile.host;
-    notes.push_back(measured->profile.file + ": measured with " + std::to_string(h.local_ranks) + " ranks x " +
-                    std::to_string(h.threads) + (h.threads == 1 ? " thread on " : " threads on ") + std::to_string(h.cores) +
-                    " cores: its times include waiting for a core, and the predicted step assumes a core per rank "
-                    "and thread");
-  }
+  if (measured && measured->profile.host.oversubscribed())
+    notes.push_back(measured->profile.file + ": measured with " + measured->profile.host.summary() +
+                    ": its times include waiting for a core, and the predicted step assumes a core per rank and thread");
   auto const_like = analysis::constant_like_nodes(g);
   cost_opts.typed_cuts_only = std::string(src->artifact_extension()) == ".onnx";
   std::vector<analysis::Cut> cuts;

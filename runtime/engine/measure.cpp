@@ -274,7 +274,7 @@ void Engine::write_profile() {
   // its cores?
   p.host.cores = usable_cores();
   p.host.threads = at::get_num_threads();
-  if (const char* n = std::getenv("LOCAL_WORLD_SIZE"); n && std::atoi(n) > 0) p.host.local_ranks = std::atoi(n);
+  if (const char* n = std::getenv("LOCAL_WORLD_SIZE")) p.host.local_ranks = std::max(0, std::atoi(n));
   // The link between ranks 0 and 1: one small message's one-way time and the
   // bandwidth of a 4 MiB one (the same machine's loopback for --nproc).
   if (link_latency_ms_ >= 0) {
@@ -370,10 +370,8 @@ void Engine::write_profile() {
   }
   std::ofstream(o_.profile_path) << profile::profile_json(p);
   if (p.host.oversubscribed())
-    log_ << "note: " << o_.profile_path << ": measured with " << p.host.local_ranks << " ranks x " << p.host.threads
-         << (p.host.threads == 1 ? " thread on " : " threads on ") << p.host.cores
-         << " cores: its times include waiting for a core, which the simulator (a core per rank and thread) does not "
-            "model"
+    log_ << "note: " << o_.profile_path << ": measured with " << p.host.summary()
+         << ": its times include waiting for a core, which the simulator (a core per rank and thread) does not model"
          << std::endl;
 }
 

@@ -147,7 +147,6 @@ class Simulator {
 
   // A message moves once both its send is issued and its receive is posted
   // (Gloo's rendezvous), and arrives message_time() later.
-
   bool need_message(std::optional<double>& ready, Action::Kind recv, int recv_stage, Action::Kind send,
                     int send_stage, int mb) {
     auto posted = find(recv, recv_stage, mb);
