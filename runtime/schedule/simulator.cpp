@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <optional>
 #include <tuple>
@@ -51,7 +52,12 @@ class Simulator {
       }
   }
 
-  SimResult run() {
+  SimResult run() { return opts_.cores > 0 ? run_shared() : run_own_cores(); }
+
+ private:
+  // A core per rank: each rank's actions run back to back as their data
+  // arrives, rank by rank until none can go on.
+  SimResult run_own_cores() {
     const size_t P = sched_.size();
     SimResult res;
     res.busy.assign(P, 0);
@@ -83,8 +89,105 @@ class Simulator {
         }
       }
     }
+    for (size_t r = 0; r < P; ++r) res.makespan = std::max(res.makespan, free_at[r]);
+    finish(res, next);
+    return res;
+  }
+
+  // The ranks share opts_.cores cores: time runs forward event by event (an
+  // action ends, a message arrives), and between events each of the k ranks
+  // computing progresses at min(1, cores / k) of its own speed. Sends and
+  // posted receives take no core; a blocking receive waits without one.
+  SimResult run_shared() {
+    const size_t P = sched_.size();
+    SimResult res;
+    res.busy.assign(P, 0);
+    res.peak_in_flight.assign(P, 0);
+    res.timeline.resize(P);
+    std::vector<size_t> next(P, 0);
+    std::vector<int> in_flight(P, 0);
+    std::vector<double> free_at(P, 0);
+    struct Running {
+      bool on = false, work = false;  // running; computing (else a blocking receive waiting)
+      double start = 0, left = 0;     // its start; work left (computing) or the end of the wait
+    };
+    std::vector<Running> running(P);
+    auto end_action = [&](size_t r, double start, double end) {
+      const Action& a = sched_[r][next[r]];
+      done_[Key(a.kind, a.stage, a.microbatch)] = {start, end};
+      res.timeline[r].push_back({a, start, end});
+      res.makespan = std::max(res.makespan, end);
+      if (a.is_compute()) res.busy[r] += end - start;
+      if (a.kind == Action::F) res.peak_in_flight[r] = std::max(res.peak_in_flight[r], ++in_flight[r]);
+      if (a.kind == Action::B || a.kind == Action::W) --in_flight[r];
+      ++next[r];
+      free_at[r] = end;
+      running[r].on = false;
+    };
+    const double inf = std::numeric_limits<double>::infinity();
+    std::vector<double> ends(P, inf);
+    for (double now = 0;;) {
+      // Start what can start now; actions taking no time end at once, and
+      // may let other ranks go on.
+      double wake = inf;  // the earliest later time some rank's next action gets its data
+      for (bool progress = true; progress;) {
+        progress = false;
+        for (size_t r = 0; r < P; ++r)
+          while (!running[r].on && next[r] < sched_[r].size()) {
+            const Action& a = sched_[r][next[r]];
+            waiting_.clear();
+            std::optional<double> ready = ready_time(static_cast<int>(r), a);
+            if (!ready) break;
+            if (*ready > now) {
+              wake = std::min(wake, *ready);
+              break;
+            }
+            if (opts_.blocking_recv && (a.kind == Action::RECV_F || a.kind == Action::RECV_B)) {
+              // It blocks from when its rank got to it, not from when its
+              // data was sent.
+              const double start = std::max(free_at[r], *ready);
+              const double arrival = recv_arrival(static_cast<int>(r), a, start);
+              if (arrival > now) {
+                running[r] = {true, false, start, arrival};
+                break;
+              }
+              end_action(r, start, arrival);
+              progress = true;
+              continue;
+            } else if (const double d = duration(a); d > 0) {
+              running[r] = {true, true, now, d};
+              break;
+            }
+            end_action(r, now, now);
+            progress = true;
+          }
+      }
+      int computing = 0;
+      for (const Running& x : running) computing += x.on && x.work ? 1 : 0;
+      const double rate = computing > opts_.cores ? opts_.cores / computing : 1.0;
+      double t = wake;
+      for (size_t r = 0; r < P; ++r) {
+        ends[r] = !running[r].on ? inf : running[r].work ? now + running[r].left / rate : running[r].left;
+        t = std::min(t, ends[r]);
+      }
+      if (t == inf) break;  // every rank done, or a deadlock
+      for (size_t r = 0; r < P; ++r) {
+        if (!running[r].on) continue;
+        if (ends[r] <= t)
+          end_action(r, running[r].start, t);
+        else if (running[r].work)
+          running[r].left -= (t - now) * rate;
+      }
+      now = t;
+    }
+    finish(res, next);
+    return res;
+  }
+
+  // The deadlock report and bubble of a run that got as far as `next`.
+  void finish(SimResult& res, const std::vector<size_t>& next) {
+    const size_t P = sched_.size();
     for (size_t r = 0; r < P; ++r) {
-      res.makespan = std::max(res.makespan, free_at[r]);
       if (next[r] == sched_[r].size()) continue;
       const Action& a = sched_[r][next[r]];
       waiting_.clear();
@@ -95,10 +198,8 @@ class Simulator {
     double total_busy = 0;
     for (double b : res.busy) total_busy += b;
     if (res.makespan > 0 && P > 0) res.bubble_fraction = 1 - total_busy / (static_cast<double>(P) * res.makespan);
-    return res;
   }
 
- private:
   const StageCost& cost(int stage) const { return costs_.size() == 1 ? costs_[0] : costs_[stage]; }
 
   double duration(const Action& a) const {

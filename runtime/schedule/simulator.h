@@ -55,6 +55,14 @@ struct SimOptions {
   /// the data waits for it. true: the RECV itself blocks its rank until its
   /// data arrived.
   bool blocking_recv = false;
+  /// The cores the ranks share, in units of what one rank's compute uses
+  /// (a host's cores / intra-op threads per rank). 0: a core per rank, as on
+  /// a GPU per rank. Otherwise time runs event by event, and while k ranks
+  /// compute at once (message_cpu included), each progresses at
+  /// min(1, cores / k) of the speed its costs give: the costs are then each
+  /// action's work (CPU time), and an action's time on the timeline its wall
+  /// time. With cores >= ranks the result is the same as with 0.
+  double cores = 0;
 };
 
 /// One executed action. Communication actions take no time on their rank.

@@ -406,6 +406,117 @@ TEST(Simulator, AMessageTakesItsTimeAtBothEndsRanks) {
   EXPECT_DOUBLE_EQ(simulate(one_rank, 2, o).makespan, 4);
 }
 
+TEST(Simulator, SharedCoresAtLeastOnePerRankChangeNothing) {
+  // The event-by-event run with a core per rank (or more) is the rank-by-rank
+  // one: every schedule, compute-only and lowered, messages priced every way.
+  auto same = [](const SimResult& a, const SimResult& b) {
+    ASSERT_EQ(a.deadlock, b.deadlock);
+    EXPECT_NEAR(a.makespan, b.makespan, 1e-9 * (1 + b.makespan));
+    EXPECT_EQ(a.peak_in_flight, b.peak_in_flight);
+    ASSERT_EQ(a.timeline.size(), b.timeline.size());
+    for (size_t r = 0; r < a.timeline.size(); ++r) {
+      EXPECT_NEAR(a.busy[r], b.busy[r], 1e-9 * (1 + b.busy[r]));
+      ASSERT_EQ(a.timeline[r].size(), b.timeline[r].size()) << "rank " << r;
+      for (size_t k = 0; k < a.timeline[r].size(); ++k) {
+        EXPECT_EQ(to_string(a.timeline[r][k].action), to_string(b.timeline[r][k].action));
+        EXPECT_NEAR(a.timeline[r][k].start, b.timeline[r][k].start, 1e-9 * (1 + b.makespan));
+        EXPECT_NEAR(a.timeline[r][k].end, b.timeline[r][k].end, 1e-9 * (1 + b.makespan));
+      }
+    }
+  };
+  const int P = 3, M = 5;
+  const std::vector<std::pair<Schedule, int>> all = {
+      {gpipe(P, M), P}, {one_f_one_b(P, M), P}, {interleaved_1f1b(P, 2, 6), 2 * P}, {zb_h1(P, M), P}, {zb_v(P, 6), 2 * P}};
+  for (const auto& [compute, stages] : all)
+    for (int variant = 0; variant < 4; ++variant) {
+      SCOPED_TRACE("variant " + std::to_string(variant));
+      // Compute-only; lowered; receives hoisted; lowered with blocking receives.
+      Schedule s = variant == 0 ? compute : variant == 2 ? hoist_receives(add_communication(compute, stages))
+                                                         : add_communication(compute, stages);
+      SimOptions o;
+      for (int st = 0; st < stages; ++st) o.costs.push_back(StageCost{1.0 + 0.37 * st, 2.1 + 0.5 * (st % 2), 1.2, 0.9});
+      o.comm = variant >= 2 ? 0.3 : 0.1;
+      o.message_cpu = variant == 3 ? 0.15 : 0;
+      o.blocking_recv = variant == 3;
+      const SimResult own = simulate(s, stages, o);
+      ASSERT_FALSE(own.deadlock) << own.deadlock_message();
+      for (double cores : {double(P), 64.0}) {
+        o.cores = cores;
+        same(simulate(s, stages, o), own);
+      }
+      o.cores = 0;
+    }
+  // A deadlock reads the same.
+  SimOptions blocking = costs(1, 1);
+  blocking.blocking_recv = true;
+  Schedule dead = sched({"0RECV_B0 0F0 0SEND_F0 0B0", "1RECV_F0 1F0 1B0 1SEND_B0"});
+  const std::string want = simulate(dead, 2, blocking).deadlock_message();
+  blocking.cores = 2;
+  EXPECT_EQ(simulate(dead, 2, blocking).deadlock_message(), want);
+  EXPECT_NE(want, "");
+}
+
+TEST(Simulator, RanksSharingCoresProgressAtCoresOverComputingRanks) {
+  // GPipe, 2 ranks, 2 micro-batches, F = 1, B = 2, on one core. Rank 0's
+  // 0F1 and rank 1's 1F0 run together from 1 at half speed (to 3); 1F1
+  // alone (3-4); 1B0 alone (4-6); 0B0 and 1B1 together from 6 (to 10); 0B1
+  // alone (10-12). Every unit of work is done one at a time: 12 = 2 * (2F + 2B).
+  SimOptions o = costs(1, 2);
+  o.cores = 1;
+  SimResult r = simulate(gpipe(2, 2), 2, o);
+  ASSERT_FALSE(r.deadlock);
+  EXPECT_DOUBLE_EQ(r.makespan, 12);
+  auto at = [&](int rank, const std::string& action) {
+    for (const TimedAction& t : r.timeline[rank])
+      if (to_string(t.action) == action) return std::pair{t.start, t.end};
+    return std::pair{-1.0, -1.0};
+  };
+  EXPECT_EQ(at(0, "0F1"), (std::pair{1.0, 3.0}));
+  EXPECT_EQ(at(1, "1F0"), (std::pair{1.0, 3.0}));
+  EXPECT_EQ(at(1, "1F1"), (std::pair{3.0, 4.0}));
+  EXPECT_EQ(at(0, "0B0"), (std::pair{6.0, 10.0}));
+  EXPECT_EQ(at(1, "1B1"), (std::pair{6.0, 10.0}));
+  EXPECT_EQ(at(0, "0B1"), (std::pair{10.0, 12.0}));
+  // Busy is wall time: the shared stretches count in full.
+  EXPECT_DOUBLE_EQ(r.busy[0], 1 + 2 + 4 + 2);
+  // With a core each it is the 9 of the closed form; with 1.5 cores two
+  // computing ranks run at 3/4.
+  o.cores = 0;
+  EXPECT_DOUBLE_EQ(simulate(gpipe(2, 2), 2, o).makespan, 9);
+  o.cores = 1.5;
+  SimResult h = simulate(gpipe(2, 2), 2, o);
+  // 0F0 0-1; 0F1 || 1F0 1-7/3; 1F1 7/3-10/3; 1B0 -16/3; 0B0 || 1B1 -8; 0B1 -10.
+  EXPECT_DOUBLE_EQ(h.makespan, 10);
+  // Message rank time is work too: the 0.25 per message adds to each
+  // action that sends or receives one.
+  o.cores = 1;
+  o.message_cpu = 0.25;
+  EXPECT_DOUBLE_EQ(simulate(gpipe(2, 2), 2, o).makespan, 12 + 8 * 0.25);
+}
+
+TEST(Simulator, ABlockingReceiveWaitsWithoutACore) {
+  // Lowered GPipe, one micro-batch, 5 in flight per message, blocking
+  // receives, one core for two ranks: rank 1 waits in 1RECV_F0 while rank 0
+  // computes 0F0 at full speed, and the ranks never compute at once.
+  SimOptions o = costs(1, 2);
+  o.comm = 5;
+  o.blocking_recv = true;
+  o.cores = 1;
+  SimResult r = simulate(add_communication(gpipe(2, 1), 2), 2, o);
+  ASSERT_FALSE(r.deadlock) << r.deadlock_message();
+  EXPECT_DOUBLE_EQ(r.makespan, 1 + 5 + 1 + 2 + 5 + 2);
+  // Over any schedule and costs, sharing cores costs at least the total work
+  // over the cores, and never beats a core per rank.
+  for (double cores : {1.0, 1.5, 2.0}) {
+    SimOptions c = costs(1.3, 2.2);
+    SimResult own = simulate(one_f_one_b(3, 6), 3, c);
+    c.cores = cores;
+    SimResult shared = simulate(one_f_one_b(3, 6), 3, c);
+    EXPECT_GE(shared.makespan + 1e-9, own.makespan);
+    EXPECT_GE(shared.makespan + 1e-9, 3 * 6 * (1.3 + 2.2) / cores);
+  }
+}
+
 TEST(Simulator, GPipeAndOneFOneBMatchTheClosedForms) {
   for (auto [P, M] : {std::pair{2, 4}, {3, 5}, {4, 8}, {4, 4}, {5, 16}}) {
     SCOPED_TRACE("P=" + std::to_string(P) + " M=" + std::to_string(M));
