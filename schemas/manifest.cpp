@@ -172,6 +172,7 @@ json to_json(const Manifest& m) {
     if (c.step_overhead_ms) j["cost"]["model"]["step_overhead_ms"] = *c.step_overhead_ms;
     if (c.predicted_step_ms) j["cost"]["model"]["predicted_step_ms"] = *c.predicted_step_ms;
     if (c.predicted_schedule) j["cost"]["model"]["predicted_schedule"] = *c.predicted_schedule;
+    if (c.predicted_cores) j["cost"]["model"]["predicted_cores"] = *c.predicted_cores;
   }
   return j;
 }
@@ -431,6 +432,7 @@ Manifest parse_manifest(const std::string& text, const std::string& display_name
     if (c.has("step_overhead_ms")) cm.step_overhead_ms = c.at("step_overhead_ms").as_number("'step_overhead_ms'");
     if (c.has("predicted_step_ms")) cm.predicted_step_ms = c.at("predicted_step_ms").as_number("'predicted_step_ms'");
     if (c.has("predicted_schedule")) cm.predicted_schedule = c.at("predicted_schedule").as_string("'predicted_schedule'");
+    if (c.has("predicted_cores")) cm.predicted_cores = c.at("predicted_cores").as_number("'predicted_cores'");
     m.cost_model = cm;
   }
   return m;

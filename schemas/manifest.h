@@ -159,6 +159,9 @@ struct Manifest {
     /// schedule simulated.
     std::optional<double> predicted_step_ms;
     std::optional<std::string> predicted_schedule;
+    /// The cores its ranks shared, in ranks, where fewer than the stages (the
+    /// profiled host's; absent: a core per rank).
+    std::optional<double> predicted_cores;
     double bottleneck = 0, imbalance = 0, lower_bound = 0;
     std::string partition;  ///< "auto" (optimal under the model) | "split_points"
   };

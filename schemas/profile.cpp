@@ -1,5 +1,6 @@
 #include "schemas/profile.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -24,6 +25,24 @@ double time_at(const nlohmann::json& j, const char* key, double fallback, const 
 std::string Host::summary() const {
   return std::to_string(local_ranks) + " ranks x " + std::to_string(threads) + (threads == 1 ? " thread" : " threads") +
          " on " + std::to_string(cores) + " cores";
+}
+
+Profile Profile::as_work(bool* scaled) const {
+  Profile p = *this;
+  bool all = !stages.empty();
+  for (const StageTimes& t : stages) all = all && t.cpu_ms >= 0;
+  const bool scale = host.oversubscribed() && all;
+  if (scaled) *scaled = scale;
+  if (!scale) return p;
+  for (size_t s = 0; s < p.stages.size(); ++s) {
+    StageTimes& t = p.stages[s];
+    const double total = t.total_ms();
+    const double k = total > 0 ? std::min(1.0, t.cpu_ms / total) : 1.0;
+    t.f *= k, t.b *= k, t.i *= k, t.w *= k;
+    for (auto& n : t.nodes) n.f *= k, n.b *= k;
+    if (static_cast<int>(s) == loss_stage) p.loss_ms *= k;
+  }
+  return p;
 }
 
 Profile read_profile(const std::string& path) {
@@ -83,6 +102,7 @@ Profile read_profile(const std::string& path) {
       t.w = time_at(c, "w", 0.0, where);
       t.first_node = c.value("first_node", std::string());
       t.last_node = c.value("last_node", std::string());
+      t.cpu_ms = time_at(c, "cpu_ms", -1.0, where);
       if (c.contains("nodes"))
         for (const auto& nd : c.at("nodes")) {
           std::string name = nd.at("node").get<std::string>();
@@ -143,6 +163,7 @@ std::string profile_json(const Profile& p) {
                                 {"b", t.b},            {"i", t.i},
                                 {"w", t.w},            {"first_node", t.first_node},
                                 {"last_node", t.last_node}};
+    if (t.cpu_ms >= 0) o["cpu_ms"] = t.cpu_ms;
     if (!t.nodes.empty()) {
       auto& nodes = o["nodes"] = nlohmann::ordered_json::array();
       for (const auto& n : t.nodes) nodes.push_back({{"node", n.node}, {"f", n.f}, {"b", n.b}});

@@ -21,6 +21,11 @@ struct StageTimes {
     bool operator==(const Node& o) const { return node == o.node && f == o.f && b == o.b; }
   };
   std::vector<Node> nodes;
+  /// The CPU time of the thread that ran the stage's forward and backward, ms
+  /// per micro-batch (with one intra-op thread per rank, all of their work;
+  /// -1: not recorded). Below total_ms() by the time the stage waited for a
+  /// core its host's other ranks held.
+  double cpu_ms = -1;
   /// Forward + backward ms per micro-batch (B, or I + W where B was not measured).
   double total_ms() const { return f + (b > 0 ? b : i + w); }
 };
@@ -34,13 +39,18 @@ struct EdgeBytes {
 
 /// Where the profile was measured: rank 0's host. The times are wall times:
 /// where the host's ranks and their intra-op threads outnumber its cores,
-/// they time-share them, and every time includes waiting for a core, which
-/// the schedule simulator (a core per rank) does not model.
+/// they time-share them, and every time includes waiting for a core. The
+/// stages' CPU times (StageTimes::cpu_ms) give the work without the wait
+/// (Profile::as_work), which the schedule simulator shares out over the
+/// host's cores (SimOptions::cores).
 struct Host {
   int cores = 0;        ///< cores rank 0 may run on (0: not recorded)
   int local_ranks = 0;  ///< ranks on that host (LOCAL_WORLD_SIZE; 0: unknown)
   int threads = 0;      ///< intra-op threads per rank
   bool oversubscribed() const { return cores > 0 && local_ranks > 0 && threads > 0 && local_ranks * threads > cores; }
+  /// The cores in units of one rank's threads (cores / threads), what
+  /// schedule::SimOptions::cores takes; 0: not recorded.
+  double rank_cores() const { return cores > 0 && threads > 0 ? static_cast<double>(cores) / threads : 0.0; }
   /// "3 ranks x 1 thread on 2 cores".
   std::string summary() const;
 };
@@ -75,6 +85,13 @@ struct Profile {
   double overhead_ms = -1;
   Host host;
   std::vector<StageTimes> stages;
+
+  /// The times as work, what each stage computes with a core to itself: on
+  /// an oversubscribed host whose stages all have cpu_ms, every stage's
+  /// times and its nodes' scaled by cpu_ms / total_ms() (at most 1), and
+  /// loss_ms by its stage's factor; otherwise the profile as it is.
+  /// `scaled` (optional) is set to whether it scaled them.
+  Profile as_work(bool* scaled = nullptr) const;
 };
 
 /// Reads a profile. Every problem is a ppc::Error naming the file: cannot

@@ -34,9 +34,10 @@
 # 3.5 and 7 ms at batch 512, and the median of 9 steps landed in either mode.
 #
 # Usage: [KEEP=1] tools/bench_partition.sh [BUILD_DIR] [--batch-size N] [--chunks M] [--steps S] [--rounds R] [--samples "mlp skip"]
-# Ranks beyond the machine's cores time-share them (3 ranks on 2 cores here),
-# which the simulator does not model; that is why the prediction is checked
-# with 2 ranks.
+# Ranks beyond the machine's cores time-share them (3 ranks on 2 cores here):
+# the profile then records each stage's CPU time as well, ppc takes that as
+# the work, and the simulator shares it out over the cores; the last table
+# checks those predictions against the 3-rank runs.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$ROOT/build}
@@ -107,6 +108,9 @@ for s in $SAMPLES; do
     run "$s.hand3" 3 "$s.hand3.$r"
     auto "$model" 3 "$s.hand3.$r" "$s.auto3.$r"
     run "$s.auto3.$r" 3 "$s.auto3.$r"
+    # What ppc predicts for the hand-written split from its own profile.
+    "$BUILD/ppc" split "$model" --splits "$ROOT/samples/$s/spec.json" --costs "$W/$s.hand3.$r.json" "${DIMS[@]}" \
+      -o "$W/$s.hand3.pred.$r" >/dev/null 2>&1 || { echo "ppc split $s.hand3 --costs failed" >&2; exit 1; }
     for k in "${hand2[@]}"; do
       run "$s.$k" 2 "$s.$k.$r"
       # What ppc predicts for it from the same profile as auto2's.
@@ -142,6 +146,13 @@ print(f"{s:<8} | {h:8.2f} {a:8.2f} {a / h:6.2f} | {slowest('hand3'):8.3f} {slowe
       f"{slowest('auto3') / slowest('hand3'):6.2f} | {stage_ratio('auto3')} {stage_ratio('auto2')} | "
       f"{a2:8.2f} {min(runs):5.2f}..{max(runs):4.2f} {med(pred(r) for r in rounds):9.2f} {sim:9.2f} "
       f"{med(ratio):5.2f} ({min(ratio):4.2f}..{max(ratio):4.2f})")
+with open(f"{w}/hand3.txt", "a") as f:  # 3 ranks: each round's prediction over the run right after (hand: the profiled run)
+    pm = lambda kind, split: [pred(r, split) / med(steps(f"{s}.{kind}.{r}")) for r in rounds]
+    ph, pa = pm("hand3", "hand3.pred.{}"), pm("auto3", "auto3.{}")
+    cores = json.load(open(f"{w}/{s}.auto3.1/manifest.json"))["cost"]["model"].get("predicted_cores", 0)
+    print(s, cores, f"{med(pred(r, 'hand3.pred.{}') for r in rounds):.3f}", f"{med(pred(r, 'auto3.{}') for r in rounds):.3f}",
+          f"{h:.3f}", f"{a:.3f}", f"{med(ph):.3f}", f"{min(ph):.2f}..{max(ph):.2f}", f"{med(pa):.3f}",
+          f"{min(pa):.2f}..{max(pa):.2f}", file=f)
 best = min(hand2, key=step) if hand2 else None
 with open(f"{w}/hand2.txt", "a") as f:
     print(s, len(hand2), open(f"{w}/{s}.{best}.unit").read().strip() if best else "-", f"{step(best):.3f}" if best else "nan", f"{a2:.3f}",
@@ -157,3 +168,11 @@ printf "%-8s %6s %-14s %10s %10s %10s %9s %11s | %9s %9s %9s\n" sample splits "b
 while read -r s n u h a un ph pa; do
   "$PY" -c "print('%-8s %6s %-14s %10.2f %10.2f %10.2f %9.2f %11.2f | %9.2f %9.2f %9.2f' % ('$s', '$n', 'end of $u', $h, $un, $a, $a / $h, $a / $un, $ph, $pa, $pa / $ph))"
 done <"$W/hand2.txt"
+echo
+echo "3 stages on 3 ranks: the samples' hand-written spec and auto, ppc's predicted step (median over rounds; the"
+echo "ranks share the predicted cores where fewer than 3) and the measured one; pred/meas per round, median (min..max)"
+printf "%-8s %6s %9s %9s %9s | %9s %9s %9s | %21s %21s\n" sample cores "hand pred" "auto pred" auto/hand "hand ms" "auto ms" \
+  auto/hand "hand pred/meas" "auto pred/meas"
+while read -r s c ph pa h a rh rhr ra rar; do
+  "$PY" -c "print('%-8s %6s %9.2f %9.2f %9.2f | %9.2f %9.2f %9.2f | %9.2f (%s) %9.2f (%s)' % ('$s', '$c', $ph, $pa, $pa / $ph, $h, $a, $a / $h, $rh, '$rhr', $ra, '$rar'))"
+done <"$W/hand3.txt"

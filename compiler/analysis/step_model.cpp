@@ -81,6 +81,7 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
   so.comm = o.message_ms;
   so.bytes_per_ms = o.message_bytes_per_second / 1000.0;
   so.message_cpu = o.message_cpu_ms;
+  so.cores = o.cores;
   auto lowered = sched::hoist_receives(sched::add_communication(compute, stages, graph), 1);
   return sched::simulate(lowered, stages, graph, so).makespan + o.overhead_ms;
 }

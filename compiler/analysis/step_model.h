@@ -23,6 +23,9 @@ struct StepOptions {
   /// Per message, the time it takes each end's rank (SimOptions::message_cpu).
   double message_cpu_ms = 0;
   double overhead_ms = 0;         ///< per step, outside the pipeline (batch loading, optimizer)
+  /// The cores the ranks share, in ranks (SimOptions::cores; 0: a core per
+  /// rank): fewer than the stages, and the simulator shares them out.
+  double cores = 0;
   /// The search leaves the min-bottleneck split only for one predicted at
   /// least this much (relative) faster: where a message's latency dominates,
   /// the predictions of most splits lie within a few percent of each other,

@@ -160,6 +160,8 @@ void record_costs(manifest::Manifest& m, const analysis::AutoPartition& ap, bool
   if (ap.predicted_step_ms > 0) {
     cm.predicted_step_ms = sig6(ap.predicted_step_ms);
     cm.predicted_schedule = ap.predicted_schedule;
+    if (measured && measured->cores() > 0 && measured->cores() < static_cast<double>(m.stages.size()))
+      cm.predicted_cores = sig6(measured->cores());
   }
   m.cost_model = cm;
 }
@@ -331,7 +333,9 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
                 "...), not " + opts.model_path);
   if (measured && measured->profile.host.oversubscribed())
     notes.push_back(measured->profile.file + ": measured with " + measured->profile.host.summary() +
-                    ": its times include waiting for a core, and the predicted step assumes a core per rank and thread");
+                    (measured->as_work ? ": its stage times are taken as their CPU time, without the waits for a core"
+                                       : ": its times include waiting for a core (no CPU times: more than one thread "
+                                         "per rank)"));
   auto const_like = analysis::constant_like_nodes(g);
   cost_opts.typed_cuts_only = std::string(src->artifact_extension()) == ".onnx";
   std::vector<analysis::Cut> cuts;
@@ -350,6 +354,7 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
     step.message_bytes_per_second = measured->message_bytes_per_second();
     step.message_cpu_ms = measured->message_cpu_ms();
     step.overhead_ms = measured->overhead_ms();
+    step.cores = measured->cores();
   }
   if (spec.auto_split) {
     try {
@@ -493,7 +498,9 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
         << (cm.message_bytes_per_second
                 ? " + bytes at " + fixed(*cm.message_bytes_per_second / 1e9, 2) + " GB/s"
                 : std::string())
-        << ", per-step overhead " << fixed(cm.step_overhead_ms.value_or(0), 2) << " ms)\n";
+        << ", per-step overhead " << fixed(cm.step_overhead_ms.value_or(0), 2) << " ms"
+        << (cm.predicted_cores ? "; the ranks share " + fixed(*cm.predicted_cores, 2) + " cores" : std::string())
+        << ")\n";
 }
 
 void inspect(const InspectOptions& opts, std::ostream& out) {

@@ -228,6 +228,7 @@ void Engine::run() {
     first_start_ = -1;
     first_compute_ = -1;
     stage_cost_.assign(4 * num_stages_, 0.0);
+    stage_cpu_.assign(4 * num_stages_, 0.0);
     loss_us_ = 0;
     for (const Action& a : actions_) execute(a);
     double t = now_us();
@@ -267,7 +268,8 @@ void Engine::run() {
 
 void Engine::execute(const Action& a) {
   double begin = now_us();
-  compute_start_ = -1;
+  const double cpu_begin = thread_cpu_us();
+  compute_start_ = compute_cpu_start_ = -1;
   switch (a.kind) {
     case Action::F: forward(a.stage, a.microbatch); break;
     case Action::B: backward(a.stage, a.microbatch, Backward::Full); break;
@@ -291,8 +293,9 @@ void Engine::execute(const Action& a) {
   if (start - begin > 20) record("wait", "wait", a.stage, a.microbatch, begin, start);
   record(schedule::to_string(a), schedule::kind_name(a.kind), a.stage, a.microbatch, start, end);
   busy_ += end - start;
-  stage_cost_[4 * a.stage + (a.kind == Action::F ? 0 : a.kind == Action::B ? 1 : a.kind == Action::I ? 2 : 3)] +=
-      end - start;
+  const int k = 4 * a.stage + (a.kind == Action::F ? 0 : a.kind == Action::B ? 1 : a.kind == Action::I ? 2 : 3);
+  stage_cost_[k] += end - start;
+  stage_cpu_[k] += thread_cpu_us() - (compute_cpu_start_ >= 0 ? compute_cpu_start_ : cpu_begin);
 }
 
 std::vector<int64_t> Engine::link_shape(const Link& l, size_t k, int m) const {
@@ -393,7 +396,7 @@ void Engine::forward(int s, int m) {
   if (st.recv_f.empty()) post_recv_forward(s, m);  // not hoisted by the schedule
   for (auto& p : st.recv_f) finish_recv_forward(p, st, m);
   st.recv_f.clear();
-  compute_start_ = now_us();
+  mark_compute_start();
   const auto& ins = ls.info->inputs;
   for (size_t i = 0; i < ins.size(); ++i) {
     if (ins[i].source == "model_input") {
@@ -497,7 +500,7 @@ void Engine::backward(int s, int m, Backward kind) {
     for (size_t i = 0; i < p.buffers.size(); ++i) accumulate(st.out_grads[l.out_idx[p.slots[i]]], p.buffers[i]);
   }
   st.recv_b.clear();
-  compute_start_ = now_us();
+  mark_compute_start();
   std::vector<at::Tensor> roots, grads;
   if (st.loss.defined()) {
     roots.push_back(st.loss);

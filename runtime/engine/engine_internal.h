@@ -126,6 +126,14 @@ class Engine {
   double now_us() const {
     return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - origin_).count();
   }
+  /// CPU time of the calling thread (us): with one intra-op thread, a
+  /// compute action's work, whatever else shares its core.
+  static double thread_cpu_us();
+  /// A compute action has its data: its time (and CPU time) runs from here.
+  void mark_compute_start() {
+    compute_start_ = now_us();
+    compute_cpu_start_ = thread_cpu_us();
+  }
   void record(const std::string& name, const std::string& category, int stage, int microbatch, double start,
               double end);
   void report_step(int64_t step, double secs);
@@ -189,10 +197,13 @@ class Engine {
   double compute_start_ = -1;       ///< when the running compute action got its data
   double busy_ = 0, first_start_ = 0, last_end_ = 0;
   double first_compute_ = -1;  ///< this step's first compute action's start (after its wait), us
+  double compute_cpu_start_ = -1;   ///< thread_cpu_us() at compute_start_
   std::vector<double> stage_cost_;  ///< this step: per stage F, B, I, W time (us)
+  std::vector<double> stage_cpu_;   ///< the same, CPU time of the thread running them (us)
   double loss_us_ = 0;  ///< this step: time in compute_loss (part of the loss stage's F)
   double profile_loss_sum_ = 0;  ///< over measured steps, per micro-batch (rank 0)
   std::vector<double> profile_sum_;  ///< over measured steps, all stages (rank 0)
+  std::vector<double> profile_cpu_sum_;  ///< the same, CPU time (rank 0)
   int profile_steps_ = 0;
   std::vector<double> profile_step_ms_;  ///< measured step times of the profiled steps (rank 0)
   std::vector<double> profile_overhead_ms_;  ///< their time outside the pipeline (rank 0)

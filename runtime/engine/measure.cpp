@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 
 #include <sched.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -44,7 +45,8 @@ void Engine::record(const std::string& name, const std::string& category, int st
 void Engine::report_step(int64_t step, double secs) {
   const int P = t_.world_size(), S = num_stages_;
   const int first_compute = 2 + 3 * P + 4 * S;  // P entries: each rank's first compute start
-  std::vector<double> v(first_compute + P, 0.0);
+  const int cpu = first_compute + P;             // 4 S entries: the stages' CPU time
+  std::vector<double> v(cpu + 4 * S, 0.0);
   v[0] = step_loss_;
   v[1 + t_.rank()] = busy_;
   v[1 + P + t_.rank()] = first_start_;
@@ -52,6 +54,7 @@ void Engine::report_step(int64_t step, double secs) {
   for (int k = 0; k < 4 * S; ++k) v[1 + 3 * P + k] = stage_cost_[k];
   v[1 + 3 * P + 4 * S] = loss_us_;
   v[first_compute + t_.rank()] = first_compute_;
+  for (int k = 0; k < 4 * S; ++k) v[cpu + k] = stage_cpu_[k];
   at::Tensor mine = at::tensor(v, at::kDouble);
   if (t_.rank() != 0) {
     // Waited on at the end of the next step, with the other sends.
@@ -88,8 +91,11 @@ void Engine::report_step(int64_t step, double secs) {
   so.costs = costs;
   schedule::SimResult sim = schedule::simulate(plan_, S, graph_, so);
   if (o_.steps == 1 || step > start_step_) {  // the first step of several pays one-time costs
-    if (profile_sum_.empty()) profile_sum_.assign(4 * S, 0.0);
-    for (int k = 0; k < 4 * S; ++k) profile_sum_[k] += g[1 + 3 * P + k] / o_.chunks;
+    if (profile_sum_.empty()) profile_sum_.assign(4 * S, 0.0), profile_cpu_sum_.assign(4 * S, 0.0);
+    for (int k = 0; k < 4 * S; ++k) {
+      profile_sum_[k] += g[1 + 3 * P + k] / o_.chunks;
+      profile_cpu_sum_[k] += g[cpu + k] / o_.chunks;
+    }
     profile_loss_sum_ += g[1 + 3 * P + 4 * S] / o_.chunks;
     profile_step_ms_.push_back(secs * 1000);
     profile_overhead_ms_.push_back(std::max(0.0, secs * 1000 - (end - compute_start) / 1000));
@@ -138,6 +144,12 @@ void Engine::align_clocks() {
   }
   origin_ -= std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double, std::micro>(offset));
+}
+
+double Engine::thread_cpu_us() {
+  timespec ts{};
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+  return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
 }
 
 void Engine::measure_link() {
@@ -299,18 +311,48 @@ void Engine::write_profile() {
       p.edges.push_back(e);
       graph.bytes[{e.from, e.to}] = {e.bytes, e.grad_bytes};
     }
-  // Mean F/B/I/W ms per micro-batch of each stage over the profiled steps.
+  // Mean F/B/I/W ms per micro-batch of each stage over the profiled steps,
+  // and with one intra-op thread, the CPU time of their thread: the work,
+  // without the waits for a core where ranks time-share them.
+  const bool one_thread = at::get_num_threads() == 1;
+  const double calls = std::max(1, profile_steps_) * static_cast<double>(o_.chunks);
+  for (int s = 0; s < num_stages_; ++s) {
+    auto at = [&](const std::vector<double>& sum, int k) {
+      return profile_steps_ ? sum[4 * s + k] / profile_steps_ / 1000.0 : 0.0;
+    };
+    profile::StageTimes t;
+    t.f = at(profile_sum_, 0);
+    t.b = at(profile_sum_, 1);
+    t.i = at(profile_sum_, 2);
+    t.w = at(profile_sum_, 3);
+    if (one_thread && profile_steps_)
+      t.cpu_ms = at(profile_cpu_sum_, 0) + (t.b > 0 ? at(profile_cpu_sum_, 1) : at(profile_cpu_sum_, 2) + at(profile_cpu_sum_, 3));
+    t.first_node = m_.stages[s].first_node;
+    t.last_node = m_.stages[s].last_node;
+    // Per node: forward and backward ms per micro-batch, measured inside the
+    // stage (ONNX stages), for ppc to spread the stage's F and B by rather
+    // than by FLOPs.
+    if (s < static_cast<int>(node_us_.size()))
+      for (const auto& n : node_us_[s]) t.nodes.push_back({n.name, n.forward_us / calls / 1000.0, n.backward_us / calls / 1000.0});
+    p.stages.push_back(std::move(t));
+  }
+  // The simulator's costs: each stage's work, shared out over the host's
+  // cores where its ranks time-shared them.
+  bool as_work = false;
+  const profile::Profile work = p.as_work(&as_work);
   std::vector<schedule::StageCost> costs(num_stages_);
   for (int s = 0; s < num_stages_; ++s) {
-    auto at = [&](int k) { return profile_steps_ ? profile_sum_[4 * s + k] / profile_steps_ / 1000.0 : 0.0; };
-    costs[s] = schedule::StageCost{at(0), at(1), at(2), at(3)};
+    const auto& t = work.stages[s];
+    costs[s] = schedule::StageCost{t.f, t.b, t.i, t.w};
   }
+  const double cores = as_work ? p.host.rank_cores() : 0.0;
   // What one message (a stage edge's tensors for a micro-batch, packed)
   // costs while the pipeline runs. In flight: the ping-pong's latency, and
   // its bytes at the ping-pong's bandwidth. The rest (waking the receiver,
   // the header, copies, Gloo's threads competing with compute for cores) is
   // rank time at both ends: the per-message time (SimOptions::message_cpu)
-  // with which the simulator, fed this run's measured stage times, reproduces
+  // with which the simulator, fed this run's measured stage times (as work
+  // on shared cores, see above), reproduces
   // its median step less the median time outside the pipeline (loading the
   // batch, the optimizer step), which the split hardly changes. 0 when
   // compute and the messages in flight alone explain it. Charged to the
@@ -333,6 +375,7 @@ void Engine::write_profile() {
       so.comm = in_flight;
       so.bytes_per_ms = bytes_per_ms;
       so.message_cpu = cpu;
+      so.cores = cores;
       return schedule::simulate(plan_, num_stages_, graph, so).makespan;
     };
     const double without = makespan(0);
@@ -352,26 +395,13 @@ void Engine::write_profile() {
     p.message_bytes_per_second = bytes_per_ms * 1000.0;
     p.message_cpu_ms = hi;
   }
-  // Per node: forward and backward ms per micro-batch, measured inside the
-  // stage (ONNX stages), for ppc to spread the stage's F and B by rather
-  // than by FLOPs.
-  const double calls = std::max(1, profile_steps_) * static_cast<double>(o_.chunks);
-  for (int s = 0; s < num_stages_; ++s) {
-    profile::StageTimes t;
-    t.f = costs[s].f;
-    t.b = costs[s].b;
-    t.i = costs[s].i;
-    t.w = costs[s].w;
-    t.first_node = m_.stages[s].first_node;
-    t.last_node = m_.stages[s].last_node;
-    if (s < static_cast<int>(node_us_.size()))
-      for (const auto& n : node_us_[s]) t.nodes.push_back({n.name, n.forward_us / calls / 1000.0, n.backward_us / calls / 1000.0});
-    p.stages.push_back(std::move(t));
-  }
   std::ofstream(o_.profile_path) << profile::profile_json(p);
   if (p.host.oversubscribed())
     log_ << "note: " << o_.profile_path << ": measured with " << p.host.summary()
-         << ": its times include waiting for a core, which the simulator (a core per rank and thread) does not model"
+         << (as_work ? ": its stage times include waiting for a core; the simulator shares the stages' CPU times out "
+                       "over the cores instead"
+                     : ": its times include waiting for a core, which the simulator (a core per rank and thread) "
+                       "does not model without one thread per rank")
          << std::endl;
 }
 

@@ -90,7 +90,9 @@ SimCosts sim_costs(const manifest::Manifest& m, const std::string& costs_file) {
     }
     return out;
   }
-  profile::Profile p = profile::read_profile(costs_file);
+  bool shared = false;
+  const profile::Profile p = profile::read_profile(costs_file).as_work(&shared);
+  if (shared) out.cores = p.host.rank_cores();
   if (p.stages.size() != S)
     throw Error(costs_file + ": has costs for " + std::to_string(p.stages.size()) + " stages, the manifest has " +
                 std::to_string(S));
@@ -121,6 +123,7 @@ schedule::SimResult simulate_plan(const manifest::Manifest& m, const schedule::S
   so.comm = comm;
   so.bytes_per_ms = costs.bytes_per_second / 1000.0;
   so.message_cpu = costs.message_cpu_ms;
+  so.cores = costs.cores;
   return schedule::simulate(sched, static_cast<int>(m.stages.size()), graph, so);
 }
 

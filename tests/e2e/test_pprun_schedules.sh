@@ -97,6 +97,11 @@ h = costs["host"]
 assert h == {"cores": len(os.sched_getaffinity(0)), "threads": max(1, os.cpu_count() // 4), "local_ranks": 4}, h
 noted = "costs.json: measured with 4 ranks x" in open(w + "/run.log").read()
 assert noted == (4 * h["threads"] > h["cores"]), (noted, h)
+# With one thread per rank, each stage's CPU time too: its work without the waits for a core.
+for s in costs["stages"]:
+    total = s["f"] + (s["b"] or s["i"] + s["w"])
+    assert ("cpu_ms" in s) == (h["threads"] == 1), (s, h)
+    assert "cpu_ms" not in s or 0 < s["cpu_ms"] <= 1.1 * total, (s, total)
 print(f"   trace: {len(events)} slices on 4 tracks; timeline: {len(svg.findall(ns + 'rect'))} rects; costs for 4 stages")
 EOF
 
@@ -153,9 +158,13 @@ m = json.load(open(sys.argv[1]))
 c = json.load(open(sys.argv[2]))
 cm = m["cost"]["model"]
 assert cm["balance"] == "time" and cm["unit"] == "ms" and cm["partition"] == "auto", cm
-# Every measured millisecond lands on some node: the model's compute sums to
-# the profile's per-sample total.
-total = sum(s["f"] + (s["b"] or s["i"] + s["w"]) for s in c["stages"]) / c["micro_batch_size"]  # zb-h1: I + W
+# Every measured millisecond of work lands on some node: the model's compute
+# sums to the profile's per-sample total, each stage's time capped at its CPU
+# time where the profiled ranks time-shared the cores.
+h = c["host"]
+shared = h["local_ranks"] * h["threads"] > h["cores"] and all("cpu_ms" in s for s in c["stages"])
+total = sum(min(t, s["cpu_ms"]) if shared else t for s in c["stages"]
+            for t in [s["f"] + (s["b"] or s["i"] + s["w"])]) / c["micro_batch_size"]  # zb-h1: I + W
 got = sum(s["cost"]["model_compute"] for s in m["stages"])
 assert abs(got - total) <= 1e-4 * total, (got, total)
 assert max(s["cost"]["model"] for s in m["stages"]) == cm["bottleneck"]
@@ -173,7 +182,13 @@ EOF
 # ppc's predicted step is pprun's simulator on the manifest's stage compute (the simulator charges
 # every message: latency, bytes and time at both ends, so the stage costs' share of communication
 # stays out), plus the profiled step's time outside the pipeline.
-"$PY" - "$W/timed/manifest.json" "$W/costs.json" "$W/pred.json" <<'EOF'
+# The same for 4 stages from this profile of 4 ranks: on a host with fewer
+# cores than that (in ranks: cores / threads), the manifest says the ranks
+# share them, and so does the host in the costs file rebuilt for pprun.
+"$PPC" split "$MODEL" --stages 4 --balance time --costs "$W/costs.json" -o "$W/timed4" >/dev/null 2>&1 ||
+  fail "ppc split --stages 4 --balance time"
+for split in timed timed4; do
+"$PY" - "$W/$split/manifest.json" "$W/costs.json" "$W/pred.$split.json" <<'EOF'
 import json, sys
 m = json.load(open(sys.argv[1]))
 c = json.load(open(sys.argv[2]))
@@ -181,18 +196,24 @@ cm = m["cost"]["model"]
 assert cm["predicted_schedule"] == "zb-h1" and cm["predicted_step_ms"] > 0, cm  # the profile's schedule
 mb, ff = c["micro_batch_size"], cm["forward_fraction"]
 assert any(s["cost"]["model"] > s["cost"]["model_compute"] for s in m["stages"]), m["stages"]  # or this proves nothing
-st = [{"stage": s["index"], "f": c * mb * ff, "b": c * mb * (1 - ff), "i": c * mb * (1 - ff) / 2, "w": c * mb * (1 - ff) / 2}
-      for s in m["stages"] for c in [s["cost"]["model_compute"]]]
+h, S = c["host"], len(m["stages"])
+shared = h["cores"] / h["threads"]
+assert (cm.get("predicted_cores") is not None) == (shared < S), (cm, h)
+assert shared >= S or abs(cm["predicted_cores"] / shared - 1) <= 1e-5, (cm, h)
+st = [{"stage": s["index"], "f": c * mb * ff, "b": c * mb * (1 - ff), "i": c * mb * (1 - ff) / 2, "w": c * mb * (1 - ff) / 2,
+       "cpu_ms": c * mb} for s in m["stages"] for c in [s["cost"]["model_compute"]]]
 edges = [{"from": e["from"], "to": e["to"], "bytes": e["bytes_per_sample"] * mb,
           "grad_bytes": e["grad_bytes_per_sample"] * mb} for e in cm["message_bytes"]]
 json.dump({"version": 1, "unit": "ms", "stages": st, "edges": edges,
+           "host": {"cores": h["cores"], "threads": h["threads"], "local_ranks": S},
            "link": {"message_bytes_per_second": cm["message_bytes_per_second"], "message_ms": cm["message_ms"],
                     "message_cpu_ms": cm.get("message_cpu_ms", 0)}}, open(sys.argv[3], "w"))
 EOF
-read -r comm predicted overhead < <("$PY" -c 'import json, sys; c = json.load(open(sys.argv[1]))["cost"]["model"]; print(c["message_ms"], c["predicted_step_ms"], c.get("step_overhead_ms", 0))' "$W/timed/manifest.json")
-simulated=$("$PPRUN" --manifest "$W/timed" --world-size 2 --schedule zb-h1 --chunks 4 --simulate --costs "$W/pred.json" \
-  --comm "$comm" | sed -n 's/^makespan \([0-9.e+-]*\).*/\1/p')
-"$PY" - "$predicted" "$simulated" "$overhead" "$W/costs.json" <<'EOF' || fail "ppc predicted $predicted ms, pprun --simulate gives $simulated ms + $overhead ms"
+read -r comm predicted overhead < <("$PY" -c 'import json, sys; c = json.load(open(sys.argv[1]))["cost"]["model"]; print(c["message_ms"], c["predicted_step_ms"], c.get("step_overhead_ms", 0))' "$W/$split/manifest.json")
+ranks=$("$PY" -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["stages"]))' "$W/$split/manifest.json")
+simulated=$("$PPRUN" --manifest "$W/$split" --world-size "$ranks" --schedule zb-h1 --chunks 4 --simulate \
+  --costs "$W/pred.$split.json" --comm "$comm" | sed -n 's/^makespan \([0-9.e+-]*\).*/\1/p')
+"$PY" - "$predicted" "$simulated" "$overhead" "$W/costs.json" <<'EOF' ||
 import json, sys
 p, s, o = map(float, sys.argv[1:4])
 c = json.load(open(sys.argv[4]))
@@ -200,7 +221,9 @@ c = json.load(open(sys.argv[4]))
 assert 0 <= o < c["step_ms"] and abs(o - c["overhead_ms"]) <= 1e-5 * c["overhead_ms"], (o, c)
 sys.exit(0 if abs(p - (s + o)) <= 1e-3 * p + 1e-6 else 1)
 EOF
-echo "   predicted step $predicted ms = pprun --simulate $simulated ms + overhead $overhead ms"
+  fail "$split: ppc predicted $predicted ms, pprun --simulate gives $simulated ms + $overhead ms"
+echo "   $split: predicted step $predicted ms = pprun --simulate $simulated ms + overhead $overhead ms"
+done
 "$PPRUN" --manifest "$W/timed" --nproc 2 "${TRAIN[@]}" --save "$W/timed_run" || fail "run the time-balanced split"
 compare "$W/timed_run/params.pt" "$W/ref.pt" "time-balanced split vs PyTorch"
 code=0

@@ -833,6 +833,45 @@ TEST(StepModel, APricedMessageIsChargedOnceNotAlsoToItsStage) {
   EXPECT_DOUBLE_EQ(by_step.predicted_step_ms, fastest);
 }
 
+TEST(StepModel, RanksSharingCoresShareOutTheirWork) {
+  Graph g = parse_graph(kCostChain);
+  CostModelOptions o;
+  o.flops_per_second = 3e6;  // 1 ms per node and sample
+  o.link_bytes_per_second = 0;
+  CostModel m = build_cost_model(g, consts(g), o, 2);
+  StepOptions so;
+  so.chunks = 4;
+  so.micro_batch_size = 1;
+  // [a b | c d], 2 ms per stage and micro-batch: 1F1B's (4 + 1) x 2 with a
+  // core per rank, the same with two.
+  const double own = predict_step_ms(m, {2}, so);
+  EXPECT_NEAR(own, 10, 1e-9);
+  so.cores = 2;
+  EXPECT_DOUBLE_EQ(predict_step_ms(m, {2}, so), own);
+  // On one core every millisecond of work runs in turn, and 1F1B on two
+  // stages never leaves both ranks waiting: 4 micro-batches x 4 ms.
+  so.cores = 1;
+  EXPECT_NEAR(predict_step_ms(m, {2}, so), 16, 1e-9);
+  // Three stages on two cores, a message's latency and rank time priced: the
+  // search finds the fastest split under sharing (brute force over every
+  // pair of cuts through the simulator).
+  so.cores = 2;
+  so.message_ms = 0.2;
+  so.message_cpu_ms = 0.3;
+  CostModel m3 = build_cost_model(g, consts(g), o, 3);
+  double fastest = 1e300;
+  for (int a = 1; a < 4; ++a)
+    for (int b = a + 1; b < 4; ++b) fastest = std::min(fastest, predict_step_ms(m3, {a, b}, so));
+  AutoPartition by_step = auto_partition_by_step(g, consts(g), 3, o, so);
+  EXPECT_DOUBLE_EQ(by_step.predicted_step_ms, fastest);
+  // Sharing never beats a core per rank, nor the total work over the cores.
+  so.cores = 0;
+  EXPECT_LE(predict_step_ms(m3, by_step.starts, so), fastest + 1e-9);
+  // Per micro-batch: 4 ms of compute, and F and B each pay the ends of at
+  // least 1 + 2 + 1 peers on a 3-stage chain.
+  EXPECT_GE(fastest + 1e-9, 4 * (4.0 + 8 * 0.3) / 2);
+}
+
 TEST(StepModel, LatencyBoundPipelinesPickTheFastestCandidate) {
   Graph g = parse_graph(kCostChain);
   CostModelOptions o;

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "schemas/error.h"
 
@@ -62,6 +63,7 @@ TEST(Profile, RoundTripsEveryField) {
   a.first_node = "n0";
   a.last_node = "n3";
   a.nodes = {{"n0", 0.25, 0.75}, {"n3", 0.5, 0.0}};
+  a.cpu_ms = 2.25;
   StageTimes b;
   b.f = 3;
   b.i = 2;
@@ -105,6 +107,9 @@ TEST(Profile, RoundTripsEveryField) {
   EXPECT_EQ(q.stages[1].i, 2);
   EXPECT_EQ(q.stages[1].w, 1.5);
   EXPECT_TRUE(q.stages[1].nodes.empty());
+  EXPECT_EQ(q.stages[0].cpu_ms, 2.25);
+  EXPECT_EQ(q.stages[1].cpu_ms, -1);  // not recorded: not written, and read as absent
+  EXPECT_EQ(text.find("\"cpu_ms\""), text.rfind("\"cpu_ms\""));
   EXPECT_EQ(profile_json(q), text);  // byte-identical again
   // Without a loss stage or a link (inference on one rank): neither is written.
   p.loss_stage = -1;
@@ -118,6 +123,54 @@ TEST(Profile, RoundTripsEveryField) {
   EXPECT_TRUE((Host{4, 2, 3}.oversubscribed()));
   EXPECT_FALSE((Host{2, 0, 4}.oversubscribed()));
   EXPECT_FALSE((Host{0, 8, 8}.oversubscribed()));
+}
+
+TEST(Profile, AsWorkScalesEachStageToItsCpuTimeOnlyOnAnOversubscribedHost) {
+  Profile p;
+  p.host = {2, 3, 1};  // 3 ranks of 1 thread on 2 cores
+  p.loss_stage = 1;
+  p.loss_ms = 0.5;
+  StageTimes a;
+  a.f = 1;
+  a.b = 3;
+  a.cpu_ms = 2;  // half its wall time
+  a.nodes = {{"n0", 0.5, 2}, {"n1", 0.5, 1}};
+  StageTimes b;
+  b.f = 2;
+  b.i = 1;
+  b.w = 1;
+  b.cpu_ms = 3;  // three quarters of F + I + W
+  StageTimes c;
+  c.f = 1;
+  c.b = 1;
+  c.cpu_ms = 2.5;  // above its wall time (clock granularity): left as it is
+  p.stages = {a, b, c};
+  bool scaled = false;
+  Profile w = p.as_work(&scaled);
+  EXPECT_TRUE(scaled);
+  EXPECT_EQ(w.stages[0].f, 0.5);
+  EXPECT_EQ(w.stages[0].b, 1.5);
+  EXPECT_EQ(w.stages[0].nodes, (std::vector<StageTimes::Node>{{"n0", 0.25, 1}, {"n1", 0.25, 0.5}}));
+  EXPECT_EQ(w.stages[1].f, 1.5);
+  EXPECT_EQ(w.stages[1].i, 0.75);
+  EXPECT_EQ(w.stages[1].w, 0.75);
+  EXPECT_EQ(w.stages[1].total_ms(), 3);
+  EXPECT_EQ(w.loss_ms, 0.375);  // its stage's factor
+  EXPECT_EQ(w.stages[2].total_ms(), 2);
+  EXPECT_EQ(w.host.cores, 2);
+  EXPECT_DOUBLE_EQ(w.host.rank_cores(), 2);
+  EXPECT_DOUBLE_EQ((Host{8, 2, 4}.rank_cores()), 2);  // cores per rank's threads
+  EXPECT_EQ((Host{0, 2, 4}.rank_cores()), 0);
+  // A host with a core per rank and thread: the wall times are the work.
+  Profile own = p;
+  own.host = {4, 3, 1};
+  EXPECT_EQ(own.as_work(&scaled).stages[0].f, 1);
+  EXPECT_FALSE(scaled);
+  // A stage without its CPU time (several threads per rank): nothing scaled.
+  Profile partial = p;
+  partial.stages[1].cpu_ms = -1;
+  EXPECT_EQ(partial.as_work(&scaled).stages[0].f, 1);
+  EXPECT_FALSE(scaled);
 }
 
 TEST(Profile, BadFilesAreOneErrorNamingTheFile) {
@@ -137,6 +190,7 @@ TEST(Profile, BadFilesAreOneErrorNamingTheFile) {
             "edge 1 -> 1: not an edge between two of the 2 stages (from an earlier stage to a later one)");
   EXPECT_EQ(error_of("{\"link\": {\"message_bytes_per_second\": -1}, \"stages\": [{\"f\": 1}]}"),
             "link: 'message_bytes_per_second' must be a rate of 0 or more");
+  EXPECT_EQ(error_of("{\"stages\": [{\"f\": 1, \"cpu_ms\": -0.5}]}"), "stage 0: 'cpu_ms' must be a time of 0 or more");
   EXPECT_EQ(error_of("{\"host\": {\"cores\": 0, \"threads\": 1}, \"stages\": [{\"f\": 1}]}"),
             "host: 'cores' must be 1 or more");
   EXPECT_EQ(error_of("{\"host\": {\"cores\": 2, \"threads\": 1, \"local_ranks\": -1}, \"stages\": [{\"f\": 1}]}"),
