@@ -162,6 +162,8 @@ json to_json(const Manifest& m) {
     if (c.message_ms) j["cost"]["model"]["message_ms"] = *c.message_ms;
     if (c.message_bytes_per_second) j["cost"]["model"]["message_bytes_per_second"] = *c.message_bytes_per_second;
     if (c.message_cpu_ms) j["cost"]["model"]["message_cpu_ms"] = *c.message_cpu_ms;
+    if (c.message_cpu_bytes_per_second)
+      j["cost"]["model"]["message_cpu_bytes_per_second"] = *c.message_cpu_bytes_per_second;
     if (!c.message_bytes.empty()) {
       json edges = json::array();
       for (const auto& e : c.message_bytes)
@@ -412,6 +414,8 @@ Manifest parse_manifest(const std::string& text, const std::string& display_name
     if (c.has("message_bytes_per_second"))
       cm.message_bytes_per_second = c.at("message_bytes_per_second").as_number("'message_bytes_per_second'");
     if (c.has("message_cpu_ms")) cm.message_cpu_ms = c.at("message_cpu_ms").as_number("'message_cpu_ms'");
+    if (c.has("message_cpu_bytes_per_second"))
+      cm.message_cpu_bytes_per_second = c.at("message_cpu_bytes_per_second").as_number("'message_cpu_bytes_per_second'");
     if (c.has("message_bytes")) {
       JsonNode edges = c.at("message_bytes");
       edges.expect_array("'message_bytes'");

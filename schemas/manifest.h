@@ -143,6 +143,9 @@ struct Manifest {
     /// Measured costs only: per message, the time it takes each end's rank
     /// (the profile's calibrated message_cpu_ms; absent: 0).
     std::optional<double> message_cpu_ms;
+    /// And the rate at which each end's rank spends time on its bytes (the
+    /// profile's message_cpu_bytes_per_second; absent: none).
+    std::optional<double> message_cpu_bytes_per_second;
     /// What each stage sends another per sample, one entry per stage pair
     /// (activations forward, their gradients back): a message of a
     /// micro-batch of n samples carries n times these. Measured costs only.

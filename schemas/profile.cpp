@@ -74,6 +74,7 @@ Profile read_profile(const std::string& path) {
       p.message_ms = time_at(l, "message_ms", -1.0, path + ": link");
       p.message_bytes_per_second = time_at(l, "message_bytes_per_second", 0.0, path + ": link", "a rate");
       p.message_cpu_ms = time_at(l, "message_cpu_ms", 0.0, path + ": link");
+      p.message_cpu_bytes_per_second = time_at(l, "message_cpu_bytes_per_second", 0.0, path + ": link", "a rate");
     }
     if (j.contains("step_ms")) p.step_ms = time_at(j, "step_ms", -1.0, path);
     if (j.contains("simulated_step_ms")) p.simulated_step_ms = time_at(j, "simulated_step_ms", -1.0, path);
@@ -148,6 +149,7 @@ std::string profile_json(const Profile& p) {
     if (p.message_ms >= 0) j["link"]["message_ms"] = p.message_ms;
     if (p.message_bytes_per_second > 0) j["link"]["message_bytes_per_second"] = p.message_bytes_per_second;
     if (p.message_ms >= 0) j["link"]["message_cpu_ms"] = p.message_cpu_ms;
+    if (p.message_cpu_bytes_per_second > 0) j["link"]["message_cpu_bytes_per_second"] = p.message_cpu_bytes_per_second;
   }
   if (p.step_ms >= 0) j["step_ms"] = p.step_ms;
   if (p.simulated_step_ms >= 0) j["simulated_step_ms"] = p.simulated_step_ms;

@@ -75,6 +75,9 @@ struct Profile {
   /// calibrated message_ms instead (message_cpu_ms absent: 0).
   bool has_link = false;
   double latency_ms = 0, bytes_per_second = 0, message_ms = -1, message_bytes_per_second = 0, message_cpu_ms = 0;
+  /// Besides message_cpu_ms, each end's rank time for a message's bytes, at
+  /// this rate (SimOptions::message_cpu_bytes_per_ms; 0: none).
+  double message_cpu_bytes_per_second = 0;
   /// The profiled run's messages between ranks, per stage edge.
   std::vector<EdgeBytes> edges;
   double step_ms = -1, simulated_step_ms = -1;  ///< measured median step, simulated from the stage times and the messages in flight (-1: none)

@@ -72,7 +72,8 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
   // Where the step options price a message, the simulator charges each one
   // (in flight and at both ends' ranks); the stage costs' share of
   // communication (the partitioner's objective) would count it twice.
-  const bool priced = o.message_ms > 0 || o.message_bytes_per_second > 0 || o.message_cpu_ms > 0;
+  const bool priced =
+      o.message_ms > 0 || o.message_bytes_per_second > 0 || o.message_cpu_ms > 0 || o.message_cpu_bytes_per_second > 0;
   for (double c : priced ? e.stage_compute : e.stage_costs) {
     double mb = c * o.micro_batch_size;
     double f = mb * o.forward_fraction, b = mb - f;
@@ -81,6 +82,7 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
   so.comm = o.message_ms;
   so.bytes_per_ms = o.message_bytes_per_second / 1000.0;
   so.message_cpu = o.message_cpu_ms;
+  so.message_cpu_bytes_per_ms = o.message_cpu_bytes_per_second / 1000.0;
   so.cores = o.cores;
   auto lowered = sched::hoist_receives(sched::add_communication(compute, stages, graph), 1);
   return sched::simulate(lowered, stages, graph, so).makespan + o.overhead_ms;
@@ -140,7 +142,9 @@ std::vector<int> search_by_step(const CostModel& m, std::vector<int> starts, con
                                 double* predicted_ms) {
   double best = predict_step_ms(m, starts, step);
   const int stages = static_cast<int>(starts.size()) + 1;
-  if ((!(step.message_ms > 0) && !(step.message_bytes_per_second > 0) && !(step.message_cpu_ms > 0)) || stages < 2) {
+  if ((!(step.message_ms > 0) && !(step.message_bytes_per_second > 0) && !(step.message_cpu_ms > 0) &&
+       !(step.message_cpu_bytes_per_second > 0)) ||
+      stages < 2) {
     if (predicted_ms) *predicted_ms = best;
     return starts;
   }

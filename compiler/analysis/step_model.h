@@ -22,6 +22,8 @@ struct StepOptions {
   double message_bytes_per_second = 0;
   /// Per message, the time it takes each end's rank (SimOptions::message_cpu).
   double message_cpu_ms = 0;
+  /// And each end's rank time for its bytes, at this rate (0: none).
+  double message_cpu_bytes_per_second = 0;
   double overhead_ms = 0;         ///< per step, outside the pipeline (batch loading, optimizer)
   /// The cores the ranks share, in ranks (SimOptions::cores; 0: a core per
   /// rank): fewer than the stages, and the simulator shares them out.

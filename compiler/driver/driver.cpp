@@ -145,6 +145,8 @@ void record_costs(manifest::Manifest& m, const analysis::AutoPartition& ap, bool
   if (measured && ap.model.unit == "ms") {
     cm.message_ms = sig6(measured->message_ms());
     if (measured->message_cpu_ms() > 0) cm.message_cpu_ms = sig6(measured->message_cpu_ms());
+    if (measured->message_cpu_bytes_per_second() > 0)
+      cm.message_cpu_bytes_per_second = sig6(measured->message_cpu_bytes_per_second());
     if (measured->message_bytes_per_second() > 0 && !ap.starts.empty()) {
       cm.message_bytes_per_second = sig6(measured->message_bytes_per_second());
       std::set<std::pair<int, int>> in_manifest;
@@ -353,6 +355,7 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
     step.message_ms = measured->message_ms();
     step.message_bytes_per_second = measured->message_bytes_per_second();
     step.message_cpu_ms = measured->message_cpu_ms();
+    step.message_cpu_bytes_per_second = measured->message_cpu_bytes_per_second();
     step.overhead_ms = measured->overhead_ms();
     step.cores = measured->cores();
   }
@@ -495,6 +498,9 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
         << ", one stage per rank, the profile's micro-batches; message latency " << fixed(cm.message_ms.value_or(0), 3)
         << " ms"
         << (cm.message_cpu_ms ? " + " + fixed(*cm.message_cpu_ms, 3) + " ms at each end" : std::string())
+        << (cm.message_cpu_bytes_per_second
+                ? " (and its bytes at " + fixed(*cm.message_cpu_bytes_per_second / 1e9, 2) + " GB/s there)"
+                : std::string())
         << (cm.message_bytes_per_second
                 ? " + bytes at " + fixed(*cm.message_bytes_per_second / 1e9, 2) + " GB/s"
                 : std::string())

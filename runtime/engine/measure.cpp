@@ -349,17 +349,22 @@ void Engine::write_profile() {
   // What one message (a stage edge's tensors for a micro-batch, packed)
   // costs while the pipeline runs. In flight: the ping-pong's latency, and
   // its bytes at the ping-pong's bandwidth. The rest (waking the receiver,
-  // the header, copies, Gloo's threads competing with compute for cores) is
-  // rank time at both ends: the per-message time (SimOptions::message_cpu)
-  // with which the simulator, fed this run's measured stage times (as work
-  // on shared cores, see above), reproduces
-  // its median step less the median time outside the pipeline (loading the
-  // batch, the optimizer step), which the split hardly changes. 0 when
+  // the header, copying the bytes in and out of the transport, Gloo's
+  // threads competing with compute for cores) is rank time at both ends: k
+  // times the message's idle one-way time, k x latency per message
+  // (SimOptions::message_cpu) plus its bytes at bandwidth / k
+  // (message_cpu_bytes_per_ms), with the k at which the simulator, fed this
+  // run's stage times (as work on shared cores, see above), reproduces its
+  // median step less the median time outside the pipeline (loading the
+  // batch, the optimizer step), which the split hardly changes. k = 0 when
   // compute and the messages in flight alone explain it. Charged to the
   // ranks rather than in flight because that is what carries over to another
   // split here: calibrated in flight, a message on an imbalanced split's
   // critical path (few messages, the slow stage's backlog hides the rest)
-  // came out twice what it did on a balanced one.
+  // came out twice what it did on a balanced one. And in proportion to the
+  // idle time rather than per message alike: with 3 ranks on 2 cores, a
+  // split sending 1 MiB messages cost 0.37-0.40 ms of rank time per message
+  // where one sending 512 KiB cost 0.20-0.26.
   if (!profile_step_ms_.empty() && t_.world_size() > 1) {
     auto median = [](std::vector<double> v) {
       std::sort(v.begin(), v.end());
@@ -369,19 +374,21 @@ void Engine::write_profile() {
     const double measured = median(profile_step_ms_) - overhead;
     const double bytes_per_ms = link_bytes_per_s_ > 0 ? link_bytes_per_s_ / 1000.0 : 0.0;
     const double in_flight = link_latency_ms_ > 0 ? link_latency_ms_ : 0.0;
-    auto makespan = [&](double cpu) {
+    auto makespan = [&](double k) {
       schedule::SimOptions so;
       so.costs = costs;
       so.comm = in_flight;
       so.bytes_per_ms = bytes_per_ms;
-      so.message_cpu = cpu;
+      so.message_cpu = k * in_flight;
+      so.message_cpu_bytes_per_ms = k > 0 ? bytes_per_ms / k : 0.0;
       so.cores = cores;
       return schedule::simulate(plan_, num_stages_, graph, so).makespan;
     };
     const double without = makespan(0);
     double lo = 0, hi = 0;
     if (without < measured) {
-      hi = measured;
+      hi = 1;
+      while (makespan(hi) < measured && hi < 1e9) lo = hi, hi *= 2;
       for (int it = 0; it < 50; ++it) {
         double mid = (lo + hi) / 2;
         (makespan(mid) < measured ? lo : hi) = mid;
@@ -393,7 +400,8 @@ void Engine::write_profile() {
     p.has_link = true;
     p.message_ms = in_flight;
     p.message_bytes_per_second = bytes_per_ms * 1000.0;
-    p.message_cpu_ms = hi;
+    p.message_cpu_ms = hi * in_flight;
+    p.message_cpu_bytes_per_second = hi > 0 ? bytes_per_ms * 1000.0 / hi : 0.0;
   }
   std::ofstream(o_.profile_path) << profile::profile_json(p);
   if (p.host.oversubscribed())

@@ -104,6 +104,7 @@ SimCosts sim_costs(const manifest::Manifest& m, const std::string& costs_file) {
   out.bytes_per_second = p.message_bytes_per_second;
   out.message_ms = p.message_ms;
   out.message_cpu_ms = p.message_cpu_ms;
+  out.message_cpu_bytes_per_second = p.message_cpu_bytes_per_second;
   return out;
 }
 
@@ -124,6 +125,7 @@ schedule::SimResult simulate_plan(const manifest::Manifest& m, const schedule::S
   so.bytes_per_ms = costs.bytes_per_second / 1000.0;
   so.message_cpu = costs.message_cpu_ms;
   so.cores = costs.cores;
+  so.message_cpu_bytes_per_ms = costs.message_cpu_bytes_per_second / 1000.0;
   return schedule::simulate(sched, static_cast<int>(m.stages.size()), graph, so);
 }
 

@@ -40,10 +40,24 @@ class Simulator {
     costs_ = o.costs.empty() ? std::vector<StageCost>(1) : o.costs;
     // Per stage: its producers and consumers on other ranks (one message
     // each per micro-batch and direction).
+    // And the bytes of those messages: forward, activations in and out;
+    // backward, their gradients.
     remote_.assign(num_stages, 0);
-    for (int st = 0; st < num_stages; ++st)
-      for (const auto* peers : {&g.producers[st], &g.consumers[st]})
-        for (int t : *peers) remote_[st] += owner_[t] != owner_[st] ? 1 : 0;
+    remote_bytes_.assign(num_stages, {0.0, 0.0});
+    for (int st = 0; st < num_stages; ++st) {
+      for (int p : g.producers[st])
+        if (owner_[p] != owner_[st]) {
+          ++remote_[st];
+          remote_bytes_[st].first += g.message_bytes(p, st, false);
+          remote_bytes_[st].second += g.message_bytes(p, st, true);
+        }
+      for (int c : g.consumers[st])
+        if (owner_[c] != owner_[st]) {
+          ++remote_[st];
+          remote_bytes_[st].first += g.message_bytes(st, c, false);
+          remote_bytes_[st].second += g.message_bytes(st, c, true);
+        }
+    }
     for (size_t r = 0; r < s.size(); ++r)
       for (size_t i = 0; i < s[r].size(); ++i) {
         lowered_ = lowered_ || s[r][i].is_comm();
@@ -204,10 +218,13 @@ class Simulator {
 
   double duration(const Action& a) const {
     const double cpu = opts_.message_cpu > 0 ? opts_.message_cpu * remote_[a.stage] : 0.0;
+    const double rate = opts_.message_cpu_bytes_per_ms;
+    const double fwd = rate > 0 ? remote_bytes_[a.stage].first / rate : 0.0;
+    const double bwd = rate > 0 ? remote_bytes_[a.stage].second / rate : 0.0;
     switch (a.kind) {
-      case Action::F: return cost(a.stage).f + cpu;
-      case Action::B: return cost(a.stage).b + cpu;
-      case Action::I: return cost(a.stage).i + cpu;
+      case Action::F: return cost(a.stage).f + cpu + fwd;
+      case Action::B: return cost(a.stage).b + cpu + bwd;
+      case Action::I: return cost(a.stage).i + cpu + bwd;
       case Action::W: return cost(a.stage).w;
       default: return 0;
     }
@@ -332,6 +349,7 @@ class Simulator {
   std::vector<int> owner_;
   std::vector<StageCost> costs_;
   std::vector<int> remote_;  // per stage: peer stages on other ranks
+  std::vector<std::pair<double, double>> remote_bytes_;  // per stage: their messages' bytes, forward and backward
   bool lowered_ = false;
   std::map<Key, int> where_;     // action -> its rank
   std::map<Key, std::pair<double, double>> done_;  // action -> its start and end time

@@ -50,6 +50,11 @@ struct SimOptions {
   /// with compute for cores, a message occupies both ends rather than only
   /// delaying its receiver. 0: messages take no rank time.
   double message_cpu = 0;
+  /// Besides message_cpu, each end spends rank time on a message's bytes at
+  /// this rate (bytes per unit of the costs; 0: bytes take no rank time):
+  /// where the ranks share the cores, copying a message in and out of the
+  /// transport takes the cores' time, more for a larger message.
+  double message_cpu_bytes_per_ms = 0;
   /// false (pprun's engine, like torch.distributed.pipelining's runtime): a
   /// RECV only posts the receive, taking no time, and the compute that needs
   /// the data waits for it. true: the RECV itself blocks its rank until its

@@ -115,9 +115,9 @@ grep -q "^rank 3 |" "$W/sim.txt" || fail "no timeline"
 "$PPRUN" --manifest "$W/two" --simulate --schedule-file "$W/custom.csv" --world-size 2 >/dev/null ||
   fail "simulate a schedule file"
 # A message costs the ping-pong's latency and its bytes (at the ping-pong's
-# rate) in flight, and a calibrated time at each end's rank: the one with
-# which the simulator, fed the run's measured stage times, reproduces the
-# measured step less its time outside the pipeline (or falls short without it).
+# rate) in flight, and k times that at each end's rank, with the k at which
+# the simulator, fed the run's measured stage times, reproduces the measured
+# step less its time outside the pipeline (or falls short with k = 0).
 read -r comm cpu step overhead < <("$PY" -c 'import json, sys; c = json.load(open(sys.argv[1])); l = c["link"]; print(l["message_ms"], l["message_cpu_ms"], c["step_ms"], c["overhead_ms"])' "$W/costs.json")
 makespan=$("$PPRUN" --manifest "$W/four" --simulate --schedule zb-h1 --chunks 4 --world-size 4 --costs "$W/costs.json" \
   | sed -n 's/^makespan \([0-9.e+-]*\).*/\1/p')
@@ -171,6 +171,14 @@ assert max(s["cost"]["model"] for s in m["stages"]) == cm["bottleneck"]
 # The profiled pipeline's message costs are kept for prediction, not charged to the stages.
 assert abs(cm["message_ms"] - c["link"]["message_ms"]) <= 1e-5 * max(1.0, c["link"]["message_ms"]), (cm, c["link"])
 assert abs(cm.get("message_cpu_ms", 0) - c["link"]["message_cpu_ms"]) <= 1e-5 * max(1.0, c["link"]["message_cpu_ms"]), (cm, c["link"])
+# Its rank time at each end is k times its idle one-way time: k x latency, and its bytes at bandwidth / k.
+l = c["link"]
+if l["message_cpu_ms"] > 0:
+    k = l["message_cpu_ms"] / l["latency_ms"]
+    assert abs(l["message_cpu_bytes_per_second"] * k / l["bytes_per_second"] - 1) <= 1e-9, l
+    assert abs(cm["message_cpu_bytes_per_second"] / l["message_cpu_bytes_per_second"] - 1) <= 1e-5, (cm, l)
+else:
+    assert "message_cpu_bytes_per_second" not in l and "message_cpu_bytes_per_second" not in cm, (cm, l)
 # And the bytes of the one stage pair's message with it. TorchScript records
 # no shapes: a value of unknown size counts the profiled messages' mean.
 assert abs(cm["message_bytes_per_second"] / c["link"]["message_bytes_per_second"] - 1) <= 1e-5, cm
@@ -207,7 +215,8 @@ edges = [{"from": e["from"], "to": e["to"], "bytes": e["bytes_per_sample"] * mb,
 json.dump({"version": 1, "unit": "ms", "stages": st, "edges": edges,
            "host": {"cores": h["cores"], "threads": h["threads"], "local_ranks": S},
            "link": {"message_bytes_per_second": cm["message_bytes_per_second"], "message_ms": cm["message_ms"],
-                    "message_cpu_ms": cm.get("message_cpu_ms", 0)}}, open(sys.argv[3], "w"))
+                    "message_cpu_ms": cm.get("message_cpu_ms", 0),
+                    "message_cpu_bytes_per_second": cm.get("message_cpu_bytes_per_second", 0)}}, open(sys.argv[3], "w"))
 EOF
 read -r comm predicted overhead < <("$PY" -c 'import json, sys; c = json.load(open(sys.argv[1]))["cost"]["model"]; print(c["message_ms"], c["predicted_step_ms"], c.get("step_overhead_ms", 0))' "$W/$split/manifest.json")
 ranks=$("$PY" -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["stages"]))' "$W/$split/manifest.json")

@@ -406,6 +406,33 @@ TEST(Simulator, AMessageTakesItsTimeAtBothEndsRanks) {
   EXPECT_DOUBLE_EQ(simulate(one_rank, 2, o).makespan, 4);
 }
 
+TEST(Simulator, AMessagesBytesTakeRankTimeAtBothEndsAtTheirRate) {
+  // 3 stages, edges 0 -> 1 (100 bytes, 40 back) and 0 -> 2 (a skip: 60,
+  // 20) and 1 -> 2 (80, 80): at 20 bytes per unit, each action pays its
+  // messages' bytes, in and out, forward activations and backward gradients.
+  StageGraph g = StageGraph::from_edges(3, {{0, 1, 100, 40}, {0, 2, 60, 20}, {1, 2, 80, 80}});
+  for (bool lowered : {false, true}) {
+    SCOPED_TRACE(lowered ? "lowered" : "compute-only");
+    Schedule s = lowered ? add_communication(gpipe(3, 1), 3, g) : gpipe(3, 1);
+    SimOptions o = costs(1, 1);
+    EXPECT_DOUBLE_EQ(simulate(s, 3, g, o).makespan, 6);  // no rate: free
+    o.message_cpu_bytes_per_ms = 20;
+    SimResult r = simulate(s, 3, g, o);
+    // F: stage 0 sends 160, stage 1 gets 100 and sends 80, stage 2 gets 140;
+    // B: stage 2 sends 100, stage 1 gets 80 and sends 40, stage 0 gets 60.
+    EXPECT_DOUBLE_EQ(r.makespan, 6 + (160 + 180 + 140 + 100 + 120 + 60) / 20.0);
+    EXPECT_DOUBLE_EQ(r.busy[1], 2 + (180 + 120) / 20.0);
+    // With a per-message time besides: both.
+    o.message_cpu = 0.5;
+    EXPECT_DOUBLE_EQ(simulate(s, 3, g, o).makespan, 6 + 38 + 6 * 2 * 0.5);  // every stage has 2 peers
+  }
+  // Stages on one rank exchange no messages: no rank time.
+  Schedule one_rank = {{Action{Action::F, 0, 0}, Action{Action::F, 1, 0}, Action{Action::B, 1, 0}, Action{Action::B, 0, 0}}};
+  SimOptions o = costs(1, 1);
+  o.message_cpu_bytes_per_ms = 1;
+  EXPECT_DOUBLE_EQ(simulate(one_rank, 2, StageGraph::from_edges(2, {{0, 1, 100, 100}}), o).makespan, 4);
+}
+
 TEST(Simulator, SharedCoresAtLeastOnePerRankChangeNothing) {
   // The event-by-event run with a core per rank (or more) is the rank-by-rank
   // one: every schedule, compute-only and lowered, messages priced every way.

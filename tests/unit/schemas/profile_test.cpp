@@ -53,6 +53,7 @@ TEST(Profile, RoundTripsEveryField) {
   p.message_ms = 0.5;
   p.message_bytes_per_second = 1.5e9;
   p.message_cpu_ms = 0.375;
+  p.message_cpu_bytes_per_second = 2.5e9;
   p.step_ms = 12.0;
   p.simulated_step_ms = 10.0;
   p.overhead_ms = 1.5;
@@ -89,6 +90,7 @@ TEST(Profile, RoundTripsEveryField) {
   EXPECT_EQ(q.message_ms, 0.5);
   EXPECT_EQ(q.message_bytes_per_second, 1.5e9);
   EXPECT_EQ(q.message_cpu_ms, 0.375);
+  EXPECT_EQ(q.message_cpu_bytes_per_second, 2.5e9);
   ASSERT_EQ(q.edges.size(), 1u);
   EXPECT_EQ(q.edges[0].from, 0);
   EXPECT_EQ(q.edges[0].to, 1);
