@@ -136,6 +136,49 @@ void refine(const CostModel& m, std::vector<int>& starts, double& best, const St
   }
 }
 
+// Where the splits are few (allowed cut places choose stages - 1: module
+// boundaries, small graphs), every one through the simulator: the fastest
+// that fits, taken if it gains min_gain on `best`. Returns false, touching
+// nothing, where there are more than `limit`.
+bool enumerate_all(const CostModel& m, std::vector<int>& starts, double& best, const StepOptions& step,
+                   double limit) {
+  const int n = static_cast<int>(m.items.size());
+  const auto& allowed = m.problem.allowed;
+  std::vector<int> places;
+  for (int b = 1; b < n; ++b)
+    if (allowed.empty() || allowed[b]) places.push_back(b);
+  const int P = static_cast<int>(places.size()), K = static_cast<int>(starts.size());
+  double count = 1;  // C(P, K)
+  for (int i = 0; i < K && count <= limit; ++i) count = count * (P - i) / (i + 1);
+  if (K == 0 || count > limit) return false;
+  std::vector<int> pick, idx(K);
+  double pick_t = best * (1 - step.min_gain);
+  for (int i = 0; i < K; ++i) idx[i] = i;
+  std::vector<int> cand(K);
+  while (true) {
+    for (int i = 0; i < K; ++i) cand[i] = places[idx[i]];
+    Evaluation e;
+    const double t = predict_step_ms(m, cand, step, nullptr, &e);
+    bool fits = true;
+    if (m.problem.memory_cap > 0)
+      for (double x : e.stage_memory) fits = fits && x <= m.problem.memory_cap;
+    if (t < pick_t && fits) {
+      pick_t = t;
+      pick = cand;
+    }
+    int i = K - 1;  // next combination, lexicographic
+    while (i >= 0 && idx[i] == P - K + i) --i;
+    if (i < 0) break;
+    ++idx[i];
+    for (int j = i + 1; j < K; ++j) idx[j] = idx[j - 1] + 1;
+  }
+  if (!pick.empty()) {
+    starts = pick;
+    best = pick_t;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::vector<int> search_by_step(const CostModel& m, std::vector<int> starts, const StepOptions& step,
@@ -156,6 +199,13 @@ std::vector<int> search_by_step(const CostModel& m, std::vector<int> starts, con
     // hides behind it, the objective's communication only unbalances the
     // compute), then the charged ones: per message of a micro-batch each way,
     // in the model's per-sample unit, its time in flight and at the two ends.
+    // Where a message's bytes take rank time at its ends too, its bytes are
+    // charged that as well: the objective prices them in flight, at the
+    // profile's link rate, and each end spends that rate over
+    // message_cpu_bytes_per_second times as long on them.
+    const double ends = step.message_cpu_bytes_per_second > 0 && step.message_bytes_per_second > 0
+                            ? step.message_bytes_per_second / step.message_cpu_bytes_per_second
+                            : 0.0;
     std::vector<ChainProblem> candidates(1, m.problem);
     candidates[0].transfers.clear();
     candidates[0].receive_cost = 0;
@@ -163,6 +213,7 @@ std::vector<int> search_by_step(const CostModel& m, std::vector<int> starts, con
       candidates.push_back(m.problem);
       candidates.back().receive_cost +=
           2.0 * charge * (step.message_ms + 2 * step.message_cpu_ms) / step.micro_batch_size;
+      for (auto& t : candidates.back().transfers) t.cost *= 1 + 2 * charge * ends;
     }
     // Independent exact searches, most of the step search's time on a large
     // graph: run them at once, then judge them in order (deterministic).
@@ -193,7 +244,7 @@ std::vector<int> search_by_step(const CostModel& m, std::vector<int> starts, con
       }
     }
   }
-  refine(m, starts, best, step);
+  if (!enumerate_all(m, starts, best, step, step.enumerate_splits)) refine(m, starts, best, step);
   if (predicted_ms) *predicted_ms = best;
   return starts;
 }

@@ -33,6 +33,9 @@ struct StepOptions {
   /// the predictions of most splits lie within a few percent of each other,
   /// closer than the prediction's error, and balance is the safer choice.
   double min_gain = 0.01;
+  /// Where a model has at most this many splits, the search simulates every
+  /// one (search_by_step).
+  double enumerate_splits = 4096;
 };
 
 /// The stage edges of the partition given by `starts` under `m`, one per
@@ -66,6 +69,9 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
 /// Without a latency it is auto_partition() plus the prediction.
 /// The search above on a built model, from its min-bottleneck split
 /// `starts`: returns the split chosen, and its simulated step in *predicted_ms.
+/// Where there are at most step.enumerate_splits splits (allowed cut places
+/// choose stages - 1: module boundaries, small graphs), the refinement is
+/// replaced by every split through the simulator: the fastest one.
 std::vector<int> search_by_step(const CostModel& m, std::vector<int> starts, const StepOptions& step,
                                 double* predicted_ms = nullptr);
 
