@@ -60,10 +60,12 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
 /// micro-batch, the pipeline stalls on it, and where the compute sits
 /// relative to the messages matters. So the exact search runs once per
 /// candidate charge of the latency to each receiving stage (0, 1/4, 1/2, 1,
-/// 2, 4 times it, per micro-batch each way), and once on compute alone (no
-/// communication in the objective), and the simulator picks the fastest
-/// step; ties go to the earlier candidate. Then single cuts move (1, 2,
-/// 4, ... allowed places either way) while the simulated step shortens. Each
+/// 2, 4 times it, per micro-batch each way; where a message's bytes take
+/// rank time at its ends, its bytes' share of that as well), and once on
+/// compute alone (no communication in the objective), and the simulator
+/// picks the fastest step; ties go to the earlier candidate. Then single
+/// cuts move (1, 2, 4, ... allowed places either way) while the simulated
+/// step shortens. Each
 /// replacement of the split must gain min_gain. The result is evaluated under the
 /// uncharged model (the manifest's stage costs), with predicted_step_ms set.
 /// Without a latency it is auto_partition() plus the prediction.

@@ -336,8 +336,8 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
   if (measured && measured->profile.host.oversubscribed())
     notes.push_back(measured->profile.file + ": measured with " + measured->profile.host.summary() +
                     (measured->as_work ? ": its stage times are taken as their CPU time, without the waits for a core"
-                                       : ": its times include waiting for a core (no CPU times: more than one thread "
-                                         "per rank)"));
+                                       : ": its times include waiting for a core, and the predicted step gives each "
+                                         "rank a core (no CPU times: more than one thread per rank)"));
   auto const_like = analysis::constant_like_nodes(g);
   cost_opts.typed_cuts_only = std::string(src->artifact_extension()) == ".onnx";
   std::vector<analysis::Cut> cuts;
