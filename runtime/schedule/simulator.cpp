@@ -73,10 +73,7 @@ class Simulator {
   // arrives, rank by rank until none can go on.
   SimResult run_own_cores() {
     const size_t P = sched_.size();
-    SimResult res;
-    res.busy.assign(P, 0);
-    res.peak_in_flight.assign(P, 0);
-    res.timeline.resize(P);
+    SimResult res = empty_result();
     std::vector<size_t> next(P, 0);
     std::vector<double> free_at(P, 0);
     std::vector<int> in_flight(P, 0);
@@ -114,10 +111,7 @@ class Simulator {
   // posted receives take no core; a blocking receive waits without one.
   SimResult run_shared() {
     const size_t P = sched_.size();
-    SimResult res;
-    res.busy.assign(P, 0);
-    res.peak_in_flight.assign(P, 0);
-    res.timeline.resize(P);
+    SimResult res = empty_result();
     std::vector<size_t> next(P, 0);
     std::vector<int> in_flight(P, 0);
     std::vector<double> free_at(P, 0);
@@ -195,6 +189,15 @@ class Simulator {
       now = t;
     }
     finish(res, next);
+    return res;
+  }
+
+  // A result with a place for every rank's busy time, peak and timeline.
+  SimResult empty_result() const {
+    SimResult res;
+    res.busy.assign(sched_.size(), 0);
+    res.peak_in_flight.assign(sched_.size(), 0);
+    res.timeline.resize(sched_.size());
     return res;
   }
 
