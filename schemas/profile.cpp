@@ -27,13 +27,19 @@ std::string Host::summary() const {
          " on " + std::to_string(cores) + " cores";
 }
 
-Profile Profile::as_work(bool* scaled) const {
-  Profile p = *this;
+bool Profile::has_work_times() const {
   bool all = !stages.empty();
   for (const StageTimes& t : stages) all = all && t.cpu_ms >= 0;
-  const bool scale = host.oversubscribed() && all;
-  if (scaled) *scaled = scale;
-  if (!scale) return p;
+  return host.oversubscribed() && all;
+}
+
+double Profile::shared_cores() const {
+  return host.one_host() && (has_work_times() || !host.oversubscribed()) ? host.rank_cores() : 0.0;
+}
+
+Profile Profile::as_work() const {
+  Profile p = *this;
+  if (!has_work_times()) return p;
   for (size_t s = 0; s < p.stages.size(); ++s) {
     StageTimes& t = p.stages[s];
     const double total = t.total_ms();
@@ -89,6 +95,7 @@ Profile read_profile(const std::string& path) {
       p.host.cores = count("cores");
       p.host.threads = count("threads");
       if (h.contains("local_ranks")) p.host.local_ranks = count("local_ranks");
+      if (h.contains("ranks")) p.host.ranks = count("ranks");
     }
     const auto& st = j.at("stages");
     if (!st.is_array() || st.empty()) throw Error(path + ": 'stages' must be a non-empty list");
@@ -157,6 +164,7 @@ std::string profile_json(const Profile& p) {
   if (p.host.cores > 0) {
     j["host"] = {{"cores", p.host.cores}, {"threads", p.host.threads}};
     if (p.host.local_ranks > 0) j["host"]["local_ranks"] = p.host.local_ranks;
+    if (p.host.ranks > 0) j["host"]["ranks"] = p.host.ranks;
   }
   j["stages"] = nlohmann::ordered_json::array();
   for (size_t s = 0; s < p.stages.size(); ++s) {

@@ -47,7 +47,10 @@ struct Host {
   int cores = 0;        ///< cores rank 0 may run on (0: not recorded)
   int local_ranks = 0;  ///< ranks on that host (LOCAL_WORLD_SIZE; 0: unknown)
   int threads = 0;      ///< intra-op threads per rank
+  int ranks = 0;        ///< the profiled run's ranks on all hosts (0: unknown)
   bool oversubscribed() const { return cores > 0 && local_ranks > 0 && threads > 0 && local_ranks * threads > cores; }
+  /// Every rank of the run was on this host (as far as the file says).
+  bool one_host() const { return local_ranks > 0 && (ranks <= 0 || ranks <= local_ranks); }
   /// The cores in units of one rank's threads (cores / threads), what
   /// schedule::SimOptions::cores takes; 0: not recorded.
   double rank_cores() const { return cores > 0 && threads > 0 ? static_cast<double>(cores) / threads : 0.0; }
@@ -89,12 +92,21 @@ struct Profile {
   Host host;
   std::vector<StageTimes> stages;
 
-  /// The times as work, what each stage computes with a core to itself: on
-  /// an oversubscribed host whose stages all have cpu_ms, every stage's
-  /// times and its nodes' scaled by cpu_ms / total_ms() (at most 1), and
-  /// loss_ms by its stage's factor; otherwise the profile as it is.
-  /// `scaled` (optional) is set to whether it scaled them.
-  Profile as_work(bool* scaled = nullptr) const;
+  /// Whether the times need as_work() to be work: an oversubscribed host
+  /// whose stages all have cpu_ms.
+  bool has_work_times() const;
+  /// The times as work, what each stage computes with a core to itself:
+  /// where has_work_times(), every stage's times and its nodes' scaled by
+  /// cpu_ms / total_ms() (at most 1), and loss_ms by its stage's factor;
+  /// otherwise the profile as it is.
+  Profile as_work() const;
+  /// The cores a run on the profiled host shares, in ranks (what
+  /// schedule::SimOptions::cores takes), for the times as_work() gives: the
+  /// host's cores over each rank's threads where all the profiled ranks were
+  /// on that host; 0 (a core per rank) where not, or where the times include
+  /// waiting for a core (oversubscribed without CPU times): sharing them out
+  /// again would count the wait twice.
+  double shared_cores() const;
 };
 
 /// Reads a profile. Every problem is a ppc::Error naming the file: cannot

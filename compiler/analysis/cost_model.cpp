@@ -12,7 +12,7 @@ namespace ppc::analysis {
 
 MeasuredCosts load_measured_costs(const std::string& path) {
   MeasuredCosts m;
-  m.profile = profile::read_profile(path).as_work(&m.as_work);
+  m.profile = profile::read_profile(path).as_work();
   const profile::Profile& p = m.profile;
   double fsum = 0, all = 0;
   for (size_t s = 0; s < p.stages.size(); ++s) {

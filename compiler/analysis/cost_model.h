@@ -20,18 +20,9 @@ namespace ppc::analysis {
 /// `pprun --profile FILE.json` (every stage with its first and last node).
 struct MeasuredCosts {
   /// As read, but as work where its ranks time-shared the host's cores
-  /// (profile::Profile::as_work, `as_work` true).
+  /// (profile::Profile::as_work); a split run on the profiled host shares
+  /// profile.shared_cores().
   profile::Profile profile;
-  bool as_work = false;
-  /// The cores the ranks of a split run on the profiled host share, in ranks
-  /// (SimOptions::cores): the host's cores over each rank's threads, where
-  /// the profile knows its ranks shared one host; 0 (a core per rank) where
-  /// not, or where its times include waiting for a core (oversubscribed,
-  /// without CPU times): sharing them out again would count the wait twice.
-  double cores() const {
-    const auto& h = profile.host;
-    return h.local_ranks > 0 && (as_work || !h.oversubscribed()) ? h.rank_cores() : 0.0;
-  }
   double forward_fraction = 1.0 / 3.0;  ///< sum of forward / sum of forward + backward
   /// What a message costs in the running pipeline (0 when not calibrated).
   double message_ms() const { return profile.message_ms > 0 ? profile.message_ms : 0.0; }

@@ -162,8 +162,8 @@ void record_costs(manifest::Manifest& m, const analysis::AutoPartition& ap, bool
   if (ap.predicted_step_ms > 0) {
     cm.predicted_step_ms = sig6(ap.predicted_step_ms);
     cm.predicted_schedule = ap.predicted_schedule;
-    if (measured && measured->cores() > 0 && measured->cores() < static_cast<double>(m.stages.size()))
-      cm.predicted_cores = sig6(measured->cores());
+    const double cores = measured ? measured->profile.shared_cores() : 0.0;
+    if (cores > 0 && cores < static_cast<double>(m.stages.size())) cm.predicted_cores = sig6(cores);
   }
   m.cost_model = cm;
 }
@@ -335,7 +335,7 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
                 "...), not " + opts.model_path);
   if (measured && measured->profile.host.oversubscribed())
     notes.push_back(measured->profile.file + ": measured with " + measured->profile.host.summary() +
-                    (measured->as_work ? ": its stage times are taken as their CPU time, without the waits for a core"
+                    (measured->profile.has_work_times() ? ": its stage times are taken as their CPU time, without the waits for a core"
                                        : ": its times include waiting for a core, and the predicted step gives each "
                                          "rank a core (no CPU times: more than one thread per rank)"));
   auto const_like = analysis::constant_like_nodes(g);
@@ -357,7 +357,7 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
     step.message_cpu_ms = measured->message_cpu_ms();
     step.message_cpu_bytes_per_second = measured->message_cpu_bytes_per_second();
     step.overhead_ms = measured->overhead_ms();
-    step.cores = measured->cores();
+    step.cores = measured->profile.shared_cores();
   }
   if (spec.auto_split) {
     try {

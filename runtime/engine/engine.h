@@ -74,9 +74,9 @@ struct SimCosts {
   double message_ms = -1;     ///< the file's calibrated time in flight (-1: none)
   double message_cpu_ms = 0;  ///< the file's per-message rank time at each end
   double message_cpu_bytes_per_second = 0;  ///< and the rate of its bytes' rank time there (0: none)
-  /// The cores the ranks shared, in ranks (SimOptions::cores): where the
-  /// profile's ranks time-shared its host's cores, `stages` are their work
-  /// (profile::Profile::as_work); 0: a core per rank.
+  /// The cores the ranks share, in ranks (SimOptions::cores), with `stages`
+  /// the profile's work (profile::Profile::as_work and shared_cores); 0: a
+  /// core per rank.
   double cores = 0;
 };
 /// Throws ppc::Error on a malformed file or one for a different stage count.

@@ -287,6 +287,7 @@ void Engine::write_profile() {
   p.host.cores = usable_cores();
   p.host.threads = at::get_num_threads();
   if (const char* n = std::getenv("LOCAL_WORLD_SIZE")) p.host.local_ranks = std::max(0, std::atoi(n));
+  p.host.ranks = t_.world_size();
   // The link between ranks 0 and 1: one small message's one-way time and the
   // bandwidth of a 4 MiB one (the same machine's loopback for --nproc).
   if (link_latency_ms_ >= 0) {
@@ -338,14 +339,13 @@ void Engine::write_profile() {
   }
   // The simulator's costs: each stage's work, shared out over the host's
   // cores where its ranks time-shared them.
-  bool as_work = false;
-  const profile::Profile work = p.as_work(&as_work);
+  const profile::Profile work = p.as_work();
   std::vector<schedule::StageCost> costs(num_stages_);
   for (int s = 0; s < num_stages_; ++s) {
     const auto& t = work.stages[s];
     costs[s] = schedule::StageCost{t.f, t.b, t.i, t.w};
   }
-  const double cores = as_work ? p.host.rank_cores() : 0.0;
+  const double cores = p.shared_cores();
   // What one message (a stage edge's tensors for a micro-batch, packed)
   // costs while the pipeline runs. In flight: the ping-pong's latency, and
   // its bytes at the ping-pong's bandwidth. The rest (waking the receiver,
@@ -406,7 +406,7 @@ void Engine::write_profile() {
   std::ofstream(o_.profile_path) << profile::profile_json(p);
   if (p.host.oversubscribed())
     log_ << "note: " << o_.profile_path << ": measured with " << p.host.summary()
-         << (as_work ? ": its stage times include waiting for a core; the simulator shares the stages' CPU times out "
+         << (p.has_work_times() ? ": its stage times include waiting for a core; the simulator shares the stages' CPU times out "
                        "over the cores instead"
                      : ": its times include waiting for a core, which the simulator (a core per rank and thread) "
                        "does not model without one thread per rank")

@@ -90,9 +90,8 @@ SimCosts sim_costs(const manifest::Manifest& m, const std::string& costs_file) {
     }
     return out;
   }
-  bool shared = false;
-  const profile::Profile p = profile::read_profile(costs_file).as_work(&shared);
-  if (shared) out.cores = p.host.rank_cores();
+  const profile::Profile p = profile::read_profile(costs_file).as_work();
+  out.cores = p.shared_cores();
   if (p.stages.size() != S)
     throw Error(costs_file + ": has costs for " + std::to_string(p.stages.size()) + " stages, the manifest has " +
                 std::to_string(S));

@@ -91,10 +91,12 @@ assert len(svg.findall(ns + "rect")) >= 4 * 3 * 4, "one slice per F, I and W of 
 costs = json.load(open(w + "/costs.json"))
 assert [s["stage"] for s in costs["stages"]] == [0, 1, 2, 3] and all(s["f"] > 0 for s in costs["stages"])
 # Rank 0's host: 4 local ranks of pprun's default threads (the machine's cores / ranks, at least 1) on
-# the cores this process may use; ranks x threads beyond them time-share the cores, which the log says.
+# the cores this process may use, all 4 of the run's; ranks x threads beyond them time-share the
+# cores, which the log says.
 import os
 h = costs["host"]
-assert h == {"cores": len(os.sched_getaffinity(0)), "threads": max(1, os.cpu_count() // 4), "local_ranks": 4}, h
+assert h == {"cores": len(os.sched_getaffinity(0)), "threads": max(1, os.cpu_count() // 4), "local_ranks": 4,
+             "ranks": 4}, h
 noted = "costs.json: measured with 4 ranks x" in open(w + "/run.log").read()
 assert noted == (4 * h["threads"] > h["cores"]), (noted, h)
 # With one thread per rank, each stage's CPU time too: its work without the waits for a core.

@@ -833,19 +833,6 @@ TEST(StepModel, APricedMessageIsChargedOnceNotAlsoToItsStage) {
   EXPECT_DOUBLE_EQ(by_step.predicted_step_ms, fastest);
 }
 
-TEST(StepModel, TheProfiledHostsCoresAreSharedOnlyWhereItsTimesAreWork) {
-  MeasuredCosts mc;
-  mc.profile.host = {2, 3, 1};  // 3 ranks of 1 thread on 2 cores, CPU times taken as the work
-  mc.as_work = true;
-  EXPECT_EQ(mc.cores(), 2);
-  mc.as_work = false;  // wall times with the waits for a core in them: not shared out again
-  EXPECT_EQ(mc.cores(), 0);
-  mc.profile.host = {8, 2, 2};  // 2 ranks of 2 threads on 8 cores: 4 ranks' worth
-  EXPECT_EQ(mc.cores(), 4);
-  mc.profile.host = {8, 0, 2};  // not known to share a host
-  EXPECT_EQ(mc.cores(), 0);
-}
-
 TEST(StepModel, RanksSharingCoresShareOutTheirWork) {
   Graph g = parse_graph(kCostChain);
   CostModelOptions o;

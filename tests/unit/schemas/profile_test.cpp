@@ -57,7 +57,7 @@ TEST(Profile, RoundTripsEveryField) {
   p.step_ms = 12.0;
   p.simulated_step_ms = 10.0;
   p.overhead_ms = 1.5;
-  p.host = {2, 3, 1};  // 3 ranks of 1 thread on 2 cores
+  p.host = {2, 3, 1, 3};  // 3 ranks of 1 thread on 2 cores, all of the run's
   StageTimes a;
   a.f = 1;
   a.b = 2;
@@ -102,6 +102,7 @@ TEST(Profile, RoundTripsEveryField) {
   EXPECT_EQ(q.host.cores, 2);
   EXPECT_EQ(q.host.local_ranks, 3);
   EXPECT_EQ(q.host.threads, 1);
+  EXPECT_EQ(q.host.ranks, 3);
   EXPECT_TRUE(q.host.oversubscribed());
   ASSERT_EQ(q.stages.size(), 2u);
   EXPECT_EQ(q.stages[0].nodes, a.nodes);
@@ -147,9 +148,8 @@ TEST(Profile, AsWorkScalesEachStageToItsCpuTimeOnlyOnAnOversubscribedHost) {
   c.b = 1;
   c.cpu_ms = 2.5;  // above its wall time (clock granularity): left as it is
   p.stages = {a, b, c};
-  bool scaled = false;
-  Profile w = p.as_work(&scaled);
-  EXPECT_TRUE(scaled);
+  EXPECT_TRUE(p.has_work_times());
+  Profile w = p.as_work();
   EXPECT_EQ(w.stages[0].f, 0.5);
   EXPECT_EQ(w.stages[0].b, 1.5);
   EXPECT_EQ(w.stages[0].nodes, (std::vector<StageTimes::Node>{{"n0", 0.25, 1}, {"n1", 0.25, 0.5}}));
@@ -166,13 +166,34 @@ TEST(Profile, AsWorkScalesEachStageToItsCpuTimeOnlyOnAnOversubscribedHost) {
   // A host with a core per rank and thread: the wall times are the work.
   Profile own = p;
   own.host = {4, 3, 1};
-  EXPECT_EQ(own.as_work(&scaled).stages[0].f, 1);
-  EXPECT_FALSE(scaled);
+  EXPECT_EQ(own.as_work().stages[0].f, 1);
+  EXPECT_FALSE(own.has_work_times());
   // A stage without its CPU time (several threads per rank): nothing scaled.
   Profile partial = p;
   partial.stages[1].cpu_ms = -1;
-  EXPECT_EQ(partial.as_work(&scaled).stages[0].f, 1);
-  EXPECT_FALSE(scaled);
+  EXPECT_EQ(partial.as_work().stages[0].f, 1);
+  EXPECT_FALSE(partial.has_work_times());
+}
+
+TEST(Profile, ARunOnTheProfiledHostSharesItsCoresOnlyWhereTheTimesAreWork) {
+  Profile p;
+  StageTimes t;
+  t.f = 1;
+  t.b = 2;
+  t.cpu_ms = 2.5;
+  p.stages = {t, t, t};
+  p.host = {2, 3, 1};  // 3 ranks of 1 thread on 2 cores, CPU times taken as the work
+  EXPECT_EQ(p.shared_cores(), 2);
+  p.stages[2].cpu_ms = -1;  // wall times with the waits for a core in them: not shared out again
+  EXPECT_EQ(p.shared_cores(), 0);
+  p.host = {8, 2, 2};  // 2 ranks of 2 threads on 8 cores: 4 ranks' worth, whatever the CPU times
+  EXPECT_EQ(p.shared_cores(), 4);
+  p.host = {8, 0, 2};  // not known to share a host
+  EXPECT_EQ(p.shared_cores(), 0);
+  p.host = {8, 2, 2, 4};  // 2 of the run's 4 ranks on this host: the others have cores of their own
+  EXPECT_EQ(p.shared_cores(), 0);
+  p.host = {8, 2, 2, 2};
+  EXPECT_EQ(p.shared_cores(), 4);
 }
 
 TEST(Profile, BadFilesAreOneErrorNamingTheFile) {
