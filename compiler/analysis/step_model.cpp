@@ -72,9 +72,7 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
   // Where the step options price a message, the simulator charges each one
   // (in flight and at both ends' ranks); the stage costs' share of
   // communication (the partitioner's objective) would count it twice.
-  const bool priced =
-      o.message_ms > 0 || o.message_bytes_per_second > 0 || o.message_cpu_ms > 0 || o.message_cpu_bytes_per_second > 0;
-  for (double c : priced ? e.stage_compute : e.stage_costs) {
+  for (double c : o.prices_messages() ? e.stage_compute : e.stage_costs) {
     double mb = c * o.micro_batch_size;
     double f = mb * o.forward_fraction, b = mb - f;
     so.costs.push_back(sched::StageCost{f, b, 0, 0}.filled());
@@ -90,6 +88,24 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
 
 namespace {
 
+// The positions a cut may take, ascending.
+std::vector<int> cut_places(const CostModel& m) {
+  const int n = static_cast<int>(m.items.size());
+  const auto& allowed = m.problem.allowed;
+  std::vector<int> places;
+  for (int b = 1; b < n; ++b)
+    if (allowed.empty() || allowed[b]) places.push_back(b);
+  return places;
+}
+
+// Every stage within the model's memory cap (if any).
+bool fits_memory(const CostModel& m, const Evaluation& e) {
+  if (!(m.problem.memory_cap > 0)) return true;
+  for (double x : e.stage_memory)
+    if (x > m.problem.memory_cap) return false;
+  return true;
+}
+
 // Moves one cut at a time, to the allowed position 1, 2, 4, ... places
 // before or after it, taking the move that shortens the simulated step most,
 // until none shortens it by min_gain (at most 64 moves). The charged
@@ -98,18 +114,8 @@ namespace {
 // simulator sees. Each round simulates (stages - 1) x 2 log2(cut places)
 // splits.
 void refine(const CostModel& m, std::vector<int>& starts, double& best, const StepOptions& step) {
-  const int n = static_cast<int>(m.items.size());
-  const auto& allowed = m.problem.allowed;
-  std::vector<int> places;  // allowed cut positions, ascending
-  for (int b = 1; b < n; ++b)
-    if (allowed.empty() || allowed[b]) places.push_back(b);
+  const std::vector<int> places = cut_places(m);
   const int P = static_cast<int>(places.size());
-  auto fits = [&](const Evaluation& e) {
-    if (!(m.problem.memory_cap > 0)) return true;
-    for (double x : e.stage_memory)
-      if (x > m.problem.memory_cap) return false;
-    return true;
-  };
   for (int round = 0; round < 64; ++round) {
     std::vector<int> pick;
     double pick_t = best;
@@ -124,7 +130,7 @@ void refine(const CostModel& m, std::vector<int>& starts, double& best, const St
           if ((k > 0 && cand[k] <= cand[k - 1]) || (k + 1 < cand.size() && cand[k] >= cand[k + 1])) break;
           Evaluation e;
           const double t = predict_step_ms(m, cand, step, nullptr, &e);
-          if (t < pick_t && t < best * (1 - step.min_gain) && fits(e)) {
+          if (t < pick_t && t < best * (1 - step.min_gain) && fits_memory(m, e)) {
             pick_t = t;
             pick = cand;
           }
@@ -142,11 +148,7 @@ void refine(const CostModel& m, std::vector<int>& starts, double& best, const St
 // nothing, where there are more than `limit`.
 bool enumerate_all(const CostModel& m, std::vector<int>& starts, double& best, const StepOptions& step,
                    double limit) {
-  const int n = static_cast<int>(m.items.size());
-  const auto& allowed = m.problem.allowed;
-  std::vector<int> places;
-  for (int b = 1; b < n; ++b)
-    if (allowed.empty() || allowed[b]) places.push_back(b);
+  const std::vector<int> places = cut_places(m);
   const int P = static_cast<int>(places.size()), K = static_cast<int>(starts.size());
   double count = 1;  // C(P, K)
   for (int i = 0; i < K && count <= limit; ++i) count = count * (P - i) / (i + 1);
@@ -159,10 +161,7 @@ bool enumerate_all(const CostModel& m, std::vector<int>& starts, double& best, c
     for (int i = 0; i < K; ++i) cand[i] = places[idx[i]];
     Evaluation e;
     const double t = predict_step_ms(m, cand, step, nullptr, &e);
-    bool fits = true;
-    if (m.problem.memory_cap > 0)
-      for (double x : e.stage_memory) fits = fits && x <= m.problem.memory_cap;
-    if (t < pick_t && fits) {
+    if (t < pick_t && fits_memory(m, e)) {
       pick_t = t;
       pick = cand;
     }
@@ -185,9 +184,7 @@ std::vector<int> search_by_step(const CostModel& m, std::vector<int> starts, con
                                 double* predicted_ms) {
   double best = predict_step_ms(m, starts, step);
   const int stages = static_cast<int>(starts.size()) + 1;
-  if ((!(step.message_ms > 0) && !(step.message_bytes_per_second > 0) && !(step.message_cpu_ms > 0) &&
-       !(step.message_cpu_bytes_per_second > 0)) ||
-      stages < 2) {
+  if (!step.prices_messages() || stages < 2) {
     if (predicted_ms) *predicted_ms = best;
     return starts;
   }

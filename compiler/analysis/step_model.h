@@ -36,6 +36,10 @@ struct StepOptions {
   /// Where a model has at most this many splits, the search simulates every
   /// one (search_by_step).
   double enumerate_splits = 4096;
+  /// Whether a message costs anything (latency, bytes or rank time).
+  bool prices_messages() const {
+    return message_ms > 0 || message_bytes_per_second > 0 || message_cpu_ms > 0 || message_cpu_bytes_per_second > 0;
+  }
 };
 
 /// The stage edges of the partition given by `starts` under `m`, one per
