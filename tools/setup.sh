@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Installs what ppc/pprun need on Debian 12 (as root), then configures and
-# builds into build/. Idempotent: skips apt when everything is present.
+# Installs what ppc/pprun need on Debian 12 (as root), builds ONNX
+# (tools/build_onnx.sh, cached), then configures and builds into build/.
+# Idempotent: skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
-  libonnx-dev libprotobuf-dev protobuf-compiler
+  libprotobuf-dev protobuf-compiler
   libcli11-dev nlohmann-json3-dev libgtest-dev
   libtorch-dev libgloo-dev libopenblas0-pthread
   python3-torch python3-onnx python3-torchvision python3-jsonschema
@@ -30,5 +31,7 @@ for alt in libblas.so.3-x86_64-linux-gnu liblapack.so.3-x86_64-linux-gnu; do
   [[ -n "$target" ]] && update-alternatives --set "$alt" "$target" >/dev/null
 done
 
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+onnx_prefix=$(bash tools/build_onnx.sh | tail -1)
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DONNX_DIR="$onnx_prefix/lib/cmake/ONNX" >/dev/null
 cmake --build build -j"$(nproc)"

@@ -7,7 +7,7 @@
 // kernels and a smaller autograd graph. Internal to runtime/stages/.
 #pragma once
 
-#include <onnx/onnx_pb.h>
+#include "schemas/onnx_proto.h"
 
 #include <map>
 #include <string>

@@ -7,7 +7,7 @@
 
 #include <ATen/ATen.h>
 #include <onnx/checker.h>
-#include <onnx/onnx_pb.h>
+#include "schemas/onnx_proto.h"
 
 #include <algorithm>
 #include <chrono>

@@ -8,7 +8,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
-#include <onnx/onnx_pb.h>
+#include "schemas/onnx_proto.h"
 
 #include <cstdint>
 #include <functional>

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include <onnx/onnx_pb.h>
+#include "schemas/onnx_proto.h"
 
 #include "compiler/frontends/source_model.h"
 

@@ -2,7 +2,7 @@
 // after the input symbol they follow, and only then.
 #include "compiler/frontends/onnx/onnx_frontend.h"
 
-#include <onnx/onnx_pb.h>
+#include "schemas/onnx_proto.h"
 
 #include <unistd.h>
 
