@@ -81,6 +81,7 @@ json to_json(const Manifest& m) {
     e["index"] = s.index;
     e["artifact"] = s.artifact;
     e["sha256"] = s.sha256;
+    if (!s.data_file.empty()) e["external_data"] = {{"file", s.data_file}, {"sha256", s.data_sha256}};
     json ins = json::array();
     for (const auto& in : s.inputs) {
       json x;
@@ -264,6 +265,14 @@ Manifest parse_manifest(const std::string& text, const std::string& display_name
     if (s.artifact.empty() || s.artifact.find('/') != std::string::npos || s.artifact.find('\\') != std::string::npos || s.artifact == ".." || s.artifact == ".")
       throw sn.at("artifact").error("'artifact' must be a plain file name next to the manifest");
     if (sn.has("sha256")) s.sha256 = sn.at("sha256").as_string("'sha256'");
+    if (sn.has("external_data")) {
+      JsonNode ed = sn.at("external_data");
+      s.data_file = ed.at("file").as_string("'file'");
+      if (s.data_file.empty() || s.data_file.find('/') != std::string::npos || s.data_file.find('\\') != std::string::npos ||
+          s.data_file == ".." || s.data_file == "." || s.data_file == s.artifact)
+        throw ed.at("file").error("'file' must be a plain file name next to the manifest, other than the artifact");
+      s.data_sha256 = ed.at("sha256").as_string("'sha256'");
+    }
     JsonNode ins = sn.at("inputs");
     ins.expect_array("'inputs'");
     for (size_t k = 0; k < ins.size(); ++k) {

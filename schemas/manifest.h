@@ -56,6 +56,9 @@ struct Stage {
   int index = 0;
   std::string artifact;   ///< file name relative to the manifest
   std::string sha256;
+  /// ONNX external data beside the artifact (its initializers' bytes): file
+  /// name relative to the manifest and its SHA-256; empty when there is none.
+  std::string data_file, data_sha256;
   std::vector<StageInput> inputs;    ///< in the artifact's argument order
   std::vector<StageOutput> outputs;  ///< in the artifact's result order
   std::vector<StageParam> params;

@@ -205,7 +205,7 @@ void check_replaceable(const fs::path& out) {
   std::error_code ec;
   if (!fs::exists(out, ec)) return;
   if (!fs::is_directory(out, ec)) throw Error(out.string() + ": exists and is not a directory");
-  static const std::regex kOurs(R"(manifest\.json|stage[0-9]+\.(onnx|pt))");
+  static const std::regex kOurs(R"(manifest\.json|stage[0-9]+\.(onnx|pt|onnx\.data))");
   for (const auto& e : fs::directory_iterator(out)) {
     std::string name = e.path().filename().string();
     if (!std::regex_match(name, kOurs))
@@ -434,8 +434,10 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
   fs::path tmp = make_temp_dir(outp);
   try {
     for (auto& s : m.stages) {
-      std::string bytes = emit_stage(*src, p, s.index, (tmp / s.artifact).string());
-      s.sha256 = sha256_hex(bytes);
+      EmittedStage files = emit_stage(*src, p, s.index, (tmp / s.artifact).string());
+      s.sha256 = sha256_hex(files.bytes);
+      s.data_file = files.data_file;
+      if (!files.data_file.empty()) s.data_sha256 = sha256_hex(files.data_bytes);
     }
     write_file(tmp / "manifest.json", manifest::to_json_text(m));
     std::error_code ec;

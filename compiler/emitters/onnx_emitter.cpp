@@ -5,17 +5,20 @@
 #include <onnx/shape_inference/implementation.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
 #include "compiler/emitters/onnx_emitter.h"
 #include "compiler/frontends/onnx/onnx_source.h"
 #include "schemas/error.h"
+#include "schemas/onnx_external_data.h"
 
 namespace ppc {
 
 namespace {
 
+namespace fs = std::filesystem;
 using onnx_frontend::OnnxSource;
 
 onnx::ValueInfoProto value_info(const OnnxSource& src, const ir::Graph& g, ir::ValueId v) {
@@ -35,7 +38,7 @@ onnx::ValueInfoProto value_info(const OnnxSource& src, const ir::Graph& g, ir::V
   return vi;
 }
 
-std::string emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p, int stage, const std::string& path) {
+EmittedStage emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p, int stage, const std::string& path) {
   const ir::Graph& g = src.graph();
   const analysis::StagePlan& sp = p.stages[stage];
   const onnx::ModelProto& in = src.model();
@@ -124,17 +127,29 @@ std::string emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p,
     throw Error("stage " + std::to_string(stage) + " fails the ONNX checker: " + msg);
   }
 
-  std::string bytes;
-  if (!m.SerializeToString(&bytes)) throw Error("stage " + std::to_string(stage) + ": cannot serialize the ONNX model");
+  EmittedStage out_files;
+  if (src.had_external_data()) {
+    const fs::path artifact(path);
+    out_files.data_file = artifact.filename().string() + ".data";
+    out_files.data_bytes = onnx_data::externalize(m, out_files.data_file);
+    if (out_files.data_bytes.empty()) {
+      out_files.data_file.clear();
+    } else {
+      std::ofstream d(artifact.parent_path() / out_files.data_file, std::ios::binary | std::ios::trunc);
+      d.write(out_files.data_bytes.data(), static_cast<std::streamsize>(out_files.data_bytes.size()));
+      if (!d) throw Error(path + ".data: cannot write the stage's external data");
+    }
+  }
+  if (!m.SerializeToString(&out_files.bytes)) throw Error("stage " + std::to_string(stage) + ": cannot serialize the ONNX model");
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  f.write(out_files.bytes.data(), static_cast<std::streamsize>(out_files.bytes.size()));
   if (!f) throw Error(path + ": cannot write stage artifact");
-  return bytes;
+  return out_files;
 }
 
 }  // namespace
 
-std::string emit_onnx_stage(const SourceModel& src, const analysis::Partition& p, int stage, const std::string& path) {
+EmittedStage emit_onnx_stage(const SourceModel& src, const analysis::Partition& p, int stage, const std::string& path) {
   const auto* onnx_src = dynamic_cast<const OnnxSource*>(&src);
   if (!onnx_src) throw std::logic_error("emit_onnx_stage: the source is not an ONNX model");
   return emit_onnx_stage(*onnx_src, p, stage, path);

@@ -77,6 +77,8 @@ void Engine::save_checkpoint(int64_t steps_done) {
       else t_.irecv(d, r, wire::Tags::kSaveDigest)->wait();
     }
     if (t_.rank() == 0) out.stages[s].sha256 = std::string(reinterpret_cast<const char*>(d.data_ptr<uint8_t>()), 64);
+    out.stages[s].data_file.clear();  // a saved stage holds its weights itself
+    out.stages[s].data_sha256.clear();
     for (const auto& p : info.params) {
       at::Tensor value;
       if (r == t_.rank()) value = local(s).tensors.at(p.name).detach().contiguous();

@@ -648,6 +648,9 @@ void Engine::sync_tied_gradients() {
         if (it == local(s).tensors.end())
           throw Error(lm_.dir + "/manifest.json: tie '" + g.name + "': stage " + std::to_string(s) + " has no parameter '" +
                       mem.param + "'");
+        // A frozen tensor read by several stages (a buffer, an exporter's
+        // constant) is one only in name: nothing to sync, nothing to step.
+        if (!it->second.requires_grad()) continue;
         mine.emplace_back(it->second, mem.relation == "transpose");
       }
     }

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -19,6 +20,7 @@
 #include "runtime/stages/onnx_fusion.h"
 #include "runtime/stages/onnx_ops.h"
 #include "schemas/error.h"
+#include "schemas/onnx_external_data.h"
 
 namespace ppc::runtime {
 
@@ -94,6 +96,7 @@ std::unique_ptr<OnnxGraph> OnnxGraph::load(const std::string& path, const Option
     if (!f) throw Error(path + ": cannot open the ONNX stage");
     if (!im->model.ParseFromIstream(&f)) throw Error(path + ": not a valid ONNX model (protobuf parse failed)");
   }
+  onnx_data::internalize(im->model, std::filesystem::path(path).parent_path().string(), path);
   for (const auto& op : im->model.opset_import())
     if (op.domain().empty() || op.domain() == "ai.onnx") im->opset = static_cast<int>(op.version());
   if (im->opset == 0) throw Error(path + ": the model imports no opset of the default ONNX domain");
@@ -295,7 +298,7 @@ std::unique_ptr<OnnxGraph> OnnxGraph::load(const std::string& path, const Option
       if (s >= 0 && carries[s]) needed[s] = 1;
   }
   for (auto& in : im->inits) {
-    in.trainable = float_init[in.slot] && needed[in.slot] && !bn_stat[in.slot];
+    in.trainable = float_init[in.slot] && needed[in.slot] && !bn_stat[in.slot] && !options.frozen.count(in.name);
     if (in.trainable && !options.check_only) im->slots[in.slot].requires_grad_(true);
   }
   return std::unique_ptr<OnnxGraph>(new OnnxGraph(std::move(im)));

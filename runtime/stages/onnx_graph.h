@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,6 +22,9 @@ class OnnxGraph {
     /// initializer tensors are built): the check pprun runs before any rank
     /// starts.
     bool check_only = false;
+    /// Float initializers that are not to be trained (the manifest's
+    /// params[].trainable false: an exporter's constants, buffers).
+    std::set<std::string> frozen;
   };
 
   /// Parses the ONNX model at `path` and plans its execution. Throws

@@ -73,7 +73,10 @@ class OnnxStage final : public StageModule {
 std::unique_ptr<StageModule> load_onnx_stage(const LoadedManifest& lm, int stage) {
   const auto& info = lm.manifest.stages.at(stage);
   std::string path = lm.artifact_path(stage);
-  auto graph = OnnxGraph::load(path);
+  OnnxGraph::Options options;
+  for (const auto& p : info.params)
+    if (!p.trainable) options.frozen.insert(p.name);
+  auto graph = OnnxGraph::load(path, options);
   std::vector<std::string> ins, outs;
   for (const auto& i : info.inputs) ins.push_back(i.name);
   for (const auto& o : info.outputs) outs.push_back(o.name);

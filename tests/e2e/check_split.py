@@ -43,6 +43,7 @@ Exits 1 with one line per problem; prints one summary line per stage on success.
 import argparse
 import hashlib
 import json
+import re
 import os
 import sys
 
@@ -125,6 +126,35 @@ def node_signature(n):
             sorted((a.name, a.SerializeToString()) for a in n.attribute))
 
 
+def _unshared_only(self, n, src_node):
+    """Whether stage node n is src_node with some inputs renamed from an
+    initializer X to a graph-signature parameter or buffer that is no
+    initializer of the source: the exporter merged equal tensors into X, and
+    ppc gives each its own initializer again (recorded in self.unshared)."""
+    if len(n.input) != len(src_node.input):
+        return False
+    renamed = {}
+    for got, want in zip(n.input, src_node.input):
+        if got == want:
+            continue
+        if want not in self.inits or got in self.inits or got not in (self.parameters | self.buffers):
+            return False
+        if self.unshared.get(got, want) != want:
+            return False
+        renamed[got] = want
+    if not renamed:
+        return False
+    a, b = onnx.NodeProto(), onnx.NodeProto()
+    a.CopyFrom(n)
+    b.CopyFrom(src_node)
+    del a.input[:]
+    del b.input[:]
+    if node_signature(a) != node_signature(b):
+        return False
+    self.unshared.update(renamed)
+    return True
+
+
 def tensor_array(t):
     return numpy_helper.to_array(t)
 
@@ -145,6 +175,14 @@ class Source:
         self.inputs = [vi for vi in g.input if vi.name not in self.inits]
         self.outputs = list(g.output)
         self.output_names = [o.name for o in g.output]
+        # The dynamo exporter's graph signature: which initializers are the
+        # module's parameters and buffers (the rest are its constants).
+        self.parameters, self.buffers = set(), set()
+        for kv in getattr(g, "metadata_props", []):
+            if kv.key == "pkg.torch.export.ExportedProgram.graph_signature":
+                for kind, target in re.findall(r": (PARAMETER|BUFFER) target='([^']*)'", kv.value):
+                    (self.parameters if kind == "PARAMETER" else self.buffers).add(target)
+        self.unshared = {}  # a merged initializer's own name (a signature target) -> the source initializer
         self.nodes = list(g.node)
         self.index = {}
         for i, n in enumerate(self.nodes):
@@ -192,6 +230,9 @@ class Source:
             if o.domain in ("", "ai.onnx"):
                 return o.version
         return 0
+
+
+Source.unshared_only = _unshared_only
 
 
 def check_tensor_entry(ck, where, entry, vi):
@@ -343,7 +384,7 @@ def check(model_path, outdir, schema_dir):
                 ck.fail(f"{where}: node '{k}' ({n.op_type}) is not a node of the source model")
                 continue
             si = src.index[k]
-            if node_signature(n) != node_signature(src.nodes[si]):
+            if node_signature(n) != node_signature(src.nodes[si]) and not src.unshared_only(n, src.nodes[si]):
                 ck.fail(f"{where}: node '{k}' differs from the source node "
                         f"(op/inputs/outputs/attributes): {n.op_type}{list(n.input)}->{list(n.output)} vs "
                         f"{src.nodes[si].op_type}{list(src.nodes[si].input)}->{list(src.nodes[si].output)}")
@@ -379,7 +420,7 @@ def check(model_path, outdir, schema_dir):
             ck.fail(f"{where}: initializer '{nm}' is not listed in the manifest's params")
         for nm, t in inits.items():
             arr = tensor_array(t)
-            want = src.init_array(nm)
+            want = src.init_array(src.unshared.get(nm, nm))
             if want is None:
                 ck.fail(f"{where}: initializer '{nm}' is neither a source initializer nor the output of an "
                         f"Identity of one")
@@ -396,10 +437,23 @@ def check(model_path, outdir, schema_dir):
                           f"{where}: param '{nm}' shape {p['shape']} != initializer's {list(t.dims)}")
                 ck.expect(p["bytes"] == arr.nbytes or t.data_type == TensorProto.STRING,
                           f"{where}: param '{nm}' bytes {p['bytes']} != {arr.nbytes}")
-                ck.expect(p["original"] in src.inits or p["original"] in src.identity_of_init,
+                ck.expect(p["original"] in src.inits or p["original"] in src.identity_of_init or
+                          p["original"] in src.unshared,
                           f"{where}: param '{nm}' original name {p['original']!r} is not in the source model")
-                ck.expect(p["trainable"] == (dtype_name(t.data_type) in FLOAT_DTYPES),
-                          f"{where}: param '{nm}' trainable is {p['trainable']} for dtype {dtype_name(t.data_type)}")
+                is_float = dtype_name(t.data_type) in FLOAT_DTYPES
+                if not src.parameters:
+                    ck.expect(p["trainable"] == is_float,
+                              f"{where}: param '{nm}' trainable is {p['trainable']} for dtype {dtype_name(t.data_type)}")
+                else:
+                    # A dynamo export: parameters train, buffers and non-float
+                    # tensors never do; the exporter's other initializers may
+                    # be folded copies of parameters (the training runs
+                    # against PyTorch check which).
+                    want = True if p["original"] in src.parameters else False if (
+                        p["original"] in src.buffers or not is_float) else None
+                    ck.expect(want is None or p["trainable"] == want,
+                              f"{where}: param '{nm}' trainable is {p['trainable']}, but the graph signature "
+                              f"makes it a {'parameter' if want else 'buffer or constant'}")
         # Identity-of-initializer outputs used here must be initializers here.
         for v in used:
             if v in src.identity_of_init:

@@ -19,6 +19,11 @@ fed to reference_infer.py --params:
     equal to the transpose; the match must be unique.  A transposed match is
     written transposed back.
 
+With --constants MANIFEST.json, a key the manifest lists as not trainable
+that matches no PyTorch parameter or buffer is dropped: the dynamo exporter
+stores its constants (scale factors, fill values) as initializers, which
+pprun saves with the rest but which are no part of the module's state.
+
 Exits 2 when a key cannot be mapped (e.g. BatchNorm folded into Conv weights:
 those exports do not have PyTorch's training semantics anyway).
 """
@@ -45,8 +50,14 @@ def onnx_values(path):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    constants = set()
+    if len(argv) == 6 and argv[4] == "--constants":
+        import json
+        manifest = json.load(open(argv[5]))
+        constants = {p["original"] for s in manifest["stages"] for p in s["params"] if not p["trainable"]}
+        argv = argv[:4]
     if len(argv) != 4:
-        raise UsageError("usage: onnx_param_names.py MODEL.onnx MODEL.pt IN.pt OUT.pt")
+        raise UsageError("usage: onnx_param_names.py MODEL.onnx MODEL.pt IN.pt OUT.pt [--constants MANIFEST.json]")
     onnx_path, model_path, in_path, out_path = argv
     originals = onnx_values(onnx_path)
     state = canonical_state(load_model(model_path))
@@ -68,6 +79,8 @@ def main(argv=None):
                 hits.append((name, False))
             elif t.dim() == 2 and orig.dim() == 2 and t.shape == orig.t().shape and torch.equal(t, orig.t()):
                 hits.append((name, True))
+        if not hits and key in constants:
+            continue  # an exporter constant, not module state
         if len(hits) != 1:
             problems.append("%s: %d matching PyTorch parameters (%s)" % (key, len(hits), ", ".join(h for h, _ in hits)))
             continue

@@ -1,5 +1,6 @@
 #include "compiler/frontends/onnx/module_path.h"
 
+#include <algorithm>
 #include <cctype>
 
 namespace ppc::onnx_frontend {
@@ -57,6 +58,62 @@ std::set<std::string> collect_scopes(const std::vector<std::string>& node_names)
     }
   }
   return scopes;
+}
+
+std::optional<std::vector<std::string>> parse_python_str_list(const std::string& text) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  auto skip_space = [&] {
+    while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+  };
+  skip_space();
+  if (i >= text.size() || text[i] != '[') return std::nullopt;
+  ++i;
+  skip_space();
+  const bool empty = i < text.size() && text[i] == ']';
+  while (!empty) {
+    skip_space();
+    if (i >= text.size() || (text[i] != '\'' && text[i] != '"')) return std::nullopt;
+    const char quote = text[i++];
+    std::string s;
+    while (i < text.size() && text[i] != quote) {
+      if (text[i] == '\\' && i + 1 < text.size()) {
+        const char e = text[++i];
+        s += e == 'n' ? '\n' : e == 't' ? '\t' : e;  // \\, \', \" stand for themselves
+      } else {
+        s += text[i];
+      }
+      ++i;
+    }
+    if (i >= text.size()) return std::nullopt;
+    ++i;  // closing quote
+    out.push_back(std::move(s));
+    skip_space();
+    if (i < text.size() && text[i] == ',') {
+      ++i;
+      continue;
+    }
+    if (i < text.size() && text[i] == ']') break;
+    return std::nullopt;
+  }
+  ++i;
+  skip_space();
+  if (i != text.size()) return std::nullopt;
+  return out;
+}
+
+std::string module_from_name_scopes(const std::vector<std::string>& scopes) {
+  if (scopes.size() < 2) return "";
+  std::string path = scopes[scopes.size() - 2];
+  // torch.export's name for "no module at all" (e.g. a batch size read at the root).
+  if (path == "_empty_nn_module_stack_from_metadata_hook") return "";
+  // "h.0@1": the second call of module h.0.
+  size_t at = path.rfind('@');
+  if (at != std::string::npos && at + 1 < path.size() &&
+      std::all_of(path.begin() + static_cast<std::ptrdiff_t>(at) + 1, path.end(),
+                  [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; }))
+    path.resize(at);
+  return path;
 }
 
 }  // namespace ppc::onnx_frontend

@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -15,6 +16,7 @@
 #include "compiler/frontends/onnx/module_path.h"
 #include "compiler/frontends/onnx/onnx_source.h"
 #include "schemas/error.h"
+#include "schemas/onnx_external_data.h"
 #include "schemas/sha256.h"
 
 namespace ppc::onnx_frontend {
@@ -137,18 +139,116 @@ void outer_names(const onnx::GraphProto& g, std::set<std::string> defined, std::
     if (!defined.count(o.name())) out.insert(o.name());
 }
 
-// Names of the nodes inside a node's subgraphs (If branches, Loop/Scan bodies), at any depth.
-void subgraph_node_names(const onnx::NodeProto& n, std::vector<std::string>& out) {
+// The nodes inside a node's subgraphs (If branches, Loop/Scan bodies), at any depth.
+void subgraph_nodes(const onnx::NodeProto& n, std::vector<const onnx::NodeProto*>& out) {
   auto walk = [&out](const onnx::GraphProto& sg) {
     for (const auto& inner : sg.node()) {
-      out.push_back(inner.name());
-      subgraph_node_names(inner, out);
+      out.push_back(&inner);
+      subgraph_nodes(inner, out);
     }
   };
   for (const auto& a : n.attribute()) {
     if (a.has_g()) walk(a.g());
     for (const auto& sg : a.graphs()) walk(sg);
   }
+}
+
+// A node's module path: from the dynamo exporter's metadata where the node
+// has it, else from the scopes in its name (the TorchScript-based exporter).
+std::string node_module(const onnx::NodeProto& p, const std::set<std::string>& scopes) {
+  for (const auto& kv : p.metadata_props())
+    if (kv.key() == "pkg.torch.onnx.name_scopes")
+      if (auto list = parse_python_str_list(kv.value())) return module_from_name_scopes(*list);
+  return module_path(scope_segments(p.name()), scopes);
+}
+
+// The dynamo exporter's graph signature (graph metadata
+// pkg.torch.export.ExportedProgram.graph_signature): which initializers are the
+// module's parameters and buffers ("p_x: PARAMETER target='h.0.ln_1.weight'",
+// "b_x: BUFFER target='...'"); the others are the exporter's constants. Empty
+// for other exporters.
+struct GraphSignature {
+  std::set<std::string> parameters, buffers;
+  bool empty() const { return parameters.empty() && buffers.empty(); }
+};
+
+GraphSignature graph_signature(const onnx::GraphProto& g) {
+  GraphSignature sig;
+  for (const auto& kv : g.metadata_props()) {
+    if (kv.key() != "pkg.torch.export.ExportedProgram.graph_signature") continue;
+    std::istringstream lines(kv.value());
+    for (std::string line; std::getline(lines, line);) {
+      for (auto [marker, set] : {std::pair<const char*, std::set<std::string>*>{": PARAMETER target='", &sig.parameters},
+                                 {": BUFFER target='", &sig.buffers}}) {
+        size_t at = line.find(marker);
+        if (at == std::string::npos) continue;
+        at += std::strlen(marker);
+        size_t end = line.find('\'', at);
+        if (end != std::string::npos) set->insert(line.substr(at, end - at));
+      }
+    }
+  }
+  return sig;
+}
+
+bool uniform_bytes(const std::string& bytes, size_t elem) {
+  if (elem == 0 || bytes.size() < elem) return false;
+  for (size_t i = elem; i + elem <= bytes.size(); i += elem)
+    if (bytes.compare(i, elem, bytes, 0, elem) != 0) return false;
+  return true;
+}
+
+// The dynamo exporter's optimizer merges initializers of equal content into
+// one, under the first's name: every LayerNorm weight of a freshly built model
+// (all ones) becomes `h.0.ln_1.weight`, every zero bias one tensor, every
+// layer's causal-mask buffer one buffer. PyTorch has separate tensors there,
+// and trains them apart. Give each merged parameter or buffer its own
+// initializer again: a node in module M that reads merged initializer X, where
+// the signature has a tensor M.<leaf of X> that is no initializer, reads a
+// copy of X under that name. A parameter is split only where X is uniform
+// (ones, zeros: what equal initialisations look like); a non-uniform one
+// shared across modules is a real tie (an embedding and its LM head) and
+// stays one. Returns how many tensors were split off.
+int unshare_merged_initializers(onnx::ModelProto& model, const GraphSignature& sig, const std::set<std::string>& scopes) {
+  if (sig.empty()) return 0;
+  onnx::GraphProto* g = model.mutable_graph();
+  std::map<std::string, int> init;
+  for (int i = 0; i < g->initializer_size(); ++i) init[g->initializer(i).name()] = i;
+  auto missing = [&](const std::string& name) {
+    return (sig.parameters.count(name) || sig.buffers.count(name)) && !init.count(name);
+  };
+  std::map<std::string, std::string> made;  // new name -> the initializer it copies
+  int split_off = 0;
+  for (auto& n : *g->mutable_node()) {
+    const std::string module = node_module(n, scopes);
+    for (auto& in : *n.mutable_input()) {
+      auto it = init.find(in);
+      if (it == init.end()) continue;
+      const std::string leaf = in.substr(in.rfind('.') == std::string::npos ? 0 : in.rfind('.') + 1);
+      const std::string own = module.empty() ? leaf : module + "." + leaf;
+      if (own == in) continue;
+      auto done = made.find(own);
+      if (done != made.end()) {
+        if (done->second == in) in = own;
+        continue;
+      }
+      if (!missing(own)) continue;
+      const onnx::TensorProto& t = g->initializer(it->second);
+      const bool buffer = sig.buffers.count(own) > 0;
+      const size_t elem = t.data_type() == onnx::TensorProto::DOUBLE || t.data_type() == onnx::TensorProto::INT64 ? 8
+                          : t.data_type() == onnx::TensorProto::FLOAT16 || t.data_type() == onnx::TensorProto::BFLOAT16 ? 2
+                          : t.data_type() == onnx::TensorProto::FLOAT || t.data_type() == onnx::TensorProto::INT32 ? 4 : 1;
+      if (!buffer && !(t.has_raw_data() && uniform_bytes(t.raw_data(), elem))) continue;
+      onnx::TensorProto copy = t;
+      copy.set_name(own);
+      made[own] = in;
+      *g->add_initializer() = std::move(copy);
+      init[own] = g->initializer_size() - 1;
+      in = own;
+      ++split_off;
+    }
+  }
+  return split_off;
 }
 
 const ir::Shape* shape_in(const ir::Graph& g, ir::ValueId v) { return v == ir::kNone ? nullptr : &g.values[v].shape; }
@@ -538,8 +638,6 @@ class OnnxLowering {
     // Params: every initializer, with content fingerprints for tie detection.
     for (int i = 0; i < gp.initializer_size(); ++i) {
       const auto& t = gp.initializer(i);
-      if (t.data_location() == onnx::TensorProto::EXTERNAL)
-        throw Error(display + ": initializer '" + t.name() + "' uses external data, which ppc does not support yet");
       if (src.initializer_index_.count(t.name()))
         throw Error(display + ": initializer '" + t.name() + "' is defined twice");
       src.initializer_index_[t.name()] = i;
@@ -579,9 +677,13 @@ class OnnxLowering {
       folded[i] = true;
     }
 
+    std::vector<const onnx::NodeProto*> all;
+    for (const auto& n : gp.node()) {
+      all.push_back(&n);
+      subgraph_nodes(n, all);
+    }
     std::vector<std::string> names;
-    for (const auto& n : gp.node()) names.push_back(n.name());
-    for (const auto& n : gp.node()) subgraph_node_names(n, names);
+    for (const onnx::NodeProto* n : all) names.push_back(n->name());
     auto scopes = collect_scopes(names);
     std::set<std::string> used_names;
     for (int i = 0; i < gp.node_size(); ++i) {
@@ -592,7 +694,7 @@ class OnnxLowering {
       if (used_names.count(n.name)) n.name += "__" + std::to_string(i);  // keep node names unique
       used_names.insert(n.name);
       n.op = p.domain().empty() ? p.op_type() : p.domain() + "::" + p.op_type();
-      n.module = module_path(scope_segments(p.name()), scopes);
+      n.module = node_module(p, scopes);
       n.source_index = i;
       if (p.op_type() == "Constant" && p.domain().empty()) n.flags |= ir::kNodeConstantSource;
       if (is_random_op(p.op_type())) n.flags |= ir::kNodeNondeterministic;
@@ -640,15 +742,16 @@ class OnnxLowering {
       // Module paths inside this node's subgraphs: a module that occurs only
       // there cannot be cut at (see nested_modules).
       if (g.nodes[id].flags & ir::kNodeHasSubgraph) {
-        std::vector<std::string> inner;
-        subgraph_node_names(p, inner);
-        for (const auto& name : inner) {
-          std::string path = module_path(scope_segments(name), scopes);
+        std::vector<const onnx::NodeProto*> inner;
+        subgraph_nodes(p, inner);
+        for (const onnx::NodeProto* q : inner) {
+          std::string path = node_module(*q, scopes);
           if (!path.empty()) g.nested_modules.emplace(path, id);
         }
       }
     }
     for (const ir::Node& node : g.nodes) g.nested_modules.erase(node.module);
+    freeze_constants(src.model_, g, display, notes);
     for (const auto& o : gp.output()) {
       ir::ValueId v = g.find_value(o.name());
       if (v == ir::kNone) throw Error(display + ": model output '" + o.name() + "' is never produced");
@@ -665,6 +768,91 @@ class OnnxLowering {
   }
 
  private:
+  // The dynamo exporter stores constants (scale factors, fill values, folded
+  // masks) as initializers beside the parameters, and its graph signature
+  // says which are which. Every initializer that is neither a parameter
+  // nor a copy of one is frozen (not trained), as PyTorch would not train it.
+  // Its optimizer folds a small parameter that passes through a Transpose into
+  // a new initializer (val_N): such a copy is recognised by its content (equal
+  // to a parameter, or to its transpose) or as the only non-scalar initializer
+  // read in the module whose parameter went missing, and stays trainable.
+  static void freeze_constants(const onnx::ModelProto& model, ir::Graph& g, const std::string& display,
+                               std::vector<std::string>* notes) {
+    const GraphSignature sig = graph_signature(model.graph());
+    if (sig.empty()) return;  // not a dynamo export: every float initializer is a parameter
+    const std::set<std::string>& parameters = sig.parameters;
+    const std::set<std::string>& buffers = sig.buffers;
+    std::set<std::string> hashes, present;  // of the parameters that are initializers
+    for (const ir::Param& p : g.params)
+      if (parameters.count(p.name)) {
+        present.insert(p.name);
+        if (p.is_uniform) continue;  // ones and zeros say nothing about where a tensor came from
+        if (!p.content_hash.empty()) hashes.insert(p.content_hash);
+        if (!p.transpose_hash.empty()) hashes.insert(p.transpose_hash);
+      }
+    std::map<std::string, int> missing_in;  // module -> parameters not stored under their name
+    for (const std::string& t : parameters)
+      if (!present.count(t)) missing_in[t.substr(0, t.rfind('.') == std::string::npos ? 0 : t.rfind('.'))]++;
+    std::map<std::string, std::vector<int>> candidates_in;  // module -> unnamed float initializers read there
+    std::vector<int> frozen;
+    for (size_t k = 0; k < g.params.size(); ++k) {
+      ir::Param& p = g.params[k];
+      if (!p.is_float || parameters.count(p.name)) continue;
+      if (buffers.count(p.name)) {
+        p.is_float = false;
+        continue;
+      }
+      if (!p.is_uniform && (hashes.count(p.content_hash) || hashes.count(p.transpose_hash))) continue;  // a copy of one
+      const ir::Value& v = g.values[p.value];
+      std::set<std::string> modules;
+      for (ir::NodeId n : v.consumers) modules.insert(g.nodes[n].module);
+      if (!p.is_uniform && v.shape.rank_known && !v.shape.dims.empty() && modules.size() == 1 &&
+          missing_in.count(*modules.begin()))
+        candidates_in[*modules.begin()].push_back(static_cast<int>(k));
+      else
+        frozen.push_back(static_cast<int>(k));
+    }
+    std::vector<std::string> unmatched;
+    for (const auto& [module, ks] : candidates_in) {
+      if (static_cast<int>(ks.size()) <= missing_in[module]) continue;  // each a folded parameter: trainable
+      for (int k : ks) frozen.push_back(k);  // more than went missing: cannot tell which
+      unmatched.push_back(module.empty() ? "(root)" : module);
+    }
+    for (int k : frozen) g.params[k].is_float = false;
+    if (!notes) return;
+    auto join = [](const std::vector<std::string>& v) {
+      std::string s;
+      for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+      return s;
+    };
+    if (!unmatched.empty())
+      notes->push_back(display + ": cannot tell which initializers of module(s) " + join(unmatched) +
+                       " are the exporter's folded copies of parameters; they are treated as constants");
+    // A parameter that is neither stored, nor folded into a copy, nor another
+    // name of a stored one (a tie: its module reads a parameter with its leaf
+    // name) is gone from the graph: the exporter's optimizer removed it (a
+    // zero bias added) or folded it into a constant. Training cannot update it.
+    std::set<std::string> read_as;  // "module|leaf" of every stored parameter a node reads
+    for (const ir::Node& n : g.nodes)
+      for (ir::ValueId v : n.inputs)
+        if (v != ir::kNone && g.values[v].param != ir::kNone && parameters.count(g.values[v].name)) {
+          const std::string& name = g.values[v].name;
+          read_as.insert(n.module + "|" + name.substr(name.rfind('.') == std::string::npos ? 0 : name.rfind('.') + 1));
+        }
+    std::vector<std::string> gone;
+    for (const std::string& t : parameters) {
+      if (present.count(t)) continue;
+      const size_t dot = t.rfind('.');
+      const std::string module = dot == std::string::npos ? "" : t.substr(0, dot), leaf = t.substr(dot + 1);
+      if (read_as.count(module + "|" + leaf) || candidates_in.count(module)) continue;
+      gone.push_back(t);
+    }
+    if (!gone.empty())
+      notes->push_back(display + ": parameter(s) " + join(gone) +
+                       " of the graph signature are not in the graph (the exporter's optimizer removed or folded them: "
+                       "training cannot update them; export with optimize=False to train them)");
+  }
+
   static void fingerprint(ir::Param& prm, const onnx::TensorProto& t) {
     ir::DType dt = dtype_of(t.data_type());
     if (!ir::dtype_is_float(dt)) return;
@@ -765,6 +953,17 @@ std::unique_ptr<SourceModel> load_onnx(const std::string& path, const std::strin
     throw Error(display_name + ": not an ONNX model (cannot parse it as an ONNX ModelProto)");
   for (const auto& op : src->model_.opset_import())
     if (op.domain().empty() || op.domain() == "ai.onnx") src->opset_ = op.version();
+  src->external_data_ =
+      onnx_data::internalize(src->model_, std::filesystem::path(path).parent_path().string(), display_name);
+  {
+    std::vector<std::string> names;
+    for (const auto& n : src->model_.graph().node()) names.push_back(n.name());
+    int n = unshare_merged_initializers(src->model_, graph_signature(src->model_.graph()), collect_scopes(names));
+    if (n > 0 && notes)
+      notes->push_back(display_name + ": " + std::to_string(n) +
+                       " parameters or buffers that the exporter merged with an equal one get their own initializer again "
+                       "(named as in the graph signature)");
+  }
   try {
     onnx::checker::check_model(src->model_);
   } catch (const std::exception& e) {

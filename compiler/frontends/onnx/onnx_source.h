@@ -28,6 +28,9 @@ class OnnxSource : public SourceModel {
   const onnx::TensorProto& initializer(const std::string& name) const;
   /// Type of a value as the source (after inference) declares it; nullptr if unknown.
   const onnx::TypeProto* value_type(const std::string& name) const;
+  /// Whether the model file kept initializers as external data (model() holds
+  /// them in memory now; stages are written with data files of their own).
+  bool had_external_data() const { return external_data_; }
 
  private:
   friend std::unique_ptr<SourceModel> load_onnx(const std::string&, const std::string&, std::vector<std::string>*,
@@ -37,6 +40,7 @@ class OnnxSource : public SourceModel {
   onnx::ModelProto model_;
   ir::Graph graph_;
   int64_t opset_ = 0;
+  bool external_data_ = false;
   std::map<std::string, int> initializer_index_;
   std::map<std::string, onnx::TypeProto> types_;
 };

@@ -1,12 +1,16 @@
 // The ONNX frontend's shapes: dims ONNX's inference leaves unnamed are named
 // after the input symbol they follow, and only then.
 #include "compiler/frontends/onnx/onnx_frontend.h"
+#include "compiler/frontends/onnx/module_path.h"
+#include "schemas/error.h"
+#include "schemas/onnx_external_data.h"
 
 #include "schemas/onnx_proto.h"
 
 #include <unistd.h>
 
 #include <cctype>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -118,6 +122,116 @@ TEST(OnnxFrontend, NamesDimsThatFollowOneInputSymbol) {
   ASSERT_EQ(z.dims.size(), 1u);
   EXPECT_NE(z.dims[0].symbol, "seq");
   EXPECT_FALSE(z.dims[0].is_known());
+}
+
+TEST(OnnxFrontend, ParsesPythonListsOfStrings) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(parse_python_str_list("['', 'layer0', 'layer0.lin', 'linear']"), V({"", "layer0", "layer0.lin", "linear"}));
+  EXPECT_EQ(parse_python_str_list("[]"), V());
+  EXPECT_EQ(parse_python_str_list(" [ 'a' ,\"it's\" ] "), V({"a", "it's"}));
+  EXPECT_EQ(parse_python_str_list("['a\\'b', 'c\\\\d']"), V({"a'b", "c\\d"}));
+  for (const char* bad : {"", "['a'", "['a',]x", "['a' 'b']", "[a]", "'a'", "['a'] ['b']", "['a]"})
+    EXPECT_FALSE(parse_python_str_list(bad).has_value()) << bad;
+}
+
+TEST(OnnxFrontend, ModulePathFromDynamoNameScopes) {
+  // The element before the last is the innermost module; the last is the
+  // node's own FX name; a repeated call's "@N" is dropped.
+  EXPECT_EQ(module_from_name_scopes({"", "layer0", "layer0.lin", "linear"}), "layer0.lin");
+  EXPECT_EQ(module_from_name_scopes({"", "output_proj", "linear_3"}), "output_proj");
+  EXPECT_EQ(module_from_name_scopes({"", "add"}), "");
+  EXPECT_EQ(module_from_name_scopes({"", "transformer.wte@1", "embedding_1"}), "transformer.wte");
+  EXPECT_EQ(module_from_name_scopes({"", "a@b", "x"}), "a@b");
+  EXPECT_EQ(module_from_name_scopes({}), "");
+  EXPECT_EQ(module_from_name_scopes({"_empty_nn_module_stack_from_metadata_hook", "sym_size_int_10"}), "");
+}
+
+// A Gemm whose node carries the dynamo exporter's metadata (and a name with
+// no scopes): its module is the metadata's; weights as external data.
+TEST(OnnxFrontend, DynamoMetadataAndExternalData) {
+  onnx::ModelProto m;
+  m.set_ir_version(10);
+  m.add_opset_import()->set_version(20);
+  onnx::GraphProto* g = m.mutable_graph();
+  g->set_name("dyn");
+  value(g->add_input(), "x", onnx::TensorProto::FLOAT, {"batch", "4"});
+  std::string blob;
+  for (const char* name : {"layer0.lin.weight", "layer0.lin.bias"}) {
+    onnx::TensorProto* t = g->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    const int n = std::string(name).find("weight") != std::string::npos ? 16 : 4;
+    if (n == 16) t->add_dims(4);
+    t->add_dims(4);
+    std::string bytes(static_cast<size_t>(n) * 4, '\0');
+    for (int i = 0; i < n; ++i) {
+      float f = 0.25f * static_cast<float>(i + (n == 4 ? 100 : 0));
+      std::memcpy(&bytes[static_cast<size_t>(i) * 4], &f, 4);
+    }
+    t->set_data_location(onnx::TensorProto::EXTERNAL);
+    for (auto [k, v] : {std::pair<std::string, std::string>{"location", "w.data"},
+                        {"offset", std::to_string(blob.size())},
+                        {"length", std::to_string(bytes.size())}}) {
+      auto* e = t->add_external_data();
+      e->set_key(k);
+      e->set_value(v);
+    }
+    blob += bytes;
+  }
+  onnx::NodeProto* gemm = node(g, "Gemm", {"x", "layer0.lin.weight", "layer0.lin.bias"}, {"linear"});
+  gemm->set_name("node_linear");
+  auto* meta = gemm->add_metadata_props();
+  meta->set_key("pkg.torch.onnx.name_scopes");
+  meta->set_value("['', 'layer0', 'layer0.lin', 'linear']");
+  value(g->add_output(), "linear", onnx::TensorProto::FLOAT, {"batch", "4"});
+  const fs::path dir = fs::temp_directory_path() / ("ppc_dyn_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "m.onnx", std::ios::binary) << m.SerializeAsString();
+
+  // The data file is missing: one line naming the model, tensor and file.
+  try {
+    load_onnx((dir / "m.onnx").string(), "m.onnx", nullptr);
+    ADD_FAILURE() << "loaded without its data file";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("m.onnx: initializer 'layer0.lin.weight': cannot read external data file"),
+              std::string::npos) << e.what();
+  }
+  std::ofstream(dir / "w.data", std::ios::binary) << blob;
+  auto src = load_onnx((dir / "m.onnx").string(), "m.onnx", nullptr);
+  const ir::Graph& gr = src->graph();
+  ASSERT_EQ(gr.nodes.size(), 1u);
+  EXPECT_EQ(gr.nodes[0].module, "layer0.lin");
+  ASSERT_EQ(gr.params.size(), 2u);
+  EXPECT_EQ(gr.params[0].bytes, 64);
+
+  // Round trip: externalize moves the >= 1 KiB tensors only, and
+  // internalize restores the same bytes.
+  onnx::ModelProto copy = m;
+  ASSERT_TRUE(onnx_data::internalize(copy, dir.string(), "m.onnx"));
+  EXPECT_EQ(copy.graph().initializer(0).raw_data(), blob.substr(0, 64));
+  EXPECT_EQ(copy.graph().initializer(1).raw_data(), blob.substr(64));
+  EXPECT_TRUE(onnx_data::externalize(copy, "s.data").empty());  // both under 1 KiB
+  std::string moved = onnx_data::externalize(copy, "s.data", 32);
+  EXPECT_EQ(moved, blob.substr(0, 64));
+  EXPECT_EQ(copy.graph().initializer(0).data_location(), onnx::TensorProto::EXTERNAL);
+  EXPECT_FALSE(copy.graph().initializer(1).has_data_location());
+  std::ofstream(dir / "s.data", std::ios::binary) << moved;
+  ASSERT_TRUE(onnx_data::internalize(copy, dir.string(), "s.onnx"));
+  EXPECT_EQ(copy.graph().initializer(0).raw_data(), blob.substr(0, 64));
+
+  // A location outside the model's folder, and a range past the file's end.
+  onnx::ModelProto bad = m;
+  bad.mutable_graph()->mutable_initializer(0)->mutable_external_data(0)->set_value("../w.data");
+  EXPECT_THROW(onnx_data::internalize(bad, dir.string(), "m.onnx"), Error);
+  bad = m;
+  bad.mutable_graph()->mutable_initializer(1)->mutable_external_data(2)->set_value("4096");
+  try {
+    onnx_data::internalize(bad, dir.string(), "m.onnx");
+    ADD_FAILURE() << "read past the end";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("past the end of 'w.data' (80 bytes)"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
 }
 
 }  // namespace
