@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite from a clean clone: set up, build, run every test.
+#   bash tools/test.sh            # build/ (Debian's LibTorch 1.13; references by Debian's torch 1.13)
+#   bash tools/test.sh --torch2   # build-torch2/ (PyTorch 2.x's LibTorch; references by .venv's torch 2.x,
+#                                 # plus the dynamo ONNX exporter's end-to-end tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/setup.sh
-cd build
+bash tools/setup.sh "$@"
+build=build
+[[ " $* " == *" --torch2 "* ]] && build=build-torch2
+cd "$build"
 ctest --output-on-failure -j"$(nproc)"

@@ -1,6 +1,7 @@
 #include "runtime/engine/pt_io.h"
 
 #include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/pickler.h>
 #include <torch/csrc/jit/serialization/unpickler.h>
 #include <torch/script.h>
 
@@ -89,13 +90,32 @@ std::vector<NamedTensor> load_tensor_dict(const std::string& path) {
 
 void save_tensor_dict(const std::string& path, const std::vector<NamedTensor>& tensors) {
   c10::Dict<std::string, at::Tensor> dict;
-  for (const auto& [name, t] : tensors) dict.insert(name, t.detach().contiguous());
-  std::vector<char> bytes = torch::jit::pickle_save(c10::IValue(dict));
+  // clone(): each tensor owns its storage, which is what gets written.
+  for (const auto& [name, t] : tensors) dict.insert(name, t.detach().to(at::kCPU).contiguous().clone());
+  // torch.save's layout, pickled without the type tags torch::pickle_save
+  // puts on a typed dict (torch.jit._pickle.restore_type_tag): PyTorch >= 2.6
+  // loads with weights_only=True by default and refuses that global.
+  std::vector<char> pkl;
+  torch::jit::Pickler pickler([&pkl](const char* b, size_t n) { pkl.insert(pkl.end(), b, b + n); }, nullptr, nullptr,
+                              nullptr, nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(c10::IValue(dict));
+  pickler.stop();
   std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw Error(path + ": cannot write the file");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    caffe2::serialize::PyTorchStreamWriter writer([&out](const void* data, size_t n) -> size_t {
+      out.write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
+      return out ? n : 0;
+    });
+    writer.writeRecord("data.pkl", pkl.data(), pkl.size());
+    const std::vector<at::Tensor>& stored = pickler.tensorData();
+    for (size_t i = 0; i < stored.size(); ++i) {
+      const c10::Storage& st = stored[i].storage();
+      writer.writeRecord("data/" + std::to_string(i), st.data(), st.nbytes());
+    }
+    writer.writeEndOfFile();
     if (!out) throw Error(path + ": write failed");
   }
   std::filesystem::rename(tmp, path);

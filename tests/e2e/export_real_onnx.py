@@ -52,6 +52,12 @@ def randomise_bn(model, g):
             m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
 
 
+# These are the TorchScript-based exporter's models (node names carry the
+# module scopes); PyTorch 2.x defaults to the dynamo exporter, which
+# tests/e2e/test_pprun_dynamo.sh covers.
+LEGACY_EXPORTER = {"dynamo": False} if int(torch.__version__.split(".")[0]) >= 2 else {}
+
+
 def main():
     if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
         print(__doc__, file=sys.stderr)
@@ -85,7 +91,8 @@ def main():
         with torch.no_grad():
             y = model(x)
         torch.onnx.export(model, (x,), os.path.join(out, name + ".onnx"), opset_version=17, do_constant_folding=True,
-                          input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+                          input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+                          **LEGACY_EXPORTER)
         torch.save({"x": x}, os.path.join(out, name + "_batch.pt"))
         torch.save({"y": y}, os.path.join(out, name + "_ref.pt"))
         print("%s: %s -> %s" % (name, list(x.shape), list(y.shape)))

@@ -2,7 +2,8 @@
 # arguments: `source "$(dirname "$0")/lib.sh" "$@"`. It checks for exactly
 # two arguments (BUILD_DIR|PPC_BINARY OUT_TMP) and sets
 #   ROOT     the repository root
-#   PY       the Python with torch/onnx (/usr/bin/python3)
+#   PY       the Python with torch/onnx: $PPC_PYTHON (the build's, which CMake
+#            gives every test), else /usr/bin/python3 (Debian's torch 1.13)
 #   PPC      the absolute path of the ppc binary
 #   OUT_TMP  an absolute, existing scratch directory
 #   PPRUN    the pprun binary next to ppc
@@ -13,7 +14,7 @@ if [ $# -ne 2 ]; then
 fi
 OUT_TMP=$2
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PY=/usr/bin/python3
+PY=${PPC_PYTHON:-/usr/bin/python3}
 # BUILD_DIR holds the ppc binary; the path of the binary itself works too.
 if [ -f "$1" ]; then
   PPC="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"

@@ -154,7 +154,7 @@ assert not m._c._has_method("forward")
 m.save(sys.argv[1] + "/nofwd.pt")
 torch.jit.script(ControlFlow()).save(sys.argv[1] + "/cf.pt")
 EOF_PY
-if /usr/bin/python3 "$tmp/make_ts.py" "$tmp" >"$tmp/make_ts.log" 2>&1; then
+if "${PPC_PYTHON:-/usr/bin/python3}" "$tmp/make_ts.py" "$tmp" >"$tmp/make_ts.log" 2>&1; then
   expect ts_no_forward "nofwd.pt: the TorchScript module has no 'forward' method" -- split "$tmp/nofwd.pt" --splits samples/mlp/spec.json -o "$O"
   spec inner.json $'{"version": 1, "split_points": [\n  {"module": "inner", "at": "end"}]}'
   expect ts_inside_control_flow "inner.json:2:3: module 'inner' is inside control-flow node 'prim::If' (prim::If); a cut cannot fall inside a block" -- split "$tmp/cf.pt" --splits "$tmp/inner.json" -o "$O"
@@ -163,7 +163,7 @@ if /usr/bin/python3 "$tmp/make_ts.py" "$tmp" >"$tmp/make_ts.log" 2>&1; then
   spec prre.json $'{"version": 1, "split_points": [{"module": "prre", "at": "end"}]}'
   expect ts_cf_unknown_module "unknown module 'prre' (did you mean 'pre'?)" -- split "$tmp/cf.pt" --splits "$tmp/prre.json" -o "$O"
   # The same model exported to ONNX: `inner` lives in the If node's then_branch.
-  if /usr/bin/python3 -c 'import sys, torch; torch.onnx.export(torch.jit.load(sys.argv[1] + "/cf.pt"), (torch.randn(2, 4),), sys.argv[1] + "/cf.onnx", opset_version=17, input_names=["x"], output_names=["y"])' "$tmp" >>"$tmp/make_ts.log" 2>&1; then
+  if "${PPC_PYTHON:-/usr/bin/python3}" -c 'import sys, torch; torch.onnx.export(torch.jit.load(sys.argv[1] + "/cf.pt"), (torch.randn(2, 4),), sys.argv[1] + "/cf.onnx", opset_version=17, input_names=["x"], output_names=["y"], **({"dynamo": False} if torch.__version__ >= "2" else {}))' "$tmp" >>"$tmp/make_ts.log" 2>&1; then
     expect onnx_inside_control_flow "inner.json:2:3: module 'inner' is inside control-flow node '/If' (If); a cut cannot fall inside a block" -- split "$tmp/cf.onnx" --splits "$tmp/inner.json" -o "$O"
   else
     echo "FAIL onnx_inside_control_flow: could not export cf.pt to ONNX:"; cat "$tmp/make_ts.log"; fail=$((fail + 1))
