@@ -41,6 +41,28 @@ O="$tmp/result"
 expect missing_model "nope.onnx: no such model file" -- split "$tmp/nope.onnx" --splits samples/mlp/spec.json -o "$O"
 head -c 3000 /dev/urandom >"$tmp/corrupt.onnx"
 expect corrupt_model "corrupt.onnx: not an ONNX model" -- split "$tmp/corrupt.onnx" --splits samples/mlp/spec.json -o "$O"
+# Newer than the ONNX library knows, and external data that is missing or
+# leaves the model's folder.
+"${PPC_PYTHON:-/usr/bin/python3}" - "$tmp" <<'PYEOF'
+import sys, onnx
+d = sys.argv[1]
+def load():
+    return onnx.load("samples/mlp/mlp.onnx")
+m = load(); m.ir_version = 99; onnx.save(m, d + "/ir99.onnx")
+m = load(); m.opset_import[0].version = 40; onnx.save(m, d + "/opset40.onnx")
+for name, loc in (("nodata", "nodata.onnx.data"), ("escape", "../escape.data")):
+    m = load()
+    t = m.graph.initializer[0]
+    t.ClearField("raw_data")
+    t.data_location = onnx.TensorProto.EXTERNAL
+    del t.external_data[:]
+    e = t.external_data.add(); e.key = "location"; e.value = loc
+    onnx.save(m, f"{d}/{name}.onnx")
+PYEOF
+expect ir_too_new "ir99.onnx: IR version 99 is newer than ppc reads (IR versions up to" -- split "$tmp/ir99.onnx" --stages 2 -o "$O"
+expect opset_too_new "opset40.onnx: opset 40 of domain 'ai.onnx' is newer than ppc knows (up to" -- split "$tmp/opset40.onnx" --stages 2 -o "$O"
+expect external_data_missing "nodata.onnx: initializer 'layer0.lin.weight': cannot read external data file" -- split "$tmp/nodata.onnx" --stages 2 -o "$O"
+expect external_data_escapes "escape.onnx: initializer 'layer0.lin.weight': external data location '../escape.data' leaves the model's folder" -- split "$tmp/escape.onnx" --stages 2 -o "$O"
 printf 'hello' >"$tmp/weird.bin"
 expect unknown_format "unknown model format '.bin'" -- split "$tmp/weird.bin" --splits samples/mlp/spec.json -o "$O"
 expect missing_spec "nospec.json: cannot read file" -- split $M --splits "$tmp/nospec.json" -o "$O"

@@ -953,6 +953,22 @@ std::unique_ptr<SourceModel> load_onnx(const std::string& path, const std::strin
     throw Error(display_name + ": not an ONNX model (cannot parse it as an ONNX ModelProto)");
   for (const auto& op : src->model_.opset_import())
     if (op.domain().empty() || op.domain() == "ai.onnx") src->opset_ = op.version();
+  // Newer than the ONNX library knows: say so plainly, before the checker's wording.
+  if (src->model_.ir_version() > onnx::IR_VERSION)
+    throw Error(display_name + ": IR version " + std::to_string(src->model_.ir_version()) +
+                " is newer than ppc reads (IR versions up to " + std::to_string(onnx::IR_VERSION) + ", ONNX " +
+                PPC_ONNX_VERSION + ")");
+  {
+    const auto& known = onnx::OpSchemaRegistry::DomainToVersionRange::Instance().Map();
+    for (const auto& op : src->model_.opset_import()) {
+      const std::string domain = op.domain() == "ai.onnx" ? "" : op.domain();
+      auto it = known.find(domain);
+      if (it != known.end() && op.version() > it->second.second)
+        throw Error(display_name + ": opset " + std::to_string(op.version()) + " of domain '" +
+                    (domain.empty() ? std::string("ai.onnx") : domain) + "' is newer than ppc knows (up to " +
+                    std::to_string(it->second.second) + ", ONNX " + PPC_ONNX_VERSION + ")");
+    }
+  }
   src->external_data_ =
       onnx_data::internalize(src->model_, std::filesystem::path(path).parent_path().string(), display_name);
   {
