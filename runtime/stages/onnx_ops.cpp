@@ -180,6 +180,7 @@ at::Tensor ceil_(const at::Tensor& x) { return at::ceil(x); }
 at::Tensor sin_(const at::Tensor& x) { return at::sin(x); }
 at::Tensor cos_(const at::Tensor& x) { return at::cos(x); }
 at::Tensor not_(const at::Tensor& x) { return at::logical_not(x); }
+at::Tensor isnan_(const at::Tensor& x) { return at::isnan(x); }
 at::Tensor softplus_(const at::Tensor& x) { return at::log1p(at::exp(-at::abs(x))) + at::relu(x); }
 at::Tensor hardswish_(const at::Tensor& x) { return at::hardswish(x); }
 at::Tensor sign_(const at::Tensor& x) { return at::sign(x); }
@@ -827,6 +828,30 @@ Kernel b_cast(NodeCtx& c) {
   return [to](const KernelIO& io) { io.set(0, io[0].scalar_type() == to ? io[0] : io[0].to(to)); };
 }
 
+// CastLike (opset 15): to the element type of the second input.
+Kernel b_cast_like(NodeCtx& c) {
+  c.require_inputs(2, 2);
+  if (c.has("saturate")) c.i("saturate", 1);  // float8 only
+  return [](const KernelIO& io) {
+    const at::ScalarType to = io[1].scalar_type();
+    io.set(0, io[0].scalar_type() == to ? io[0] : io[0].to(to));
+  };
+}
+
+// GatherElements: out[i][j][k] = data[index[i][j][k]][j][k] along `axis`
+// (at::gather, with negative indices counted from the end).
+Kernel b_gather_elements(NodeCtx& c) {
+  c.require_inputs(2, 2);
+  const int64_t axis = c.i("axis", 0);
+  return [axis](const KernelIO& io) {
+    const at::Tensor& x = io[0];
+    const int64_t a = norm_axis(axis, x.dim());
+    at::Tensor idx = io[1].scalar_type() == at::kLong ? io[1] : io[1].to(at::kLong);
+    idx = at::where(idx.lt(0), idx + x.size(a), idx);
+    io.set(0, at::gather(x, a, idx));
+  };
+}
+
 Kernel b_constant(NodeCtx& c) {
   c.require_inputs(0, 0);
   at::Tensor v;
@@ -1073,6 +1098,44 @@ Kernel b_cumsum(NodeCtx& c) {
   };
 }
 
+// GatherND: the slices of data that the last dim of indices addresses, after
+// batch_dims leading dims that data and indices share. One index_select on
+// data viewed as [batches * addressed, rest...], so autograd gives the
+// scatter-add backward.
+Kernel b_gather_nd(NodeCtx& c) {
+  c.require_inputs(2, 2);
+  const int64_t b = c.i("batch_dims", 0);
+  if (b < 0) throw Unsupported("batch_dims " + std::to_string(b));
+  return [b](const KernelIO& io) {
+    const at::Tensor& data = io[0];
+    at::Tensor idx = io[1].scalar_type() == at::kLong ? io[1] : io[1].to(at::kLong);
+    if (idx.dim() < 1 || idx.dim() <= b || data.dim() <= b) fail("indices of rank " + std::to_string(idx.dim()) + " with batch_dims " + std::to_string(b));
+    const int64_t k = idx.size(-1);
+    if (b + k > data.dim()) fail("indices address " + std::to_string(k) + " dims of data of rank " + std::to_string(data.dim()) + " after " + std::to_string(b) + " batch dims");
+    int64_t batches = 1, addressed = 1;
+    for (int64_t d = 0; d < b; ++d) {
+      if (data.size(d) != idx.size(d)) fail("batch dim " + std::to_string(d) + " differs between data and indices");
+      batches *= data.size(d);
+    }
+    std::vector<int64_t> rest(data.sizes().begin() + b + k, data.sizes().end());
+    at::Tensor dims = at::empty({k}, at::kLong), strides = at::empty({k}, at::kLong);
+    for (int64_t j = k - 1; j >= 0; --j) {
+      dims[j] = data.size(b + j);
+      strides[j] = addressed;
+      addressed *= data.size(b + j);
+    }
+    at::Tensor i = idx.reshape({batches, -1, k});
+    i = at::where(i.lt(0), i + dims, i);
+    if (i.numel() > 0 && (i.lt(0).any().item<bool>() || i.ge(dims).any().item<bool>())) fail("index out of range");
+    at::Tensor linear = (i * strides).sum(-1) + at::arange(batches, at::kLong).unsqueeze(1) * addressed;
+    std::vector<int64_t> flat{batches * addressed};
+    flat.insert(flat.end(), rest.begin(), rest.end());
+    std::vector<int64_t> out(idx.sizes().begin(), idx.sizes().end() - 1);
+    out.insert(out.end(), rest.begin(), rest.end());
+    io.set(0, data.reshape(flat).index_select(0, linear.reshape({-1})).reshape(out));
+  };
+}
+
 const std::map<std::string, Builder>& table() {
   static const std::map<std::string, Builder> t = {
       {"Abs", unary<abs_>},
@@ -1083,6 +1146,7 @@ const std::map<std::string, Builder>& table() {
       {"AveragePool", b_avg_pool},
       {"BatchNormalization", b_batch_norm},
       {"Cast", b_cast},
+      {"CastLike", b_cast_like},
       {"Ceil", unary<ceil_>},
       {"Clip", b_clip},
       {"Concat", b_concat},
@@ -1103,6 +1167,8 @@ const std::map<std::string, Builder>& table() {
       {"Flatten", b_flatten},
       {"Floor", unary<floor_>},
       {"Gather", b_gather},
+      {"GatherElements", b_gather_elements},
+      {"GatherND", b_gather_nd},
       {"Gelu", b_gelu},
       {"Gemm", b_gemm},
       {"GlobalAveragePool", b_global_avg_pool},
@@ -1113,6 +1179,7 @@ const std::map<std::string, Builder>& table() {
       {"HardSwish", unary<hardswish_>},
       {"Identity", b_identity},
       {"InstanceNormalization", b_instance_norm},
+      {"IsNaN", unary<isnan_>},
       {"LayerNormalization", b_layer_norm},
       {"LeakyRelu", b_leaky_relu},
       {"Less", binary<lt_>},

@@ -154,6 +154,40 @@ case("Clip_opset6", "Clip", [rnd(4, 5)], lambda x: x.clamp(-0.1, 0.3), attrs={"m
 case("Min_variadic", "Min", [rnd(3, 1), rnd(4), rnd(1, 4)], lambda x, y, z: torch.minimum(torch.minimum(x, y), z))
 case("Max_variadic", "Max", [rnd(3, 4), rnd(4)], lambda x, y: torch.maximum(x, y))
 case("Sum_variadic", "Sum", [rnd(3, 4), rnd(4), rnd(3, 1)], lambda x, y, z: x + y + z)
+# GatherND, by the spec's loops over index tuples (opset 13+; the dynamo
+# exporter's advanced indexing), with and without batch_dims, negative indices.
+def gather_nd_ref(data, idx, b=0):
+    if b > 0:
+        return torch.stack([gather_nd_ref(data[i], idx[i], b - 1) for i in range(data.shape[0])])
+    k = idx.shape[-1]
+    pieces = []
+    for t in idx.reshape(-1, k).tolist():
+        d = data
+        for j in t:
+            d = d[j]  # a negative index counts from the end, as in ONNX
+        pieces.append(d)
+    return torch.stack(pieces).reshape(list(idx.shape[:-1]) + list(data.shape[k:]))
+
+
+case("GatherND", "GatherND", [rnd(3, 4, 5), torch.tensor([[0, 1], [2, -1], [1, 3]])],
+     lambda x, i: gather_nd_ref(x, i), opset=13, grad_inputs=[0])
+case("GatherND_full_index", "GatherND", [rnd(3, 4), torch.tensor([[[0, 1]], [[2, 3]]])],
+     lambda x, i: gather_nd_ref(x, i), opset=13, grad_inputs=[0])
+case("GatherND_batch_dims", "GatherND", [rnd(2, 3, 4), torch.tensor([[[1], [0]], [[2], [2]]])],
+     lambda x, i: gather_nd_ref(x, i, 1), attrs={"batch_dims": 1}, opset=13, grad_inputs=[0])
+case("CastLike", "CastLike", [rnd(3, 4) * 5, torch.zeros(1, dtype=torch.int64)], lambda x, y: x.to(torch.int64),
+     opset=15, grad=False)
+case("CastLike_to_float", "CastLike", [torch.tensor([1, -2, 3]), rnd(2)], lambda x, y: x.to(torch.float32),
+     opset=15, grad_inputs=[])
+# GatherElements by its definition: out[i][j] = data[index[i][j]][j] (axis 0), data[i][index[i][j]] (axis 1).
+gi = torch.tensor([[0, 2, -1], [1, 0, 2]])
+case("GatherElements_axis0", "GatherElements", [rnd(3, 3), gi],
+     lambda x, i: torch.stack([torch.stack([x[int(i[r][c]), c] for c in range(3)]) for r in range(2)]),
+     opset=13, grad_inputs=[0])
+case("GatherElements_axis1", "GatherElements", [rnd(2, 4), gi], attrs={"axis": 1},
+     ref=lambda x, i: torch.stack([torch.stack([x[r, int(i[r][c])] for c in range(3)]) for r in range(2)]),
+     opset=13, grad_inputs=[0])
+case("IsNaN", "IsNaN", [torch.tensor([1.0, float("nan"), float("inf"), -0.0])], lambda x: torch.isnan(x), opset=13)
 case("Where", "Where", [torch.rand(3, 4, generator=G) > 0.5, rnd(4), rnd(3, 1)], lambda c, x, y: torch.where(c, x, y))
 case("Equal", "Equal", [i64(1, 2, 3), i64(1, 5, 3)], lambda x, y: x == y)
 case("Less", "Less", [rnd(3, 4), rnd(4)], lambda x, y: x < y)
