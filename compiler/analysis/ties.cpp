@@ -154,6 +154,11 @@ std::vector<TieGroup> resolve_ties(const ir::Graph& g, const std::vector<std::ve
       for (int p : members)
         if (holders[p].empty()) add_note("tie group member '" + g.params[p].name + "' is not used by any node; ignored");
     }
+    // A frozen tensor (buffer, constant) read by several stages is copied
+    // into each: it never changes, so there is nothing to keep in step.
+    bool trainable = false;
+    for (int p : held) trainable = trainable || g.params[p].is_float;
+    if (!trainable && !spec_named) continue;
     if (total_holdings < 2) {
       if (spec_named && !held.empty())
         add_note("tie group with '" + g.params[held[0]].name + "' is held by stage " + join_stages(holders[held[0]]) + " only; nothing to tie");
