@@ -94,21 +94,7 @@ ADAM="--optimizer adam --lr 0.001 --eps 1e-5"
 # its own name (tinygpt's h.1.attn.bias: the optimizer also merged the two
 # layers' identical mask slices) is in no stage: leave it out of the
 # references, by name, and say so. Parameters are never left out.
-for ref in "$W/ref_sgd.pt" "$W/ref_adam.pt"; do
-  "$PY" - "$ONNX_MODEL" "$W/split3/manifest.json" "$ref" <<'PYEOF'
-import json, re, sys
-import onnx, torch
-model = onnx.load(sys.argv[1], load_external_data=False)
-sig = "".join(p.value for p in model.graph.metadata_props if p.key.endswith("graph_signature"))
-buffers = set(re.findall(r": BUFFER target='([^']*)'", sig))
-held = {p["original"] for s in json.load(open(sys.argv[2]))["stages"] for p in s["params"]}
-ref = torch.load(sys.argv[3])
-gone = sorted(k for k in ref if k in buffers and k not in held)
-if gone:
-    print(f"   buffers in no stage (merged by the exporter, read by no node of their own): {', '.join(gone)}")
-    torch.save({k: v for k, v in ref.items() if k not in gone}, sys.argv[3])
-PYEOF
-done
+"$PY" "$E2E/drop_absent_buffers.py" "$ONNX_MODEL" "$W/split3/manifest.json" "$W/ref_sgd.pt" "$W/ref_adam.pt"
 
 for n in 2 3 4; do
   sched=1f1b

@@ -1,0 +1,112 @@
+#!/bin/bash
+# End-to-end on the transformer families of samples/export_families.py
+# (transformers models built from tiny configs, random weights): GPT-2 (tied LM
+# head), BERT (attention mask read by every layer), T5 (encoder-decoder: the
+# decoder's stages read the encoder's output), LLaMA (RMSNorm, rotary
+# embedding, grouped-query attention). $PPC_PYTHON must have torch 2.x and
+# transformers.
+#   - inference: the dynamo exporter's default output (optimized), split by
+#     module path at the middle layer (`transformer.h.1`, `bert.encoder.layer.1`,
+#     `decoder.block.0`, `model.layers.1`) and automatically into 3 stages; pprun's
+#     logits for 3 batches equal PyTorch's (<= 1e-5);
+#   - training: the same model exported with export_families.py --optimize safe
+#     (the exporter's own optimizer, told not to fold parameters). At these tiny
+#     sizes its default folds parameters of up to 8192 elements that pass
+#     through a Transpose or a constant Gather into constants (T5 keeps none of
+#     its attention weights), which no one can train (ppc names them in a
+#     note); real-sized weights are not folded, so "safe" is the graph a
+#     real model exports to. 3 steps of SGD with momentum (GPipe, 2 stages) and of
+#     AdamW (1F1B, 3 stages): every parameter and each step's loss equal
+#     PyTorch's (<= 1e-5), the reference being torch.jit.trace of the same
+#     module (exact against eager: export_families.py checks it); buffers the
+#     exporter folded away (BERT's position_ids, LLaMA's rotary inv_freq) are
+#     in no stage and left out of the comparison (drop_absent_buffers.py).
+#
+# Usage: tests/e2e/test_pprun_families.sh BUILD_DIR|PPC_BINARY OUT_TMP FAMILY
+set -euo pipefail
+
+FAMILY=${3:?usage: $0 BUILD_DIR|PPC_BINARY OUT_TMP FAMILY}
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "$0")/lib.sh" "$1" "$2"
+SECONDS=0
+case $FAMILY in
+  gpt2) CUT=transformer.h.1 ;;
+  bert) CUT=bert.encoder.layer.1 ;;
+  t5) CUT=decoder.block.0 ;;
+  llama) CUT=model.layers.1 ;;
+  *) echo "unknown family $FAMILY" >&2; exit 2 ;;
+esac
+W=$OUT_TMP/$FAMILY
+rm -rf "$W"
+mkdir -p "$W"
+CHUNKS=2
+
+step "$FAMILY: export (dynamo: default, and without folding parameters; torch.jit.trace for the reference)"
+for v in "infer:--optimize torch" "train:--optimize safe" "ref:--exporter trace"; do
+  # shellcheck disable=SC2086
+  "$PY" "$ROOT/samples/export_families.py" "$W/${v%%:*}" --family "$FAMILY" ${v#*:} --no-check >"$W/export.log" 2>&1 ||
+    { cat "$W/export.log" >&2; fail "export_families.py ${v#*:}"; }
+done
+MODEL=$W/ref/$FAMILY/${FAMILY}_traced.pt
+
+step "$FAMILY: 3 batches of 4 (the family's inputs, random targets)"
+"$PY" - "$ROOT/samples/export_families.py" "$FAMILY" "$W/batches" <<'PYEOF'
+import importlib.util, os, sys, torch
+spec = importlib.util.spec_from_file_location("families", sys.argv[1])
+fam = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fam)
+s = fam.build(sys.argv[2], "eager")
+os.makedirs(sys.argv[3], exist_ok=True)
+g = torch.Generator().manual_seed(11)
+vocab = s["cfg"].vocab_size
+for k in range(3):
+    batch = s["make_inputs"](g, 4, k == 0)
+    ids = next(v for n, v in batch.items() if n.endswith("input_ids"))
+    batch["target"] = torch.randint(0, vocab, ids.shape, generator=g)
+    torch.save(batch, os.path.join(sys.argv[3], f"batch_{k:03d}.pt"))
+PYEOF
+"$PY" "$E2E/reference_infer.py" "$MODEL" "$W/batches" "$W/ref_out.pt" --steps 3 --output-name logits >/dev/null
+
+split() {  # MODEL OUT ARGS...
+  local model=$1 out=$2
+  shift 2
+  "$PPC" split "$model" "$@" -o "$out" >/dev/null 2>"$W/split.log" || { cat "$W/split.log" >&2; fail "ppc split $*"; }
+}
+printf '{"version": 1, "split_points": [{"module": "%s", "at": "begin"}], "ties": {"detect_folded": true}}\n' "$CUT" >"$W/cut.json"
+echo '{"version": 1, "auto": {"stages": 3}, "ties": {"detect_folded": true}}' >"$W/auto3.json"
+
+INFER=$W/infer/$FAMILY/$FAMILY.onnx
+split "$INFER" "$W/i2" --splits "$W/cut.json"
+split "$INFER" "$W/i3" --splits "$W/auto3.json"
+for n in 2 3; do
+  step "$FAMILY: inference, $n stages ($([ $n = 2 ] && echo "cut at $CUT" || echo auto)), 1F1B"
+  "$PPRUN" --manifest "$W/i$n" --nproc $n --chunks $CHUNKS --inputs "$W/batches" --steps 3 --output "$W/out.pt" --quiet ||
+    fail "pprun inference ($n stages)"
+  compare "$W/out.pt" "$W/ref_out.pt" "logits"
+done
+
+TRAIN=$W/train/$FAMILY/$FAMILY.onnx
+split "$TRAIN" "$W/t2" --splits "$W/cut.json"
+split "$TRAIN" "$W/t3" --splits "$W/auto3.json"
+SGD="--optimizer sgd --lr 0.05 --momentum 0.9 --weight-decay 0.01"
+ADAMW="--optimizer adamw --lr 0.001 --eps 1e-5 --weight-decay 0.01"
+train() {  # N SCHEDULE OPT ARGS
+  local n=$1 sched=$2 opt=$3 args=$4
+  step "$FAMILY: training, $n stages, $sched, 3 steps of $opt"
+  # shellcheck disable=SC2086
+  "$PY" "$E2E/reference_train.py" "$MODEL" "$W/batches" "$W/ref_$opt.pt" --steps 3 --loss cross_entropy $args \
+    --chunks $CHUNKS --accumulate --losses-out "$W/ref_$opt.json" >/dev/null
+  # shellcheck disable=SC2086
+  "$PPRUN" --manifest "$W/t$n" --nproc "$n" --schedule "$sched" --chunks $CHUNKS --inputs "$W/batches" --steps 3 \
+    --train --loss cross_entropy $args --save "$W/ck" >"$W/train.log" 2>&1 ||
+    { cat "$W/train.log" >&2; fail "pprun training ($n stages, $sched, $opt)"; }
+  "$PY" "$E2E/drop_absent_buffers.py" "$TRAIN" "$W/t$n/manifest.json" "$W/ref_$opt.pt"
+  "$PY" "$E2E/onnx_param_names.py" "$TRAIN" "$MODEL" "$W/ck/params.pt" "$W/ck_torch.pt" \
+    --constants "$W/t$n/manifest.json" || fail "cannot map ONNX initializer names"
+  compare "$W/ck_torch.pt" "$W/ref_$opt.pt" "params after 3 steps"
+  compare_losses "$W/train.log" "$W/ref_$opt.json" "per-step loss"
+}
+train 2 gpipe sgd "$SGD"
+train 3 1f1b adamw "$ADAMW"
+
+step "$FAMILY: all checks passed"
