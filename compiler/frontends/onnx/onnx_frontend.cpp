@@ -981,7 +981,12 @@ std::unique_ptr<SourceModel> load_onnx(const std::string& path, const std::strin
                        "(named as in the graph signature)");
   }
   try {
-    onnx::checker::check_model(src->model_);
+    // With its weights in memory a large model passes protobuf's 2 GB limit,
+    // which the in-memory checker refuses: check the file, data beside it.
+    if (src->external_data_)
+      onnx::checker::check_model(path);
+    else
+      onnx::checker::check_model(src->model_);
   } catch (const std::exception& e) {
     std::string msg = e.what();
     std::replace(msg.begin(), msg.end(), '\n', ' ');
