@@ -116,6 +116,7 @@ echo '{"version": 1, "auto": {"stages": 3, "cut_at": "module", "module_depth": 1
 expect module_cuts "cuts at module depth 1" -- split samples/skip/skip.onnx --splits "$tmp/depth.json" --stages 9 -o "$O"
 expect unknown_dim "--dim seq=16: samples/mlp/mlp.onnx has no symbolic input dim 'seq' (it has: batch)" -- split $M --stages 2 --dim seq=16 -o "$O"
 expect bad_dim "--dim seq: expected NAME=N with N >= 1" -- split $M --stages 2 --dim seq -o "$O"
+expect bad_dim_suffix "--dim seq=12abc: expected NAME=N with N >= 1" -- split samples/tinygpt/tinygpt.onnx --stages 2 --dim seq=12abc -o "$O"
 expect balance_needs_auto "--balance needs an automatic split" -- split $M --splits samples/mlp/spec.json --balance params -o "$O"
 expect bad_flag "ppc: error:" -- split $M --frobnicate -o "$O"
 expect inspect_missing "no such manifest" -- inspect "$tmp/nothing"

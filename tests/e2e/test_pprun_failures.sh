@@ -136,6 +136,7 @@ check_bad "not a pprun checkpoint" --manifest "$W/mlp" --nproc 3 --inputs "$W/ba
 [ -f "$W/precious/notes.txt" ] || fail "--save destroyed a directory that was not a checkpoint"
 check_bad "needs --train" --manifest "$W/mlp" --nproc 3 --inputs "$W/batches" --save "$W/x"
 check_bad "unknown schedule\|not in" --manifest "$W/mlp" --nproc 3 --inputs "$W/batches" --schedule zigzag
+check_bad "master port 70000 is outside 1..65535" --manifest "$W/mlp" --nproc 3 --inputs "$W/batches" --master-port 70000
 check_bad "cannot be split into 16" --manifest "$W/mlp" --nproc 3 --inputs "$W/batches" --chunks 16
 "$PPC" split "$ROOT/samples/mlp/mlp_traced.pt" --splits "$ROOT/samples/mlp/spec_typed.json" -o "$W/typed" >/dev/null 2>&1
 check_bad "the model expects float32" --manifest "$W/typed" --nproc 3 --inputs "$W/wrongtype.pt"

@@ -1,4 +1,6 @@
 // ppc: ahead-of-time pipeline splitter. Parses the command line, calls the driver.
+#include <cerrno>
+#include <cstdlib>
 #include <CLI/CLI.hpp>
 
 #include <iostream>
@@ -42,12 +44,11 @@ int main(int argc, char** argv) {
   try {
     for (const auto& d : dims) {
       auto eq = d.find('=');
-      int64_t v = 0;
-      try {
-        v = eq == std::string::npos ? 0 : std::stoll(d.substr(eq + 1));
-      } catch (const std::exception&) {
-      }
-      if (eq == std::string::npos || eq == 0 || v < 1)
+      // The whole of N must be a number ("12abc" is not 12), as pprun reads it.
+      char* end = nullptr;
+      errno = 0;
+      long long v = eq == std::string::npos ? 0 : std::strtoll(d.c_str() + eq + 1, &end, 10);
+      if (eq == std::string::npos || eq == 0 || end == d.c_str() + eq + 1 || *end != '\0' || errno == ERANGE || v < 1)
         throw ppc::Error("--dim " + d + ": expected NAME=N with N >= 1");
       split.dims[d.substr(0, eq)] = v;
     }

@@ -178,6 +178,9 @@ int main(int argc, char** argv) {
     if (!inputs.empty() && o.synthetic) throw Error("give either --inputs or --synthetic, not both");
     if (!o.output_path.empty() && o.train) throw Error("--output is for inference; training writes with --save DIR");
     if (!o.save_dir.empty() && !o.train) throw Error("--save needs --train");
+    // Checked before --nproc launches anything, as each rank would check it.
+    if (master_port && (*master_port < 1 || *master_port > 65535))
+      throw Error("master port " + std::to_string(*master_port) + " is outside 1..65535");
     for (const auto& d : dims) {
       auto eq = d.find('=');
       char* end = nullptr;
