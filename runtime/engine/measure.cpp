@@ -399,9 +399,11 @@ void Engine::write_profile() {
     p.simulated_step_ms = without;
     p.has_link = true;
     p.message_ms = in_flight;
-    p.message_bytes_per_second = bytes_per_ms * 1000.0;
+    // The ping-pong's rate itself, not bytes_per_ms * 1000: that round trip
+    // can differ in the last bit, and the two are meant to be one number.
+    p.message_bytes_per_second = link_bytes_per_s_;
     p.message_cpu_ms = hi * in_flight;
-    p.message_cpu_bytes_per_second = hi > 0 ? bytes_per_ms * 1000.0 / hi : 0.0;
+    p.message_cpu_bytes_per_second = hi > 0 ? link_bytes_per_s_ / hi : 0.0;
   }
   std::ofstream(o_.profile_path) << profile::profile_json(p);
   if (p.host.oversubscribed())
