@@ -191,11 +191,23 @@ GraphSignature graph_signature(const onnx::GraphProto& g) {
   return sig;
 }
 
+// Whether every element of a tensor's raw bytes (elements of `elem` bytes) is
+// equal to the first: ones, zeros, a filled constant.
 bool uniform_bytes(const std::string& bytes, size_t elem) {
   if (elem == 0 || bytes.size() < elem) return false;
   for (size_t i = elem; i + elem <= bytes.size(); i += elem)
     if (bytes.compare(i, elem, bytes, 0, elem) != 0) return false;
   return true;
+}
+
+// "h.0.ln_1.weight" -> module "h.0.ln_1", leaf "weight" ("w" -> "", "w").
+std::string module_of(const std::string& name) {
+  size_t dot = name.rfind('.');
+  return dot == std::string::npos ? "" : name.substr(0, dot);
+}
+std::string leaf_of(const std::string& name) {
+  size_t dot = name.rfind('.');
+  return dot == std::string::npos ? name : name.substr(dot + 1);
 }
 
 // The dynamo exporter's optimizer merges initializers of equal content into
@@ -224,8 +236,7 @@ int unshare_merged_initializers(onnx::ModelProto& model, const GraphSignature& s
     for (auto& in : *n.mutable_input()) {
       auto it = init.find(in);
       if (it == init.end()) continue;
-      const std::string leaf = in.substr(in.rfind('.') == std::string::npos ? 0 : in.rfind('.') + 1);
-      const std::string own = module.empty() ? leaf : module + "." + leaf;
+      const std::string own = module.empty() ? leaf_of(in) : module + "." + leaf_of(in);
       if (own == in) continue;
       auto done = made.find(own);
       if (done != made.end()) {
@@ -235,9 +246,7 @@ int unshare_merged_initializers(onnx::ModelProto& model, const GraphSignature& s
       if (!missing(own)) continue;
       const onnx::TensorProto& t = g->initializer(it->second);
       const bool buffer = sig.buffers.count(own) > 0;
-      const size_t elem = t.data_type() == onnx::TensorProto::DOUBLE || t.data_type() == onnx::TensorProto::INT64 ? 8
-                          : t.data_type() == onnx::TensorProto::FLOAT16 || t.data_type() == onnx::TensorProto::BFLOAT16 ? 2
-                          : t.data_type() == onnx::TensorProto::FLOAT || t.data_type() == onnx::TensorProto::INT32 ? 4 : 1;
+      const size_t elem = static_cast<size_t>(ir::dtype_size(dtype_of(t.data_type())));
       if (!buffer && !(t.has_raw_data() && uniform_bytes(t.raw_data(), elem))) continue;
       onnx::TensorProto copy = t;
       copy.set_name(own);
@@ -792,7 +801,7 @@ class OnnxLowering {
       }
     std::map<std::string, int> missing_in;  // module -> parameters not stored under their name
     for (const std::string& t : parameters)
-      if (!present.count(t)) missing_in[t.substr(0, t.rfind('.') == std::string::npos ? 0 : t.rfind('.'))]++;
+      if (!present.count(t)) missing_in[module_of(t)]++;
     std::map<std::string, std::vector<int>> candidates_in;  // module -> unnamed float initializers read there
     std::vector<int> frozen;
     for (size_t k = 0; k < g.params.size(); ++k) {
@@ -835,16 +844,12 @@ class OnnxLowering {
     std::set<std::string> read_as;  // "module|leaf" of every stored parameter a node reads
     for (const ir::Node& n : g.nodes)
       for (ir::ValueId v : n.inputs)
-        if (v != ir::kNone && g.values[v].param != ir::kNone && parameters.count(g.values[v].name)) {
-          const std::string& name = g.values[v].name;
-          read_as.insert(n.module + "|" + name.substr(name.rfind('.') == std::string::npos ? 0 : name.rfind('.') + 1));
-        }
+        if (v != ir::kNone && g.values[v].param != ir::kNone && parameters.count(g.values[v].name))
+          read_as.insert(n.module + "|" + leaf_of(g.values[v].name));
     std::vector<std::string> gone;
     for (const std::string& t : parameters) {
       if (present.count(t)) continue;
-      const size_t dot = t.rfind('.');
-      const std::string module = dot == std::string::npos ? "" : t.substr(0, dot), leaf = t.substr(dot + 1);
-      if (read_as.count(module + "|" + leaf) || candidates_in.count(module)) continue;
+      if (read_as.count(module_of(t) + "|" + leaf_of(t)) || candidates_in.count(module_of(t))) continue;
       gone.push_back(t);
     }
     if (!gone.empty())
@@ -860,9 +865,7 @@ class OnnxLowering {
     const int es = ir::dtype_size(dt);
     const int64_t n = numel(t);
     if (static_cast<int64_t>(bytes.size()) != n * es || n == 0) return;
-    prm.is_uniform = true;
-    for (int64_t i = 1; i < n && prm.is_uniform; ++i)
-      prm.is_uniform = std::memcmp(bytes.data(), bytes.data() + i * es, static_cast<size_t>(es)) == 0;
+    prm.is_uniform = uniform_bytes(bytes, static_cast<size_t>(es));
     if (t.dims_size() == 2) {
       const int64_t r = t.dims(0), c = t.dims(1);
       std::string tr(bytes.size(), '\0');
