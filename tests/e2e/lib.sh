@@ -55,3 +55,20 @@ if worst > 1e-5:
 print(f"   {what}: losses match (max rel diff {worst:.2e})")
 PYEOF
 }
+# train_onnx_and_compare SPLIT N SCHEDULE ONNX_MODEL TORCH_MODEL REF PPRUN_ARGS...:
+# 3 training steps of the ppc output SPLIT on N local ranks over $W/batches
+# ($CHUNKS micro-batches, saved to $W/ck), params.pt renamed to TORCH_MODEL's
+# names (onnx_param_names.py; the exporter's frozen constants that match no
+# PyTorch tensor dropped), then every parameter against REF.pt and each step's
+# loss against REF.json.
+train_onnx_and_compare() {
+  local split=$1 n=$2 sched=$3 onnx=$4 model=$5 ref=$6
+  shift 6
+  "$PPRUN" --manifest "$split" --nproc "$n" --schedule "$sched" --chunks "$CHUNKS" --inputs "$W/batches" --steps 3 \
+    --train "$@" --save "$W/ck" >"$W/train.log" 2>&1 ||
+    { cat "$W/train.log" >&2; fail "pprun training ($n stages, $sched, $*)"; }
+  "$PY" "$E2E/onnx_param_names.py" "$onnx" "$model" "$W/ck/params.pt" "$W/ck_torch.pt" \
+    --constants "$split/manifest.json" || fail "cannot map ONNX initializer names"
+  compare "$W/ck_torch.pt" "$ref.pt" "params after 3 steps"
+  compare_losses "$W/train.log" "$ref.json" "per-step loss"
+}

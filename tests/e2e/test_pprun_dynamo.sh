@@ -110,14 +110,7 @@ train() {  # N SCHEDULE OPT
   [ "$opt" = adam ] && args=$ADAM
   step "$SAMPLE: $n stages, $sched: 3 training steps, $opt"
   # shellcheck disable=SC2086
-  "$PPRUN" --manifest "$W/split$n" --nproc "$n" --schedule "$sched" --chunks $CHUNKS --inputs "$W/batches" --steps 3 \
-    --train --loss $LOSS $args --save "$W/ck" >"$W/train.log" 2>&1 ||
-    { cat "$W/train.log" >&2; fail "pprun training ($n stages, $sched, $opt)"; }
-  "$PY" "$E2E/onnx_param_names.py" "$ONNX_MODEL" "$MODEL" "$W/ck/params.pt" "$W/ck_torch.pt" \
-    --constants "$W/split$n/manifest.json" ||
-    fail "cannot map ONNX initializer names"
-  compare "$W/ck_torch.pt" "$W/ref_$opt.pt" "params after 3 steps"
-  compare_losses "$W/train.log" "$W/ref_$opt.json" "per-step loss"
+  train_onnx_and_compare "$W/split$n" "$n" "$sched" "$ONNX_MODEL" "$MODEL" "$W/ref_$opt" --loss $LOSS $args
 }
 train 2 gpipe sgd
 train 3 1f1b adam

@@ -96,15 +96,9 @@ train() {  # N SCHEDULE OPT ARGS
   # shellcheck disable=SC2086
   "$PY" "$E2E/reference_train.py" "$MODEL" "$W/batches" "$W/ref_$opt.pt" --steps 3 --loss cross_entropy $args \
     --chunks $CHUNKS --accumulate --losses-out "$W/ref_$opt.json" >/dev/null
-  # shellcheck disable=SC2086
-  "$PPRUN" --manifest "$W/t$n" --nproc "$n" --schedule "$sched" --chunks $CHUNKS --inputs "$W/batches" --steps 3 \
-    --train --loss cross_entropy $args --save "$W/ck" >"$W/train.log" 2>&1 ||
-    { cat "$W/train.log" >&2; fail "pprun training ($n stages, $sched, $opt)"; }
   "$PY" "$E2E/drop_absent_buffers.py" "$TRAIN" "$W/t$n/manifest.json" "$W/ref_$opt.pt"
-  "$PY" "$E2E/onnx_param_names.py" "$TRAIN" "$MODEL" "$W/ck/params.pt" "$W/ck_torch.pt" \
-    --constants "$W/t$n/manifest.json" || fail "cannot map ONNX initializer names"
-  compare "$W/ck_torch.pt" "$W/ref_$opt.pt" "params after 3 steps"
-  compare_losses "$W/train.log" "$W/ref_$opt.json" "per-step loss"
+  # shellcheck disable=SC2086
+  train_onnx_and_compare "$W/t$n" "$n" "$sched" "$TRAIN" "$MODEL" "$W/ref_$opt" --loss cross_entropy $args
 }
 train 2 gpipe sgd "$SGD"
 train 3 1f1b adamw "$ADAMW"
