@@ -295,19 +295,11 @@ def export_dynamo(spec, path, args):
 
 
 def save_jit(module, path):
-    """module.save(path) minus the *.debug_pkl records (absolute paths, line numbers)."""
-    tmp = path + ".tmp"
-    module.save(tmp)
-    reader = torch._C.PyTorchFileReader(tmp)
-    writer = torch._C.PyTorchFileWriter(path)
-    for rec in reader.get_all_records():
-        if rec.endswith(".debug_pkl") or rec == "version":
-            continue  # "version" is written by write_end_of_file()
-        data = reader.get_record(rec)
-        writer.write_record(rec, data, len(data))
-    writer.write_end_of_file()
-    del writer, reader
-    os.remove(tmp)
+    """samples/export.py's save_jit: module.save(path) minus the *.debug_pkl records."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from export import save_jit as save_without_debug_records
+
+    save_without_debug_records(module, path)
 
 
 def export_trace(spec, path):
