@@ -190,7 +190,12 @@ manifest::Manifest build_manifest(const SourceModel& src, const analysis::Partit
     me.batch_dim = e.is_param ? std::nullopt : batch_dim_of(v.shape, batch_symbols);
     me.producer = e.producer;
     me.consumers = e.consumers;
-    me.differentiable = ir::dtype_is_float(v.dtype) && !v.scalar;
+    // A tensor whose dtype the frontend could not infer (a traced TorchScript
+    // graph keeps few types) may well be floating point: gradients must be
+    // able to flow back along it, and the runtime decides by the dtype of the
+    // tensor it actually sends. Marking it non-differentiable cut the backward
+    // pass at that edge and froze every parameter upstream of it.
+    me.differentiable = (v.dtype == ir::DType::Undefined || ir::dtype_is_float(v.dtype)) && !v.scalar;
     me.kind = e.is_param ? "param" : "activation";
     m.edges.push_back(me);
   }

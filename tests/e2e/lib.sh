@@ -33,11 +33,13 @@ E2E="$ROOT/tests/e2e"
 # Helpers shared by the pprun scripts.
 step() { echo "== [${SECONDS}s] $*"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
-# compare A.pt B.pt WHAT: same keys, shapes and dtypes, every tensor within 1e-5.
+# compare A.pt B.pt WHAT [COMPARE_PT_ARGS...]: same keys, shapes and dtypes,
+# every tensor within 1e-5 (further arguments go to compare_pt.py).
 compare() {
-  local log="$OUT_TMP/compare.$$.log"
-  "$PY" "$ROOT/tests/e2e/compare_pt.py" "$1" "$2" --atol 1e-5 >"$log" || { cat "$log" >&2; fail "$3"; }
-  echo "   $3: $(tail -1 "$log")"
+  local log="$OUT_TMP/compare.$$.log" a=$1 b=$2 what=$3
+  shift 3
+  "$PY" "$ROOT/tests/e2e/compare_pt.py" "$a" "$b" --atol 1e-5 "$@" >"$log" || { cat "$log" >&2; fail "$what"; }
+  echo "   $what: $(tail -1 "$log")"
 }
 # compare_losses LOG JSON WHAT: the losses rank 0 logged ("step i/N  loss X")
 # against the reference's JSON list, to 1e-5 relative.

@@ -12,6 +12,8 @@ names of samples/SAMPLE/SAMPLE_{traced,scripted}.pt:
   skip     x    float32 [B, 32]         -> [B, 8]
   tinygpt  idx  int64   [B, 8] in [0,64) -> logits [B, 8, 64]
   convnet  x    float32 [B, 3, 16, 16]  -> [B, 10]
+  image64  x    float32 [B, 3, 64, 64]  -> [B, 1000]  (a torchvision classifier
+                                           at 64x64, samples/export_torchvision.py)
 
 target: --loss mse: float32, the output's shape; --loss cross_entropy: int64
 class indices over the output's last dim, shaped like the output minus that
@@ -38,6 +40,8 @@ SAMPLES = {
                 lambda b: [b, T, 64], "cross_entropy"),
     "convnet": (lambda b, g: {"x": torch.randn(b, 3, 16, 16, generator=g)},
                 lambda b: [b, 10], "cross_entropy"),
+    "image64": (lambda b, g: {"x": torch.randn(b, 3, 64, 64, generator=g)},
+                lambda b: [b, 1000], "cross_entropy"),
 }
 
 

@@ -13,7 +13,7 @@ SECONDS=0
 
 
 step "export torchvision models"
-"$PY" "$ROOT/samples/export_torchvision.py" "$OUT_TMP/models"
+"$PY" "$ROOT/samples/export_torchvision.py" "$OUT_TMP/models" resnet18 mobilenet_v2
 "$PY" "$ROOT/tests/e2e/validate_json.py" "$ROOT/schemas/split-spec.schema.json" "$OUT_TMP"/models/*_spec.json
 
 for name in resnet18 mobilenet_v2; do

@@ -223,5 +223,34 @@ TEST(BuildManifest, BatchDimFollowsTheBatchSymbol) {
   EXPECT_EQ(split.ties[0].policy, "replicate");
 }
 
+TEST(BuildManifest, EdgeOfUnknownDtypeCarriesGradients) {
+  // A traced TorchScript graph leaves many values untyped. Such an edge may be
+  // floating point: it must stay differentiable, or the runtime never sends a
+  // gradient back along it and every parameter upstream stays frozen
+  // (torchvision's shufflenet_v2, traced and split, trained only its last stage).
+  FakeSource src(ir::parse_graph(R"(
+input x:float32[batch,4]
+param w:float32[4,4]
+node n0 MatMul @a : x w -> h:undefined
+node n1 Shape @a : h -> s:int64[2]
+node n2 Relu @b : h -> r:undefined
+node n3 Reshape @b : r s -> y:float32[batch,4]
+output y
+)"));
+  const ir::Graph& g = src.graph();
+  auto c = analysis::constant_like_nodes(g);
+  analysis::Partition p = analysis::partition(g, c, {analysis::Cut{2, "cut", ""}}, analysis::TieOptions{});
+  ASSERT_EQ(analysis::verify_partition(g, c, p), "");
+  JsonDocument doc = JsonDocument::parse(R"({"version": 1, "auto": {"stages": 2}})", "spec.json");
+  spec::SplitSpec s = spec::parse_split_spec(doc);
+  manifest::Manifest m = build_manifest(src, p, s, model_input_batch_dims(g, s, &doc));
+  ASSERT_EQ(m.edges.size(), 2u);
+  EXPECT_EQ(m.edges[0].value, "h");
+  EXPECT_EQ(m.edges[0].dtype, "undefined");
+  EXPECT_TRUE(m.edges[0].differentiable);
+  EXPECT_EQ(m.edges[1].value, "s");
+  EXPECT_FALSE(m.edges[1].differentiable);  // known to be integer
+}
+
 }  // namespace
 }  // namespace ppc
