@@ -46,7 +46,7 @@ struct TieGroupSpec {
 };
 
 struct TieSpec {
-  bool detect_folded = false;             ///< accept content-detected folded copies
+  bool detect_folded = true;              ///< tie content-detected folded copies (false opts out)
   TiePolicy policy = TiePolicy::Replicate;  ///< default for every group
   std::vector<TieGroupSpec> groups;
 };

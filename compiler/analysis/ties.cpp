@@ -127,9 +127,11 @@ std::vector<TieGroup> resolve_ties(const ir::Graph& g, const std::vector<std::ve
       uf.unite(c.a, c.b);
       reason[c.a] = std::max(reason[c.a], 2);
       reason[c.b] = std::max(reason[c.b], 2);
-      add_note("tie by content: '" + b.name + "' is the transpose of '" + a.name + "' (constant-folded copy); tied because ties.detect_folded is set");
+      add_note("tie by content: '" + b.name + "' is the transpose of '" + a.name +
+               "' (a constant-folded copy); tied (\"ties\": {\"detect_folded\": false} trains them apart)");
     } else {
-      add_note("possible tie: '" + b.name + "' is the transpose of '" + a.name + "' (a constant-folded copy?); confirm with \"ties\": {\"detect_folded\": true} or list the group in ties.groups");
+      add_note("not tied: '" + b.name + "' is the transpose of '" + a.name +
+               "' (a constant-folded copy?), but ties.detect_folded is false: the two train apart");
     }
   }
 

@@ -12,7 +12,7 @@
 namespace ppc::analysis {
 
 struct TieOptions {
-  bool detect_folded = false;
+  bool detect_folded = true;
   spec::TiePolicy default_policy = spec::TiePolicy::Replicate;
   std::vector<spec::TieGroupSpec> groups;
   const JsonDocument* doc = nullptr;  ///< for error locations of spec groups

@@ -15,7 +15,7 @@
 #     on 3 stages (1F1B): every parameter and each step's loss equal PyTorch's
 #     (<= 1e-5). tinygpt's tied wte/lm_head is one initializer used by the
 #     embedding plus the optimizer's transposed copy for the head MatMul
-#     (val_N): tied with detect_folded, as for the legacy exporter.
+#     (val_N): tied by content (the default), as for the legacy exporter.
 # Parameter names: the dynamo exporter names initializers by their state_dict
 # names, except the transposed copies its optimizer folds for MatMul (val_N):
 # onnx_param_names.py maps those back by content, and drops the exporter's
@@ -54,17 +54,8 @@ split() {  # OUT ARGS...
   "$PY" "$E2E/check_split.py" "$ONNX_MODEL" "$out" --schema-dir "$ROOT/schemas" >"$W/check.log" 2>&1 ||
     { cat "$W/check.log" >&2; fail "check_split.py on $out"; }
 }
-echo '{"version": 1, "auto": {"stages": 2}, "ties": {"detect_folded": true}}' >"$W/auto.json"
+echo '{"version": 1, "auto": {"stages": 2}}' >"$W/auto.json"
 python_spec=$ROOT/samples/$SAMPLE/spec.json
-if [ "$SAMPLE" = tinygpt ]; then
-  "$PY" - "$python_spec" "$W/spec3.json" <<'EOF'
-import json, sys
-spec = json.load(open(sys.argv[1]))
-spec.setdefault("ties", {})["detect_folded"] = True
-json.dump(spec, open(sys.argv[2], "w"))
-EOF
-  python_spec=$W/spec3.json
-fi
 step "$SAMPLE: split by module path ($(basename "$ROOT/samples/$SAMPLE/spec.json")) and automatically; check_split.py"
 split "$W/split3" --splits "$python_spec"
 split "$W/split2" --splits "$W/auto.json" --stages 2

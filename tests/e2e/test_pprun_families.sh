@@ -72,8 +72,8 @@ split() {  # MODEL OUT ARGS...
   shift 2
   "$PPC" split "$model" "$@" -o "$out" >/dev/null 2>"$W/split.log" || { cat "$W/split.log" >&2; fail "ppc split $*"; }
 }
-printf '{"version": 1, "split_points": [{"module": "%s", "at": "begin"}], "ties": {"detect_folded": true}}\n' "$CUT" >"$W/cut.json"
-echo '{"version": 1, "auto": {"stages": 3}, "ties": {"detect_folded": true}}' >"$W/auto3.json"
+printf '{"version": 1, "split_points": [{"module": "%s", "at": "begin"}]}\n' "$CUT" >"$W/cut.json"
+echo '{"version": 1, "auto": {"stages": 3}}' >"$W/auto3.json"
 
 INFER=$W/infer/$FAMILY/$FAMILY.onnx
 split "$INFER" "$W/i2" --splits "$W/cut.json"

@@ -10,7 +10,8 @@
 #     PyTorch's): 3 steps of SGD with momentum on 2 stages (GPipe) and of
 #     Adam on 3 stages (1F1B; tinygpt: the spec's cuts, so the tied
 #     wte.weight / transposed onnx::MatMul_289 pair spans stages 0 and 2; its
-#     2- and 4-stage splits are automatic with detect_folded): every
+#     2- and 4-stage splits are plain --stages N, which tie the pair by
+#     default, and a spec with "detect_folded": false leaves it untied): every
 #     parameter and buffer equals PyTorch's training (<= 1e-5), and so does
 #     each step's loss; tinygpt also with ZB-H1 (split backward);
 #   - the saved stages (--save) pass the ONNX checker, tied copies are equal
@@ -54,16 +55,11 @@ mkdir -p "$W"
 to_torch_names() {  # IN.pt OUT.pt
   "$PY" "$E2E/onnx_param_names.py" "$ONNX_MODEL" "$MODEL" "$1" "$2" || fail "cannot map ONNX initializer names"
 }
-# tinygpt: the folded transposed copy of wte.weight is tied only when the
-# spec asks (detect_folded); without it the copy trains on its own, unlike
-# PyTorch's one parameter.
+# tinygpt: the folded transposed copy of wte.weight is tied by default, as
+# PyTorch's one parameter; its 3-stage split is the sample's spec.
 split() {  # N OUT
   local args=(--stages "$1")
-  if [ -n "$SPEC3" ]; then
-    echo '{"version": 1, "auto": {"stages": 2}, "ties": {"detect_folded": true}}' >"$W/auto_tied.json"
-    args=(--splits "$W/auto_tied.json" --stages "$1")
-    [ "$1" = 3 ] && args=(--splits "$SPEC3")
-  fi
+  [ -n "$SPEC3" ] && [ "$1" = 3 ] && args=(--splits "$SPEC3")
   "$PPC" split "$ONNX_MODEL" "${args[@]}" -o "$2" >/dev/null 2>"$W/split.log" || { cat "$W/split.log" >&2; fail "ppc split $*"; }
 }
 
@@ -101,6 +97,25 @@ for n in 2 3 4; do
     --output "$W/out.pt" --quiet || fail "pprun inference ($n stages, $sched)"
   compare "$W/out.pt" "$W/ref_out.pt" "outputs"
 done
+
+if [ -n "$SPEC3" ]; then
+  step "$SAMPLE: the default ties the folded copy; \"detect_folded\": false opts out"
+  "$PY" - "$W/split2/manifest.json" <<'EOF' || fail "the default 2-stage split of $SAMPLE"
+import json, sys
+ties = json.load(open(sys.argv[1])).get("ties") or []
+if not any(t["detected_by"] == "content" and any(m["relation"] == "transpose" for m in t["members"]) for t in ties):
+    sys.exit("FAIL: no content-detected transposed tie in %s: %r" % (sys.argv[1], ties))
+print("   tied by default: %s" % [m["param"] for m in ties[0]["members"]])
+EOF
+  echo '{"version": 1, "auto": {"stages": 2}, "ties": {"detect_folded": false}}' >"$W/untied.json"
+  "$PPC" split "$ONNX_MODEL" --splits "$W/untied.json" -o "$W/untied" >/dev/null 2>"$W/split.log" ||
+    { cat "$W/split.log" >&2; fail "ppc split with detect_folded false"; }
+  grep -q "not tied: .* is the transpose of .*, but ties.detect_folded is false" "$W/split.log" ||
+    { cat "$W/split.log" >&2; fail "no note on the untied folded copy"; }
+  "$PY" -c 'import json,sys; t=json.load(open(sys.argv[1])).get("ties") or []; sys.exit("FAIL: ties %r" % t if t else 0)' \
+    "$W/untied/manifest.json" || fail "detect_folded false still tied the copy"
+  echo "   opted out: untied, with a note"
+fi
 
 if [ -n "$TRAIN" ]; then
   train 2 gpipe sgd

@@ -1250,25 +1250,28 @@ TEST(Ties, FoldedCandidates) {
   EXPECT_EQ(cands[0].relation, "transpose");
 }
 
-TEST(Ties, FoldedCopyIsOnlyANoteWithoutDetectFolded) {
+TEST(Ties, FoldedCopyIsOnlyANoteWhenTheSpecOptsOut) {
   Graph g = folded_graph();
   auto c = consts(g);
-  Partition p = partition(g, c, {cut_at(1)}, TieOptions{});
+  TieOptions opts;
+  opts.detect_folded = false;
+  Partition p = partition(g, c, {cut_at(1)}, opts);
   EXPECT_TRUE(p.ties.empty());
   ASSERT_EQ(p.notes.size(), 1u);
   EXPECT_EQ(p.notes[0],
-            "possible tie: 'b' is the transpose of 'a' (a constant-folded copy?); confirm with \"ties\": "
-            "{\"detect_folded\": true} or list the group in ties.groups");
+            "not tied: 'b' is the transpose of 'a' (a constant-folded copy?), but ties.detect_folded is false: "
+            "the two train apart");
   EXPECT_EQ(names_of_params(g, p.stages[0].params), (Strings{"a"}));
   EXPECT_EQ(names_of_params(g, p.stages[1].params), (Strings{"b"}));
 }
 
-TEST(Ties, FoldedCopyBecomesAGroupWithDetectFolded) {
+TEST(Ties, FoldedCopyBecomesAGroupByDefault) {
+  // The safe default: a trainable initializer that is the transpose of
+  // another is the same PyTorch parameter, folded; training the two apart
+  // would train another model than the user's.
   Graph g = folded_graph();
   auto c = consts(g);
-  TieOptions opts;
-  opts.detect_folded = true;
-  Partition p = partition(g, c, {cut_at(1)}, opts);
+  Partition p = partition(g, c, {cut_at(1)}, TieOptions{});
   EXPECT_EQ(verify_partition(g, c, p), "");
   ASSERT_EQ(p.ties.size(), 1u);
   const TieGroup& t = p.ties[0];
@@ -1283,8 +1286,8 @@ TEST(Ties, FoldedCopyBecomesAGroupWithDetectFolded) {
   EXPECT_EQ(t.members[1].stages, (Ints{1}));
   ASSERT_EQ(p.notes.size(), 1u);
   EXPECT_EQ(p.notes[0],
-            "tie by content: 'b' is the transpose of 'a' (constant-folded copy); tied because "
-            "ties.detect_folded is set");
+            "tie by content: 'b' is the transpose of 'a' (a constant-folded copy); tied (\"ties\": "
+            "{\"detect_folded\": false} trains them apart)");
   // Replicate (the default): each stage keeps its own stored tensor.
   EXPECT_EQ(names_of_params(g, p.stages[1].params), (Strings{"b"}));
   EXPECT_EQ(edges_of(g, p), (Strings{"h 0->1"}));

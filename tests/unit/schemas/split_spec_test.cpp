@@ -98,7 +98,7 @@ TEST(SplitSpec, Defaults) {
   EXPECT_EQ(s.auto_split->balance, "flops");
   EXPECT_EQ(s.auto_split->pointer, "/auto");
   EXPECT_TRUE(s.split_points.empty());
-  EXPECT_FALSE(s.ties.detect_folded);
+  EXPECT_TRUE(s.ties.detect_folded);  // folded copies are tied unless the spec opts out
   EXPECT_EQ(s.ties.policy, TiePolicy::Replicate);
   EXPECT_TRUE(s.ties.groups.empty());
   EXPECT_TRUE(s.inputs.empty());
@@ -118,7 +118,7 @@ TEST(SplitSpec, TiesInputsAndRuntimeDefaults) {
   "version": 1,
   "auto": {"stages": 2},
   "ties": {
-    "detect_folded": true,
+    "detect_folded": false,
     "policy": "transmit",
     "groups": [
       ["embed.weight", "head.weight"],
@@ -129,7 +129,7 @@ TEST(SplitSpec, TiesInputsAndRuntimeDefaults) {
   "inputs": {"x": {"batch_dim": 1}, "mask": {"replicate": true}, "y": {}, "z": {"replicate": false}},
   "defaults": {"schedule": "1f1b", "chunks": 8}
 })");
-  EXPECT_TRUE(s.ties.detect_folded);
+  EXPECT_FALSE(s.ties.detect_folded);
   EXPECT_EQ(s.ties.policy, TiePolicy::Transmit);
   ASSERT_EQ(s.ties.groups.size(), 3u);
   EXPECT_EQ(s.ties.groups[0].members, (std::vector<std::string>{"embed.weight", "head.weight"}));
