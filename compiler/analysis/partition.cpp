@@ -186,6 +186,24 @@ Partition partition(const ir::Graph& g, const std::vector<bool>& const_like, con
   return P;
 }
 
+void require_ranked_edges(const ir::Graph& g, const Partition& p, const std::vector<Cut>& cuts,
+                          const JsonDocument* doc) {
+  for (const CrossEdge& e : p.edges) {
+    const ir::Value& v = g.values[e.value];
+    if (e.is_param || v.shape.rank_known) continue;
+    const Cut* cut = e.producer < static_cast<int>(cuts.size()) ? &cuts[e.producer] : nullptr;
+    std::string from = v.producer != ir::kNone ? " (output of node '" + g.nodes[v.producer].name + "')" : "";
+    std::string msg = (cut && !cut->label.empty() ? cut->label + ": " : "") + "value '" + v.name + "'" + from +
+                      " would cross from stage " + std::to_string(e.producer) + " to stage " +
+                      std::to_string(e.consumers.front()) +
+                      ", but its rank is unknown (the model declares no shape for it and shape inference finds "
+                      "none), and a stage's inputs and outputs must declare one; move the split point, or export "
+                      "the model with the shapes of its intermediate values";
+    if (doc && cut && !cut->pointer.empty()) msg = doc->where(cut->pointer, msg);
+    throw Error(msg);
+  }
+}
+
 std::string verify_partition(const ir::Graph& g, const std::vector<bool>& const_like, const Partition& p) {
   std::vector<int> count(g.nodes.size(), 0);
   for (int s = 0; s < p.num_stages; ++s) {

@@ -73,4 +73,11 @@ Partition partition(const ir::Graph& g, const std::vector<bool>& const_like, con
 /// edge consumer later than its producer. Returns "" or the first problem.
 std::string verify_partition(const ir::Graph& g, const std::vector<bool>& const_like, const Partition& p);
 
+/// For formats whose stage interfaces must declare each tensor's rank (an
+/// ONNX graph's inputs and outputs): throws ppc::Error, located at the split
+/// point in `doc` when it came from the spec, naming the first activation
+/// that crosses a cut with an unknown rank, the node producing it, and the cut.
+void require_ranked_edges(const ir::Graph& g, const Partition& p, const std::vector<Cut>& cuts,
+                          const JsonDocument* doc);
+
 }  // namespace ppc::analysis

@@ -392,6 +392,7 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
   analysis::Partition p = analysis::partition(g, const_like, cuts, tie_opts);
   std::string problem = analysis::verify_partition(g, const_like, p);
   if (!problem.empty()) throw std::logic_error("partition verifier: " + problem);
+  if (cost_opts.typed_cuts_only) analysis::require_ranked_edges(g, p, cuts, doc.get());
   notes.insert(notes.end(), p.notes.begin(), p.notes.end());
 
   if (opts.emit == "partition") {

@@ -50,6 +50,13 @@ std::vector<int64_t> all_dims(int64_t rank) {
 
 bool is_float(const at::Tensor& t) { return at::isFloatingType(t.scalar_type()); }
 
+std::string shape_str(at::IntArrayRef dims) {
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? "," : "") + std::to_string(dims[i]);
+  return s + "]";
+}
+std::string shape_str(const at::Tensor& t) { return shape_str(t.sizes()); }
+
 // --- padding helpers shared by Conv / pooling --------------------------------
 
 enum class AutoPad { NotSet, SameUpper, SameLower, Valid };
@@ -163,7 +170,6 @@ at::Tensor ge_(const at::Tensor& a, const at::Tensor& b) { return at::ge(a, b); 
 at::Tensor and_(const at::Tensor& a, const at::Tensor& b) { return at::logical_and(a, b); }
 at::Tensor or_(const at::Tensor& a, const at::Tensor& b) { return at::logical_or(a, b); }
 at::Tensor xor_(const at::Tensor& a, const at::Tensor& b) { return at::logical_xor(a, b); }
-at::Tensor mod_(const at::Tensor& a, const at::Tensor& b) { return at::remainder(a, b); }
 
 at::Tensor sqrt_(const at::Tensor& x) { return at::sqrt(x); }
 at::Tensor neg_(const at::Tensor& x) { return at::neg(x); }
@@ -200,6 +206,16 @@ Kernel b_elu(NodeCtx& c) {
   c.require_inputs(1, 1);
   double alpha = c.f("alpha", 1.0f);
   return [alpha](const KernelIO& io) { io.set(0, at::elu(io[0], alpha)); };
+}
+
+// Mod: fmod=0 takes the sign of the divisor (Python's %, integers only in
+// ONNX), fmod=1 that of the dividend (C's fmod; required for floats). A float
+// Mod with fmod=0 is invalid ONNX; it gets the divisor's sign like integers.
+Kernel b_mod(NodeCtx& c) {
+  c.require_inputs(2, 2);
+  bool c_fmod = c.i("fmod", 0) != 0;
+  if (c_fmod) return [](const KernelIO& io) { io.set(0, at::fmod(io[0], io[1])); };
+  return [](const KernelIO& io) { io.set(0, at::remainder(io[0], io[1])); };
 }
 
 Kernel b_hard_sigmoid(NodeCtx& c) {
@@ -1136,6 +1152,80 @@ Kernel b_gather_nd(NodeCtx& c) {
   };
 }
 
+// The reduction attribute of ScatterND / ScatterElements (opset 16+; "mul",
+// "max", "min" since 16 and 18) as at::scatter_reduce / index_reduce's name;
+// "" for none (plain overwrite), "add" kept apart (index_add / scatter_add).
+std::string scatter_reduction(NodeCtx& c) {
+  std::string r = c.s("reduction", "none");
+  if (r == "none") return "";
+  if (r == "add") return "add";
+  if (r == "mul") return "prod";
+  if (r == "max") return "amax";
+  if (r == "min") return "amin";
+  throw Unsupported("reduction '" + r + "'");
+}
+
+// ScatterND: data with updates written (or reduced) at the index tuples of
+// the last dim of indices. Out of place, so autograd reaches data (except the
+// overwritten slots) and updates.
+Kernel b_scatter_nd(NodeCtx& c) {
+  c.require_inputs(3, 3);
+  std::string red = scatter_reduction(c);
+  return [red](const KernelIO& io) {
+    const at::Tensor& data = io[0];
+    at::Tensor idx = io[1].scalar_type() == at::kLong ? io[1] : io[1].to(at::kLong);
+    const at::Tensor& upd = io[2];
+    if (idx.dim() < 1) fail("indices must have rank >= 1");
+    const int64_t k = idx.size(-1);
+    if (k > data.dim()) fail("indices address " + std::to_string(k) + " dims of data of rank " + std::to_string(data.dim()));
+    std::vector<int64_t> rest(data.sizes().begin() + k, data.sizes().end());
+    std::vector<int64_t> want(idx.sizes().begin(), idx.sizes().end() - 1);
+    want.insert(want.end(), rest.begin(), rest.end());
+    if (upd.sizes() != at::IntArrayRef(want)) fail("updates have shape " + shape_str(upd) + ", expected " + shape_str(want));
+    int64_t addressed = 1;
+    at::Tensor dims = at::empty({k}, at::kLong), strides = at::empty({k}, at::kLong);
+    for (int64_t j = k - 1; j >= 0; --j) {
+      dims[j] = data.size(j);
+      strides[j] = addressed;
+      addressed *= data.size(j);
+    }
+    at::Tensor i = idx.reshape({-1, k});
+    i = at::where(i.lt(0), i + dims, i);
+    if (i.numel() > 0 && (i.lt(0).any().item<bool>() || i.ge(dims).any().item<bool>())) fail("index out of range");
+    at::Tensor linear = (i * strides).sum(-1);
+    std::vector<int64_t> flat{addressed};
+    flat.insert(flat.end(), rest.begin(), rest.end());
+    std::vector<int64_t> uflat{linear.size(0)};
+    uflat.insert(uflat.end(), rest.begin(), rest.end());
+    at::Tensor d = data.reshape(flat), u = upd.reshape(uflat);
+    at::Tensor out = red.empty() ? d.index_copy(0, linear, u)
+                     : red == "add" ? d.index_add(0, linear, u)
+                                    : d.index_reduce(0, linear, u, red, /*include_self=*/true);
+    io.set(0, out.reshape(data.sizes()));
+  };
+}
+
+// ScatterElements (and the deprecated Scatter): data with updates[i][j]...
+// written at data[indices[i][j]...] along axis, the other coordinates kept.
+Kernel b_scatter_elements(NodeCtx& c) {
+  c.require_inputs(3, 3);
+  int64_t axis = c.i("axis", 0);
+  std::string red = scatter_reduction(c);
+  return [axis, red](const KernelIO& io) {
+    const at::Tensor& data = io[0];
+    int64_t ax = axis < 0 ? axis + data.dim() : axis;
+    if (ax < 0 || ax >= data.dim()) fail("axis " + std::to_string(axis) + " out of range for rank " + std::to_string(data.dim()));
+    at::Tensor idx = io[1].scalar_type() == at::kLong ? io[1] : io[1].to(at::kLong);
+    if (idx.sizes() != io[2].sizes()) fail("indices " + shape_str(idx) + " and updates " + shape_str(io[2]) + " differ in shape");
+    idx = at::where(idx.lt(0), idx + data.size(ax), idx);
+    if (idx.numel() > 0 && (idx.lt(0).any().item<bool>() || idx.ge(data.size(ax)).any().item<bool>())) fail("index out of range");
+    at::Tensor out = red.empty() ? data.scatter(ax, idx, io[2])
+                     : red == "add" ? data.scatter_add(ax, idx, io[2])
+                                    : data.scatter_reduce(ax, idx, io[2], red, /*include_self=*/true);
+    io.set(0, out);
+  };
+}
+
 const std::map<std::string, Builder>& table() {
   static const std::map<std::string, Builder> t = {
       {"Abs", unary<abs_>},
@@ -1191,7 +1281,7 @@ const std::map<std::string, Builder>& table() {
       {"MaxPool", b_max_pool},
       {"Mean", b_mean},
       {"Min", b_min},
-      {"Mod", binary<mod_>},
+      {"Mod", b_mod},
       {"Mul", binary<mul_>},
       {"Neg", unary<neg_>},
       {"Not", unary<not_>},
@@ -1210,6 +1300,9 @@ const std::map<std::string, Builder>& table() {
       {"ReduceSumSquare", b_reduce_sum_square},
       {"Relu", unary<relu_>},
       {"Reshape", b_reshape},
+      {"Scatter", b_scatter_elements},
+      {"ScatterElements", b_scatter_elements},
+      {"ScatterND", b_scatter_nd},
       {"Shape", b_shape},
       {"Sigmoid", unary<sigmoid_>},
       {"Sign", unary<sign_>},

@@ -58,11 +58,25 @@ for name, loc in (("nodata", "nodata.onnx.data"), ("escape", "../escape.data")):
     del t.external_data[:]
     e = t.external_data.add(); e.key = "location"; e.value = loc
     onnx.save(m, f"{d}/{name}.onnx")
+# A value of unknown rank (Reshape to a shape of unknown length) between two
+# modules: a legal cut position that no valid ONNX stage can serve.
+from onnx import helper, TensorProto
+g = helper.make_graph(
+    [helper.make_node("Reshape", ["x", "s"], ["h"], name="/a/Reshape"), helper.make_node("Neg", ["h"], ["y"], name="/b/Neg")],
+    "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+          helper.make_tensor_value_info("s", TensorProto.INT64, ["n"])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["a", "b"])])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+m.ir_version = 8
+onnx.checker.check_model(m)
+onnx.save(m, d + "/unranked.onnx")
 PYEOF
 expect ir_too_new "ir99.onnx: IR version 99 is newer than ppc reads (IR versions up to" -- split "$tmp/ir99.onnx" --stages 2 -o "$O"
 expect opset_too_new "opset40.onnx: opset 40 of domain 'ai.onnx' is newer than ppc knows (up to" -- split "$tmp/opset40.onnx" --stages 2 -o "$O"
 expect external_data_missing "nodata.onnx: initializer 'layer0.lin.weight': cannot read external data file" -- split "$tmp/nodata.onnx" --stages 2 -o "$O"
 expect external_data_escapes "escape.onnx: initializer 'layer0.lin.weight': external data location '../escape.data' leaves the model's folder" -- split "$tmp/escape.onnx" --stages 2 -o "$O"
+spec cut_a.json '{"version": 1, "split_points": [{"module": "a", "at": "end"}]}'
+expect unranked_cut "cut_a.json:1:33: module 'a' at end: value 'h' (output of node '/a/Reshape') would cross from stage 0 to stage 1, but its rank is unknown" -- split "$tmp/unranked.onnx" --splits "$tmp/cut_a.json" -o "$O"
 printf 'hello' >"$tmp/weird.bin"
 expect unknown_format "unknown model format '.bin'" -- split "$tmp/weird.bin" --splits samples/mlp/spec.json -o "$O"
 expect missing_spec "nospec.json: cannot read file" -- split $M --splits "$tmp/nospec.json" -o "$O"

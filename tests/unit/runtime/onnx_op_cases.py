@@ -130,6 +130,19 @@ case("Mul_broadcast", "Mul", [rnd(2, 1, 4), rnd(3, 1)], lambda x, y: x * y)
 case("Div_broadcast", "Div", [rnd(2, 3), rnd(3).abs() + 0.5], lambda x, y: x / y)
 case("Div_int_truncates", "Div", [i64(7, -7, 9), i64(2, 2, -4)], lambda x, y: torch.from_numpy(
     np.array([int(p / q) for p, q in zip(x.tolist(), y.tolist())], dtype=np.int64)))
+# Mod: fmod=0 takes the divisor's sign (Python's %), fmod=1 the dividend's
+# (C's fmod; the only form ONNX allows for floats: SwinTransformer's shifted
+# window mask). Expected values from Python's own % and math.fmod.
+case("Mod_int", "Mod", [i64(7, -7, 7, -7, 0), i64(3, 3, -3, -3, 5)], lambda x, y: torch.tensor(
+    [p % q for p, q in zip(x.tolist(), y.tolist())], dtype=torch.int64))
+case("Mod_int_fmod", "Mod", [i64(7, -7, 7, -7, 0), i64(3, 3, -3, -3, 5)], lambda x, y: torch.tensor(
+    [int(math.fmod(p, q)) for p, q in zip(x.tolist(), y.tolist())], dtype=torch.int64), attrs={"fmod": 1})
+# Float fmod: x - y * trunc(x / y), whose gradients are 1 and -trunc(x / y);
+# checked here against math.fmod element by element.
+mod_x, mod_y = rnd(3, 4) * 5, rnd(4).abs() + 0.5
+mod_want = torch.tensor([[math.fmod(mod_x[i, j].item(), mod_y[j].item()) for j in range(4)] for i in range(3)])
+assert torch.allclose(mod_x - mod_y * torch.trunc(mod_x / mod_y), mod_want, atol=1e-5)
+case("Mod_float_fmod", "Mod", [mod_x, mod_y], lambda x, y: x - y * torch.trunc(x / y), attrs={"fmod": 1})
 case("Pow", "Pow", [rnd(3, 4).abs() + 0.1, rnd(4)], lambda x, y: torch.exp(y * torch.log(x)))
 case("Pow_int_exponent", "Pow", [rnd(3, 4), s64(2)], lambda x, y: x * x)
 for op, fn, pos in [("Sqrt", torch.sqrt, True), ("Neg", torch.neg, False), ("Exp", torch.exp, False),
@@ -187,6 +200,48 @@ case("GatherElements_axis0", "GatherElements", [rnd(3, 3), gi],
 case("GatherElements_axis1", "GatherElements", [rnd(2, 4), gi], attrs={"axis": 1},
      ref=lambda x, i: torch.stack([torch.stack([x[r, int(i[r][c])] for c in range(3)]) for r in range(2)]),
      opset=13, grad_inputs=[0])
+# ScatterND / ScatterElements by the spec's loops: a copy of data, then each
+# update combined into its slot in index order (none: replaced; add / mul /
+# max: combined). The legacy exporter writes ScatterND for slice assignment
+# (SwinTransformer's shifted-window mask), ScatterElements for scatter_.
+SCATTER_COMBINE = {"none": lambda old, new: new, "add": lambda old, new: old + new,
+                   "mul": lambda old, new: old * new, "max": torch.maximum}
+
+
+def scatter_nd_ref(data, idx, upd, reduction="none"):
+    out = data.clone()
+    k = idx.shape[-1]
+    ups = upd.reshape([-1] + list(data.shape[k:]))
+    for p, t in enumerate(idx.reshape(-1, k).tolist()):
+        out[tuple(t)] = SCATTER_COMBINE[reduction](out[tuple(t)].clone(), ups[p])
+    return out
+
+
+def scatter_elements_ref(data, idx, upd, axis, reduction="none"):
+    out = data.clone()
+    for pos in np.ndindex(*idx.shape):
+        target = list(pos)
+        target[axis] = int(idx[pos])
+        out[tuple(target)] = SCATTER_COMBINE[reduction](out[tuple(target)].clone(), upd[pos])
+    return out
+
+
+case("ScatterND_rows", "ScatterND", [rnd(4, 3), torch.tensor([[1], [-1]]), rnd(2, 3)],
+     lambda x, i, u: scatter_nd_ref(x, i, u), opset=13, grad_inputs=[0, 2])
+case("ScatterND_elements", "ScatterND", [rnd(2, 3, 2), torch.tensor([[[0, 1, 1]], [[1, 2, 0]]]), rnd(2, 1)],
+     lambda x, i, u: scatter_nd_ref(x, i, u), opset=13, grad_inputs=[0, 2])
+case("ScatterND_add_repeats", "ScatterND", [rnd(3, 2), torch.tensor([[1], [1], [0]]), rnd(3, 2)],
+     lambda x, i, u: scatter_nd_ref(x, i, u, "add"), attrs={"reduction": "add"}, opset=16, grad_inputs=[0, 2])
+case("ScatterND_mul", "ScatterND", [rnd(3, 2), torch.tensor([[2], [0]]), rnd(2, 2)],
+     lambda x, i, u: scatter_nd_ref(x, i, u, "mul"), attrs={"reduction": "mul"}, opset=16, grad_inputs=[0, 2])
+case("ScatterND_max", "ScatterND", [rnd(3, 2), torch.tensor([[2], [0]]), rnd(2, 2)],
+     lambda x, i, u: scatter_nd_ref(x, i, u, "max"), attrs={"reduction": "max"}, opset=18, check=False, grad=False)
+se_idx = torch.tensor([[1, -1], [0, 2]])
+case("ScatterElements_axis1", "ScatterElements", [rnd(2, 4), se_idx, rnd(2, 2)],
+     lambda x, i, u: scatter_elements_ref(x, i, u, 1), attrs={"axis": 1}, opset=13, grad_inputs=[0, 2])
+case("ScatterElements_add_axis0", "ScatterElements", [rnd(3, 2), torch.tensor([[1, 1], [1, 0]]), rnd(2, 2)],
+     lambda x, i, u: scatter_elements_ref(x, i, u, 0, "add"), attrs={"reduction": "add"}, opset=16,
+     grad_inputs=[0, 2])
 case("IsNaN", "IsNaN", [torch.tensor([1.0, float("nan"), float("inf"), -0.0])], lambda x: torch.isnan(x), opset=13)
 case("Where", "Where", [torch.rand(3, 4, generator=G) > 0.5, rnd(4), rnd(3, 1)], lambda c, x, y: torch.where(c, x, y))
 case("Equal", "Equal", [i64(1, 2, 3), i64(1, 5, 3)], lambda x, y: x == y)
