@@ -1,5 +1,6 @@
 #include "runtime/stages/torchscript_stage.h"
 
+#include <torch/csrc/jit/ir/alias_analysis.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 
@@ -27,18 +28,35 @@ std::string key_line(const std::string& what) {
   return best;
 }
 
+// Which forward arguments the graph writes to, directly or through a view
+// (a cut just before `relu_`, `add_`, ...): the stage must get its own copy.
+// The engine hands a received input in as a leaf that requires grad, which
+// autograd forbids modifying in place, and hands a local producer's output
+// in as the very tensor that producer keeps for its backward.
+std::vector<bool> written_inputs(torch::jit::Module& module) {
+  std::shared_ptr<torch::jit::Graph> graph = module.get_method("forward").graph();
+  torch::jit::AliasDb aliases(graph);
+  std::vector<bool> out;
+  for (size_t i = 1; i < graph->inputs().size(); ++i) out.push_back(aliases.hasWriters(graph->inputs()[i]));
+  return out;
+}
+
 class TorchScriptStage final : public StageModule {
  public:
   TorchScriptStage(int index, std::string path, torch::jit::Module module, std::string metadata, size_t num_outputs)
       : index_(index), path_(std::move(path)), module_(std::move(module)), metadata_(std::move(metadata)),
         num_outputs_(num_outputs) {
     training_at_load_ = module_.is_training();
+    written_ = written_inputs(module_);
   }
 
   int index() const override { return index_; }
 
   std::vector<at::Tensor> forward(const std::vector<at::Tensor>& inputs) override {
-    std::vector<c10::IValue> args(inputs.begin(), inputs.end());
+    std::vector<c10::IValue> args;
+    args.reserve(inputs.size());
+    for (size_t i = 0; i < inputs.size(); ++i)
+      args.emplace_back(i < written_.size() && written_[i] && inputs[i].defined() ? inputs[i].clone() : inputs[i]);
     c10::IValue result;
     try {
       result = module_.forward(args);
@@ -93,6 +111,7 @@ class TorchScriptStage final : public StageModule {
   std::string metadata_;
   size_t num_outputs_;
   bool training_at_load_ = false;
+  std::vector<bool> written_;  ///< per forward argument: the graph modifies it in place
 };
 
 }  // namespace

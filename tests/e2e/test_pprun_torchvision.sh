@@ -6,7 +6,10 @@
 # graph without a dtype for the values that cross its stage boundaries; such
 # an edge once went out as non-differentiable and the backward pass stopped
 # there, so only the last stage trained. Split by the spec (ends of stage2
-# and stage3) and automatically into 3 stages; for GPipe and 1F1B:
+# and stage3), automatically into 3 stages, and at the end of a BatchNorm
+# whose output the next stage's first node (ReLU(inplace=True)) modifies in
+# place (the stage must copy that input: a received input is a leaf that
+# requires grad); for GPipe and 1F1B:
 #   - inference: outputs of 2 batches equal PyTorch's (<= 1e-5);
 #   - 3 steps of SGD with momentum: every parameter equals PyTorch's training
 #     of the unsplit model (<= 1e-5), every stage's parameters moved, and each
@@ -59,15 +62,17 @@ print("   %d reference buffers in no stage (%s, ...); every stage trained" % (le
 PYEOF
 }
 
-for how in spec auto; do
+echo '{"version": 1, "split_points": [{"module": "stage2", "at": "end"}, {"module": "stage3.0.branch2.1", "at": "end"}]}' \
+  >"$W/inplace.json"
+for how in spec auto inplace; do
   out=$W/split_$how
-  if [ $how = spec ]; then
-    "$PPC" split "$MODEL" --splits "$W/${NAME}_spec.json" -o "$out" >/dev/null 2>"$W/split.log" ||
-      { cat "$W/split.log" >&2; fail "ppc split with the spec"; }
-  else
-    "$PPC" split "$MODEL" --stages 3 -o "$out" >/dev/null 2>"$W/split.log" ||
-      { cat "$W/split.log" >&2; fail "ppc split --stages 3"; }
-  fi
+  case $how in
+    spec) args=(--splits "$W/${NAME}_spec.json") ;;
+    auto) args=(--stages 3) ;;
+    inplace) args=(--splits "$W/inplace.json") ;;
+  esac
+  "$PPC" split "$MODEL" "${args[@]}" -o "$out" >/dev/null 2>"$W/split.log" ||
+    { cat "$W/split.log" >&2; fail "ppc split ${args[*]}"; }
   for sched in gpipe 1f1b; do
     run=(--manifest "$out" --nproc 3 --schedule $sched --chunks $CHUNKS --inputs "$W/batches")
     step "$NAME: $how split, $sched: inference"
