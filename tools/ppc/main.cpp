@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
 
   ppc::driver::SplitOptions split;
   auto* s = app.add_subcommand("split", "partition a model into stage artifacts + manifest.json");
-  s->add_option("model", split.model_path, "model file (.onnx)")->required();
+  s->add_option("model", split.model_path, "model file: ONNX (.onnx) or TorchScript (.pt)")->required();
   s->add_option("--splits", split.spec_path, "split spec (JSON)");
   s->add_option("--stages", split.stages, "automatic split into N balanced stages (instead of, or overriding, the spec)")
       ->check(CLI::Range(1, 100000));

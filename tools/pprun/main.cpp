@@ -33,6 +33,41 @@ using namespace ppc::runtime;
 
 namespace {
 
+// A number option's lower bound, said plainly (CLI11's own range checks
+// print the largest double as the upper end).
+CLI::Validator at_least(double lo, bool inclusive) {
+  std::string want = std::string(inclusive ? ">= " : "> ") + CLI::detail::to_string(lo);
+  return CLI::Validator(
+      [lo, inclusive, want](std::string& s) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(s, v)) return "'" + s + "' is not a number";
+        return (inclusive ? v >= lo : v > lo) ? std::string() : "must be " + want + ", not " + s;
+      },
+      "NUMBER " + want);
+}
+
+// An output file's folder must exist and be writable before any rank runs:
+// otherwise the run would end in a failed write, or none at all.
+void check_output_path(const std::string& option, const std::string& path) {
+  if (path.empty()) return;
+  fs::path dir = fs::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) throw Error(option + " " + path + ": no folder '" + dir.string() + "'");
+  if (access(dir.c_str(), W_OK) != 0) throw Error(option + " " + path + ": cannot write into '" + dir.string() + "'");
+}
+
+// [0, 1), as torch.optim wants Adam's betas.
+CLI::Validator unit_interval() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(s, v)) return "'" + s + "' is not a number";
+        return v >= 0 && v < 1 ? std::string() : "must be in [0, 1), not " + s;
+      },
+      "NUMBER in [0, 1)");
+}
+
 std::vector<std::string> input_files(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) throw Error(path + ": no such file or directory (--inputs)");
@@ -121,8 +156,10 @@ int main(int argc, char** argv) {
   std::string backend = "gloo";
   app.add_option("--backend", backend, "c10d backend: gloo (CPU); nccl needs a CUDA build of LibTorch")
       ->check(CLI::IsMember({"gloo", "nccl"}));
-  app.add_option("--timeout", timeout_s, "seconds any communication may take before the run fails")->check(CLI::PositiveNumber);
-  app.add_option("--threads", threads, "intra-op threads per rank (default: cores / local ranks)");
+  app.add_option("--timeout", timeout_s, "seconds any communication may take before the run fails")
+      ->check(at_least(0, false));
+  app.add_option("--threads", threads, "intra-op threads per rank (default: cores / local ranks)")
+      ->check(CLI::Range(1, 4096));
   app.add_flag("--print-schedule", print_schedule, "print every rank's lowered schedule and exit");
   std::string format = "text", costs_file;
   double comm_ms = 0;
@@ -135,7 +172,7 @@ int main(int argc, char** argv) {
   app.add_option("--trace", o.trace_path, "write a Chrome trace (Perfetto) of every action on every rank");
   app.add_option("--timeline", o.timeline_path, "write an SVG picture of the last step (or of --simulate)");
   app.add_option("--comm", comm_ms, "--simulate: time one message (a stage edge's tensors for one micro-batch, each way) takes in flight, in the costs' unit (default: a --profile costs file's message_ms, else 0); a costs file with message bytes adds them at its rate, and its calibrated message_cpu_ms to both ends' ranks")
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0, true));
   app.add_option("--profile", o.profile_path, "write measured per-stage F/B/I/W ms per micro-batch (for --costs)");
   app.add_option("--schedule", o.schedule, "pipeline schedule")
       ->check(CLI::IsMember(schedule::schedule_names()));
@@ -143,19 +180,21 @@ int main(int argc, char** argv) {
   app.add_option("--steps", o.steps, "batches to run")->check(CLI::Range(1, 1 << 30));
   app.add_option("--inputs", inputs, "a .pt file (dict of tensors by model input name) or a folder of them, one per step");
   app.add_flag("--synthetic", o.synthetic, "random inputs of the manifest's shapes (and, training, a learnable target)");
-  app.add_option("--batch-size", o.batch_size, "samples per batch for --synthetic");
-  app.add_option("--seed", o.seed, "seed of --synthetic");
+  app.add_option("--batch-size", o.batch_size, "samples per batch for --synthetic")->check(CLI::Range(1, 1 << 30));
+  app.add_option("--seed", o.seed, "seed of --synthetic")->check(at_least(0, true));
   app.add_option("--dim", dims, "value of a symbolic input dim for --synthetic, NAME=N");
   app.add_flag("--train", o.train, "train (default: inference)");
   app.add_option("--loss", o.loss, "loss on the model output")->check(CLI::IsMember({"mse", "cross_entropy", "model"}));
   app.add_option("--target-key", o.target_key, "batch entry holding the targets");
   app.add_option("--optimizer", o.optimizer.kind, "optimizer")->check(CLI::IsMember({"sgd", "adam", "adamw"}));
-  app.add_option("--lr", o.optimizer.lr, "learning rate");
-  app.add_option("--momentum", o.optimizer.momentum, "SGD momentum");
-  app.add_option("--weight-decay", o.optimizer.weight_decay, "weight decay (L2 for sgd/adam, decoupled for adamw)");
-  app.add_option("--beta1", o.optimizer.beta1, "Adam beta1");
-  app.add_option("--beta2", o.optimizer.beta2, "Adam beta2");
-  app.add_option("--eps", o.optimizer.eps, "Adam epsilon");
+  // The bounds torch.optim enforces.
+  app.add_option("--lr", o.optimizer.lr, "learning rate")->check(at_least(0, true));
+  app.add_option("--momentum", o.optimizer.momentum, "SGD momentum")->check(at_least(0, true));
+  app.add_option("--weight-decay", o.optimizer.weight_decay, "weight decay (L2 for sgd/adam, decoupled for adamw)")
+      ->check(at_least(0, true));
+  app.add_option("--beta1", o.optimizer.beta1, "Adam beta1")->check(unit_interval());
+  app.add_option("--beta2", o.optimizer.beta2, "Adam beta2")->check(unit_interval());
+  app.add_option("--eps", o.optimizer.eps, "Adam epsilon")->check(at_least(0, true));
   app.add_option("--output", o.output_path, "inference: write the model outputs (a dict) to this .pt file");
   app.add_option("--save", o.save_dir, "training: write the trained pipeline, optimizer state and params.pt here");
   app.add_option("--resume", o.resume_dir, "continue training from a --save directory");
@@ -181,6 +220,16 @@ int main(int argc, char** argv) {
     // Checked before --nproc launches anything, as each rank would check it.
     if (master_port && (*master_port < 1 || *master_port > 65535))
       throw Error("master port " + std::to_string(*master_port) + " is outside 1..65535");
+    if (master_addr && master_addr->empty()) throw Error("--master-addr is empty");
+    check_output_path("--output", o.output_path);
+    check_output_path("--trace", o.trace_path);
+    check_output_path("--timeline", o.timeline_path);
+    check_output_path("--profile", o.profile_path);
+    if (nproc > 0 && rank) throw Error("--rank: --nproc gives every local rank its own; drop --rank");
+    if (nproc > 0 && world_size && *world_size != nproc)
+      throw Error("--world-size " + std::to_string(*world_size) + " differs from --nproc " + std::to_string(nproc));
+    if (rank && *rank < 0) throw Error("--rank " + std::to_string(*rank) + " is negative");
+    if (world_size && *world_size < 1) throw Error("--world-size must be >= 1, not " + std::to_string(*world_size));
     for (const auto& d : dims) {
       auto eq = d.find('=');
       char* end = nullptr;
@@ -259,6 +308,12 @@ int main(int argc, char** argv) {
       lo.nproc = nproc;
       if (master_addr) lo.master_addr = *master_addr;
       if (master_port) lo.master_port = *master_port;
+      try {
+        if (!master_port) lo.master_port = pick_free_port(lo.master_addr);
+      } catch (const std::runtime_error& e) {  // the address is the user's
+        std::string what = e.what();
+        throw Error("--master-addr '" + lo.master_addr + "' is unusable: " + what.substr(what.rfind("': ") + 3));
+      }
       lo.threads_per_rank = threads;
       return launch_local_ranks(lo);
     }
