@@ -1,8 +1,16 @@
 // --save and --resume: a trained pipeline written as a pipeline again (stage
 // artifacts + manifest with new digests), the optimizer state per stage, and
 // every parameter under its original name gathered on rank 0.
+//
+// A kill at any moment must leave the newest complete checkpoint usable, so
+// --save DIR is a symbolic link to DIR.d/step-<N>: every rank writes into
+// DIR.d/.partial, rank 0 renames it to step-<N> once all files are there,
+// points a new link at it and renames the link over DIR (both renames are
+// atomic), and only then removes the checkpoints beyond --keep.
 #include "runtime/engine/engine_internal.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -42,14 +50,69 @@ void Engine::resume() {
 }
 
 
+namespace {
+
+// `base` or, when that is taken (a run saved that step already), "base.1", ...
+std::string free_name(const fs::path& root, const std::string& base) {
+  std::string name = base;
+  std::error_code ec;
+  for (int k = 1; fs::exists(fs::symlink_status(root / name, ec)); ++k) name = base + "." + std::to_string(k);
+  return name;
+}
+
+// "step-000000012": checkpoints sort by name as by step.
+std::string checkpoint_name(const fs::path& root, int64_t steps_done) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "step-%09lld", static_cast<long long>(steps_done));
+  return free_name(root, buf);
+}
+
+// Points `link` at `target` (relative to link's folder) atomically: a new
+// link renamed over the old one. A real directory at `link` (a checkpoint
+// written before links) is first moved into `root`.
+void flip_link(const fs::path& link, const std::string& target, const fs::path& root) {
+  std::error_code ec;
+  if (fs::is_directory(fs::symlink_status(link, ec)))
+    fs::rename(link, root / free_name(root, "previous"));
+  fs::path tmp = link.string() + ".link-tmp";
+  fs::remove(tmp, ec);
+  fs::create_directory_symlink(target, tmp);
+  fs::rename(tmp, link);
+}
+
+// Removes the checkpoints in `root` beyond the newest `keep` (`current`
+// always stays): by step, then by the order they were written.
+void prune(const fs::path& root, const std::string& current, int keep) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    std::string n = e.path().filename().string();
+    if (n != current && (n.rfind("step-", 0) == 0 || n.rfind("previous", 0) == 0)) names.push_back(n);
+  }
+  auto key = [](const std::string& n) {
+    size_t dot = n.find('.');
+    long long step = n.rfind("step-", 0) == 0 ? std::atoll(n.c_str() + 5) : -1;
+    int again = dot == std::string::npos ? 0 : std::atoi(n.c_str() + dot + 1);
+    return std::make_pair(step, again);
+  };
+  std::sort(names.begin(), names.end(), [&](const auto& a, const auto& b) { return key(a) > key(b); });
+  for (size_t i = 0; i < names.size(); ++i)
+    if (static_cast<int>(i) >= keep - 1) fs::remove_all(root / names[i], ec);
+}
+
+}  // namespace
+
 void Engine::save_checkpoint(int64_t steps_done) {
-  fs::path final_dir(o_.save_dir);
-  fs::path tmp = final_dir.string() + ".partial";
+  fs::path link(o_.save_dir);
+  while (link.has_parent_path() && link.filename().empty()) link = link.parent_path();  // "ck/" -> "ck"
+  fs::path root = link.string() + ".d";
+  fs::path tmp = root / ".partial";
   std::error_code ec;
   if (t_.rank() == 0) {
-    if (fs::exists(final_dir, ec) && !fs::is_empty(final_dir, ec) && !fs::exists(final_dir / "pprun_state.json", ec))
+    if (fs::exists(link, ec) && !fs::is_empty(link, ec) && !fs::exists(link / "pprun_state.json", ec))
       throw Error(o_.save_dir + ": exists and is not a pprun checkpoint; refusing to replace it");
     fs::remove_all(tmp, ec);
+    fs::create_directories(root);
   }
   t_.barrier();
   fs::create_directories(tmp);
@@ -106,8 +169,10 @@ void Engine::save_checkpoint(int64_t steps_done) {
     std::ofstream sf(tmp / "pprun_state.json");
     sf << st.dump(2) << "\n";
   }
-  fs::remove_all(final_dir, ec);
-  fs::rename(tmp, final_dir);
+  std::string name = checkpoint_name(root, steps_done);
+  fs::rename(tmp, root / name);
+  flip_link(link, root.filename().string() + "/" + name, root);
+  prune(root, name, std::max(1, o_.keep));
 }
 
 

@@ -248,6 +248,12 @@ void Engine::run() {
       record("optimizer step", "optimizer", -1, -1, t, now_us());
     }
     if (collect_) report_step(step_, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    if (o_.train && !o_.save_dir.empty() && o_.save_every > 0 && (step_ + 1) % o_.save_every == 0 && i + 1 < o_.steps) {
+      for (auto& w : pending_sends_) w->wait();  // the step's statistics, before the save's own messages
+      pending_sends_.clear();
+      send_keepalive_.clear();
+      save_checkpoint(step_ + 1);
+    }
   }
   for (auto& w : pending_sends_) w->wait();  // the last step's statistics
   pending_sends_.clear();

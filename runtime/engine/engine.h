@@ -41,6 +41,8 @@ struct EngineOptions {
   // Outputs.
   std::string output_path;           ///< inference: model outputs, micro-batches merged
   std::string save_dir;              ///< training: a complete pipeline again (+ optimizer state, params.pt)
+  int save_every = 0;                ///< also save after every this many steps (0: at the end only)
+  int keep = 1;                      ///< checkpoints kept in save_dir + ".d" (the newest first)
   std::string resume_dir;            ///< continue from a save_dir (the manifest must be loaded from it)
   bool quiet = false;
   // Measurement.

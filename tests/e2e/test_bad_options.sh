@@ -98,6 +98,8 @@ row pprun --beta2 "--beta2: must be in [0, 1), not -0.1" "${RUN[@]}" --train --o
 row pprun --eps "--eps: must be >= 0, not -1" "${RUN[@]}" --train --optimizer adam --eps -1
 row pprun --output "--output $W/nope/out.pt: no folder" "${RUN[@]}" --output "$W/nope/out.pt"
 row pprun --save "exists and is not a pprun checkpoint" "${RUN[@]}" --train --save "$W/not_a_checkpoint"
+row pprun --save-every "--save-every needs --save DIR" "${RUN[@]}" --train --save-every 2
+row pprun --keep "--keep" "${RUN[@]}" --train --save "$W/ck" --keep 0
 row pprun --resume "carries its own manifest" "${RUN[@]}" --train --resume "$W/nope"
 
 # Every option --help lists has a row (-h/--help aside, and --quiet: a flag

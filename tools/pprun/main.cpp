@@ -196,7 +196,10 @@ int main(int argc, char** argv) {
   app.add_option("--beta2", o.optimizer.beta2, "Adam beta2")->check(unit_interval());
   app.add_option("--eps", o.optimizer.eps, "Adam epsilon")->check(at_least(0, true));
   app.add_option("--output", o.output_path, "inference: write the model outputs (a dict) to this .pt file");
-  app.add_option("--save", o.save_dir, "training: write the trained pipeline, optimizer state and params.pt here");
+  app.add_option("--save", o.save_dir, "training: write the trained pipeline, optimizer state and params.pt here (a link to DIR.d/step-N)");
+  app.add_option("--save-every", o.save_every, "training: also --save after every N steps (a kill keeps the newest complete checkpoint)")
+      ->check(CLI::Range(1, 1 << 30));
+  app.add_option("--keep", o.keep, "checkpoints kept in SAVE.d/ (SAVE links to the newest)")->check(CLI::Range(1, 1 << 20));
   app.add_option("--resume", o.resume_dir, "continue training from a --save directory");
   app.add_flag("--quiet", o.quiet, "no per-step log");
 
@@ -217,6 +220,8 @@ int main(int argc, char** argv) {
     if (!inputs.empty() && o.synthetic) throw Error("give either --inputs or --synthetic, not both");
     if (!o.output_path.empty() && o.train) throw Error("--output is for inference; training writes with --save DIR");
     if (!o.save_dir.empty() && !o.train) throw Error("--save needs --train");
+    if ((app.count("--save-every") || app.count("--keep")) && o.save_dir.empty())
+      throw Error(std::string(app.count("--save-every") ? "--save-every" : "--keep") + " needs --save DIR");
     // Checked before --nproc launches anything, as each rank would check it.
     if (master_port && (*master_port < 1 || *master_port > 65535))
       throw Error("master port " + std::to_string(*master_port) + " is outside 1..65535");
