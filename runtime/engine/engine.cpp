@@ -4,12 +4,15 @@
 #include <torch/script.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <set>
+#include <sstream>
 
 #include "runtime/engine/microbatch.h"
 #include "runtime/engine/pt_io.h"
 #include "runtime/schedule/lowering.h"
 #include "schemas/error.h"
+#include "schemas/sha256.h"
 
 namespace ppc::runtime {
 namespace engine_detail {
@@ -204,9 +207,51 @@ void Engine::reset_micro_states() {
 }
 
 
+namespace {
+
+// 56 bits of a SHA-256: exact in an int64 all-reduce of one non-zero term.
+int64_t digest56(const std::string& hex) { return static_cast<int64_t>(std::stoull(hex.substr(0, 14), nullptr, 16)); }
+
+}  // namespace
+
+void Engine::agree_on_run() {
+  const std::string manifest_sha = sha256_file_hex((std::filesystem::path(lm_.dir) / "manifest.json").string());
+  std::ostringstream training;
+  training << o_.loss << '|' << o_.target_key << '|' << o_.optimizer.kind << '|' << o_.optimizer.lr << '|'
+           << o_.optimizer.momentum << '|' << o_.optimizer.weight_decay << '|' << o_.optimizer.beta1 << '|'
+           << o_.optimizer.beta2 << '|' << o_.optimizer.eps;
+  const std::vector<std::pair<std::string, int64_t>> fields = {
+      {"manifest.json", digest56(manifest_sha)},
+      {"schedule", digest56(sha256_hex(o_.schedule))},
+      {"--chunks", o_.chunks},
+      {"--steps", o_.steps},
+      {"--train", o_.train ? 1 : 0},
+      {"resumed step", start_step_},
+      {"loss and optimizer settings", o_.train ? digest56(sha256_hex(training.str())) : 0},
+  };
+  const int64_t world = t_.world_size(), n = static_cast<int64_t>(fields.size());
+  at::Tensor all = at::zeros({world, n}, at::kLong);
+  for (int64_t f = 0; f < n; ++f) all[t_.rank()][f] = fields[f].second;
+  std::vector<at::Tensor> ts{all};
+  std::vector<int> ranks(static_cast<size_t>(world));
+  for (int r = 0; r < world; ++r) ranks[r] = r;
+  t_.all_reduce_sum(ts, ranks);
+  const int64_t* v = ts[0].data_ptr<int64_t>();
+  for (int64_t r = 1; r < world; ++r)
+    for (int64_t f = 0; f < n; ++f) {
+      if (v[r * n + f] == v[f]) continue;
+      const std::string& what = fields[f].first;
+      bool number = what.rfind("--", 0) == 0 || what == "resumed step";
+      throw Error("rank " + std::to_string(r) + " was started differently from rank 0: " +
+                  (number ? what + " " + std::to_string(v[r * n + f]) + " instead of " + std::to_string(v[f])
+                          : "another " + what) +
+                  " (every rank must run the same pipeline with the same options)");
+    }
+}
+
 void Engine::run() {
   setup();
-  t_.barrier();
+  agree_on_run();
   if (!o_.profile_path.empty()) {
     measure_link();
     const size_t S = static_cast<size_t>(num_stages_);

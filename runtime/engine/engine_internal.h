@@ -93,6 +93,11 @@ class Engine {
 
  private:
   void setup();
+  /// Every rank checks, in one all-reduce, that all ranks run the same
+  /// manifest, schedule, micro-batches, steps and training settings; a rank
+  /// started differently is named by every rank (ppc::Error) before any
+  /// step, instead of a hang or a shape error mid-run.
+  void agree_on_run();
   void load_batch(int64_t step);
   void reset_micro_states();
   void execute(const Action& a);

@@ -147,6 +147,12 @@ class FailureRecord {
       // The store is gone (rank 0 exited): use what the watcher saw, if anything.
       std::lock_guard<std::mutex> lock(mutex_);
       record = seen_;
+      // Nothing recorded and no store: rank 0, which hosts it, failed first
+      // (it lingers for the others when it fails because of another rank),
+      // and this rank only sees the cascade.
+      if (record.empty() && rank_ != 0 && own.rank() != 0)
+        throw PeerError(0, "rank 0 is gone (the rendezvous store it hosts does not answer); here: " +
+                               std::string(own.what()));
     }
     if (record.empty()) throw own;
     auto a = record.find('|'), b = record.find('|', a + 1);

@@ -3,6 +3,10 @@
 #   - a rank killed mid-run (SIGKILL): the others exit non-zero within the
 #     timeout, naming it — never a hang;
 #   - a rank that stalls (SIGSTOP): the others time out, naming it;
+#   - rank 0, which also holds the rendezvous store, killed first: the
+#     others exit non-zero within the timeout, naming it;
+#   - a rank started with another manifest (same model, other cuts) or with
+#     other options (--steps): every rank refuses at start, naming it;
 #   - under --nproc, a killed rank makes the launcher exit non-zero and stop
 #     the others;
 #   - bad input: one line "pprun: error: ..." naming the problem, exit code 2.
@@ -19,18 +23,25 @@ SECONDS=0
 "$PPC" split "$ROOT/samples/mlp/mlp_traced.pt" --splits "$ROOT/samples/mlp/spec.json" -o "$W/mlp" >/dev/null 2>&1
 "$PY" "$ROOT/tests/e2e/make_batches.py" mlp "$W/batches" --batches 2 --batch-size 8 --seed 1 >/dev/null
 PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-TRAIN=(--manifest "$W/mlp" --inputs "$W/batches" --chunks 2 --steps 100000000 --train --loss mse --optimizer sgd
+TRAIN=(--inputs "$W/batches" --chunks 2 --train --loss mse --optimizer sgd
        --lr 0.001 --timeout 10 --threads 1)
 
-# Ranks 0 and 1 get the rendezvous as flags, rank 2 as torchrun's environment.
-start_ranks() {
+# Ranks 0 and 1 get the rendezvous as flags, rank 2 as torchrun's environment
+# (with MANIFEST2 as its manifest and STEPS2 as its --steps).
+MANIFEST2=$W/mlp
+STEPS2=100000000
+launch_ranks() {
   for r in 0 1; do
-    "$PPRUN" "${TRAIN[@]}" --rank $r --world-size 3 --master-addr 127.0.0.1 --master-port "$PORT" \
+    "$PPRUN" --manifest "$W/mlp" --steps 100000000 "${TRAIN[@]}" --rank $r --world-size 3 --master-addr 127.0.0.1 --master-port "$PORT" \
       >"$W/rank$r.out" 2>"$W/rank$r.err" &
     PIDS[$r]=$!
   done
-  RANK=2 WORLD_SIZE=3 MASTER_ADDR=127.0.0.1 MASTER_PORT=$PORT "$PPRUN" "${TRAIN[@]}" >"$W/rank2.out" 2>"$W/rank2.err" &
+  RANK=2 WORLD_SIZE=3 MASTER_ADDR=127.0.0.1 MASTER_PORT=$PORT "$PPRUN" --manifest "$MANIFEST2" --steps "$STEPS2" "${TRAIN[@]}" \
+    >"$W/rank2.out" 2>"$W/rank2.err" &
   PIDS[2]=$!
+}
+start_ranks() {
+  launch_ranks
   # Wait until training is under way (rank 0 logs steps).
   for _ in $(seq 100); do
     if [ "$(grep -c '^step' "$W/rank0.out" 2>/dev/null || true)" -ge 3 ]; then return 0; fi
@@ -71,6 +82,42 @@ kill -STOP "${PIDS[2]}"
 expect_failure 2 0 1
 kill -9 "${PIDS[2]}"
 wait "${PIDS[2]}" || true
+
+step "rank 0 (the rendezvous store) killed first"
+PORT=$((PORT + 1))
+start_ranks
+kill -9 "${PIDS[0]}"
+wait "${PIDS[0]}" || true
+expect_failure 0 1 2
+
+# expect_refusal WHAT: every rank exits 2 at start, naming rank 2 and WHAT.
+expect_refusal() {
+  local start=$SECONDS
+  for r in 0 1 2; do
+    local rc=0
+    wait "${PIDS[$r]}" || rc=$?
+    [ $rc -eq 2 ] || fail "rank $r exited $rc, expected 2: $(cat "$W/rank$r.err")"
+    grep -q "rank 2 was started differently from rank 0: $1" "$W/rank$r.err" ||
+      fail "rank $r's error does not name rank 2 and $1: $(cat "$W/rank$r.err")"
+  done
+  grep -q '^step' "$W/rank0.out" && fail "a step ran before the mismatch was found"
+  echo "   every rank, within $((SECONDS - start))s: $(head -1 "$W/rank0.err")"
+}
+
+step "a rank with another manifest (the same model cut elsewhere)"
+"$PPC" split "$ROOT/samples/mlp/mlp_traced.pt" --stages 3 -o "$W/mlp_auto" >/dev/null 2>&1
+PORT=$((PORT + 1))
+MANIFEST2=$W/mlp_auto
+launch_ranks
+expect_refusal "another manifest.json"
+MANIFEST2=$W/mlp
+
+step "a rank with other options (--steps)"
+PORT=$((PORT + 1))
+STEPS2=5
+launch_ranks
+expect_refusal "--steps 5 instead of 100000000"
+STEPS2=100000000
 
 step "--nproc: a killed rank fails the job"
 "$PPRUN" --manifest "$W/mlp" --nproc 3 --inputs "$W/batches" --chunks 2 --steps 100000000 --train --timeout 10 \
