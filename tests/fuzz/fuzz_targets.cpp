@@ -8,8 +8,10 @@
 
 #include "compiler/frontends/onnx/onnx_frontend.h"
 #include "compiler/ir/text.h"
+#include "runtime/schedule/csv.h"
 #include "schemas/error.h"
 #include "schemas/manifest.h"
+#include "schemas/profile.h"
 #include "schemas/split_spec.h"
 
 namespace ppc::fuzz {
@@ -35,13 +37,20 @@ void manifest(const uint8_t* data, size_t size) {
   }
 }
 
+namespace {
+
+// Readers that take a path get the bytes in a file of this process.
+std::string as_file(const uint8_t* data, size_t size, const std::string& ext) {
+  const std::string path = "/tmp/ppc_fuzz_" + std::to_string(::getpid()) + ext;
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  return path;
+}
+
+}  // namespace
+
 void onnx_model(const uint8_t* data, size_t size) {
-  // The frontend reads files; give it one.
-  static const std::string path = "/tmp/ppc_fuzz_model_" + std::to_string(::getpid()) + ".onnx";
-  {
-    std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    f.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
-  }
+  const std::string path = as_file(data, size, ".onnx");
   try {
     onnx_frontend::load_onnx(path, "model.onnx", nullptr);
   } catch (const Error&) {
@@ -55,6 +64,26 @@ void ir_text(const uint8_t* data, size_t size) {
     if (!g.verify().empty()) return;
     if (ir::print_graph(ir::parse_graph(ir::print_graph(g))) != ir::print_graph(g)) __builtin_trap();
   } catch (const std::runtime_error&) {
+  }
+}
+
+void profile(const uint8_t* data, size_t size) {
+  const std::string path = as_file(data, size, ".json");
+  try {
+    // What reads must write and read back to the same text.
+    std::string once = profile::profile_json(profile::read_profile(path));
+    std::ofstream(path, std::ios::trunc) << once;
+    if (profile::profile_json(profile::read_profile(path)) != once) __builtin_trap();
+  } catch (const Error&) {
+  }
+}
+
+void schedule_csv(const uint8_t* data, size_t size) {
+  std::string text(reinterpret_cast<const char*>(data), size);
+  try {
+    std::string once = runtime::schedule::write_csv(runtime::schedule::read_csv(text, "schedule.csv"));
+    if (runtime::schedule::write_csv(runtime::schedule::read_csv(once, "roundtrip.csv")) != once) __builtin_trap();
+  } catch (const Error&) {
   }
 }
 

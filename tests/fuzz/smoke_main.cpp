@@ -14,7 +14,7 @@
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::cerr << "usage: fuzz_smoke split_spec|manifest|onnx_model|ir_text ITERATIONS SEED...\n";
+    std::cerr << "usage: fuzz_smoke split_spec|manifest|onnx_model|ir_text|profile|schedule_csv ITERATIONS SEED...\n";
     return 2;
   }
   std::string target = argv[1];
@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
   if (target == "manifest") fn = ppc::fuzz::manifest;
   if (target == "onnx_model") fn = ppc::fuzz::onnx_model;
   if (target == "ir_text") fn = ppc::fuzz::ir_text;
+  if (target == "profile") fn = ppc::fuzz::profile;
+  if (target == "schedule_csv") fn = ppc::fuzz::schedule_csv;
   if (!fn) {
     std::cerr << "unknown target " << target << "\n";
     return 2;
