@@ -4,8 +4,10 @@
 # (default 2000; thousands more for the documented run) on 2 local ranks.
 # Every rank's resident memory and open descriptors are sampled each 0.5 s:
 # after warm-up (the first quarter of the samples) the resident memory may
-# grow by at most max(8 MiB, 3%) and the descriptor count not at all; the run
-# exits 0 and leaves no process behind.
+# grow by at most max(8 MiB, 3%) and the descriptor count must stay at its
+# level (files opened for a moment, as each step's batch, aside; samples
+# after the last step, when the ranks tear down, aside); the run exits 0 and
+# leaves no process behind.
 #
 # Usage: tests/e2e/test_pprun_soak.sh BUILD_DIR|PPC_BINARY OUT_TMP
 set -euo pipefail
@@ -53,9 +55,11 @@ for p in "${ranks[@]}"; do
   if kill -0 "$p" 2>/dev/null; then fail "rank process $p outlived the run"; fi
 done
 
-"$PY" - "$W/samples.txt" "$SECONDS" <<'PYEOF'
+"$PY" - "$W/samples.txt" "$SECONDS" "$STEPS" <<'PYEOF'
 import sys
+# Samples taken once the last step is logged may catch a rank tearing down.
 rows = [list(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
+rows = [r for r in rows if r[0] < int(sys.argv[3])]
 if len(rows) < 8:
     sys.exit("FAIL: only %d samples: the run was too short to judge" % len(rows))
 warm = len(rows) // 4
@@ -69,8 +73,11 @@ for r in range(2):
                                   min(fds[warm:]), max(fds[warm:])))
     if last - base > allowed:
         sys.exit("FAIL: rank %d's resident memory grew by %.1f MiB after warm-up" % (r, (last - base) / 1024))
-    if max(fds[warm:]) != min(fds[warm:]):
-        sys.exit("FAIL: rank %d's open descriptors changed after warm-up: %s" % (r, sorted(set(fds[warm:]))))
+    # Reading each step's batch file opens descriptors for a moment: a leak
+    # is a count that does not come back, or keeps climbing.
+    low = min(fds[warm:])
+    if min(fds[-5:]) != low or max(fds[warm:]) > low + 4:
+        sys.exit("FAIL: rank %d's open descriptors grew after warm-up: %s" % (r, fds[warm:]))
 print("   %d samples over %s s" % (len(rows), sys.argv[2]))
 PYEOF
 echo "test_pprun_soak: OK: $STEPS steps in ${SECONDS}s"
