@@ -3,7 +3,7 @@
 # them), 1F1B with 4 micro-batches, Adam, trained for PPC_SOAK_STEPS steps
 # (default 2000; thousands more for the documented run) on 2 local ranks.
 # Every rank's resident memory and open descriptors are sampled each 0.5 s:
-# after warm-up (the first quarter of the samples) the resident memory may
+# after warm-up (the first quarter of the steps) the resident memory may
 # grow by at most max(8 MiB, 3%) and the descriptor count must stay at its
 # level (files opened for a moment, as each step's batch, aside; samples
 # after the last step, when the ranks tear down, aside); the run exits 0 and
@@ -62,7 +62,11 @@ rows = [list(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
 rows = [r for r in rows if r[0] < int(sys.argv[3])]
 if len(rows) < 8:
     sys.exit("FAIL: only %d samples: the run was too short to judge" % len(rows))
-warm = len(rows) // 4
+# Warm-up: the first quarter of the steps (by step, not by time: a loaded
+# machine stretches the start).
+warm = sum(1 for r in rows if r[0] < int(sys.argv[3]) // 4)
+if warm < 2 or len(rows) - warm < 6:
+    sys.exit("FAIL: %d samples in warm-up and %d after: too few to judge" % (warm, len(rows) - warm))
 for r in range(2):
     rss = [row[1 + 2 * r] for row in rows]
     fds = [row[2 + 2 * r] for row in rows]
@@ -72,7 +76,7 @@ for r in range(2):
           "descriptors %d..%d" % (r, base / 1024, rows[warm - 1][0], last / 1024, rows[-1][0],
                                   min(fds[warm:]), max(fds[warm:])))
     if last - base > allowed:
-        sys.exit("FAIL: rank %d's resident memory grew by %.1f MiB after warm-up" % (r, (last - base) / 1024))
+        sys.exit("FAIL: rank %d's resident memory grew by %.1f MiB after warm-up: %s" % (r, (last - base) / 1024, rss))
     # Reading each step's batch file opens descriptors for a moment: a leak
     # is a count that does not come back, or keeps climbing.
     low = min(fds[warm:])
