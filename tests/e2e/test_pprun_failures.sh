@@ -22,7 +22,10 @@ SECONDS=0
 
 "$PPC" split "$ROOT/samples/mlp/mlp_traced.pt" --splits "$ROOT/samples/mlp/spec.json" -o "$W/mlp" >/dev/null 2>&1
 "$PY" "$ROOT/tests/e2e/make_batches.py" mlp "$W/batches" --batches 2 --batch-size 8 --seed 1 >/dev/null
-PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# A fresh free port for each case: the next port up may be some socket's
+# ephemeral port by then (EADDRINUSE).
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
 TRAIN=(--inputs "$W/batches" --chunks 2 --train --loss mse --optimizer sgd
        --lr 0.001 --timeout 10 --threads 1)
 
@@ -76,7 +79,7 @@ wait "${PIDS[1]}" || true
 expect_failure 1 0 2
 
 step "a rank that stalls (SIGSTOP): the others time out after 10 s"
-PORT=$((PORT + 1))
+PORT=$(free_port)
 start_ranks
 kill -STOP "${PIDS[2]}"
 expect_failure 2 0 1
@@ -84,7 +87,7 @@ kill -9 "${PIDS[2]}"
 wait "${PIDS[2]}" || true
 
 step "rank 0 (the rendezvous store) killed first"
-PORT=$((PORT + 1))
+PORT=$(free_port)
 start_ranks
 kill -9 "${PIDS[0]}"
 wait "${PIDS[0]}" || true
@@ -106,14 +109,14 @@ expect_refusal() {
 
 step "a rank with another manifest (the same model cut elsewhere)"
 "$PPC" split "$ROOT/samples/mlp/mlp_traced.pt" --stages 3 -o "$W/mlp_auto" >/dev/null 2>&1
-PORT=$((PORT + 1))
+PORT=$(free_port)
 MANIFEST2=$W/mlp_auto
 launch_ranks
 expect_refusal "another manifest.json"
 MANIFEST2=$W/mlp
 
 step "a rank with other options (--steps)"
-PORT=$((PORT + 1))
+PORT=$(free_port)
 STEPS2=5
 launch_ranks
 expect_refusal "--steps 5 instead of 100000000"
