@@ -39,7 +39,7 @@ while kill -0 $launcher 2>/dev/null; do
   line=""
   for p in "${ranks[@]}"; do
     rss=$(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
-    fds=$(find "/proc/$p/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+    fds=$(find "/proc/$p/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l || true)  # the rank may just have exited
     [ -n "$rss" ] && line="$line $rss $fds"
   done
   steps_done=$(grep -c "^\[rank 0\] step " "$W/run.log" || true)
