@@ -1,4 +1,6 @@
-// The ppc pass pipeline: load -> resolve cuts -> partition -> verify -> emit.
+// ppc's two commands. split() is a pipeline of passes (passes.h): read request
+// -> load -> declare inputs -> split points -> partition + ties -> manifest +
+// costs -> emit + write atomically -> summary.
 // tools/ppc/main.cpp only parses the command line and calls into here.
 #pragma once
 
