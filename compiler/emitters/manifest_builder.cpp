@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "compiler/support/suggest.h"
@@ -53,6 +54,118 @@ std::string top_module(const std::string& path) {
 
 int64_t to_int(double x) { return static_cast<int64_t>(std::llround(x)); }
 
+// The symbols of the model inputs' batch dims: a value carrying one of them
+// in a dim is batched along that dim.
+std::set<std::string> batch_symbols_of(const ir::Graph& g, const std::vector<std::optional<int>>& input_batch_dims) {
+  std::set<std::string> batch_symbols;
+  for (size_t k = 0; k < g.inputs.size(); ++k) {
+    const ir::Shape& s = g.values[g.inputs[k]].shape;
+    if (input_batch_dims[k] && s.rank_known && *input_batch_dims[k] < static_cast<int>(s.dims.size()) &&
+        s.dims[*input_batch_dims[k]].is_symbolic())
+      batch_symbols.insert(s.dims[*input_batch_dims[k]].symbol);
+  }
+  return batch_symbols;
+}
+
+std::vector<manifest::StageInput> stage_inputs(const ir::Graph& g, const analysis::StagePlan& sp,
+                                               const std::vector<std::optional<int>>& input_batch_dims,
+                                               const std::set<std::string>& batch_symbols) {
+  std::vector<manifest::StageInput> out;
+  for (const auto& in : sp.inputs) {
+    manifest::StageInput si;
+    fill_tensor(si, g.values[in.value], batch_symbols);
+    if (in.source == analysis::InputSource::ModelInput) {
+      si.source = "model_input";
+      si.batch_dim = input_batch_dims[g.values[in.value].graph_input];
+    } else {
+      si.source = in.source == analysis::InputSource::Tie ? "tie" : "edge";
+      si.from_stage = in.from_stage;
+    }
+    out.push_back(si);
+  }
+  return out;
+}
+
+std::vector<manifest::StageParam> stage_params(const SourceModel& src, const analysis::StagePlan& sp) {
+  const ir::Graph& g = src.graph();
+  std::vector<manifest::StageParam> out;
+  for (int prm : sp.params) {
+    const ir::Param& param = g.params[prm];
+    const ir::Value& v = g.values[param.value];
+    manifest::StageParam mp;
+    mp.name = src.artifact_param_name(prm);
+    mp.original = param.name;
+    mp.dtype = ir::dtype_name(v.dtype);
+    for (const auto& d : v.shape.dims) mp.shape.push_back(d.value);
+    mp.bytes = param.bytes;
+    mp.trainable = param.is_float;
+    out.push_back(mp);
+  }
+  return out;
+}
+
+// Node counts, the first and last placed node and the top-level modules the
+// stage runs (clones of other stages' nodes are not its own).
+void describe_stage_nodes(const ir::Graph& g, const analysis::StagePlan& sp, manifest::Stage& st) {
+  st.node_count = sp.placed_nodes;
+  st.cloned_nodes = static_cast<int>(sp.cloned.size());
+  std::set<ir::NodeId> cloned(sp.cloned.begin(), sp.cloned.end());
+  std::set<std::string> seen;
+  for (ir::NodeId n : sp.nodes) {
+    if (cloned.count(n)) continue;
+    if (st.first_node.empty()) st.first_node = g.nodes[n].name;
+    st.last_node = g.nodes[n].name;
+    const std::string& mod = g.nodes[n].module;
+    if (mod.empty()) continue;
+    std::string top = top_module(mod);
+    if (seen.insert(top).second) st.modules.push_back(top);
+  }
+}
+
+manifest::Stage manifest_stage(const SourceModel& src, const analysis::Partition& p, int s,
+                               const std::map<ir::ValueId, const analysis::CrossEdge*>& edge_of,
+                               const std::vector<std::optional<int>>& input_batch_dims,
+                               const std::set<std::string>& batch_symbols) {
+  const ir::Graph& g = src.graph();
+  const analysis::StagePlan& sp = p.stages[s];
+  manifest::Stage st;
+  st.index = s;
+  st.inputs = stage_inputs(g, sp, input_batch_dims, batch_symbols);
+  for (ir::ValueId v : sp.outputs) {
+    manifest::StageOutput so;
+    fill_tensor(so, g.values[v], batch_symbols);
+    auto it = edge_of.find(v);
+    if (it != edge_of.end()) so.to_stages = it->second->consumers;
+    so.model_output = g.values[v].is_graph_output;
+    st.outputs.push_back(so);
+  }
+  st.params = stage_params(src, sp);
+  describe_stage_nodes(g, sp, st);
+  st.flops = to_int(sp.flops);
+  st.param_bytes = sp.param_bytes;
+  return st;
+}
+
+manifest::Edge manifest_edge(const ir::Graph& g, const analysis::CrossEdge& e,
+                             const std::set<std::string>& batch_symbols) {
+  manifest::Edge me;
+  const ir::Value& v = g.values[e.value];
+  me.value = v.name;
+  me.dtype = ir::dtype_name(v.dtype);
+  me.shape = dims_of(v.shape);
+  me.batch_dim = e.is_param ? std::nullopt : batch_dim_of(v.shape, batch_symbols);
+  me.producer = e.producer;
+  me.consumers = e.consumers;
+  // A tensor whose dtype the frontend could not infer (a traced TorchScript
+  // graph keeps few types) may well be floating point: gradients must be
+  // able to flow back along it, and the runtime decides by the dtype of the
+  // tensor it actually sends. Marking it non-differentiable cut the backward
+  // pass at that edge and froze every parameter upstream of it.
+  me.differentiable = (v.dtype == ir::DType::Undefined || ir::dtype_is_float(v.dtype)) && !v.scalar;
+  me.kind = e.is_param ? "param" : "activation";
+  return me;
+}
+
 }  // namespace
 
 std::vector<std::optional<int>> model_input_batch_dims(const ir::Graph& g, const spec::SplitSpec& spec,
@@ -99,13 +212,7 @@ manifest::Manifest build_manifest(const SourceModel& src, const analysis::Partit
   m.source.format = src.format();
   m.source.opset = src.opset();
 
-  std::set<std::string> batch_symbols;
-  for (size_t k = 0; k < g.inputs.size(); ++k) {
-    const ir::Shape& s = g.values[g.inputs[k]].shape;
-    if (input_batch_dims[k] && s.rank_known && *input_batch_dims[k] < static_cast<int>(s.dims.size()) &&
-        s.dims[*input_batch_dims[k]].is_symbolic())
-      batch_symbols.insert(s.dims[*input_batch_dims[k]].symbol);
-  }
+  const std::set<std::string> batch_symbols = batch_symbols_of(g, input_batch_dims);
 
   for (size_t k = 0; k < g.inputs.size(); ++k) {
     manifest::ModelInput mi;
@@ -126,79 +233,12 @@ manifest::Manifest build_manifest(const SourceModel& src, const analysis::Partit
   for (const auto& e : p.edges) edge_of[e.value] = &e;
   double total = 0.0;
   for (int s = 0; s < p.num_stages; ++s) {
-    const analysis::StagePlan& sp = p.stages[s];
-    manifest::Stage st;
-    st.index = s;
-    for (const auto& in : sp.inputs) {
-      manifest::StageInput si;
-      fill_tensor(si, g.values[in.value], batch_symbols);
-      if (in.source == analysis::InputSource::ModelInput) {
-        si.source = "model_input";
-        si.batch_dim = input_batch_dims[g.values[in.value].graph_input];
-      } else {
-        si.source = in.source == analysis::InputSource::Tie ? "tie" : "edge";
-        si.from_stage = in.from_stage;
-      }
-      st.inputs.push_back(si);
-    }
-    for (ir::ValueId v : sp.outputs) {
-      manifest::StageOutput so;
-      fill_tensor(so, g.values[v], batch_symbols);
-      auto it = edge_of.find(v);
-      if (it != edge_of.end()) so.to_stages = it->second->consumers;
-      so.model_output = g.values[v].is_graph_output;
-      st.outputs.push_back(so);
-    }
-    for (int prm : sp.params) {
-      const ir::Param& param = g.params[prm];
-      const ir::Value& v = g.values[param.value];
-      manifest::StageParam mp;
-      mp.name = src.artifact_param_name(prm);
-      mp.original = param.name;
-      mp.dtype = ir::dtype_name(v.dtype);
-      for (const auto& d : v.shape.dims) mp.shape.push_back(d.value);
-      mp.bytes = param.bytes;
-      mp.trainable = param.is_float;
-      st.params.push_back(mp);
-    }
-    st.node_count = sp.placed_nodes;
-    st.cloned_nodes = static_cast<int>(sp.cloned.size());
-    std::set<ir::NodeId> cloned(sp.cloned.begin(), sp.cloned.end());
-    std::set<std::string> seen;
-    for (ir::NodeId n : sp.nodes) {
-      if (cloned.count(n)) continue;
-      if (st.first_node.empty()) st.first_node = g.nodes[n].name;
-      st.last_node = g.nodes[n].name;
-      const std::string& mod = g.nodes[n].module;
-      if (mod.empty()) continue;
-      std::string top = top_module(mod);
-      if (seen.insert(top).second) st.modules.push_back(top);
-    }
-    st.flops = to_int(sp.flops);
-    st.param_bytes = sp.param_bytes;
-    total += sp.flops;
-    m.stages.push_back(std::move(st));
+    m.stages.push_back(manifest_stage(src, p, s, edge_of, input_batch_dims, batch_symbols));
+    total += p.stages[s].flops;
   }
   m.total_flops = to_int(total);
 
-  for (const auto& e : p.edges) {
-    manifest::Edge me;
-    const ir::Value& v = g.values[e.value];
-    me.value = v.name;
-    me.dtype = ir::dtype_name(v.dtype);
-    me.shape = dims_of(v.shape);
-    me.batch_dim = e.is_param ? std::nullopt : batch_dim_of(v.shape, batch_symbols);
-    me.producer = e.producer;
-    me.consumers = e.consumers;
-    // A tensor whose dtype the frontend could not infer (a traced TorchScript
-    // graph keeps few types) may well be floating point: gradients must be
-    // able to flow back along it, and the runtime decides by the dtype of the
-    // tensor it actually sends. Marking it non-differentiable cut the backward
-    // pass at that edge and froze every parameter upstream of it.
-    me.differentiable = (v.dtype == ir::DType::Undefined || ir::dtype_is_float(v.dtype)) && !v.scalar;
-    me.kind = e.is_param ? "param" : "activation";
-    m.edges.push_back(me);
-  }
+  for (const auto& e : p.edges) m.edges.push_back(manifest_edge(g, e, batch_symbols));
   for (const auto& t : p.ties) {
     manifest::TieGroup mt;
     mt.name = t.name;
