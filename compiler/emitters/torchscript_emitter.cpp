@@ -54,41 +54,32 @@ Value* tensor_to_scalar(torch::jit::Graph& g, Value* t, const Value* like) {
   }
 }
 
-std::string emit(const TorchScriptSource& src, const analysis::Partition& p, int stage, const std::string& path) {
+// Values crossing a stage boundary travel as tensors. Python scalars (an
+// int from size(), a float, a bool) go as 0-d tensors and are converted
+// back on arrival; anything else (lists, tuples, objects) cannot cross:
+// name the value and where it goes so the cut can be moved.
+void check_crossable(const TorchScriptSource& src, const analysis::Partition& p, const std::string& where,
+                     ir::ValueId v, const std::string& role) {
   const ir::Graph& g = src.graph();
-  const analysis::StagePlan& sp = p.stages[stage];
-  const std::string where = "stage " + std::to_string(stage);
+  const Value* jv = src.jit_value(v);
+  if (!jv || is_tensor(jv) || is_scalar(jv)) return;
+  const ir::Value& val = g.values[v];
+  std::string from = "the model";
+  if (val.producer != ir::kNone) {
+    int s = p.stage_of_node[val.producer];
+    from = "node '" + g.nodes[val.producer].name + "' in stage " + std::to_string(s);
+  }
+  throw Error(where + ": " + role + " '" + val.name + "' of type " + jv->type()->repr_str() + " (from " + from +
+              ") cannot cross a stage boundary (only tensors and int/float/bool scalars can); "
+              "move the split point so that '" +
+              val.name + "' is produced and used in one stage");
+}
 
-  // Values crossing a stage boundary travel as tensors. Python scalars (an
-  // int from size(), a float, a bool) go as 0-d tensors and are converted
-  // back on arrival; anything else (lists, tuples, objects) cannot cross:
-  // name the value and where it goes so the cut can be moved.
-  auto check_crossable = [&](ir::ValueId v, const std::string& role) {
-    const Value* jv = src.jit_value(v);
-    if (!jv || is_tensor(jv) || is_scalar(jv)) return;
-    const ir::Value& val = g.values[v];
-    std::string from = "the model";
-    if (val.producer != ir::kNone) {
-      int s = p.stage_of_node[val.producer];
-      from = "node '" + g.nodes[val.producer].name + "' in stage " + std::to_string(s);
-    }
-    throw Error(where + ": " + role + " '" + val.name + "' of type " + jv->type()->repr_str() + " (from " + from +
-                ") cannot cross a stage boundary (only tensors and int/float/bool scalars can); move the split point so that '" +
-                val.name + "' is produced and used in one stage");
-  };
-  for (const auto& in : sp.inputs)
-    if (in.source != analysis::InputSource::ModelInput) check_crossable(in.value, "input");
-  for (ir::ValueId v : sp.outputs) check_crossable(v, "output");
-
-  // The module: params stored here under flat names, plus `training`.
-  auto cu = std::make_shared<torch::jit::CompilationUnit>();
-  auto cls = c10::ClassType::create(c10::QualifiedName("__torch__.ppc.Stage" + std::to_string(stage)), cu,
-                                    /*is_module=*/true);
-  cu->register_type(cls);
-  torch::jit::Module mod(cu, cls);
-  std::map<int, std::string> flat_of;  // param index -> attribute name
-  std::ostringstream names_json;
-  bool first = true;
+// The stage's params stored in `mod` under their flat names (copies: the
+// source keeps its own); returns param index -> attribute name.
+std::map<int, std::string> register_params(const TorchScriptSource& src, const analysis::StagePlan& sp,
+                                           torch::jit::Module& mod) {
+  std::map<int, std::string> flat_of;
   for (int prm : sp.params) {
     const auto& info = src.params().at(static_cast<size_t>(prm));
     std::string flat = src.artifact_param_name(prm);
@@ -101,21 +92,27 @@ std::string emit(const TorchScriptSource& src, const analysis::Partition& p, int
       mod.register_parameter(flat, t, /*is_buffer=*/false);
     }
   }
-  if (!cls->hasAttribute("training")) mod.register_attribute("training", c10::BoolType::get(), src.training());
+  return flat_of;
+}
 
-  // The forward graph.
-  auto graph = std::make_shared<torch::jit::Graph>();
-  Value* self = graph->addInput("self")->setType(cls);
+// Source value -> its value in the stage graph: the forward's arguments
+// (scalars arrive as 0-d tensors and are converted back), the params read
+// from `self`, and the params derived from them (ties).
+std::unordered_map<const Value*, Value*> bind_stage_values(const TorchScriptSource& src, const analysis::StagePlan& sp,
+                                                            const std::map<int, std::string>& flat_of,
+                                                            const std::string& where, torch::jit::Graph& graph,
+                                                            Value* self) {
+  const ir::Graph& g = src.graph();
   std::unordered_map<const Value*, Value*> env;
   env[src.self()] = self;
   std::set<std::string> arg_names{"self"};
   for (const auto& in : sp.inputs) {
     const Value* jv = src.jit_value(in.value);
     std::string name = torchscript_frontend::unique_identifier(g.values[in.value].name, "v", arg_names);
-    Value* v = graph->addInput(name);
+    Value* v = graph.addInput(name);
     if (jv && is_scalar(jv)) {
       v->setType(c10::TensorType::get());
-      env[jv] = tensor_to_scalar(*graph, v, jv);
+      env[jv] = tensor_to_scalar(graph, v, jv);
       continue;
     }
     v->setType(jv ? jv->type() : c10::TensorType::get());
@@ -123,7 +120,7 @@ std::string emit(const TorchScriptSource& src, const analysis::Partition& p, int
   }
   for (const auto& [prm, flat] : flat_of) {
     const Value* jv = src.jit_value(g.params[prm].value);
-    Value* v = graph->insertGetAttr(self, flat);
+    Value* v = graph.insertGetAttr(self, flat);
     v->setDebugName(flat);
     if (jv) env[jv] = v;
   }
@@ -132,14 +129,28 @@ std::string emit(const TorchScriptSource& src, const analysis::Partition& p, int
     const Value* target = src.jit_value(g.params[d.param].value);
     if (!ref || !target || !env.count(ref)) throw std::logic_error(where + ": derived param without its reference");
     Value* v = env.at(ref);
-    if (d.relation == "transpose") v = graph->insert(c10::aten::t, {v});
-    else if (d.relation != "identity") throw Error(where + ": tie relation '" + d.relation + "' is not supported for TorchScript");
+    if (d.relation == "transpose") v = graph.insert(c10::aten::t, {v});
+    else if (d.relation != "identity")
+      throw Error(where + ": tie relation '" + d.relation + "' is not supported for TorchScript");
     env[target] = v;
   }
+  return env;
+}
+
+// The stage's forward graph: its nodes cloned from the source graph, its
+// outputs returned (a tuple when more than one; scalars as 0-d tensors).
+std::shared_ptr<torch::jit::Graph> build_forward(const TorchScriptSource& src, const analysis::StagePlan& sp,
+                                                 const std::map<int, std::string>& flat_of, const std::string& where,
+                                                 const c10::ClassTypePtr& cls) {
+  const ir::Graph& g = src.graph();
+  auto graph = std::make_shared<torch::jit::Graph>();
+  Value* self = graph->addInput("self")->setType(cls);
+  std::unordered_map<const Value*, Value*> env = bind_stage_values(src, sp, flat_of, where, *graph, self);
   auto lookup = [&](Value* v) -> Value* {
     auto it = env.find(v);
     if (it == env.end())
-      throw std::logic_error("torchscript emitter: " + where + " reads %" + v->debugName() + ", which it does not define");
+      throw std::logic_error("torchscript emitter: " + where + " reads %" + v->debugName() +
+                             ", which it does not define");
     return it->second;
   };
   for (ir::NodeId id : sp.nodes) {
@@ -157,11 +168,15 @@ std::string emit(const TorchScriptSource& src, const analysis::Partition& p, int
   } else {
     graph->registerOutput(graph->insertNode(graph->createTuple(outs))->output());
   }
+  return graph;
+}
 
-  auto* fn = cu->create_function(c10::QualifiedName(*cls->name(), "forward"), graph);
-  cls->addMethod(fn);
-
-  // Flat name -> source name, and the source's other names for the tensor.
+// ppc_stage.json: flat name -> source name, and the source's other names for
+// the tensor.
+std::string stage_names_json(const TorchScriptSource& src, int stage, const std::map<int, std::string>& flat_of) {
+  const ir::Graph& g = src.graph();
+  std::ostringstream names_json;
+  bool first = true;
   names_json << "{\n  \"stage\": " << stage << ",\n  \"params\": {";
   for (const auto& [prm, flat] : flat_of) {
     names_json << (first ? "\n" : ",\n") << "    \"" << json_escape(flat) << "\": \"" << json_escape(g.params[prm].name)
@@ -174,14 +189,20 @@ std::string emit(const TorchScriptSource& src, const analysis::Partition& p, int
     const auto& aliases = src.params().at(static_cast<size_t>(prm)).aliases;
     if (aliases.empty()) continue;
     names_json << (first ? "\n" : ",\n") << "    \"" << json_escape(flat) << "\": [";
-    for (size_t i = 0; i < aliases.size(); ++i) names_json << (i ? ", " : "") << "\"" << json_escape(aliases[i]) << "\"";
+    for (size_t i = 0; i < aliases.size(); ++i)
+      names_json << (i ? ", " : "") << "\"" << json_escape(aliases[i]) << "\"";
     names_json << "]";
     first = false;
   }
   names_json << (first ? "}" : "\n  }") << "\n}\n";
+  return names_json.str();
+}
 
+// Writes the stage archive, checks that it loads back, and returns its bytes.
+std::string save_stage(torch::jit::Module& mod, const std::string& names_json, const std::string& where,
+                       const std::string& path) {
   try {
-    torch::jit::ExtraFilesMap extra{{"ppc_stage.json", names_json.str()}};
+    torch::jit::ExtraFilesMap extra{{"ppc_stage.json", names_json}};
     mod.save(path, extra);
   } catch (const c10::Error& e) {
     std::string msg = e.what_without_backtrace();
@@ -201,6 +222,28 @@ std::string emit(const TorchScriptSource& src, const analysis::Partition& p, int
   std::ostringstream bytes;
   bytes << f.rdbuf();
   return bytes.str();
+}
+
+std::string emit(const TorchScriptSource& src, const analysis::Partition& p, int stage, const std::string& path) {
+  const analysis::StagePlan& sp = p.stages[stage];
+  const std::string where = "stage " + std::to_string(stage);
+  for (const auto& in : sp.inputs)
+    if (in.source != analysis::InputSource::ModelInput) check_crossable(src, p, where, in.value, "input");
+  for (ir::ValueId v : sp.outputs) check_crossable(src, p, where, v, "output");
+
+  // The module: params stored here under flat names, plus `training`.
+  auto cu = std::make_shared<torch::jit::CompilationUnit>();
+  auto cls = c10::ClassType::create(c10::QualifiedName("__torch__.ppc.Stage" + std::to_string(stage)), cu,
+                                    /*is_module=*/true);
+  cu->register_type(cls);
+  torch::jit::Module mod(cu, cls);
+  const std::map<int, std::string> flat_of = register_params(src, sp, mod);
+  if (!cls->hasAttribute("training")) mod.register_attribute("training", c10::BoolType::get(), src.training());
+
+  auto graph = build_forward(src, sp, flat_of, where, cls);
+  auto* fn = cu->create_function(c10::QualifiedName(*cls->name(), "forward"), graph);
+  cls->addMethod(fn);
+  return save_stage(mod, stage_names_json(src, stage, flat_of), where, path);
 }
 
 }  // namespace
