@@ -151,7 +151,11 @@ TEST(CostModel, MeasuredTimesAndMemoryCap) {
   c.link_bytes_per_second = 0;
   c.memory_cap_bytes = 200000;
   AutoPartition ap = auto_partition(g, consts(g), 2, c);
+  ASSERT_EQ(ap.eval.stage_memory.size(), 2u);
   for (double mem : ap.eval.stage_memory) EXPECT_LE(mem, 200000);
+  // [a b | c d]: a weight each, plus 1F1B's 2 and 1 micro-batches of 800 bytes of activations.
+  EXPECT_EQ(ap.starts, (Ints{2}));
+  EXPECT_EQ(ap.eval.stage_memory, (std::vector<double>{40000 * 4 + 2 * 800, 40000 * 4 + 1 * 800}));
   c.memory_cap_bytes = 1000;
   try {
     auto_partition(g, consts(g), 2, c);
