@@ -428,20 +428,44 @@ class TorchScriptLowering {
   }
 
   void lower(const c10::FunctionSchema& schema) {
-    torch::jit::Graph& graph = *src_.jit_graph_;
     ir::Graph& g = src_.graph_;
     g.name = src_.module_.type()->name() ? src_.module_.type()->name()->name() : "module";
-    std::unordered_map<const Value*, ir::ValueId> ids;
-    std::unordered_map<const Value*, ir::DType> dtypes;  // element types known or inferred
-    auto note_value = [&](const Value* v, ir::ValueId id) {
-      ids[v] = id;
-      if (src_.values_.size() <= static_cast<size_t>(id)) src_.values_.resize(id + 1, nullptr);
-      src_.values_[id] = const_cast<Value*>(v);
-    };
+    lower_params();
+    lower_inputs(schema);
+    Node* tuple = nullptr;
+    const std::vector<Value*> outputs = model_outputs(tuple);
+    lower_nodes(tuple, output_names(outputs));
+    for (const ir::Node& node : g.nodes) g.nested_modules.erase(node.module);
+    for (Value* o : outputs) {
+      auto it = ids_.find(o);
+      if (it == ids_.end()) throw Error(display_ + ": a model output is not produced by 'forward'");
+      g.mark_output(it->second);
+    }
+    try {
+      g.sort_topologically();
+    } catch (const std::exception& e) {
+      throw Error(display_ + ": " + e.what());
+    }
+    for (size_t i = 0; i < g.nodes.size(); ++i)
+      if (g.nodes[i].source_index != static_cast<int>(i))
+        throw std::logic_error("torchscript: node order changed by sorting");
+    std::string problem = g.verify();
+    if (!problem.empty()) throw Error(display_ + ": malformed graph: " + problem);
+    (void)param_of;
+  }
 
-    // Params, in module order (their ppc::param nodes are at the top).
+  // The IR value of a JIT value; src_.values_ maps back.
+  void note_value(const Value* v, ir::ValueId id) {
+    ids_[v] = id;
+    if (src_.values_.size() <= static_cast<size_t>(id)) src_.values_.resize(id + 1, nullptr);
+    src_.values_[id] = const_cast<Value*>(v);
+  }
+
+  // Params, in module order (their ppc::param nodes are at the top).
+  void lower_params() {
+    ir::Graph& g = src_.graph_;
     std::vector<Value*> param_value(src_.params_.size(), nullptr);
-    for (Node* n : graph.nodes())
+    for (Node* n : src_.jit_graph_->nodes())
       if (n->kind() == kParamKind) param_value[n->i(c10::Symbol::attr("index"))] = n->output();
     for (size_t i = 0; i < src_.params_.size(); ++i) {
       const SourceParam& sp = src_.params_[i];
@@ -455,26 +479,32 @@ class TorchScriptLowering {
       p.is_float = ir::dtype_is_float(dt) && !sp.is_buffer;
       if (param_value[i]) {
         note_value(param_value[i], v);
-        dtypes[param_value[i]] = dt;
+        dtypes_[param_value[i]] = dt;
       }
       else src_.values_.resize(std::max(src_.values_.size(), static_cast<size_t>(v) + 1), nullptr);
     }
+  }
 
-    // Model inputs: forward's arguments after self, named as the user wrote them.
+  // Model inputs: forward's arguments after self, named as the user wrote them.
+  void lower_inputs(const c10::FunctionSchema& schema) {
+    torch::jit::Graph& graph = *src_.jit_graph_;
     for (size_t i = 1; i < graph.inputs().size(); ++i) {
       Value* in = graph.inputs()[i];
       std::string name = i < schema.arguments().size() ? schema.arguments()[i].name() : in->debugNameBase();
       ir::DType dt;
       ir::Shape sh;
       type_of(in, dt, sh);
-      note_value(in, g.add_input(unique_name(name), dt, sh));
-      if (dt != ir::DType::Undefined && dt != ir::DType::Other) dtypes[in] = dt;
+      note_value(in, src_.graph_.add_input(unique_name(name), dt, sh));
+      if (dt != ir::DType::Undefined && dt != ir::DType::Other) dtypes_[in] = dt;
     }
+  }
 
-    // Outputs: a returned tuple becomes one model output per element.
+  // Outputs: a returned tuple becomes one model output per element (`tuple`
+  // is then its TupleConstruct, which is not lowered).
+  std::vector<Value*> model_outputs(Node*& tuple) const {
+    torch::jit::Graph& graph = *src_.jit_graph_;
     Value* ret = graph.outputs().at(0);
     std::vector<Value*> outputs{ret};
-    Node* tuple = nullptr;
     if (graph.outputs().size() == 1 && ret->node()->kind() == c10::prim::TupleConstruct &&
         ret->node()->owningBlock() == graph.block() && ret->uses().size() == 1) {
       tuple = ret->node();
@@ -482,16 +512,26 @@ class TorchScriptLowering {
     } else if (graph.outputs().size() > 1) {
       outputs.assign(graph.outputs().begin(), graph.outputs().end());
     }
+    return outputs;
+  }
+
+  std::unordered_map<const Value*, std::string> output_names(const std::vector<Value*>& outputs) {
     std::unordered_map<const Value*, std::string> output_name;
     for (size_t k = 0; k < outputs.size(); ++k) {
       if (output_name.count(outputs[k])) continue;
       output_name[outputs[k]] = unique_name(outputs.size() == 1 ? "output" : "output." + std::to_string(k));
     }
+    return output_name;
+  }
 
+  // One IR node per top-level JIT node (except the param nodes and the
+  // returned tuple), in graph order.
+  void lower_nodes(const Node* tuple, const std::unordered_map<const Value*, std::string>& output_name) {
+    ir::Graph& g = src_.graph_;
     std::map<std::string, int> node_name_count;
     ModulePaths paths(src_.module_);
     int index = 0;
-    for (Node* n : graph.nodes()) {
+    for (Node* n : src_.jit_graph_->nodes()) {
       if (n->kind() == kParamKind || n == tuple) continue;
       ir::Node node;
       node.op = n->kind().toQualString();
@@ -505,72 +545,71 @@ class TorchScriptLowering {
       if (is_random_op(node.op) || is_inplace(node.op) || (n->hasSideEffects() && n->blocks().empty()))
         node.flags |= ir::kNodeNondeterministic;
       if (!n->blocks().empty()) node.flags |= ir::kNodeHasSubgraph;
-      std::vector<Value*> inputs;
-      for (Value* v : n->inputs())
-        if (n != training_node_) inputs.push_back(v);
-      if (!n->blocks().empty()) {
-        std::vector<Value*> outer;
-        for (torch::jit::Block* b : n->blocks()) collect_outer_uses(n, b, outer);
-        for (Value* v : outer)
-          if (std::find(inputs.begin(), inputs.end(), v) == inputs.end()) inputs.push_back(v);
-      }
-      for (Value* v : inputs) {
-        auto it = ids.find(v);
-        if (it == ids.end())
-          throw Error(display_ + ": node " + node.name + " reads value '%" + v->debugName() + "', which is not defined before it");
-        node.inputs.push_back(it->second);
-      }
-      ir::DType inferred = n->blocks().empty() ? infer_dtype(n, dtypes) : ir::DType::Undefined;
-      for (Value* v : n->outputs()) {
-        ir::DType dt;
-        ir::Shape sh;
-        type_of(v, dt, sh);
-        if (dt == ir::DType::Undefined && holds_tensors(v->type())) {
-          dt = v->type()->isSubtypeOf(*c10::TensorType::get()) ? inferred : ir::DType::Other;
-          if (inferred != ir::DType::Undefined) dtypes[v] = inferred;
-        } else if (dt != ir::DType::Other) {
-          dtypes[v] = dt;
-        }
-        auto on = output_name.find(v);
-        std::string name = on != output_name.end() ? on->second : unique_name(v->debugName());
-        ir::ValueId id = g.add_value(name, dt, sh);
-        mark_scalar(g.values[id], v);
-        note_value(v, id);
-        node.outputs.push_back(id);
-      }
+      lower_node_inputs(n, node);
+      lower_node_outputs(n, output_name, node);
       ir::NodeId id = g.add_node(std::move(node));
       g.nodes[id].flops = estimate_flops(g, g.nodes[id]);
-      // Module paths of the nodes inside this node's blocks (any depth): a
-      // module called only there cannot be cut at (see nested_modules).
-      if (!n->blocks().empty()) {
-        std::vector<torch::jit::Block*> pending(n->blocks().begin(), n->blocks().end());
-        while (!pending.empty()) {
-          torch::jit::Block* b = pending.back();
-          pending.pop_back();
-          for (Node* inner : b->nodes()) {
-            std::string path = paths.path_of(inner);
-            if (!path.empty()) g.nested_modules.emplace(path, id);
-            for (torch::jit::Block* sub : inner->blocks()) pending.push_back(sub);
-          }
-        }
+      if (!n->blocks().empty()) record_nested_modules(n, paths, id);
+    }
+  }
+
+  // A node's inputs, plus the outer values its blocks read.
+  void lower_node_inputs(Node* n, ir::Node& node) const {
+    std::vector<Value*> inputs;
+    for (Value* v : n->inputs())
+      if (n != training_node_) inputs.push_back(v);
+    if (!n->blocks().empty()) {
+      std::vector<Value*> outer;
+      for (torch::jit::Block* b : n->blocks()) collect_outer_uses(n, b, outer);
+      for (Value* v : outer)
+        if (std::find(inputs.begin(), inputs.end(), v) == inputs.end()) inputs.push_back(v);
+    }
+    for (Value* v : inputs) {
+      auto it = ids_.find(v);
+      if (it == ids_.end())
+        throw Error(display_ + ": node " + node.name + " reads value '%" + v->debugName() +
+                    "', which is not defined before it");
+      node.inputs.push_back(it->second);
+    }
+  }
+
+  // A node's outputs as new IR values, typed from the JIT types, else from
+  // the element types of its inputs.
+  void lower_node_outputs(Node* n, const std::unordered_map<const Value*, std::string>& output_name, ir::Node& node) {
+    ir::Graph& g = src_.graph_;
+    ir::DType inferred = n->blocks().empty() ? infer_dtype(n, dtypes_) : ir::DType::Undefined;
+    for (Value* v : n->outputs()) {
+      ir::DType dt;
+      ir::Shape sh;
+      type_of(v, dt, sh);
+      if (dt == ir::DType::Undefined && holds_tensors(v->type())) {
+        dt = v->type()->isSubtypeOf(*c10::TensorType::get()) ? inferred : ir::DType::Other;
+        if (inferred != ir::DType::Undefined) dtypes_[v] = inferred;
+      } else if (dt != ir::DType::Other) {
+        dtypes_[v] = dt;
+      }
+      auto on = output_name.find(v);
+      std::string name = on != output_name.end() ? on->second : unique_name(v->debugName());
+      ir::ValueId id = g.add_value(name, dt, sh);
+      mark_scalar(g.values[id], v);
+      note_value(v, id);
+      node.outputs.push_back(id);
+    }
+  }
+
+  // Module paths of the nodes inside this node's blocks (any depth): a
+  // module called only there cannot be cut at (see nested_modules).
+  void record_nested_modules(Node* n, ModulePaths& paths, ir::NodeId id) {
+    std::vector<torch::jit::Block*> pending(n->blocks().begin(), n->blocks().end());
+    while (!pending.empty()) {
+      torch::jit::Block* b = pending.back();
+      pending.pop_back();
+      for (Node* inner : b->nodes()) {
+        std::string path = paths.path_of(inner);
+        if (!path.empty()) src_.graph_.nested_modules.emplace(path, id);
+        for (torch::jit::Block* sub : inner->blocks()) pending.push_back(sub);
       }
     }
-    for (const ir::Node& node : g.nodes) g.nested_modules.erase(node.module);
-    for (Value* o : outputs) {
-      auto it = ids.find(o);
-      if (it == ids.end()) throw Error(display_ + ": a model output is not produced by 'forward'");
-      g.mark_output(it->second);
-    }
-    try {
-      g.sort_topologically();
-    } catch (const std::exception& e) {
-      throw Error(display_ + ": " + e.what());
-    }
-    for (size_t i = 0; i < g.nodes.size(); ++i)
-      if (g.nodes[i].source_index != static_cast<int>(i)) throw std::logic_error("torchscript: node order changed by sorting");
-    std::string problem = g.verify();
-    if (!problem.empty()) throw Error(display_ + ": malformed graph: " + problem);
-    (void)param_of;
   }
 
   TorchScriptSource& src_;
@@ -578,6 +617,10 @@ class TorchScriptLowering {
   std::unordered_map<const void*, int> by_impl_;
   Node* training_node_ = nullptr;
   std::set<std::string> used_names_;
+  // While lowering: the IR value of each JIT value, and the element types
+  // known or inferred.
+  std::unordered_map<const Value*, ir::ValueId> ids_;
+  std::unordered_map<const Value*, ir::DType> dtypes_;
 };
 
 std::unique_ptr<SourceModel> load_torchscript(const std::string& path, const std::string& display_name,
