@@ -1,4 +1,5 @@
 #include "schemas/sha256.h"
+#include "schemas/error.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -157,8 +158,7 @@ std::string sha256_hex(std::string_view data) {
 
 std::string sha256_file_hex(const std::string& path) {
   auto fail = [&](int err) {
-    return std::runtime_error("cannot read " + path + ": " +
-                              std::strerror(err));
+    return Error("cannot read " + path + ": " + std::strerror(err));
   };
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) throw fail(errno);

@@ -40,8 +40,9 @@ class Sha256 {
 /// Lowercase hex SHA-256 of `data`.
 std::string sha256_hex(std::string_view data);
 
-/// Lowercase hex SHA-256 of the file's contents. Throws std::runtime_error
-/// "cannot read <path>: <strerror>" if the file cannot be opened or read.
+/// Lowercase hex SHA-256 of the file's contents. Throws ppc::Error "cannot
+/// read <path>: <strerror>" if the file cannot be opened or read: the paths
+/// hashed are the user's (a model, an artifact named by a manifest).
 std::string sha256_file_hex(const std::string& path);
 
 }  // namespace ppc

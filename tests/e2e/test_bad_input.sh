@@ -226,6 +226,11 @@ if [[ "$before" == "$after" && $leftovers == 0 ]]; then pass=$((pass + 1)); else
 printf 'x' >>"$tmp/good/stage1.onnx"
 "$ppc" inspect "$tmp/good" >/dev/null 2>"$tmp/stderr"
 if [[ $? == 2 ]] && grep -q "stage1.onnx: sha256 does not match" "$tmp/stderr"; then pass=$((pass + 1)); else echo "FAIL tampered_artifact"; cat "$tmp/stderr"; fail=$((fail + 1)); fi
+# An artifact that is not a readable file: one line naming it, exit 2 (was "internal error", exit 1).
+"$ppc" split $M --splits samples/mlp/spec.json -o "$tmp/dirart" >/dev/null 2>&1
+rm "$tmp/dirart/stage1.onnx" && mkdir "$tmp/dirart/stage1.onnx"
+"$ppc" inspect "$tmp/dirart" >/dev/null 2>"$tmp/stderr"
+if [[ $? == 2 ]] && [[ $(wc -l <"$tmp/stderr") == 1 ]] && grep -q "^ppc: error: cannot read .*dirart/stage1.onnx: Is a directory" "$tmp/stderr"; then pass=$((pass + 1)); else echo "FAIL artifact_is_a_directory"; cat "$tmp/stderr"; fail=$((fail + 1)); fi
 
 echo "$pass passed, $fail failed"
 [[ $fail == 0 ]]

@@ -61,12 +61,8 @@ int main(int argc, char** argv) {
     } else {
       ppc::driver::inspect(insp, std::cout);
     }
-  } catch (const ppc::Error& e) {
-    std::cerr << "ppc: error: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "ppc: internal error: " << e.what() << "\n";
-    return 1;
+  } catch (...) {
+    return ppc::report_exception("ppc", std::cerr);
   }
   return 0;
 }

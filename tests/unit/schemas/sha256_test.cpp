@@ -1,3 +1,4 @@
+#include "schemas/error.h"
 #include "schemas/sha256.h"
 
 #include <cstdio>
@@ -129,13 +130,13 @@ TEST(Sha256, FileErrors) {
   try {
     sha256_file_hex("/nonexistent/weights.bin");
     ADD_FAILURE() << "expected error";
-  } catch (const std::runtime_error& e) {
+  } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()), "cannot read /nonexistent/weights.bin: No such file or directory");
   }
   try {
     sha256_file_hex("/tmp");
     ADD_FAILURE() << "expected error";
-  } catch (const std::runtime_error& e) {
+  } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()), "cannot read /tmp: Is a directory");
   }
 }
