@@ -633,18 +633,44 @@ class OnnxLowering {
     for (const auto& vi : gp.value_info()) src.types_[vi.name()] = vi.type();
     for (const auto& vi : gp.output()) src.types_[vi.name()] = vi.type();
 
-    auto type_of = [&](const std::string& name, ir::DType& dt, ir::Shape& sh) {
-      auto it = src.types_.find(name);
-      if (it == src.types_.end() || !it->second.has_tensor_type()) {
-        dt = it == src.types_.end() ? ir::DType::Undefined : ir::DType::Other;
-        sh = ir::Shape::unranked();
-        return;
-      }
-      dt = dtype_of(it->second.tensor_type().elem_type());
-      sh = shape_of(it->second);
-    };
+    lower_params(src, display);
+    lower_inputs(src);
+    lower_nodes(src, display, identity_params(src));
+    for (const ir::Node& node : g.nodes) g.nested_modules.erase(node.module);
+    freeze_constants(src.model_, g, display, notes);
+    for (const auto& o : gp.output()) {
+      ir::ValueId v = g.find_value(o.name());
+      if (v == ir::kNone) throw Error(display + ": model output '" + o.name() + "' is never produced");
+      g.mark_output(v);
+    }
+    try {
+      g.sort_topologically();
+    } catch (const std::exception& e) {
+      throw Error(display + ": " + e.what());
+    }
+    std::string problem = g.verify();
+    if (!problem.empty()) throw Error(display + ": malformed graph: " + problem);
+    (void)notes;
+  }
 
-    // Params: every initializer, with content fingerprints for tie detection.
+ private:
+  // Element type and shape of a value from the model's type information
+  // (Undefined when it has none, Other when it is not a tensor).
+  static void type_of(const OnnxSource& src, const std::string& name, ir::DType& dt, ir::Shape& sh) {
+    auto it = src.types_.find(name);
+    if (it == src.types_.end() || !it->second.has_tensor_type()) {
+      dt = it == src.types_.end() ? ir::DType::Undefined : ir::DType::Other;
+      sh = ir::Shape::unranked();
+      return;
+    }
+    dt = dtype_of(it->second.tensor_type().elem_type());
+    sh = shape_of(it->second);
+  }
+
+  // Params: every initializer, with content fingerprints for tie detection.
+  static void lower_params(OnnxSource& src, const std::string& display) {
+    const onnx::GraphProto& gp = src.model_.graph();
+    ir::Graph& g = src.graph_;
     for (int i = 0; i < gp.initializer_size(); ++i) {
       const auto& t = gp.initializer(i);
       if (src.initializer_index_.count(t.name()))
@@ -655,17 +681,25 @@ class OnnxLowering {
       fingerprint(g.params[g.values[v].param], t);
     }
     if (gp.sparse_initializer_size() > 0) throw Error(display + ": sparse initializers are not supported");
-    for (const auto& vi : gp.input()) {
+  }
+
+  static void lower_inputs(OnnxSource& src) {
+    for (const auto& vi : src.model_.graph().input()) {
       if (src.initializer_index_.count(vi.name())) continue;  // initializer listed as input (old exporters)
       ir::DType dt;
       ir::Shape sh;
-      type_of(vi.name(), dt, sh);
-      g.add_input(vi.name(), dt, sh);
+      type_of(src, vi.name(), dt, sh);
+      src.graph_.add_input(vi.name(), dt, sh);
     }
+  }
 
-    // torch deduplicates equal initializers of DIFFERENT parameters behind
-    // Identity nodes; each Identity output is its own parameter, so it becomes
-    // a param whose data comes from the shared initializer.
+  // torch deduplicates equal initializers of DIFFERENT parameters behind
+  // Identity nodes; each Identity output is its own parameter, so it becomes
+  // a param whose data comes from the shared initializer. Returns, per node,
+  // whether it was folded into such a param.
+  static std::vector<bool> identity_params(OnnxSource& src) {
+    const onnx::GraphProto& gp = src.model_.graph();
+    ir::Graph& g = src.graph_;
     std::set<std::string> graph_outputs;
     for (const auto& o : gp.output()) graph_outputs.insert(o.name());
     std::vector<bool> folded(gp.node_size(), false);
@@ -685,7 +719,14 @@ class OnnxLowering {
       prm.is_uniform = from.is_uniform;
       folded[i] = true;
     }
+    return folded;
+  }
 
+  // One IR node per graph node not `folded`, in graph order, under a unique
+  // name and the module its name's scopes give.
+  static void lower_nodes(OnnxSource& src, const std::string& display, const std::vector<bool>& folded) {
+    const onnx::GraphProto& gp = src.model_.graph();
+    ir::Graph& g = src.graph_;
     std::vector<const onnx::NodeProto*> all;
     for (const auto& n : gp.node()) {
       all.push_back(&n);
@@ -708,75 +749,74 @@ class OnnxLowering {
       if (p.op_type() == "Constant" && p.domain().empty()) n.flags |= ir::kNodeConstantSource;
       if (is_random_op(p.op_type())) n.flags |= ir::kNodeNondeterministic;
       if (is_subgraph_op(p)) n.flags |= ir::kNodeHasSubgraph;
-      for (const auto& in : p.input()) {
-        if (in.empty()) {
-          n.inputs.push_back(ir::kNone);
-          continue;
-        }
-        ir::ValueId v = g.find_value(in);
-        if (v == ir::kNone) v = g.add_value(in);  // produced later (sorted below) or undefined (verify catches)
-        n.inputs.push_back(v);
-      }
-      if (n.flags & ir::kNodeHasSubgraph) {
-        std::set<std::string> outer;
-        for (const auto& a : p.attribute()) {
-          if (a.has_g()) outer_names(a.g(), {}, outer);
-          for (const auto& sg : a.graphs()) outer_names(sg, {}, outer);
-        }
-        for (const auto& name : outer) {
-          ir::ValueId v = g.find_value(name);
-          if (v == ir::kNone) v = g.add_value(name);
-          if (std::find(n.inputs.begin(), n.inputs.end(), v) == n.inputs.end()) n.inputs.push_back(v);
-        }
-      }
-      for (const auto& out : p.output()) {
-        if (out.empty()) continue;
-        ir::DType dt;
-        ir::Shape sh;
-        type_of(out, dt, sh);
-        ir::ValueId v = g.find_value(out);
-        if (v == ir::kNone) {
-          v = g.add_value(out, dt, sh);
-        } else {
-          if (g.values[v].producer != ir::kNone || g.values[v].param != ir::kNone || g.values[v].graph_input != ir::kNone)
-            throw Error(display + ": node '" + n.name + "' redefines value '" + out + "'");
-          g.values[v].dtype = dt;
-          g.values[v].shape = sh;
-        }
-        n.outputs.push_back(v);
-      }
+      lower_node_inputs(g, p, n);
+      lower_node_outputs(src, display, p, n);
       n.flops = 0;
       ir::NodeId id = g.add_node(std::move(n));
       g.nodes[id].flops = estimate_flops(g, g.nodes[id], p);
-      // Module paths inside this node's subgraphs: a module that occurs only
-      // there cannot be cut at (see nested_modules).
-      if (g.nodes[id].flags & ir::kNodeHasSubgraph) {
-        std::vector<const onnx::NodeProto*> inner;
-        subgraph_nodes(p, inner);
-        for (const onnx::NodeProto* q : inner) {
-          std::string path = node_module(*q, scopes);
-          if (!path.empty()) g.nested_modules.emplace(path, id);
-        }
-      }
+      if (g.nodes[id].flags & ir::kNodeHasSubgraph) record_nested_modules(g, p, scopes, id);
     }
-    for (const ir::Node& node : g.nodes) g.nested_modules.erase(node.module);
-    freeze_constants(src.model_, g, display, notes);
-    for (const auto& o : gp.output()) {
-      ir::ValueId v = g.find_value(o.name());
-      if (v == ir::kNone) throw Error(display + ": model output '" + o.name() + "' is never produced");
-      g.mark_output(v);
-    }
-    try {
-      g.sort_topologically();
-    } catch (const std::exception& e) {
-      throw Error(display + ": " + e.what());
-    }
-    std::string problem = g.verify();
-    if (!problem.empty()) throw Error(display + ": malformed graph: " + problem);
-    (void)notes;
   }
 
- private:
+  // A node's inputs, plus the outer values its subgraphs read.
+  static void lower_node_inputs(ir::Graph& g, const onnx::NodeProto& p, ir::Node& n) {
+    for (const auto& in : p.input()) {
+      if (in.empty()) {
+        n.inputs.push_back(ir::kNone);
+        continue;
+      }
+      ir::ValueId v = g.find_value(in);
+      if (v == ir::kNone) v = g.add_value(in);  // produced later (sorted below) or undefined (verify catches)
+      n.inputs.push_back(v);
+    }
+    if (n.flags & ir::kNodeHasSubgraph) {
+      std::set<std::string> outer;
+      for (const auto& a : p.attribute()) {
+        if (a.has_g()) outer_names(a.g(), {}, outer);
+        for (const auto& sg : a.graphs()) outer_names(sg, {}, outer);
+      }
+      for (const auto& name : outer) {
+        ir::ValueId v = g.find_value(name);
+        if (v == ir::kNone) v = g.add_value(name);
+        if (std::find(n.inputs.begin(), n.inputs.end(), v) == n.inputs.end()) n.inputs.push_back(v);
+      }
+    }
+  }
+
+  // A node's outputs: new values, or the values that nodes before it read
+  // (then typed here); a value defined before is an error.
+  static void lower_node_outputs(OnnxSource& src, const std::string& display, const onnx::NodeProto& p, ir::Node& n) {
+    ir::Graph& g = src.graph_;
+    for (const auto& out : p.output()) {
+      if (out.empty()) continue;
+      ir::DType dt;
+      ir::Shape sh;
+      type_of(src, out, dt, sh);
+      ir::ValueId v = g.find_value(out);
+      if (v == ir::kNone) {
+        v = g.add_value(out, dt, sh);
+      } else {
+        if (g.values[v].producer != ir::kNone || g.values[v].param != ir::kNone || g.values[v].graph_input != ir::kNone)
+          throw Error(display + ": node '" + n.name + "' redefines value '" + out + "'");
+        g.values[v].dtype = dt;
+        g.values[v].shape = sh;
+      }
+      n.outputs.push_back(v);
+    }
+  }
+
+  // Module paths inside this node's subgraphs: a module that occurs only
+  // there cannot be cut at (see nested_modules).
+  static void record_nested_modules(ir::Graph& g, const onnx::NodeProto& p, const std::set<std::string>& scopes,
+                                    ir::NodeId id) {
+    std::vector<const onnx::NodeProto*> inner;
+    subgraph_nodes(p, inner);
+    for (const onnx::NodeProto* q : inner) {
+      std::string path = node_module(*q, scopes);
+      if (!path.empty()) g.nested_modules.emplace(path, id);
+    }
+  }
+
   // The dynamo exporter stores constants (scale factors, fill values, folded
   // masks) as initializers beside the parameters, and its graph signature
   // says which are which. Every initializer that is neither a parameter
