@@ -50,6 +50,31 @@ bool float_elem(int t) {
          t == onnx::TensorProto::BFLOAT16;
 }
 
+// Whether a gradient flows through the node (a Cast only to a float type).
+bool differentiable(const onnx::NodeProto& node) {
+  bool diff = !onnx_ops::is_nondifferentiable(node.op_type());
+  if (node.op_type() == "Cast")
+    for (const auto& a : node.attribute())
+      if (a.name() == "to") diff = float_elem(static_cast<int>(a.i()));
+  return diff;
+}
+
+// Reads the model at `path` with its external data; returns the opset of the
+// default domain.
+int read_model(const std::string& path, onnx::ModelProto& model) {
+  {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw Error(path + ": cannot open the ONNX stage");
+    if (!model.ParseFromIstream(&f)) throw Error(path + ": not a valid ONNX model (protobuf parse failed)");
+  }
+  onnx_data::internalize(model, std::filesystem::path(path).parent_path().string(), path);
+  int opset = 0;
+  for (const auto& op : model.opset_import())
+    if (op.domain().empty() || op.domain() == "ai.onnx") opset = static_cast<int>(op.version());
+  if (opset == 0) throw Error(path + ": the model imports no opset of the default ONNX domain");
+  return opset;
+}
+
 }  // namespace
 
 struct OnnxGraph::Impl {
@@ -73,6 +98,7 @@ struct OnnxGraph::Impl {
     std::vector<std::pair<int, std::chrono::steady_clock::time_point>> events;
   };
   std::shared_ptr<BackwardLog> bw = std::make_shared<BackwardLog>();
+  struct Loader;  // OnnxGraph::load's planning, below
 
   std::string node_name(int node) const {
     const auto& n = model.graph().node(node);
@@ -88,132 +114,131 @@ struct OnnxGraph::Impl {
 OnnxGraph::OnnxGraph(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 OnnxGraph::~OnnxGraph() = default;
 
-std::unique_ptr<OnnxGraph> OnnxGraph::load(const std::string& path, const Options& options) {
-  auto im = std::make_unique<Impl>();
-  im->path = path;
-  {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw Error(path + ": cannot open the ONNX stage");
-    if (!im->model.ParseFromIstream(&f)) throw Error(path + ": not a valid ONNX model (protobuf parse failed)");
-  }
-  onnx_data::internalize(im->model, std::filesystem::path(path).parent_path().string(), path);
-  for (const auto& op : im->model.opset_import())
-    if (op.domain().empty() || op.domain() == "ai.onnx") im->opset = static_cast<int>(op.version());
-  if (im->opset == 0) throw Error(path + ": the model imports no opset of the default ONNX domain");
-
-  auto* graph = im->model.mutable_graph();
-  std::unordered_map<std::string, int> slot_of;
-  auto new_slot = [&](const std::string& name, bool persistent) {
-    int s = static_cast<int>(im->slots.size());
-    im->slots.emplace_back();
-    im->persistent.push_back(persistent);
-    if (!name.empty() && !slot_of.emplace(name, s).second)
-      throw Error(path + ": value '" + name + "' is defined twice");
-    return s;
-  };
-  std::vector<char> is_const;      // known at load time (Constant nodes and what folds from them)
-  std::vector<char> carries;       // may carry a gradient (float initializers, inputs, and what flows from them)
-  std::vector<char> float_init;    // slot of a float initializer
-
-  for (int i = 0; i < graph->initializer_size(); ++i) {
-    auto* t = graph->mutable_initializer(i);
-    int s = new_slot(t->name(), true);
-    if (!options.check_only) {
-      try {
-        im->slots[s] = onnx_ops::tensor_from_proto(*t, "initializer '" + t->name() + "'");
-      } catch (const std::exception& e) {
-        throw Error(path + ": " + e.what());
-      }
-      // The live value is the tensor now; save() writes it back.
-      t->clear_raw_data();
-      t->clear_float_data();
-      t->clear_double_data();
-      t->clear_int32_data();
-      t->clear_int64_data();
-      t->clear_uint64_data();
-    }
-    im->inits.push_back({t->name(), s, i, false});
-  }
-  is_const.assign(im->slots.size(), 0);
-  float_init.assign(im->slots.size(), 0);
-  carries.assign(im->slots.size(), 0);
-  for (const auto& in : im->inits) {
-    bool fl = float_elem(graph->initializer(in.proto_index).data_type());
-    float_init[in.slot] = fl;
-    carries[in.slot] = fl;
-  }
-  for (const auto& vi : graph->input()) {
-    if (slot_of.count(vi.name())) continue;  // an initializer listed as input (IR < 4)
-    int s = new_slot(vi.name(), false);
-    im->input_slots.push_back(s);
-    im->input_names.push_back(vi.name());
-    is_const.push_back(0);
-    float_init.push_back(0);
-    carries.push_back(1);
-  }
-
-  // Nodes: build kernels; fold constant subgraphs; record the plan.
-  std::vector<char> bn_stat(im->slots.size(), 0);
+// Planning a graph at load time, one member function per phase. Besides the
+// Impl it fills, it keeps per-slot facts that only planning needs, and a
+// record of every node (executed or folded) for the trainability pass.
+struct OnnxGraph::Impl::Loader {
   struct Planned {
     int step;              // index into steps, or -1 when folded
     std::vector<int> in;   // for differentiability
     std::vector<int> out;
     bool diff;
   };
+
+  Impl& im;
+  const Options& options;
+  onnx::GraphProto* graph;
+  std::unordered_map<std::string, int> slot_of;
+  std::vector<char> is_const;      // known at load time (Constant nodes and what folds from them)
+  std::vector<char> carries;       // may carry a gradient (float initializers, inputs, and what flows from them)
+  std::vector<char> float_init;    // slot of a float initializer
+  std::vector<char> bn_stat;       // read as a BatchNormalization running statistic (never trained)
   std::vector<Planned> planned;
-  onnx_fusion::Fusions fusions;
-  if (!options.check_only) fusions = onnx_fusion::find_fusions(*graph);
-  for (int ni = 0; ni < graph->node_size(); ++ni) {
-    const auto& node = graph->node(ni);
-    auto place = [&] {
-      return path + ": node '" + (node.name().empty() ? node.output_size() ? node.output(0) : std::string("?") : node.name()) +
-             "' (" + node.op_type() + ", opset " + std::to_string(im->opset) + ")";
-    };
-    if (!node.domain().empty() && node.domain() != "ai.onnx")
-      throw Error(place() + ": unsupported op domain '" + node.domain() + "'");
-    Step st;
-    st.node = ni;
-    if (!fusions.absorbed.empty() && fusions.absorbed[ni]) continue;  // computed by a fused step below
-    if (auto fit = fusions.at.find(ni); fit != fusions.at.end()) {
-      // The pattern's last node: one fused kernel reading the pattern's inputs.
-      for (const auto& name : fit->second.inputs) {
-        auto it = slot_of.find(name);
-        if (it == slot_of.end()) throw Error(place() + ": input '" + name + "' is not defined before this node");
-        st.in.push_back(it->second);
+
+  Loader(Impl& impl, const Options& opts) : im(impl), options(opts), graph(impl.model.mutable_graph()) {}
+
+  int new_slot(const std::string& name, bool persistent) {
+    int s = static_cast<int>(im.slots.size());
+    im.slots.emplace_back();
+    im.persistent.push_back(persistent);
+    if (!name.empty() && !slot_of.emplace(name, s).second)
+      throw Error(im.path + ": value '" + name + "' is defined twice");
+    return s;
+  }
+
+  void add_initializers() {
+    for (int i = 0; i < graph->initializer_size(); ++i) {
+      auto* t = graph->mutable_initializer(i);
+      int s = new_slot(t->name(), true);
+      if (!options.check_only) {
+        try {
+          im.slots[s] = onnx_ops::tensor_from_proto(*t, "initializer '" + t->name() + "'");
+        } catch (const std::exception& e) {
+          throw Error(im.path + ": " + e.what());
+        }
+        // The live value is the tensor now; save() writes it back.
+        t->clear_raw_data();
+        t->clear_float_data();
+        t->clear_double_data();
+        t->clear_int32_data();
+        t->clear_int64_data();
+        t->clear_uint64_data();
       }
-      st.out.push_back(new_slot(node.output(0), false));
+      im.inits.push_back({t->name(), s, i, false});
+    }
+    is_const.assign(im.slots.size(), 0);
+    float_init.assign(im.slots.size(), 0);
+    carries.assign(im.slots.size(), 0);
+    for (const auto& in : im.inits) {
+      bool fl = float_elem(graph->initializer(in.proto_index).data_type());
+      float_init[in.slot] = fl;
+      carries[in.slot] = fl;
+    }
+  }
+
+  void add_inputs() {
+    for (const auto& vi : graph->input()) {
+      if (slot_of.count(vi.name())) continue;  // an initializer listed as input (IR < 4)
+      int s = new_slot(vi.name(), false);
+      im.input_slots.push_back(s);
+      im.input_names.push_back(vi.name());
       is_const.push_back(0);
       float_init.push_back(0);
-      bn_stat.push_back(0);
-      bool any = false;
-      for (int s : st.in) any |= carries[s] != 0;
-      carries.push_back(any);
-      st.kernel = std::move(fit->second.kernel);
-      planned.push_back({static_cast<int>(im->steps.size()), st.in, st.out, true});
-      im->steps.push_back(std::move(st));
-      continue;
+      carries.push_back(1);
     }
-    std::vector<const at::Tensor*> consts;
-    bool all_const = node.op_type() != "Dropout";
-    for (const auto& name : node.input()) {
-      if (name.empty()) {
-        st.in.push_back(-1);
-        consts.push_back(nullptr);
-        continue;
-      }
+  }
+
+  // Nodes: build kernels; fold constant subgraphs; record the plan.
+  void plan_nodes() {
+    bn_stat.assign(im.slots.size(), 0);
+    onnx_fusion::Fusions fusions;
+    if (!options.check_only) fusions = onnx_fusion::find_fusions(*graph);
+    for (int ni = 0; ni < graph->node_size(); ++ni) {
+      const auto& node = graph->node(ni);
+      if (!node.domain().empty() && node.domain() != "ai.onnx")
+        throw Error(im.node_place(ni) + ": unsupported op domain '" + node.domain() + "'");
+      if (!fusions.absorbed.empty() && fusions.absorbed[ni]) continue;  // computed by a fused step below
+      if (auto fit = fusions.at.find(ni); fit != fusions.at.end())
+        plan_fused(ni, fit->second);
+      else
+        plan_node(ni);
+    }
+  }
+
+  // The pattern's last node: one fused kernel reading the pattern's inputs.
+  void plan_fused(int ni, onnx_fusion::Fused& fused) {
+    Step st;
+    st.node = ni;
+    for (const auto& name : fused.inputs) {
       auto it = slot_of.find(name);
-      if (it == slot_of.end()) throw Error(place() + ": input '" + name + "' is not defined before this node");
+      if (it == slot_of.end())
+        throw Error(im.node_place(ni) + ": input '" + name + "' is not defined before this node");
       st.in.push_back(it->second);
-      bool c = is_const[it->second] != 0;
-      all_const &= c;
-      consts.push_back(c ? &im->slots[it->second] : nullptr);
     }
+    st.out.push_back(new_slot(graph->node(ni).output(0), false));
+    is_const.push_back(0);
+    float_init.push_back(0);
+    bn_stat.push_back(0);
+    bool any = false;
+    for (int s : st.in) any |= carries[s] != 0;
+    carries.push_back(any);
+    st.kernel = std::move(fused.kernel);
+    planned.push_back({static_cast<int>(im.steps.size()), st.in, st.out, true});
+    im.steps.push_back(std::move(st));
+  }
+
+  void plan_node(int ni) {
+    const auto& node = graph->node(ni);
+    Step st;
+    st.node = ni;
+    bool all_const = node.op_type() != "Dropout";
+    std::vector<const at::Tensor*> consts = bind_inputs(ni, st.in, all_const);
     onnx_ops::Kernel kernel;
     try {
-      onnx_ops::NodeCtx ctx(node, im->opset, consts);
+      onnx_ops::NodeCtx ctx(node, im.opset, consts);
       kernel = onnx_ops::build_kernel(ctx);
     } catch (const onnx_ops::Unsupported& e) {
-      throw Error(place() + ": " + e.what());
+      throw Error(im.node_place(ni) + ": " + e.what());
     }
     for (const auto& name : node.output()) {
       if (name.empty()) {
@@ -229,78 +254,121 @@ std::unique_ptr<OnnxGraph> OnnxGraph::load(const std::string& path, const Option
     if (node.op_type() == "BatchNormalization")
       for (int i = 3; i < 5 && i < static_cast<int>(st.in.size()); ++i)
         if (st.in[i] >= 0) bn_stat[st.in[i]] = 1;
-    bool diff = !onnx_ops::is_nondifferentiable(node.op_type());
-    if (node.op_type() == "Cast")
-      for (const auto& a : node.attribute())
-        if (a.name() == "to") diff = float_elem(static_cast<int>(a.i()));
+    const bool diff = differentiable(node);
     bool any = false;
     for (int s : st.in) any |= s >= 0 && carries[s];
     for (int s : st.out)
       if (s >= 0) carries[s] = diff && any;
 
     if (all_const && !options.check_only) {
-      // Evaluated once now: its outputs are constants of the plan.
-      try {
-        at::NoGradGuard no_grad;
-        onnx_ops::KernelIO io{im->slots, st.in, st.out, false};
-        kernel(io);
-      } catch (const c10::Error& e) {
-        throw Error(place() + ": " + first_line(e.what_without_backtrace()));
-      } catch (const std::runtime_error& e) {
-        throw Error(place() + ": " + first_line(e.what()));
-      }
-      for (int s : st.out)
-        if (s >= 0) {
-          is_const[s] = 1;
-          im->persistent[s] = 1;
-          carries[s] = 0;
-        }
+      fold(ni, kernel, st);
       planned.push_back({-1, st.in, st.out, diff});
-      continue;
+      return;
     }
     st.kernel = std::move(kernel);
-    planned.push_back({static_cast<int>(im->steps.size()), st.in, st.out, diff});
-    im->steps.push_back(std::move(st));
+    planned.push_back({static_cast<int>(im.steps.size()), st.in, st.out, diff});
+    im.steps.push_back(std::move(st));
   }
 
-  std::vector<char> is_output(im->slots.size(), 0);
-  for (const auto& vi : graph->output()) {
-    auto it = slot_of.find(vi.name());
-    if (it == slot_of.end()) throw Error(path + ": graph output '" + vi.name() + "' is not computed by any node");
-    im->output_slots.push_back(it->second);
-    im->output_names.push_back(vi.name());
-    is_output[it->second] = 1;
+  // The slots of a node's inputs (-1 for an absent optional one) into `in`;
+  // returns the values of those known at load time (null for the others), and
+  // clears `all_const` when one is not known.
+  std::vector<const at::Tensor*> bind_inputs(int ni, std::vector<int>& in, bool& all_const) {
+    std::vector<const at::Tensor*> consts;
+    for (const auto& name : graph->node(ni).input()) {
+      if (name.empty()) {
+        in.push_back(-1);
+        consts.push_back(nullptr);
+        continue;
+      }
+      auto it = slot_of.find(name);
+      if (it == slot_of.end())
+        throw Error(im.node_place(ni) + ": input '" + name + "' is not defined before this node");
+      in.push_back(it->second);
+      bool c = is_const[it->second] != 0;
+      all_const &= c;
+      consts.push_back(c ? &im.slots[it->second] : nullptr);
+    }
+    return consts;
+  }
+
+  // Evaluated once now: its outputs are constants of the plan.
+  void fold(int ni, const onnx_ops::Kernel& kernel, const Step& st) {
+    try {
+      at::NoGradGuard no_grad;
+      onnx_ops::KernelIO io{im.slots, st.in, st.out, false};
+      kernel(io);
+    } catch (const c10::Error& e) {
+      throw Error(im.node_place(ni) + ": " + first_line(e.what_without_backtrace()));
+    } catch (const std::runtime_error& e) {
+      throw Error(im.node_place(ni) + ": " + first_line(e.what()));
+    }
+    for (int s : st.out)
+      if (s >= 0) {
+        is_const[s] = 1;
+        im.persistent[s] = 1;
+        carries[s] = 0;
+      }
+  }
+
+  // The graph outputs' slots; returns per slot whether it is one.
+  std::vector<char> bind_outputs() {
+    std::vector<char> is_output(im.slots.size(), 0);
+    for (const auto& vi : graph->output()) {
+      auto it = slot_of.find(vi.name());
+      if (it == slot_of.end()) throw Error(im.path + ": graph output '" + vi.name() + "' is not computed by any node");
+      im.output_slots.push_back(it->second);
+      im.output_names.push_back(vi.name());
+      is_output[it->second] = 1;
+    }
+    return is_output;
   }
 
   // Lifetimes: release a value after the last step reading it (or right
   // after its producer when nothing reads it).
-  std::vector<int> last(im->slots.size(), -1);
-  for (size_t k = 0; k < im->steps.size(); ++k) {
-    for (int s : im->steps[k].in)
-      if (s >= 0) last[s] = static_cast<int>(k);
-    for (int s : im->steps[k].out)
-      if (s >= 0 && last[s] < 0) last[s] = static_cast<int>(k);
+  void plan_releases(const std::vector<char>& is_output) {
+    std::vector<int> last(im.slots.size(), -1);
+    for (size_t k = 0; k < im.steps.size(); ++k) {
+      for (int s : im.steps[k].in)
+        if (s >= 0) last[s] = static_cast<int>(k);
+      for (int s : im.steps[k].out)
+        if (s >= 0 && last[s] < 0) last[s] = static_cast<int>(k);
+    }
+    for (size_t s = 0; s < im.slots.size(); ++s)
+      if (!im.persistent[s] && !is_output[s] && last[s] >= 0) im.steps[last[s]].release.push_back(static_cast<int>(s));
   }
-  for (size_t s = 0; s < im->slots.size(); ++s)
-    if (!im->persistent[s] && !is_output[s] && last[s] >= 0) im->steps[last[s]].release.push_back(static_cast<int>(s));
 
   // Trainable initializers: float ones from which a differentiable path
   // reaches a graph output (a mask only compared with Equal is not one).
-  std::vector<char> needed(im->slots.size(), 0);
-  for (int s : im->output_slots) needed[s] = 1;
-  for (size_t k = planned.size(); k-- > 0;) {
-    const auto& p = planned[k];
-    if (!p.diff) continue;
-    bool out_needed = false;
-    for (int s : p.out) out_needed |= s >= 0 && needed[s];
-    if (!out_needed) continue;
-    for (int s : p.in)
-      if (s >= 0 && carries[s]) needed[s] = 1;
+  void mark_trainable() {
+    std::vector<char> needed(im.slots.size(), 0);
+    for (int s : im.output_slots) needed[s] = 1;
+    for (size_t k = planned.size(); k-- > 0;) {
+      const auto& p = planned[k];
+      if (!p.diff) continue;
+      bool out_needed = false;
+      for (int s : p.out) out_needed |= s >= 0 && needed[s];
+      if (!out_needed) continue;
+      for (int s : p.in)
+        if (s >= 0 && carries[s]) needed[s] = 1;
+    }
+    for (auto& in : im.inits) {
+      in.trainable = float_init[in.slot] && needed[in.slot] && !bn_stat[in.slot] && !options.frozen.count(in.name);
+      if (in.trainable && !options.check_only) im.slots[in.slot].requires_grad_(true);
+    }
   }
-  for (auto& in : im->inits) {
-    in.trainable = float_init[in.slot] && needed[in.slot] && !bn_stat[in.slot] && !options.frozen.count(in.name);
-    if (in.trainable && !options.check_only) im->slots[in.slot].requires_grad_(true);
-  }
+};
+
+std::unique_ptr<OnnxGraph> OnnxGraph::load(const std::string& path, const Options& options) {
+  auto im = std::make_unique<Impl>();
+  im->path = path;
+  im->opset = read_model(path, im->model);
+  Impl::Loader loader(*im, options);
+  loader.add_initializers();
+  loader.add_inputs();
+  loader.plan_nodes();
+  loader.plan_releases(loader.bind_outputs());
+  loader.mark_trainable();
   return std::unique_ptr<OnnxGraph>(new OnnxGraph(std::move(im)));
 }
 
