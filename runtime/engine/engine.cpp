@@ -39,8 +39,6 @@ void Engine::setup() {
   auto lowered = plan_schedule(m_, o_.schedule, P, o_.chunks, o_.train, o_.schedule_file);
   plan_ = lowered;
   graph_ = stage_graph_of(m_);
-  tracing_ = !o_.trace_path.empty() || !o_.timeline_path.empty();
-  collect_ = !o_.quiet || !o_.profile_path.empty();
   actions_ = lowered.at(t_.rank());
   stage_rank_ = schedule::stage_ranks(lowered, num_stages_);
   std::vector<int> mine;
@@ -252,14 +250,10 @@ void Engine::agree_on_run() {
 void Engine::run() {
   setup();
   agree_on_run();
-  if (!o_.profile_path.empty()) {
-    measure_link();
-    const size_t S = static_cast<size_t>(num_stages_);
-    message_bytes_.assign(2 * S * S, 0.0);
-    message_count_.assign(2 * S * S, 0.0);
-  }
-  origin_ = std::chrono::steady_clock::now();
-  if (collect_ || tracing_) align_clocks();
+  measure_ = std::make_unique<Measurement>(
+      MeasuredRun{t_, o_, log_, m_, num_stages_, plan_, graph_, start_step_, loss_stage_});
+  Measurement& ms = *measure_;
+  ms.start_run();
   for (int64_t i = 0; i < o_.steps; ++i) {
     step_ = start_step_ + i;
     // Node timing covers the profiled steps: all but the first of several.
@@ -269,30 +263,27 @@ void Engine::run() {
     load_batch(step_);
     reset_micro_states();
     step_loss_ = 0;
-    busy_ = 0;
-    first_start_ = -1;
-    first_compute_ = -1;
-    stage_cost_.assign(4 * num_stages_, 0.0);
-    stage_cpu_.assign(4 * num_stages_, 0.0);
-    loss_us_ = 0;
+    ms.start_step(step_);
     for (const Action& a : actions_) execute(a);
-    double t = now_us();
+    double t = ms.now_us();
     for (auto& w : pending_sends_) w->wait();
     pending_sends_.clear();
     send_keepalive_.clear();
-    record("wait for sends", "wait", -1, -1, t, now_us());
+    ms.record("wait for sends", "wait", -1, -1, t, ms.now_us());
     if (o_.train) {
-      t = now_us();
+      t = ms.now_us();
       sync_tied_gradients();
-      record("tied-gradient all-reduce", "allreduce", -1, -1, t, now_us());
-      t = now_us();
+      ms.record("tied-gradient all-reduce", "allreduce", -1, -1, t, ms.now_us());
+      t = ms.now_us();
       for (auto& ls : locals_) {
         ls.optimizer->step();
         ls.optimizer->zero_grad();
       }
-      record("optimizer step", "optimizer", -1, -1, t, now_us());
+      ms.record("optimizer step", "optimizer", -1, -1, t, ms.now_us());
     }
-    if (collect_) report_step(step_, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    if (ms.collecting())
+      ms.end_step(step_, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), step_loss_,
+                  batch_samples_, pending_sends_, send_keepalive_);
     if (o_.train && !o_.save_dir.empty() && o_.save_every > 0 && (step_ + 1) % o_.save_every == 0 && i + 1 < o_.steps) {
       for (auto& w : pending_sends_) w->wait();  // the step's statistics, before the save's own messages
       pending_sends_.clear();
@@ -306,21 +297,14 @@ void Engine::run() {
   if (t_.rank() == 0 && !o_.quiet && o_.train)
     log_ << "rank 0 held at most " << peak_in_flight_ << " of " << o_.chunks
          << " micro-batches of activations (schedule " << o_.schedule << ")" << std::endl;
-  if (tracing_) write_trace_and_timeline();
-  if (!o_.profile_path.empty()) {
-    gather_node_times();
-    gather_message_bytes();
-  }
-  if (!o_.profile_path.empty() && t_.rank() == 0) write_profile();
+  ms.end_run(locals_, micro_sizes_);
   if (!o_.train && !o_.output_path.empty()) write_outputs();
   if (o_.train && !o_.save_dir.empty()) save_checkpoint(start_step_ + o_.steps);
 }
 
 
 void Engine::execute(const Action& a) {
-  double begin = now_us();
-  const double cpu_begin = a.is_compute() ? thread_cpu_us() : 0.0;  // a clock read only where it is used
-  compute_start_ = compute_cpu_start_ = -1;
+  const ActionClock clock = measure_->begin_action(a);
   switch (a.kind) {
     case Action::F: forward(a.stage, a.microbatch); break;
     case Action::B: backward(a.stage, a.microbatch, Backward::Full); break;
@@ -331,22 +315,7 @@ void Engine::execute(const Action& a) {
     case Action::RECV_B: post_recv_backward(a.stage, a.microbatch); break;
     case Action::SEND_B: send_backward(a.stage, a.microbatch); break;
   }
-  double end = now_us();
-  if (first_start_ < 0) first_start_ = begin;
-  last_end_ = end;
-  if (!a.is_compute()) {
-    record(schedule::to_string(a), schedule::kind_name(a.kind), a.stage, a.microbatch, begin, end);
-    return;
-  }
-  // A compute action first waits for its data (the receive was posted earlier).
-  double start = compute_start_ >= 0 ? compute_start_ : begin;
-  if (first_compute_ < 0) first_compute_ = start;
-  if (start - begin > 20) record("wait", "wait", a.stage, a.microbatch, begin, start);
-  record(schedule::to_string(a), schedule::kind_name(a.kind), a.stage, a.microbatch, start, end);
-  busy_ += end - start;
-  const int k = 4 * a.stage + (a.kind == Action::F ? 0 : a.kind == Action::B ? 1 : a.kind == Action::I ? 2 : 3);
-  stage_cost_[k] += end - start;
-  stage_cpu_[k] += thread_cpu_us() - (compute_cpu_start_ >= 0 ? compute_cpu_start_ : cpu_begin);
+  measure_->end_action(a, clock);
 }
 
 std::vector<int64_t> Engine::link_shape(const Link& l, size_t k, int m) const {
@@ -415,15 +384,11 @@ void Engine::post_recv_data(PendingRecv& p, int direction, int producer, int con
 
 void Engine::finish_recv_data(PendingRecv& p) {
   for (auto& w : p.works) w->wait();
-  if (!message_count_.empty() && !p.works.empty() && p.producer >= 0) {
+  if (measure_ && measure_->counting_messages() && !p.works.empty() && p.producer >= 0) {
     double bytes = p.packed.defined() ? static_cast<double>(p.packed.nbytes()) : 0.0;
     if (!p.packed.defined())
       for (const at::Tensor& b : p.buffers) bytes += static_cast<double>(b.nbytes());
-    const size_t S = static_cast<size_t>(num_stages_);
-    const size_t k = (static_cast<size_t>(p.direction) * S + static_cast<size_t>(p.producer)) * S +
-                     static_cast<size_t>(p.consumer);
-    message_bytes_[k] += bytes;
-    message_count_[k] += 1;
+    measure_->message_received(p.direction, p.producer, p.consumer, bytes);
   }
   p.works.clear();
   if (p.packed.defined()) {
@@ -447,7 +412,7 @@ void Engine::forward(int s, int m) {
   if (st.recv_f.empty()) post_recv_forward(s, m);  // not hoisted by the schedule
   for (auto& p : st.recv_f) finish_recv_forward(p, st, m);
   st.recv_f.clear();
-  mark_compute_start();
+  measure_->compute_has_data();
   const auto& ins = ls.info->inputs;
   for (size_t i = 0; i < ins.size(); ++i) {
     if (ins[i].source == "model_input") {
@@ -465,9 +430,9 @@ void Engine::forward(int s, int m) {
   if (o_.train) {
     outs = ls.module->forward(st.inputs);
     if (s == loss_stage_) {
-      double t0 = now_us();
+      double t0 = measure_->now_us();
       st.loss = compute_loss(outs[loss_output_], m);
-      loss_us_ += now_us() - t0;  // inside F's time too; profiled apart for ppc's cost model
+      measure_->add_loss_us(measure_->now_us() - t0);  // inside F's time too; profiled apart for ppc's cost model
     }
   } else {
     at::NoGradGuard no_grad;
@@ -551,7 +516,7 @@ void Engine::backward(int s, int m, Backward kind) {
     for (size_t i = 0; i < p.buffers.size(); ++i) accumulate(st.out_grads[l.out_idx[p.slots[i]]], p.buffers[i]);
   }
   st.recv_b.clear();
-  mark_compute_start();
+  measure_->compute_has_data();
   std::vector<at::Tensor> roots, grads;
   if (st.loss.defined()) {
     roots.push_back(st.loss);

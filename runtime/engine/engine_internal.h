@@ -1,7 +1,8 @@
 // The engine's state, shared by the files that implement it: engine.cpp
 // (the interpreter: actions, micro-batches, loss, tied gradients),
-// checkpoint.cpp (--save / --resume) and measure.cpp (per-step statistics,
-// traces, timelines, profiles). Not part of the runtime's interface.
+// checkpoint.cpp (--save / --resume) and plan.cpp. Measurement (per-step
+// statistics, traces, timelines, profiles) is its own component, measure.h,
+// which observes the engine. Not part of the runtime's interface.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "runtime/engine/engine.h"
+#include "runtime/engine/measure.h"
 #include "runtime/engine/optimizer.h"
 #include "runtime/engine/wire.h"
 #include "runtime/schedule/stage_graph.h"
@@ -127,38 +129,6 @@ class Engine {
   void write_outputs();
   void save_checkpoint(int64_t steps_done);
   void resume();
-  // Measurement: trace events, per-step statistics gathered on rank 0.
-  double now_us() const {
-    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - origin_).count();
-  }
-  /// CPU time of the calling thread (us): with one intra-op thread, a
-  /// compute action's work, whatever else shares its core.
-  static double thread_cpu_us();
-  /// A compute action has its data: its time (and CPU time) runs from here.
-  void mark_compute_start() {
-    compute_start_ = now_us();
-    compute_cpu_start_ = thread_cpu_us();
-  }
-  void record(const std::string& name, const std::string& category, int stage, int microbatch, double start,
-              double end);
-  void report_step(int64_t step, double secs);
-  void write_trace_and_timeline();
-  void write_profile();
-  /// --profile: ranks 0 and 1 time a ping-pong of 4 bytes and of 4 MiB.
-  void measure_link();
-  /// Shifts origin_ so that every rank's now_us() reads rank 0's clock: the
-  /// offset of the fastest of several timestamp round trips with rank 0.
-  void align_clocks();
-  /// --profile: every rank sends rank 0 its stages' per-node forward and backward times.
-  void gather_node_times();
-  /// --profile: every rank sends rank 0 the bytes of the messages it received.
-  void gather_message_bytes();
-  /// --profile (empty otherwise): per direction and stage edge (2 x S x S),
-  /// bytes received and messages.
-  std::vector<double> message_bytes_, message_count_;
-  std::vector<std::vector<NodeTime>> node_us_;  ///< rank 0: per stage, totals
-  double link_latency_ms_ = -1, link_bytes_per_s_ = -1;  ///< measured (rank 0), -1: not measured
-
   LocalStage& local(int s) { return locals_[local_of_[s]]; }
   bool is_local(int s) const { return local_of_[s] >= 0; }
   int rank_of(int s) const { return stage_rank_[s]; }
@@ -196,23 +166,9 @@ class Engine {
 
   schedule::Schedule plan_;        ///< every rank's lowered schedule
   schedule::StageGraph graph_;
-  std::chrono::steady_clock::time_point origin_;  ///< common start (after a barrier)
-  bool tracing_ = false, collect_ = false;
   int64_t step_ = 0;
-  double compute_start_ = -1;       ///< when the running compute action got its data
-  double busy_ = 0, first_start_ = 0, last_end_ = 0;
-  double first_compute_ = -1;  ///< this step's first compute action's start (after its wait), us
-  double compute_cpu_start_ = -1;   ///< thread_cpu_us() at compute_start_
-  std::vector<double> stage_cost_;  ///< this step: per stage F, B, I, W time (us)
-  std::vector<double> stage_cpu_;   ///< the same, CPU time of the thread running them (us)
-  double loss_us_ = 0;  ///< this step: time in compute_loss (part of the loss stage's F)
-  double profile_loss_sum_ = 0;  ///< over measured steps, per micro-batch (rank 0)
-  std::vector<double> profile_sum_;  ///< over measured steps, all stages (rank 0)
-  std::vector<double> profile_cpu_sum_;  ///< the same, CPU time (rank 0)
-  int profile_steps_ = 0;
-  std::vector<double> profile_step_ms_;  ///< measured step times of the profiled steps (rank 0)
-  std::vector<double> profile_overhead_ms_;  ///< their time outside the pipeline (rank 0)
-  std::vector<schedule::TraceEvent> events_;
+  /// Traces, step statistics and profiles: an observer, made when the run starts.
+  std::unique_ptr<Measurement> measure_;
 
   std::vector<std::unique_ptr<Work>> pending_sends_;
   std::vector<at::Tensor> send_keepalive_;

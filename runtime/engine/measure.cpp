@@ -1,7 +1,7 @@
-// Measuring a run: trace events per action, per-step statistics gathered on
-// rank 0 (measured vs simulated bubble), profiles for the simulator, and the
-// Chrome trace / SVG timeline files.
-#include "runtime/engine/engine_internal.h"
+// Measuring a run (measure.h): trace events per action, per-step statistics
+// gathered on rank 0 (measured vs simulated bubble), profiles for the
+// simulator, and the Chrome trace / SVG timeline files.
+#include "runtime/engine/measure.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -16,12 +16,93 @@
 #include <sstream>
 #include <thread>
 
+#include "runtime/engine/engine_internal.h"
+#include "runtime/engine/wire.h"
 #include "runtime/schedule/simulator.h"
 #include "schemas/profile.h"
 
 namespace ppc::runtime::engine_detail {
 
-void Engine::record(const std::string& name, const std::string& category, int stage, int microbatch, double start,
+Measurement::Measurement(const MeasuredRun& run)
+    : t_(run.transport),
+      o_(run.options),
+      log_(run.log),
+      m_(run.manifest),
+      num_stages_(run.num_stages),
+      plan_(run.plan),
+      graph_(run.graph),
+      start_step_(run.start_step),
+      loss_stage_(run.loss_stage) {
+  tracing_ = !o_.trace_path.empty() || !o_.timeline_path.empty();
+  collect_ = !o_.quiet || !o_.profile_path.empty();
+}
+
+void Measurement::start_run() {
+  if (!o_.profile_path.empty()) {
+    measure_link();
+    const size_t S = static_cast<size_t>(num_stages_);
+    message_bytes_.assign(2 * S * S, 0.0);
+    message_count_.assign(2 * S * S, 0.0);
+  }
+  origin_ = std::chrono::steady_clock::now();
+  if (collect_ || tracing_) align_clocks();
+}
+
+void Measurement::start_step(int64_t step) {
+  step_ = step;
+  busy_ = 0;
+  first_start_ = -1;
+  first_compute_ = -1;
+  stage_cost_.assign(4 * num_stages_, 0.0);
+  stage_cpu_.assign(4 * num_stages_, 0.0);
+  loss_us_ = 0;
+}
+
+ActionClock Measurement::begin_action(const schedule::Action& a) {
+  ActionClock c;
+  c.begin = now_us();
+  c.cpu_begin = a.is_compute() ? thread_cpu_us() : 0.0;  // a clock read only where it is used
+  compute_start_ = compute_cpu_start_ = -1;
+  return c;
+}
+
+void Measurement::end_action(const schedule::Action& a, const ActionClock& c) {
+  double end = now_us();
+  if (first_start_ < 0) first_start_ = c.begin;
+  last_end_ = end;
+  if (!a.is_compute()) {
+    record(schedule::to_string(a), schedule::kind_name(a.kind), a.stage, a.microbatch, c.begin, end);
+    return;
+  }
+  // A compute action first waits for its data (the receive was posted earlier).
+  double start = compute_start_ >= 0 ? compute_start_ : c.begin;
+  if (first_compute_ < 0) first_compute_ = start;
+  if (start - c.begin > 20) record("wait", "wait", a.stage, a.microbatch, c.begin, start);
+  record(schedule::to_string(a), schedule::kind_name(a.kind), a.stage, a.microbatch, start, end);
+  busy_ += end - start;
+  const int k = 4 * a.stage + (a.kind == Action::F ? 0 : a.kind == Action::B ? 1 : a.kind == Action::I ? 2 : 3);
+  stage_cost_[k] += end - start;
+  stage_cpu_[k] += thread_cpu_us() - (compute_cpu_start_ >= 0 ? compute_cpu_start_ : c.cpu_begin);
+}
+
+void Measurement::message_received(int direction, int producer, int consumer, double bytes) {
+  const size_t S = static_cast<size_t>(num_stages_);
+  const size_t k = (static_cast<size_t>(direction) * S + static_cast<size_t>(producer)) * S +
+                   static_cast<size_t>(consumer);
+  message_bytes_[k] += bytes;
+  message_count_[k] += 1;
+}
+
+void Measurement::end_run(const std::vector<LocalStage>& locals, const std::vector<int64_t>& micro_sizes) {
+  if (tracing_) write_trace_and_timeline();
+  if (!o_.profile_path.empty()) {
+    gather_node_times(locals);
+    gather_message_bytes();
+  }
+  if (!o_.profile_path.empty() && t_.rank() == 0) write_profile(micro_sizes);
+}
+
+void Measurement::record(const std::string& name, const std::string& category, int stage, int microbatch, double start,
                     double end) {
   if (!tracing_) return;
   schedule::TraceEvent e;
@@ -42,12 +123,13 @@ void Engine::record(const std::string& name, const std::string& category, int st
 // bubble next to the one the simulator predicts from the same measured stage
 // times. Point-to-point, not a collective: if a rank dies here, the error
 // names it.
-void Engine::report_step(int64_t step, double secs) {
+void Measurement::end_step(int64_t step, double secs, double step_loss, int64_t batch_samples,
+                           std::vector<std::unique_ptr<Work>>& sends, std::vector<at::Tensor>& keepalive) {
   const int P = t_.world_size(), S = num_stages_;
   const int first_compute = 2 + 3 * P + 4 * S;  // P entries: each rank's first compute start
   const int cpu = first_compute + P;             // 4 S entries: the stages' CPU time
   std::vector<double> v(cpu + 4 * S, 0.0);
-  v[0] = step_loss_;
+  v[0] = step_loss;
   v[1 + t_.rank()] = busy_;
   v[1 + P + t_.rank()] = first_start_;
   v[1 + 2 * P + t_.rank()] = last_end_;
@@ -58,8 +140,8 @@ void Engine::report_step(int64_t step, double secs) {
   at::Tensor mine = at::tensor(v, at::kDouble);
   if (t_.rank() != 0) {
     // Waited on at the end of the next step, with the other sends.
-    pending_sends_.push_back(t_.isend(mine, 0, wire::Tags::kStats));
-    send_keepalive_.push_back(mine);
+    sends.push_back(t_.isend(mine, 0, wire::Tags::kStats));
+    keepalive.push_back(mine);
     return;
   }
   at::Tensor sum = mine.clone();
@@ -105,7 +187,7 @@ void Engine::report_step(int64_t step, double secs) {
   std::ostringstream line;
   line << "step " << (step + 1) << "/" << (start_step_ + o_.steps);
   if (o_.train) line << "  loss " << std::setprecision(6) << std::fixed << g[0];
-  line << std::setprecision(1) << std::fixed << "  samples/s " << (static_cast<double>(batch_samples_) / secs)
+  line << std::setprecision(1) << std::fixed << "  samples/s " << (static_cast<double>(batch_samples) / secs)
        << "  step " << std::setprecision(2) << secs * 1000 << " ms" << std::setprecision(1) << "  bubble "
        << measured * 100 << "% (simulated " << sim.bubble_fraction * 100 << "%)";
   log_ << line.str() << std::endl;
@@ -116,7 +198,7 @@ void Engine::report_step(int64_t step, double secs) {
 // halfway through it). The barrier only starts the ranks' clocks within its
 // own exit skew, which on a busy machine is milliseconds: enough to turn the
 // measured bubble and the trace's cross-rank picture into fiction.
-void Engine::align_clocks() {
+void Measurement::align_clocks() {
   const int P = t_.world_size();
   if (P < 2) return;
   const int rounds = 16;
@@ -146,13 +228,13 @@ void Engine::align_clocks() {
       std::chrono::duration<double, std::micro>(offset));
 }
 
-double Engine::thread_cpu_us() {
+double Measurement::thread_cpu_us() {
   timespec ts{};
   if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
   return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
 }
 
-void Engine::measure_link() {
+void Measurement::measure_link() {
   if (t_.world_size() < 2 || t_.rank() > 1) return;
   auto one_way_ms = [&](int64_t floats, int reps) {
     at::Tensor buf = at::zeros({floats}, at::kFloat);
@@ -177,10 +259,10 @@ void Engine::measure_link() {
   link_bytes_per_s_ = static_cast<double>(big * 4) / (std::max(big_ms - small_ms, 1e-6) / 1000.0);
 }
 
-void Engine::gather_node_times() {
+void Measurement::gather_node_times(const std::vector<LocalStage>& locals) {
   node_us_.assign(num_stages_, {});
   if (t_.rank() == 0) {
-    for (auto& ls : locals_) node_us_[ls.index] = ls.module->node_times_us();
+    for (auto& ls : locals) node_us_[ls.index] = ls.module->node_times_us();
     for (int r = 1; r < t_.world_size(); ++r) {
       at::Tensor count = at::zeros({1}, at::kLong);
       t_.irecv(count, r, wire::Tags::kProfile)->wait();
@@ -207,7 +289,7 @@ void Engine::gather_node_times() {
   // two messages per stage.
   std::vector<int64_t> meta;
   std::vector<at::Tensor> payload;
-  for (auto& ls : locals_) {
+  for (auto& ls : locals) {
     auto times = ls.module->node_times_us();
     std::string names;
     std::vector<double> us;
@@ -223,15 +305,15 @@ void Engine::gather_node_times() {
     payload.push_back(bytes);
     payload.push_back(at::tensor(us, at::kDouble));
   }
-  at::Tensor count = at::full({1}, static_cast<int64_t>(locals_.size()), at::kLong);
+  at::Tensor count = at::full({1}, static_cast<int64_t>(locals.size()), at::kLong);
   t_.isend(count, 0, wire::Tags::kProfile)->wait();
-  if (locals_.empty()) return;
+  if (locals.empty()) return;
   at::Tensor m = at::tensor(meta, at::kLong);
   t_.isend(m, 0, wire::Tags::kProfile)->wait();
   for (auto& p : payload) t_.isend(p, 0, wire::Tags::kProfile)->wait();
 }
 
-void Engine::gather_message_bytes() {
+void Measurement::gather_message_bytes() {
   if (t_.world_size() < 2) return;
   const size_t S = static_cast<size_t>(num_stages_);
   at::Tensor mine = at::empty({static_cast<int64_t>(4 * S * S)}, at::kDouble);
@@ -265,40 +347,10 @@ int usable_cores() {
 
 }  // namespace
 
-void Engine::write_profile() {
-  profile::Profile p;
-  p.schedule = o_.schedule;
-  p.chunks = o_.chunks;
-  p.steps_measured = profile_steps_;
-  // What `ppc split --costs` needs to put the times on the model's nodes.
-  p.source_sha256 = m_.source.sha256;
-  double samples = 0;
-  for (int64_t n : micro_sizes_) samples += static_cast<double>(n);
-  p.micro_batch_size = micro_sizes_.empty() ? 1.0 : samples / static_cast<double>(micro_sizes_.size());
-  // The loss (and, with --synthetic, its target) is computed in the loss
-  // stage's F: its share, per micro-batch, so ppc can put it on the node
-  // producing the model output rather than spread it over the stage.
-  if (o_.train) {
-    p.loss_stage = loss_stage_;
-    p.loss_ms = profile_steps_ ? profile_loss_sum_ / profile_steps_ / 1000.0 : 0.0;
-  }
-  // Rank 0's host: are the profiled times wall times of ranks time-sharing
-  // its cores?
-  p.host.cores = usable_cores();
-  p.host.threads = at::get_num_threads();
-  if (const char* n = std::getenv("LOCAL_WORLD_SIZE")) p.host.local_ranks = std::max(0, std::atoi(n));
-  p.host.ranks = t_.world_size();
-  // The link between ranks 0 and 1: one small message's one-way time and the
-  // bandwidth of a 4 MiB one (the same machine's loopback for --nproc).
-  if (link_latency_ms_ >= 0) {
-    p.has_link = true;
-    p.latency_ms = link_latency_ms_;
-    p.bytes_per_second = link_bytes_per_s_;
-  }
+void Measurement::profile_edges(profile::Profile& p, schedule::StageGraph& graph) const {
   // The messages between ranks: mean bytes per micro-batch on each stage
   // edge, each way. The calibration below charges them at the ping-pong's
   // bandwidth, so that a split sending more bytes is predicted to pay more.
-  schedule::StageGraph graph = graph_;
   const size_t S = static_cast<size_t>(num_stages_);
   for (size_t a = 0; a < S; ++a)
     for (size_t b = a + 1; b < S; ++b) {
@@ -312,6 +364,9 @@ void Engine::write_profile() {
       p.edges.push_back(e);
       graph.bytes[{e.from, e.to}] = {e.bytes, e.grad_bytes};
     }
+}
+
+void Measurement::profile_stages(profile::Profile& p) const {
   // Mean F/B/I/W ms per micro-batch of each stage over the profiled steps,
   // and with one intra-op thread, the CPU time of their thread: the work,
   // without the waits for a core where ranks time-share them.
@@ -337,6 +392,10 @@ void Engine::write_profile() {
       for (const auto& n : node_us_[s]) t.nodes.push_back({n.name, n.forward_us / calls / 1000.0, n.backward_us / calls / 1000.0});
     p.stages.push_back(std::move(t));
   }
+}
+
+void Measurement::calibrate_messages(profile::Profile& p, const schedule::StageGraph& graph) const {
+  if (profile_step_ms_.empty() || t_.world_size() <= 1) return;
   // The simulator's costs: each stage's work, shared out over the host's
   // cores where its ranks time-shared them.
   const profile::Profile work = p.as_work();
@@ -365,46 +424,80 @@ void Engine::write_profile() {
   // idle time rather than per message alike: with 3 ranks on 2 cores, a
   // split sending 1 MiB messages cost 0.37-0.40 ms of rank time per message
   // where one sending 512 KiB cost 0.20-0.26.
-  if (!profile_step_ms_.empty() && t_.world_size() > 1) {
-    auto median = [](std::vector<double> v) {
-      std::sort(v.begin(), v.end());
-      return v[v.size() / 2];
-    };
-    const double overhead = median(profile_overhead_ms_);
-    const double measured = median(profile_step_ms_) - overhead;
-    const double bytes_per_ms = link_bytes_per_s_ > 0 ? link_bytes_per_s_ / 1000.0 : 0.0;
-    const double in_flight = link_latency_ms_ > 0 ? link_latency_ms_ : 0.0;
-    auto makespan = [&](double k) {
-      schedule::SimOptions so;
-      so.costs = costs;
-      so.comm = in_flight;
-      so.bytes_per_ms = bytes_per_ms;
-      so.message_cpu = k * in_flight;
-      so.message_cpu_bytes_per_ms = k > 0 ? bytes_per_ms / k : 0.0;
-      so.cores = cores;
-      return schedule::simulate(plan_, num_stages_, graph, so).makespan;
-    };
-    const double without = makespan(0);
-    double lo = 0, hi = 0;
-    if (without < measured) {
-      hi = 1;
-      while (makespan(hi) < measured && hi < 1e9) lo = hi, hi *= 2;
-      for (int it = 0; it < 50; ++it) {
-        double mid = (lo + hi) / 2;
-        (makespan(mid) < measured ? lo : hi) = mid;
-      }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  const double overhead = median(profile_overhead_ms_);
+  const double measured = median(profile_step_ms_) - overhead;
+  const double bytes_per_ms = link_bytes_per_s_ > 0 ? link_bytes_per_s_ / 1000.0 : 0.0;
+  const double in_flight = link_latency_ms_ > 0 ? link_latency_ms_ : 0.0;
+  auto makespan = [&](double k) {
+    schedule::SimOptions so;
+    so.costs = costs;
+    so.comm = in_flight;
+    so.bytes_per_ms = bytes_per_ms;
+    so.message_cpu = k * in_flight;
+    so.message_cpu_bytes_per_ms = k > 0 ? bytes_per_ms / k : 0.0;
+    so.cores = cores;
+    return schedule::simulate(plan_, num_stages_, graph, so).makespan;
+  };
+  const double without = makespan(0);
+  double lo = 0, hi = 0;
+  if (without < measured) {
+    hi = 1;
+    while (makespan(hi) < measured && hi < 1e9) lo = hi, hi *= 2;
+    for (int it = 0; it < 50; ++it) {
+      double mid = (lo + hi) / 2;
+      (makespan(mid) < measured ? lo : hi) = mid;
     }
-    p.step_ms = measured + overhead;
-    p.overhead_ms = overhead;
-    p.simulated_step_ms = without;
-    p.has_link = true;
-    p.message_ms = in_flight;
-    // The ping-pong's rate itself, not bytes_per_ms * 1000: that round trip
-    // can differ in the last bit, and the two are meant to be one number.
-    p.message_bytes_per_second = link_bytes_per_s_;
-    p.message_cpu_ms = hi * in_flight;
-    p.message_cpu_bytes_per_second = hi > 0 ? link_bytes_per_s_ / hi : 0.0;
   }
+  p.step_ms = measured + overhead;
+  p.overhead_ms = overhead;
+  p.simulated_step_ms = without;
+  p.has_link = true;
+  p.message_ms = in_flight;
+  // The ping-pong's rate itself, not bytes_per_ms * 1000: that round trip
+  // can differ in the last bit, and the two are meant to be one number.
+  p.message_bytes_per_second = link_bytes_per_s_;
+  p.message_cpu_ms = hi * in_flight;
+  p.message_cpu_bytes_per_second = hi > 0 ? link_bytes_per_s_ / hi : 0.0;
+}
+
+void Measurement::write_profile(const std::vector<int64_t>& micro_sizes) {
+  profile::Profile p;
+  p.schedule = o_.schedule;
+  p.chunks = o_.chunks;
+  p.steps_measured = profile_steps_;
+  // What `ppc split --costs` needs to put the times on the model's nodes.
+  p.source_sha256 = m_.source.sha256;
+  double samples = 0;
+  for (int64_t n : micro_sizes) samples += static_cast<double>(n);
+  p.micro_batch_size = micro_sizes.empty() ? 1.0 : samples / static_cast<double>(micro_sizes.size());
+  // The loss (and, with --synthetic, its target) is computed in the loss
+  // stage's F: its share, per micro-batch, so ppc can put it on the node
+  // producing the model output rather than spread it over the stage.
+  if (o_.train) {
+    p.loss_stage = loss_stage_;
+    p.loss_ms = profile_steps_ ? profile_loss_sum_ / profile_steps_ / 1000.0 : 0.0;
+  }
+  // Rank 0's host: are the profiled times wall times of ranks time-sharing
+  // its cores?
+  p.host.cores = usable_cores();
+  p.host.threads = at::get_num_threads();
+  if (const char* n = std::getenv("LOCAL_WORLD_SIZE")) p.host.local_ranks = std::max(0, std::atoi(n));
+  p.host.ranks = t_.world_size();
+  // The link between ranks 0 and 1: one small message's one-way time and the
+  // bandwidth of a 4 MiB one (the same machine's loopback for --nproc).
+  if (link_latency_ms_ >= 0) {
+    p.has_link = true;
+    p.latency_ms = link_latency_ms_;
+    p.bytes_per_second = link_bytes_per_s_;
+  }
+  schedule::StageGraph graph = graph_;
+  profile_edges(p, graph);
+  profile_stages(p);
+  calibrate_messages(p, graph);
   std::ofstream(o_.profile_path) << profile::profile_json(p);
   if (p.host.oversubscribed())
     log_ << "note: " << o_.profile_path << ": measured with " << p.host.summary()
@@ -416,7 +509,7 @@ void Engine::write_profile() {
 }
 
 // Every rank's events travel to rank 0 as numbers (count, then 6 per event).
-void Engine::write_trace_and_timeline() {
+void Measurement::write_trace_and_timeline() {
   static const std::vector<std::string> other = {"wait", "allreduce", "optimizer"};
   auto code_of = [&](const schedule::TraceEvent& e) -> double {
     for (int k = Action::F; k <= Action::RECV_B; ++k)
