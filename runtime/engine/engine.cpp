@@ -48,7 +48,16 @@ void Engine::setup() {
     for (const auto& a : rank) split_backward_ |= a.kind == Action::I;
   local_of_.assign(num_stages_, -1);
 
-  // Links from the consumers' inputs (edges and transmitted ties).
+  build_links();
+  tags_ = std::make_unique<wire::Tags>(num_stages_, o_.chunks, 2);  // header, data
+  find_headerless_links();
+  check_outputs();
+  load_local_stages(mine);
+  if (!o_.resume_dir.empty()) resume();
+}
+
+// Links from the consumers' inputs (edges and transmitted ties).
+void Engine::build_links() {
   std::map<std::pair<int, int>, int> link_of;
   links_in_.assign(num_stages_, {});
   links_out_.assign(num_stages_, {});
@@ -82,11 +91,13 @@ void Engine::setup() {
       l.differentiable.push_back(diff);
     }
   }
-  tags_ = std::make_unique<wire::Tags>(num_stages_, o_.chunks, 2);  // header, data
-  // Which links need no shape header: each tensor's dims are numbers or
-  // symbols of the model inputs' dims, whose sizes every rank reads off the
-  // batch it loaded (the batch dim of a batch-split input is the
-  // micro-batch's size).
+}
+
+// Which links need no shape header: each tensor's dims are numbers or
+// symbols of the model inputs' dims, whose sizes every rank reads off the
+// batch it loaded (the batch dim of a batch-split input is the
+// micro-batch's size).
+void Engine::find_headerless_links() {
   std::map<std::string, int> ref_of;
   for (const auto& mi : m_.model_inputs) {
     if (!mi.shape) continue;
@@ -125,7 +136,11 @@ void Engine::setup() {
       l.dtypes.clear();
     }
   }
+}
 
+// Training: the loss's stage and output. Inference with --output: every
+// model output on one rank.
+void Engine::check_outputs() {
   if (o_.train) {
     if (m_.model_outputs.size() != 1)
       throw Error("training needs a model with exactly one output (the loss is computed from it); this one has " +
@@ -141,7 +156,9 @@ void Engine::setup() {
     for (const auto& mo : m_.model_outputs) ranks.insert(rank_of(mo.stage));
     if (ranks.size() > 1) throw Error("--output: the model outputs are computed on several ranks; not supported yet");
   }
+}
 
+void Engine::load_local_stages(const std::vector<int>& mine) {
   for (int s : mine) {
     local_of_[s] = static_cast<int>(locals_.size());
     LocalStage ls;
@@ -160,10 +177,7 @@ void Engine::setup() {
     if (o_.train) ls.optimizer = std::make_unique<Optimizer>(o_.optimizer, trainable);
     locals_.push_back(std::move(ls));
   }
-
-  if (!o_.resume_dir.empty()) resume();
 }
-
 
 void Engine::load_batch(int64_t step) {
   std::vector<NamedTensor> batch;

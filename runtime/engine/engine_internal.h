@@ -95,6 +95,10 @@ class Engine {
 
  private:
   void setup();
+  void build_links();
+  void find_headerless_links();
+  void check_outputs();
+  void load_local_stages(const std::vector<int>& stages);
   /// Every rank checks, in one all-reduce, that all ranks run the same
   /// manifest, schedule, micro-batches, steps and training settings; a rank
   /// started differently is named by every rank (ppc::Error) before any
