@@ -1,6 +1,6 @@
 #include "schemas/json_reader.h"
 
-#include "compiler/support/suggest.h"
+#include "schemas/suggest.h"
 
 namespace ppc {
 

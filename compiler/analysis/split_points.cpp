@@ -1,6 +1,6 @@
 #include "compiler/analysis/split_points.h"
 
-#include "compiler/support/suggest.h"
+#include "schemas/suggest.h"
 #include "schemas/error.h"
 
 namespace ppc::analysis {

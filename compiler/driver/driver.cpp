@@ -14,8 +14,8 @@
 #include "compiler/frontends/onnx/onnx_frontend.h"
 #include "compiler/frontends/torchscript/plugin.h"
 #include "compiler/ir/text.h"
-#include "runtime/manifest/stage_map.h"
 #include "schemas/error.h"
+#include "schemas/manifest_dir.h"
 #include "schemas/sha256.h"
 
 namespace fs = std::filesystem;
@@ -222,9 +222,9 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
 }
 
 void inspect(const InspectOptions& opts, std::ostream& out) {
-  // The runtime's loader: the same manifest validation and artifact sha256
-  // checks pprun applies before it runs anything.
-  manifest::Manifest m = runtime::load_and_verify(opts.dir).manifest;
+  // The same manifest validation and artifact sha256 checks pprun applies
+  // before it runs anything.
+  manifest::Manifest m = manifest::load_and_verify(opts.dir).manifest;
   out << (opts.dot ? render_dot(m) : render_text(m));
 }
 

@@ -5,7 +5,7 @@
 #include <map>
 #include <set>
 
-#include "compiler/support/suggest.h"
+#include "schemas/suggest.h"
 #include "schemas/error.h"
 
 namespace ppc {

@@ -1,4 +1,4 @@
-#include "compiler/support/suggest.h"
+#include "schemas/suggest.h"
 
 #include <algorithm>
 #include <tuple>
