@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Golden test: for every case in cases.txt, split the sample and compare the
 # manifest and the `ppc inspect` text with tests/golden/<case>/. Also checks
-# that splitting twice gives a byte-identical out/ (stages included).
+# that splitting twice gives a byte-identical out/ (stages included). A case
+# with options after its spec (`--costs PROFILE.json`) also compares what
+# `ppc split` printed (summary.txt: the costs and the predicted step).
 #
 #   check_goldens.sh PPC REPO_ROOT [TORCH_VERSION]    compare (CI)
 #   PPC_UPDATE_GOLDENS=1 check_goldens.sh ...          rewrite the goldens; review the diff!
@@ -25,11 +27,14 @@ mask_pt_digests() {
   sed -E -e '/"artifact": "stage[0-9]+\.pt"/{n;s/"sha256": "[0-9a-f]{64}"/"sha256": "<masked>"/}' \
          -e 's/^(stage [0-9]+  stage[0-9]+\.pt  sha256 )[0-9a-f]{64}/\1<masked>/'
 }
-while read -r name model spec; do
+while read -r name model spec extra; do
   [[ -z "$name" || "$name" == \#* ]] && continue
   n=$((n + 1))
-  (cd "$root" && "$ppc" split "$model" --splits "$spec" -o "$tmp/$name" >/dev/null 2>"$tmp/$name.notes")
-  (cd "$root" && "$ppc" split "$model" --splits "$spec" -o "$tmp/$name.again" >/dev/null 2>/dev/null)
+  # shellcheck disable=SC2086  # extra: options, split into words
+  (cd "$root" && "$ppc" split "$model" --splits "$spec" $extra -o "$tmp/$name" >"$tmp/$name.summary" 2>"$tmp/$name.notes")
+  sed -i "s|$tmp/|OUT/|g" "$tmp/$name.summary"
+  # shellcheck disable=SC2086
+  (cd "$root" && "$ppc" split "$model" --splits "$spec" $extra -o "$tmp/$name.again" >/dev/null 2>/dev/null)
   if ! diff -r "$tmp/$name" "$tmp/$name.again" >/dev/null; then
     echo "FAIL $name: two runs of ppc split differ (output is not deterministic)"
     fail=1
@@ -58,14 +63,18 @@ while read -r name model spec; do
     cp "$tmp/$name/manifest.json" "$golden/$name/manifest.json"
     cp "$tmp/$name.inspect.txt" "$golden/$name/inspect.txt"
     cp "$tmp/$name.notes" "$golden/$name/notes.txt"
+    [[ -n "$extra" ]] && cp "$tmp/$name.summary" "$golden/$name/summary.txt"
     echo "updated $name"
     continue
   fi
-  for f in manifest.json inspect.txt notes.txt; do
+  files="manifest.json inspect.txt notes.txt"
+  [[ -n "$extra" ]] && files="$files summary.txt"
+  for f in $files; do
     case $f in
       manifest.json) got="$tmp/$name/manifest.json" ;;
       inspect.txt) got="$tmp/$name.inspect.txt" ;;
       notes.txt) got="$tmp/$name.notes" ;;
+      summary.txt) got="$tmp/$name.summary" ;;
     esac
     if [[ ! -f "$golden/$name/$f" ]]; then
       echo "FAIL $name: missing golden $golden/$name/$f (run with PPC_UPDATE_GOLDENS=1 and review)"
