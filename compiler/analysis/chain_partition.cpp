@@ -96,6 +96,130 @@ std::vector<int> first_received(const ChainProblem& p, int n) {
   return out;
 }
 
+// The chain's ends always bound a stage, whatever `allowed` says.
+bool cut_allowed(const ChainProblem& p, int n, int b) { return b == 0 || b == n || p.allowed.empty() || p.allowed[b]; }
+
+// Memory: the last feasible end of every start, per stage index ([stage
+// index][start]; -1 where a cut is not allowed). It does not depend on the
+// bottleneck bound, so it is computed once.
+std::vector<std::vector<int>> memory_ends(const ChainProblem& p, int n, int stages) {
+  std::vector<long double> act(n + 1, 0.0L);
+  for (int k = 0; k < n; ++k) act[k + 1] = act[k] + (p.activation.empty() ? 0.0 : p.activation[k]);
+  Sweep mem(n);
+  for (const auto& r : p.resident) mem.add(r.readers, 0, r.bytes);
+  Fenwick f(n);
+  std::vector<std::vector<int>> mem_end(stages, std::vector<int>(n, -1));
+  for (int i = 0; i < n; ++i) {
+    for (auto [pos, x] : mem.at[i]) f.add(pos, x);
+    if (!cut_allowed(p, n, i)) continue;
+    for (int k = 0; k < stages; ++k) {
+      long double inflight = p.inflight.empty() ? 1.0L : p.inflight[k];
+      mem_end[k][i] = f.largest_at_most(p.memory_cap, [&](int j) { return inflight * (act[j] - act[i]); });
+    }
+  }
+  return mem_end;
+}
+
+// Decides "is there a partition into `stages` stages with every stage cost
+// <= bound", exactly, for any bound; what does not depend on the bound is
+// computed once, at construction.
+class Feasibility {
+ public:
+  Feasibility(const ChainProblem& p, int stages)
+      : p_(p), n_(static_cast<int>(p.compute.size())), stages_(stages), prefix_(n_ + 1, 0.0L), comm_(n_),
+        f_(n_), end_of_(n_, -1) {
+    for (int k = 0; k < n_; ++k) prefix_[k + 1] = prefix_[k] + std::max(0.0, p.compute[k]);
+    for (const auto& t : p.transfers) {
+      comm_.add(t.consumers, t.producer + 1, t.cost);
+      transfer_total_ += t.cost;
+    }
+    if (p.receive_cost != 0.0) first_in_ = first_received(p, n_);
+    if (p.memory_cap > 0.0) mem_end_ = memory_ends(p, n_, stages);
+  }
+
+  long double compute_total() const { return prefix_[n_]; }
+  double transfer_total() const { return transfer_total_; }
+
+  // With `keep`, remembers the stages of a feasible partition for starts().
+  bool operator()(double bound, bool keep) {
+    last_ends(bound);
+    return layers(keep);
+  }
+
+  // The first item of stages 1..N-1 of the partition the last feasible
+  // call with `keep` found.
+  std::vector<int> starts() const {
+    std::vector<int> out(stages_ - 1, 0);
+    int j = n_;
+    for (int k = stages_; k >= 1; --k) {
+      int i = pred_[static_cast<size_t>(k) * (n_ + 1) + j];
+      if (k > 1) out[k - 2] = i;
+      j = i;
+    }
+    return out;
+  }
+
+ private:
+  // end_of_[i]: the last end j of a stage [i, j) costing at most `bound`,
+  // for every allowed start i, in one sweep over the starts.
+  void last_ends(double bound) {
+    f_.clear();
+    int charged = -1;  // Fenwick position of the previous start's receive_cost
+    for (int i = 0; i < n_; ++i) {
+      for (auto [pos, x] : comm_.at[i]) f_.add(pos, x);
+      if (!first_in_.empty()) {
+        if (charged > 0) f_.add(charged, -p_.receive_cost);
+        charged = first_in_[i] < n_ ? first_in_[i] + 1 : -1;
+        if (charged > 0) f_.add(charged, p_.receive_cost);
+      }
+      if (!cut_allowed(p_, n_, i)) continue;
+      long double limit = static_cast<long double>(bound) + prefix_[i];
+      end_of_[i] = f_.largest_at_most(limit, [&](int j) { return prefix_[j]; });
+    }
+  }
+
+  // Which ends k stages can reach, layer by layer: stage k may end at j when
+  // some reachable start before j allows an end at j or later.
+  bool layers(bool keep) {
+    const bool capped = !mem_end_.empty();
+    if (keep) pred_.assign(static_cast<size_t>(stages_ + 1) * (n_ + 1), -1);
+    std::vector<char> reach(n_ + 1, 0), next(n_ + 1, 0);
+    reach[0] = 1;
+    for (int k = 1; k <= stages_; ++k) {
+      std::fill(next.begin(), next.end(), 0);
+      int best = -1, arg = -1;
+      bool any = false;
+      for (int j = 1; j <= n_; ++j) {
+        int i = j - 1;
+        if (reach[i]) {
+          int lim = end_of_[i];
+          if (capped) lim = std::min(lim, mem_end_[k - 1][i]);
+          if (lim > best) best = lim, arg = i;
+        }
+        if (best >= j && cut_allowed(p_, n_, j)) {
+          next[j] = 1;
+          any = true;
+          if (keep) pred_[static_cast<size_t>(k) * (n_ + 1) + j] = arg;
+        }
+      }
+      if (!any) return false;
+      reach.swap(next);
+    }
+    return reach[n_] != 0;
+  }
+
+  const ChainProblem& p_;
+  const int n_, stages_;
+  std::vector<long double> prefix_;  // prefix_[j]: compute of items [0, j), negative costs as 0
+  Sweep comm_;
+  double transfer_total_ = 0.0;
+  std::vector<int> first_in_;             // empty: no receive_cost
+  std::vector<std::vector<int>> mem_end_;  // empty: no memory cap
+  Fenwick f_;
+  std::vector<int> end_of_;  // last feasible end of each allowed start
+  std::vector<int> pred_;    // [k * (n + 1) + j]: start of the stage k ending at j
+};
+
 }  // namespace
 
 double stage_cost(const ChainProblem& p, int i, int j) {
@@ -128,86 +252,12 @@ ChainPartition min_bottleneck_partition(const ChainProblem& p, int stages) {
                                 ", " + std::to_string(n) + ")");
   if (!p.inflight.empty() && static_cast<int>(p.inflight.size()) < stages)
     throw std::invalid_argument("min_bottleneck_partition: inflight has fewer entries than stages");
-  auto allowed = [&](int b) { return b == 0 || b == n || p.allowed.empty() || p.allowed[b]; };
-
-  std::vector<long double> prefix(n + 1, 0.0L);
-  for (int k = 0; k < n; ++k) prefix[k + 1] = prefix[k] + std::max(0.0, p.compute[k]);
-
-  Sweep comm(n);
-  double transfer_total = 0.0;
-  for (const auto& t : p.transfers) {
-    comm.add(t.consumers, t.producer + 1, t.cost);
-    transfer_total += t.cost;
-  }
-  const std::vector<int> first_in = p.receive_cost != 0.0 ? first_received(p, n) : std::vector<int>();
-
-  // Memory: the last feasible end of every start, per stage index. It does
-  // not depend on the bottleneck bound, so it is computed once.
-  const bool capped = p.memory_cap > 0.0;
-  std::vector<std::vector<int>> mem_end;  // [stage index][start]
-  if (capped) {
-    std::vector<long double> act(n + 1, 0.0L);
-    for (int k = 0; k < n; ++k) act[k + 1] = act[k] + (p.activation.empty() ? 0.0 : p.activation[k]);
-    Sweep mem(n);
-    for (const auto& r : p.resident) mem.add(r.readers, 0, r.bytes);
-    Fenwick f(n);
-    mem_end.assign(stages, std::vector<int>(n, -1));
-    for (int i = 0; i < n; ++i) {
-      for (auto [pos, x] : mem.at[i]) f.add(pos, x);
-      if (!allowed(i)) continue;
-      for (int k = 0; k < stages; ++k) {
-        long double inflight = p.inflight.empty() ? 1.0L : p.inflight[k];
-        mem_end[k][i] = f.largest_at_most(p.memory_cap, [&](int j) { return inflight * (act[j] - act[i]); });
-      }
-    }
-  }
-
-  Fenwick f(n);
-  std::vector<int> end_of(n, -1);  // last feasible end of each allowed start
-  std::vector<int> pred;           // [k * (n + 1) + j]: start of the stage k ending at j
-  auto feasible = [&](double bound, bool keep) -> bool {
-    f.clear();
-    int charged = -1;  // Fenwick position of the previous start's receive_cost
-    for (int i = 0; i < n; ++i) {
-      for (auto [pos, x] : comm.at[i]) f.add(pos, x);
-      if (!first_in.empty()) {
-        if (charged > 0) f.add(charged, -p.receive_cost);
-        charged = first_in[i] < n ? first_in[i] + 1 : -1;
-        if (charged > 0) f.add(charged, p.receive_cost);
-      }
-      if (!allowed(i)) continue;
-      long double limit = static_cast<long double>(bound) + prefix[i];
-      end_of[i] = f.largest_at_most(limit, [&](int j) { return prefix[j]; });
-    }
-    if (keep) pred.assign(static_cast<size_t>(stages + 1) * (n + 1), -1);
-    std::vector<char> reach(n + 1, 0), next(n + 1, 0);
-    reach[0] = 1;
-    for (int k = 1; k <= stages; ++k) {
-      std::fill(next.begin(), next.end(), 0);
-      int best = -1, arg = -1;
-      bool any = false;
-      for (int j = 1; j <= n; ++j) {
-        int i = j - 1;
-        if (reach[i]) {
-          int lim = end_of[i];
-          if (capped) lim = std::min(lim, mem_end[k - 1][i]);
-          if (lim > best) best = lim, arg = i;
-        }
-        if (best >= j && allowed(j)) {
-          next[j] = 1;
-          any = true;
-          if (keep) pred[static_cast<size_t>(k) * (n + 1) + j] = arg;
-        }
-      }
-      if (!any) return false;
-      reach.swap(next);
-    }
-    return reach[n] != 0;
-  };
+  Feasibility feasible(p, stages);
 
   ChainPartition out;
-  double lo = static_cast<double>(prefix[n]) / stages,
-         hi = static_cast<double>(prefix[n]) + transfer_total + std::max(0.0, p.receive_cost);
+  const long double total = feasible.compute_total();
+  double lo = static_cast<double>(total) / stages,
+         hi = static_cast<double>(total) + feasible.transfer_total() + std::max(0.0, p.receive_cost);
   for (double c : p.compute) lo = std::max(lo, c);
   // Is there any partition at all (allowed cuts, memory cap)? Then the sum of
   // everything, rounded up past the float error of its summation, is feasible.
@@ -228,13 +278,7 @@ ChainPartition min_bottleneck_partition(const ChainProblem& p, int stages) {
   }
   feasible(hi, true);
   out.feasible = true;
-  out.starts.assign(stages - 1, 0);
-  int j = n;
-  for (int k = stages; k >= 1; --k) {
-    int i = pred[static_cast<size_t>(k) * (n + 1) + j];
-    if (k > 1) out.starts[k - 2] = i;
-    j = i;
-  }
+  out.starts = feasible.starts();
   int prev = 0;
   for (int k = 0; k < stages; ++k) {
     int end = k + 1 < stages ? out.starts[k] : n;
