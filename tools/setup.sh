@@ -26,7 +26,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libgtest-dev
   libtorch-dev libgloo-dev libopenblas0-pthread
   python3-torch python3-onnx python3-torchvision python3-jsonschema python3-venv
-  graphviz
+  graphviz clang-format
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

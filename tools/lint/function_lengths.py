@@ -63,9 +63,19 @@ FUNC_TAIL = re.compile(r"\)\s*(const|noexcept|override|final|mutable|&|&&|\s)*(-
 INIT_LIST = re.compile(r"\)\s*:\s*[\w:<>,\s]*[\w>]\s*[({]")
 
 
+def blank_preprocessor(text):
+    """Blanks preprocessor lines (and their continuations), keeping newlines."""
+    out, cont = [], False
+    for line in text.split("\n"):
+        directive = cont or line.lstrip().startswith("#")
+        cont = directive and line.rstrip().endswith("\\")
+        out.append(" " * len(line) if directive else line)
+    return "\n".join(out)
+
+
 def functions(path):
     raw = open(path, encoding="utf-8", errors="replace").read()
-    text = strip(raw)
+    text = blank_preprocessor(strip(raw))
     lines = raw.split("\n")
     found = []
     # stack of ("scope"|"func"|"block", start_index, name_line)
