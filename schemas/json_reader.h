@@ -32,7 +32,7 @@ class JsonNode {
   void expect_array(const std::string& what) const;
 
   bool has(const std::string& key) const;
-  JsonNode at(const std::string& key) const;   ///< error if missing
+  JsonNode at(const std::string& key) const;  ///< error if missing
   JsonNode at(size_t index) const;
   size_t size() const { return value_->size(); }
 

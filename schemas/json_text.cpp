@@ -12,19 +12,14 @@ namespace ppc {
 
 namespace {
 
-std::string format_error(const std::string& file, SourceLoc loc,
-                         const std::string& msg) {
+std::string format_error(const std::string& file, SourceLoc loc, const std::string& msg) {
   if (!loc.known()) return file + ": " + msg;
-  return file + ":" + std::to_string(loc.line) + ":" +
-         std::to_string(loc.column) + ": " + msg;
+  return file + ":" + std::to_string(loc.line) + ":" + std::to_string(loc.column) + ": " + msg;
 }
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-bool is_word_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) ||
-         c == '_';
-}
+bool is_word_char(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '_'; }
 
 std::string hex_byte(unsigned char c) {
   static const char kHex[] = "0123456789ABCDEF";
@@ -54,12 +49,8 @@ void append_utf8(std::string& out, std::uint32_t cp) {
 
 }  // namespace
 
-JsonSyntaxError::JsonSyntaxError(std::string file, SourceLoc loc,
-                                 std::string msg)
-    : std::runtime_error(format_error(file, loc, msg)),
-      file_(std::move(file)),
-      loc_(loc),
-      problem_(std::move(msg)) {}
+JsonSyntaxError::JsonSyntaxError(std::string file, SourceLoc loc, std::string msg)
+    : std::runtime_error(format_error(file, loc, msg)), file_(std::move(file)), loc_(loc), problem_(std::move(msg)) {}
 
 std::string json_pointer_escape(const std::string& key) {
   std::string out;
@@ -83,8 +74,7 @@ std::string json_pointer_escape(const std::string& key) {
 // buffer.
 class JsonTextParser {
  public:
-  JsonTextParser(std::string_view text, JsonDocument& doc)
-      : text_(text), doc_(doc) {}
+  JsonTextParser(std::string_view text, JsonDocument& doc) : text_(text), doc_(doc) {}
 
   void run() {
     // RFC 8259 permits parsers to ignore a UTF-8 byte order mark; editors do
@@ -97,28 +87,20 @@ class JsonTextParser {
     skip_ws();
     parse_value(doc_.root_, pointer, 0);
     skip_ws();
-    if (!at_end()) {
-      fail_expected(here(), "unexpected trailing characters after JSON value");
-    }
+    if (!at_end()) { fail_expected(here(), "unexpected trailing characters after JSON value"); }
   }
 
  private:
   bool at_end() const { return pos_ >= text_.size(); }
   char peek() const { return at_end() ? '\0' : text_[pos_]; }
-  char peek_at(std::size_t p) const {
-    return p < text_.size() ? text_[p] : '\0';
-  }
+  char peek_at(std::size_t p) const { return p < text_.size() ? text_[p] : '\0'; }
 
   // Strings cannot contain raw newlines, so lines only advance inside
   // skip_ws(); a position's column is then its offset from the line start.
-  SourceLoc loc_at(std::size_t p) const {
-    return SourceLoc{line_, static_cast<int>(p - line_start_) + 1};
-  }
+  SourceLoc loc_at(std::size_t p) const { return SourceLoc{line_, static_cast<int>(p - line_start_) + 1}; }
   SourceLoc here() const { return loc_at(pos_); }
 
-  [[noreturn]] void fail(SourceLoc loc, const std::string& msg) const {
-    throw JsonSyntaxError(doc_.file_, loc, msg);
-  }
+  [[noreturn]] void fail(SourceLoc loc, const std::string& msg) const { throw JsonSyntaxError(doc_.file_, loc, msg); }
 
   // Reports that `what` was expected at the current position, but names the
   // real culprit when it is end of input or a comment, which are the common
@@ -145,25 +127,16 @@ class JsonTextParser {
     }
   }
 
-  void record_value(const std::string& pointer, SourceLoc loc) {
-    doc_.value_locs_[pointer] = loc;
-  }
+  void record_value(const std::string& pointer, SourceLoc loc) { doc_.value_locs_[pointer] = loc; }
 
-  void parse_value(nlohmann::ordered_json& out, std::string& pointer,
-                   int depth) {
+  void parse_value(nlohmann::ordered_json& out, std::string& pointer, int depth) {
     SourceLoc start = here();
     record_value(pointer, start);
     char c = peek();
     switch (c) {
-      case '{':
-        parse_object(out, pointer, depth + 1);
-        return;
-      case '[':
-        parse_array(out, pointer, depth + 1);
-        return;
-      case '"':
-        out = parse_string();
-        return;
+      case '{': parse_object(out, pointer, depth + 1); return;
+      case '[': parse_array(out, pointer, depth + 1); return;
+      case '"': out = parse_string(); return;
       case '-':
       case '0':
       case '1':
@@ -174,11 +147,8 @@ class JsonTextParser {
       case '6':
       case '7':
       case '8':
-      case '9':
-        out = parse_number();
-        return;
-      default:
-        break;
+      case '9': out = parse_number(); return;
+      default: break;
     }
     if (at_end()) fail(start, "unexpected end of input (expected a JSON value)");
     if (is_word_char(c)) {
@@ -196,45 +166,37 @@ class JsonTextParser {
         }
         return;
       }
-      if (word == "NaN" || word == "Infinity")
-        fail(start, "NaN and Infinity are not valid JSON numbers");
+      if (word == "NaN" || word == "Infinity") fail(start, "NaN and Infinity are not valid JSON numbers");
       std::string shown(word.substr(0, 32));
       if (word.size() > 32) shown += "...";
-      fail(start, "invalid literal '" + shown +
-                      "' (expected a value; strings must be double-quoted)");
+      fail(start, "invalid literal '" + shown + "' (expected a value; strings must be double-quoted)");
     }
     if (c == '\'') fail(start, "strings must use double quotes");
     if (c == '+') fail(start, "numbers must not start with '+'");
     if (c == '.') fail(start, "numbers must have a digit before the decimal point");
-    if (c == ']' || c == '}')
-      fail(start, std::string("expected a JSON value before '") + c + "'");
+    if (c == ']' || c == '}') fail(start, std::string("expected a JSON value before '") + c + "'");
     if (c == ',') fail(start, "expected a JSON value before ','");
-    if (static_cast<unsigned char>(c) >= 0x20 &&
-        static_cast<unsigned char>(c) < 0x7F) {
-      fail_expected(start, std::string("unexpected character '") + c +
-                               "' (expected a JSON value)");
+    if (static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x7F) {
+      fail_expected(start, std::string("unexpected character '") + c + "' (expected a JSON value)");
     }
-    fail(start, "unexpected byte " + hex_byte(static_cast<unsigned char>(c)) +
-                    " (expected a JSON value)");
+    fail(start, "unexpected byte " + hex_byte(static_cast<unsigned char>(c)) + " (expected a JSON value)");
   }
 
   void check_depth(int depth, SourceLoc loc) const {
     if (depth > JsonDocument::kMaxDepth) {
-      fail(loc, "nesting too deep (maximum depth is " +
-                    std::to_string(JsonDocument::kMaxDepth) + ")");
+      fail(loc, "nesting too deep (maximum depth is " + std::to_string(JsonDocument::kMaxDepth) + ")");
     }
   }
 
-  void parse_object(nlohmann::ordered_json& out, std::string& pointer,
-                    int depth) {
+  void parse_object(nlohmann::ordered_json& out, std::string& pointer, int depth) {
     check_depth(depth, here());
     out = nlohmann::ordered_json::object();
     // ordered_map::emplace does a linear search per insert, which would make
     // large objects quadratic (a fuzzing hazard). Duplicates are detected via
     // the key-location map instead, so members can be appended directly to
     // the underlying vector.
-    auto& members = static_cast<nlohmann::ordered_json::object_t::Container&>(
-        out.get_ref<nlohmann::ordered_json::object_t&>());
+    auto& members =
+        static_cast<nlohmann::ordered_json::object_t::Container&>(out.get_ref<nlohmann::ordered_json::object_t&>());
     ++pos_;  // '{'
     skip_ws();
     if (peek() == '}') {
@@ -247,8 +209,7 @@ class JsonTextParser {
       SourceLoc key_start = here();
       if (peek() != '"') {
         if (peek() == '\'') fail(key_start, "strings must use double quotes");
-        if (is_word_char(peek()))
-          fail(key_start, "object keys must be double-quoted strings");
+        if (is_word_char(peek())) fail(key_start, "object keys must be double-quoted strings");
         fail_expected(key_start, "expected string key for object member");
       }
       std::string key = parse_string();
@@ -282,8 +243,7 @@ class JsonTextParser {
     }
   }
 
-  void parse_array(nlohmann::ordered_json& out, std::string& pointer,
-                   int depth) {
+  void parse_array(nlohmann::ordered_json& out, std::string& pointer, int depth) {
     check_depth(depth, here());
     out = nlohmann::ordered_json::array();
     auto& elements = out.get_ref<nlohmann::ordered_json::array_t&>();
@@ -359,15 +319,11 @@ class JsonTextParser {
       fail(here(), "invalid UTF-8 byte " + hex_byte(lead) + " in string");
     }
     for (int i = 1; i < len; ++i) {
-      if (pos_ + i >= text_.size()) {
-        fail(loc_at(pos_), "truncated UTF-8 sequence in string");
-      }
+      if (pos_ + i >= text_.size()) { fail(loc_at(pos_), "truncated UTF-8 sequence in string"); }
       const auto b = static_cast<unsigned char>(text_[pos_ + i]);
       const unsigned char min = i == 1 ? lo : 0x80;
       const unsigned char max = i == 1 ? hi : 0xBF;
-      if (b < min || b > max) {
-        fail(loc_at(pos_), "invalid UTF-8 sequence in string");
-      }
+      if (b < min || b > max) { fail(loc_at(pos_), "invalid UTF-8 sequence in string"); }
     }
     out.append(text_.data() + pos_, len);
     pos_ += len;
@@ -390,10 +346,7 @@ class JsonTextParser {
         // means the closing quote is missing; point at the opening one.
         fail(open, "unterminated string");
       }
-      if (uc < 0x20) {
-        fail(here(), "control character " + hex_byte(uc) +
-                         " must be escaped in string");
-      }
+      if (uc < 0x20) { fail(here(), "control character " + hex_byte(uc) + " must be escaped in string"); }
       if (uc >= 0x80) {
         copy_utf8(out);
         continue;
@@ -425,21 +378,15 @@ class JsonTextParser {
         case 't': out += '\t'; break;
         case 'u': {
           std::uint32_t cp;
-          if (!read_hex4(cp))
-            fail(esc, "invalid \\u escape (expected 4 hex digits)");
-          if (cp >= 0xDC00 && cp <= 0xDFFF)
-            fail(esc, "unpaired low surrogate in \\u escape");
+          if (!read_hex4(cp)) fail(esc, "invalid \\u escape (expected 4 hex digits)");
+          if (cp >= 0xDC00 && cp <= 0xDFFF) fail(esc, "unpaired low surrogate in \\u escape");
           if (cp >= 0xD800 && cp <= 0xDBFF) {
             std::uint32_t low;
-            if (peek() != '\\' || peek_at(pos_ + 1) != 'u') {
-              fail(esc, "unpaired high surrogate in \\u escape");
-            }
+            if (peek() != '\\' || peek_at(pos_ + 1) != 'u') { fail(esc, "unpaired high surrogate in \\u escape"); }
             const SourceLoc low_esc = here();
             pos_ += 2;
-            if (!read_hex4(low))
-              fail(low_esc, "invalid \\u escape (expected 4 hex digits)");
-            if (low < 0xDC00 || low > 0xDFFF)
-              fail(esc, "unpaired high surrogate in \\u escape");
+            if (!read_hex4(low)) fail(low_esc, "invalid \\u escape (expected 4 hex digits)");
+            if (low < 0xDC00 || low > 0xDFFF) fail(esc, "unpaired high surrogate in \\u escape");
             cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
           }
           append_utf8(out, cp);
@@ -447,11 +394,8 @@ class JsonTextParser {
         }
         default: {
           const auto ue = static_cast<unsigned char>(e);
-          if (ue >= 0x20 && ue < 0x7F) {
-            fail(esc, std::string("invalid escape sequence '\\") + e + "'");
-          }
-          fail(esc, "invalid escape sequence (backslash followed by byte " +
-                        hex_byte(ue) + ")");
+          if (ue >= 0x20 && ue < 0x7F) { fail(esc, std::string("invalid escape sequence '\\") + e + "'"); }
+          fail(esc, "invalid escape sequence (backslash followed by byte " + hex_byte(ue) + ")");
         }
       }
     }
@@ -462,15 +406,11 @@ class JsonTextParser {
     const std::size_t begin = pos_;
     const bool negative = peek() == '-';
     if (negative) ++pos_;
-    if (!is_digit(peek())) {
-      fail_expected(here(), "expected digit after '-'");
-    }
+    if (!is_digit(peek())) { fail_expected(here(), "expected digit after '-'"); }
     const std::size_t int_begin = pos_;
     if (peek() == '0') {
       ++pos_;
-      if (is_digit(peek())) {
-        fail(start, "leading zeros are not allowed in numbers");
-      }
+      if (is_digit(peek())) { fail(start, "leading zeros are not allowed in numbers"); }
     } else {
       while (is_digit(peek())) ++pos_;
     }
@@ -480,9 +420,7 @@ class JsonTextParser {
     if (peek() == '.') {
       integral = false;
       ++pos_;
-      if (!is_digit(peek())) {
-        fail_expected(here(), "expected digit after decimal point");
-      }
+      if (!is_digit(peek())) { fail_expected(here(), "expected digit after decimal point"); }
       frac_begin = pos_;
       while (is_digit(peek())) ++pos_;
       frac_end = pos_;
@@ -496,9 +434,7 @@ class JsonTextParser {
         exp_negative = peek() == '-';
         ++pos_;
       }
-      if (!is_digit(peek())) {
-        fail_expected(here(), "expected digit in exponent");
-      }
+      if (!is_digit(peek())) { fail_expected(here(), "expected digit in exponent"); }
       while (is_digit(peek())) {
         // Saturate: only the sign and rough size matter for range checks.
         if (exponent < 1000000000) exponent = exponent * 10 + (peek() - '0');
@@ -513,15 +449,11 @@ class JsonTextParser {
       if (negative) {
         std::int64_t v = 0;
         auto r = std::from_chars(first, last, v);
-        if (r.ec == std::errc() && r.ptr == last) {
-          return nlohmann::ordered_json(static_cast<std::int64_t>(v));
-        }
+        if (r.ec == std::errc() && r.ptr == last) { return nlohmann::ordered_json(static_cast<std::int64_t>(v)); }
       } else {
         std::uint64_t v = 0;
         auto r = std::from_chars(first, last, v);
-        if (r.ec == std::errc() && r.ptr == last) {
-          return nlohmann::ordered_json(static_cast<std::uint64_t>(v));
-        }
+        if (r.ec == std::errc() && r.ptr == last) { return nlohmann::ordered_json(static_cast<std::uint64_t>(v)); }
       }
       // Too large for 64 bits: fall through to a double, as nlohmann does.
     }
@@ -530,9 +462,7 @@ class JsonTextParser {
     // process locale (a "," decimal separator would otherwise break parsing).
     double d = 0.0;
     auto r = std::from_chars(first, last, d);
-    if (r.ec == std::errc() && r.ptr == last) {
-      return nlohmann::ordered_json(d);
-    }
+    if (r.ec == std::errc() && r.ptr == last) { return nlohmann::ordered_json(d); }
     if (r.ec == std::errc::result_out_of_range) {
       // Decide between overflow and underflow from the decimal magnitude:
       // position of the first significant digit relative to the point, plus
@@ -547,9 +477,7 @@ class JsonTextParser {
         magnitude = -static_cast<long long>(p - frac_begin);
       }
       magnitude += exponent;
-      if (magnitude > 0) {
-        fail(start, "number out of range for a double");
-      }
+      if (magnitude > 0) { fail(start, "number out of range for a double"); }
       return nlohmann::ordered_json(negative ? -0.0 : 0.0);
     }
     fail(start, "invalid number");
@@ -569,13 +497,10 @@ JsonDocument JsonDocument::parse(std::string_view text, std::string file_name) {
   return doc;
 }
 
-JsonDocument JsonDocument::load(const std::string& path,
-                                std::string display_name) {
+JsonDocument JsonDocument::load(const std::string& path, std::string display_name) {
   if (display_name.empty()) display_name = path;
   auto cannot_read = [&](int err) {
-    return JsonSyntaxError(display_name, SourceLoc{},
-                           std::string("cannot read file: ") +
-                               std::strerror(err));
+    return JsonSyntaxError(display_name, SourceLoc{}, std::string("cannot read file: ") + std::strerror(err));
   };
   // stdio rather than ifstream so that errno is meaningful (e.g. EISDIR when
   // reading a directory, which ifstream would report as an empty file).
@@ -616,13 +541,11 @@ SourceLoc JsonDocument::key_loc(const std::string& pointer) const {
   return loc(pointer);
 }
 
-std::string JsonDocument::where(const std::string& pointer,
-                                const std::string& msg) const {
+std::string JsonDocument::where(const std::string& pointer, const std::string& msg) const {
   return format_error(file_, loc(pointer), msg);
 }
 
-std::string JsonDocument::where_key(const std::string& pointer,
-                                    const std::string& msg) const {
+std::string JsonDocument::where_key(const std::string& pointer, const std::string& msg) const {
   return format_error(file_, key_loc(pointer), msg);
 }
 

@@ -26,9 +26,7 @@ struct SourceLoc {
   bool known() const { return line > 0; }
 };
 
-inline bool operator==(SourceLoc a, SourceLoc b) {
-  return a.line == b.line && a.column == b.column;
-}
+inline bool operator==(SourceLoc a, SourceLoc b) { return a.line == b.line && a.column == b.column; }
 inline bool operator!=(SourceLoc a, SourceLoc b) { return !(a == b); }
 
 /// Thrown for malformed JSON text or an unreadable file.
@@ -94,8 +92,7 @@ class JsonDocument {
   std::string where(const std::string& pointer, const std::string& msg) const;
 
   /// Like where(), but positioned at the member's key (see key_loc()).
-  std::string where_key(const std::string& pointer,
-                        const std::string& msg) const;
+  std::string where_key(const std::string& pointer, const std::string& msg) const;
 
  private:
   friend class JsonTextParser;

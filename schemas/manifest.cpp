@@ -162,9 +162,12 @@ json tie_json(const TieGroup& t) {
 }
 
 json cost_model_json(const Manifest::CostModel& c) {
-  json j = {{"balance", c.balance},         {"unit", c.unit},
-            {"partition", c.partition},     {"bottleneck", c.bottleneck},
-            {"imbalance", c.imbalance},     {"lower_bound", c.lower_bound},
+  json j = {{"balance", c.balance},
+            {"unit", c.unit},
+            {"partition", c.partition},
+            {"bottleneck", c.bottleneck},
+            {"imbalance", c.imbalance},
+            {"lower_bound", c.lower_bound},
             {"forward_fraction", c.forward_fraction}};
   if (c.message_ms) j["message_ms"] = *c.message_ms;
   if (c.message_bytes_per_second) j["message_bytes_per_second"] = *c.message_bytes_per_second;
@@ -173,8 +176,8 @@ json cost_model_json(const Manifest::CostModel& c) {
   if (!c.message_bytes.empty()) {
     json edges = json::array();
     for (const auto& e : c.message_bytes)
-      edges.push_back({{"from", e.from}, {"to", e.to}, {"bytes_per_sample", e.bytes},
-                       {"grad_bytes_per_sample", e.grad_bytes}});
+      edges.push_back(
+          {{"from", e.from}, {"to", e.to}, {"bytes_per_sample", e.bytes}, {"grad_bytes_per_sample", e.grad_bytes}});
     j["message_bytes"] = edges;
   }
   if (c.step_overhead_ms) j["step_overhead_ms"] = *c.step_overhead_ms;
@@ -190,8 +193,8 @@ json to_json(const Manifest& m) {
   json j;
   j["version"] = m.version;
   j["producer"] = m.producer;
-  j["source"] = {{"format", m.source.format}, {"file", m.source.file}, {"sha256", m.source.sha256},
-                 {"opset", m.source.opset}};
+  j["source"] = {
+      {"format", m.source.format}, {"file", m.source.file}, {"sha256", m.source.sha256}, {"opset", m.source.opset}};
   j["model_inputs"] = model_inputs_json(m.model_inputs);
   j["model_outputs"] = model_outputs_json(m.model_outputs);
   json st = json::array();
@@ -265,9 +268,7 @@ void check_stage_refs(const JsonNode& n, const std::vector<int>& v, int nstages)
 JsonDocument parse_document(const std::string& text, const std::string& display_name) {
   try {
     return JsonDocument::parse(text, display_name);
-  } catch (const JsonSyntaxError& e) {
-    throw Error(e.what());
-  }
+  } catch (const JsonSyntaxError& e) { throw Error(e.what()); }
 }
 
 void check_version(const JsonNode& root) {
@@ -397,8 +398,9 @@ Edge parse_edge(const JsonNode& x, int nstages) {
   check_stage_refs(x.at("consumers"), e.consumers, nstages);
   for (int c : e.consumers)
     if (c <= e.producer)
-      throw x.at("consumers").error("edge '" + e.value + "' flows backwards (stage " + std::to_string(e.producer) +
-                                    " -> " + std::to_string(c) + ")");
+      throw x.at("consumers")
+          .error("edge '" + e.value + "' flows backwards (stage " + std::to_string(e.producer) + " -> " +
+                 std::to_string(c) + ")");
   if (x.has("differentiable")) e.differentiable = x.at("differentiable").as_bool("'differentiable'");
   if (x.has("kind")) e.kind = x.at("kind").as_enum("edge kind", {"activation", "param"});
   return e;
@@ -469,8 +471,7 @@ Manifest::CostModel parse_cost_model(const JsonNode& c, int nstages) {
     cm.message_bytes_per_second = c.at("message_bytes_per_second").as_number("'message_bytes_per_second'");
   if (c.has("message_cpu_ms")) cm.message_cpu_ms = c.at("message_cpu_ms").as_number("'message_cpu_ms'");
   if (c.has("message_cpu_bytes_per_second"))
-    cm.message_cpu_bytes_per_second =
-        c.at("message_cpu_bytes_per_second").as_number("'message_cpu_bytes_per_second'");
+    cm.message_cpu_bytes_per_second = c.at("message_cpu_bytes_per_second").as_number("'message_cpu_bytes_per_second'");
   if (c.has("message_bytes")) {
     JsonNode edges = c.at("message_bytes");
     edges.expect_array("'message_bytes'");
@@ -478,8 +479,7 @@ Manifest::CostModel parse_cost_model(const JsonNode& c, int nstages) {
   }
   if (c.has("step_overhead_ms")) cm.step_overhead_ms = c.at("step_overhead_ms").as_number("'step_overhead_ms'");
   if (c.has("predicted_step_ms")) cm.predicted_step_ms = c.at("predicted_step_ms").as_number("'predicted_step_ms'");
-  if (c.has("predicted_schedule"))
-    cm.predicted_schedule = c.at("predicted_schedule").as_string("'predicted_schedule'");
+  if (c.has("predicted_schedule")) cm.predicted_schedule = c.at("predicted_schedule").as_string("'predicted_schedule'");
   if (c.has("predicted_cores")) cm.predicted_cores = c.at("predicted_cores").as_number("'predicted_cores'");
   return cm;
 }

@@ -25,27 +25,27 @@ struct Dim {
 /// Name, element type and shape of a tensor crossing an artifact boundary.
 struct TensorInfo {
   std::string name;
-  std::string dtype;                 ///< "float32", "int64", ...
+  std::string dtype;                      ///< "float32", "int64", ...
   std::optional<std::vector<Dim>> shape;  ///< nullopt: rank unknown
-  std::optional<int> batch_dim;      ///< which dim is split into micro-batches
+  std::optional<int> batch_dim;           ///< which dim is split into micro-batches
 };
 
 /// Where a stage input comes from.
 struct StageInput : TensorInfo {
-  std::string source;     ///< "model_input" | "edge" | "tie"
-  int from_stage = -1;    ///< producer stage for "edge"/"tie"; -1 for model inputs
+  std::string source;   ///< "model_input" | "edge" | "tie"
+  int from_stage = -1;  ///< producer stage for "edge"/"tie"; -1 for model inputs
 };
 
 /// A stage output and who receives it.
 struct StageOutput : TensorInfo {
-  std::vector<int> to_stages;   ///< consumer stages (ascending)
-  bool model_output = false;    ///< also a model output
+  std::vector<int> to_stages;  ///< consumer stages (ascending)
+  bool model_output = false;   ///< also a model output
 };
 
 /// A parameter stored in a stage artifact.
 struct StageParam {
-  std::string name;       ///< name inside the artifact
-  std::string original;   ///< name in the source model (dotted for TorchScript)
+  std::string name;      ///< name inside the artifact
+  std::string original;  ///< name in the source model (dotted for TorchScript)
   std::string dtype;
   std::vector<int64_t> shape;
   int64_t bytes = 0;
@@ -54,7 +54,7 @@ struct StageParam {
 
 struct Stage {
   int index = 0;
-  std::string artifact;   ///< file name relative to the manifest
+  std::string artifact;  ///< file name relative to the manifest
   std::string sha256;
   /// ONNX external data beside the artifact (its initializers' bytes): file
   /// name relative to the manifest and its SHA-256; empty when there is none.
@@ -62,8 +62,8 @@ struct Stage {
   std::vector<StageInput> inputs;    ///< in the artifact's argument order
   std::vector<StageOutput> outputs;  ///< in the artifact's result order
   std::vector<StageParam> params;
-  int node_count = 0;                ///< source nodes placed here (clones excluded)
-  int cloned_nodes = 0;              ///< constant-like nodes cloned into this stage
+  int node_count = 0;    ///< source nodes placed here (clones excluded)
+  int cloned_nodes = 0;  ///< constant-like nodes cloned into this stage
   std::string first_node, last_node;
   std::vector<std::string> modules;  ///< top-level-most module paths touched, in order
   int64_t flops = 0;                 ///< estimated forward FLOPs (symbolic dims = 1)
@@ -113,10 +113,10 @@ struct ModelOutput : TensorInfo {
 };
 
 struct Source {
-  std::string format;   ///< "onnx" | "torchscript"
-  std::string file;     ///< base name only
+  std::string format;  ///< "onnx" | "torchscript"
+  std::string file;    ///< base name only
   std::string sha256;
-  int64_t opset = 0;    ///< ONNX default-domain opset; 0 for TorchScript
+  int64_t opset = 0;  ///< ONNX default-domain opset; 0 for TorchScript
 };
 
 struct Manifest {
@@ -133,8 +133,8 @@ struct Manifest {
   int64_t total_flops = 0;
   /// The cost model the stage costs above use (see compiler/analysis/cost_model.h).
   struct CostModel {
-    std::string balance;   ///< time | flops | params | uniform
-    std::string unit;      ///< ms (per sample) | bytes | nodes
+    std::string balance;          ///< time | flops | params | uniform
+    std::string unit;             ///< ms (per sample) | bytes | nodes
     double forward_fraction = 0;  ///< of compute, the forward's share (for simulation)
     /// Measured costs only: a message's latency in the profiled pipeline
     /// (the simulator's per-message delay; not part of the stage costs).

@@ -24,14 +24,16 @@ LoadedManifest load_and_verify(const std::string& dir_or_file) {
   lm.manifest = load_manifest(file.string(), file.string());
   for (const auto& s : lm.manifest.stages) {
     std::string a = lm.artifact_path(s.index);
-    if (!fs::exists(a, ec)) throw Error(file.string() + ": stage " + std::to_string(s.index) + " artifact '" + s.artifact + "' is missing");
+    if (!fs::exists(a, ec))
+      throw Error(file.string() + ": stage " + std::to_string(s.index) + " artifact '" + s.artifact + "' is missing");
     if (s.sha256.empty()) throw Error(file.string() + ": stage " + std::to_string(s.index) + " has no sha256");
     if (sha256_file_hex(a) != s.sha256)
       throw Error(a + ": sha256 does not match the manifest (the artifact changed after ppc wrote it)");
     if (!s.data_file.empty()) {
       std::string d = (fs::path(lm.dir) / s.data_file).string();
       if (!fs::exists(d, ec))
-        throw Error(file.string() + ": stage " + std::to_string(s.index) + " external data '" + s.data_file + "' is missing");
+        throw Error(file.string() + ": stage " + std::to_string(s.index) + " external data '" + s.data_file +
+                    "' is missing");
       if (sha256_file_hex(d) != s.data_sha256)
         throw Error(d + ": sha256 does not match the manifest (the external data changed after ppc wrote it)");
     }

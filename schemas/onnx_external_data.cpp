@@ -23,9 +23,12 @@ bool internalize(onnx::ModelProto& model, const std::string& model_dir, const st
     long long offset = 0, length = -1;
     for (const auto& kv : t.external_data()) {
       try {
-        if (kv.key() == "location") location = kv.value();
-        else if (kv.key() == "offset") offset = std::stoll(kv.value());
-        else if (kv.key() == "length") length = std::stoll(kv.value());
+        if (kv.key() == "location")
+          location = kv.value();
+        else if (kv.key() == "offset")
+          offset = std::stoll(kv.value());
+        else if (kv.key() == "length")
+          length = std::stoll(kv.value());
       } catch (const std::exception&) {
         throw Error(where + ": external data " + kv.key() + " '" + kv.value() + "' is not a number");
       }
@@ -45,9 +48,10 @@ bool internalize(onnx::ModelProto& model, const std::string& model_dir, const st
     }
     const std::string& bytes = it->second;
     if (length < 0) length = static_cast<long long>(bytes.size()) - offset;
-    if (offset < 0 || length < 0 || static_cast<unsigned long long>(offset) + static_cast<unsigned long long>(length) > bytes.size())
-      throw Error(where + ": external data range [" + std::to_string(offset) + ", +" + std::to_string(length) + ") is past the end of '" +
-                  location + "' (" + std::to_string(bytes.size()) + " bytes)");
+    if (offset < 0 || length < 0 ||
+        static_cast<unsigned long long>(offset) + static_cast<unsigned long long>(length) > bytes.size())
+      throw Error(where + ": external data range [" + std::to_string(offset) + ", +" + std::to_string(length) +
+                  ") is past the end of '" + location + "' (" + std::to_string(bytes.size()) + " bytes)");
     t.set_raw_data(bytes.substr(static_cast<size_t>(offset), static_cast<size_t>(length)));
     t.clear_external_data();
     t.clear_data_location();

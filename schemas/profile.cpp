@@ -57,9 +57,7 @@ Profile read_profile(const std::string& path) {
   nlohmann::json j;
   try {
     in >> j;
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path + ": not JSON: " + e.what());
-  }
+  } catch (const nlohmann::json::exception& e) { throw Error(path + ": not JSON: " + e.what()); }
   Profile p;
   p.file = path;
   try {
@@ -132,9 +130,7 @@ Profile read_profile(const std::string& path) {
         b.grad_bytes = time_at(e, "grad_bytes", 0.0, where, "a size");
         p.edges.push_back(b);
       }
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path + ": malformed costs file: " + e.what());
-  }
+  } catch (const nlohmann::json::exception& e) { throw Error(path + ": malformed costs file: " + e.what()); }
   return p;
 }
 
@@ -169,9 +165,12 @@ std::string profile_json(const Profile& p) {
   j["stages"] = nlohmann::ordered_json::array();
   for (size_t s = 0; s < p.stages.size(); ++s) {
     const StageTimes& t = p.stages[s];
-    nlohmann::ordered_json o = {{"stage", s},          {"f", t.f},
-                                {"b", t.b},            {"i", t.i},
-                                {"w", t.w},            {"first_node", t.first_node},
+    nlohmann::ordered_json o = {{"stage", s},
+                                {"f", t.f},
+                                {"b", t.b},
+                                {"i", t.i},
+                                {"w", t.w},
+                                {"first_node", t.first_node},
                                 {"last_node", t.last_node}};
     if (t.cpu_ms >= 0) o["cpu_ms"] = t.cpu_ms;
     if (!t.nodes.empty()) {

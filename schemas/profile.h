@@ -63,10 +63,10 @@ struct Profile {
   std::string schedule;
   int chunks = 0;
   int steps_measured = 0;
-  std::string source_sha256;     ///< of the model the split came from ("" = unknown)
-  double micro_batch_size = 1;   ///< samples per micro-batch
-  int loss_stage = -1;           ///< the stage computing the loss (training), -1: none
-  double loss_ms = 0;            ///< per micro-batch, inside loss_stage's F
+  std::string source_sha256;    ///< of the model the split came from ("" = unknown)
+  double micro_batch_size = 1;  ///< samples per micro-batch
+  int loss_stage = -1;          ///< the stage computing the loss (training), -1: none
+  double loss_ms = 0;           ///< per micro-batch, inside loss_stage's F
   /// The link between ranks 0 and 1 (has_link false: one rank, not measured):
   /// an idle ping-pong's one-way latency and bandwidth, and the calibrated
   /// cost of a message (a stage edge's tensors for one micro-batch) in the
@@ -83,7 +83,9 @@ struct Profile {
   double message_cpu_bytes_per_second = 0;
   /// The profiled run's messages between ranks, per stage edge.
   std::vector<EdgeBytes> edges;
-  double step_ms = -1, simulated_step_ms = -1;  ///< measured median step, simulated from the stage times and the messages in flight (-1: none)
+  double step_ms = -1,
+         simulated_step_ms =
+             -1;  ///< measured median step, simulated from the stage times and the messages in flight (-1: none)
   /// Median step time outside the pipeline (-1: none): from the step's start
   /// to the first compute action on any rank (loading and splitting the
   /// batch), and from the last action to the step's end (waiting for sends,

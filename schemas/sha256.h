@@ -33,8 +33,8 @@ class Sha256 {
 
   std::array<std::uint32_t, 8> state_;
   std::array<std::uint8_t, 64> buffer_;
-  std::size_t buffered_ = 0;   // bytes in buffer_
-  std::uint64_t total_ = 0;    // message length in bytes
+  std::size_t buffered_ = 0;  // bytes in buffer_
+  std::uint64_t total_ = 0;   // message length in bytes
 };
 
 /// Lowercase hex SHA-256 of `data`.

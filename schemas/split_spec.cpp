@@ -12,8 +12,7 @@ const char* tie_policy_name(TiePolicy p) { return p == TiePolicy::Transmit ? "tr
 namespace {
 
 TiePolicy parse_policy(const JsonNode& n) {
-  return n.as_enum("tie policy", {"replicate", "transmit"}) == "transmit" ? TiePolicy::Transmit
-                                                                           : TiePolicy::Replicate;
+  return n.as_enum("tie policy", {"replicate", "transmit"}) == "transmit" ? TiePolicy::Transmit : TiePolicy::Replicate;
 }
 
 SplitPoint parse_split_point(const JsonNode& n) {
@@ -37,8 +36,7 @@ SplitPoint parse_split_point(const JsonNode& n) {
       throw n.at("at").error("'at' does not apply to a value split point (it always cuts after the producer)");
     sp.at_end = n.at("at").as_enum("'at'", {"begin", "end"}) == "end";
   }
-  if (sp.name.empty() && sp.kind != SplitPoint::Kind::Module)
-    throw n.error("empty name in split point");
+  if (sp.name.empty() && sp.kind != SplitPoint::Kind::Module) throw n.error("empty name in split point");
   return sp;
 }
 
@@ -85,8 +83,8 @@ void parse_auto_memory(const JsonNode& a, AutoSplit& as) {
 }
 
 AutoSplit parse_auto(const JsonNode& a) {
-  a.expect_object("'auto'", {"stages", "balance", "cut_at", "module_depth", "flops_per_second",
-                             "link_bytes_per_second", "memory_cap_mib", "micro_batch_size", "optimizer_states"});
+  a.expect_object("'auto'", {"stages", "balance", "cut_at", "module_depth", "flops_per_second", "link_bytes_per_second",
+                             "memory_cap_mib", "micro_batch_size", "optimizer_states"});
   AutoSplit as;
   as.pointer = a.pointer();
   int64_t n = a.at("stages").as_int("'auto.stages'");
@@ -171,8 +169,8 @@ InputSpec parse_input(const JsonNode& e, const std::string& name) {
   }
   if (e.has("replicate")) is.replicate = e.at("replicate").as_bool("'replicate'");
   if (e.has("dtype"))
-    is.dtype = e.at("dtype").as_enum("dtype", {"float32", "float64", "float16", "bfloat16", "int64", "int32",
-                                               "int16", "int8", "uint8", "bool"});
+    is.dtype = e.at("dtype").as_enum(
+        "dtype", {"float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool"});
   if (e.has("shape")) is.shape = parse_input_shape(e.at("shape"));
   if (is.replicate && is.batch_dim)
     throw e.error("an input is either split along 'batch_dim' or 'replicate'd, not both");
@@ -192,8 +190,8 @@ std::vector<InputSpec> parse_inputs(const JsonNode& ins) {
 void parse_defaults(const JsonNode& d, Defaults& defaults) {
   d.expect_object("'defaults'", {"schedule", "chunks"});
   if (d.has("schedule"))
-    defaults.schedule = d.at("schedule").as_enum(
-        "schedule", {"gpipe", "1f1b", "interleaved-1f1b", "looped-bfs", "zb-h1", "zb-v"});
+    defaults.schedule =
+        d.at("schedule").as_enum("schedule", {"gpipe", "1f1b", "interleaved-1f1b", "looped-bfs", "zb-h1", "zb-v"});
   if (d.has("chunks")) {
     int64_t c = d.at("chunks").as_int("'chunks'");
     if (c < 1 || c > 1000000) throw d.at("chunks").error("'chunks' must be between 1 and 1000000");
@@ -212,8 +210,7 @@ SplitSpec parse_split_spec(const JsonDocument& doc) {
 
   if (root.has("split_points") && root.has("auto"))
     throw root.at("auto").error("give either 'split_points' or 'auto', not both");
-  if (!root.has("split_points") && !root.has("auto"))
-    throw root.error("the spec needs 'split_points' or 'auto'");
+  if (!root.has("split_points") && !root.has("auto")) throw root.error("the spec needs 'split_points' or 'auto'");
   if (root.has("split_points")) s.split_points = parse_split_points(root.at("split_points"));
   if (root.has("auto")) s.auto_split = parse_auto(root.at("auto"));
   if (root.has("ties")) parse_ties(root.at("ties"), s.ties);
@@ -225,9 +222,7 @@ SplitSpec parse_split_spec(const JsonDocument& doc) {
 SplitSpec load_split_spec(const std::string& path, const std::string& display_name) {
   try {
     return parse_split_spec(JsonDocument::load(path, display_name));
-  } catch (const JsonSyntaxError& e) {
-    throw Error(e.what());
-  }
+  } catch (const JsonSyntaxError& e) { throw Error(e.what()); }
 }
 
 }  // namespace ppc::spec

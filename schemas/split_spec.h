@@ -14,8 +14,8 @@ struct SplitPoint {
   enum class Kind { Module, Node, Value };
   Kind kind = Kind::Module;
   std::string name;
-  bool at_end = true;    ///< "end" (default) or "begin"; always true for Value
-  std::string pointer;   ///< JSON pointer of this entry, for error locations
+  bool at_end = true;   ///< "end" (default) or "begin"; always true for Value
+  std::string pointer;  ///< JSON pointer of this entry, for error locations
 };
 
 /// Automatic partitioning into `stages` pieces balanced by a cost.
@@ -46,7 +46,7 @@ struct TieGroupSpec {
 };
 
 struct TieSpec {
-  bool detect_folded = true;              ///< tie content-detected folded copies (false opts out)
+  bool detect_folded = true;                ///< tie content-detected folded copies (false opts out)
   TiePolicy policy = TiePolicy::Replicate;  ///< default for every group
   std::vector<TieGroupSpec> groups;
 };

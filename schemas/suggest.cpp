@@ -28,8 +28,7 @@ bool starts_with(std::string_view s, std::string_view prefix) {
 }
 
 bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() &&
-         s.substr(s.size() - suffix.size()) == suffix;
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
 // True if `query` is a whole leading or trailing run of dotted components of
@@ -38,14 +37,12 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 bool is_dotted_affix(std::string_view query, std::string_view candidate) {
   if (candidate.size() <= query.size()) return false;
   if (starts_with(candidate, query) && candidate[query.size()] == '.') return true;
-  return ends_with(candidate, query) &&
-         candidate[candidate.size() - query.size() - 1] == '.';
+  return ends_with(candidate, query) && candidate[candidate.size() - query.size() - 1] == '.';
 }
 
 }  // namespace
 
-std::vector<std::string> nearest_names(std::string_view query,
-                                       const std::vector<std::string>& candidates,
+std::vector<std::string> nearest_names(std::string_view query, const std::vector<std::string>& candidates,
                                        std::size_t max_results) {
   if (query.empty() || max_results == 0) return {};
   const std::size_t threshold = std::max<std::size_t>(2, query.size() / 3);
@@ -71,8 +68,7 @@ std::vector<std::string> nearest_names(std::string_view query,
   return out;
 }
 
-std::string did_you_mean(std::string_view query,
-                         const std::vector<std::string>& candidates) {
+std::string did_you_mean(std::string_view query, const std::vector<std::string>& candidates) {
   const std::vector<std::string> names = nearest_names(query, candidates, 3);
   if (names.empty()) return "";
   std::string out = " (did you mean ";

@@ -24,14 +24,12 @@ std::size_t edit_distance(std::string_view a, std::string_view b);
 /// Spelling matches come first, by distance; then component matches, by
 /// distance. Ties are broken by name, so the result is deterministic.
 /// Duplicate candidates are reported once. An empty query matches nothing.
-std::vector<std::string> nearest_names(std::string_view query,
-                                       const std::vector<std::string>& candidates,
+std::vector<std::string> nearest_names(std::string_view query, const std::vector<std::string>& candidates,
                                        std::size_t max_results = 3);
 
 /// A suffix for an error message built from nearest_names(query, candidates):
 /// "" when nothing matches, else " (did you mean 'a'?)",
 /// " (did you mean 'a' or 'b'?)" or " (did you mean 'a', 'b' or 'c'?)".
-std::string did_you_mean(std::string_view query,
-                         const std::vector<std::string>& candidates);
+std::string did_you_mean(std::string_view query, const std::vector<std::string>& candidates);
 
 }  // namespace ppc

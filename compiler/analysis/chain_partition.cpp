@@ -126,8 +126,13 @@ std::vector<std::vector<int>> memory_ends(const ChainProblem& p, int n, int stag
 class Feasibility {
  public:
   Feasibility(const ChainProblem& p, int stages)
-      : p_(p), n_(static_cast<int>(p.compute.size())), stages_(stages), prefix_(n_ + 1, 0.0L), comm_(n_),
-        f_(n_), end_of_(n_, -1) {
+      : p_(p),
+        n_(static_cast<int>(p.compute.size())),
+        stages_(stages),
+        prefix_(n_ + 1, 0.0L),
+        comm_(n_),
+        f_(n_),
+        end_of_(n_, -1) {
     for (int k = 0; k < n_; ++k) prefix_[k + 1] = prefix_[k] + std::max(0.0, p.compute[k]);
     for (const auto& t : p.transfers) {
       comm_.add(t.consumers, t.producer + 1, t.cost);
@@ -213,7 +218,7 @@ class Feasibility {
   std::vector<long double> prefix_;  // prefix_[j]: compute of items [0, j), negative costs as 0
   Sweep comm_;
   double transfer_total_ = 0.0;
-  std::vector<int> first_in_;             // empty: no receive_cost
+  std::vector<int> first_in_;              // empty: no receive_cost
   std::vector<std::vector<int>> mem_end_;  // empty: no memory cap
   Fenwick f_;
   std::vector<int> end_of_;  // last feasible end of each allowed start

@@ -57,9 +57,9 @@ double stage_cost(const ChainProblem& p, int i, int j);
 double stage_memory(const ChainProblem& p, int k, int i, int j);
 
 struct ChainPartition {
-  bool feasible = false;   ///< false: no partition satisfies the allowed cuts / memory cap
-  std::vector<int> starts; ///< first item of stages 1..N-1 (size N-1)
-  double bottleneck = 0.0; ///< max stage cost
+  bool feasible = false;    ///< false: no partition satisfies the allowed cuts / memory cap
+  std::vector<int> starts;  ///< first item of stages 1..N-1 (size N-1)
+  double bottleneck = 0.0;  ///< max stage cost
 };
 
 /// The partition into exactly `stages` non-empty stages that minimises the

@@ -176,8 +176,7 @@ std::vector<double> stage_weights(const ir::Graph& g, const CostModel& m, int fi
 }
 
 // Spreads profiled stage `s`, which covers items [first, last], over those items.
-void spread_stage_time(const ir::Graph& g, const profile::Profile& prof, size_t s, int first, int last,
-                       CostModel& m) {
+void spread_stage_time(const ir::Graph& g, const profile::Profile& prof, size_t s, int first, int last, CostModel& m) {
   const profile::StageTimes& st = prof.stages[s];
   // The stage's forward goes to its nodes in proportion to their
   // measured forward times, its backward in proportion to their measured
@@ -196,8 +195,7 @@ void spread_stage_time(const ir::Graph& g, const profile::Profile& prof, size_t 
   double fwd = std::min(st.f, ms), bwd = ms - fwd;
   if (static_cast<int>(s) == prof.loss_stage) fwd = std::max(0.0, fwd - prof.loss_ms);
   const double per_sample = 1.0 / prof.micro_batch_size;
-  for (int i = first; i <= last; ++i)
-    m.problem.compute[i] = per_sample * (fwd * wf[i - first] + bwd * wb[i - first]);
+  for (int i = first; i <= last; ++i) m.problem.compute[i] = per_sample * (fwd * wf[i - first] + bwd * wb[i - first]);
 }
 
 // Balance "time": the profiled stages must cover the items in order.
@@ -281,8 +279,7 @@ void add_memory(const ir::Graph& g, const CostModelOptions& o, int stages, CostM
     for (ir::ValueId v : g.nodes[m.items[i]].outputs)
       if (ir::dtype_is_float(g.values[v].dtype)) p.activation[i] += value_bytes(g.values[v]) * o.micro_batch_size;
   p.inflight.assign(stages, 1.0);
-  for (int k = 0; k < stages; ++k)
-    p.inflight[k] = o.schedule == "gpipe" ? o.chunks : std::min(o.chunks, stages - k);
+  for (int k = 0; k < stages; ++k) p.inflight[k] = o.schedule == "gpipe" ? o.chunks : std::min(o.chunks, stages - k);
   p.memory_cap = o.memory_cap_bytes;
 }
 
@@ -318,7 +315,8 @@ Evaluation evaluate(const CostModel& m, const std::vector<int>& starts) {
     for (int i = prev; i < end; ++i) comp += m.problem.compute[i];
     e.stage_costs.push_back(c);
     e.stage_compute.push_back(comp);
-    e.stage_memory.push_back(stage_memory(m.problem, k < static_cast<int>(m.problem.inflight.size()) ? k : 0, prev, end));
+    e.stage_memory.push_back(
+        stage_memory(m.problem, k < static_cast<int>(m.problem.inflight.size()) ? k : 0, prev, end));
     e.bottleneck = std::max(e.bottleneck, c);
     sum += c;
     prev = end;

@@ -53,7 +53,7 @@ struct CostModelOptions {
   /// Bytes per sample of a crossing value whose shape is unknown
   /// (TorchScript records none); 0: one element.
   double unknown_value_bytes = 0;
-  double memory_cap_bytes = 0;         ///< per stage; 0: no cap
+  double memory_cap_bytes = 0;  ///< per stage; 0: no cap
   int micro_batch_size = 1;
   int optimizer_states = 2;
   std::string cut_at = "node";  ///< node | module
@@ -68,11 +68,11 @@ struct CostModelOptions {
 
 struct CostModel {
   std::string balance;
-  std::string unit;                ///< of compute and stage costs: "ms" (per sample), "bytes", "nodes"
-  std::vector<ir::NodeId> items;   ///< placeable nodes in graph order; problem positions index this
+  std::string unit;               ///< of compute and stage costs: "ms" (per sample), "bytes", "nodes"
+  std::vector<ir::NodeId> items;  ///< placeable nodes in graph order; problem positions index this
   ChainProblem problem;
-  std::vector<double> param_bytes; ///< per item: bytes of the params it is first to read
-  std::vector<int> unit_of;        ///< per item: its module unit at module_depth (uniform-layer baseline)
+  std::vector<double> param_bytes;  ///< per item: bytes of the params it is first to read
+  std::vector<int> unit_of;         ///< per item: its module unit at module_depth (uniform-layer baseline)
   /// Dataflow between items: each value's producer and its later readers
   /// (whatever the link costs), for the stage graph of a partition.
   std::vector<std::pair<int, std::vector<int>>> reads;
@@ -88,11 +88,11 @@ CostModel build_cost_model(const ir::Graph& g, const std::vector<bool>& const_li
 
 /// A partition given by the first item of stages 1..N-1, under the model.
 struct Evaluation {
-  std::vector<double> stage_costs;   ///< compute + received communication
+  std::vector<double> stage_costs;  ///< compute + received communication
   std::vector<double> stage_compute;
   std::vector<double> stage_memory;  ///< bytes (params + grads + optimizer state + held activations)
   double bottleneck = 0.0;
-  double imbalance = 0.0;            ///< max / mean of stage_costs (1 when all are 0)
+  double imbalance = 0.0;  ///< max / mean of stage_costs (1 when all are 0)
 };
 Evaluation evaluate(const CostModel& m, const std::vector<int>& starts);
 

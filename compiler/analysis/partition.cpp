@@ -254,30 +254,35 @@ std::string verify_partition(const ir::Graph& g, const std::vector<bool>& const_
       defined.insert(in.value);
       if (in.source == InputSource::Edge || in.source == InputSource::Tie) {
         if (in.from_stage < 0 || in.from_stage >= s)
-          return "stage " + std::to_string(s) + " input '" + g.values[in.value].name + "' comes from stage " + std::to_string(in.from_stage);
+          return "stage " + std::to_string(s) + " input '" + g.values[in.value].name + "' comes from stage " +
+                 std::to_string(in.from_stage);
       }
     }
     for (int prm : sp.params) defined.insert(g.params[prm].value);
     for (const auto& d : sp.derived) defined.insert(g.params[d.param].value);
     for (ir::NodeId n : sp.nodes) {
       if (!cloned.count(n)) ++count[n];
-      if (cloned.count(n) && !const_like[n]) return "stage " + std::to_string(s) + " clones non-constant node '" + g.nodes[n].name + "'";
+      if (cloned.count(n) && !const_like[n])
+        return "stage " + std::to_string(s) + " clones non-constant node '" + g.nodes[n].name + "'";
       for (ir::ValueId v : g.nodes[n].inputs)
         if (v != ir::kNone && !defined.count(v))
-          return "stage " + std::to_string(s) + " node '" + g.nodes[n].name + "' reads '" + g.values[v].name + "', which the stage does not define";
+          return "stage " + std::to_string(s) + " node '" + g.nodes[n].name + "' reads '" + g.values[v].name +
+                 "', which the stage does not define";
       for (ir::ValueId v : g.nodes[n].outputs) defined.insert(v);
     }
     for (ir::ValueId v : sp.outputs)
-      if (!defined.count(v)) return "stage " + std::to_string(s) + " outputs '" + g.values[v].name + "', which it does not define";
+      if (!defined.count(v))
+        return "stage " + std::to_string(s) + " outputs '" + g.values[v].name + "', which it does not define";
   }
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     if (const_like[i]) continue;
-    if (count[i] != 1)
-      return "node '" + g.nodes[i].name + "' is placed in " + std::to_string(count[i]) + " stages";
+    if (count[i] != 1) return "node '" + g.nodes[i].name + "' is placed in " + std::to_string(count[i]) + " stages";
   }
   for (const auto& e : p.edges)
     for (int c : e.consumers)
-      if (c <= e.producer) return "edge '" + g.values[e.value].name + "' flows from stage " + std::to_string(e.producer) + " to " + std::to_string(c);
+      if (c <= e.producer)
+        return "edge '" + g.values[e.value].name + "' flows from stage " + std::to_string(e.producer) + " to " +
+               std::to_string(c);
   return "";
 }
 

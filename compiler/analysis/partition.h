@@ -14,8 +14,8 @@ namespace ppc::analysis {
 /// A param of a transmitted tie group rebuilt in a stage from the group's
 /// reference param (received or stored): `param = relation(reference)`.
 struct DerivedParam {
-  int param = 0;       ///< param index rebuilt here
-  int reference = 0;   ///< param index it is computed from
+  int param = 0;         ///< param index rebuilt here
+  int reference = 0;     ///< param index it is computed from
   std::string relation;  ///< "identity" | "transpose"
 };
 
@@ -30,13 +30,13 @@ struct StageInputRef {
 
 /// Everything an emitter needs to write one stage.
 struct StagePlan {
-  std::vector<ir::NodeId> nodes;        ///< in graph order, placed and cloned
-  int placed_nodes = 0;                 ///< nodes owned by this stage
-  std::vector<ir::NodeId> cloned;       ///< constant-like nodes cloned here (sorted)
-  std::vector<StageInputRef> inputs;    ///< in argument order
-  std::vector<ir::ValueId> outputs;     ///< in result order
-  std::vector<int> params;              ///< param indices stored here (graph order)
-  std::vector<DerivedParam> derived;    ///< transmitted tie members rebuilt here
+  std::vector<ir::NodeId> nodes;      ///< in graph order, placed and cloned
+  int placed_nodes = 0;               ///< nodes owned by this stage
+  std::vector<ir::NodeId> cloned;     ///< constant-like nodes cloned here (sorted)
+  std::vector<StageInputRef> inputs;  ///< in argument order
+  std::vector<ir::ValueId> outputs;   ///< in result order
+  std::vector<int> params;            ///< param indices stored here (graph order)
+  std::vector<DerivedParam> derived;  ///< transmitted tie members rebuilt here
   double flops = 0.0;
   int64_t param_bytes = 0;
 };
@@ -53,11 +53,11 @@ struct Partition {
   int num_stages = 0;
   std::vector<int> stage_of_node;  ///< -1 for constant-like nodes
   std::vector<StagePlan> stages;
-  std::vector<CrossEdge> edges;    ///< ordered by producer node order, then name
+  std::vector<CrossEdge> edges;                ///< ordered by producer node order, then name
   std::vector<std::vector<int>> input_stages;  ///< per model input: stages reading it
-  std::vector<int> output_stage;   ///< per model output: the stage producing it
-  std::vector<TieGroup> ties;      ///< resolved tie groups (see ties.h)
-  std::vector<std::string> notes;  ///< tie candidates and oddities, one line each
+  std::vector<int> output_stage;               ///< per model output: the stage producing it
+  std::vector<TieGroup> ties;                  ///< resolved tie groups (see ties.h)
+  std::vector<std::string> notes;              ///< tie candidates and oddities, one line each
 };
 
 /// Places every non-constant node into the stage its cuts imply, clones the

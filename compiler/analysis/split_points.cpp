@@ -23,9 +23,10 @@ const ir::Node* nested_holder(const ir::Graph& g, const std::string& name) {
     const std::string& path = it->first;
     if (path != name && path.rfind(name + ".", 0) != 0) {
       if (path.compare(0, name.size(), name) != 0) break;  // past every path starting with `name`
-      continue;                                           // e.g. "inner2" while looking for "inner"
+      continue;                                            // e.g. "inner2" while looking for "inner"
     }
-    if (it->second >= 0 && it->second < static_cast<ir::NodeId>(g.nodes.size()) && (best == ir::kNone || it->second < best))
+    if (it->second >= 0 && it->second < static_cast<ir::NodeId>(g.nodes.size()) &&
+        (best == ir::kNone || it->second < best))
       best = it->second;
   }
   return best == ir::kNone ? nullptr : &g.nodes[best];
@@ -70,12 +71,18 @@ std::vector<Cut> resolve_split_points(const ir::Graph& g, const std::vector<bool
           for (const auto& kv : spans) names.push_back(kv.first);
           bool exists_const = false;
           for (size_t i = 0; i < g.nodes.size(); ++i)
-            exists_const = exists_const || (const_like[i] && (g.nodes[i].module == sp.name || g.nodes[i].module.rfind(sp.name + ".", 0) == 0));
+            exists_const =
+                exists_const ||
+                (const_like[i] && (g.nodes[i].module == sp.name || g.nodes[i].module.rfind(sp.name + ".", 0) == 0));
           if (exists_const)
-            throw located(doc, sp.pointer, "module '" + sp.name + "' holds only constants (cloned into the stages that use them); there is nothing to cut at");
+            throw located(
+                doc, sp.pointer,
+                "module '" + sp.name +
+                    "' holds only constants (cloned into the stages that use them); there is nothing to cut at");
           if (const ir::Node* holder = nested_holder(g, sp.name))
-            throw located(doc, sp.pointer, "module '" + sp.name + "' is inside control-flow node '" + holder->name + "' (" +
-                                               holder->op + "); a cut cannot fall inside a block: cut at the module holding that node instead");
+            throw located(doc, sp.pointer,
+                          "module '" + sp.name + "' is inside control-flow node '" + holder->name + "' (" + holder->op +
+                              "); a cut cannot fall inside a block: cut at the module holding that node instead");
           std::string hint = sp.name.empty() ? "" : did_you_mean(sp.name, names);
           throw located(doc, sp.pointer, "unknown module '" + sp.name + "'" + hint);
         }
@@ -103,7 +110,9 @@ std::vector<Cut> resolve_split_points(const ir::Graph& g, const std::vector<bool
         }
         const ir::Value& val = g.values[v];
         if (val.producer == ir::kNone)
-          throw located(doc, sp.pointer, "value '" + sp.name + "' is a model " + (val.param != ir::kNone ? "parameter" : "input") + ", not produced by a node; cut at a value some node computes");
+          throw located(doc, sp.pointer,
+                        "value '" + sp.name + "' is a model " + (val.param != ir::kNone ? "parameter" : "input") +
+                            ", not produced by a node; cut at a value some node computes");
         c.position = val.producer + 1;
         break;
       }
@@ -124,12 +133,18 @@ void check_cuts(const ir::Graph& g, const std::vector<bool>& const_like, const s
   for (size_t k = 0; k <= cuts.size(); ++k) {
     int pos = k < cuts.size() ? cuts[k].position : static_cast<int>(g.nodes.size());
     if (k < cuts.size() && pos < prev)
-      throw located(doc, cuts[k].pointer, "split point " + cuts[k].label + " comes before the previous one (" + prev_label + "); list split points in graph order");
+      throw located(doc, cuts[k].pointer,
+                    "split point " + cuts[k].label + " comes before the previous one (" + prev_label +
+                        "); list split points in graph order");
     if (prefix[pos] - prefix[prev] == 0) {
       std::string stage = "stage " + std::to_string(k);
       if (k < cuts.size())
-        throw located(doc, cuts[k].pointer, "split point " + cuts[k].label + " leaves " + stage + " empty (nothing between it and " + prev_label + ")");
-      throw located(doc, cuts.empty() ? "" : cuts.back().pointer, "split point " + (cuts.empty() ? std::string("?") : cuts.back().label) + " leaves the last stage empty (it is at the end of the graph)");
+        throw located(
+            doc, cuts[k].pointer,
+            "split point " + cuts[k].label + " leaves " + stage + " empty (nothing between it and " + prev_label + ")");
+      throw located(doc, cuts.empty() ? "" : cuts.back().pointer,
+                    "split point " + (cuts.empty() ? std::string("?") : cuts.back().label) +
+                        " leaves the last stage empty (it is at the end of the graph)");
     }
     if (k < cuts.size()) {
       prev = pos;

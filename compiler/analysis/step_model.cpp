@@ -146,8 +146,7 @@ void refine(const CostModel& m, std::vector<int>& starts, double& best, const St
 // boundaries, small graphs), every one through the simulator: the fastest
 // that fits, taken if it gains min_gain on `best`. Returns false, touching
 // nothing, where there are more than `limit`.
-bool enumerate_all(const CostModel& m, std::vector<int>& starts, double& best, const StepOptions& step,
-                   double limit) {
+bool enumerate_all(const CostModel& m, std::vector<int>& starts, double& best, const StepOptions& step, double limit) {
   const std::vector<int> places = cut_places(m);
   const int P = static_cast<int>(places.size()), K = static_cast<int>(starts.size());
   double count = 1;  // C(P, K)
@@ -220,12 +219,9 @@ std::vector<int> search_by_step(const CostModel& m, std::vector<int> starts, con
     auto work = [&] {
       for (size_t k; (k = next++) < candidates.size();) try {
           found[k] = min_bottleneck_partition(candidates[k], stages);
-        } catch (...) {
-          failed[k] = std::current_exception();
-        }
+        } catch (...) { failed[k] = std::current_exception(); }
     };
-    const size_t workers =
-        std::min<size_t>(candidates.size(), std::max(1u, std::thread::hardware_concurrency()));
+    const size_t workers = std::min<size_t>(candidates.size(), std::max(1u, std::thread::hardware_concurrency()));
     std::vector<std::thread> pool;
     for (size_t w = 1; w < workers; ++w) pool.emplace_back(work);
     work();

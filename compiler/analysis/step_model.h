@@ -17,14 +17,14 @@ struct StepOptions {
   int chunks = 8;                 ///< micro-batches per step
   double micro_batch_size = 1;    ///< samples per micro-batch (stage costs are per sample)
   double forward_fraction = 1.0 / 3.0;
-  double message_ms = 0;          ///< one message's latency in the running pipeline (per edge, micro-batch and direction)
+  double message_ms = 0;  ///< one message's latency in the running pipeline (per edge, micro-batch and direction)
   /// Besides message_ms, a message's bytes travel at this rate (0: free).
   double message_bytes_per_second = 0;
   /// Per message, the time it takes each end's rank (SimOptions::message_cpu).
   double message_cpu_ms = 0;
   /// And each end's rank time for its bytes, at this rate (0: none).
   double message_cpu_bytes_per_second = 0;
-  double overhead_ms = 0;         ///< per step, outside the pipeline (batch loading, optimizer)
+  double overhead_ms = 0;  ///< per step, outside the pipeline (batch loading, optimizer)
   /// The cores the ranks share, in ranks (SimOptions::cores; 0: a core per
   /// rank): fewer than the stages, and the simulator shares them out.
   double cores = 0;

@@ -59,9 +59,8 @@ std::vector<TieCandidate> folded_tie_candidates(const ir::Graph& g) {
       out.push_back(TieCandidate{key.first, key.second, "transpose"});
     }
   }
-  std::sort(out.begin(), out.end(), [](const TieCandidate& x, const TieCandidate& y) {
-    return std::tie(x.a, x.b) < std::tie(y.a, y.b);
-  });
+  std::sort(out.begin(), out.end(),
+            [](const TieCandidate& x, const TieCandidate& y) { return std::tie(x.a, x.b) < std::tie(y.a, y.b); });
   return out;
 }
 
@@ -176,8 +175,7 @@ TieGroup make_group(const ir::Graph& g, const std::vector<std::vector<int>>& hol
     m.param = p;
     m.stages = holders[p];
     bool have_hash = !rp.content_hash.empty() && !op.content_hash.empty();
-    bool same = have_hash ? op.content_hash == rp.content_hash
-                          : g.values[op.value].shape == g.values[rp.value].shape;
+    bool same = have_hash ? op.content_hash == rp.content_hash : g.values[op.value].shape == g.values[rp.value].shape;
     m.relation = same ? "identity" : "transpose";
     t.members.push_back(m);
   }

@@ -35,8 +35,8 @@ struct TieMemberRef {
 struct TieGroup {
   std::string name;
   spec::TiePolicy policy = spec::TiePolicy::Replicate;
-  int owner = 0;             ///< lowest stage holding any member
-  std::string detected_by;   ///< "shared" | "content" | "spec"
+  int owner = 0;                      ///< lowest stage holding any member
+  std::string detected_by;            ///< "shared" | "content" | "spec"
   std::vector<TieMemberRef> members;  ///< members[0] is the reference (held by owner)
 };
 

@@ -33,8 +33,10 @@ std::unique_ptr<SourceModel> load_model(const std::string& path, std::vector<std
   std::string ext = fs::path(path).extension().string();
   if (ext == ".onnx") return onnx_frontend::load_onnx(path, path, notes, dims);
   if (!dims.empty() && notes)
-    notes->push_back("--dim: ignored for " + path + " (TorchScript records the traced sizes; symbolic dims count as 1)");
-  if (ext == ".pt" || ext == ".pth" || ext == ".torchscript") return torchscript_frontend::plugin().load(path, path, notes);
+    notes->push_back("--dim: ignored for " + path +
+                     " (TorchScript records the traced sizes; symbolic dims count as 1)");
+  if (ext == ".pt" || ext == ".pth" || ext == ".torchscript")
+    return torchscript_frontend::plugin().load(path, path, notes);
   throw Error(path + ": unknown model format '" + ext + "' (expected .onnx or .pt)");
 }
 
@@ -59,22 +61,25 @@ void apply_declared_inputs(ir::Graph& g, const spec::SplitSpec& spec, const Json
     if (is.dtype) {
       ir::DType want = *ir::dtype_from_name(*is.dtype);
       if (val.dtype != ir::DType::Undefined && val.dtype != ir::DType::Other && val.dtype != want)
-        throw fail(is.pointer + "/dtype", "input '" + is.name + "' is " + ir::dtype_name(val.dtype) + " in the model, not " + *is.dtype);
+        throw fail(is.pointer + "/dtype",
+                   "input '" + is.name + "' is " + ir::dtype_name(val.dtype) + " in the model, not " + *is.dtype);
       val.dtype = want;
     }
     if (is.shape) {
       const auto& dims = *is.shape;
       if (val.shape.rank_known && val.shape.dims.size() != dims.size())
         throw fail(is.pointer + "/shape", "input '" + is.name + "' has rank " + std::to_string(val.shape.dims.size()) +
-                                              " in the model " + val.shape.str() + ", not " + std::to_string(dims.size()));
+                                              " in the model " + val.shape.str() + ", not " +
+                                              std::to_string(dims.size()));
       ir::Shape merged = ir::Shape::of({});
       for (size_t i = 0; i < dims.size(); ++i) {
         ir::Dim declared = dims[i].value ? ir::Dim::known(*dims[i].value) : ir::Dim::symbolic(dims[i].symbol);
         if (val.shape.rank_known) {
           const ir::Dim& have = val.shape.dims[i];
           if ((have.is_known() || have.is_symbolic()) && !(have == declared))
-            throw fail(is.pointer + "/shape/" + std::to_string(i), "dim " + std::to_string(i) + " of input '" + is.name +
-                                                                     "' is " + dim_str(have) + " in the model, not " + dim_str(dims[i]));
+            throw fail(is.pointer + "/shape/" + std::to_string(i), "dim " + std::to_string(i) + " of input '" +
+                                                                       is.name + "' is " + dim_str(have) +
+                                                                       " in the model, not " + dim_str(dims[i]));
         }
         merged.dims.push_back(declared);
       }
@@ -93,9 +98,10 @@ void check_profile_source(const analysis::MeasuredCosts& measured, const std::st
                 "...), not " + model_path);
   if (prof.host.oversubscribed())
     notes.push_back(prof.file + ": measured with " + prof.host.summary() +
-                    (prof.has_work_times() ? ": its stage times are taken as their CPU time, without the waits for a core"
-                                           : ": its times include waiting for a core, and the predicted step gives each "
-                                             "rank a core (no CPU times: more than one thread per rank)"));
+                    (prof.has_work_times()
+                         ? ": its stage times are taken as their CPU time, without the waits for a core"
+                         : ": its times include waiting for a core, and the predicted step gives each "
+                           "rank a core (no CPU times: more than one thread per rank)"));
 }
 
 // --- split points ------------------------------------------------------------

@@ -13,8 +13,8 @@ namespace ppc::driver {
 
 struct SplitOptions {
   std::string model_path;
-  std::string spec_path;   ///< empty when `stages` > 0 is given instead
-  int stages = 0;          ///< `--stages N`: automatic split without a spec file
+  std::string spec_path;  ///< empty when `stages` > 0 is given instead
+  int stages = 0;         ///< `--stages N`: automatic split without a spec file
   std::string out_dir;
   /// `--costs FILE`: measured stage times (pprun --profile) for balance "time".
   std::string costs_path;

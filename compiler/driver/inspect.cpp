@@ -144,23 +144,26 @@ std::string render_dot(const manifest::Manifest& m) {
        << dot_escape(m.model_inputs[i].dtype + manifest::shape_str(m.model_inputs[i].shape)) << "\", shape=ellipse];\n";
   for (size_t i = 0; i < m.model_outputs.size(); ++i)
     os << "  out" << i << " [label=\"" << dot_escape(m.model_outputs[i].name) << "\\n"
-       << dot_escape(m.model_outputs[i].dtype + manifest::shape_str(m.model_outputs[i].shape)) << "\", shape=ellipse];\n";
+       << dot_escape(m.model_outputs[i].dtype + manifest::shape_str(m.model_outputs[i].shape))
+       << "\", shape=ellipse];\n";
   for (const auto& s : m.stages) {
     os << "  subgraph cluster_stage" << s.index << " {\n    label=\"stage " << s.index << " (" << dot_escape(s.artifact)
        << ")\";\n    style=rounded;\n";
     std::string mods;
     for (const auto& mod : s.modules) mods += (mods.empty() ? "" : "\\n") + dot_escape(mod);
-    os << "    s" << s.index << " [label=\"" << (mods.empty() ? "(root)" : mods) << "\\n" << s.node_count
-       << " nodes\\n" << s.params.size() << " params\"];\n  }\n";
+    os << "    s" << s.index << " [label=\"" << (mods.empty() ? "(root)" : mods) << "\\n"
+       << s.node_count << " nodes\\n"
+       << s.params.size() << " params\"];\n  }\n";
   }
   for (size_t i = 0; i < m.model_inputs.size(); ++i)
     for (int s : m.model_inputs[i].stages) os << "  in" << i << " -> s" << s << ";\n";
-  for (size_t i = 0; i < m.model_outputs.size(); ++i) os << "  s" << m.model_outputs[i].stage << " -> out" << i << ";\n";
+  for (size_t i = 0; i < m.model_outputs.size(); ++i)
+    os << "  s" << m.model_outputs[i].stage << " -> out" << i << ";\n";
   for (const auto& e : m.edges)
     for (int c : e.consumers)
       os << "  s" << e.producer << " -> s" << c << " [label=\"" << dot_escape(e.value) << "\\n"
-         << dot_escape(e.dtype + manifest::shape_str(e.shape)) << "\""
-         << (e.kind == "param" ? ", style=dashed" : "") << (e.differentiable ? "" : ", color=gray") << "];\n";
+         << dot_escape(e.dtype + manifest::shape_str(e.shape)) << "\"" << (e.kind == "param" ? ", style=dashed" : "")
+         << (e.differentiable ? "" : ", color=gray") << "];\n";
   os << "}\n";
   return os.str();
 }

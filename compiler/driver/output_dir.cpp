@@ -23,7 +23,8 @@ void check_replaceable(const fs::path& out) {
   for (const auto& e : fs::directory_iterator(out)) {
     std::string name = e.path().filename().string();
     if (!std::regex_match(name, kOurs))
-      throw Error(out.string() + ": exists and holds '" + name + "', which ppc did not write; refusing to replace it (choose another -o or remove it)");
+      throw Error(out.string() + ": exists and holds '" + name +
+                  "', which ppc did not write; refusing to replace it (choose another -o or remove it)");
   }
 }
 
@@ -33,7 +34,8 @@ fs::path make_temp_dir(const fs::path& out) {
   // Like `mkdir -p`: everything before this point succeeded, so the only
   // thing a later failure can leave behind is an empty parent directory.
   fs::create_directories(parent, ec);
-  if (!fs::is_directory(parent, ec)) throw Error(out.string() + ": cannot create parent directory '" + parent.string() + "'");
+  if (!fs::is_directory(parent, ec))
+    throw Error(out.string() + ": cannot create parent directory '" + parent.string() + "'");
   std::random_device rd;
   for (int attempt = 0; attempt < 100; ++attempt) {
     fs::path tmp = parent / ("." + out.filename().string() + ".ppc-tmp-" + std::to_string(rd() % 1000000));

@@ -28,8 +28,9 @@ namespace ppc::driver {
 /// before the model, so that a typo does not wait for a large model to load.
 struct SplitRequest {
   spec::SplitSpec spec;
-  std::unique_ptr<JsonDocument> doc;                 ///< the spec's text (located errors); null without a spec
-  std::unique_ptr<analysis::MeasuredCosts> measured;  ///< --costs; null without (stable address: cost_opts points at it)
+  std::unique_ptr<JsonDocument> doc;  ///< the spec's text (located errors); null without a spec
+  std::unique_ptr<analysis::MeasuredCosts>
+      measured;  ///< --costs; null without (stable address: cost_opts points at it)
   analysis::CostModelOptions cost_opts;
   /// Measured costs predict the step (balance "time" with a profile).
   bool predict = false;

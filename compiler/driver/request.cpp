@@ -12,9 +12,7 @@ namespace {
 std::unique_ptr<JsonDocument> load_spec_text(const std::string& path) {
   try {
     return std::make_unique<JsonDocument>(JsonDocument::load(path, path));
-  } catch (const JsonSyntaxError& e) {
-    throw Error(e.what());
-  }
+  } catch (const JsonSyntaxError& e) { throw Error(e.what()); }
 }
 
 // --stages, --balance and --costs over the spec's `auto` section.
@@ -56,7 +54,8 @@ analysis::CostModelOptions cost_options(const spec::SplitSpec& spec, const analy
     o.balance = "time";
   }
   // Measured costs bring the measured link and micro-batch size, unless the spec says otherwise.
-  if (measured && measured->profile.bytes_per_second > 0 && (!spec.auto_split || !spec.auto_split->link_bytes_per_second))
+  if (measured && measured->profile.bytes_per_second > 0 &&
+      (!spec.auto_split || !spec.auto_split->link_bytes_per_second))
     o.link_bytes_per_second = measured->profile.bytes_per_second;
   // Per message and micro-batch, a stage pays the idle link's latency (the
   // calls on both sides) besides the bytes. What a message costs in the
@@ -72,7 +71,8 @@ analysis::CostModelOptions cost_options(const spec::SplitSpec& spec, const analy
   if (measured && !measured->profile.edges.empty()) {
     double sum = 0;
     for (const auto& e : measured->profile.edges) sum += e.bytes;
-    o.unknown_value_bytes = sum / static_cast<double>(measured->profile.edges.size()) / measured->profile.micro_batch_size;
+    o.unknown_value_bytes =
+        sum / static_cast<double>(measured->profile.edges.size()) / measured->profile.micro_batch_size;
   }
   return o;
 }
@@ -82,9 +82,12 @@ analysis::CostModelOptions cost_options(const spec::SplitSpec& spec, const analy
 analysis::StepOptions step_options(const spec::SplitSpec& spec, const analysis::MeasuredCosts& measured,
                                    const analysis::CostModelOptions& cost_opts) {
   analysis::StepOptions step;
-  step.schedule = spec.defaults.schedule ? *spec.defaults.schedule
-                  : !measured.profile.schedule.empty() ? measured.profile.schedule : step.schedule;
-  step.chunks = spec.defaults.chunks ? *spec.defaults.chunks : measured.profile.chunks > 0 ? measured.profile.chunks : step.chunks;
+  step.schedule = spec.defaults.schedule               ? *spec.defaults.schedule
+                  : !measured.profile.schedule.empty() ? measured.profile.schedule
+                                                       : step.schedule;
+  step.chunks = spec.defaults.chunks          ? *spec.defaults.chunks
+                : measured.profile.chunks > 0 ? measured.profile.chunks
+                                              : step.chunks;
   step.micro_batch_size = cost_opts.micro_batch_size;
   step.forward_fraction = measured.forward_fraction;
   step.message_ms = measured.message_ms();

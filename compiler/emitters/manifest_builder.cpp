@@ -17,8 +17,10 @@ std::optional<std::vector<manifest::Dim>> dims_of(const ir::Shape& s) {
   std::vector<manifest::Dim> out;
   for (const auto& d : s.dims) {
     manifest::Dim md;
-    if (d.is_known()) md.value = d.value;
-    else if (d.is_symbolic()) md.symbol = d.symbol;
+    if (d.is_known())
+      md.value = d.value;
+    else if (d.is_symbolic())
+      md.symbol = d.symbol;
     out.push_back(md);
   }
   return out;
@@ -196,7 +198,8 @@ std::vector<std::optional<int>> model_input_batch_dims(const ir::Graph& g, const
     } else if (is.batch_dim) {
       const ir::Shape& s = g.values[g.inputs[k]].shape;
       if (s.rank_known && *is.batch_dim >= static_cast<int>(s.dims.size())) {
-        std::string msg = "batch_dim " + std::to_string(*is.batch_dim) + " is out of range for input '" + is.name + "' of shape " + s.str();
+        std::string msg = "batch_dim " + std::to_string(*is.batch_dim) + " is out of range for input '" + is.name +
+                          "' of shape " + s.str();
         throw Error(doc ? doc->where(is.pointer + "/batch_dim", msg) : msg);
       }
       dims[k] = is.batch_dim;

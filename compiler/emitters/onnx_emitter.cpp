@@ -61,7 +61,8 @@ EmittedStage emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p
   add_meta("ppc.num_stages", std::to_string(p.num_stages));
 
   onnx::GraphProto* out = m.mutable_graph();
-  out->set_name((in.graph().name().empty() ? std::string("graph") : in.graph().name()) + "_stage" + std::to_string(stage));
+  out->set_name((in.graph().name().empty() ? std::string("graph") : in.graph().name()) + "_stage" +
+                std::to_string(stage));
 
   std::set<std::string> io_names;
   for (const auto& inp : sp.inputs) {
@@ -140,7 +141,8 @@ EmittedStage emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p
       if (!d) throw Error(path + ".data: cannot write the stage's external data");
     }
   }
-  if (!m.SerializeToString(&out_files.bytes)) throw Error("stage " + std::to_string(stage) + ": cannot serialize the ONNX model");
+  if (!m.SerializeToString(&out_files.bytes))
+    throw Error("stage " + std::to_string(stage) + ": cannot serialize the ONNX model");
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f.write(out_files.bytes.data(), static_cast<std::streamsize>(out_files.bytes.size()));
   if (!f) throw Error(path + ": cannot write stage artifact");

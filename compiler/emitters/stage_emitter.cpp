@@ -12,7 +12,8 @@ namespace ppc {
 
 EmittedStage emit_stage(const SourceModel& src, const analysis::Partition& p, int stage, const std::string& path) {
   if (std::strcmp(src.format(), "onnx") == 0) return emit_onnx_stage(src, p, stage, path);
-  if (std::strcmp(src.format(), "torchscript") == 0) return {torchscript_frontend::plugin().emit(src, p, stage, path), "", ""};
+  if (std::strcmp(src.format(), "torchscript") == 0)
+    return {torchscript_frontend::plugin().emit(src, p, stage, path), "", ""};
   throw Error(std::string("no stage emitter for format '") + src.format() + "'");
 }
 

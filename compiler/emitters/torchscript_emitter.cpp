@@ -99,9 +99,9 @@ std::map<int, std::string> register_params(const TorchScriptSource& src, const a
 // (scalars arrive as 0-d tensors and are converted back), the params read
 // from `self`, and the params derived from them (ties).
 std::unordered_map<const Value*, Value*> bind_stage_values(const TorchScriptSource& src, const analysis::StagePlan& sp,
-                                                            const std::map<int, std::string>& flat_of,
-                                                            const std::string& where, torch::jit::Graph& graph,
-                                                            Value* self) {
+                                                           const std::map<int, std::string>& flat_of,
+                                                           const std::string& where, torch::jit::Graph& graph,
+                                                           Value* self) {
   const ir::Graph& g = src.graph();
   std::unordered_map<const Value*, Value*> env;
   env[src.self()] = self;
@@ -129,7 +129,8 @@ std::unordered_map<const Value*, Value*> bind_stage_values(const TorchScriptSour
     const Value* target = src.jit_value(g.params[d.param].value);
     if (!ref || !target || !env.count(ref)) throw std::logic_error(where + ": derived param without its reference");
     Value* v = env.at(ref);
-    if (d.relation == "transpose") v = graph.insert(c10::aten::t, {v});
+    if (d.relation == "transpose")
+      v = graph.insert(c10::aten::t, {v});
     else if (d.relation != "identity")
       throw Error(where + ": tie relation '" + d.relation + "' is not supported for TorchScript");
     env[target] = v;
@@ -256,7 +257,8 @@ std::string emit_torchscript_stage(const SourceModel& src, const analysis::Parti
     return emit(*ts, p, stage, path);
   } catch (const c10::Error& e) {
     std::string msg = e.what_without_backtrace();
-    throw Error("stage " + std::to_string(stage) + ": cannot build the TorchScript stage: " + msg.substr(0, msg.find('\n')));
+    throw Error("stage " + std::to_string(stage) +
+                ": cannot build the TorchScript stage: " + msg.substr(0, msg.find('\n')));
   }
 }
 

@@ -24,7 +24,9 @@ class SourceModel {
   /// Name under which param `index` is stored in a stage artifact. ONNX keeps
   /// the source name; TorchScript attributes cannot contain dots, so
   /// "layer0.lin.weight" is stored as "layer0_lin_weight". Unique per model.
-  virtual std::string artifact_param_name(int index) const { return graph().params.at(static_cast<size_t>(index)).name; }
+  virtual std::string artifact_param_name(int index) const {
+    return graph().params.at(static_cast<size_t>(index)).name;
+  }
 };
 
 }  // namespace ppc

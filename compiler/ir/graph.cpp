@@ -14,10 +14,10 @@ struct DTypeInfo {
   int size;
 };
 constexpr DTypeInfo kDTypes[] = {
-    {DType::Undefined, "undefined", 0}, {DType::Float32, "float32", 4}, {DType::Float64, "float64", 8},
+    {DType::Undefined, "undefined", 0}, {DType::Float32, "float32", 4},   {DType::Float64, "float64", 8},
     {DType::Float16, "float16", 2},     {DType::BFloat16, "bfloat16", 2}, {DType::Int64, "int64", 8},
-    {DType::Int32, "int32", 4},         {DType::Int16, "int16", 2},     {DType::Int8, "int8", 1},
-    {DType::UInt8, "uint8", 1},         {DType::Bool, "bool", 1},       {DType::String, "string", 0},
+    {DType::Int32, "int32", 4},         {DType::Int16, "int16", 2},       {DType::Int8, "int8", 1},
+    {DType::UInt8, "uint8", 1},         {DType::Bool, "bool", 1},         {DType::String, "string", 0},
     {DType::Other, "other", 0},
 };
 }  // namespace
@@ -232,7 +232,8 @@ std::string Graph::verify() const {
       return "model output '" + val.name + "' is never defined";
   }
   for (const auto& [path, id] : nested_modules) {
-    if (id < 0 || id >= static_cast<int>(nodes.size())) return "nested module '" + path + "' names a node id out of range";
+    if (id < 0 || id >= static_cast<int>(nodes.size()))
+      return "nested module '" + path + "' names a node id out of range";
     if (!(nodes[id].flags & kNodeHasSubgraph))
       return "nested module '" + path + "' is held by node '" + nodes[id].name + "', which has no subgraph";
   }

@@ -39,8 +39,8 @@ bool dtype_is_float(DType t);
 
 /// One dimension: a known extent, a named symbolic extent, or unknown.
 struct Dim {
-  int64_t value = -1;   ///< >= 0 when known
-  std::string symbol;   ///< non-empty when symbolic (e.g. "batch")
+  int64_t value = -1;  ///< >= 0 when known
+  std::string symbol;  ///< non-empty when symbolic (e.g. "batch")
 
   static Dim known(int64_t v) { return Dim{v, {}}; }
   static Dim symbolic(std::string s) { return Dim{-1, std::move(s)}; }
@@ -73,10 +73,10 @@ struct Value {
   std::string name;
   DType dtype = DType::Undefined;
   Shape shape;
-  NodeId producer = kNone;            ///< kNone for graph inputs and params
-  std::vector<NodeId> consumers;      ///< in node order, one entry per use
-  int graph_input = kNone;            ///< index into Graph::inputs, or kNone
-  int param = kNone;                  ///< index into Graph::params, or kNone
+  NodeId producer = kNone;        ///< kNone for graph inputs and params
+  std::vector<NodeId> consumers;  ///< in node order, one entry per use
+  int graph_input = kNone;        ///< index into Graph::inputs, or kNone
+  int param = kNone;              ///< index into Graph::params, or kNone
   bool is_graph_output = false;
   /// A non-tensor scalar (a TorchScript int/float/bool): crosses stages as a
   /// 0-d tensor of `dtype`, never differentiable.
@@ -100,14 +100,14 @@ enum NodeFlags : unsigned {
 
 /// An operation. Opaque to analyses except for the fields below.
 struct Node {
-  std::string name;                 ///< unique within the graph
-  std::string op;                   ///< e.g. "Gemm", "aten::linear"
-  std::string module;               ///< dotted module path, "" = root scope
-  std::vector<ValueId> inputs;      ///< kNone for omitted optional inputs
+  std::string name;             ///< unique within the graph
+  std::string op;               ///< e.g. "Gemm", "aten::linear"
+  std::string module;           ///< dotted module path, "" = root scope
+  std::vector<ValueId> inputs;  ///< kNone for omitted optional inputs
   std::vector<ValueId> outputs;
   unsigned flags = kNodeNone;
-  double flops = 0.0;               ///< estimated forward FLOPs (cost model)
-  int source_index = 0;             ///< position in the source model (frontend handle)
+  double flops = 0.0;    ///< estimated forward FLOPs (cost model)
+  int source_index = 0;  ///< position in the source model (frontend handle)
 };
 
 /// A trainable or constant tensor stored with the model.
@@ -122,7 +122,7 @@ struct Param {
   /// of the data as stored, and of its 2-D transpose. Used for tie detection.
   std::string content_hash;
   std::string transpose_hash;
-  bool is_uniform = false;   ///< every element equal (never a tie candidate)
+  bool is_uniform = false;  ///< every element equal (never a tie candidate)
   bool is_float = false;
 };
 

@@ -35,8 +35,7 @@ int64_t parse_int(const std::string& s, int line) {
   try {
     int64_t v = std::stoll(s, &used);
     if (used == s.size()) return v;
-  } catch (const std::logic_error&) {
-  }
+  } catch (const std::logic_error&) {}
   throw std::runtime_error("line " + std::to_string(line) + ": bad integer '" + s + "'");
 }
 
@@ -45,8 +44,7 @@ double parse_double(const std::string& s, int line) {
   try {
     double v = std::stod(s, &used);
     if (used == s.size()) return v;
-  } catch (const std::logic_error&) {
-  }
+  } catch (const std::logic_error&) {}
   throw std::runtime_error("line " + std::to_string(line) + ": bad number '" + s + "'");
 }
 

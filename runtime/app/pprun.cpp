@@ -115,8 +115,9 @@ void check_options(PprunOptions& o) {
     e.dims[d.substr(0, eq)] = v;
   }
   if (o.backend == "nccl")
-    throw Error("--backend nccl: this pprun is built against a CPU-only LibTorch; build it against a CUDA "
-                "LibTorch to run over NCCL (runtime/transport/ holds the only c10d code)");
+    throw Error(
+        "--backend nccl: this pprun is built against a CPU-only LibTorch; build it against a CUDA "
+        "LibTorch to run over NCCL (runtime/transport/ holds the only c10d code)");
 }
 
 // Runtime defaults recorded by ppc (the split spec's "defaults"), unless
@@ -177,7 +178,8 @@ int look_at_schedule(PprunOptions& o, const manifest::Manifest& m, std::ostream&
 // before any rank starts.
 void check_run(PprunOptions& o, const LoadedManifest& lm) {
   EngineOptions& e = o.engine;
-  if (!e.synthetic && o.inputs.empty()) throw Error("give the data with --inputs FILE|DIR or --synthetic --batch-size N");
+  if (!e.synthetic && o.inputs.empty())
+    throw Error("give the data with --inputs FILE|DIR or --synthetic --batch-size N");
   if (!o.inputs.empty()) e.input_files = input_files(o.inputs);
   if (!e.save_dir.empty()) {
     std::error_code ec;
@@ -212,13 +214,10 @@ int run_rank(const PprunOptions& o, const LoadedManifest& lm, std::ostream& out)
   try {
     ro = rendezvous_from_env(o.master_addr, o.master_port, o.rank, o.world_size,
                              std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000)));
-  } catch (const std::invalid_argument& e) {
-    throw Error(e.what());
-  }
+  } catch (const std::invalid_argument& e) { throw Error(e.what()); }
   // Check the placement before connecting, so bad input fails fast on every rank.
   stages_of_rank(static_cast<int>(lm.manifest.stages.size()), ro.world_size, ro.rank);
-  plan_schedule(lm.manifest, o.engine.schedule, ro.world_size, o.engine.chunks, o.engine.train,
-                o.engine.schedule_file);
+  plan_schedule(lm.manifest, o.engine.schedule, ro.world_size, o.engine.chunks, o.engine.train, o.engine.schedule_file);
   set_threads(o.threads);
   std::unique_ptr<Transport> transport;
   try {

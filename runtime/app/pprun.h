@@ -17,17 +17,17 @@ struct PprunOptions {
   // Rendezvous: unset ones come from the torchrun environment.
   std::optional<int> rank, world_size, master_port;
   std::optional<std::string> master_addr;
-  int nproc = 0;       ///< > 0: spawn this many local ranks
-  int threads = 0;     ///< intra-op threads per rank (0: cores / local ranks)
+  int nproc = 0;    ///< > 0: spawn this many local ranks
+  int threads = 0;  ///< intra-op threads per rank (0: cores / local ranks)
   double timeout_s = 300;
   std::string backend = "gloo";
   // Look, don't run.
   bool print_schedule = false;
   std::string format = "text";  ///< --print-schedule: text | csv
   bool simulate = false;
-  std::string costs_file;  ///< --simulate: measured costs
-  double comm_ms = 0;      ///< --simulate: a message's time in flight
-  std::string inputs;      ///< a .pt file or a folder of them
+  std::string costs_file;         ///< --simulate: measured costs
+  double comm_ms = 0;             ///< --simulate: a message's time in flight
+  std::string inputs;             ///< a .pt file or a folder of them
   std::vector<std::string> dims;  ///< NAME=N, as given
   EngineOptions engine;
   /// Which of the options with defaults from elsewhere the user gave.

@@ -30,7 +30,8 @@ void Engine::resume() {
   fs::path dir(o_.resume_dir);
   fs::path state_file = dir / "pprun_state.json";
   std::ifstream in(state_file);
-  if (!in) throw Error(state_file.string() + ": missing (is '" + o_.resume_dir + "' a directory written by pprun --save?)");
+  if (!in)
+    throw Error(state_file.string() + ": missing (is '" + o_.resume_dir + "' a directory written by pprun --save?)");
   nlohmann::json j;
   try {
     in >> j;
@@ -39,16 +40,13 @@ void Engine::resume() {
     if (o_.train && kind != o_.optimizer.kind)
       throw Error(state_file.string() + ": the checkpoint was trained with --optimizer " + kind + ", not " +
                   o_.optimizer.kind);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(state_file.string() + ": malformed: " + e.what());
-  }
+  } catch (const nlohmann::json::exception& e) { throw Error(state_file.string() + ": malformed: " + e.what()); }
   if (!o_.train) return;
   for (auto& ls : locals_) {
     fs::path f = dir / ("optimizer_stage" + std::to_string(ls.index) + ".pt");
     ls.optimizer->load_state(load_tensor_dict(f.string()), f.string());
   }
 }
-
 
 namespace {
 
@@ -72,8 +70,7 @@ std::string checkpoint_name(const fs::path& root, int64_t steps_done) {
 // written before links) is first moved into `root`.
 void flip_link(const fs::path& link, const std::string& target, const fs::path& root) {
   std::error_code ec;
-  if (fs::is_directory(fs::symlink_status(link, ec)))
-    fs::rename(link, root / free_name(root, "previous"));
+  if (fs::is_directory(fs::symlink_status(link, ec))) fs::rename(link, root / free_name(root, "previous"));
   fs::path tmp = link.string() + ".link-tmp";
   fs::remove(tmp, ec);
   fs::create_directory_symlink(target, tmp);
@@ -136,8 +133,10 @@ void Engine::save_checkpoint(int64_t steps_done) {
     at::Tensor d = at::zeros({64}, at::kByte);
     if (r == t_.rank()) std::copy(digest.begin(), digest.end(), d.data_ptr<uint8_t>());
     if (r != 0) {
-      if (t_.rank() == r) t_.isend(d, 0, wire::Tags::kSaveDigest)->wait();
-      else t_.irecv(d, r, wire::Tags::kSaveDigest)->wait();
+      if (t_.rank() == r)
+        t_.isend(d, 0, wire::Tags::kSaveDigest)->wait();
+      else
+        t_.irecv(d, r, wire::Tags::kSaveDigest)->wait();
     }
     if (t_.rank() == 0) out.stages[s].sha256 = std::string(reinterpret_cast<const char*>(d.data_ptr<uint8_t>()), 64);
     out.stages[s].data_file.clear();  // a saved stage holds its weights itself
@@ -174,6 +173,5 @@ void Engine::save_checkpoint(int64_t steps_done) {
   flip_link(link, root.filename().string() + "/" + name, root);
   prune(root, name, std::max(1, o_.keep));
 }
-
 
 }  // namespace ppc::runtime::engine_detail

@@ -28,10 +28,11 @@ schedule::StageGraph stage_graph_of(const manifest::Manifest& m) {
 at::Tensor wire_view(const at::Tensor& t) { return t.scalar_type() == at::kBool ? t.view(at::kByte) : t; }
 
 void accumulate(at::Tensor& into, const at::Tensor& g) {
-  if (!into.defined()) into = g;
-  else into = into + g;
+  if (!into.defined())
+    into = g;
+  else
+    into = into + g;
 }
-
 
 void Engine::setup() {
   num_stages_ = static_cast<int>(m_.stages.size());
@@ -117,16 +118,17 @@ void Engine::find_headerless_links() {
       for (size_t d = 0; fixed && d < in.shape->size(); ++d) {
         const auto& dim = (*in.shape)[d];
         auto ref = ref_of.find(dim.symbol);
-        if (dim.value && *dim.value >= 0) dims.push_back(*dim.value);
-        else if (ref != ref_of.end()) dims.push_back(-1 - ref->second);
-        else fixed = false;
+        if (dim.value && *dim.value >= 0)
+          dims.push_back(*dim.value);
+        else if (ref != ref_of.end())
+          dims.push_back(-1 - ref->second);
+        else
+          fixed = false;
       }
       at::ScalarType type = at::kFloat;
       try {
         type = scalar_type_of(in.dtype);
-      } catch (const Error&) {
-        fixed = false;
-      }
+      } catch (const Error&) { fixed = false; }
       l.headerless = l.headerless && fixed;
       l.shapes.push_back(dims);
       l.dtypes.push_back(type);
@@ -150,7 +152,8 @@ void Engine::check_outputs() {
     const auto& outs = m_.stages.at(loss_stage_).outputs;
     for (size_t j = 0; j < outs.size(); ++j)
       if (outs[j].name == mo.name) loss_output_ = static_cast<int>(j);
-    if (loss_output_ < 0) throw Error(lm_.dir + "/manifest.json: model output '" + mo.name + "' is not an output of its stage");
+    if (loss_output_ < 0)
+      throw Error(lm_.dir + "/manifest.json: model output '" + mo.name + "' is not an output of its stage");
   } else if (!o_.output_path.empty()) {
     std::set<int> ranks;
     for (const auto& mo : m_.model_outputs) ranks.insert(rank_of(mo.stage));
@@ -190,8 +193,8 @@ void Engine::load_batch(int64_t step) {
     where = o_.input_files.at(static_cast<size_t>(step % static_cast<int64_t>(o_.input_files.size())));
     batch = load_tensor_dict(where);
   }
-  MicroBatches mb = split_batch(m_, batch, o_.chunks, o_.train && o_.loss != "model" && !o_.synthetic ? o_.target_key : "",
-                                where);
+  MicroBatches mb =
+      split_batch(m_, batch, o_.chunks, o_.train && o_.loss != "model" && !o_.synthetic ? o_.target_key : "", where);
   micro_inputs_ = std::move(mb.inputs);
   micro_targets_ = std::move(mb.targets);
   micro_sizes_ = std::move(mb.sizes);
@@ -217,7 +220,6 @@ void Engine::reset_micro_states() {
     }
   }
 }
-
 
 namespace {
 
@@ -316,7 +318,6 @@ void Engine::run() {
   if (o_.train && !o_.save_dir.empty()) save_checkpoint(start_step_ + o_.steps);
 }
 
-
 void Engine::execute(const Action& a) {
   const ActionClock clock = measure_->begin_action(a);
   switch (a.kind) {
@@ -378,7 +379,8 @@ void Engine::finish_recv_forward(PendingRecv& p, MicroState& st, int m) {
 }
 
 void Engine::post_recv_data(PendingRecv& p, int direction, int producer, int consumer, int m,
-                            const std::vector<std::vector<int64_t>>& shapes, const std::vector<at::ScalarType>& dtypes) {
+                            const std::vector<std::vector<int64_t>>& shapes,
+                            const std::vector<at::ScalarType>& dtypes) {
   const int peer = rank_of(direction == 0 ? producer : consumer);
   p.works.clear();
   p.producer = producer;
@@ -482,8 +484,8 @@ void Engine::send_forward(int s, int m) {
         if (ts[k].sizes() != at::IntArrayRef(want) || ts[k].scalar_type() != l.dtypes[k])
           throw Error(lm_.dir + "/manifest.json: stage " + std::to_string(s) + " output '" +
                       m_.stages[l.consumer].inputs[l.in_idx[k]].name + "' of micro-batch " + std::to_string(m) +
-                      " is " + dtype_name(ts[k].scalar_type()) + " " + shape_text(ts[k]) + ", but the manifest declares " +
-                      dtype_name(l.dtypes[k]) + " " + shape_text(want) +
+                      " is " + dtype_name(ts[k].scalar_type()) + " " + shape_text(ts[k]) +
+                      ", but the manifest declares " + dtype_name(l.dtypes[k]) + " " + shape_text(want) +
                       " (its symbolic dims sized as in this micro-batch's model inputs)");
       }
     } else {
@@ -598,8 +600,10 @@ void Engine::backward_weight(int s, int m) {
     for (size_t k = 0; k < gw.size(); ++k) {
       if (!gw[k].defined()) continue;
       at::Tensor& g = ls.trainable[k].mutable_grad();
-      if (g.defined()) g.add_(gw[k]);
-      else g = gw[k].clone();
+      if (g.defined())
+        g.add_(gw[k]);
+      else
+        g = gw[k].clone();
     }
     ls.module->end_backward();
   }
@@ -643,7 +647,8 @@ at::Tensor Engine::compute_loss(const at::Tensor& out, int m) {
     }
     if (o_.loss == "mse") {
       if (!target.sizes().equals(out.sizes()))
-        throw Error("--loss mse: target shape " + shape_text(target) + " differs from the output shape " + shape_text(out));
+        throw Error("--loss mse: target shape " + shape_text(target) + " differs from the output shape " +
+                    shape_text(out));
       loss = at::mse_loss(out, target.to(out.scalar_type()));
     } else {
       int64_t classes = out.size(-1);
@@ -676,8 +681,8 @@ void Engine::sync_tied_gradients() {
           if (p.name != mem.param && p.original == mem.param) name = p.name;
         auto it = local(s).tensors.find(name);
         if (it == local(s).tensors.end())
-          throw Error(lm_.dir + "/manifest.json: tie '" + g.name + "': stage " + std::to_string(s) + " has no parameter '" +
-                      mem.param + "'");
+          throw Error(lm_.dir + "/manifest.json: tie '" + g.name + "': stage " + std::to_string(s) +
+                      " has no parameter '" + mem.param + "'");
         // A frozen tensor read by several stages (a buffer, an exporter's
         // constant) is one only in name: nothing to sync, nothing to step.
         if (!it->second.requires_grad()) continue;
@@ -723,7 +728,6 @@ void Engine::write_outputs() {
   save_tensor_dict(o_.output_path, out);
 }
 
-
 }  // namespace engine_detail
 
 void run_pipeline(const LoadedManifest& manifest, Transport& transport, const EngineOptions& options,
@@ -731,6 +735,5 @@ void run_pipeline(const LoadedManifest& manifest, Transport& transport, const En
   engine_detail::Engine engine(manifest, transport, options, log);
   engine.run();
 }
-
 
 }  // namespace ppc::runtime

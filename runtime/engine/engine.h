@@ -23,27 +23,27 @@ namespace ppc::runtime {
 struct EngineOptions {
   std::string schedule = "1f1b";
   std::string schedule_file;  ///< compute-only CSV instead of a named schedule
-  int chunks = 1;   ///< micro-batches per batch
+  int chunks = 1;             ///< micro-batches per batch
   int steps = 1;
   // Data: batch files (one per step, cycled), or synthetic batches.
   std::vector<std::string> input_files;
   bool synthetic = false;
-  int64_t batch_size = 0;            ///< synthetic only
+  int64_t batch_size = 0;  ///< synthetic only
   uint64_t seed = 0;
-  int synthetic_batches = 8;         ///< distinct synthetic batches, cycled
+  int synthetic_batches = 8;            ///< distinct synthetic batches, cycled
   std::map<std::string, int64_t> dims;  ///< values of symbolic dims (besides the batch dim)
-  int64_t int_high = 2;              ///< synthetic integer inputs are drawn from [0, int_high)
+  int64_t int_high = 2;                 ///< synthetic integer inputs are drawn from [0, int_high)
   // Training.
   bool train = false;
-  std::string loss = "mse";          ///< mse | cross_entropy | model
+  std::string loss = "mse";  ///< mse | cross_entropy | model
   std::string target_key = "target";
   OptimizerOptions optimizer;
   // Outputs.
-  std::string output_path;           ///< inference: model outputs, micro-batches merged
-  std::string save_dir;              ///< training: a complete pipeline again (+ optimizer state, params.pt)
-  int save_every = 0;                ///< also save after every this many steps (0: at the end only)
-  int keep = 1;                      ///< checkpoints kept in save_dir + ".d" (the newest first)
-  std::string resume_dir;            ///< continue from a save_dir (the manifest must be loaded from it)
+  std::string output_path;  ///< inference: model outputs, micro-batches merged
+  std::string save_dir;     ///< training: a complete pipeline again (+ optimizer state, params.pt)
+  int save_every = 0;       ///< also save after every this many steps (0: at the end only)
+  int keep = 1;             ///< checkpoints kept in save_dir + ".d" (the newest first)
+  std::string resume_dir;   ///< continue from a save_dir (the manifest must be loaded from it)
   bool quiet = false;
   // Measurement.
   std::string trace_path;     ///< Chrome trace JSON of every action on every rank (written by rank 0)
@@ -73,8 +73,8 @@ struct SimCosts {
   std::vector<schedule::StageCost> stages;
   std::vector<schedule::StageEdge> edge_bytes;  ///< the edges the file gives bytes for
   double bytes_per_second = 0;
-  double message_ms = -1;     ///< the file's calibrated time in flight (-1: none)
-  double message_cpu_ms = 0;  ///< the file's per-message rank time at each end
+  double message_ms = -1;                   ///< the file's calibrated time in flight (-1: none)
+  double message_cpu_ms = 0;                ///< the file's per-message rank time at each end
   double message_cpu_bytes_per_second = 0;  ///< and the rate of its bytes' rank time there (0: none)
   /// The cores the ranks share, in ranks (SimOptions::cores), with `stages`
   /// the profile's work (profile::Profile::as_work and shared_cores); 0: a

@@ -56,7 +56,7 @@ struct PendingRecv {
   int link = 0;
   at::Tensor header;
   std::unique_ptr<Work> header_work;
-  std::vector<int> slots;  ///< which entries of the link the buffers hold (gradients)
+  std::vector<int> slots;           ///< which entries of the link the buffers hold (gradients)
   std::vector<at::Tensor> buffers;  ///< the tensors, once finished
   std::vector<std::unique_ptr<Work>> works;
   /// A packed message (several tensors) in flight and what it unpacks to.
@@ -82,7 +82,7 @@ struct LocalStage {
   std::unique_ptr<StageModule> module;
   std::unique_ptr<Optimizer> optimizer;
   std::map<std::string, at::Tensor> tensors;  ///< parameters and buffers by artifact name
-  std::vector<at::Tensor> trainable;           ///< what W differentiates
+  std::vector<at::Tensor> trainable;          ///< what W differentiates
   std::vector<MicroState> mb;
 };
 
@@ -168,7 +168,7 @@ class Engine {
 
   int in_flight_ = 0, peak_in_flight_ = 0;  // micro-batches between F and B on this rank (training)
 
-  schedule::Schedule plan_;        ///< every rank's lowered schedule
+  schedule::Schedule plan_;  ///< every rank's lowered schedule
   schedule::StageGraph graph_;
   int64_t step_ = 0;
   /// Traces, step statistics and profiles: an observer, made when the run starts.

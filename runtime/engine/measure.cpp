@@ -87,8 +87,8 @@ void Measurement::end_action(const schedule::Action& a, const ActionClock& c) {
 
 void Measurement::message_received(int direction, int producer, int consumer, double bytes) {
   const size_t S = static_cast<size_t>(num_stages_);
-  const size_t k = (static_cast<size_t>(direction) * S + static_cast<size_t>(producer)) * S +
-                   static_cast<size_t>(consumer);
+  const size_t k =
+      (static_cast<size_t>(direction) * S + static_cast<size_t>(producer)) * S + static_cast<size_t>(consumer);
   message_bytes_[k] += bytes;
   message_count_[k] += 1;
 }
@@ -103,7 +103,7 @@ void Measurement::end_run(const std::vector<LocalStage>& locals, const std::vect
 }
 
 void Measurement::record(const std::string& name, const std::string& category, int stage, int microbatch, double start,
-                    double end) {
+                         double end) {
   if (!tracing_) return;
   schedule::TraceEvent e;
   e.name = name;
@@ -127,7 +127,7 @@ void Measurement::end_step(int64_t step, double secs, double step_loss, int64_t 
                            std::vector<std::unique_ptr<Work>>& sends, std::vector<at::Tensor>& keepalive) {
   const int P = t_.world_size(), S = num_stages_;
   const int first_compute = 2 + 3 * P + 4 * S;  // P entries: each rank's first compute start
-  const int cpu = first_compute + P;             // 4 S entries: the stages' CPU time
+  const int cpu = first_compute + P;            // 4 S entries: the stages' CPU time
   std::vector<double> v(cpu + 4 * S, 0.0);
   v[0] = step_loss;
   v[1 + t_.rank()] = busy_;
@@ -270,7 +270,8 @@ void Measurement::gather_node_times(const std::vector<LocalStage>& locals) {
       at::Tensor meta = at::empty({3 * count.item<int64_t>()}, at::kLong);
       t_.irecv(meta, r, wire::Tags::kProfile)->wait();
       for (int64_t k = 0; k < count.item<int64_t>(); ++k) {
-        int64_t s = meta[3 * k].item<int64_t>(), nbytes = meta[3 * k + 1].item<int64_t>(), n = meta[3 * k + 2].item<int64_t>();
+        int64_t s = meta[3 * k].item<int64_t>(), nbytes = meta[3 * k + 1].item<int64_t>(),
+                n = meta[3 * k + 2].item<int64_t>();
         if (n == 0) continue;
         at::Tensor names = at::empty({nbytes}, at::kByte), us = at::empty({2 * n}, at::kDouble);
         t_.irecv(names, r, wire::Tags::kProfile)->wait();
@@ -382,14 +383,16 @@ void Measurement::profile_stages(profile::Profile& p) const {
     t.i = at(profile_sum_, 2);
     t.w = at(profile_sum_, 3);
     if (one_thread && profile_steps_)
-      t.cpu_ms = at(profile_cpu_sum_, 0) + (t.b > 0 ? at(profile_cpu_sum_, 1) : at(profile_cpu_sum_, 2) + at(profile_cpu_sum_, 3));
+      t.cpu_ms = at(profile_cpu_sum_, 0) +
+                 (t.b > 0 ? at(profile_cpu_sum_, 1) : at(profile_cpu_sum_, 2) + at(profile_cpu_sum_, 3));
     t.first_node = m_.stages[s].first_node;
     t.last_node = m_.stages[s].last_node;
     // Per node: forward and backward ms per micro-batch, measured inside the
     // stage (ONNX stages), for ppc to spread the stage's F and B by rather
     // than by FLOPs.
     if (s < static_cast<int>(node_us_.size()))
-      for (const auto& n : node_us_[s]) t.nodes.push_back({n.name, n.forward_us / calls / 1000.0, n.backward_us / calls / 1000.0});
+      for (const auto& n : node_us_[s])
+        t.nodes.push_back({n.name, n.forward_us / calls / 1000.0, n.backward_us / calls / 1000.0});
     p.stages.push_back(std::move(t));
   }
 }
@@ -501,10 +504,11 @@ void Measurement::write_profile(const std::vector<int64_t>& micro_sizes) {
   std::ofstream(o_.profile_path) << profile::profile_json(p);
   if (p.host.oversubscribed())
     log_ << "note: " << o_.profile_path << ": measured with " << p.host.summary()
-         << (p.has_work_times() ? ": its stage times include waiting for a core; the simulator shares the stages' CPU times out "
-                       "over the cores instead"
-                     : ": its times include waiting for a core, which the simulator (a core per rank and thread) "
-                       "does not model without one thread per rank")
+         << (p.has_work_times()
+                 ? ": its stage times include waiting for a core; the simulator shares the stages' CPU times out "
+                   "over the cores instead"
+                 : ": its times include waiting for a core, which the simulator (a core per rank and thread) "
+                   "does not model without one thread per rank")
          << std::endl;
 }
 
@@ -562,7 +566,9 @@ void Measurement::write_trace_and_timeline() {
         e.category = schedule::kind_name(a.kind);
       } else {
         e.category = other.at(code - 100);
-        e.name = e.category == "wait" ? "wait" : e.category == "allreduce" ? "tied-gradient all-reduce" : "optimizer step";
+        e.name = e.category == "wait"        ? "wait"
+                 : e.category == "allreduce" ? "tied-gradient all-reduce"
+                                             : "optimizer step";
       }
       all.push_back(std::move(e));
     }
@@ -583,12 +589,11 @@ void Measurement::write_trace_and_timeline() {
       t1 = std::max(t1, e.end_us + t0);
     }
     std::ostringstream title;
-    title << "pprun " << o_.schedule << ": " << t_.world_size() << " ranks, " << num_stages_ << " stages, "
-          << o_.chunks << " micro-batches; step " << (step_ + 1) << " measured, " << std::setprecision(1) << std::fixed
+    title << "pprun " << o_.schedule << ": " << t_.world_size() << " ranks, " << num_stages_ << " stages, " << o_.chunks
+          << " micro-batches; step " << (step_ + 1) << " measured, " << std::setprecision(1) << std::fixed
           << (t1 - t0) / 1000 << " ms";
     std::ofstream(o_.timeline_path) << schedule::timeline_svg(last, t_.world_size(), title.str(), "ms");
   }
 }
-
 
 }  // namespace ppc::runtime::engine_detail

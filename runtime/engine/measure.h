@@ -135,9 +135,9 @@ class Measurement {
   std::vector<double> stage_cpu_;   ///< the same, CPU time of the thread running them (us)
   double loss_us_ = 0;              ///< time in compute_loss (part of the loss stage's F)
   // Over the measured steps (rank 0).
-  double profile_loss_sum_ = 0;           ///< per micro-batch
-  std::vector<double> profile_sum_;       ///< all stages
-  std::vector<double> profile_cpu_sum_;   ///< the same, CPU time
+  double profile_loss_sum_ = 0;          ///< per micro-batch
+  std::vector<double> profile_sum_;      ///< all stages
+  std::vector<double> profile_cpu_sum_;  ///< the same, CPU time
   int profile_steps_ = 0;
   std::vector<double> profile_step_ms_;      ///< measured step times of the profiled steps
   std::vector<double> profile_overhead_ms_;  ///< their time outside the pipeline
@@ -145,7 +145,7 @@ class Measurement {
   /// --profile (empty otherwise): per direction and stage edge (2 x S x S),
   /// bytes received and messages.
   std::vector<double> message_bytes_, message_count_;
-  std::vector<std::vector<NodeTime>> node_us_;  ///< rank 0: per stage, totals
+  std::vector<std::vector<NodeTime>> node_us_;           ///< rank 0: per stage, totals
   double link_latency_ms_ = -1, link_bytes_per_s_ = -1;  ///< measured (rank 0), -1: not measured
 };
 

@@ -113,13 +113,13 @@ MicroBatches split_batch(const manifest::Manifest& m, const std::vector<NamedTen
   out.batch_size = n;
   try {
     out.sizes = micro_sizes(n, chunks);
-  } catch (const Error& e) {
-    throw Error(where + ": " + e.what());
-  }
+  } catch (const Error& e) { throw Error(where + ": " + e.what()); }
   for (const auto& in : m.model_inputs) {
     const at::Tensor& t = *find(in.name);
-    if (in.split == "batch") out.inputs[in.name] = split_along(t, in.batch_dim.value_or(0), out.sizes);
-    else out.inputs[in.name] = std::vector<at::Tensor>(chunks, t);
+    if (in.split == "batch")
+      out.inputs[in.name] = split_along(t, in.batch_dim.value_or(0), out.sizes);
+    else
+      out.inputs[in.name] = std::vector<at::Tensor>(chunks, t);
   }
   if (target) out.targets = split_along(*target, 0, out.sizes);
   return out;
@@ -152,9 +152,12 @@ std::vector<NamedTensor> synthetic_batch(const manifest::Manifest& m, int64_t ba
     }
     at::ScalarType type = scalar_type_of(in.dtype);
     at::Tensor t;
-    if (at::isFloatingType(type)) t = at::randn(sizes, gen, at::TensorOptions().dtype(type));
-    else if (type == at::kBool) t = at::randint(0, 2, sizes, gen, at::TensorOptions().dtype(at::kLong)).to(at::kBool);
-    else t = at::randint(0, int_high, sizes, gen, at::TensorOptions().dtype(type));
+    if (at::isFloatingType(type))
+      t = at::randn(sizes, gen, at::TensorOptions().dtype(type));
+    else if (type == at::kBool)
+      t = at::randint(0, 2, sizes, gen, at::TensorOptions().dtype(at::kLong)).to(at::kBool);
+    else
+      t = at::randint(0, int_high, sizes, gen, at::TensorOptions().dtype(type));
     out.emplace_back(in.name, t);
   }
   return out;
@@ -178,7 +181,8 @@ at::Tensor synthetic_target(const at::Tensor& out, const std::vector<at::Tensor>
   if (learnable) {
     at::Tensor x = inputs[0].reshape({n, -1}).to(at::kFloat);
     int64_t k = classes ? out.size(-1) : out.numel() / out.size(0);
-    if (!teacher.defined()) teacher = at::randn({x.size(1), k}, gen) * (2.0 / std::sqrt(static_cast<double>(x.size(1))));
+    if (!teacher.defined())
+      teacher = at::randn({x.size(1), k}, gen) * (2.0 / std::sqrt(static_cast<double>(x.size(1))));
     at::Tensor y = at::matmul(x, teacher);
     target = classes ? y.argmax(1) : at::tanh(y).reshape(full).to(out.scalar_type());
   } else if (classes) {

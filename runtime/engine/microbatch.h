@@ -13,8 +13,8 @@ namespace ppc::runtime {
 
 struct MicroBatches {
   std::map<std::string, std::vector<at::Tensor>> inputs;  ///< model input -> one tensor per micro-batch
-  std::vector<at::Tensor> targets;                         ///< per micro-batch (when a target key was given)
-  std::vector<int64_t> sizes;                              ///< samples per micro-batch
+  std::vector<at::Tensor> targets;                        ///< per micro-batch (when a target key was given)
+  std::vector<int64_t> sizes;                             ///< samples per micro-batch
   int64_t batch_size = 0;
 };
 

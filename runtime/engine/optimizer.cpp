@@ -85,7 +85,8 @@ void Optimizer::load_state(const std::vector<NamedTensor>& state, const std::str
   for (const auto& [key, t] : state) {
     auto dot = key.rfind('.');
     auto it = dot == std::string::npos ? by_name.end() : by_name.find(key.substr(0, dot));
-    if (it == by_name.end()) throw Error(where + ": optimizer state '" + key + "' belongs to no parameter of this stage");
+    if (it == by_name.end())
+      throw Error(where + ": optimizer state '" + key + "' belongs to no parameter of this stage");
     Slot& s = *it->second;
     std::string field = key.substr(dot + 1);
     if (field == "step") {
@@ -95,10 +96,14 @@ void Optimizer::load_state(const std::vector<NamedTensor>& state, const std::str
     if (!t.sizes().equals(s.param.sizes()))
       throw Error(where + ": optimizer state '" + key + "' has the wrong shape for its parameter");
     at::Tensor copy = t.to(s.param.scalar_type()).clone();
-    if (field == "momentum_buffer") s.momentum_buffer = copy;
-    else if (field == "exp_avg") s.exp_avg = copy;
-    else if (field == "exp_avg_sq") s.exp_avg_sq = copy;
-    else throw Error(where + ": unknown optimizer state '" + key + "'");
+    if (field == "momentum_buffer")
+      s.momentum_buffer = copy;
+    else if (field == "exp_avg")
+      s.exp_avg = copy;
+    else if (field == "exp_avg_sq")
+      s.exp_avg_sq = copy;
+    else
+      throw Error(where + ": unknown optimizer state '" + key + "'");
   }
 }
 

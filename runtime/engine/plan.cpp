@@ -6,7 +6,6 @@
 #include <fstream>
 #include <sstream>
 
-
 #include "runtime/engine/microbatch.h"
 #include "runtime/engine/pt_io.h"
 #include "runtime/schedule/csv.h"
@@ -127,7 +126,6 @@ schedule::SimResult simulate_plan(const manifest::Manifest& m, const schedule::S
   so.message_cpu_bytes_per_ms = costs.message_cpu_bytes_per_second / 1000.0;
   return schedule::simulate(sched, static_cast<int>(m.stages.size()), graph, so);
 }
-
 
 void check_data(const manifest::Manifest& m, const EngineOptions& o) {
   std::vector<NamedTensor> batch;

@@ -24,8 +24,10 @@ bool rewrite_single_setitem(std::string& pkl) {
   size_t n = pkl.size();
   if (n < 6 || pkl.compare(0, 3, "\x80\x02}") != 0 || pkl.compare(n - 2, 2, "s.") != 0) return false;
   size_t after = 3;
-  if (pkl[3] == 'q') after = 5;
-  else if (pkl[3] == 'r') after = 8;
+  if (pkl[3] == 'q')
+    after = 5;
+  else if (pkl[3] == 'r')
+    after = 8;
   if (after >= n - 2) return false;
   pkl[n - 2] = 'u';
   pkl.insert(after, 1, '(');
@@ -76,7 +78,8 @@ std::vector<NamedTensor> load_tensor_dict(const std::string& path) {
     std::string what = e.what();
     throw Error(path + ": not a file written by torch.save: " + what.substr(0, what.find('\n')));
   }
-  if (!value.isGenericDict()) throw Error(path + ": expected a dict of tensors (torch.save({...})), found " + value.tagKind());
+  if (!value.isGenericDict())
+    throw Error(path + ": expected a dict of tensors (torch.save({...})), found " + value.tagKind());
   std::vector<NamedTensor> out;
   for (const auto& entry : value.toGenericDict()) {
     if (!entry.key().isString()) throw Error(path + ": dict keys must be strings");

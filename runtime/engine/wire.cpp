@@ -88,8 +88,8 @@ std::vector<at::Tensor> unpack(const at::Tensor& bytes, const std::vector<std::v
 Tags::Tags(int num_stages, int num_microbatches, int max_slots)
     : stages_(num_stages), microbatches_(num_microbatches), slots_(max_slots) {
   if (2 * stages_ * stages_ * microbatches_ * slots_ >= static_cast<int64_t>(kControlBase))
-    throw Error("too many stages x micro-batches for the message tag space (" +
-                std::to_string(stages_) + " stages, " + std::to_string(microbatches_) + " micro-batches)");
+    throw Error("too many stages x micro-batches for the message tag space (" + std::to_string(stages_) + " stages, " +
+                std::to_string(microbatches_) + " micro-batches)");
 }
 
 uint32_t Tags::data(int direction, int producer, int consumer, int microbatch, int slot) const {

@@ -48,9 +48,7 @@ void on_signal(int sig) {
   errno = saved_errno;
 }
 
-[[noreturn]] void throw_errno(const std::string& what) {
-  throw std::runtime_error(what + ": " + std::strerror(errno));
-}
+[[noreturn]] void throw_errno(const std::string& what) { throw std::runtime_error(what + ": " + std::strerror(errno)); }
 
 void write_all(int fd, const std::string& text) {
   size_t done = 0;
@@ -94,8 +92,7 @@ class Launch {
       if (child.running) {
         kill(-child.pid, SIGKILL);
         int status;
-        while (waitpid(child.pid, &status, 0) < 0 && errno == EINTR) {
-        }
+        while (waitpid(child.pid, &status, 0) < 0 && errno == EINTR) {}
       }
       for (Stream& s : child.streams) close_fd(s.fd);
     }
@@ -119,8 +116,7 @@ class Launch {
   }
   void install_handlers();
   void start_all(int master_port, int threads);
-  void start(Child& child, const std::vector<char*>& argv, std::vector<std::string> env,
-             const sigset_t& old_mask);
+  void start(Child& child, const std::vector<char*>& argv, std::vector<std::string> env, const sigset_t& old_mask);
   void reap();
   std::optional<Clock::time_point> escalate(Clock::time_point now);
   void forward_signals();
@@ -222,19 +218,17 @@ void Launch::reap() {
     if (info.si_pid == 0) continue;  // Still running.
     kill(-child.pid, SIGKILL);       // Stragglers it left in its group.
     int status = 0;
-    while (waitpid(child.pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (waitpid(child.pid, &status, 0) < 0 && errno == EINTR) {}
     child.running = false;
     const int code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
     if (code == 0 || phase_ != Phase::running) continue;
     result_ = code;
     phase_ = Phase::grace;
     next_step_ = Clock::now() + options_.grace;
-    write_all(options_.stderr_fd,
-              "pprun: rank " + std::to_string(child.rank) +
-                  (WIFSIGNALED(status) ? " killed by signal " + std::to_string(WTERMSIG(status))
-                                       : " exited with status " + std::to_string(code)) +
-                  "\n");
+    write_all(options_.stderr_fd, "pprun: rank " + std::to_string(child.rank) +
+                                      (WIFSIGNALED(status) ? " killed by signal " + std::to_string(WTERMSIG(status))
+                                                           : " exited with status " + std::to_string(code)) +
+                                      "\n");
   }
 }
 
@@ -286,20 +280,17 @@ void Launch::emit(const Child& child, Stream& s, bool eof) {
 // The parent's environment without the variables the launcher sets, plus those
 // that are the same for every rank.
 std::vector<std::string> common_environment(const LaunchOptions& options, int port, int threads) {
-  const std::vector<std::string> fixed = {"WORLD_SIZE=" + std::to_string(options.nproc),
-                                          "LOCAL_WORLD_SIZE=" + std::to_string(options.nproc),
-                                          "MASTER_ADDR=" + options.master_addr,
-                                          "MASTER_PORT=" + std::to_string(port),
-                                          "OMP_NUM_THREADS=" + std::to_string(threads),
-                                          "OPENBLAS_NUM_THREADS=" + std::to_string(threads),
-                                          "PPRUN_THREADS=" + std::to_string(threads)};
+  const std::vector<std::string> fixed = {
+      "WORLD_SIZE=" + std::to_string(options.nproc), "LOCAL_WORLD_SIZE=" + std::to_string(options.nproc),
+      "MASTER_ADDR=" + options.master_addr,          "MASTER_PORT=" + std::to_string(port),
+      "OMP_NUM_THREADS=" + std::to_string(threads),  "OPENBLAS_NUM_THREADS=" + std::to_string(threads),
+      "PPRUN_THREADS=" + std::to_string(threads)};
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string entry = *e;
     const std::string key = entry.substr(0, entry.find('=') + 1);  // "" if no '=': dropped
     const auto same_key = [&](const std::string& f) { return f.compare(0, key.size(), key) == 0; };
-    if (key != "RANK=" && key != "LOCAL_RANK=" &&
-        std::none_of(fixed.begin(), fixed.end(), same_key)) {
+    if (key != "RANK=" && key != "LOCAL_RANK=" && std::none_of(fixed.begin(), fixed.end(), same_key)) {
       env.push_back(entry);
     }
   }
@@ -344,9 +335,8 @@ void Launch::start_all(int master_port, int threads) {
 // Steps from the first failure to SIGTERM and SIGKILL; returns when to look again.
 std::optional<Clock::time_point> Launch::escalate(Clock::time_point now) {
   if (phase_ == Phase::grace && now >= next_step_) {
-    write_all(options_.stderr_fd,
-              "pprun: grace period of " + std::to_string(options_.grace.count()) +
-                  " ms over; sending SIGTERM to rank(s) " + running_ranks() + "\n");
+    write_all(options_.stderr_fd, "pprun: grace period of " + std::to_string(options_.grace.count()) +
+                                      " ms over; sending SIGTERM to rank(s) " + running_ranks() + "\n");
     signal_running(SIGTERM);
     phase_ = Phase::terminating;
     next_step_ = now + kKillDelay;
@@ -361,8 +351,7 @@ std::optional<Clock::time_point> Launch::escalate(Clock::time_point now) {
 
 void Launch::forward_signals() {
   char drain[64];
-  while (read(wake_[0], drain, sizeof drain) > 0) {
-  }
+  while (read(wake_[0], drain, sizeof drain) > 0) {}
   if (g_got_sigint) {
     g_got_sigint = 0;
     signal_running(SIGINT);
@@ -419,8 +408,7 @@ int Launch::run(int master_port, int threads) {
 
 int launch_local_ranks(const LaunchOptions& options) {
   if (options.nproc < 1) {
-    throw std::runtime_error("pprun: --nproc must be at least 1, got " +
-                             std::to_string(options.nproc));
+    throw std::runtime_error("pprun: --nproc must be at least 1, got " + std::to_string(options.nproc));
   }
   if (options.master_port < 0 || options.master_port > 65535) {
     throw std::runtime_error("pprun: invalid master port " + std::to_string(options.master_port));
@@ -428,12 +416,9 @@ int launch_local_ranks(const LaunchOptions& options) {
   if (access(options.executable.c_str(), X_OK) != 0) {
     throw_errno("pprun: cannot execute '" + options.executable + "'");
   }
-  const int port =
-      options.master_port != 0 ? options.master_port : pick_free_port(options.master_addr);
+  const int port = options.master_port != 0 ? options.master_port : pick_free_port(options.master_addr);
   int threads = options.threads_per_rank;
-  if (threads <= 0) {
-    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / options.nproc);
-  }
+  if (threads <= 0) { threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / options.nproc); }
   Launch launch(options);
   return launch.run(port, threads);
 }
@@ -445,8 +430,7 @@ int pick_free_port(const std::string& addr) {
   hints.ai_flags = AI_PASSIVE;
   addrinfo* found = nullptr;
   if (const int rc = getaddrinfo(addr.c_str(), "0", &hints, &found); rc != 0) {
-    throw std::runtime_error("pprun: cannot pick a free port on '" + addr +
-                             "': " + gai_strerror(rc));
+    throw std::runtime_error("pprun: cannot pick a free port on '" + addr + "': " + gai_strerror(rc));
   }
   std::string error = "no usable address";
   int port = -1;
@@ -468,8 +452,7 @@ int pick_free_port(const std::string& addr) {
     close(fd);
   }
   freeaddrinfo(found);
-  if (port < 0)
-    throw std::runtime_error("pprun: cannot pick a free port on '" + addr + "': " + error);
+  if (port < 0) throw std::runtime_error("pprun: cannot pick a free port on '" + addr + "': " + error);
   return port;
 }
 

@@ -10,8 +10,8 @@
 namespace ppc::runtime {
 
 // The manifest directory as ppc wrote it, verified (schemas/manifest_dir.h).
-using manifest::LoadedManifest;
 using manifest::load_and_verify;
+using manifest::LoadedManifest;
 
 /// Stages of `rank` when `world_size` ranks run `num_stages` stages: stage s
 /// runs on rank s mod world_size (Megatron-style looping placement; one stage

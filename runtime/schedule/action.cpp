@@ -60,7 +60,8 @@ Action parse_action(const std::string& text) {
   size_t m = k;
   while (m < text.size() && std::isdigit(static_cast<unsigned char>(text[m]))) ++m;
   if (m != text.size()) throw invalid(text, "unexpected '" + text.substr(m) + "' after the micro-batch index");
-  if (kind.empty()) throw invalid(text, "missing kind after the stage index (F, B, I, W, SEND_F, RECV_F, SEND_B or RECV_B)");
+  if (kind.empty())
+    throw invalid(text, "missing kind after the stage index (F, B, I, W, SEND_F, RECV_F, SEND_B or RECV_B)");
   Action a;
   bool known = false;
   for (Action::Kind candidate : kAllKinds)

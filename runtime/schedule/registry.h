@@ -16,7 +16,7 @@ const std::vector<std::string>& schedule_names();
 /// With forward_only, every backward action is dropped (inference). Throws
 /// ppc::Error for an unknown name (with did-you-mean) or a schedule that
 /// cannot place that many stages per rank (naming the ones that can).
-Schedule make_compute_schedule(const std::string& name, int num_ranks, int stages_per_rank,
-                               int num_microbatches, bool forward_only);
+Schedule make_compute_schedule(const std::string& name, int num_ranks, int stages_per_rank, int num_microbatches,
+                               bool forward_only);
 
 }  // namespace ppc::runtime::schedule

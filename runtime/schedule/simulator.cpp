@@ -240,8 +240,8 @@ class Simulator {
     if (it != done_.end()) return it->second;
     if (waiting_.empty()) {
       auto w = where_.find(Key(kind, stage, mb));
-      waiting_ = text(kind, stage, mb) +
-                 (w == where_.end() ? ", which no rank has" : " on rank " + std::to_string(w->second));
+      waiting_ =
+          text(kind, stage, mb) + (w == where_.end() ? ", which no rank has" : " on rank " + std::to_string(w->second));
     }
     return std::nullopt;
   }
@@ -268,8 +268,8 @@ class Simulator {
 
   // A message moves once both its send is issued and its receive is posted
   // (Gloo's rendezvous), and arrives message_time() later.
-  bool need_message(std::optional<double>& ready, Action::Kind recv, int recv_stage, Action::Kind send,
-                    int send_stage, int mb) {
+  bool need_message(std::optional<double>& ready, Action::Kind recv, int recv_stage, Action::Kind send, int send_stage,
+                    int mb) {
     auto posted = find(recv, recv_stage, mb);
     auto sent = find(send, send_stage, mb);
     if (!posted || !sent) {
@@ -277,8 +277,8 @@ class Simulator {
       return false;
     }
     if (ready)
-      ready = std::max(*ready, std::max(posted->first, sent->second) +
-                                   message_time(send_stage, recv_stage, recv == Action::RECV_B));
+      ready = std::max(
+          *ready, std::max(posted->first, sent->second) + message_time(send_stage, recv_stage, recv == Action::RECV_B));
     return true;
   }
 
@@ -351,12 +351,12 @@ class Simulator {
   const SimOptions& opts_;
   std::vector<int> owner_;
   std::vector<StageCost> costs_;
-  std::vector<int> remote_;  // per stage: peer stages on other ranks
+  std::vector<int> remote_;                              // per stage: peer stages on other ranks
   std::vector<std::pair<double, double>> remote_bytes_;  // per stage: their messages' bytes, forward and backward
   bool lowered_ = false;
-  std::map<Key, int> where_;     // action -> its rank
+  std::map<Key, int> where_;                       // action -> its rank
   std::map<Key, std::pair<double, double>> done_;  // action -> its start and end time
-  std::string waiting_;          // the first missing dependency of the action last asked about
+  std::string waiting_;                            // the first missing dependency of the action last asked about
 };
 
 }  // namespace

@@ -91,10 +91,10 @@ struct SimResult {
   bool deadlock = false;
   std::vector<StuckRank> stuck;  ///< the unfinished ranks, ascending (empty unless deadlock)
 
-  double makespan = 0;                  ///< end of the last action (of what ran, on deadlock)
-  std::vector<double> busy;             ///< per rank: total compute time
-  double bubble_fraction = 0;           ///< 1 - sum(busy) / (ranks * makespan)
-  std::vector<int> peak_in_flight;      ///< per rank: most (stage, micro-batch) pairs with F done and B/W not
+  double makespan = 0;              ///< end of the last action (of what ran, on deadlock)
+  std::vector<double> busy;         ///< per rank: total compute time
+  double bubble_fraction = 0;       ///< 1 - sum(busy) / (ranks * makespan)
+  std::vector<int> peak_in_flight;  ///< per rank: most (stage, micro-batch) pairs with F done and B/W not
   std::vector<std::vector<TimedAction>> timeline;  ///< per rank, the actions that ran, in order
 
   /// "" when no deadlock, else "deadlock: rank 0 is stuck at action 2

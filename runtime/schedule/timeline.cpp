@@ -30,11 +30,16 @@ std::string json_string(const std::string& s) {
 std::string xml_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
-    if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '&') out += "&amp;";
-    else if (c == '"') out += "&quot;";
-    else out += c;
+    if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else if (c == '&')
+      out += "&amp;";
+    else if (c == '"')
+      out += "&quot;";
+    else
+      out += c;
   }
   return out;
 }
@@ -106,15 +111,15 @@ std::string timeline_svg(const std::vector<TraceEvent>& events, int num_ranks, c
       break;
     }
   std::ostringstream os;
-  os << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << num(left + width + 20) << "\" height=\""
-     << num(height) << "\" font-family=\"sans-serif\" font-size=\"11\">\n";
+  os << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << num(left + width + 20) << "\" height=\"" << num(height)
+     << "\" font-family=\"sans-serif\" font-size=\"11\">\n";
   os << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
   os << "<text x=\"" << num(left) << "\" y=\"20\" font-size=\"14\">" << xml_escape(title) << "</text>\n";
   for (int r = 0; r < num_ranks; ++r) {
     double y = top + r * row;
     os << "<text x=\"8\" y=\"" << num(y + bar / 2 + 4) << "\">rank " << r << "</text>\n";
-    os << "<rect x=\"" << num(left) << "\" y=\"" << num(y) << "\" width=\"" << num(width) << "\" height=\""
-       << num(bar) << "\" fill=\"#f4f4f4\"/>\n";
+    os << "<rect x=\"" << num(left) << "\" y=\"" << num(y) << "\" width=\"" << num(width) << "\" height=\"" << num(bar)
+       << "\" fill=\"#f4f4f4\"/>\n";
   }
   for (const auto& e : events) {
     double x = left + (e.start_us - t0) * scale, w = std::max(0.5, (e.end_us - e.start_us) * scale);
@@ -130,8 +135,8 @@ std::string timeline_svg(const std::vector<TraceEvent>& events, int num_ranks, c
     std::string label = e.category + std::to_string(e.microbatch);
     if (stages.size() > static_cast<size_t>(num_ranks)) label = std::to_string(e.stage) + label;
     if (w >= 7.0 * label.size())
-      os << "<text x=\"" << num(x + w / 2) << "\" y=\"" << num(y + bar / 2 + 4) << "\" text-anchor=\"middle\">"
-         << label << "</text>\n";
+      os << "<text x=\"" << num(x + w / 2) << "\" y=\"" << num(y + bar / 2 + 4) << "\" text-anchor=\"middle\">" << label
+         << "</text>\n";
   }
   double axis_y = top + row * num_ranks + 6;
   os << "<line x1=\"" << num(left) << "\" y1=\"" << num(axis_y) << "\" x2=\"" << num(left + width) << "\" y2=\""

@@ -99,8 +99,10 @@ class Validator {
           return where + "backward before its receive " + text(Action::RECV_B, s, m);
         break;
       case Action::W:
-        if (seen(Action::B, s, m)) return where + "weight-gradient backward of a micro-batch that also has a full backward (B)";
-        if (!seen(Action::I, s, m)) return where + "weight-gradient backward (W) before its input-gradient backward (I)";
+        if (seen(Action::B, s, m))
+          return where + "weight-gradient backward of a micro-batch that also has a full backward (B)";
+        if (!seen(Action::I, s, m))
+          return where + "weight-gradient backward (W) before its input-gradient backward (I)";
         break;
       case Action::SEND_F:
         if (!remote_consumer) return where + "stage " + std::to_string(s) + " has no consumer on another rank";
@@ -123,8 +125,8 @@ class Validator {
   std::string check_complete() const {
     for (int s = 0; s < stages_; ++s) {
       if (owner_[s] == -1) return "end of schedule: stage " + std::to_string(s) + " is on no rank";
-      const std::string where = "rank " + std::to_string(owner_[s]) + ", end of schedule: stage " + std::to_string(s) +
-                                " micro-batch ";
+      const std::string where =
+          "rank " + std::to_string(owner_[s]) + ", end of schedule: stage " + std::to_string(s) + " micro-batch ";
       for (int m = 0; m < mbs_; ++m) {
         if (!seen(Action::F, s, m)) return where + std::to_string(m) + " has no forward";
         if (opts_.forward_only) continue;

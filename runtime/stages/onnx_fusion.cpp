@@ -21,8 +21,7 @@ class Matcher {
         try {
           at::Tensor t = onnx_ops::tensor_from_proto(n.attribute(0).t(), "constant");
           if (t.numel() == 1 && at::isFloatingType(t.scalar_type())) scalar_[n.output(0)] = t.item<double>();
-        } catch (const std::exception&) {
-        }
+        } catch (const std::exception&) {}
       }
     }
     for (const auto& o : g.output()) uses_[o.name()] += 2;  // never fuse away a graph output
@@ -93,9 +92,12 @@ bool last_axis_only(const onnx::NodeProto& n) {
   if (n.input_size() != 1) return false;  // axes as an input (opset 18): not matched
   bool keep = true, axes_ok = false;
   for (const auto& a : n.attribute()) {
-    if (a.name() == "keepdims") keep = a.i() != 0;
-    else if (a.name() == "axes") axes_ok = a.ints_size() == 1 && a.ints(0) == -1;
-    else return false;
+    if (a.name() == "keepdims")
+      keep = a.i() != 0;
+    else if (a.name() == "axes")
+      axes_ok = a.ints_size() == 1 && a.ints(0) == -1;
+    else
+      return false;
   }
   return keep && axes_ok;
 }
@@ -142,7 +144,8 @@ bool match_layer_norm(const Matcher& m, const onnx::GraphProto& g, int last, Fus
                            at::Tensor c = x - x.mean(-1, true);
                            io.set(0, c / at::sqrt(c.pow(2).mean(-1, true) + eps) * w + b);
                          },
-                         {x, w, b}, "LayerNormalization"};
+                         {x, w, b},
+                         "LayerNormalization"};
       for (int i : {i_mul, i_div, i_sub, i_sqrt, i_add_eps, i_var, i_pow, i_mean}) f.absorbed[i] = 1;
       return true;
     }
@@ -174,7 +177,8 @@ bool match_linear(const Matcher& m, const onnx::GraphProto& g, int last, Fusions
                          }
                          io.set(0, at::add(at::matmul(x, w), b));
                        },
-                       {x, w, b}, "MatMul+Add"};
+                       {x, w, b},
+                       "MatMul+Add"};
     f.absorbed[i_mm] = 1;
     return true;
   }

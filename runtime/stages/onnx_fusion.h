@@ -24,8 +24,8 @@ struct Fused {
 };
 
 struct Fusions {
-  std::map<int, Fused> at;      ///< node index (the pattern's last node) -> fused kernel writing its output
-  std::vector<char> absorbed;   ///< per node: replaced by a fused kernel (not executed)
+  std::map<int, Fused> at;     ///< node index (the pattern's last node) -> fused kernel writing its output
+  std::vector<char> absorbed;  ///< per node: replaced by a fused kernel (not executed)
 };
 
 /// Finds the patterns whose intermediate values have no other use.

@@ -119,8 +119,8 @@ OnnxGraph::~OnnxGraph() = default;
 // record of every node (executed or folded) for the trainability pass.
 struct OnnxGraph::Impl::Loader {
   struct Planned {
-    int step;              // index into steps, or -1 when folded
-    std::vector<int> in;   // for differentiability
+    int step;             // index into steps, or -1 when folded
+    std::vector<int> in;  // for differentiability
     std::vector<int> out;
     bool diff;
   };
@@ -129,10 +129,10 @@ struct OnnxGraph::Impl::Loader {
   const Options& options;
   onnx::GraphProto* graph;
   std::unordered_map<std::string, int> slot_of;
-  std::vector<char> is_const;      // known at load time (Constant nodes and what folds from them)
-  std::vector<char> carries;       // may carry a gradient (float initializers, inputs, and what flows from them)
-  std::vector<char> float_init;    // slot of a float initializer
-  std::vector<char> bn_stat;       // read as a BatchNormalization running statistic (never trained)
+  std::vector<char> is_const;    // known at load time (Constant nodes and what folds from them)
+  std::vector<char> carries;     // may carry a gradient (float initializers, inputs, and what flows from them)
+  std::vector<char> float_init;  // slot of a float initializer
+  std::vector<char> bn_stat;     // read as a BatchNormalization running statistic (never trained)
   std::vector<Planned> planned;
 
   Loader(Impl& impl, const Options& opts) : im(impl), options(opts), graph(impl.model.mutable_graph()) {}
@@ -153,9 +153,7 @@ struct OnnxGraph::Impl::Loader {
       if (!options.check_only) {
         try {
           im.slots[s] = onnx_ops::tensor_from_proto(*t, "initializer '" + t->name() + "'");
-        } catch (const std::exception& e) {
-          throw Error(im.path + ": " + e.what());
-        }
+        } catch (const std::exception& e) { throw Error(im.path + ": " + e.what()); }
         // The live value is the tensor now; save() writes it back.
         t->clear_raw_data();
         t->clear_float_data();
@@ -237,9 +235,7 @@ struct OnnxGraph::Impl::Loader {
     try {
       onnx_ops::NodeCtx ctx(node, im.opset, consts);
       kernel = onnx_ops::build_kernel(ctx);
-    } catch (const onnx_ops::Unsupported& e) {
-      throw Error(im.node_place(ni) + ": " + e.what());
-    }
+    } catch (const onnx_ops::Unsupported& e) { throw Error(im.node_place(ni) + ": " + e.what()); }
     for (const auto& name : node.output()) {
       if (name.empty()) {
         st.out.push_back(-1);
@@ -300,9 +296,7 @@ struct OnnxGraph::Impl::Loader {
       kernel(io);
     } catch (const c10::Error& e) {
       throw Error(im.node_place(ni) + ": " + first_line(e.what_without_backtrace()));
-    } catch (const std::runtime_error& e) {
-      throw Error(im.node_place(ni) + ": " + first_line(e.what()));
-    }
+    } catch (const std::runtime_error& e) { throw Error(im.node_place(ni) + ": " + first_line(e.what())); }
     for (int s : st.out)
       if (s >= 0) {
         is_const[s] = 1;
@@ -393,7 +387,8 @@ void OnnxGraph::end_backward() {
   for (size_t i = 0; i < ev.size(); ++i) {
     const auto until = i + 1 < ev.size() ? ev[i + 1].second : now;
     if (static_cast<size_t>(ev[i].first) < im.step_bw_us.size())
-      im.step_bw_us[static_cast<size_t>(ev[i].first)] += std::chrono::duration<double, std::micro>(until - ev[i].second).count();
+      im.step_bw_us[static_cast<size_t>(ev[i].first)] +=
+          std::chrono::duration<double, std::micro>(until - ev[i].second).count();
   }
   ev.clear();
 }

@@ -32,7 +32,8 @@ int64_t scalar_int(const at::Tensor& t) {
 
 int64_t norm_axis(int64_t axis, int64_t rank) {
   if (axis < -rank || axis >= std::max<int64_t>(rank, 1))
-    if (!(rank == 0 && axis == 0)) fail("axis " + std::to_string(axis) + " out of range for rank " + std::to_string(rank));
+    if (!(rank == 0 && axis == 0))
+      fail("axis " + std::to_string(axis) + " out of range for rank " + std::to_string(rank));
   return axis < 0 ? axis + rank : axis;
 }
 
@@ -85,16 +86,18 @@ struct Window {
     pads = c.ints("pads").value_or(std::vector<int64_t>{});
   }
   // Pads for an input of spatial sizes `in` (kernel sizes `k` resolved).
-  std::vector<int64_t> resolve(const std::vector<int64_t>& in, const std::vector<int64_t>& k,
-                               std::vector<int64_t>& s, std::vector<int64_t>& d) const {
+  std::vector<int64_t> resolve(const std::vector<int64_t>& in, const std::vector<int64_t>& k, std::vector<int64_t>& s,
+                               std::vector<int64_t>& d) const {
     size_t n = in.size();
     s = strides.empty() ? std::vector<int64_t>(n, 1) : strides;
     d = dilations.empty() ? std::vector<int64_t>(n, 1) : dilations;
-    if (s.size() != n || d.size() != n) fail("strides/dilations do not match the " + std::to_string(n) + " spatial dims");
+    if (s.size() != n || d.size() != n)
+      fail("strides/dilations do not match the " + std::to_string(n) + " spatial dims");
     std::vector<int64_t> p(2 * n, 0);
     if (auto_pad == AutoPad::NotSet) {
       if (!pads.empty()) {
-        if (pads.size() != 2 * n) fail("pads has " + std::to_string(pads.size()) + " values for " + std::to_string(n) + " spatial dims");
+        if (pads.size() != 2 * n)
+          fail("pads has " + std::to_string(pads.size()) + " values for " + std::to_string(n) + " spatial dims");
         p = pads;
       }
     } else if (auto_pad != AutoPad::Valid) {
@@ -284,9 +287,12 @@ Kernel b_variadic(NodeCtx& c, int kind) {  // 0 Max, 1 Min, 2 Sum, 3 Mean
   return [kind](const KernelIO& io) {
     at::Tensor y = io[0];
     for (size_t i = 1; i < io.num_inputs(); ++i) {
-      if (kind == 0) y = at::maximum(y, io[i]);
-      else if (kind == 1) y = at::minimum(y, io[i]);
-      else y = y + io[i];
+      if (kind == 0)
+        y = at::maximum(y, io[i]);
+      else if (kind == 1)
+        y = at::minimum(y, io[i]);
+      else
+        y = y + io[i];
     }
     if (kind == 3 && io.num_inputs() > 1) y = y / static_cast<double>(io.num_inputs());
     io.set(0, y);
@@ -370,8 +376,10 @@ Kernel b_batch_norm(NodeCtx& c) {
   double momentum = c.f("momentum", 0.9f);
   if (c.opset() < 9 && c.i("spatial", 1) != 1) throw Unsupported("spatial=0");
   bool training_mode = c.opset() >= 14 && c.i("training_mode", 0) != 0;
-  if (c.opset() < 14) c.require_outputs(1);
-  else c.require_outputs(3);
+  if (c.opset() < 14)
+    c.require_outputs(1);
+  else
+    c.require_outputs(3);
   if (!training_mode && (c.has_output(1) || c.has_output(2)))
     throw Unsupported("running statistics outputs need training_mode=1");
   // ONNX: running = running * momentum + batch * (1 - momentum); PyTorch's
@@ -391,9 +399,8 @@ Kernel b_batch_norm(NodeCtx& c) {
 Kernel b_instance_norm(NodeCtx& c) {
   c.require_inputs(3, 3);
   double eps = c.f("epsilon", 1e-5f);
-  return [eps](const KernelIO& io) {
-    io.set(0, at::instance_norm(io[0], io[1], io[2], {}, {}, true, 0.0, eps, false));
-  };
+  return
+      [eps](const KernelIO& io) { io.set(0, at::instance_norm(io[0], io[1], io[2], {}, {}, true, 0.0, eps, false)); };
 }
 
 Kernel b_conv(NodeCtx& c) {
@@ -416,7 +423,8 @@ Kernel b_conv(NodeCtx& c) {
       return;
     }
     at::Tensor xp = at::constant_pad_nd(x, torch_pads(p), 0);
-    io.set(0, at::convolution(xp, weight, bias, s, std::vector<int64_t>(n, 0), d, false, std::vector<int64_t>(n, 0), group));
+    io.set(0, at::convolution(xp, weight, bias, s, std::vector<int64_t>(n, 0), d, false, std::vector<int64_t>(n, 0),
+                              group));
   };
 }
 
@@ -437,7 +445,8 @@ Kernel b_conv_transpose(NodeCtx& c) {
     std::vector<int64_t> s = w.strides.empty() ? std::vector<int64_t>(n, 1) : w.strides;
     std::vector<int64_t> d = w.dilations.empty() ? std::vector<int64_t>(n, 1) : w.dilations;
     std::vector<int64_t> op = out_pad_attr.value_or(std::vector<int64_t>(n, 0));
-    if (s.size() != n || d.size() != n || op.size() != n) fail("strides/dilations/output_padding do not match the spatial dims");
+    if (s.size() != n || d.size() != n || op.size() != n)
+      fail("strides/dilations/output_padding do not match the spatial dims");
     std::vector<int64_t> p(2 * n, 0);
     bool derived = out_shape_attr.has_value() || w.auto_pad == AutoPad::SameUpper || w.auto_pad == AutoPad::SameLower;
     if (derived) {
@@ -473,7 +482,8 @@ Kernel b_conv_transpose(NodeCtx& c) {
     }
     // General case: the full transposed convolution, then crop/extend each
     // spatial dim to [begin, full + output_padding - end), then the bias.
-    at::Tensor y = at::convolution(x, weight, {}, s, std::vector<int64_t>(n, 0), d, true, std::vector<int64_t>(n, 0), group);
+    at::Tensor y =
+        at::convolution(x, weight, {}, s, std::vector<int64_t>(n, 0), d, true, std::vector<int64_t>(n, 0), group);
     std::vector<int64_t> adj(2 * n);
     for (size_t i = 0; i < n; ++i) {
       int64_t full = (in[i] - 1) * s[i] + (k[i] - 1) * d[i] + 1;
@@ -500,7 +510,8 @@ Kernel b_pool(NodeCtx& c, bool is_max) {
   w.ceil_mode = c.i("ceil_mode", 0) != 0;
   bool include_pad = !is_max && c.i("count_include_pad", 0) != 0;
   if (is_max && c.i("storage_order", 0) != 0) throw Unsupported("storage_order=1");
-  if (!is_max && w.dilations.size() && std::any_of(w.dilations.begin(), w.dilations.end(), [](int64_t v) { return v != 1; }))
+  if (!is_max && w.dilations.size() &&
+      std::any_of(w.dilations.begin(), w.dilations.end(), [](int64_t v) { return v != 1; }))
     throw Unsupported("dilations in AveragePool");
   return [w, is_max, include_pad](const KernelIO& io) {
     at::Tensor x = io[0];
@@ -531,9 +542,12 @@ Kernel b_pool(NodeCtx& c, bool is_max) {
     }
     at::Tensor y;
     if (is_max) {
-      if (n == 1) y = at::max_pool1d(x, w.kernel, s, pad, d, w.ceil_mode);
-      else if (n == 2) y = at::max_pool2d(x, w.kernel, s, pad, d, w.ceil_mode);
-      else y = at::max_pool3d(x, w.kernel, s, pad, d, w.ceil_mode);
+      if (n == 1)
+        y = at::max_pool1d(x, w.kernel, s, pad, d, w.ceil_mode);
+      else if (n == 2)
+        y = at::max_pool2d(x, w.kernel, s, pad, d, w.ceil_mode);
+      else
+        y = at::max_pool3d(x, w.kernel, s, pad, d, w.ceil_mode);
     } else {
       auto avg = [&](const at::Tensor& t, bool inc) {
         if (n == 1) return at::avg_pool1d(t, w.kernel, s, pad, w.ceil_mode, inc);
@@ -567,7 +581,8 @@ Kernel b_flatten(NodeCtx& c) {
   return [axis](const KernelIO& io) {
     const at::Tensor& x = io[0];
     int64_t a = axis < 0 ? axis + x.dim() : axis;
-    if (a < 0 || a > x.dim()) fail("axis " + std::to_string(axis) + " out of range for rank " + std::to_string(x.dim()));
+    if (a < 0 || a > x.dim())
+      fail("axis " + std::to_string(axis) + " out of range for rank " + std::to_string(x.dim()));
     int64_t outer = 1, inner = 1;
     for (int64_t d = 0; d < x.dim(); ++d) (d < a ? outer : inner) *= x.size(d);
     io.set(0, x.reshape({outer, inner}));
@@ -583,7 +598,8 @@ Kernel b_reshape(NodeCtx& c) {
     if (!allowzero)
       for (size_t i = 0; i < shape.size(); ++i)
         if (shape[i] == 0) {
-          if (static_cast<int64_t>(i) >= x.dim()) fail("shape has 0 at dim " + std::to_string(i) + " beyond the input's rank");
+          if (static_cast<int64_t>(i) >= x.dim())
+            fail("shape has 0 at dim " + std::to_string(i) + " beyond the input's rank");
           shape[i] = x.size(static_cast<int64_t>(i));
         }
     io.set(0, x.reshape(shape));
@@ -598,7 +614,8 @@ Kernel b_transpose(NodeCtx& c) {
     std::vector<int64_t> p;
     if (perm) {
       p = *perm;
-      if (static_cast<int64_t>(p.size()) != x.dim()) fail("perm has " + std::to_string(p.size()) + " entries for rank " + std::to_string(x.dim()));
+      if (static_cast<int64_t>(p.size()) != x.dim())
+        fail("perm has " + std::to_string(p.size()) + " entries for rank " + std::to_string(x.dim()));
       for (auto& v : p) v = norm_axis(v, x.dim());
     } else {
       for (int64_t d = x.dim(); d-- > 0;) p.push_back(d);
@@ -664,8 +681,10 @@ Kernel b_unsqueeze(NodeCtx& c) {
     std::vector<int64_t> shape;
     int64_t src = 0;
     for (int64_t d = 0; d < rank; ++d) {
-      if (std::binary_search(a.begin(), a.end(), d)) shape.push_back(1);
-      else shape.push_back(x.size(src++));
+      if (std::binary_search(a.begin(), a.end(), d))
+        shape.push_back(1);
+      else
+        shape.push_back(x.size(src++));
     }
     io.set(0, x.reshape(shape));
   };
@@ -713,15 +732,18 @@ Kernel b_split(NodeCtx& c) {
     const at::Tensor& x = io[0];
     int64_t a = norm_axis(axis, x.dim());
     std::vector<int64_t> sizes;
-    if (from_input && io.has(1)) sizes = to_ints(io[1]);
-    else if (attr) sizes = *attr;
+    if (from_input && io.has(1))
+      sizes = to_ints(io[1]);
+    else if (attr)
+      sizes = *attr;
     else {
       int64_t n = num_outputs ? num_outputs : static_cast<int64_t>(nout);
       int64_t dim = x.size(a), each = (dim + n - 1) / n;
       for (int64_t i = 0; i < n; ++i) sizes.push_back(std::max<int64_t>(0, std::min(each, dim - i * each)));
     }
     auto parts = at::split_with_sizes(x, sizes, a);
-    if (parts.size() != nout) fail("split into " + std::to_string(parts.size()) + " parts for " + std::to_string(nout) + " outputs");
+    if (parts.size() != nout)
+      fail("split into " + std::to_string(parts.size()) + " parts for " + std::to_string(nout) + " outputs");
     for (size_t j = 0; j < parts.size(); ++j) io.set(j, parts[j]);
   };
 }
@@ -765,12 +787,17 @@ Kernel b_slice(NodeCtx& c) {
     auto starts = to_ints(io[1]), ends = to_ints(io[2]);
     if (starts.size() != ends.size()) fail("starts and ends differ in length");
     std::vector<int64_t> axes, steps;
-    if (io.has(3)) axes = to_ints(io[3]);
-    else axes = all_dims(static_cast<int64_t>(starts.size()));
-    if (io.has(4)) steps = to_ints(io[4]);
-    else steps.assign(starts.size(), 1);
+    if (io.has(3))
+      axes = to_ints(io[3]);
+    else
+      axes = all_dims(static_cast<int64_t>(starts.size()));
+    if (io.has(4))
+      steps = to_ints(io[4]);
+    else
+      steps.assign(starts.size(), 1);
     if (axes.size() != starts.size() || steps.size() != starts.size()) fail("axes/steps differ in length from starts");
-    for (size_t i = 0; i < starts.size(); ++i) x = slice_axis(x, norm_axis(axes[i], x.dim()), starts[i], ends[i], steps[i]);
+    for (size_t i = 0; i < starts.size(); ++i)
+      x = slice_axis(x, norm_axis(axes[i], x.dim()), starts[i], ends[i], steps[i]);
     io.set(0, x);
   };
 }
@@ -783,10 +810,12 @@ Kernel b_gather(NodeCtx& c) {
     at::Tensor idx = io[1];
     int64_t a = norm_axis(axis, x.dim());
     int64_t dim = x.size(a);
-    if (x.dim() == 1 && idx.dim() == 0 && x.scalar_type() == at::kLong && idx.scalar_type() == at::kLong && x.is_contiguous()) {
+    if (x.dim() == 1 && idx.dim() == 0 && x.scalar_type() == at::kLong && idx.scalar_type() == at::kLong &&
+        x.is_contiguous()) {
       // One entry of a shape vector: a new scalar, no view machinery.
       int64_t i = idx.item<int64_t>();
-      if (i < -dim || i >= dim) fail("index " + std::to_string(i) + " out of range for a dim of size " + std::to_string(dim));
+      if (i < -dim || i >= dim)
+        fail("index " + std::to_string(i) + " out of range for a dim of size " + std::to_string(dim));
       io.set(0, at::scalar_tensor(x.data_ptr<int64_t>()[i < 0 ? i + dim : i], at::TensorOptions().dtype(at::kLong)));
       return;
     }
@@ -796,7 +825,8 @@ Kernel b_gather(NodeCtx& c) {
     const int64_t* p = ci.data_ptr<int64_t>();
     bool negative = false;
     for (int64_t i = 0, n = ci.numel(); i < n; ++i) {
-      if (p[i] < -dim || p[i] >= dim) fail("index " + std::to_string(p[i]) + " out of range for a dim of size " + std::to_string(dim));
+      if (p[i] < -dim || p[i] >= dim)
+        fail("index " + std::to_string(p[i]) + " out of range for a dim of size " + std::to_string(dim));
       negative |= p[i] < 0;
     }
     if (negative) idx = at::where(idx.lt(0), idx + dim, idx);
@@ -871,12 +901,18 @@ Kernel b_gather_elements(NodeCtx& c) {
 Kernel b_constant(NodeCtx& c) {
   c.require_inputs(0, 0);
   at::Tensor v;
-  if (auto t = c.t("value")) v = *t;
-  else if (c.has("value_float")) v = at::scalar_tensor(c.f("value_float", 0), at::kFloat);
-  else if (auto fs = c.floats("value_floats")) v = at::tensor(*fs, at::TensorOptions().dtype(at::kFloat));
-  else if (c.has("value_int")) v = at::scalar_tensor(c.i("value_int", 0), at::TensorOptions().dtype(at::kLong));
-  else if (auto is = c.ints("value_ints")) v = at::tensor(*is, at::TensorOptions().dtype(at::kLong));
-  else throw Unsupported("Constant without a value, value_float(s) or value_int(s) attribute");
+  if (auto t = c.t("value"))
+    v = *t;
+  else if (c.has("value_float"))
+    v = at::scalar_tensor(c.f("value_float", 0), at::kFloat);
+  else if (auto fs = c.floats("value_floats"))
+    v = at::tensor(*fs, at::TensorOptions().dtype(at::kFloat));
+  else if (c.has("value_int"))
+    v = at::scalar_tensor(c.i("value_int", 0), at::TensorOptions().dtype(at::kLong));
+  else if (auto is = c.ints("value_ints"))
+    v = at::tensor(*is, at::TensorOptions().dtype(at::kLong));
+  else
+    throw Unsupported("Constant without a value, value_float(s) or value_int(s) attribute");
   return [v](const KernelIO& io) { io.set(0, v); };
 }
 
@@ -1034,7 +1070,8 @@ Kernel b_pad(NodeCtx& c) {
       axes = to_ints(io[3]);
       for (auto& a : axes) a = norm_axis(a, r);
     }
-    if (raw.size() != 2 * axes.size()) fail("pads has " + std::to_string(raw.size()) + " values for " + std::to_string(axes.size()) + " axes");
+    if (raw.size() != 2 * axes.size())
+      fail("pads has " + std::to_string(raw.size()) + " values for " + std::to_string(axes.size()) + " axes");
     std::vector<int64_t> p(2 * static_cast<size_t>(r), 0);
     for (size_t i = 0; i < axes.size(); ++i) {
       p[static_cast<size_t>(axes[i])] = raw[i];
@@ -1070,7 +1107,9 @@ Kernel b_pad(NodeCtx& c) {
     if (mode == "reflect") {
       y = k == 1 ? at::reflection_pad1d(xb, tp) : k == 2 ? at::reflection_pad2d(xb, tp) : at::reflection_pad3d(xb, tp);
     } else {
-      y = k == 1 ? at::replication_pad1d(xb, tp) : k == 2 ? at::replication_pad2d(xb, tp) : at::replication_pad3d(xb, tp);
+      y = k == 1   ? at::replication_pad1d(xb, tp)
+          : k == 2 ? at::replication_pad2d(xb, tp)
+                   : at::replication_pad3d(xb, tp);
     }
     std::vector<int64_t> shape(x.sizes().begin(), x.sizes().begin() + first);
     for (int64_t d = 2; d < y.dim(); ++d) shape.push_back(y.size(d));
@@ -1125,9 +1164,12 @@ Kernel b_gather_nd(NodeCtx& c) {
   return [b](const KernelIO& io) {
     const at::Tensor& data = io[0];
     at::Tensor idx = io[1].scalar_type() == at::kLong ? io[1] : io[1].to(at::kLong);
-    if (idx.dim() < 1 || idx.dim() <= b || data.dim() <= b) fail("indices of rank " + std::to_string(idx.dim()) + " with batch_dims " + std::to_string(b));
+    if (idx.dim() < 1 || idx.dim() <= b || data.dim() <= b)
+      fail("indices of rank " + std::to_string(idx.dim()) + " with batch_dims " + std::to_string(b));
     const int64_t k = idx.size(-1);
-    if (b + k > data.dim()) fail("indices address " + std::to_string(k) + " dims of data of rank " + std::to_string(data.dim()) + " after " + std::to_string(b) + " batch dims");
+    if (b + k > data.dim())
+      fail("indices address " + std::to_string(k) + " dims of data of rank " + std::to_string(data.dim()) + " after " +
+           std::to_string(b) + " batch dims");
     int64_t batches = 1, addressed = 1;
     for (int64_t d = 0; d < b; ++d) {
       if (data.size(d) != idx.size(d)) fail("batch dim " + std::to_string(d) + " differs between data and indices");
@@ -1177,11 +1219,13 @@ Kernel b_scatter_nd(NodeCtx& c) {
     const at::Tensor& upd = io[2];
     if (idx.dim() < 1) fail("indices must have rank >= 1");
     const int64_t k = idx.size(-1);
-    if (k > data.dim()) fail("indices address " + std::to_string(k) + " dims of data of rank " + std::to_string(data.dim()));
+    if (k > data.dim())
+      fail("indices address " + std::to_string(k) + " dims of data of rank " + std::to_string(data.dim()));
     std::vector<int64_t> rest(data.sizes().begin() + k, data.sizes().end());
     std::vector<int64_t> want(idx.sizes().begin(), idx.sizes().end() - 1);
     want.insert(want.end(), rest.begin(), rest.end());
-    if (upd.sizes() != at::IntArrayRef(want)) fail("updates have shape " + shape_str(upd) + ", expected " + shape_str(want));
+    if (upd.sizes() != at::IntArrayRef(want))
+      fail("updates have shape " + shape_str(upd) + ", expected " + shape_str(want));
     int64_t addressed = 1;
     at::Tensor dims = at::empty({k}, at::kLong), strides = at::empty({k}, at::kLong);
     for (int64_t j = k - 1; j >= 0; --j) {
@@ -1198,7 +1242,7 @@ Kernel b_scatter_nd(NodeCtx& c) {
     std::vector<int64_t> uflat{linear.size(0)};
     uflat.insert(uflat.end(), rest.begin(), rest.end());
     at::Tensor d = data.reshape(flat), u = upd.reshape(uflat);
-    at::Tensor out = red.empty() ? d.index_copy(0, linear, u)
+    at::Tensor out = red.empty()    ? d.index_copy(0, linear, u)
                      : red == "add" ? d.index_add(0, linear, u)
                                     : d.index_reduce(0, linear, u, red, /*include_self=*/true);
     io.set(0, out.reshape(data.sizes()));
@@ -1214,12 +1258,15 @@ Kernel b_scatter_elements(NodeCtx& c) {
   return [axis, red](const KernelIO& io) {
     const at::Tensor& data = io[0];
     int64_t ax = axis < 0 ? axis + data.dim() : axis;
-    if (ax < 0 || ax >= data.dim()) fail("axis " + std::to_string(axis) + " out of range for rank " + std::to_string(data.dim()));
+    if (ax < 0 || ax >= data.dim())
+      fail("axis " + std::to_string(axis) + " out of range for rank " + std::to_string(data.dim()));
     at::Tensor idx = io[1].scalar_type() == at::kLong ? io[1] : io[1].to(at::kLong);
-    if (idx.sizes() != io[2].sizes()) fail("indices " + shape_str(idx) + " and updates " + shape_str(io[2]) + " differ in shape");
+    if (idx.sizes() != io[2].sizes())
+      fail("indices " + shape_str(idx) + " and updates " + shape_str(io[2]) + " differ in shape");
     idx = at::where(idx.lt(0), idx + data.size(ax), idx);
-    if (idx.numel() > 0 && (idx.lt(0).any().item<bool>() || idx.ge(data.size(ax)).any().item<bool>())) fail("index out of range");
-    at::Tensor out = red.empty() ? data.scatter(ax, idx, io[2])
+    if (idx.numel() > 0 && (idx.lt(0).any().item<bool>() || idx.ge(data.size(ax)).any().item<bool>()))
+      fail("index out of range");
+    at::Tensor out = red.empty()    ? data.scatter(ax, idx, io[2])
                      : red == "add" ? data.scatter_add(ax, idx, io[2])
                                     : data.scatter_reduce(ax, idx, io[2], red, /*include_self=*/true);
     io.set(0, out);
@@ -1380,9 +1427,7 @@ std::optional<at::Tensor> NodeCtx::t(const std::string& name) {
   if (!a) return std::nullopt;
   try {
     return tensor_from_proto(a->t(), "attribute '" + name + "'");
-  } catch (const std::exception& e) {
-    throw Unsupported(e.what());
-  }
+  } catch (const std::exception& e) { throw Unsupported(e.what()); }
 }
 
 void NodeCtx::check_all_read() const {
@@ -1402,7 +1447,9 @@ void NodeCtx::require_inputs(size_t min, size_t max) const {
 
 void NodeCtx::require_outputs(size_t max) const {
   for (size_t j = max; j < num_outputs(); ++j)
-    if (has_output(j)) throw Unsupported("output " + std::to_string(j) + " ('" + node_.output(static_cast<int>(j)) + "') is not supported");
+    if (has_output(j))
+      throw Unsupported("output " + std::to_string(j) + " ('" + node_.output(static_cast<int>(j)) +
+                        "') is not supported");
 }
 
 Kernel build_kernel(NodeCtx& ctx) {
@@ -1417,9 +1464,10 @@ Kernel build_kernel(NodeCtx& ctx) {
 bool is_supported(const std::string& op_type) { return table().count(op_type) != 0; }
 
 bool is_nondifferentiable(const std::string& op) {
-  static const std::set<std::string> s = {"Shape", "Size", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual",
-                                          "Not", "And", "Or", "Xor", "ArgMax", "ArgMin", "ConstantOfShape", "Range",
-                                          "Constant", "Sign", "Floor", "Ceil"};
+  static const std::set<std::string> s = {
+      "Shape", "Size",     "Equal", "Less",  "Greater", "LessOrEqual", "GreaterOrEqual",
+      "Not",   "And",      "Or",    "Xor",   "ArgMax",  "ArgMin",      "ConstantOfShape",
+      "Range", "Constant", "Sign",  "Floor", "Ceil"};
   return s.count(op) != 0;
 }
 
@@ -1470,11 +1518,14 @@ at::Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& wher
   int64_t n = out.numel();
   size_t bytes = static_cast<size_t>(n) * out.element_size();
   auto count_error = [&](int64_t have) {
-    return std::runtime_error(where + ": holds " + std::to_string(have) + " values for shape of " + std::to_string(n) + " elements");
+    return std::runtime_error(where + ": holds " + std::to_string(have) + " values for shape of " + std::to_string(n) +
+                              " elements");
   };
   if (!t.raw_data().empty() || n == 0) {
-    if (t.raw_data().size() != bytes) throw count_error(static_cast<int64_t>(t.raw_data().size() / std::max<size_t>(1, out.element_size())));
-    if (bytes) std::memcpy(out.data_ptr(), t.raw_data().data(), bytes);  // ONNX raw data is little-endian, as is this host
+    if (t.raw_data().size() != bytes)
+      throw count_error(static_cast<int64_t>(t.raw_data().size() / std::max<size_t>(1, out.element_size())));
+    if (bytes)
+      std::memcpy(out.data_ptr(), t.raw_data().data(), bytes);  // ONNX raw data is little-endian, as is this host
     return out;
   }
   auto fill = [&](const auto& field, auto cast) {
@@ -1486,13 +1537,20 @@ at::Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& wher
     case at::kDouble: fill(t.double_data(), [&](int64_t i, double v) { out.data_ptr<double>()[i] = v; }); break;
     case at::kLong: fill(t.int64_data(), [&](int64_t i, int64_t v) { out.data_ptr<int64_t>()[i] = v; }); break;
     case at::kInt: fill(t.int32_data(), [&](int64_t i, int32_t v) { out.data_ptr<int32_t>()[i] = v; }); break;
-    case at::kShort: fill(t.int32_data(), [&](int64_t i, int32_t v) { out.data_ptr<int16_t>()[i] = static_cast<int16_t>(v); }); break;
-    case at::kChar: fill(t.int32_data(), [&](int64_t i, int32_t v) { out.data_ptr<int8_t>()[i] = static_cast<int8_t>(v); }); break;
-    case at::kByte: fill(t.int32_data(), [&](int64_t i, int32_t v) { out.data_ptr<uint8_t>()[i] = static_cast<uint8_t>(v); }); break;
+    case at::kShort:
+      fill(t.int32_data(), [&](int64_t i, int32_t v) { out.data_ptr<int16_t>()[i] = static_cast<int16_t>(v); });
+      break;
+    case at::kChar:
+      fill(t.int32_data(), [&](int64_t i, int32_t v) { out.data_ptr<int8_t>()[i] = static_cast<int8_t>(v); });
+      break;
+    case at::kByte:
+      fill(t.int32_data(), [&](int64_t i, int32_t v) { out.data_ptr<uint8_t>()[i] = static_cast<uint8_t>(v); });
+      break;
     case at::kBool: fill(t.int32_data(), [&](int64_t i, int32_t v) { out.data_ptr<bool>()[i] = v != 0; }); break;
     case at::kHalf:
     case at::kBFloat16:
-      fill(t.int32_data(), [&](int64_t i, int32_t v) { reinterpret_cast<uint16_t*>(out.data_ptr())[i] = static_cast<uint16_t>(v); });
+      fill(t.int32_data(),
+           [&](int64_t i, int32_t v) { reinterpret_cast<uint16_t*>(out.data_ptr())[i] = static_cast<uint16_t>(v); });
       break;
     default: throw std::runtime_error(where + ": unsupported element type");
   }
@@ -1509,7 +1567,8 @@ void tensor_to_proto(const at::Tensor& value, onnx::TensorProto& t) {
   t.clear_int32_data();
   t.clear_int64_data();
   t.clear_uint64_data();
-  t.set_raw_data(std::string(static_cast<const char*>(c.data_ptr()), static_cast<size_t>(c.numel()) * c.element_size()));
+  t.set_raw_data(
+      std::string(static_cast<const char*>(c.data_ptr()), static_cast<size_t>(c.numel()) * c.element_size()));
 }
 
 }  // namespace ppc::runtime::onnx_ops

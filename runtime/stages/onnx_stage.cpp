@@ -34,8 +34,12 @@ bool is_identity(const std::vector<size_t>& p) {
 class OnnxStage final : public StageModule {
  public:
   OnnxStage(int index, std::unique_ptr<OnnxGraph> graph, std::vector<size_t> in_order, std::vector<size_t> out_order)
-      : index_(index), graph_(std::move(graph)), in_order_(std::move(in_order)), out_order_(std::move(out_order)),
-        in_identity_(is_identity(in_order_)), out_identity_(is_identity(out_order_)) {}
+      : index_(index),
+        graph_(std::move(graph)),
+        in_order_(std::move(in_order)),
+        out_order_(std::move(out_order)),
+        in_identity_(is_identity(in_order_)),
+        out_identity_(is_identity(out_order_)) {}
 
   int index() const override { return index_; }
 
@@ -87,7 +91,8 @@ std::unique_ptr<StageModule> load_onnx_stage(const LoadedManifest& lm, int stage
   for (const auto& b : graph->buffers()) have.push_back(b.first);
   for (const auto& p : info.params)
     if (std::find(have.begin(), have.end(), p.name) == have.end())
-      throw Error(path + ": stage " + std::to_string(stage) + " has no initializer '" + p.name + "' that the manifest lists");
+      throw Error(path + ": stage " + std::to_string(stage) + " has no initializer '" + p.name +
+                  "' that the manifest lists");
   return std::make_unique<OnnxStage>(stage, std::move(graph), std::move(in_order), std::move(out_order));
 }
 

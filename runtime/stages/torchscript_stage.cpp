@@ -44,7 +44,10 @@ std::vector<bool> written_inputs(torch::jit::Module& module) {
 class TorchScriptStage final : public StageModule {
  public:
   TorchScriptStage(int index, std::string path, torch::jit::Module module, std::string metadata, size_t num_outputs)
-      : index_(index), path_(std::move(path)), module_(std::move(module)), metadata_(std::move(metadata)),
+      : index_(index),
+        path_(std::move(path)),
+        module_(std::move(module)),
+        metadata_(std::move(metadata)),
         num_outputs_(num_outputs) {
     training_at_load_ = module_.is_training();
     written_ = written_inputs(module_);
@@ -135,7 +138,8 @@ std::unique_ptr<StageModule> load_torchscript_stage(const LoadedManifest& lm, in
       throw Error(path + ": stage " + std::to_string(stage) + " has no parameter or buffer '" + p.name +
                   "' that the manifest lists");
   }
-  return std::make_unique<TorchScriptStage>(stage, path, std::move(module), extra["ppc_stage.json"], info.outputs.size());
+  return std::make_unique<TorchScriptStage>(stage, path, std::move(module), extra["ppc_stage.json"],
+                                            info.outputs.size());
 }
 
 }  // namespace ppc::runtime

@@ -74,9 +74,8 @@ class FakeRecvWork : public Work {
     std::unique_lock<std::mutex> lock(hub_->mutex);
     Channel& ch = hub_->channels[key_];
     const auto deadline = Clock::now() + hub_->timeout;
-    bool ready = hub_->cv.wait_until(lock, deadline, [&] {
-      return ch.messages.count(seq_) != 0 || hub_->closed[static_cast<size_t>(src)];
-    });
+    bool ready = hub_->cv.wait_until(
+        lock, deadline, [&] { return ch.messages.count(seq_) != 0 || hub_->closed[static_cast<size_t>(src)]; });
     auto it = ch.messages.find(seq_);
     if (it == ch.messages.end()) {
       if (ready) throw PeerError(src, closed_message(src));
@@ -88,9 +87,8 @@ class FakeRecvWork : public Work {
     done_ = true;
     if (message.scalar_type() != target_.scalar_type() || message.numel() != target_.numel())
       throw std::runtime_error("message from rank " + std::to_string(src) + " (tag " +
-                               std::to_string(std::get<2>(key_)) + ") has " +
-                               std::to_string(message.numel()) + " elements of " +
-                               std::string(c10::toString(message.scalar_type())) +
+                               std::to_string(std::get<2>(key_)) + ") has " + std::to_string(message.numel()) +
+                               " elements of " + std::string(c10::toString(message.scalar_type())) +
                                ", the receive buffer " + std::to_string(target_.numel()) + " of " +
                                std::string(c10::toString(target_.scalar_type())));
     target_.copy_(message.view(target_.sizes()));
@@ -121,8 +119,7 @@ class FakeTransport : public Transport {
     check_peer(dst, "isend");
     at::Tensor copy = t.detach().contiguous().clone();
     std::lock_guard<std::mutex> lock(hub_->mutex);
-    if (hub_->closed[static_cast<size_t>(dst)])
-      return std::make_unique<DoneWork>(closed_message(dst), dst);
+    if (hub_->closed[static_cast<size_t>(dst)]) return std::make_unique<DoneWork>(closed_message(dst), dst);
     Channel& ch = hub_->channels[Key{rank_, dst, tag}];
     ch.messages.emplace(ch.sent++, std::move(copy));
     hub_->cv.notify_all();
@@ -158,9 +155,8 @@ class FakeTransport : public Transport {
  private:
   void check_peer(int peer, const char* what, bool allow_self = false) const {
     if (peer < 0 || peer >= hub_->world_size || (!allow_self && peer == rank_))
-      throw std::invalid_argument(std::string(what) + ": bad peer rank " + std::to_string(peer) +
-                                  " (this is rank " + std::to_string(rank_) + " of " +
-                                  std::to_string(hub_->world_size) + ")");
+      throw std::invalid_argument(std::string(what) + ": bad peer rank " + std::to_string(peer) + " (this is rank " +
+                                  std::to_string(rank_) + " of " + std::to_string(hub_->world_size) + ")");
   }
 
   void collective(std::vector<at::Tensor>& ts, const std::vector<int>& members) {
@@ -177,18 +173,14 @@ class FakeTransport : public Transport {
       try {
         const auto& first = round.contributions.begin()->second;
         for (const auto& [r, c] : round.contributions)
-          if (c.size() != first.size())
-            throw std::runtime_error("ranks pass different numbers of tensors");
+          if (c.size() != first.size()) throw std::runtime_error("ranks pass different numbers of tensors");
         for (size_t i = 0; i < first.size(); ++i) {
           at::Tensor sum = first[i].clone();
-          for (auto it = std::next(round.contributions.begin()); it != round.contributions.end();
-               ++it)
+          for (auto it = std::next(round.contributions.begin()); it != round.contributions.end(); ++it)
             sum.add_(it->second[i]);
           round.result.push_back(sum);
         }
-      } catch (const std::exception& e) {
-        round.error = std::string("all_reduce_sum: ") + e.what();
-      }
+      } catch (const std::exception& e) { round.error = std::string("all_reduce_sum: ") + e.what(); }
       round.done = true;
       hub_->cv.notify_all();
     }
@@ -224,8 +216,7 @@ class FakeTransport : public Transport {
 
 }  // namespace
 
-std::vector<std::unique_ptr<Transport>> make_local_fakes(int world_size,
-                                                         std::chrono::milliseconds timeout) {
+std::vector<std::unique_ptr<Transport>> make_local_fakes(int world_size, std::chrono::milliseconds timeout) {
   if (world_size < 1) throw std::invalid_argument("make_local_fakes: world size must be >= 1");
   auto hub = std::make_shared<Hub>(world_size, timeout);
   std::vector<std::unique_ptr<Transport>> out;

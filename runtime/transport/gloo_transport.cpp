@@ -32,13 +32,12 @@ namespace ppc::runtime {
 namespace {
 
 bool is_timeout(const std::string& what) {
-  return what.find("Timed out") != std::string::npos ||
-         what.find("timed out") != std::string::npos || what.find("timeout") != std::string::npos;
+  return what.find("Timed out") != std::string::npos || what.find("timed out") != std::string::npos ||
+         what.find("timeout") != std::string::npos;
 }
 
 std::string seconds(std::chrono::milliseconds t) {
-  return t.count() % 1000 == 0 ? std::to_string(t.count() / 1000) + " s"
-                               : std::to_string(t.count()) + " ms";
+  return t.count() % 1000 == 0 ? std::to_string(t.count() / 1000) + " s" : std::to_string(t.count()) + " ms";
 }
 
 std::string join(const std::vector<int>& ranks, const char* sep = ", ") {
@@ -49,8 +48,8 @@ std::string join(const std::vector<int>& ranks, const char* sep = ", ") {
 
 // Turns a c10d / Gloo failure of an operation with the given peers (global
 // ranks, this rank excluded) into a PeerError that names them.
-PeerError make_peer_error(const std::exception& e, const std::vector<int>& peers,
-                          std::chrono::milliseconds timeout, const std::string& op) {
+PeerError make_peer_error(const std::exception& e, const std::vector<int>& peers, std::chrono::milliseconds timeout,
+                          const std::string& op) {
   const std::string what = e.what();
   std::string detail = " (" + op + ": " + what + ")";
   // c10d messages can be multi-line with a C++ backtrace: keep the first line.
@@ -61,8 +60,7 @@ PeerError make_peer_error(const std::exception& e, const std::vector<int>& peers
     return PeerError(peer, "connection to rank " + std::to_string(peer) + " closed" + detail);
   }
   std::string who = "one of ranks " + join(peers);
-  if (is_timeout(what))
-    return PeerError(-1, who + " did not answer within " + seconds(timeout) + detail);
+  if (is_timeout(what)) return PeerError(-1, who + " did not answer within " + seconds(timeout) + detail);
   return PeerError(-1, "connection to " + who + " closed" + detail);
 }
 
@@ -101,8 +99,7 @@ class FailureRecord {
     if (watcher_.joinable()) watcher_.join();
   }
 
-  [[noreturn]] void fail(const std::exception& e, const std::vector<int>& peers,
-                         const std::string& op) {
+  [[noreturn]] void fail(const std::exception& e, const std::vector<int>& peers, const std::string& op) {
     PeerError own = make_peer_error(e, peers, timeout_, op);
     // A timeout on a peer that is itself blocked on a stalled rank would
     // blame the wrong rank: prefer the one rank whose heartbeat stopped.
@@ -119,12 +116,9 @@ class FailureRecord {
       // While the peer's heartbeat still advances, give it time to record what
       // it saw; a peer that really died (killed) stops beating at once, and
       // then this costs 3 polls.
-      if (world_size_ > 2 && own.rank() >= 0 && !is_timeout(own.what()))
-        wait_for_record_from(own.rank());
-      const std::string mine =
-          std::to_string(own.rank()) + "|" + std::to_string(rank_) + "|" + own.what();
-      std::vector<uint8_t> got =
-          store_->compareSet(kKey, {}, std::vector<uint8_t>(mine.begin(), mine.end()));
+      if (world_size_ > 2 && own.rank() >= 0 && !is_timeout(own.what())) wait_for_record_from(own.rank());
+      const std::string mine = std::to_string(own.rank()) + "|" + std::to_string(rank_) + "|" + own.what();
+      std::vector<uint8_t> got = store_->compareSet(kKey, {}, std::vector<uint8_t>(mine.begin(), mine.end()));
       record.assign(got.begin(), got.end());
       if (std::atoi(record.c_str()) < 0 && own.rank() >= 0) {
         // The first record could not tell which peer failed; this one can.
@@ -151,8 +145,8 @@ class FailureRecord {
       // (it lingers for the others when it fails because of another rank),
       // and this rank only sees the cascade.
       if (record.empty() && rank_ != 0 && own.rank() != 0)
-        throw PeerError(0, "rank 0 is gone (the rendezvous store it hosts does not answer); here: " +
-                               std::string(own.what()));
+        throw PeerError(
+            0, "rank 0 is gone (the rendezvous store it hosts does not answer); here: " + std::string(own.what()));
     }
     if (record.empty()) throw own;
     auto a = record.find('|'), b = record.find('|', a + 1);
@@ -160,8 +154,8 @@ class FailureRecord {
     const int culprit = std::atoi(record.substr(0, a).c_str());
     const int reporter = std::atoi(record.substr(a + 1, b - a - 1).c_str());
     if (reporter == rank_ || culprit == own.rank() || culprit == rank_) throw own;
-    throw PeerError(culprit, record.substr(b + 1) + " [noticed first by rank " +
-                                 std::to_string(reporter) + "]; here: " + own.what());
+    throw PeerError(culprit, record.substr(b + 1) + " [noticed first by rank " + std::to_string(reporter) +
+                                 "]; here: " + own.what());
   }
 
  private:
@@ -273,8 +267,8 @@ class FailureRecord {
 
 class GlooWork : public Work {
  public:
-  GlooWork(c10::intrusive_ptr<c10d::Work> work, std::vector<at::Tensor> tensors,
-           at::Tensor copy_to, int peer, std::shared_ptr<FailureRecord> failures, std::string op)
+  GlooWork(c10::intrusive_ptr<c10d::Work> work, std::vector<at::Tensor> tensors, at::Tensor copy_to, int peer,
+           std::shared_ptr<FailureRecord> failures, std::string op)
       : work_(std::move(work)),
         tensors_(std::move(tensors)),
         copy_to_(std::move(copy_to)),
@@ -304,9 +298,7 @@ class GlooWork : public Work {
   std::string op_;
 };
 
-bool is_loopback(const std::string& addr) {
-  return addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1";
-}
+bool is_loopback(const std::string& addr) { return addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1"; }
 
 class GlooTransport : public Transport {
  public:
@@ -321,10 +313,8 @@ class GlooTransport : public Transport {
       so.timeout = o.timeout;
       store_ = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
     } catch (const std::exception& e) {
-      throw PeerError(o.rank == 0 ? -1 : 0, "rendezvous at " + where + " failed (rank " +
-                                               std::to_string(o.rank) + " of " +
-                                               std::to_string(o.world_size) + "): " +
-                                               first_line(e.what()));
+      throw PeerError(o.rank == 0 ? -1 : 0, "rendezvous at " + where + " failed (rank " + std::to_string(o.rank) +
+                                                " of " + std::to_string(o.world_size) + "): " + first_line(e.what()));
     }
     if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
       device_ = c10d::ProcessGroupGloo::createDeviceForInterface(ifname);
@@ -354,11 +344,8 @@ class GlooTransport : public Transport {
     const std::string op = "send to rank " + std::to_string(dst) + ", tag " + std::to_string(tag);
     try {
       auto w = (dst > options_.rank ? up_ : world_)->send(ts, dst, checked_tag(tag));
-      return std::make_unique<GlooWork>(std::move(w), std::move(ts), at::Tensor(), dst,
-                                        failures_, op);
-    } catch (const std::exception& e) {
-      failures_->fail(e, {dst}, op);
-    }
+      return std::make_unique<GlooWork>(std::move(w), std::move(ts), at::Tensor(), dst, failures_, op);
+    } catch (const std::exception& e) { failures_->fail(e, {dst}, op); }
   }
 
   std::unique_ptr<Work> irecv(at::Tensor t, int src, uint32_t tag) override {
@@ -370,15 +357,11 @@ class GlooTransport : public Transport {
       buffer = at::empty(t.sizes(), t.options());
     }
     std::vector<at::Tensor> ts{buffer};
-    const std::string op =
-        "receive from rank " + std::to_string(src) + ", tag " + std::to_string(tag);
+    const std::string op = "receive from rank " + std::to_string(src) + ", tag " + std::to_string(tag);
     try {
       auto w = (src < options_.rank ? up_ : world_)->recv(ts, src, checked_tag(tag));
-      return std::make_unique<GlooWork>(std::move(w), std::move(ts), std::move(copy_to), src,
-                                        failures_, op);
-    } catch (const std::exception& e) {
-      failures_->fail(e, {src}, op);
-    }
+      return std::make_unique<GlooWork>(std::move(w), std::move(ts), std::move(copy_to), src, failures_, op);
+    } catch (const std::exception& e) { failures_->fail(e, {src}, op); }
   }
 
   void all_reduce_sum(std::vector<at::Tensor>& ts, const std::vector<int>& ranks) override {
@@ -403,8 +386,7 @@ class GlooTransport : public Transport {
     } else {
       auto it = groups_.find(members);
       if (it == groups_.end()) {
-        it = groups_.emplace(members, make_group(members, "ppc_group_" + join(members, "_")))
-                 .first;
+        it = groups_.emplace(members, make_group(members, "ppc_group_" + join(members, "_"))).first;
       }
       group = it->second;
     }
@@ -413,8 +395,7 @@ class GlooTransport : public Transport {
     // device): flatten each dtype's tensors into one buffer, reduce it once.
     std::vector<c10::ScalarType> dtypes;
     for (const at::Tensor& t : ts)
-      if (std::find(dtypes.begin(), dtypes.end(), t.scalar_type()) == dtypes.end())
-        dtypes.push_back(t.scalar_type());
+      if (std::find(dtypes.begin(), dtypes.end(), t.scalar_type()) == dtypes.end()) dtypes.push_back(t.scalar_type());
     for (c10::ScalarType dtype : dtypes) {
       std::vector<at::Tensor> parts;
       std::vector<size_t> index;
@@ -423,15 +404,12 @@ class GlooTransport : public Transport {
           parts.push_back(ts[i].detach().reshape({-1}));
           index.push_back(i);
         }
-      std::vector<at::Tensor> flat{parts.size() == 1 ? parts.front().contiguous().clone()
-                                                      : at::cat(parts)};
+      std::vector<at::Tensor> flat{parts.size() == 1 ? parts.front().contiguous().clone() : at::cat(parts)};
       try {
         c10d::AllreduceOptions ao;
         ao.reduceOp = c10d::ReduceOp::SUM;
         group->allreduce(flat, ao)->wait();
-      } catch (const std::exception& e) {
-        failures_->fail(e, peers, op);
-      }
+      } catch (const std::exception& e) { failures_->fail(e, peers, op); }
       int64_t offset = 0;
       for (size_t k = 0; k < index.size(); ++k) {
         at::Tensor& dst = ts[index[k]];
@@ -449,9 +427,7 @@ class GlooTransport : public Transport {
       if (r != options_.rank) peers.push_back(r);
     try {
       world_->barrier()->wait();
-    } catch (const std::exception& e) {
-      failures_->fail(e, peers, "barrier");
-    }
+    } catch (const std::exception& e) { failures_->fail(e, peers, "barrier"); }
   }
 
  private:
@@ -465,24 +441,21 @@ class GlooTransport : public Transport {
 
   void check_peer(int peer, const char* what) const {
     if (peer < 0 || peer >= options_.world_size || peer == options_.rank)
-      throw std::invalid_argument(std::string(what) + ": bad peer rank " + std::to_string(peer) +
-                                  " (this is rank " + std::to_string(options_.rank) + " of " +
-                                  std::to_string(options_.world_size) + ")");
+      throw std::invalid_argument(std::string(what) + ": bad peer rank " + std::to_string(peer) + " (this is rank " +
+                                  std::to_string(options_.rank) + " of " + std::to_string(options_.world_size) + ")");
   }
 
   // A process group over `members` (sorted global ranks) with group-local
   // ranks, rendezvousing under its own key prefix.
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> make_group(const std::vector<int>& members,
-                                                        const std::string& prefix) {
-    const int local = static_cast<int>(
-        std::lower_bound(members.begin(), members.end(), options_.rank) - members.begin());
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> make_group(const std::vector<int>& members, const std::string& prefix) {
+    const int local =
+        static_cast<int>(std::lower_bound(members.begin(), members.end(), options_.rank) - members.begin());
     auto go = c10d::ProcessGroupGloo::Options::create(options_.timeout);
     go->devices.push_back(device_);
     go->threads = 2;
     try {
       auto store = c10::make_intrusive<c10d::PrefixStore>(prefix, store_);
-      return c10::make_intrusive<c10d::ProcessGroupGloo>(store, local,
-                                                         static_cast<int>(members.size()), go);
+      return c10::make_intrusive<c10d::ProcessGroupGloo>(store, local, static_cast<int>(members.size()), go);
     } catch (const std::exception& e) {
       std::vector<int> peers;
       for (int r : members)
@@ -504,8 +477,8 @@ class GlooTransport : public Transport {
 
 std::unique_ptr<Transport> connect_gloo(const RendezvousOptions& options) {
   if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size)
-    throw std::invalid_argument("connect_gloo: rank " + std::to_string(options.rank) +
-                                " outside [0, " + std::to_string(options.world_size) + ")");
+    throw std::invalid_argument("connect_gloo: rank " + std::to_string(options.rank) + " outside [0, " +
+                                std::to_string(options.world_size) + ")");
   return std::make_unique<GlooTransport>(options);
 }
 

@@ -29,9 +29,8 @@ std::optional<std::string> env(const char* name) {
 
 }  // namespace
 
-RendezvousOptions rendezvous_from_env(std::optional<std::string> master_addr,
-                                      std::optional<int> master_port, std::optional<int> rank,
-                                      std::optional<int> world_size,
+RendezvousOptions rendezvous_from_env(std::optional<std::string> master_addr, std::optional<int> master_port,
+                                      std::optional<int> rank, std::optional<int> world_size,
                                       std::optional<std::chrono::milliseconds> timeout) {
   RendezvousOptions o;
   if (auto v = env("MASTER_ADDR")) o.master_addr = *v;
@@ -45,13 +44,11 @@ RendezvousOptions rendezvous_from_env(std::optional<std::string> master_addr,
   if (timeout) o.timeout = *timeout;
   if (o.master_addr.empty()) throw std::invalid_argument("master address is empty");
   if (o.master_port < 1 || o.master_port > 65535)
-    throw std::invalid_argument("master port " + std::to_string(o.master_port) +
-                                " is outside 1..65535");
-  if (o.world_size < 1)
-    throw std::invalid_argument("world size must be >= 1, got " + std::to_string(o.world_size));
+    throw std::invalid_argument("master port " + std::to_string(o.master_port) + " is outside 1..65535");
+  if (o.world_size < 1) throw std::invalid_argument("world size must be >= 1, got " + std::to_string(o.world_size));
   if (o.rank < 0 || o.rank >= o.world_size)
-    throw std::invalid_argument("rank " + std::to_string(o.rank) + " is outside [0, " +
-                                std::to_string(o.world_size) + ")");
+    throw std::invalid_argument("rank " + std::to_string(o.rank) + " is outside [0, " + std::to_string(o.world_size) +
+                                ")");
   if (o.timeout.count() <= 0) throw std::invalid_argument("timeout must be positive");
   return o;
 }

@@ -91,8 +91,7 @@ std::unique_ptr<Transport> connect_gloo(const RendezvousOptions& options);
 /// thread): messages matched by (src, dst, tag) in FIFO order, data copied at
 /// send time, every wait bounded by `timeout`. Destroying a fake makes its
 /// peers' pending and later receives from it fail ("connection closed").
-std::vector<std::unique_ptr<Transport>> make_local_fakes(int world_size,
-                                                         std::chrono::milliseconds timeout);
+std::vector<std::unique_ptr<Transport>> make_local_fakes(int world_size, std::chrono::milliseconds timeout);
 
 /// "rank 2 did not answer within 5 s" — shared wording for timeouts.
 std::string describe_timeout(int rank, std::chrono::milliseconds timeout);

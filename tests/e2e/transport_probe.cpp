@@ -80,16 +80,13 @@ void allreduce(Transport& t, bool die = false) {
         std::cerr << "rank " << r << ": exiting before round 1 on purpose" << std::endl;
         std::_Exit(3);
       }
-      std::vector<at::Tensor> v{at::full({5}, double(r + 1 + round)),
-                                at::full({2, 3}, int64_t(10 * r), at::kLong),
+      std::vector<at::Tensor> v{at::full({5}, double(r + 1 + round)), at::full({2, 3}, int64_t(10 * r), at::kLong),
                                 at::arange(4, at::kFloat).view({2, 2}) * (r + 1)};
       t.all_reduce_sum(v, pair);
       const double s = (0 + 1 + round) + (n - 1 + 1 + round);
       check(at::equal(v[0], at::full({5}, s)), r, "pair sum of tensor 0");
-      check(at::equal(v[1], at::full({2, 3}, int64_t(10 * (n - 1)), at::kLong)), r,
-            "pair sum of tensor 1 (int64)");
-      check(at::equal(v[2], at::arange(4, at::kFloat).view({2, 2}) * (1 + n)), r,
-            "pair sum of tensor 2");
+      check(at::equal(v[1], at::full({2, 3}, int64_t(10 * (n - 1)), at::kLong)), r, "pair sum of tensor 1 (int64)");
+      check(at::equal(v[2], at::arange(4, at::kFloat).view({2, 2}) * (1 + n)), r, "pair sum of tensor 2");
     }
   }
   std::vector<int> all;
@@ -106,26 +103,32 @@ int main(int argc, char** argv) {
   std::string mode;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--rank") rank = std::atoi(v.c_str());
-    else if (k == "--world-size") world = std::atoi(v.c_str());
-    else if (k == "--port") port = std::atoi(v.c_str());
-    else if (k == "--mode") mode = v;
-    else if (k == "--timeout-ms") timeout_ms = std::atoi(v.c_str());
+    if (k == "--rank")
+      rank = std::atoi(v.c_str());
+    else if (k == "--world-size")
+      world = std::atoi(v.c_str());
+    else if (k == "--port")
+      port = std::atoi(v.c_str());
+    else if (k == "--mode")
+      mode = v;
+    else if (k == "--timeout-ms")
+      timeout_ms = std::atoi(v.c_str());
     else {
       std::cerr << "unknown option " << k << std::endl;
       return 2;
     }
   }
-  if (mode != "ring" && mode != "allreduce" && mode != "die" && mode != "stall" &&
-      mode != "cascade" && mode != "allreduce-die") {
-    std::cerr << "usage: transport_probe --rank R --world-size W --port P --mode ring|allreduce|die|stall|cascade|allreduce-die"
+  if (mode != "ring" && mode != "allreduce" && mode != "die" && mode != "stall" && mode != "cascade" &&
+      mode != "allreduce-die") {
+    std::cerr << "usage: transport_probe --rank R --world-size W --port P --mode "
+                 "ring|allreduce|die|stall|cascade|allreduce-die"
               << std::endl;
     return 2;
   }
   at::set_num_threads(1);
   try {
-    auto opts = ppc::runtime::rendezvous_from_env("127.0.0.1", port, rank, world,
-                                                  std::chrono::milliseconds(timeout_ms));
+    auto opts =
+        ppc::runtime::rendezvous_from_env("127.0.0.1", port, rank, world, std::chrono::milliseconds(timeout_ms));
     const auto t0 = std::chrono::steady_clock::now();
     auto t = ppc::runtime::connect_gloo(opts);
     const auto t1 = std::chrono::steady_clock::now();
@@ -138,13 +141,11 @@ int main(int argc, char** argv) {
     t->barrier();
     const auto t2 = std::chrono::steady_clock::now();
     using ms = std::chrono::milliseconds;
-    std::cout << "rank " << rank << ": " << mode << " ok (connect "
-              << std::chrono::duration_cast<ms>(t1 - t0).count() << " ms, run "
-              << std::chrono::duration_cast<ms>(t2 - t1).count() << " ms)" << std::endl;
+    std::cout << "rank " << rank << ": " << mode << " ok (connect " << std::chrono::duration_cast<ms>(t1 - t0).count()
+              << " ms, run " << std::chrono::duration_cast<ms>(t2 - t1).count() << " ms)" << std::endl;
     return 0;
   } catch (const PeerError& e) {
-    std::cerr << "rank " << rank << ": peer error (rank " << e.rank() << "): " << e.what()
-              << std::endl;
+    std::cerr << "rank " << rank << ": peer error (rank " << e.rank() << "): " << e.what() << std::endl;
     // The process group is broken after a peer failure: do not run its
     // destructors (they may wait on the dead peer).
     std::fflush(nullptr);

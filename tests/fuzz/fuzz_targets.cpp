@@ -21,8 +21,7 @@ void split_spec(const uint8_t* data, size_t size) {
   try {
     spec::parse_split_spec(JsonDocument::parse(text, "spec.json"));
   } catch (const JsonSyntaxError&) {
-  } catch (const Error&) {
-  }
+  } catch (const Error&) {}
 }
 
 void manifest(const uint8_t* data, size_t size) {
@@ -33,8 +32,7 @@ void manifest(const uint8_t* data, size_t size) {
     std::string once = manifest::to_json_text(m);
     std::string twice = manifest::to_json_text(manifest::parse_manifest(once, "roundtrip.json"));
     if (once != twice) __builtin_trap();
-  } catch (const Error&) {
-  }
+  } catch (const Error&) {}
 }
 
 namespace {
@@ -53,8 +51,7 @@ void onnx_model(const uint8_t* data, size_t size) {
   const std::string path = as_file(data, size, ".onnx");
   try {
     onnx_frontend::load_onnx(path, "model.onnx", nullptr);
-  } catch (const Error&) {
-  }
+  } catch (const Error&) {}
 }
 
 void ir_text(const uint8_t* data, size_t size) {
@@ -63,8 +60,7 @@ void ir_text(const uint8_t* data, size_t size) {
     ir::Graph g = ir::parse_graph(text);
     if (!g.verify().empty()) return;
     if (ir::print_graph(ir::parse_graph(ir::print_graph(g))) != ir::print_graph(g)) __builtin_trap();
-  } catch (const std::runtime_error&) {
-  }
+  } catch (const std::runtime_error&) {}
 }
 
 void profile(const uint8_t* data, size_t size) {
@@ -74,8 +70,7 @@ void profile(const uint8_t* data, size_t size) {
     std::string once = profile::profile_json(profile::read_profile(path));
     std::ofstream(path, std::ios::trunc) << once;
     if (profile::profile_json(profile::read_profile(path)) != once) __builtin_trap();
-  } catch (const Error&) {
-  }
+  } catch (const Error&) {}
 }
 
 void schedule_csv(const uint8_t* data, size_t size) {
@@ -83,8 +78,7 @@ void schedule_csv(const uint8_t* data, size_t size) {
   try {
     std::string once = runtime::schedule::write_csv(runtime::schedule::read_csv(text, "schedule.csv"));
     if (runtime::schedule::write_csv(runtime::schedule::read_csv(once, "roundtrip.csv")) != once) __builtin_trap();
-  } catch (const Error&) {
-  }
+  } catch (const Error&) {}
 }
 
 }  // namespace ppc::fuzz

@@ -37,7 +37,8 @@ int main(int argc, char** argv) {
     ss << f.rdbuf();
     seeds.push_back(ss.str());
   }
-  static const char* kTokens[] = {"{", "}", "[", "]", ",", ":", "\"", "null", "-1", "1e999", "\"\\u0000\"", "true", "/"};
+  static const char* kTokens[] = {"{",    "}",  "[",     "]",           ",",    ":", "\"",
+                                  "null", "-1", "1e999", "\"\\u0000\"", "true", "/"};
   std::mt19937_64 rng(12345);
   long runs = 0;
   for (const auto& s : seeds) {
@@ -51,10 +52,17 @@ int main(int argc, char** argv) {
       size_t pos = s.empty() ? 0 : rng() % s.size();
       switch (rng() % 5) {
         case 0: s.resize(pos); break;
-        case 1: if (!s.empty()) s[pos] = static_cast<char>(rng()); break;
+        case 1:
+          if (!s.empty()) s[pos] = static_cast<char>(rng());
+          break;
         case 2: s.insert(pos, kTokens[rng() % (sizeof(kTokens) / sizeof(*kTokens))]); break;
-        case 3: if (!s.empty()) s.erase(pos, 1 + rng() % 8); break;
-        case 4: { const std::string& o = seeds[rng() % seeds.size()]; if (!o.empty()) s.insert(pos, o.substr(rng() % o.size(), 1 + rng() % 32)); } break;
+        case 3:
+          if (!s.empty()) s.erase(pos, 1 + rng() % 8);
+          break;
+        case 4: {
+          const std::string& o = seeds[rng() % seeds.size()];
+          if (!o.empty()) s.insert(pos, o.substr(rng() % o.size(), 1 + rng() % 32));
+        } break;
       }
     }
     fn(reinterpret_cast<const uint8_t*>(s.data()), s.size());

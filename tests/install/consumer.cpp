@@ -24,7 +24,5 @@ int main(int argc, char** argv) {
     o.chunks_given = true;
     o.engine.train = true;
     return ppc::runtime::run_pprun(o, std::cout);
-  } catch (...) {
-    return ppc::report_exception("consumer", std::cerr);
-  }
+  } catch (...) { return ppc::report_exception("consumer", std::cerr); }
 }

@@ -16,7 +16,8 @@ int main(int argc, char** argv) {
   auto* s = app.add_subcommand("split", "partition a model into stage artifacts + manifest.json");
   s->add_option("model", split.model_path, "model file: ONNX (.onnx) or TorchScript (.pt)")->required();
   s->add_option("--splits", split.spec_path, "split spec (JSON)");
-  s->add_option("--stages", split.stages, "automatic split into N balanced stages (instead of, or overriding, the spec)")
+  s->add_option("--stages", split.stages,
+                "automatic split into N balanced stages (instead of, or overriding, the spec)")
       ->check(CLI::Range(1, 100000));
   s->add_option("-o,--out", split.out_dir, "output directory (written atomically)");
   s->add_option("--balance", split.balance, "cost balanced by the automatic split: time | flops | params | uniform")
@@ -61,8 +62,6 @@ int main(int argc, char** argv) {
     } else {
       ppc::driver::inspect(insp, std::cout);
     }
-  } catch (...) {
-    return ppc::report_exception("ppc", std::cerr);
-  }
+  } catch (...) { return ppc::report_exception("ppc", std::cerr); }
   return 0;
 }

@@ -58,7 +58,8 @@ void add_options(CLI::App& app, PprunOptions& o) {
   app.add_option("--rank", o.rank, "this process's rank (default: $RANK)");
   app.add_option("--world-size", o.world_size, "number of ranks (default: $WORLD_SIZE)");
   app.add_option("--master-addr", o.master_addr, "rendezvous host (default: $MASTER_ADDR or 127.0.0.1)");
-  app.add_option("--master-port", o.master_port, "rendezvous port (default: $MASTER_PORT or 29500; --nproc picks a free one)");
+  app.add_option("--master-port", o.master_port,
+                 "rendezvous port (default: $MASTER_PORT or 29500; --nproc picks a free one)");
   app.add_option("--nproc", o.nproc, "spawn this many local ranks and prefix their output")->check(CLI::Range(1, 1024));
   app.add_option("--backend", o.backend, "c10d backend: gloo (CPU); nccl needs a CUDA build of LibTorch")
       ->check(CLI::IsMember({"gloo", "nccl"}));
@@ -70,19 +71,25 @@ void add_options(CLI::App& app, PprunOptions& o) {
   app.add_option("--format", o.format, "--print-schedule: text (lowered) or csv (compute-only, torch's format)")
       ->check(CLI::IsMember({"text", "csv"}));
   app.add_flag("--simulate", o.simulate, "simulate the schedule (no ranks started): timelines, steps, bubble, memory");
-  app.add_option("--costs", o.costs_file, "--simulate: per-stage costs measured by --profile (default: FLOP estimates)");
-  app.add_option("--schedule-file", e.schedule_file, "compute-only CSV schedule (torch.distributed.pipelining's format)");
+  app.add_option("--costs", o.costs_file,
+                 "--simulate: per-stage costs measured by --profile (default: FLOP estimates)");
+  app.add_option("--schedule-file", e.schedule_file,
+                 "compute-only CSV schedule (torch.distributed.pipelining's format)");
   app.add_option("--trace", e.trace_path, "write a Chrome trace (Perfetto) of every action on every rank");
   app.add_option("--timeline", e.timeline_path, "write an SVG picture of the last step (or of --simulate)");
-  app.add_option("--comm", o.comm_ms, "--simulate: time one message (a stage edge's tensors for one micro-batch, each way) takes in flight, in the costs' unit (default: a --profile costs file's message_ms, else 0); a costs file with message bytes adds them at its rate, and its calibrated message_cpu_ms to both ends' ranks")
+  app.add_option("--comm", o.comm_ms,
+                 "--simulate: time one message (a stage edge's tensors for one micro-batch, each way) takes in flight, "
+                 "in the costs' unit (default: a --profile costs file's message_ms, else 0); a costs file with message "
+                 "bytes adds them at its rate, and its calibrated message_cpu_ms to both ends' ranks")
       ->check(at_least(0, true));
   app.add_option("--profile", e.profile_path, "write measured per-stage F/B/I/W ms per micro-batch (for --costs)");
-  app.add_option("--schedule", e.schedule, "pipeline schedule")
-      ->check(CLI::IsMember(schedule::schedule_names()));
+  app.add_option("--schedule", e.schedule, "pipeline schedule")->check(CLI::IsMember(schedule::schedule_names()));
   app.add_option("--chunks", e.chunks, "micro-batches per batch")->check(CLI::Range(1, 1 << 20));
   app.add_option("--steps", e.steps, "batches to run")->check(CLI::Range(1, 1 << 30));
-  app.add_option("--inputs", o.inputs, "a .pt file (dict of tensors by model input name) or a folder of them, one per step");
-  app.add_flag("--synthetic", e.synthetic, "random inputs of the manifest's shapes (and, training, a learnable target)");
+  app.add_option("--inputs", o.inputs,
+                 "a .pt file (dict of tensors by model input name) or a folder of them, one per step");
+  app.add_flag("--synthetic", e.synthetic,
+               "random inputs of the manifest's shapes (and, training, a learnable target)");
   app.add_option("--batch-size", e.batch_size, "samples per batch for --synthetic")->check(CLI::Range(1, 1 << 30));
   app.add_option("--seed", e.seed, "seed of --synthetic")->check(at_least(0, true));
   app.add_option("--dim", o.dims, "value of a symbolic input dim for --synthetic, NAME=N");
@@ -99,13 +106,15 @@ void add_options(CLI::App& app, PprunOptions& o) {
   app.add_option("--beta2", e.optimizer.beta2, "Adam beta2")->check(unit_interval());
   app.add_option("--eps", e.optimizer.eps, "Adam epsilon")->check(at_least(0, true));
   app.add_option("--output", e.output_path, "inference: write the model outputs (a dict) to this .pt file");
-  app.add_option("--save", e.save_dir, "training: write the trained pipeline, optimizer state and params.pt here (a link to DIR.d/step-N)");
-  app.add_option("--save-every", e.save_every, "training: also --save after every N steps (a kill keeps the newest complete checkpoint)")
+  app.add_option("--save", e.save_dir,
+                 "training: write the trained pipeline, optimizer state and params.pt here (a link to DIR.d/step-N)");
+  app.add_option("--save-every", e.save_every,
+                 "training: also --save after every N steps (a kill keeps the newest complete checkpoint)")
       ->check(CLI::Range(1, 1 << 30));
-  app.add_option("--keep", e.keep, "checkpoints kept in SAVE.d/ (SAVE links to the newest)")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--keep", e.keep, "checkpoints kept in SAVE.d/ (SAVE links to the newest)")
+      ->check(CLI::Range(1, 1 << 20));
   app.add_option("--resume", e.resume_dir, "continue training from a --save directory");
   app.add_flag("--quiet", e.quiet, "no per-step log");
-
 }
 
 }  // namespace
@@ -130,7 +139,5 @@ int main(int argc, char** argv) {
   o.child_args = child_args(argc, argv);
   try {
     return run_pprun(o, std::cout);
-  } catch (...) {
-    return report_exception("pprun", std::cerr);
-  }
+  } catch (...) { return report_exception("pprun", std::cerr); }
 }

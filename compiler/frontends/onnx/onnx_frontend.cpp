@@ -104,8 +104,7 @@ std::string tensor_bytes(const onnx::TensorProto& t) {
       for (int32_t v : t.int32_data()) append(&v, static_cast<size_t>(size));
       break;
     }
-    default:
-      break;
+    default: break;
   }
   return out;
 }
@@ -117,8 +116,8 @@ bool is_subgraph_op(const onnx::NodeProto& n) {
 }
 
 bool is_random_op(const std::string& op) {
-  static const std::set<std::string> kRandom = {"RandomNormal", "RandomNormalLike", "RandomUniform",
-                                                "RandomUniformLike", "Multinomial", "Bernoulli"};
+  static const std::set<std::string> kRandom = {"RandomNormal",      "RandomNormalLike", "RandomUniform",
+                                                "RandomUniformLike", "Multinomial",      "Bernoulli"};
   return kRandom.count(op) > 0;
 }
 
@@ -178,8 +177,9 @@ GraphSignature graph_signature(const onnx::GraphProto& g) {
     if (kv.key() != "pkg.torch.export.ExportedProgram.graph_signature") continue;
     std::istringstream lines(kv.value());
     for (std::string line; std::getline(lines, line);) {
-      for (auto [marker, set] : {std::pair<const char*, std::set<std::string>*>{": PARAMETER target='", &sig.parameters},
-                                 {": BUFFER target='", &sig.buffers}}) {
+      for (auto [marker, set] :
+           {std::pair<const char*, std::set<std::string>*>{": PARAMETER target='", &sig.parameters},
+            {": BUFFER target='", &sig.buffers}}) {
         size_t at = line.find(marker);
         if (at == std::string::npos) continue;
         at += std::strlen(marker);
@@ -221,7 +221,8 @@ std::string leaf_of(const std::string& name) {
 // (ones, zeros: what equal initialisations look like); a non-uniform one
 // shared across modules is a real tie (an embedding and its LM head) and
 // stays one. Returns how many tensors were split off.
-int unshare_merged_initializers(onnx::ModelProto& model, const GraphSignature& sig, const std::set<std::string>& scopes) {
+int unshare_merged_initializers(onnx::ModelProto& model, const GraphSignature& sig,
+                                const std::set<std::string>& scopes) {
   if (sig.empty()) return 0;
   onnx::GraphProto* g = model.mutable_graph();
   std::map<std::string, int> init;
@@ -350,7 +351,7 @@ bool reshape_output(const onnx::TensorShapeProto* in, const onnx::TensorShapePro
 // Integer values known before running: Constant nodes, initializers, and
 // what data propagation computed (Shape -> Gather -> Unsqueeze chains).
 std::optional<std::vector<int64_t>> known_ints(const onnx::GraphProto& g, const std::string& name,
-                                              const std::unordered_map<std::string, onnx::TensorShapeProto>& data) {
+                                               const std::unordered_map<std::string, onnx::TensorShapeProto>& data) {
   auto from_tensor = [](const onnx::TensorProto& t) -> std::optional<std::vector<int64_t>> {
     std::vector<int64_t> v;
     if (t.data_type() == onnx::TensorProto::INT64) {
@@ -404,7 +405,8 @@ bool slice_output(const onnx::TensorShapeProto& in, const onnx::GraphProto& g, c
   std::optional<std::vector<int64_t>> axes, steps;
   if (n.input_size() > 3 && !n.input(3).empty()) axes = known_ints(g, n.input(3), data);
   if (n.input_size() > 4 && !n.input(4).empty()) steps = known_ints(g, n.input(4), data);
-  bool bounds = starts && ends && starts->size() == ends->size() && (n.input_size() <= 3 || n.input(3).empty() || axes) &&
+  bool bounds = starts && ends && starts->size() == ends->size() &&
+                (n.input_size() <= 3 || n.input(3).empty() || axes) &&
                 (n.input_size() <= 4 || n.input(4).empty() || steps);
   if (!bounds) {
     // Which axes are sliced is unknown: every dim may change.
@@ -512,7 +514,8 @@ void infer_shapes(onnx::ModelProto& model, bool fill_slices = false) {
         target = it->second;
       } else {
         auto st = types.find(n.input(1));
-        if (st == types.end() || !st->second->tensor_type().has_shape() || st->second->tensor_type().shape().dim_size() != 1 ||
+        if (st == types.end() || !st->second->tensor_type().has_shape() ||
+            st->second->tensor_type().shape().dim_size() != 1 ||
             !st->second->tensor_type().shape().dim(0).has_dim_value())
           continue;
         for (int64_t i = 0; i < st->second->tensor_type().shape().dim(0).dim_value(); ++i) target.add_dim();
@@ -645,9 +648,7 @@ class OnnxLowering {
     }
     try {
       g.sort_topologically();
-    } catch (const std::exception& e) {
-      throw Error(display + ": " + e.what());
-    }
+    } catch (const std::exception& e) { throw Error(display + ": " + e.what()); }
     std::string problem = g.verify();
     if (!problem.empty()) throw Error(display + ": malformed graph: " + problem);
     (void)notes;
@@ -864,7 +865,7 @@ class OnnxLowering {
     std::vector<std::string> unmatched;
     for (const auto& [module, ks] : candidates_in) {
       if (static_cast<int>(ks.size()) <= missing_in[module]) continue;  // each a folded parameter: trainable
-      for (int k : ks) frozen.push_back(k);  // more than went missing: cannot tell which
+      for (int k : ks) frozen.push_back(k);                             // more than went missing: cannot tell which
       unmatched.push_back(module.empty() ? "(root)" : module);
     }
     for (int k : frozen) g.params[k].is_float = false;
@@ -911,7 +912,8 @@ class OnnxLowering {
       std::string tr(bytes.size(), '\0');
       for (int64_t i = 0; i < r; ++i)
         for (int64_t j = 0; j < c; ++j)
-          std::memcpy(&tr[static_cast<size_t>((j * r + i) * es)], &bytes[static_cast<size_t>((i * c + j) * es)], static_cast<size_t>(es));
+          std::memcpy(&tr[static_cast<size_t>((j * r + i) * es)], &bytes[static_cast<size_t>((i * c + j) * es)],
+                      static_cast<size_t>(es));
       // The transpose carries its own shape, so a [r,c] tensor never matches a [c,r] reshape by accident.
       prm.transpose_hash = sha256_hex(tr + "|" + std::to_string(c) + "x" + std::to_string(r));
     }
@@ -952,8 +954,8 @@ void costs_at_size(OnnxSource& src, const std::string& display, const std::map<s
       std::string have;
       for (const auto& s : seen)
         if (!s.empty()) have += (have.empty() ? "" : ", ") + s;
-      throw Error("--dim " + name + "=" + std::to_string(size) + ": " + display + " has no symbolic input dim '" + name +
-                  "'" + (have.empty() ? std::string(" (it has none)") : " (it has: " + have + ")"));
+      throw Error("--dim " + name + "=" + std::to_string(size) + ": " + display + " has no symbolic input dim '" +
+                  name + "'" + (have.empty() ? std::string(" (it has none)") : " (it has: " + have + ")"));
     }
   if (!counted_as_one.empty() && notes) {
     std::string list;
@@ -964,7 +966,8 @@ void costs_at_size(OnnxSource& src, const std::string& display, const std::map<s
   try {
     infer_shapes(m, /*fill_slices=*/true);
   } catch (const std::exception& e) {
-    if (notes) notes->push_back(display + ": shape inference at the --dim size stopped early (" + std::string(e.what()) + ")");
+    if (notes)
+      notes->push_back(display + ": shape inference at the --dim size stopped early (" + std::string(e.what()) + ")");
   }
   std::map<std::string, const onnx::TypeProto*> types;
   for (const auto& vi : m.graph().input()) types[vi.name()] = &vi.type();
@@ -989,7 +992,8 @@ void costs_at_size(OnnxSource& src, const std::string& display, const std::map<s
 }  // namespace
 
 std::unique_ptr<SourceModel> load_onnx(const std::string& path, const std::string& display_name,
-                                       std::vector<std::string>* notes, const std::map<std::string, int64_t>& cost_dims) {
+                                       std::vector<std::string>* notes,
+                                       const std::map<std::string, int64_t>& cost_dims) {
   auto src = std::make_unique<OnnxSource>();
   std::string bytes = read_file(path, display_name);
   if (!src->model_.ParseFromString(bytes) || !src->model_.has_graph())
@@ -1019,9 +1023,10 @@ std::unique_ptr<SourceModel> load_onnx(const std::string& path, const std::strin
     for (const auto& n : src->model_.graph().node()) names.push_back(n.name());
     int n = unshare_merged_initializers(src->model_, graph_signature(src->model_.graph()), collect_scopes(names));
     if (n > 0 && notes)
-      notes->push_back(display_name + ": " + std::to_string(n) +
-                       " parameters or buffers that the exporter merged with an equal one get their own initializer again "
-                       "(named as in the graph signature)");
+      notes->push_back(
+          display_name + ": " + std::to_string(n) +
+          " parameters or buffers that the exporter merged with an equal one get their own initializer again "
+          "(named as in the graph signature)");
   }
   try {
     // With its weights in memory a large model passes protobuf's 2 GB limit,
@@ -1038,7 +1043,9 @@ std::unique_ptr<SourceModel> load_onnx(const std::string& path, const std::strin
   try {
     infer_shapes(src->model_);
   } catch (const std::exception& e) {
-    if (notes) notes->push_back(display_name + ": shape inference stopped early (" + std::string(e.what()) + "); some shapes are unknown");
+    if (notes)
+      notes->push_back(display_name + ": shape inference stopped early (" + std::string(e.what()) +
+                       "); some shapes are unknown");
   }
   name_derived_dims(src->model_);
   OnnxLowering::lower(*src, display_name, notes);

@@ -73,15 +73,36 @@ void mark_scalar(ir::Value& val, const Value* v) {
 }
 
 bool is_random_op(const std::string& kind) {
-  static const std::set<std::string> kRandom = {
-      "aten::dropout",       "aten::dropout_",       "aten::feature_dropout", "aten::feature_dropout_",
-      "aten::alpha_dropout", "aten::alpha_dropout_", "aten::feature_alpha_dropout",
-      "aten::feature_alpha_dropout_", "aten::rand", "aten::rand_like", "aten::randn", "aten::randn_like",
-      "aten::randint",       "aten::randint_like",   "aten::randperm",        "aten::bernoulli",
-      "aten::bernoulli_",    "aten::multinomial",    "aten::normal",          "aten::normal_",
-      "aten::uniform_",      "aten::exponential_",   "aten::geometric_",      "aten::cauchy_",
-      "aten::log_normal_",   "aten::random_",        "aten::rrelu",           "aten::rrelu_with_noise",
-      "aten::native_dropout", "aten::poisson"};
+  static const std::set<std::string> kRandom = {"aten::dropout",
+                                                "aten::dropout_",
+                                                "aten::feature_dropout",
+                                                "aten::feature_dropout_",
+                                                "aten::alpha_dropout",
+                                                "aten::alpha_dropout_",
+                                                "aten::feature_alpha_dropout",
+                                                "aten::feature_alpha_dropout_",
+                                                "aten::rand",
+                                                "aten::rand_like",
+                                                "aten::randn",
+                                                "aten::randn_like",
+                                                "aten::randint",
+                                                "aten::randint_like",
+                                                "aten::randperm",
+                                                "aten::bernoulli",
+                                                "aten::bernoulli_",
+                                                "aten::multinomial",
+                                                "aten::normal",
+                                                "aten::normal_",
+                                                "aten::uniform_",
+                                                "aten::exponential_",
+                                                "aten::geometric_",
+                                                "aten::cauchy_",
+                                                "aten::log_normal_",
+                                                "aten::random_",
+                                                "aten::rrelu",
+                                                "aten::rrelu_with_noise",
+                                                "aten::native_dropout",
+                                                "aten::poisson"};
   return kRandom.count(kind) > 0;
 }
 
@@ -167,7 +188,9 @@ class ModulePaths {
         break;
       }
       if (!parent.empty() && path.rfind(parent + ".", 0) != 0) continue;
-      if (path.size() < name.size() + 1 || path.compare(path.size() - name.size() - 1, std::string::npos, "." + name) != 0) continue;
+      if (path.size() < name.size() + 1 ||
+          path.compare(path.size() - name.size() - 1, std::string::npos, "." + name) != 0)
+        continue;
       if (t.get() != type) continue;
       size_t depth = static_cast<size_t>(std::count(path.begin(), path.end(), '.'));
       if (depth < best_depth) {
@@ -193,14 +216,15 @@ bool holds_tensors(const c10::TypePtr& t) {
 
 bool returns_bool(const std::string& op) {
   static const std::set<std::string> kBool = {
-      "aten::eq", "aten::ne", "aten::lt", "aten::le", "aten::gt", "aten::ge", "aten::logical_and", "aten::logical_or",
-      "aten::logical_not", "aten::logical_xor", "aten::isnan", "aten::isinf", "aten::isfinite", "aten::__and__",
-      "aten::__or__", "aten::__xor__", "aten::__not__", "aten::eq_", "aten::ne_"};
+      "aten::eq",      "aten::ne",          "aten::lt",         "aten::le",          "aten::gt",
+      "aten::ge",      "aten::logical_and", "aten::logical_or", "aten::logical_not", "aten::logical_xor",
+      "aten::isnan",   "aten::isinf",       "aten::isfinite",   "aten::__and__",     "aten::__or__",
+      "aten::__xor__", "aten::__not__",     "aten::eq_",        "aten::ne_"};
   return kBool.count(op) > 0;
 }
 
 bool returns_index(const std::string& op) {
-  static const std::set<std::string> kIndex = {"aten::argmax", "aten::argmin", "aten::argsort", "aten::nonzero",
+  static const std::set<std::string> kIndex = {"aten::argmax",      "aten::argmin",  "aten::argsort", "aten::nonzero",
                                                "aten::multinomial", "aten::randint", "aten::randperm"};
   return kIndex.count(op) > 0;
 }
@@ -228,7 +252,8 @@ ir::DType infer_dtype(Node* n, const std::unordered_map<const Value*, ir::DType>
     auto it = known.find(n->input(1));
     return it == known.end() ? ir::DType::Undefined : it->second;
   }
-  if (op.rfind("aten::", 0) != 0 && op != "prim::ListUnpack" && op != "prim::ListConstruct" && op != "prim::TupleUnpack")
+  if (op.rfind("aten::", 0) != 0 && op != "prim::ListUnpack" && op != "prim::ListConstruct" &&
+      op != "prim::TupleUnpack")
     return ir::DType::Undefined;
   ir::DType common = ir::DType::Undefined;
   bool mixed = false;
@@ -236,8 +261,10 @@ ir::DType infer_dtype(Node* n, const std::unordered_map<const Value*, ir::DType>
     auto it = known.find(v);
     if (it == known.end() || it->second == ir::DType::Undefined) continue;
     if (ir::dtype_is_float(it->second)) return it->second;
-    if (common == ir::DType::Undefined) common = it->second;
-    else if (common != it->second) mixed = true;
+    if (common == ir::DType::Undefined)
+      common = it->second;
+    else if (common != it->second)
+      mixed = true;
   }
   return mixed ? ir::DType::Undefined : common;
 }
@@ -260,7 +287,8 @@ double estimate_flops(const ir::Graph& g, const ir::Node& n) {
     if (w && w->rank_known && w->dims.size() == 2) {
       double rows = 1.0;
       const ir::Shape* x = in_shape(0);
-      if (x && x->rank_known && !x->dims.empty()) rows = x->numel(1.0) / std::max<double>(1.0, w->dims[1].is_known() ? w->dims[1].value : 1);
+      if (x && x->rank_known && !x->dims.empty())
+        rows = x->numel(1.0) / std::max<double>(1.0, w->dims[1].is_known() ? w->dims[1].value : 1);
       return 2.0 * rows * w->numel(1.0);
     }
     return out_elems;
@@ -271,14 +299,16 @@ double estimate_flops(const ir::Graph& g, const ir::Node& n) {
     if (w && w->rank_known) {
       double k = w->numel(1.0);  // out_ch * in_ch/groups * kernel
       double spatial = 1.0;
-      if (out && out->rank_known && out->dims.size() > 2) spatial = out->numel(1.0) / std::max<double>(1.0, out->dims[1].is_known() ? out->dims[1].value : 1);
+      if (out && out->rank_known && out->dims.size() > 2)
+        spatial = out->numel(1.0) / std::max<double>(1.0, out->dims[1].is_known() ? out->dims[1].value : 1);
       return 2.0 * k * spatial;
     }
     return out_elems;
   }
   if (n.op == "aten::matmul" || n.op == "aten::mm" || n.op == "aten::bmm" || n.op == "aten::addmm") {
     const ir::Shape* a = in_shape(n.op == "aten::addmm" ? 1 : 0);
-    if (a && a->rank_known && !a->dims.empty() && a->dims.back().is_known()) return 2.0 * out_elems * a->dims.back().value;
+    if (a && a->rank_known && !a->dims.empty() && a->dims.back().is_known())
+      return 2.0 * out_elems * a->dims.back().value;
     return out_elems;
   }
   if (n.flags & ir::kNodeConstantSource) return 0.0;
@@ -348,7 +378,8 @@ class TorchScriptLowering {
       if (parent == objects.end()) continue;  // GetAttr on an object the code built itself
       const std::string name = n->s(c10::attr::name);
       const std::string path = join(parent->second.first, name);
-      if (!parent->second.second.isObject()) throw Error(display_ + ": attribute '" + path + "' is read from a non-object");
+      if (!parent->second.second.isObject())
+        throw Error(display_ + ": attribute '" + path + "' is read from a non-object");
       c10::IValue iv = parent->second.second.toObject()->getAttr(name);
       if (iv.isObject()) {
         objects[n->output()] = {path, iv};
@@ -443,9 +474,7 @@ class TorchScriptLowering {
     }
     try {
       g.sort_topologically();
-    } catch (const std::exception& e) {
-      throw Error(display_ + ": " + e.what());
-    }
+    } catch (const std::exception& e) { throw Error(display_ + ": " + e.what()); }
     for (size_t i = 0; i < g.nodes.size(); ++i)
       if (g.nodes[i].source_index != static_cast<int>(i))
         throw std::logic_error("torchscript: node order changed by sorting");
@@ -474,14 +503,15 @@ class TorchScriptLowering {
       for (int64_t d : t.sizes()) sh.dims.push_back(ir::Dim::known(d));
       ir::DType dt = dtype_of(t.scalar_type());
       used_names_.insert(sp.name);
-      ir::ValueId v = g.add_param(sp.name, dt, sh, static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size()));
+      ir::ValueId v =
+          g.add_param(sp.name, dt, sh, static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size()));
       ir::Param& p = g.params[g.values[v].param];
       p.is_float = ir::dtype_is_float(dt) && !sp.is_buffer;
       if (param_value[i]) {
         note_value(param_value[i], v);
         dtypes_[param_value[i]] = dt;
-      }
-      else src_.values_.resize(std::max(src_.values_.size(), static_cast<size_t>(v) + 1), nullptr);
+      } else
+        src_.values_.resize(std::max(src_.values_.size(), static_cast<size_t>(v) + 1), nullptr);
     }
   }
 

@@ -34,7 +34,7 @@ struct SourceParam {
   std::string name;                  ///< canonical dotted name (== ir::Param::name)
   std::vector<std::string> aliases;  ///< other dotted names of the same tensor
   at::Tensor tensor;
-  bool is_buffer = false;            ///< registered buffer or plain tensor attribute
+  bool is_buffer = false;  ///< registered buffer or plain tensor attribute
 };
 
 class TorchScriptSource : public SourceModel {
@@ -61,7 +61,8 @@ class TorchScriptSource : public SourceModel {
 
  private:
   friend class TorchScriptLowering;
-  friend std::unique_ptr<SourceModel> load_torchscript(const std::string&, const std::string&, std::vector<std::string>*);
+  friend std::unique_ptr<SourceModel> load_torchscript(const std::string&, const std::string&,
+                                                       std::vector<std::string>*);
 
   torch::jit::Module module_;
   std::shared_ptr<torch::jit::Graph> jit_graph_;

@@ -78,16 +78,18 @@ TEST(MinMaxPartition, EqualsBruteForceOnRandomArrays) {
       std::vector<double> costs(n);
       const int flavour = round % 3;
       for (auto& x : costs) {
-        if (flavour == 0) x = small(rng);                       // integers with ties and zeros
-        else if (flavour == 1) x = real(rng);                   // reals
-        else x = (small(rng) < 3 ? 0.0 : small(rng) * 1e6);      // many zeros, large values
+        if (flavour == 0)
+          x = small(rng);  // integers with ties and zeros
+        else if (flavour == 1)
+          x = real(rng);  // reals
+        else
+          x = (small(rng) < 3 ? 0.0 : small(rng) * 1e6);  // many zeros, large values
       }
       for (int parts = 1; parts <= n; ++parts) {
         Ints starts = min_max_partition(costs, parts);
         double got = check_pieces(costs, parts, starts);
         double want = brute_force(costs, parts);
-        ASSERT_NEAR(got, want, 1e-9 * std::max(1.0, want))
-            << "n=" << n << " parts=" << parts << " round=" << round;
+        ASSERT_NEAR(got, want, 1e-9 * std::max(1.0, want)) << "n=" << n << " parts=" << parts << " round=" << round;
         ++cases;
       }
     }
@@ -114,7 +116,8 @@ TEST(MinMaxPartition, TinyCostsAreStillBalanced) {
 }
 
 // The cuts of the exact partition balancing `balance` alone (communication free).
-std::vector<Cut> auto_cuts(const Graph& g, const std::vector<bool>& const_like, int stages, const std::string& balance) {
+std::vector<Cut> auto_cuts(const Graph& g, const std::vector<bool>& const_like, int stages,
+                           const std::string& balance) {
   CostModelOptions o;
   o.balance = balance;
   o.link_bytes_per_second = 0;

@@ -217,11 +217,11 @@ std::vector<double> random_compute(Rng& rng, int n) {
   std::vector<double> c(n);
   const int mode = uni(rng, 0, 5);
   for (double& x : c) switch (mode) {
-      case 0: x = uni(rng, 0, 10); break;                                      // small integers
-      case 1: x = real(rng, 0, 1); break;                                      // reals
-      case 2: x = coin(rng, 0.3) ? 0.0 : real(rng, 0, 5); break;               // many zeros
+      case 0: x = uni(rng, 0, 10); break;                                           // small integers
+      case 1: x = real(rng, 0, 1); break;                                           // reals
+      case 2: x = coin(rng, 0.3) ? 0.0 : real(rng, 0, 5); break;                    // many zeros
       case 3: x = coin(rng, 0.15) ? 0.0 : std::pow(10.0, real(rng, 0, 12)); break;  // up to 1e12
-      case 4: x = 0.0; break;                                                  // all zero
+      case 4: x = 0.0; break;                                                       // all zero
       default: x = coin(rng, 0.1) ? 1e9 * uni(rng, 1, 9) : uni(rng, 0, 20); break;  // mixed scales
     }
   return c;
@@ -416,7 +416,8 @@ void run_random(bool dag, std::uint64_t seed, int per_n, RandomRun& run) {
         }
         const std::string err = check_against_brute(p, stages, got, bf);
         if (!err.empty() && ++run.failures <= 5)
-          ADD_FAILURE() << (dag ? "DAG" : "chain") << " case " << run.cases << ": " << err << "\n" << describe(p, stages);
+          ADD_FAILURE() << (dag ? "DAG" : "chain") << " case " << run.cases << ": " << err << "\n"
+                        << describe(p, stages);
       }
     }
 }
@@ -429,9 +430,10 @@ void expect_mix(const RandomRun& run, int per_n) {
   EXPECT_GT(run.feasible, run.cases / 2);
   EXPECT_GT(run.cap_binding, run.cases / 20);
   EXPECT_GT(run.mask_binding, run.cases / 20);
-  std::printf("  %d cases (%d failed): %d feasible, %d infeasible, %d capped (%d where the cap raises the optimum), "
-              "%d where the allowed cuts raise it\n",
-              run.cases, run.failures, run.feasible, run.infeasible, run.capped, run.cap_binding, run.mask_binding);
+  std::printf(
+      "  %d cases (%d failed): %d feasible, %d infeasible, %d capped (%d where the cap raises the optimum), "
+      "%d where the allowed cuts raise it\n",
+      run.cases, run.failures, run.feasible, run.infeasible, run.capped, run.cap_binding, run.mask_binding);
 }
 
 TEST(ChainPartition, StageCostAndMemoryMatchReference) {

@@ -39,9 +39,9 @@ output h2
   auto c = consts(g);
   auto is_const = [&](const std::string& n) { return bool(c[g.find_node(n)]); };
   ASSERT_EQ(c.size(), g.nodes.size());
-  EXPECT_TRUE(is_const("c0"));   // a constant source
-  EXPECT_TRUE(is_const("t0"));   // params only
-  EXPECT_TRUE(is_const("t1"));   // chain: param-derived and a constant
+  EXPECT_TRUE(is_const("c0"));  // a constant source
+  EXPECT_TRUE(is_const("t0"));  // params only
+  EXPECT_TRUE(is_const("t1"));  // chain: param-derived and a constant
   EXPECT_TRUE(is_const("t2"));
   EXPECT_TRUE(is_const("p0"));   // the same param twice
   EXPECT_FALSE(is_const("u0"));  // touches a model input (through x)
@@ -79,8 +79,7 @@ node u1 Add : y nb -> z:float32[4]
 output z
 )");
   auto c = consts(g);
-  EXPECT_EQ(names_of_nodes(g, constant_closure(g, c, {g.find_value("wkb")})),
-            (Strings{"c0", "t0", "t1"}));
+  EXPECT_EQ(names_of_nodes(g, constant_closure(g, c, {g.find_value("wkb")})), (Strings{"c0", "t0", "t1"}));
   EXPECT_EQ(names_of_nodes(g, constant_closure(g, c, {g.find_value("nb"), g.find_value("k")})),
             (Strings{"c0", "unrelated"}));
   // Non-constant producers, params and model inputs contribute nothing.

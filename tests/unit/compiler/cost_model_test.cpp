@@ -118,7 +118,7 @@ TEST(CostModel, MeasuredTimesAndMemoryCap) {
   o.link_bytes_per_second = 0;
   o.measured = &mc;
   CostModel m = build_cost_model(g, consts(g), o, 2);
-  EXPECT_EQ(m.problem.compute, (std::vector<double>{1, 1, 5, 5}));  // by FLOP share, per sample
+  EXPECT_EQ(m.problem.compute, (std::vector<double>{1, 1, 5, 5}));           // by FLOP share, per sample
   EXPECT_EQ(positions(auto_partition(g, consts(g), 2, o).cuts), (Ints{3}));  // 7 | 5
   // Measured node forward times spread a stage's time instead of FLOPs: d
   // (an Add with the FLOPs of a MatMul here) measured 3x c's time.
@@ -142,8 +142,9 @@ TEST(CostModel, MeasuredTimesAndMemoryCap) {
     build_cost_model(g, consts(g), o, 2);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), "prof.json: stage 1: covers nodes 2..3 of this model, expected to start at node 1 "
-                                     "(profile a split of this same model)");
+    EXPECT_EQ(std::string(e.what()),
+              "prof.json: stage 1: covers nodes 2..3 of this model, expected to start at node 1 "
+              "(profile a split of this same model)");
   }
   // Memory cap: each MatMul's weight costs 40000 x 4 bytes (Adam); a cap
   // that fits one weight per stage forces them apart.
@@ -161,7 +162,8 @@ TEST(CostModel, MeasuredTimesAndMemoryCap) {
     auto_partition(g, consts(g), 2, c);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("no split into 2 stages fits 'auto.memory_cap_mib'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("no split into 2 stages fits 'auto.memory_cap_mib'"), std::string::npos)
+        << e.what();
   }
 }
 

@@ -20,9 +20,7 @@ std::vector<std::string> node_names(const Graph& g) {
 std::string parse_error(const std::string& text) {
   try {
     parse_graph(text);
-  } catch (const std::runtime_error& e) {
-    return e.what();
-  }
+  } catch (const std::runtime_error& e) { return e.what(); }
   ADD_FAILURE() << "expected a parse error for:\n" << text;
   return "";
 }
@@ -31,10 +29,10 @@ std::string parse_error(const std::string& text) {
 
 TEST(DType, NamesRoundTrip) {
   const std::vector<std::pair<DType, std::string>> all = {
-      {DType::Undefined, "undefined"}, {DType::Float32, "float32"}, {DType::Float64, "float64"},
+      {DType::Undefined, "undefined"}, {DType::Float32, "float32"},   {DType::Float64, "float64"},
       {DType::Float16, "float16"},     {DType::BFloat16, "bfloat16"}, {DType::Int64, "int64"},
-      {DType::Int32, "int32"},         {DType::Int16, "int16"},     {DType::Int8, "int8"},
-      {DType::UInt8, "uint8"},         {DType::Bool, "bool"},       {DType::String, "string"},
+      {DType::Int32, "int32"},         {DType::Int16, "int16"},       {DType::Int8, "int8"},
+      {DType::UInt8, "uint8"},         {DType::Bool, "bool"},         {DType::String, "string"},
       {DType::Other, "other"},
   };
   for (const auto& [t, name] : all) {
@@ -149,9 +147,9 @@ TEST(Graph, BuilderRejectsMisuse) {
   EXPECT_THROW(g.add_value(""), std::logic_error);
   g.add_node(Node{"n0", "Neg", "", {x}, {y}});
   EXPECT_THROW(g.add_node(Node{"n0", "Neg", "", {x}, {g.add_value("z")}}), std::logic_error);  // duplicate name
-  EXPECT_THROW(g.add_node(Node{"n1", "Neg", "", {x}, {y}}), std::logic_error);  // y defined twice
-  EXPECT_THROW(g.add_node(Node{"n2", "Neg", "", {x}, {x}}), std::logic_error);  // x is an input
-  EXPECT_THROW(g.add_node(Node{"n3", "Neg", "", {99}, {}}), std::logic_error);  // bad input id
+  EXPECT_THROW(g.add_node(Node{"n1", "Neg", "", {x}, {y}}), std::logic_error);                 // y defined twice
+  EXPECT_THROW(g.add_node(Node{"n2", "Neg", "", {x}, {x}}), std::logic_error);                 // x is an input
+  EXPECT_THROW(g.add_node(Node{"n3", "Neg", "", {99}, {}}), std::logic_error);                 // bad input id
   EXPECT_THROW(g.add_node(Node{"", "Neg", "", {x}, {}}), std::logic_error);
 }
 
@@ -297,7 +295,8 @@ TEST(Text, Errors) {
   EXPECT_EQ(parse_error("input x\n"), "line 1: expected name:type in 'x'");
   EXPECT_EQ(parse_error("input x:float32[1]\ninput x:float32[1]\n"), "line 2: duplicate value 'x'");
   EXPECT_EQ(parse_error("input x:float32[1]\nnode n Relu : x -> x:float32[1]\n"), "line 2: value 'x' defined twice");
-  EXPECT_EQ(parse_error("input x:float32[1]\nnode n Relu x -> y:float32[1]\n"), "line 2: unexpected 'x' in node header");
+  EXPECT_EQ(parse_error("input x:float32[1]\nnode n Relu x -> y:float32[1]\n"),
+            "line 2: unexpected 'x' in node header");
   EXPECT_EQ(parse_error("input x:float32[1]\nnode n Relu : x\n"), "line 2: missing '->' in node");
   EXPECT_EQ(parse_error("input x:float32[1]\nnode n Relu @m\n"), "line 2: missing ':' in node");
   EXPECT_EQ(parse_error("blah\n"), "line 1: unknown keyword 'blah'");
@@ -337,8 +336,7 @@ TEST(TopoSort, FixesOutOfOrderInput) {
   // Ids and references are renumbered consistently.
   for (size_t i = 0; i < g.nodes.size(); ++i) EXPECT_EQ(g.find_node(g.nodes[i].name), static_cast<NodeId>(i));
   EXPECT_EQ(g.values[g.find_value("a")].producer, g.find_node("make_a"));
-  EXPECT_EQ(g.values[g.find_value("a")].consumers,
-            (std::vector<NodeId>{g.find_node("make_b"), g.find_node("make_c")}));
+  EXPECT_EQ(g.values[g.find_value("a")].consumers, (std::vector<NodeId>{g.find_node("make_b"), g.find_node("make_c")}));
   EXPECT_EQ(g.values[g.find_value("c")].consumers, (std::vector<NodeId>{g.find_node("use_c")}));
 }
 
@@ -397,9 +395,7 @@ TEST(TopoSort, CycleIsAnError) {
   try {
     g.sort_topologically();
     FAIL() << "expected a cycle error";
-  } catch (const std::runtime_error& e) {
-    EXPECT_EQ(std::string(e.what()), "graph has a cycle through node 'ping'");
-  }
+  } catch (const std::runtime_error& e) { EXPECT_EQ(std::string(e.what()), "graph has a cycle through node 'ping'"); }
 }
 
 TEST(TopoSort, CycleErrorNamesANodeOnTheCycle) {
@@ -415,9 +411,7 @@ TEST(TopoSort, CycleErrorNamesANodeOnTheCycle) {
   try {
     g.sort_topologically();
     FAIL() << "expected a cycle error";
-  } catch (const std::runtime_error& e) {
-    EXPECT_EQ(std::string(e.what()), "graph has a cycle through node 'ping'");
-  }
+  } catch (const std::runtime_error& e) { EXPECT_EQ(std::string(e.what()), "graph has a cycle through node 'ping'"); }
 }
 
 TEST(TopoSort, SelfLoopIsACycle) {

@@ -41,13 +41,11 @@ output o
 spec::SplitSpec spec_from(const JsonDocument& doc) { return spec::parse_split_spec(doc); }
 
 std::string batch_dims_error(const ir::Graph& g, const std::string& inputs_json) {
-  JsonDocument doc =
-      JsonDocument::parse("{\"version\": 1, \"auto\": {\"stages\": 1},\n \"inputs\": " + inputs_json + "}", "spec.json");
+  JsonDocument doc = JsonDocument::parse(
+      "{\"version\": 1, \"auto\": {\"stages\": 1},\n \"inputs\": " + inputs_json + "}", "spec.json");
   try {
     model_input_batch_dims(g, spec_from(doc), &doc);
-  } catch (const Error& e) {
-    return e.what();
-  }
+  } catch (const Error& e) { return e.what(); }
   ADD_FAILURE() << "expected an error for " << inputs_json;
   return "";
 }
@@ -78,9 +76,7 @@ TEST(ModelInputBatchDims, UnknownInputName) {
   try {
     model_input_batch_dims(g, s, nullptr);
     FAIL();
-  } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), "unknown model input 'qqqqqq'");
-  }
+  } catch (const Error& e) { EXPECT_EQ(std::string(e.what()), "unknown model input 'qqqqqq'"); }
 }
 
 TEST(ModelInputBatchDims, BatchDimOutOfRange) {
@@ -117,8 +113,9 @@ manifest::Manifest build(const std::string& spec_text, spec::TiePolicy policy) {
 }
 
 TEST(BuildManifest, EdgesStagesAndTies) {
-  manifest::Manifest m = build(R"({"version": 1, "auto": {"stages": 2}, "defaults": {"schedule": "gpipe", "chunks": 4}})",
-                               spec::TiePolicy::Transmit);
+  manifest::Manifest m =
+      build(R"({"version": 1, "auto": {"stages": 2}, "defaults": {"schedule": "gpipe", "chunks": 4}})",
+            spec::TiePolicy::Transmit);
   EXPECT_EQ(m.source.format, "onnx");
   EXPECT_EQ(m.source.opset, 17);
   EXPECT_EQ(m.default_schedule, std::optional<std::string>("gpipe"));
@@ -159,7 +156,7 @@ TEST(BuildManifest, EdgesStagesAndTies) {
   EXPECT_EQ(s0.node_count, 2);
   EXPECT_EQ(s1.node_count, 3);
   EXPECT_EQ(s0.flops, 11);
-  EXPECT_EQ(s1.flops, 3);      // 2.6 rounds to 3
+  EXPECT_EQ(s1.flops, 3);        // 2.6 rounds to 3
   EXPECT_EQ(m.total_flops, 14);  // 13.6 rounds to 14
   ASSERT_EQ(s0.params.size(), 1u);
   EXPECT_EQ(s0.params[0].name, "w");
@@ -209,9 +206,9 @@ TEST(BuildManifest, BatchDimFollowsTheBatchSymbol) {
   // With every input replicated there is no batch symbol, so no value has a
   // batch dim.
   manifest::Manifest split = build(R"({"version": 1, "auto": {"stages": 2}})", spec::TiePolicy::Replicate);
-  manifest::Manifest repl = build(
-      R"({"version": 1, "auto": {"stages": 2}, "inputs": {"x": {"replicate": true}, "m": {"replicate": true}}})",
-      spec::TiePolicy::Replicate);
+  manifest::Manifest repl =
+      build(R"({"version": 1, "auto": {"stages": 2}, "inputs": {"x": {"replicate": true}, "m": {"replicate": true}}})",
+            spec::TiePolicy::Replicate);
   EXPECT_EQ(split.edges[0].batch_dim, std::optional<int>(0));
   EXPECT_FALSE(repl.edges[0].batch_dim.has_value());
   EXPECT_EQ(repl.model_inputs[0].split, "replicate");

@@ -194,7 +194,8 @@ TEST(OnnxFrontend, DynamoMetadataAndExternalData) {
     ADD_FAILURE() << "loaded without its data file";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("m.onnx: initializer 'layer0.lin.weight': cannot read external data file"),
-              std::string::npos) << e.what();
+              std::string::npos)
+        << e.what();
   }
   std::ofstream(dir / "w.data", std::ios::binary) << blob;
   auto src = load_onnx((dir / "m.onnx").string(), "m.onnx", nullptr);

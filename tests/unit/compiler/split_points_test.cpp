@@ -37,9 +37,7 @@ spec::SplitSpec spec_of(std::vector<spec::SplitPoint> points) {
 std::string resolve_error(const Graph& g, const spec::SplitSpec& s, const JsonDocument* doc = nullptr) {
   try {
     resolve_split_points(g, consts(g), s, doc);
-  } catch (const Error& e) {
-    return e.what();
-  }
+  } catch (const Error& e) { return e.what(); }
   ADD_FAILURE() << "expected resolve_split_points to fail";
   return "";
 }
@@ -137,8 +135,8 @@ TEST(SplitPoints, NodeAndValue) {
   EXPECT_EQ(positions(resolve_split_points(g, c, spec_of({node_point("r0", false)}), nullptr)), (Ints{2}));
   // A value cut goes right after its producer (r1 = 4).
   EXPECT_EQ(positions(resolve_split_points(g, c, spec_of({value_point("a1")}), nullptr)), (Ints{5}));
-  auto cuts = resolve_split_points(g, c, spec_of({node_point("l0", true), value_point("h1"), module_point("layer2", false)}),
-                                   nullptr);
+  auto cuts = resolve_split_points(
+      g, c, spec_of({node_point("l0", true), value_point("h1"), module_point("layer2", false)}), nullptr);
   EXPECT_EQ(positions(cuts), (Ints{2, 4, 6}));
   EXPECT_EQ(cuts[0].label, "node 'l0' at end");
   EXPECT_EQ(cuts[1].label, "value 'h1'");
@@ -153,7 +151,8 @@ node b Relu @layer0.lin : h0 -> h1:float32[4]
 node c Relu @head : h1 -> y:float32[4]
 output y
 )");
-  EXPECT_EQ(resolve_error(g, spec_of({module_point("layer9", true)})), "unknown module 'layer9' (did you mean 'layer0'?)");
+  EXPECT_EQ(resolve_error(g, spec_of({module_point("layer9", true)})),
+            "unknown module 'layer9' (did you mean 'layer0'?)");
   EXPECT_EQ(resolve_error(g, spec_of({module_point("zzzzzzzz", true)})), "unknown module 'zzzzzzzz'");
   EXPECT_EQ(resolve_error(g, spec_of({module_point("", true)})), "unknown module ''");
 }
@@ -253,7 +252,8 @@ output y
   EXPECT_EQ(positions(resolve_split_points(g, consts(g), spec_of({module_point("pre", true)}), nullptr)), (Ints{1}));
 
   // Located in the spec like every split-point error.
-  JsonDocument doc = JsonDocument::parse("{\"version\": 1,\n \"split_points\": [{\"module\": \"inner\"}]}\n", "spec.json");
+  JsonDocument doc =
+      JsonDocument::parse("{\"version\": 1,\n \"split_points\": [{\"module\": \"inner\"}]}\n", "spec.json");
   EXPECT_EQ(resolve_error(g, spec::parse_split_spec(doc), &doc),
             "spec.json:2:19: module 'inner' is inside control-flow node 'prim::If' (prim::If)" + tail);
 }

@@ -89,11 +89,14 @@ TEST(StepModel, AMessagePaysItsBytesAtTheProfiledRate) {
   so.message_bytes_per_second = 1.6e6;
   EXPECT_NEAR(predict_step_ms(m2, {2}, so), predict_step_ms(m2, {2}, slower), 1e-9);
   // [a | b c d] sends only h0: 0.5 ms more per message.
-  EXPECT_NEAR(predict_step_ms(m2, {1}, so), predict_step_ms(m2, {1}, [&] {
-                StepOptions s = slower;
-                s.message_ms = 0.75;
-                return s;
-              }()), 1e-9);
+  EXPECT_NEAR(predict_step_ms(m2, {1}, so),
+              predict_step_ms(m2, {1},
+                              [&] {
+                                StepOptions s = slower;
+                                s.message_ms = 0.75;
+                                return s;
+                              }()),
+              1e-9);
   // The time a message takes its two ranks lengthens every F and B that sends
   // or receives one: GPipe with one micro-batch runs F0 F1 B1 B0 in a row.
   StepOptions one = so;

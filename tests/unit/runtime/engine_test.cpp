@@ -85,8 +85,8 @@ class CountingTransport : public Transport {
 };
 
 struct Ran {
-  std::string log;        ///< rank 0's
-  int int64_sends = 0;    ///< over all ranks, on data tags
+  std::string log;      ///< rank 0's
+  int int64_sends = 0;  ///< over all ranks, on data tags
   int other_sends = 0;
 };
 
@@ -191,9 +191,24 @@ TEST(Engine, EveryScheduleTrainsEverySampleLikeOneRank) {
     std::vector<int64_t> out;
   };
   std::vector<Sample> samples = {
-      {"skip", "x", [](at::Generator& g) { return at::randn({6, 32}, g); }, {6, 8}},
-      {"tinygpt", "idx", [](at::Generator& g) { return at::randint(0, 64, {6, 8}, g, at::kLong); }, {6, 8, 64}},
-      {"convnet", "x", [](at::Generator& g) { return at::randn({6, 3, 16, 16}, g); }, {6, 10}},
+      {"skip",
+       "x",
+       [](at::Generator& g) {
+         return at::randn({6, 32}, g);
+       },
+       {6, 8}},
+      {"tinygpt",
+       "idx",
+       [](at::Generator& g) {
+         return at::randint(0, 64, {6, 8}, g, at::kLong);
+       },
+       {6, 8, 64}},
+      {"convnet",
+       "x",
+       [](at::Generator& g) {
+         return at::randn({6, 3, 16, 16}, g);
+       },
+       {6, 10}},
   };
   for (const Sample& sample : samples) {
     SCOPED_TRACE(sample.name);
@@ -277,8 +292,8 @@ TEST(Engine, ActivationsOfShapesTheManifestFixesTravelWithoutHeaders) {
   fs::path onnx2 = split_onnx("skip", 2), ts2 = split("skip", 2);
   Ran r2 = train_like_one_rank(onnx2, 2, files, "pack_onnx"), t2 = train_like_one_rank(ts2, 2, files, "pack_ts");
   int packed = 0;
-  for (const auto& [dir, ran, headers] :
-       {std::tuple{onnx4, r, false}, std::tuple{ts4, t, true}, std::tuple{onnx2, r2, false}, std::tuple{ts2, t2, true}}) {
+  for (const auto& [dir, ran, headers] : {std::tuple{onnx4, r, false}, std::tuple{ts4, t, true},
+                                          std::tuple{onnx2, r2, false}, std::tuple{ts2, t2, true}}) {
     SCOPED_TRACE(dir.string());
     nlohmann::json man = nlohmann::json::parse(std::ifstream(dir / "manifest.json"));
     std::set<std::pair<int, int>> pairs;
@@ -304,12 +319,14 @@ TEST(Engine, SequenceDimsTheBatchFixesTravelWithoutHeaders) {
   fs::path three = split_onnx("tinygpt", 3);
   nlohmann::json man = nlohmann::json::parse(std::ifstream(three / "manifest.json"));
   ASSERT_FALSE(man["edges"].empty());
-  for (const auto& e : man["edges"]) EXPECT_EQ(e["shape"], nlohmann::json::parse(R"(["batch", "seq", 32])")) << e.dump();
+  for (const auto& e : man["edges"])
+    EXPECT_EQ(e["shape"], nlohmann::json::parse(R"(["batch", "seq", 32])")) << e.dump();
   std::vector<std::string> files;
   at::Generator gen = at::detail::createCPUGenerator(5);
   for (auto [b, t] : {std::pair<int64_t, int64_t>{6, 8}, {5, 11}}) {
     fs::path f = scratch("seq_b" + std::to_string(t) + ".pt");
-    save_tensor_dict(f.string(), {{"idx", at::randint(0, 64, {b, t}, gen, at::kLong)}, {"target", at::randn({b, t, 64}, gen)}});
+    save_tensor_dict(f.string(),
+                     {{"idx", at::randint(0, 64, {b, t}, gen, at::kLong)}, {"target", at::randn({b, t, 64}, gen)}});
     files.push_back(f.string());
   }
   Ran r = train_like_one_rank(three, 3, files, "seq");
@@ -400,11 +417,8 @@ TEST(Engine, AnActivationOfAnotherShapeThanTheManifestSaysIsAnError) {
   } catch (const ppc::Error& e) {
     std::string want = "is float32 [3, " + std::to_string(width) + "], but the manifest declares float32 [3, " +
                        std::to_string(width + 1) + "]";
-    EXPECT_NE(std::string(e.what()).find(want), std::string::npos)
-        << e.what();
-  } catch (const std::exception& e) {
-    FAIL() << "not the sender's error: " << e.what();
-  }
+    EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+  } catch (const std::exception& e) { FAIL() << "not the sender's error: " << e.what(); }
 }
 
 TEST(Engine, OneFOneBHoldsAtMostPMicroBatchesGPipeAllOfThem) {
@@ -461,9 +475,9 @@ TEST(Wire, HeaderRoundTripsDtypesAndShapes) {
 
 TEST(Wire, PackedTensorsRoundTripAlignedAndTyped) {
   at::Generator gen = at::detail::createCPUGenerator(9);
-  std::vector<at::Tensor> ts = {at::randn({3, 5}, gen), at::randint(-9, 9, {7}, gen, at::kLong),
+  std::vector<at::Tensor> ts = {at::randn({3, 5}, gen),  at::randint(-9, 9, {7}, gen, at::kLong),
                                 at::randn({4}, gen) > 0, at::randn({}, gen).to(at::kDouble),
-                                at::zeros({0, 3}), at::randn({2, 3}, gen).t()};  // last: not contiguous
+                                at::zeros({0, 3}),       at::randn({2, 3}, gen).t()};  // last: not contiguous
   at::Tensor bytes = wire::pack(ts);
   std::vector<std::vector<int64_t>> shapes;
   std::vector<at::ScalarType> dtypes;

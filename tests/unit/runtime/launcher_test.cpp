@@ -69,8 +69,8 @@ TEST(Launcher, AllChildrenExitZero) {
   EXPECT_EQ(launch_local_ranks(run.options), 0);
   std::vector<std::string> lines = run.out.lines();
   std::sort(lines.begin(), lines.end());
-  EXPECT_EQ(lines, (std::vector<std::string>{"[rank 0] hello from 0", "[rank 1] hello from 1",
-                                             "[rank 2] hello from 2"}));
+  EXPECT_EQ(lines,
+            (std::vector<std::string>{"[rank 0] hello from 0", "[rank 1] hello from 1", "[rank 2] hello from 2"}));
   EXPECT_EQ(run.err.text(), "");
 }
 
@@ -84,8 +84,7 @@ TEST(Launcher, InterleavedLinesStayWholeAndPrefixed) {
       "  i=$((i+1)); done; printf 'tail %s' $RANK");
   ASSERT_EQ(launch_local_ranks(run.options), 0);
 
-  const std::regex out_line(
-      R"(\[rank ([01])\] out ([01]) (\d+) abcdefghijklmnopqrstuvwxyz0123456789)");
+  const std::regex out_line(R"(\[rank ([01])\] out ([01]) (\d+) abcdefghijklmnopqrstuvwxyz0123456789)");
   const std::regex tail_line(R"(\[rank ([01])\] tail ([01]))");
   std::map<std::string, int> next = {{"0", 0}, {"1", 0}};
   std::map<std::string, int> tails;
@@ -133,9 +132,8 @@ TEST(Launcher, SetsTorchrunEnvironment) {
   unsetenv("PPRUN_LAUNCHER_TEST_INHERITED");
   std::vector<std::string> lines = run.out.lines();
   std::sort(lines.begin(), lines.end());
-  EXPECT_EQ(lines,
-            (std::vector<std::string>{"[rank 0] 0 0 2 2 127.0.0.1 29512 3 3 3 yes", "[rank 0] 1",
-                                      "[rank 1] 1", "[rank 1] 1 1 2 2 127.0.0.1 29512 3 3 3 yes"}));
+  EXPECT_EQ(lines, (std::vector<std::string>{"[rank 0] 0 0 2 2 127.0.0.1 29512 3 3 3 yes", "[rank 0] 1", "[rank 1] 1",
+                                             "[rank 1] 1 1 2 2 127.0.0.1 29512 3 3 3 yes"}));
 }
 
 TEST(Launcher, PicksOnePortAndDefaultThreads) {
@@ -149,8 +147,7 @@ TEST(Launcher, PicksOnePortAndDefaultThreads) {
   ASSERT_TRUE(std::regex_match(lines[1], b, line)) << lines[1];
   EXPECT_EQ(a[1], b[1]) << "ranks disagree on MASTER_PORT";
   EXPECT_GT(std::stoi(a[1]), 0);
-  const int expected_threads =
-      std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / 2);
+  const int expected_threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / 2);
   EXPECT_EQ(std::stoi(a[2]), expected_threads);
 }
 
@@ -216,8 +213,8 @@ TEST(Launcher, ForwardsSigtermToChildren) {
   EXPECT_EQ(result, 7);
   std::vector<std::string> lines = run.out.lines();
   std::sort(lines.begin(), lines.end());
-  EXPECT_EQ(lines, (std::vector<std::string>{"[rank 0] got TERM", "[rank 0] ready",
-                                             "[rank 1] got TERM", "[rank 1] ready"}));
+  EXPECT_EQ(lines,
+            (std::vector<std::string>{"[rank 0] got TERM", "[rank 0] ready", "[rank 1] got TERM", "[rank 1] ready"}));
   // The previous disposition (default) is back.
   struct sigaction current {};
   sigaction(SIGTERM, nullptr, &current);
@@ -250,8 +247,7 @@ TEST(Launcher, RejectsBadOptions) {
     launch_local_ranks(run.options);
     FAIL() << "expected an exception";
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("cannot execute '/nonexistent/pprun'"), std::string::npos)
-        << e.what();
+    EXPECT_NE(std::string(e.what()).find("cannot execute '/nonexistent/pprun'"), std::string::npos) << e.what();
   }
 }
 
@@ -294,9 +290,7 @@ TEST(Launcher, ChildrenDieWithTheLauncher) {
   if (launcher == 0) {
     try {
       _exit(launch_local_ranks(run.options));
-    } catch (...) {
-      _exit(99);
-    }
+    } catch (...) { _exit(99); }
   }
   const auto begin = Clock::now();
   while (run.out.lines().empty() && Clock::now() - begin < std::chrono::seconds(10)) {
@@ -326,14 +320,11 @@ TEST(PickFreePort, ReturnsABindablePort) {
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   address.sin_port = htons(static_cast<uint16_t>(port));
-  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0)
-      << std::strerror(errno);
+  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0) << std::strerror(errno);
   close(fd);
 }
 
-TEST(PickFreePort, RejectsAnUnknownAddress) {
-  EXPECT_THROW(pick_free_port("not an address"), std::runtime_error);
-}
+TEST(PickFreePort, RejectsAnUnknownAddress) { EXPECT_THROW(pick_free_port("not an address"), std::runtime_error); }
 
 }  // namespace
 }  // namespace ppc::runtime

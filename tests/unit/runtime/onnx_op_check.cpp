@@ -26,7 +26,8 @@ double max_diff(const at::Tensor& got, const at::Tensor& want, std::string& why)
     return 1e30;
   }
   if (got.scalar_type() != want.scalar_type()) {
-    why = std::string("dtype ") + c10::toString(got.scalar_type()) + " vs expected " + c10::toString(want.scalar_type());
+    why =
+        std::string("dtype ") + c10::toString(got.scalar_type()) + " vs expected " + c10::toString(want.scalar_type());
     return 1e30;
   }
   if (got.numel() == 0) return 0;
@@ -60,7 +61,8 @@ bool run_case(const fs::path& dir) {
   auto graph = OnnxGraph::load(model);
   graph->set_training(io["training"].item<bool>());
   if (io.count("steps") && static_cast<int64_t>(graph->num_steps()) != io["steps"].item<int64_t>()) {
-    std::cout << "FAIL  " << name << ": " << graph->num_steps() << " kernels planned, expected " << io["steps"].item<int64_t>() << "\n";
+    std::cout << "FAIL  " << name << ": " << graph->num_steps() << " kernels planned, expected "
+              << io["steps"].item<int64_t>() << "\n";
     return false;
   }
   std::vector<at::Tensor> inputs;
@@ -83,7 +85,8 @@ bool run_case(const fs::path& dir) {
     double kept = mask.to(at::kDouble).mean().item<double>();
     bool values = at::allclose(outs[0], at::where(mask, x / (1 - ratio), at::zeros_like(x)));
     if (!values || std::abs(kept - (1 - ratio)) > 0.05) {
-      std::cout << "FAIL  " << name << ": kept " << kept << " (want ~" << 1 - ratio << "), values ok " << values << "\n";
+      std::cout << "FAIL  " << name << ": kept " << kept << " (want ~" << 1 - ratio << "), values ok " << values
+                << "\n";
       return false;
     }
     std::cout << "ok    " << name << ": kept " << kept << ", dropped values 0, kept scaled by 1/(1-ratio)\n";
@@ -94,7 +97,8 @@ bool run_case(const fs::path& dir) {
     double d = max_diff(outs[j], io[key], why);
     worst = std::max(worst, d);
     if (d > 1e-5) {
-      std::cout << "FAIL  " << name << ": " << key << " differs by " << d << (why.empty() ? "" : " (" + why + ")") << "\n";
+      std::cout << "FAIL  " << name << ": " << key << " differs by " << d << (why.empty() ? "" : " (" + why + ")")
+                << "\n";
       ok = false;
     }
   }
@@ -118,7 +122,8 @@ bool run_case(const fs::path& dir) {
     }
   size_t checked = 0;
   if (!roots.empty() && !wrt.empty()) {
-    auto grads = torch::autograd::grad(roots, wrt, cots, /*retain_graph=*/false, /*create_graph=*/false, /*allow_unused=*/true);
+    auto grads =
+        torch::autograd::grad(roots, wrt, cots, /*retain_graph=*/false, /*create_graph=*/false, /*allow_unused=*/true);
     for (size_t k = 0; k < grads.size(); ++k) {
       std::string key = "grad" + std::to_string(wrt_index[k]);
       at::Tensor g = grads[k].defined() ? grads[k] : at::zeros_like(wrt[k]);
@@ -126,14 +131,15 @@ bool run_case(const fs::path& dir) {
       worst = std::max(worst, d);
       ++checked;
       if (d > 1e-5) {
-        std::cout << "FAIL  " << name << ": " << key << " differs by " << d << (why.empty() ? "" : " (" + why + ")") << "\n";
+        std::cout << "FAIL  " << name << ": " << key << " differs by " << d << (why.empty() ? "" : " (" + why + ")")
+                  << "\n";
         ok = false;
       }
     }
   }
   if (ok)
-    std::cout << "ok    " << name << ": " << graph->num_steps() << " kernels, " << outs.size() << " outputs, " << checked
-              << " gradients, max diff " << worst << "\n";
+    std::cout << "ok    " << name << ": " << graph->num_steps() << " kernels, " << outs.size() << " outputs, "
+              << checked << " gradients, max diff " << worst << "\n";
   return ok;
 }
 

@@ -33,9 +33,7 @@ fs::path split_mlp(const std::string& name) {
 std::string error_of(const std::function<void()>& f) {
   try {
     f();
-  } catch (const ppc::Error& e) {
-    return e.what();
-  }
+  } catch (const ppc::Error& e) { return e.what(); }
   return "";
 }
 
@@ -54,7 +52,8 @@ TEST(StagesOfRank, LoopedPlacementForSeveralStagesPerRank) {
 
 TEST(StagesOfRank, RejectsBadWorlds) {
   EXPECT_NE(error_of([] { stages_of_rank(3, 2, 0); }).find("does not divide the 3 stages"), std::string::npos);
-  EXPECT_NE(error_of([] { stages_of_rank(4, 2, 2); }).find("rank 2 is outside the world of 2 ranks"), std::string::npos);
+  EXPECT_NE(error_of([] { stages_of_rank(4, 2, 2); }).find("rank 2 is outside the world of 2 ranks"),
+            std::string::npos);
   EXPECT_NE(error_of([] { stages_of_rank(4, 0, 0); }).find("at least 1"), std::string::npos);
 }
 
@@ -80,9 +79,11 @@ TEST(LoadAndVerify, ReadsWhatPpcWrote) {
 TEST(LoadAndVerify, DetectsTamperedAndMissingArtifacts) {
   fs::path out = split_mlp("tamper");
   { std::ofstream(out / "stage1.onnx", std::ios::app) << "x"; }
-  EXPECT_NE(error_of([&] { load_and_verify(out.string()); }).find("stage1.onnx: sha256 does not match"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_and_verify(out.string()); }).find("stage1.onnx: sha256 does not match"),
+            std::string::npos);
   fs::remove(out / "stage1.onnx");
-  EXPECT_NE(error_of([&] { load_and_verify(out.string()); }).find("artifact 'stage1.onnx' is missing"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_and_verify(out.string()); }).find("artifact 'stage1.onnx' is missing"),
+            std::string::npos);
   fs::remove_all(out);
   EXPECT_NE(error_of([&] { load_and_verify(out.string()); }).find("no such manifest"), std::string::npos);
 }

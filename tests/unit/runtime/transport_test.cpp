@@ -18,17 +18,14 @@ namespace {
 using namespace std::chrono_literals;
 
 // Runs fn(transport) for every rank on its own thread; rethrows the first failure.
-void run_ranks(std::vector<std::unique_ptr<Transport>>& ts,
-               const std::function<void(Transport&)>& fn) {
+void run_ranks(std::vector<std::unique_ptr<Transport>>& ts, const std::function<void(Transport&)>& fn) {
   std::vector<std::thread> threads;
   std::vector<std::exception_ptr> errors(ts.size());
   for (size_t r = 0; r < ts.size(); ++r)
     threads.emplace_back([&, r] {
       try {
         fn(*ts[r]);
-      } catch (...) {
-        errors[r] = std::current_exception();
-      }
+      } catch (...) { errors[r] = std::current_exception(); }
     });
   for (auto& t : threads) t.join();
   for (auto& e : errors)
@@ -215,8 +212,7 @@ TEST(Rendezvous, EnvironmentThenFlags) {
 
 TEST(Rendezvous, DescribeTimeout) {
   EXPECT_EQ(describe_timeout(2, std::chrono::milliseconds(5000)), "rank 2 did not answer within 5 s");
-  EXPECT_EQ(describe_timeout(1, std::chrono::milliseconds(1500)),
-            "rank 1 did not answer within 1500 ms");
+  EXPECT_EQ(describe_timeout(1, std::chrono::milliseconds(1500)), "rank 1 did not answer within 1500 ms");
 }
 
 }  // namespace

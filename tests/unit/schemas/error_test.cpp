@@ -36,7 +36,8 @@ TEST(ErrorPolicy, ContextIsStillAUserError) {
 }
 
 TEST(ErrorPolicy, AnythingElseIsABugWithItsFirstLine) {
-  auto [code, text] = report([] { throw std::logic_error("partition verifier: node 3 in no stage\nbacktrace:\n#0 ..."); });
+  auto [code, text] =
+      report([] { throw std::logic_error("partition verifier: node 3 in no stage\nbacktrace:\n#0 ..."); });
   EXPECT_EQ(code, 1);
   EXPECT_EQ(text, "tool: internal error: partition verifier: node 3 in no stage\n");
   auto [code2, text2] = report([] { throw std::runtime_error("library failure"); });

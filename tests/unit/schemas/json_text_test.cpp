@@ -16,9 +16,7 @@ using nlohmann::ordered_json;
 JsonSyntaxError parse_error(std::string_view text) {
   try {
     JsonDocument::parse(text, "spec.json");
-  } catch (const JsonSyntaxError& e) {
-    return e;
-  }
+  } catch (const JsonSyntaxError& e) { return e; }
   ADD_FAILURE() << "expected a JsonSyntaxError for: " << text;
   return JsonSyntaxError("", SourceLoc{}, "no error");
 }
@@ -112,14 +110,11 @@ TEST(JsonText, MatchesNlohmannOnValidDocument) {
 TEST(JsonText, StringEscapes) {
   auto s = JsonDocument::parse(R"("a\"b\\c\/d\be\ff\ng\rh\ti")", "f").root().get<std::string>();
   EXPECT_EQ(s, "a\"b\\c/d\be\ff\ng\rh\ti");
-  EXPECT_EQ(JsonDocument::parse(R"("\u0041\u00e9\u20AC")", "f").root().get<std::string>(),
-            "A\xC3\xA9\xE2\x82\xAC");
+  EXPECT_EQ(JsonDocument::parse(R"("\u0041\u00e9\u20AC")", "f").root().get<std::string>(), "A\xC3\xA9\xE2\x82\xAC");
   // Surrogate pair -> one 4-byte UTF-8 sequence (U+1F600).
-  EXPECT_EQ(JsonDocument::parse(R"("\uD83D\uDE00")", "f").root().get<std::string>(),
-            "\xF0\x9F\x98\x80");
+  EXPECT_EQ(JsonDocument::parse(R"("\uD83D\uDE00")", "f").root().get<std::string>(), "\xF0\x9F\x98\x80");
   // U+10FFFF, the largest code point.
-  EXPECT_EQ(JsonDocument::parse(R"("\uDBFF\uDFFF")", "f").root().get<std::string>(),
-            "\xF4\x8F\xBF\xBF");
+  EXPECT_EQ(JsonDocument::parse(R"("\uDBFF\uDFFF")", "f").root().get<std::string>(), "\xF4\x8F\xBF\xBF");
   auto nul = JsonDocument::parse(R"("a\u0000b")", "f").root().get<std::string>();
   EXPECT_EQ(nul, std::string("a\0b", 3));
 }
@@ -136,13 +131,13 @@ TEST(JsonText, AcceptsValidRawUtf8AndBom) {
 
 TEST(JsonText, LocationsByPointer) {
   const char* text =
-      "{\n"                                    // 1
-      "  \"name\": \"net\",\n"                 // 2
-      "  \"split_points\": [\n"                // 3
-      "    {\"module\": \"layer1\"},\n"        // 4
-      "    {\"module\":   7}\n"                // 5
-      "  ],\n"                                 // 6
-      "\t\"a/b\": {\"~x\": true}\n"            // 7
+      "{\n"                              // 1
+      "  \"name\": \"net\",\n"           // 2
+      "  \"split_points\": [\n"          // 3
+      "    {\"module\": \"layer1\"},\n"  // 4
+      "    {\"module\":   7}\n"          // 5
+      "  ],\n"                           // 6
+      "\t\"a/b\": {\"~x\": true}\n"      // 7
       "}\n";
   auto doc = JsonDocument::parse(text, "spec.json");
   EXPECT_EQ(doc.loc(""), (SourceLoc{1, 1}));
@@ -176,10 +171,8 @@ TEST(JsonText, LocationFallbacks) {
 TEST(JsonText, WhereFormatsMessages) {
   auto doc = JsonDocument::parse("{\n  \"rank\": -1\n}", "spec.json");
   EXPECT_EQ(doc.file(), "spec.json");
-  EXPECT_EQ(doc.where("/rank", "rank must be non-negative"),
-            "spec.json:2:11: rank must be non-negative");
-  EXPECT_EQ(doc.where_key("/rank", "unknown key 'rank'"),
-            "spec.json:2:3: unknown key 'rank'");
+  EXPECT_EQ(doc.where("/rank", "rank must be non-negative"), "spec.json:2:11: rank must be non-negative");
+  EXPECT_EQ(doc.where_key("/rank", "unknown key 'rank'"), "spec.json:2:3: unknown key 'rank'");
   EXPECT_EQ(doc.where("", "bad root"), "spec.json:1:1: bad root");
   JsonDocument empty;
   EXPECT_EQ(empty.where("/x", "no location"), ": no location");
@@ -204,8 +197,7 @@ TEST(JsonText, ErrorMissingCommaOnLine3) {
 }
 
 TEST(JsonText, ErrorMissingCommaBetweenLines) {
-  EXPECT_EQ(error_text("{\n  \"a\": 1\n  \"b\": 2\n}"),
-            "spec.json:3:3: expected ',' or '}' after object member");
+  EXPECT_EQ(error_text("{\n  \"a\": 1\n  \"b\": 2\n}"), "spec.json:3:3: expected ',' or '}' after object member");
   EXPECT_EQ(error_text("[1,\n 2\n 3]"), "spec.json:3:2: expected ',' or ']' after array element");
 }
 
@@ -258,9 +250,12 @@ TEST(JsonText, ErrorNumbers) {
 }
 
 TEST(JsonText, ErrorLiteralsAndKeys) {
-  EXPECT_EQ(error_text("tru"), "spec.json:1:1: invalid literal 'tru' (expected a value; strings must be double-quoted)");
-  EXPECT_EQ(error_text("[True]"), "spec.json:1:2: invalid literal 'True' (expected a value; strings must be double-quoted)");
-  EXPECT_EQ(error_text("nulls"), "spec.json:1:1: invalid literal 'nulls' (expected a value; strings must be double-quoted)");
+  EXPECT_EQ(error_text("tru"),
+            "spec.json:1:1: invalid literal 'tru' (expected a value; strings must be double-quoted)");
+  EXPECT_EQ(error_text("[True]"),
+            "spec.json:1:2: invalid literal 'True' (expected a value; strings must be double-quoted)");
+  EXPECT_EQ(error_text("nulls"),
+            "spec.json:1:1: invalid literal 'nulls' (expected a value; strings must be double-quoted)");
   EXPECT_EQ(error_text("{a: 1}"), "spec.json:1:2: object keys must be double-quoted strings");
   EXPECT_EQ(error_text("{'a': 1}"), "spec.json:1:2: strings must use double quotes");
   EXPECT_EQ(error_text("['a']"), "spec.json:1:2: strings must use double quotes");
@@ -312,10 +307,10 @@ TEST(JsonText, ErrorStringContents) {
 TEST(JsonText, ErrorInvalidUtf8) {
   EXPECT_EQ(error_text("\"a\xFF\""), "spec.json:1:3: invalid UTF-8 byte 0xFF in string");
   EXPECT_EQ(error_text("\"\x80\""), "spec.json:1:2: invalid UTF-8 byte 0x80 in string");
-  EXPECT_EQ(error_text("\"\xC0\xAF\""), "spec.json:1:2: invalid UTF-8 byte 0xC0 in string");        // overlong
-  EXPECT_EQ(error_text("\"\xE0\x80\xAF\""), "spec.json:1:2: invalid UTF-8 sequence in string");     // overlong
-  EXPECT_EQ(error_text("\"\xED\xA0\x80\""), "spec.json:1:2: invalid UTF-8 sequence in string");     // surrogate
-  EXPECT_EQ(error_text("\"\xF4\x90\x80\x80\""), "spec.json:1:2: invalid UTF-8 sequence in string"); // > U+10FFFF
+  EXPECT_EQ(error_text("\"\xC0\xAF\""), "spec.json:1:2: invalid UTF-8 byte 0xC0 in string");         // overlong
+  EXPECT_EQ(error_text("\"\xE0\x80\xAF\""), "spec.json:1:2: invalid UTF-8 sequence in string");      // overlong
+  EXPECT_EQ(error_text("\"\xED\xA0\x80\""), "spec.json:1:2: invalid UTF-8 sequence in string");      // surrogate
+  EXPECT_EQ(error_text("\"\xF4\x90\x80\x80\""), "spec.json:1:2: invalid UTF-8 sequence in string");  // > U+10FFFF
   EXPECT_EQ(error_text("\"\xC3\""), "spec.json:1:2: invalid UTF-8 sequence in string");
   EXPECT_EQ(error_text("\"\xE2\x82"), "spec.json:1:2: truncated UTF-8 sequence in string");
 }
@@ -393,9 +388,7 @@ TEST(JsonText, LoadReportsUnreadableFile) {
   try {
     JsonDocument::load("/tmp", "tmpdir");
     ADD_FAILURE() << "expected error";
-  } catch (const JsonSyntaxError& e) {
-    EXPECT_EQ(std::string(e.what()), "tmpdir: cannot read file: Is a directory");
-  }
+  } catch (const JsonSyntaxError& e) { EXPECT_EQ(std::string(e.what()), "tmpdir: cannot read file: Is a directory"); }
 }
 
 }  // namespace

@@ -181,26 +181,24 @@ Strings keys_of(const nlohmann::ordered_json& j) {
 std::string manifest_error(const std::string& text) {
   try {
     parse_manifest(text, "m.json");
-  } catch (const Error& e) {
-    return e.what();
-  }
+  } catch (const Error& e) { return e.what(); }
   ADD_FAILURE() << "expected an error for:\n" << text;
   return "";
 }
 
 // Base text for error tests; line numbers are referred to below.
 const std::string kBase =
-    "{\"version\": 1,\n"                                                                          // 1
-    " \"source\": {\"format\": \"onnx\", \"file\": \"m.onnx\"},\n"                             // 2
-    " \"stages\": [\n"                                                                         // 3
-    "  {\"index\": 0, \"artifact\": \"stage0.onnx\", \"inputs\": [], \"outputs\": []},\n"      // 4
-    "  {\"index\": 1, \"artifact\": \"stage1.onnx\", \"inputs\": [], \"outputs\": []}\n"       // 5
-    " ],\n"                                                                                    // 6
-    " \"edges\": [\n"                                                                          // 7
-    "  {\"value\": \"h\", \"dtype\": \"float32\", \"producer\": 0, \"consumers\": [1]}\n"      // 8
-    " ],\n"                                                                                    // 9
-    " \"model_inputs\": [],\n"                                                                 // 10
-    " \"model_outputs\": [{\"name\": \"y\", \"dtype\": \"float32\", \"stage\": 1}]\n"          // 11
+    "{\"version\": 1,\n"                                                                   // 1
+    " \"source\": {\"format\": \"onnx\", \"file\": \"m.onnx\"},\n"                         // 2
+    " \"stages\": [\n"                                                                     // 3
+    "  {\"index\": 0, \"artifact\": \"stage0.onnx\", \"inputs\": [], \"outputs\": []},\n"  // 4
+    "  {\"index\": 1, \"artifact\": \"stage1.onnx\", \"inputs\": [], \"outputs\": []}\n"   // 5
+    " ],\n"                                                                                // 6
+    " \"edges\": [\n"                                                                      // 7
+    "  {\"value\": \"h\", \"dtype\": \"float32\", \"producer\": 0, \"consumers\": [1]}\n"  // 8
+    " ],\n"                                                                                // 9
+    " \"model_inputs\": [],\n"                                                             // 10
+    " \"model_outputs\": [{\"name\": \"y\", \"dtype\": \"float32\", \"stage\": 1}]\n"      // 11
     "}\n";
 
 std::string replaced(std::string text, const std::string& from, const std::string& to) {
@@ -259,13 +257,14 @@ TEST(Manifest, CanonicalKeyOrder) {
   EXPECT_EQ(keys_of(j["source"]), (Strings{"format", "file", "sha256", "opset"}));
   EXPECT_EQ(keys_of(j["model_inputs"][0]), (Strings{"name", "dtype", "shape", "batch_dim", "split", "stages"}));
   EXPECT_EQ(keys_of(j["model_outputs"][0]), (Strings{"name", "dtype", "shape", "batch_dim", "stage"}));
-  EXPECT_EQ(keys_of(j["stages"][0]), (Strings{"index", "artifact", "sha256", "inputs", "outputs", "params", "nodes",
-                                              "modules", "cost"}));
+  EXPECT_EQ(keys_of(j["stages"][0]),
+            (Strings{"index", "artifact", "sha256", "inputs", "outputs", "params", "nodes", "modules", "cost"}));
   EXPECT_EQ(keys_of(j["stages"][0]["inputs"][0]),
             (Strings{"name", "dtype", "shape", "batch_dim", "source", "from_stage"}));
   EXPECT_EQ(keys_of(j["stages"][0]["outputs"][0]),
             (Strings{"name", "dtype", "shape", "batch_dim", "to_stages", "model_output"}));
-  EXPECT_EQ(keys_of(j["stages"][0]["params"][0]), (Strings{"name", "original", "dtype", "shape", "bytes", "trainable"}));
+  EXPECT_EQ(keys_of(j["stages"][0]["params"][0]),
+            (Strings{"name", "original", "dtype", "shape", "bytes", "trainable"}));
   EXPECT_EQ(keys_of(j["stages"][0]["nodes"]), (Strings{"count", "cloned", "first", "last"}));
   EXPECT_EQ(keys_of(j["stages"][0]["cost"]), (Strings{"flops", "param_bytes"}));
   EXPECT_EQ(keys_of(j["edges"][0]),
@@ -374,8 +373,8 @@ TEST(Manifest, ParsesMinimalTextWithDefaults) {
 }
 
 TEST(Manifest, UnknownKeysAreIgnored) {
-  Manifest m = parse_manifest(replaced(kBase, "{\"version\": 1,", "{\"version\": 1, \"future_field\": {\"x\": [1]},"),
-                              "m.json");
+  Manifest m =
+      parse_manifest(replaced(kBase, "{\"version\": 1,", "{\"version\": 1, \"future_field\": {\"x\": [1]},"), "m.json");
   EXPECT_EQ(m.stages.size(), 2u);
 }
 
@@ -417,9 +416,10 @@ TEST(ManifestErrors, UnknownStageReferences) {
             "m.json:8:50: stage 9 does not exist (the manifest has 2 stages)");
   EXPECT_EQ(manifest_error(replaced(kBase, "\"producer\": 0", "\"producer\": -1")),
             "m.json:8:50: stage -1 does not exist (the manifest has 2 stages)");
-  EXPECT_EQ(manifest_error(replaced(kBase, "\"model_inputs\": []",
-                                    "\"model_inputs\": [{\"name\": \"x\", \"dtype\": \"float32\", \"stages\": [0, 2]}]")),
-            "m.json:10:19: stage 2 does not exist (the manifest has 2 stages)");
+  EXPECT_EQ(
+      manifest_error(replaced(kBase, "\"model_inputs\": []",
+                              "\"model_inputs\": [{\"name\": \"x\", \"dtype\": \"float32\", \"stages\": [0, 2]}]")),
+      "m.json:10:19: stage 2 does not exist (the manifest has 2 stages)");
   EXPECT_EQ(manifest_error(replaced(kBase, "\"inputs\": [], \"outputs\": []}\n ]",
                                     "\"inputs\": [{\"name\": \"h\", \"dtype\": \"float32\", \"source\": \"edge\", "
                                     "\"from_stage\": 3}], \"outputs\": []}\n ]")),
@@ -430,11 +430,12 @@ TEST(ManifestErrors, OtherProblems) {
   EXPECT_EQ(manifest_error("[]"), "m.json:1:1: a manifest must be a JSON object");
   EXPECT_EQ(manifest_error(replaced(kBase, "\"format\": \"onnx\"", "\"format\": \"tflite\"")),
             "m.json:2:23: unknown source format 'tflite' (expected one of: onnx, torchscript)");
-  EXPECT_EQ(manifest_error(replaced(replaced(kBase, "  {\"index\": 0, \"artifact\": \"stage0.onnx\", \"inputs\": [], "
-                                                    "\"outputs\": []},\n",
-                                             ""),
-                                    "  {\"index\": 1, \"artifact\": \"stage1.onnx\", \"inputs\": [], \"outputs\": []}\n",
-                                    "")),
+  EXPECT_EQ(manifest_error(
+                replaced(replaced(kBase,
+                                  "  {\"index\": 0, \"artifact\": \"stage0.onnx\", \"inputs\": [], "
+                                  "\"outputs\": []},\n",
+                                  ""),
+                         "  {\"index\": 1, \"artifact\": \"stage1.onnx\", \"inputs\": [], \"outputs\": []}\n", "")),
             "m.json:3:12: a manifest needs at least one stage");
   // Syntax errors come through as located ppc::Errors too.
   EXPECT_EQ(manifest_error("{\"version\": 1,}"), "m.json:1:14: trailing comma before '}'");
@@ -444,9 +445,7 @@ TEST(Manifest, LoadMissingFile) {
   try {
     load_manifest("/nonexistent/dir/manifest.json", "out/manifest.json");
     FAIL();
-  } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), "out/manifest.json: cannot read manifest");
-  }
+  } catch (const Error& e) { EXPECT_EQ(std::string(e.what()), "out/manifest.json: cannot read manifest"); }
 }
 
 TEST(Manifest, ShapeStr) {

@@ -221,7 +221,5 @@ TEST(Profile, BadFilesAreOneErrorNamingTheFile) {
   try {
     read_profile("/nonexistent/p.json");
     FAIL() << "no error";
-  } catch (const ppc::Error& e) {
-    EXPECT_EQ(std::string(e.what()), "/nonexistent/p.json: cannot open the costs file");
-  }
+  } catch (const ppc::Error& e) { EXPECT_EQ(std::string(e.what()), "/nonexistent/p.json: cannot open the costs file"); }
 }

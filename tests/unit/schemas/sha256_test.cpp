@@ -36,8 +36,7 @@ TEST(Sha256, StandardVectors) {
 TEST(Sha256, BinaryData) {
   // Embedded NULs are hashed, not treated as terminators.
   EXPECT_NE(sha256_hex(std::string("a\0b", 3)), sha256_hex("a"));
-  EXPECT_EQ(sha256_hex(std::string(1, '\0')),
-            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d");
+  EXPECT_EQ(sha256_hex(std::string(1, '\0')), "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d");
 }
 
 TEST(Sha256, IncrementalMatchesOneShotAtEveryBoundary) {
@@ -50,9 +49,7 @@ TEST(Sha256, IncrementalMatchesOneShotAtEveryBoundary) {
     const std::string expected = sha256_hex(m);
     for (std::size_t piece = 1; piece <= 70; piece += 3) {
       Sha256 h;
-      for (std::size_t i = 0; i < m.size(); i += piece) {
-        h.update(m.data() + i, std::min(piece, m.size() - i));
-      }
+      for (std::size_t i = 0; i < m.size(); i += piece) { h.update(m.data() + i, std::min(piece, m.size() - i)); }
       EXPECT_EQ(Sha256::to_hex(h.finish()), expected) << "len " << len << " piece " << piece;
     }
   }
@@ -136,9 +133,7 @@ TEST(Sha256, FileErrors) {
   try {
     sha256_file_hex("/tmp");
     ADD_FAILURE() << "expected error";
-  } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), "cannot read /tmp: Is a directory");
-  }
+  } catch (const Error& e) { EXPECT_EQ(std::string(e.what()), "cannot read /tmp: Is a directory"); }
 }
 
 }  // namespace

@@ -18,9 +18,7 @@ SplitSpec parse(const std::string& text) { return parse_split_spec(JsonDocument:
 std::string spec_error(const std::string& text) {
   try {
     parse(text);
-  } catch (const Error& e) {
-    return e.what();
-  }
+  } catch (const Error& e) { return e.what(); }
   ADD_FAILURE() << "expected an error for:\n" << text;
   return "";
 }
@@ -46,9 +44,7 @@ class TempFile {
 std::string load_error(const std::string& path) {
   try {
     load_split_spec(path, "spec.json");
-  } catch (const Error& e) {
-    return e.what();
-  }
+  } catch (const Error& e) { return e.what(); }
   ADD_FAILURE() << "expected load_split_spec to fail";
   return "";
 }
@@ -170,8 +166,8 @@ TEST(SplitSpec, InputNamesNeedingPointerEscapes) {
 
 TEST(SplitSpec, AllSchedules) {
   for (const char* sched : {"gpipe", "1f1b", "interleaved-1f1b", "looped-bfs", "zb-h1", "zb-v"}) {
-    SplitSpec s = parse(std::string(R"({"version": 1, "auto": {"stages": 2}, "defaults": {"schedule": ")") + sched +
-                        "\"}}");
+    SplitSpec s =
+        parse(std::string(R"({"version": 1, "auto": {"stages": 2}, "defaults": {"schedule": ")") + sched + "\"}}");
     EXPECT_EQ(s.defaults.schedule, std::optional<std::string>(sched));
   }
 }
@@ -189,7 +185,8 @@ TEST(SplitSpecErrors, UnknownTopLevelKey) {
                        "  \"split_point\": []\n"
                        "}\n"),
             "spec.json:3:3: unknown key 'split_point' in split spec (did you mean 'split_points'?)");
-  EXPECT_EQ(spec_error("{\"version\": 1, \"zzzzzzzzzz\": 0}"), "spec.json:1:16: unknown key 'zzzzzzzzzz' in split spec");
+  EXPECT_EQ(spec_error("{\"version\": 1, \"zzzzzzzzzz\": 0}"),
+            "spec.json:1:16: unknown key 'zzzzzzzzzz' in split spec");
 }
 
 TEST(SplitSpecErrors, UnknownKeyInSplitPoint) {
@@ -462,9 +459,10 @@ TEST(SplitSpec, DeclaredInputTypes) {
 }
 
 TEST(SplitSpec, DeclaredInputTypeErrors) {
-  EXPECT_EQ(spec_error(R"({"version": 1, "auto": {"stages": 2}, "inputs": {"x": {"dtype": "float"}}})"),
-            "spec.json:1:65: unknown dtype 'float' (expected one of: float32, float64, float16, bfloat16, int64, int32, "
-            "int16, int8, uint8, bool)");
+  EXPECT_EQ(
+      spec_error(R"({"version": 1, "auto": {"stages": 2}, "inputs": {"x": {"dtype": "float"}}})"),
+      "spec.json:1:65: unknown dtype 'float' (expected one of: float32, float64, float16, bfloat16, int64, int32, "
+      "int16, int8, uint8, bool)");
   EXPECT_EQ(spec_error(R"({"version": 1, "auto": {"stages": 2}, "inputs": {"x": {"shape": [-1]}}})"),
             "spec.json:1:66: a dim must be non-negative");
   EXPECT_EQ(spec_error(R"({"version": 1, "auto": {"stages": 2}, "inputs": {"x": {"shape": [""]}}})"),

@@ -61,11 +61,9 @@ TEST(NearestNames, Threshold) {
 TEST(NearestNames, DottedComponents) {
   const Names modules = {"layer1.0.conv1", "layer1.0.conv2", "layer2.0.conv1", "fc", "conv"};
   // Spelling match "conv" (d=1) first, then suffix matches by distance/name.
-  EXPECT_EQ(nearest_names("conv1", modules, 5),
-            (Names{"conv", "layer1.0.conv1", "layer2.0.conv1"}));
+  EXPECT_EQ(nearest_names("conv1", modules, 5), (Names{"conv", "layer1.0.conv1", "layer2.0.conv1"}));
   // Prefix component match.
-  EXPECT_EQ(nearest_names("layer1", {"layer1.0.conv1", "layer10.conv", "stem"}),
-            (Names{"layer1.0.conv1"}));
+  EXPECT_EQ(nearest_names("layer1", {"layer1.0.conv1", "layer10.conv", "stem"}), (Names{"layer1.0.conv1"}));
   // Multi-component suffix.
   EXPECT_EQ(nearest_names("0.conv2", modules), (Names{"layer1.0.conv2"}));
   // The boundary must be a dot: "onv1" is not a component.

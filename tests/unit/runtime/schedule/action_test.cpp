@@ -19,8 +19,8 @@ TEST(ActionText, WritesTorchPipeliningForm) {
 }
 
 TEST(ActionText, RoundTripsEveryKind) {
-  for (auto k : {Action::F, Action::B, Action::I, Action::W, Action::SEND_F, Action::RECV_F, Action::SEND_B,
-                 Action::RECV_B})
+  for (auto k :
+       {Action::F, Action::B, Action::I, Action::W, Action::SEND_F, Action::RECV_F, Action::SEND_B, Action::RECV_B})
     for (int s : {0, 3, 17})
       for (int m : {0, 9, 123}) {
         Action a{k, s, m};
@@ -37,11 +37,13 @@ TEST(ActionText, ParseErrorsNameTheText) {
   EXPECT_EQ(error_of([] { parse_action("0F"); }), "invalid action '0F': missing micro-batch index after 'F'");
   EXPECT_EQ(error_of([] { parse_action("03"); }),
             "invalid action '03': missing kind after the stage index (F, B, I, W, SEND_F, RECV_F, SEND_B or RECV_B)");
-  EXPECT_EQ(error_of([] { parse_action("0F1x"); }), "invalid action '0F1x': unexpected 'x' after the micro-batch index");
+  EXPECT_EQ(error_of([] { parse_action("0F1x"); }),
+            "invalid action '0F1x': unexpected 'x' after the micro-batch index");
   EXPECT_EQ(error_of([] { parse_action(" 0F1"); }),
             "invalid action ' 0F1': expected a stage index first, as in 0F3 or 1RECV_B2");
   EXPECT_EQ(error_of([] { parse_action("0f1"); }).substr(0, 40), "invalid action '0f1': unknown kind 'f' (");
   EXPECT_EQ(error_of([] { parse_action("1UNSHARD0"); }),
             "invalid action '1UNSHARD0': kind 'UNSHARD' is not supported by pprun");
-  EXPECT_EQ(error_of([] { parse_action("99999999999F0"); }), "invalid action '99999999999F0': stage index is too large");
+  EXPECT_EQ(error_of([] { parse_action("99999999999F0"); }),
+            "invalid action '99999999999F0': stage index is too large");
 }

@@ -32,8 +32,9 @@ TEST(ScheduleCsv, ReadsTorchStyleFiles) {
 }
 
 TEST(ScheduleCsv, ErrorsNameRowAndColumn) {
-  EXPECT_EQ(error_of([] { read_csv("0F0,0B0\n1F0,1X0,1B0\n", "zb.csv"); }),
-            "zb.csv:2:5: invalid action '1X0': unknown kind 'X' (expected F, B, I, W, SEND_F, RECV_F, SEND_B or RECV_B)");
+  EXPECT_EQ(
+      error_of([] { read_csv("0F0,0B0\n1F0,1X0,1B0\n", "zb.csv"); }),
+      "zb.csv:2:5: invalid action '1X0': unknown kind 'X' (expected F, B, I, W, SEND_F, RECV_F, SEND_B or RECV_B)");
   EXPECT_EQ(error_of([] { read_csv("0F0,  0F\r\n"); }),
             "<schedule>:1:7: invalid action '0F': missing micro-batch index after 'F'");
 }

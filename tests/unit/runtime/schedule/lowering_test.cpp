@@ -51,9 +51,10 @@ TEST(Lowering, AddsPairedSendsAndReceivesAroundCompute) {
 
 TEST(Lowering, HoistsReceivesBeforeThePrecedingCompute) {
   Schedule h = hoist_receives(add_communication(one_f_one_b(3, 4), 3));
-  EXPECT_EQ(to_string(h[1]),
-            "1RECV_F0 1RECV_F1 1F0 1SEND_F0 1RECV_B0 1F1 1SEND_F1 1RECV_F2 1B0 1SEND_B0 1RECV_B1 1F2 1SEND_F2 1RECV_F3 1B1 "
-            "1SEND_B1 1RECV_B2 1F3 1SEND_F3 1RECV_B3 1B2 1SEND_B2 1B3 1SEND_B3");
+  EXPECT_EQ(
+      to_string(h[1]),
+      "1RECV_F0 1RECV_F1 1F0 1SEND_F0 1RECV_B0 1F1 1SEND_F1 1RECV_F2 1B0 1SEND_B0 1RECV_B1 1F2 1SEND_F2 1RECV_F3 1B1 "
+      "1SEND_B1 1RECV_B2 1F3 1SEND_F3 1RECV_B3 1B2 1SEND_B2 1B3 1SEND_B3");
   // Never past a compute action of the same micro-batch: 0RECV_B0 stays after 0F0.. and 0F2 is mb 2.
   Schedule h0 = hoist_receives(add_communication(one_f_one_b(2, 1), 2));
   EXPECT_EQ(to_string(h0[0]), "0F0 0SEND_F0 0RECV_B0 0B0");
@@ -76,6 +77,8 @@ TEST(Lowering, SkipEdgesAndStagesSharingARank) {
   EXPECT_EQ(validate(chain_low, 3, 2, g), "rank 0, action 8 (0B0): backward before its receive 0RECV_B0");
   chain_low[0] = low[0];  // rank 1's lists agree: stage 2 receives from rank 0 either way
   EXPECT_EQ(validate(chain_low, 3, 2, g), "");
-  EXPECT_EQ(error_of([] { StageGraph::from_edges(3, {{2, 1}}); }),
+  EXPECT_EQ(error_of([] {
+              StageGraph::from_edges(3, {{2, 1}});
+            }),
             "edge 2 -> 1: edges must go from an earlier stage to a later one");
 }

@@ -109,7 +109,8 @@ TEST(Simulator, AMessageTakesItsTimeAtBothEndsRanks) {
     EXPECT_DOUBLE_EQ(simulate(two, 2, o).busy[0], 2 * 1.25);
   }
   // Two stages on one rank exchange no messages: no rank time.
-  Schedule one_rank = {{Action{Action::F, 0, 0}, Action{Action::F, 1, 0}, Action{Action::B, 1, 0}, Action{Action::B, 0, 0}}};
+  Schedule one_rank = {
+      {Action{Action::F, 0, 0}, Action{Action::F, 1, 0}, Action{Action::B, 1, 0}, Action{Action::B, 0, 0}}};
   SimOptions o = costs(1, 1);
   o.message_cpu = 0.25;
   EXPECT_DOUBLE_EQ(simulate(one_rank, 2, o).makespan, 4);
@@ -136,7 +137,8 @@ TEST(Simulator, AMessagesBytesTakeRankTimeAtBothEndsAtTheirRate) {
     EXPECT_DOUBLE_EQ(simulate(s, 3, g, o).makespan, 6 + 38 + 6 * 2 * 0.5);  // every stage has 2 peers
   }
   // Stages on one rank exchange no messages: no rank time.
-  Schedule one_rank = {{Action{Action::F, 0, 0}, Action{Action::F, 1, 0}, Action{Action::B, 1, 0}, Action{Action::B, 0, 0}}};
+  Schedule one_rank = {
+      {Action{Action::F, 0, 0}, Action{Action::F, 1, 0}, Action{Action::B, 1, 0}, Action{Action::B, 0, 0}}};
   SimOptions o = costs(1, 1);
   o.message_cpu_bytes_per_ms = 1;
   EXPECT_DOUBLE_EQ(simulate(one_rank, 2, StageGraph::from_edges(2, {{0, 1, 100, 100}}), o).makespan, 4);
@@ -161,14 +163,18 @@ TEST(Simulator, SharedCoresAtLeastOnePerRankChangeNothing) {
     }
   };
   const int P = 3, M = 5;
-  const std::vector<std::pair<Schedule, int>> all = {
-      {gpipe(P, M), P}, {one_f_one_b(P, M), P}, {interleaved_1f1b(P, 2, 6), 2 * P}, {zb_h1(P, M), P}, {zb_v(P, 6), 2 * P}};
+  const std::vector<std::pair<Schedule, int>> all = {{gpipe(P, M), P},
+                                                     {one_f_one_b(P, M), P},
+                                                     {interleaved_1f1b(P, 2, 6), 2 * P},
+                                                     {zb_h1(P, M), P},
+                                                     {zb_v(P, 6), 2 * P}};
   for (const auto& [compute, stages] : all)
     for (int variant = 0; variant < 4; ++variant) {
       SCOPED_TRACE("variant " + std::to_string(variant));
       // Compute-only; lowered; receives hoisted; lowered with blocking receives.
-      Schedule s = variant == 0 ? compute : variant == 2 ? hoist_receives(add_communication(compute, stages))
-                                                         : add_communication(compute, stages);
+      Schedule s = variant == 0   ? compute
+                   : variant == 2 ? hoist_receives(add_communication(compute, stages))
+                                  : add_communication(compute, stages);
       SimOptions o;
       for (int st = 0; st < stages; ++st) o.costs.push_back(StageCost{1.0 + 0.37 * st, 2.1 + 0.5 * (st % 2), 1.2, 0.9});
       o.comm = variant >= 2 ? 0.3 : 0.1;
@@ -279,13 +285,13 @@ TEST(Simulator, ZbH1IdlesOneThirdOfOneFOneB) {
   SimResult o = simulate(one_f_one_b(P, M), P, costs(1, 2));
   SimResult z = simulate(zb_h1(P, M), P, costs(1, 2, 1, 1));
   ASSERT_FALSE(o.deadlock || z.deadlock);
-  EXPECT_EQ(o.makespan, 33);  // (M+P-1)(F+B)
-  EXPECT_EQ(z.makespan, 27);  // 3M + (P-1)
+  EXPECT_EQ(o.makespan, 33);                      // (M+P-1)(F+B)
+  EXPECT_EQ(z.makespan, 27);                      // 3M + (P-1)
   EXPECT_DOUBLE_EQ(o.bubble_fraction, 3.0 / 11);  // (P-1)/(M+P-1)
   EXPECT_DOUBLE_EQ(z.bubble_fraction, 1.0 / 9);   // (P-1)/(3M+P-1)
   for (int r = 0; r < P; ++r) {
-    EXPECT_EQ(idle(o, r), 9);  // (P-1)(F+B)
-    EXPECT_EQ(idle(z, r), 3);  // (P-1)(F+I-W): exactly one third
+    EXPECT_EQ(idle(o, r), 9);           // (P-1)(F+B)
+    EXPECT_EQ(idle(z, r), 3);           // (P-1)(F+I-W): exactly one third
     EXPECT_EQ(z.peak_in_flight[r], P);  // never above 1F1B's peak
   }
   for (auto [p, m] : {std::pair{2, 2}, {2, 8}, {3, 4}, {3, 8}, {4, 4}, {4, 16}}) {
@@ -368,8 +374,8 @@ TEST(Simulator, ReportsDeadlockNamingRanks) {
   EXPECT_FALSE(simulate(s, 2, costs(1, 1)).deadlock);
 
   // Cross-ordered micro-batches deadlock whatever the receive semantics.
-  Schedule cyc = sched({"0F0 0SEND_F0 0RECV_B0 0B0 0F1 0SEND_F1 0RECV_B1 0B1",
-                        "1RECV_F1 1F1 1B1 1SEND_B1 1RECV_F0 1F0 1B0 1SEND_B0"});
+  Schedule cyc = sched(
+      {"0F0 0SEND_F0 0RECV_B0 0B0 0F1 0SEND_F1 0RECV_B1 0B1", "1RECV_F1 1F1 1B1 1SEND_B1 1RECV_F0 1F0 1B0 1SEND_B0"});
   EXPECT_EQ(validate(cyc, 2, 2), "");
   EXPECT_EQ(simulate(cyc, 2).deadlock_message(),
             "deadlock: rank 0 is stuck at action 3 (0B0) waiting for 1SEND_B0 on rank 1; "
@@ -396,6 +402,8 @@ TEST(Simulator, PrintsATimeline) {
             "makespan 6, bubble 0.333333\n"
             "rank 0: busy 4, peak in flight 2\n"
             "rank 1: busy 4, peak in flight 2\n");
-  EXPECT_EQ(error_of([] { simulate(gpipe(2, 2), 2, SimOptions{{StageCost{}, StageCost{}, StageCost{}}, 0, false}); }),
+  EXPECT_EQ(error_of([] {
+              simulate(gpipe(2, 2), 2, SimOptions{{StageCost{}, StageCost{}, StageCost{}}, 0, false});
+            }),
             "costs given for 3 stages, expected 1 or 2");
 }

@@ -18,9 +18,7 @@ namespace ppc::runtime::schedule::test_schedules {
 inline std::string error_of(const std::function<void()>& f) {
   try {
     f();
-  } catch (const ppc::Error& e) {
-    return e.what();
-  }
+  } catch (const ppc::Error& e) { return e.what(); }
   return "";
 }
 

@@ -57,9 +57,11 @@ TEST(Validator, RejectsStageOnTwoRanks) {
 }
 
 TEST(Validator, RejectsOtherMalformedSchedules) {
-  EXPECT_EQ(validate(sched({"0F0 0B0", "1F0 1B0 1F0"}), 2, 1), "rank 1, action 2 (1F0): duplicate action (first at action 0)");
+  EXPECT_EQ(validate(sched({"0F0 0B0", "1F0 1B0 1F0"}), 2, 1),
+            "rank 1, action 2 (1F0): duplicate action (first at action 0)");
   EXPECT_EQ(validate(sched({"0F0 0B0", "2F0"}), 2, 1), "rank 1, action 0 (2F0): stage 2 is out of range (2 stages)");
-  EXPECT_EQ(validate(sched({"0F0 0B0 0F1"}), 1, 1), "rank 0, action 2 (0F1): micro-batch 1 is out of range (1 micro-batches)");
+  EXPECT_EQ(validate(sched({"0F0 0B0 0F1"}), 1, 1),
+            "rank 0, action 2 (0F1): micro-batch 1 is out of range (1 micro-batches)");
   EXPECT_EQ(validate(sched({"0F0 0I0 0B0 0W0"}), 1, 1),
             "rank 0, action 2 (0B0): full backward of a micro-batch that also has a split backward (I/W)");
   EXPECT_EQ(validate(sched({"0F0 0B0", ""}), 2, 1), "end of schedule: stage 1 is on no rank");
@@ -83,5 +85,6 @@ TEST(Validator, ForwardOnlySchedules) {
   EXPECT_EQ(validate(fwd, 2, 2, inference), "");
   EXPECT_EQ(validate(add_communication(fwd, 2), 2, 2, inference), "");
   EXPECT_EQ(validate(fwd, 2, 2), "rank 0, end of schedule: stage 0 micro-batch 0 has no backward (B, or I and W)");
-  EXPECT_EQ(validate(gpipe(2, 2), 2, 2, inference), "rank 0, action 2 (0B0): backward action in a forward-only schedule");
+  EXPECT_EQ(validate(gpipe(2, 2), 2, 2, inference),
+            "rank 0, action 2 (0B0): backward action in a forward-only schedule");
 }
