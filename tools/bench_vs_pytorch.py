@@ -19,7 +19,7 @@ parameters, same optimizer everywhere; the losses are printed to show that.
 import os
 
 # One BLAS thread per process: OpenBLAS's own pool and torch's oversubscribe
-# the cores otherwise (DESIGN.md, "Threads on 2 cores"). Set before torch loads.
+# the cores otherwise (docs/runtime.md, "Threads"). Set before torch loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse

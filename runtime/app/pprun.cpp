@@ -55,7 +55,7 @@ std::vector<std::string> input_files(const std::string& path) {
 }
 
 // Intra-op threads for LibTorch and OpenBLAS: the two pools oversubscribe
-// the cores when left to their defaults (DESIGN.md, "Threads on 2 cores").
+// the cores when left to their defaults (docs/runtime.md, "Threads").
 void set_threads(int threads) {
   if (threads <= 0) {
     if (const char* v = std::getenv("PPRUN_THREADS")) threads = std::atoi(v);
