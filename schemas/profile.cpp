@@ -37,6 +37,16 @@ double Profile::shared_cores() const {
   return host.one_host() && (has_work_times() || !host.oversubscribed()) ? host.rank_cores() : 0.0;
 }
 
+MessageCost Profile::message_cost() const {
+  MessageCost m;
+  const bool calibrated = message_ms >= 0;
+  m.latency_ms = message_ms > 0 ? message_ms : 0.0;
+  m.bytes_per_second = calibrated && message_bytes_per_second > 0 ? message_bytes_per_second : 0.0;
+  m.rank_ms = calibrated ? message_cpu_ms : 0.0;
+  m.rank_bytes_per_second = calibrated ? message_cpu_bytes_per_second : 0.0;
+  return m;
+}
+
 Profile Profile::as_work() const {
   Profile p = *this;
   if (!has_work_times()) return p;

@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "schemas/message_cost.h"
+
 namespace ppc::profile {
 
 /// One stage, ms per micro-batch, averaged over the profiled steps.
@@ -102,6 +104,9 @@ struct Profile {
   /// cpu_ms / total_ms() (at most 1), and loss_ms by its stage's factor;
   /// otherwise the profile as it is.
   Profile as_work() const;
+  /// The calibrated cost of a message, for the simulator: zero where the
+  /// file calibrated none (message_ms < 0), as in files of one rank.
+  MessageCost message_cost() const;
   /// The cores a run on the profiled host shares, in ranks (what
   /// schedule::SimOptions::cores takes), for the times as_work() gives: the
   /// host's cores over each rank's threads where all the profiled ranks were

@@ -24,18 +24,8 @@ struct MeasuredCosts {
   /// profile.shared_cores().
   profile::Profile profile;
   double forward_fraction = 1.0 / 3.0;  ///< sum of forward / sum of forward + backward
-  /// What a message costs in the running pipeline (0 when not calibrated).
-  double message_ms() const { return profile.message_ms > 0 ? profile.message_ms : 0.0; }
-  /// Per message, rank time at each end (0: not calibrated so).
-  double message_cpu_ms() const { return profile.message_ms >= 0 ? profile.message_cpu_ms : 0.0; }
-  /// The rate at which each end spends rank time on a message's bytes (0: none).
-  double message_cpu_bytes_per_second() const {
-    return profile.message_ms >= 0 ? profile.message_cpu_bytes_per_second : 0.0;
-  }
-  /// The rate a message's bytes travel at besides message_ms (0: message_ms is a message's whole time).
-  double message_bytes_per_second() const {
-    return profile.message_ms >= 0 && profile.message_bytes_per_second > 0 ? profile.message_bytes_per_second : 0.0;
-  }
+  /// What a message costs in the running pipeline (zero when not calibrated).
+  MessageCost message() const { return profile.message_cost(); }
   /// The step's time outside the pipeline (0 when not measured).
   double overhead_ms() const { return profile.overhead_ms > 0 ? profile.overhead_ms : 0.0; }
 };

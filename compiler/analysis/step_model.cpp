@@ -77,10 +77,7 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
     double f = mb * o.forward_fraction, b = mb - f;
     so.costs.push_back(sched::StageCost{f, b, 0, 0}.filled());
   }
-  so.comm = o.message_ms;
-  so.bytes_per_ms = o.message_bytes_per_second / 1000.0;
-  so.message_cpu = o.message_cpu_ms;
-  so.message_cpu_bytes_per_ms = o.message_cpu_bytes_per_second / 1000.0;
+  sched::set_message_cost(so, o.message);
   so.cores = o.cores;
   auto lowered = sched::hoist_receives(sched::add_communication(compute, stages, graph), 1);
   return sched::simulate(lowered, stages, graph, so).makespan + o.overhead_ms;
@@ -198,17 +195,17 @@ std::vector<int> search_by_step(const CostModel& m, std::vector<int> starts, con
     // Where a message's bytes take rank time at its ends too, its bytes are
     // charged that as well: the objective prices them in flight, at the
     // profile's link rate, and each end spends that rate over
-    // message_cpu_bytes_per_second times as long on them.
-    const double ends = step.message_cpu_bytes_per_second > 0 && step.message_bytes_per_second > 0
-                            ? step.message_bytes_per_second / step.message_cpu_bytes_per_second
+    // message.rank_bytes_per_second times as long on them.
+    const MessageCost& msg = step.message;
+    const double ends = msg.rank_bytes_per_second > 0 && msg.bytes_per_second > 0
+                            ? msg.bytes_per_second / msg.rank_bytes_per_second
                             : 0.0;
     std::vector<ChainProblem> candidates(1, m.problem);
     candidates[0].transfers.clear();
     candidates[0].receive_cost = 0;
     for (double charge : {0.25, 0.5, 1.0, 2.0, 4.0}) {
       candidates.push_back(m.problem);
-      candidates.back().receive_cost +=
-          2.0 * charge * (step.message_ms + 2 * step.message_cpu_ms) / step.micro_batch_size;
+      candidates.back().receive_cost += 2.0 * charge * (msg.latency_ms + 2 * msg.rank_ms) / step.micro_batch_size;
       for (auto& t : candidates.back().transfers) t.cost *= 1 + 2 * charge * ends;
     }
     // Independent exact searches, most of the step search's time on a large

@@ -9,6 +9,7 @@
 
 #include "compiler/analysis/balance.h"
 #include "runtime/schedule/stage_graph.h"
+#include "schemas/message_cost.h"
 
 namespace ppc::analysis {
 
@@ -17,13 +18,9 @@ struct StepOptions {
   int chunks = 8;                 ///< micro-batches per step
   double micro_batch_size = 1;    ///< samples per micro-batch (stage costs are per sample)
   double forward_fraction = 1.0 / 3.0;
-  double message_ms = 0;  ///< one message's latency in the running pipeline (per edge, micro-batch and direction)
-  /// Besides message_ms, a message's bytes travel at this rate (0: free).
-  double message_bytes_per_second = 0;
-  /// Per message, the time it takes each end's rank (SimOptions::message_cpu).
-  double message_cpu_ms = 0;
-  /// And each end's rank time for its bytes, at this rate (0: none).
-  double message_cpu_bytes_per_second = 0;
+  /// One message's cost in the running pipeline (per edge, micro-batch and
+  /// direction): in flight and at both ends' ranks.
+  MessageCost message;
   double overhead_ms = 0;  ///< per step, outside the pipeline (batch loading, optimizer)
   /// The cores the ranks share, in ranks (SimOptions::cores; 0: a core per
   /// rank): fewer than the stages, and the simulator shares them out.
@@ -37,9 +34,7 @@ struct StepOptions {
   /// one (search_by_step).
   double enumerate_splits = 4096;
   /// Whether a message costs anything (latency, bytes or rank time).
-  bool prices_messages() const {
-    return message_ms > 0 || message_bytes_per_second > 0 || message_cpu_ms > 0 || message_cpu_bytes_per_second > 0;
-  }
+  bool prices_messages() const { return message.priced(); }
 };
 
 /// The stage edges of the partition given by `starts` under `m`, one per

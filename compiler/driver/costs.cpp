@@ -40,12 +40,12 @@ void record_costs(manifest::Manifest& m, const analysis::AutoPartition& ap, bool
   cm.lower_bound = sig6(analysis::lower_bound(ap.model, static_cast<int>(e.stage_costs.size())));
   cm.forward_fraction = sig6(forward_fraction);
   if (measured && ap.model.unit == "ms") {
-    cm.message_ms = sig6(measured->message_ms());
-    if (measured->message_cpu_ms() > 0) cm.message_cpu_ms = sig6(measured->message_cpu_ms());
-    if (measured->message_cpu_bytes_per_second() > 0)
-      cm.message_cpu_bytes_per_second = sig6(measured->message_cpu_bytes_per_second());
-    if (measured->message_bytes_per_second() > 0 && !ap.starts.empty()) {
-      cm.message_bytes_per_second = sig6(measured->message_bytes_per_second());
+    const MessageCost msg = measured->message();
+    cm.message_ms = sig6(msg.latency_ms);
+    if (msg.rank_ms > 0) cm.message_cpu_ms = sig6(msg.rank_ms);
+    if (msg.rank_bytes_per_second > 0) cm.message_cpu_bytes_per_second = sig6(msg.rank_bytes_per_second);
+    if (msg.bytes_per_second > 0 && !ap.starts.empty()) {
+      cm.message_bytes_per_second = sig6(msg.bytes_per_second);
       std::set<std::pair<int, int>> in_manifest;
       for (const auto& st : m.stages)
         for (const auto& in : st.inputs)

@@ -90,10 +90,7 @@ analysis::StepOptions step_options(const spec::SplitSpec& spec, const analysis::
                                               : step.chunks;
   step.micro_batch_size = cost_opts.micro_batch_size;
   step.forward_fraction = measured.forward_fraction;
-  step.message_ms = measured.message_ms();
-  step.message_bytes_per_second = measured.message_bytes_per_second();
-  step.message_cpu_ms = measured.message_cpu_ms();
-  step.message_cpu_bytes_per_second = measured.message_cpu_bytes_per_second();
+  step.message = measured.message();
   step.overhead_ms = measured.overhead_ms();
   step.cores = measured.profile.shared_cores();
   return step;

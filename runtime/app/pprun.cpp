@@ -139,7 +139,7 @@ void apply_manifest_defaults(PprunOptions& o, const manifest::Manifest& m) {
 int simulate(PprunOptions& o, const manifest::Manifest& m, const schedule::Schedule& s, int ws, std::ostream& out) {
   const EngineOptions& e = o.engine;
   SimCosts costs = sim_costs(m, o.costs_file);
-  if (!o.comm_given && costs.message_ms > 0) o.comm_ms = costs.message_ms;
+  if (!o.comm_given) o.comm_ms = costs.message.latency_ms;
   schedule::SimResult sim = simulate_plan(m, s, costs, o.comm_ms);
   out << "simulated " << e.schedule << ": " << ws << " ranks, " << m.stages.size() << " stages, " << e.chunks
       << " micro-batches, costs " << (o.costs_file.empty() ? "from FLOP estimates" : o.costs_file) << "\n"

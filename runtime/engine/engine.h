@@ -72,10 +72,9 @@ struct SimCosts {
   std::string file;  ///< "" for FLOP estimates
   std::vector<schedule::StageCost> stages;
   std::vector<schedule::StageEdge> edge_bytes;  ///< the edges the file gives bytes for
-  double bytes_per_second = 0;
-  double message_ms = -1;                   ///< the file's calibrated time in flight (-1: none)
-  double message_cpu_ms = 0;                ///< the file's per-message rank time at each end
-  double message_cpu_bytes_per_second = 0;  ///< and the rate of its bytes' rank time there (0: none)
+  /// The file's calibrated message cost (zero for FLOP estimates and
+  /// uncalibrated files); its bytes travel at message.bytes_per_second.
+  MessageCost message;
   /// The cores the ranks share, in ranks (SimOptions::cores), with `stages`
   /// the profile's work (profile::Profile::as_work and shared_cores); 0: a
   /// core per rank.
@@ -85,8 +84,8 @@ struct SimCosts {
 SimCosts sim_costs(const manifest::Manifest& manifest, const std::string& costs_file);
 
 /// The simulator on `schedule` (lowered) with the manifest's edges, the
-/// costs, and `comm` per message in flight (plus its bytes at
-/// costs.bytes_per_second, and costs.message_cpu_ms at each end).
+/// costs, and `comm` per message in flight (plus its bytes and rank time as
+/// costs.message says).
 /// Throws ppc::Error when the costs give bytes for an edge the manifest does not have.
 schedule::SimResult simulate_plan(const manifest::Manifest& manifest, const schedule::Schedule& schedule,
                                   const SimCosts& costs, double comm = 0);

@@ -18,6 +18,7 @@
 
 #include "runtime/engine/engine_internal.h"
 #include "runtime/engine/wire.h"
+#include "runtime/schedule/calibration.h"
 #include "runtime/schedule/simulator.h"
 #include "schemas/profile.h"
 
@@ -399,72 +400,39 @@ void Measurement::profile_stages(profile::Profile& p) const {
 
 void Measurement::calibrate_messages(profile::Profile& p, const schedule::StageGraph& graph) const {
   if (profile_step_ms_.empty() || t_.world_size() <= 1) return;
-  // The simulator's costs: each stage's work, shared out over the host's
-  // cores where its ranks time-shared them.
-  const profile::Profile work = p.as_work();
-  std::vector<schedule::StageCost> costs(num_stages_);
-  for (int s = 0; s < num_stages_; ++s) {
-    const auto& t = work.stages[s];
-    costs[s] = schedule::StageCost{t.f, t.b, t.i, t.w};
-  }
-  const double cores = p.shared_cores();
-  // What one message (a stage edge's tensors for a micro-batch, packed)
-  // costs while the pipeline runs. In flight: the ping-pong's latency, and
-  // its bytes at the ping-pong's bandwidth. The rest (waking the receiver,
-  // the header, copying the bytes in and out of the transport, Gloo's
-  // threads competing with compute for cores) is rank time at both ends: k
-  // times the message's idle one-way time, k x latency per message
-  // (SimOptions::message_cpu) plus its bytes at bandwidth / k
-  // (message_cpu_bytes_per_ms), with the k at which the simulator, fed this
-  // run's stage times (as work on shared cores, see above), reproduces its
-  // median step less the median time outside the pipeline (loading the
-  // batch, the optimizer step), which the split hardly changes. k = 0 when
-  // compute and the messages in flight alone explain it. Charged to the
-  // ranks rather than in flight because that is what carries over to another
-  // split here: calibrated in flight, a message on an imbalanced split's
-  // critical path (few messages, the slow stage's backlog hides the rest)
-  // came out twice what it did on a balanced one. And in proportion to the
-  // idle time rather than per message alike: with 3 ranks on 2 cores, a
-  // split sending 1 MiB messages cost 0.37-0.40 ms of rank time per message
-  // where one sending 512 KiB cost 0.20-0.26.
+  // Charged to the ranks rather than in flight because that is what carries
+  // over to another split here: calibrated in flight, a message on an
+  // imbalanced split's critical path (few messages, the slow stage's backlog
+  // hides the rest) came out twice what it did on a balanced one. And in
+  // proportion to the idle time rather than per message alike: with 3 ranks
+  // on 2 cores, a split sending 1 MiB messages cost 0.37-0.40 ms of rank
+  // time per message where one sending 512 KiB cost 0.20-0.26.
   auto median = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
   };
-  const double overhead = median(profile_overhead_ms_);
-  const double measured = median(profile_step_ms_) - overhead;
-  const double bytes_per_ms = link_bytes_per_s_ > 0 ? link_bytes_per_s_ / 1000.0 : 0.0;
-  const double in_flight = link_latency_ms_ > 0 ? link_latency_ms_ : 0.0;
-  auto makespan = [&](double k) {
-    schedule::SimOptions so;
-    so.costs = costs;
-    so.comm = in_flight;
-    so.bytes_per_ms = bytes_per_ms;
-    so.message_cpu = k * in_flight;
-    so.message_cpu_bytes_per_ms = k > 0 ? bytes_per_ms / k : 0.0;
-    so.cores = cores;
-    return schedule::simulate(plan_, num_stages_, graph, so).makespan;
-  };
-  const double without = makespan(0);
-  double lo = 0, hi = 0;
-  if (without < measured) {
-    hi = 1;
-    while (makespan(hi) < measured && hi < 1e9) lo = hi, hi *= 2;
-    for (int it = 0; it < 50; ++it) {
-      double mid = (lo + hi) / 2;
-      (makespan(mid) < measured ? lo : hi) = mid;
-    }
+  schedule::RunMeasurements run;
+  // The simulator's costs: each stage's work, shared out over the host's
+  // cores where its ranks time-shared them.
+  const profile::Profile work = p.as_work();
+  for (int s = 0; s < num_stages_; ++s) {
+    const auto& t = work.stages[s];
+    run.stage_ms.push_back(schedule::StageCost{t.f, t.b, t.i, t.w});
   }
-  p.step_ms = measured + overhead;
-  p.overhead_ms = overhead;
-  p.simulated_step_ms = without;
+  run.cores = p.shared_cores();
+  run.link_latency_ms = link_latency_ms_;
+  run.link_bytes_per_second = link_bytes_per_s_;
+  run.median_step_ms = median(profile_step_ms_);
+  run.median_overhead_ms = median(profile_overhead_ms_);
+  const schedule::Calibration c = schedule::calibrate_message_cost(plan_, num_stages_, graph, run);
+  p.step_ms = c.pipeline_step_ms + run.median_overhead_ms;
+  p.overhead_ms = run.median_overhead_ms;
+  p.simulated_step_ms = c.simulated_step_ms;
   p.has_link = true;
-  p.message_ms = in_flight;
-  // The ping-pong's rate itself, not bytes_per_ms * 1000: that round trip
-  // can differ in the last bit, and the two are meant to be one number.
-  p.message_bytes_per_second = link_bytes_per_s_;
-  p.message_cpu_ms = hi * in_flight;
-  p.message_cpu_bytes_per_second = hi > 0 ? link_bytes_per_s_ / hi : 0.0;
+  p.message_ms = c.message.latency_ms;
+  p.message_bytes_per_second = c.message.bytes_per_second;
+  p.message_cpu_ms = c.message.rank_ms;
+  p.message_cpu_bytes_per_second = c.message.rank_bytes_per_second;
 }
 
 void Measurement::write_profile(const std::vector<int64_t>& micro_sizes) {

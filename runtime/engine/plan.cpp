@@ -99,10 +99,7 @@ SimCosts sim_costs(const manifest::Manifest& m, const std::string& costs_file) {
     out.stages[s] = schedule::StageCost{c.f, c.b, c.i, c.w}.filled();
   }
   for (const auto& e : p.edges) out.edge_bytes.push_back({e.from, e.to, e.bytes, e.grad_bytes});
-  out.bytes_per_second = p.message_bytes_per_second;
-  out.message_ms = p.message_ms;
-  out.message_cpu_ms = p.message_cpu_ms;
-  out.message_cpu_bytes_per_second = p.message_cpu_bytes_per_second;
+  out.message = p.message_cost();
   return out;
 }
 
@@ -119,11 +116,9 @@ schedule::SimResult simulate_plan(const manifest::Manifest& m, const schedule::S
   }
   schedule::SimOptions so;
   so.costs = costs.stages;
-  so.comm = comm;
-  so.bytes_per_ms = costs.bytes_per_second / 1000.0;
-  so.message_cpu = costs.message_cpu_ms;
+  schedule::set_message_cost(so, costs.message);
+  so.comm = comm;  // --comm, or the file's latency (in the costs' unit)
   so.cores = costs.cores;
-  so.message_cpu_bytes_per_ms = costs.message_cpu_bytes_per_second / 1000.0;
   return schedule::simulate(sched, static_cast<int>(m.stages.size()), graph, so);
 }
 

@@ -373,6 +373,13 @@ std::string SimResult::deadlock_message() const {
   return out;
 }
 
+void set_message_cost(SimOptions& options, const MessageCost& message) {
+  options.comm = message.latency_ms;
+  options.bytes_per_ms = message.bytes_per_second / 1000.0;
+  options.message_cpu = message.rank_ms;
+  options.message_cpu_bytes_per_ms = message.rank_bytes_per_second / 1000.0;
+}
+
 SimResult simulate(const Schedule& schedule, int num_stages, const StageGraph& graph, const SimOptions& options) {
   return Simulator(schedule, num_stages, graph, options).run();
 }

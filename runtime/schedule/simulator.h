@@ -8,6 +8,7 @@
 
 #include "runtime/schedule/action.h"
 #include "runtime/schedule/stage_graph.h"
+#include "schemas/message_cost.h"
 
 namespace ppc::runtime::schedule {
 
@@ -28,6 +29,12 @@ struct StageCost {
     return c;
   }
 };
+
+struct SimOptions;
+
+/// Sets the simulator's message settings (comm, bytes_per_ms, message_cpu,
+/// message_cpu_bytes_per_ms) from a message's cost, for stage costs in ms.
+void set_message_cost(SimOptions& options, const MessageCost& message);
 
 struct SimOptions {
   /// Per stage; empty: StageCost{} for every stage; one entry: for every stage.

@@ -105,8 +105,8 @@ int main(int argc, char** argv) {
     ppc::analysis::StepOptions so;
     so.chunks = 8;
     so.micro_batch_size = 8;
-    so.message_ms = 4.0;
-    so.message_bytes_per_second = 1.7e9;
+    so.message.latency_ms = 4.0;
+    so.message.bytes_per_second = 1.7e9;
     double before = ppc::analysis::predict_step_ms(m, r.starts, so), after = 0;
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<int> moved = ppc::analysis::search_by_step(m, r.starts, so, &after);

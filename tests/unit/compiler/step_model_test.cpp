@@ -35,7 +35,7 @@ TEST(StepModel, PredictsOneFOneBFromStageCostsAndLatency) {
   // stage 0's last B (2/3).
   EXPECT_DOUBLE_EQ(predict_step_ms(m, {1}, so), 1.0 / 3 + 12 + 2.0 / 3);
   // Latency on the pipeline's critical path: fill and drain pay it.
-  so.message_ms = 0.5;
+  so.message.latency_ms = 0.5;
   EXPECT_GT(predict_step_ms(m, {2}, so), 10.0 + 2 * 0.5 - 1e-9);
   // The tensors crossing a cut travel as one message (pprun packs them):
   // [a b | c d] sends h1 and h0 (read by d), which costs what h1 alone does,
@@ -43,7 +43,7 @@ TEST(StepModel, PredictsOneFOneBFromStageCostsAndLatency) {
   Graph one = parse_graph(std::string(kCostChain).replace(std::string(kCostChain).find("h2 h0 ->"), 8, "h2 h2 ->"));
   CostModel m1 = build_cost_model(one, consts(one), o, 2);
   StepOptions twice = so;
-  twice.message_ms = 1.0;
+  twice.message.latency_ms = 1.0;
   EXPECT_DOUBLE_EQ(predict_step_ms(m, {2}, so), predict_step_ms(m1, {2}, so));
   EXPECT_LT(predict_step_ms(m, {2}, so), predict_step_ms(m1, {2}, twice));
   // The step's time outside the pipeline (batch loading, optimizer) adds to
@@ -83,17 +83,17 @@ TEST(StepModel, AMessagePaysItsBytesAtTheProfiledRate) {
   StepOptions so;
   so.chunks = 4;
   so.micro_batch_size = 2;
-  so.message_ms = 0.25;
+  so.message.latency_ms = 0.25;
   StepOptions slower = so;
-  slower.message_ms = 1.25;
-  so.message_bytes_per_second = 1.6e6;
+  slower.message.latency_ms = 1.25;
+  so.message.bytes_per_second = 1.6e6;
   EXPECT_NEAR(predict_step_ms(m2, {2}, so), predict_step_ms(m2, {2}, slower), 1e-9);
   // [a | b c d] sends only h0: 0.5 ms more per message.
   EXPECT_NEAR(predict_step_ms(m2, {1}, so),
               predict_step_ms(m2, {1},
                               [&] {
                                 StepOptions s = slower;
-                                s.message_ms = 0.75;
+                                s.message.latency_ms = 0.75;
                                 return s;
                               }()),
               1e-9);
@@ -103,7 +103,7 @@ TEST(StepModel, AMessagePaysItsBytesAtTheProfiledRate) {
   one.schedule = "gpipe";
   one.chunks = 1;
   StepOptions busy = one;
-  busy.message_cpu_ms = 0.5;
+  busy.message.rank_ms = 0.5;
   EXPECT_NEAR(predict_step_ms(m2, {2}, busy), predict_step_ms(m2, {2}, one) + 4 * 0.5, 1e-9);
 }
 
@@ -127,9 +127,9 @@ TEST(StepModel, APricedMessageIsChargedOnceNotAlsoToItsStage) {
   // Priced (latency, bytes in flight, rank time), the simulator charges each
   // message, and the stages run their compute alone: whatever the model's
   // link cost, the same step.
-  so.message_ms = 0.1;
-  so.message_bytes_per_second = 8e6;
-  so.message_cpu_ms = 0.05;
+  so.message.latency_ms = 0.1;
+  so.message.bytes_per_second = 8e6;
+  so.message.rank_ms = 0.05;
   EXPECT_NEAR(predict_step_ms(charged, {2}, so), predict_step_ms(bare, {2}, so), 1e-9);
   EXPECT_LT(predict_step_ms(charged, {2}, so), 12.0);
   // The objective's optimum is [a b c | d] (3 | 1 + 2); messages this cheap
@@ -167,8 +167,8 @@ TEST(StepModel, RanksSharingCoresShareOutTheirWork) {
   // search finds the fastest split under sharing (brute force over every
   // pair of cuts through the simulator).
   so.cores = 2;
-  so.message_ms = 0.2;
-  so.message_cpu_ms = 0.3;
+  so.message.latency_ms = 0.2;
+  so.message.rank_ms = 0.3;
   CostModel m3 = build_cost_model(g, consts(g), o, 3);
   double fastest = 1e300;
   for (int a = 1; a < 4; ++a)
@@ -206,10 +206,10 @@ StepOptions shared_bytes_step() {
   so.chunks = 4;
   so.micro_batch_size = 1;
   so.cores = 2;
-  so.message_ms = 0.05;
-  so.message_bytes_per_second = 4e6;
-  so.message_cpu_ms = 0.2;
-  so.message_cpu_bytes_per_second = 1e6;
+  so.message.latency_ms = 0.05;
+  so.message.bytes_per_second = 4e6;
+  so.message.rank_ms = 0.2;
+  so.message.rank_bytes_per_second = 1e6;
   return so;
 }
 
@@ -269,7 +269,7 @@ TEST(StepModel, LatencyBoundPipelinesPickTheFastestCandidate) {
   EXPECT_NEAR(plain.predicted_step_ms, 10.0, 1e-4);
   // A message's latency of 3 stage-milliseconds: every 2-stage split, brute
   // force through the simulator; the search must find the fastest.
-  so.message_ms = 3.0;
+  so.message.latency_ms = 3.0;
   CostModel m = build_cost_model(g, consts(g), o, 2);
   double fastest = 1e300;
   for (int c = 1; c < 4; ++c) fastest = std::min(fastest, predict_step_ms(m, {c}, so));
