@@ -223,3 +223,42 @@ TEST(Profile, BadFilesAreOneErrorNamingTheFile) {
     FAIL() << "no error";
   } catch (const ppc::Error& e) { EXPECT_EQ(std::string(e.what()), "/nonexistent/p.json: cannot open the costs file"); }
 }
+
+namespace ppc::profile {
+namespace {
+
+TEST(Profile, MessageCostIsZeroUnlessCalibrated) {
+  Profile p;  // one rank: nothing calibrated (message_ms -1)
+  p.has_link = true;
+  p.latency_ms = 0.05;
+  p.bytes_per_second = 2e9;
+  p.message_cpu_ms = 0.3;  // inconsistent by hand: ignored without message_ms
+  p.message_bytes_per_second = 1e9;
+  const MessageCost none = p.message_cost();
+  EXPECT_EQ(none.latency_ms, 0);
+  EXPECT_EQ(none.bytes_per_second, 0);
+  EXPECT_EQ(none.rank_ms, 0);
+  EXPECT_EQ(none.rank_bytes_per_second, 0);
+  EXPECT_FALSE(none.priced());
+
+  p.message_ms = 0.04;
+  p.message_cpu_bytes_per_second = 5e8;
+  const MessageCost m = p.message_cost();
+  EXPECT_EQ(m.latency_ms, 0.04);
+  EXPECT_EQ(m.bytes_per_second, 1e9);
+  EXPECT_EQ(m.rank_ms, 0.3);
+  EXPECT_EQ(m.rank_bytes_per_second, 5e8);
+  EXPECT_TRUE(m.priced());
+
+  // Calibrated to no time in flight (message_ms 0): its rank time still counts.
+  p.message_ms = 0;
+  p.message_bytes_per_second = 0;
+  const MessageCost ranks_only = p.message_cost();
+  EXPECT_EQ(ranks_only.latency_ms, 0);
+  EXPECT_EQ(ranks_only.bytes_per_second, 0);
+  EXPECT_EQ(ranks_only.rank_ms, 0.3);
+  EXPECT_TRUE(ranks_only.priced());
+}
+
+}  // namespace
+}  // namespace ppc::profile
