@@ -1,6 +1,7 @@
 #include "runtime/schedule/generators.h"
 
 #include <algorithm>
+#include <deque>
 #include <string>
 
 #include "schemas/error.h"
@@ -171,6 +172,87 @@ Schedule zb_v(int num_ranks, int num_microbatches) {
     // Something is always in flight or ready: an idle step only waits for a
     // finish time, so a long run of idle steps means a bug.
     if (!progressed && t > 3 * S * M + 4 * S) throw std::logic_error("ZB-V generator made no progress");
+  }
+  return out;
+}
+
+Schedule interleaved_zb(int num_ranks, int stages_per_rank, int num_microbatches) {
+  check_args("interleaved ZB", num_ranks, stages_per_rank, num_microbatches);
+  const int P = num_ranks, V = stages_per_rank, M = num_microbatches;
+  const int rounds = std::max(1, M / P);
+  if (M % rounds != 0)
+    throw Error("interleaved ZB: the number of micro-batches (" + std::to_string(M) +
+                ") must be a multiple of the number of rounds max(1, M / P) = " + std::to_string(rounds));
+  const int g = M / rounds, total = V * M;
+  auto microbatch = [&](int k) { return (k / (g * V)) * g + k % g; };
+  Schedule out(P);
+  for (int r = 0; r < P; ++r) {
+    auto fwd = [&](int k) { return act(Action::F, ((k / g) % V) * P + r, microbatch(k)); };
+    auto input_grad = [&](int j) { return act(Action::I, (V - 1 - (j / g) % V) * P + r, microbatch(j)); };
+    auto weight_grad = [&](int j) { return act(Action::W, input_grad(j).stage, input_grad(j).microbatch); };
+    const int warmup = std::min((V - 1) * g + P - 1 - r, total);
+    int next_w = 0;
+    for (int k = 0; k < warmup; ++k) out[r].push_back(fwd(k));
+    for (int j = 0; j < total; ++j) {
+      if (warmup + j < total) out[r].push_back(fwd(warmup + j));
+      out[r].push_back(input_grad(j));
+      if (j >= r) out[r].push_back(weight_grad(next_w++));
+    }
+    while (next_w < total) out[r].push_back(weight_grad(next_w++));
+  }
+  return out;
+}
+
+Schedule dualpipev(int num_ranks, int num_microbatches) {
+  check_args("DualPipeV", num_ranks, 2, num_microbatches);
+  const int P = num_ranks, M = num_microbatches;
+  if (M < 2 * P)
+    throw Error("DualPipeV: the number of micro-batches (" + std::to_string(M) +
+                ") must be at least the number of stages (" + std::to_string(2 * P) + ")");
+  Schedule out(P);
+  for (int r = 0; r < P; ++r) {
+    RankSchedule& rs = out[r];
+    const int stage[2] = {r, 2 * P - 1 - r};  // a, b
+    int next_f[2] = {0, 0}, next_b[2] = {0, 0};
+    std::deque<Action> pending_w;  // W of each I, oldest first
+    auto forward = [&](int c) { rs.push_back(act(Action::F, stage[c], next_f[c]++)); };
+    auto backward = [&](int c, bool split) {
+      const int m = next_b[c]++;
+      rs.push_back(act(split ? Action::I : Action::B, stage[c], m));
+      if (split) pending_w.push_back(act(Action::W, stage[c], m));
+    };
+    auto oldest_w = [&]() {
+      if (pending_w.empty()) return;
+      rs.push_back(pending_w.front());
+      pending_w.pop_front();
+    };
+    for (int i = 0; i < 2 * (P - 1 - r); ++i) forward(0);  // 1
+    for (int i = 0; i < r + 1; ++i) {                      // 2
+      forward(0);
+      forward(1);
+    }
+    for (int i = 0; i < P - 1 - r; ++i) {  // 3
+      backward(1, true);
+      oldest_w();
+      forward(1);
+    }
+    for (int i = 0; i < M - 2 * P + r + 1; ++i) {  // 4: two overlapped pairs, each as F then B
+      forward(0);
+      backward(1, false);
+      forward(1);
+      backward(0, false);
+    }
+    for (int i = 0; i < P - 1 - r; ++i) {  // 5
+      backward(1, false);
+      forward(1);
+      backward(0, false);
+    }
+    for (int i = 0; i < 2 * (r + 1); ++i) backward(i % 2 == 0 ? 1 : 0, i >= r + 1);  // 6
+    for (int i = 0; i < P - 1 - r; ++i) {                                            // 7
+      oldest_w();
+      backward(0, true);
+    }
+    while (!pending_w.empty()) oldest_w();  // 8
   }
   return out;
 }

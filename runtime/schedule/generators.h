@@ -1,6 +1,7 @@
 // Compute-only schedules (F, B, I, W; no SEND/RECV: see lowering.h) for P
-// ranks and M micro-batches. Placement is always stage s on rank s mod P, so
-// with V stages per rank, rank r runs stages r, r+P, ..., r+(V-1)P.
+// ranks and M micro-batches. Placement is stage s on rank s mod P, so with V
+// stages per rank, rank r runs stages r, r+P, ..., r+(V-1)P; except for the V
+// of zb_v() and dualpipev() (see zb_v_rank()).
 // Every generator is deterministic: the same arguments give the same lists.
 // Arguments out of range throw ppc::Error.
 #pragma once
@@ -56,5 +57,41 @@ Schedule zb_h1(int num_ranks, int num_microbatches);
 Schedule zb_v(int num_ranks, int num_microbatches);
 /// The rank ZB-V places `stage` on.
 int zb_v_rank(int num_ranks, int stage);
+
+/// Interleaved zero bubble (ZB1P of Qi et al. 2023, "Zero Bubble Pipeline
+/// Parallelism"; torch.distributed.pipelining's ScheduleInterleavedZeroBubble),
+/// V stages per rank (stage s on rank s mod P), backward split into I and W.
+/// The micro-batches go in R = max(1, M / P) rounds of g = M / R (M must be a
+/// multiple of R, as any multiple of P and any M < P is). Rank r's k-th forward
+/// (k = 0..VM-1) is local chunk (k / g) mod V, micro-batch (k / (gV))*g + k mod g;
+/// its j-th I is chunk V-1-((j / g) mod V) with the same micro-batch formula.
+/// Warm-up: w = min((V-1)g + P-1-r, VM) forwards (one per hop, where
+/// interleaved 1F1B waits two); then for j = 0..VM-1: F(w+j) (while w+j < VM),
+/// I(j), and from j >= r on the W of the oldest I without one; then the
+/// remaining W. Every rank holds at most min((V-1)g + P, VM) stage activations
+/// (interleaved 1F1B: up to 2(P-1) + (V-1)P + 1). V = 1 is zb_h1(). torch
+/// then pads the lists with idle slots where data is not ready yet; pprun's
+/// engine simply waits for the data, so the lists are the same order.
+Schedule interleaved_zb(int num_ranks, int stages_per_rank, int num_microbatches);
+
+/// DualPipeV (DeepSeek-V3's DualPipe folded into a V, arXiv 2412.19437;
+/// torch.distributed.pipelining's ScheduleDualPipeV), two stages per rank
+/// placed like ZB-V (zb_v_rank): rank r holds stage a = r and stage b = 2P-1-r.
+/// Needs M >= 2P. Micro-batches go in order per stage and kind. Rank r runs:
+///  1. 2(P-1-r) forwards of a;
+///  2. r+1 times: F of a, F of b;
+///  3. P-1-r times: I of b, its W, F of b;
+///  4. M-2P+r+1 times: F of a with B of b, then F of b with B of a;
+///  5. P-1-r times: B of b, then F of b with B of a;
+///  6. r+1 times: a backward of b, a backward of a, the first r+1 of these
+///     2(r+1) backwards full (B), the last r+1 split (I, their W queued);
+///  7. P-1-r times: the oldest queued W, then I of a (its W queued);
+///  8. the r+1 queued W, oldest first.
+/// DualPipe overlaps each "F with B" pair (torch: one OVERLAP_F_B action
+/// whose forward and backward are of different micro-batches); pprun's engine
+/// runs one action at a time, so the pair is the two actions in sequence, F
+/// first, as torch's runtime also runs OVERLAP_F_B's sub-actions. The
+/// order is torch's otherwise. Holds at most 2P+1 stage activations per rank.
+Schedule dualpipev(int num_ranks, int num_microbatches);
 
 }  // namespace ppc::runtime::schedule

@@ -1,12 +1,15 @@
 #include "runtime/schedule/registry.h"
 
+#include <algorithm>
+
 #include "runtime/schedule/generators.h"
 #include "schemas/error.h"
 
 namespace ppc::runtime::schedule {
 
 const std::vector<std::string>& schedule_names() {
-  static const std::vector<std::string> names = {"gpipe", "1f1b", "interleaved-1f1b", "looped-bfs", "zb-h1", "zb-v"};
+  static const std::vector<std::string> names = {"gpipe",          "1f1b", "interleaved-1f1b", "looped-bfs", "zb-h1",
+                                                 "interleaved-zb", "zb-v", "dualpipev"};
   return names;
 }
 
@@ -38,6 +41,23 @@ Schedule make_compute_schedule(const std::string& name, int num_ranks, int stage
       throw Error("schedule 'zb-v' runs two stages per rank (a V: stage s and 2P-1-s on rank s), but each rank holds " +
                   std::to_string(stages_per_rank) + " (use half as many ranks as stages)");
     s = zb_v(num_ranks, num_microbatches);
+  } else if (name == "interleaved-zb") {
+    const int rounds = std::max(1, num_microbatches / num_ranks);
+    if (num_microbatches % rounds != 0)
+      throw Error("schedule 'interleaved-zb' needs the micro-batch count (" + std::to_string(num_microbatches) +
+                  ") to be a multiple of its rounds, max(1, micro-batches / ranks) = " + std::to_string(rounds) +
+                  " (use a multiple of the number of ranks (" + std::to_string(num_ranks) +
+                  "), or fewer micro-batches than ranks)");
+    s = interleaved_zb(num_ranks, stages_per_rank, num_microbatches);
+  } else if (name == "dualpipev") {
+    if (stages_per_rank != 2)
+      throw Error(
+          "schedule 'dualpipev' runs two stages per rank (a V: stage s and 2P-1-s on rank s), but each rank holds " +
+          std::to_string(stages_per_rank) + " (use half as many ranks as stages)");
+    if (num_microbatches < 2 * num_ranks)
+      throw Error("schedule 'dualpipev' needs at least as many micro-batches as stages (" +
+                  std::to_string(2 * num_ranks) + "), got " + std::to_string(num_microbatches) + " (raise --chunks)");
+    s = dualpipev(num_ranks, num_microbatches);
   } else if (name == "looped-bfs") {
     s = looped_bfs(num_ranks, stages_per_rank, num_microbatches);
   } else {
