@@ -3,7 +3,7 @@
 #   - CSV round trip: --print-schedule --format csv writes a schedule that
 #     --schedule-file runs to the same parameters as the named schedule;
 #     a hand-written, torch-style CSV (empty cells for idle slots) trains
-#     like PyTorch;
+#     like PyTorch, and so do interleaved-zb and dualpipev;
 #   - malformed schedule files are rejected before any rank starts, naming
 #     the file, rank and action (missing forward, backward before forward,
 #     W before I, a stage on two ranks, a deadlock);
@@ -43,6 +43,12 @@ printf '0F0,0F1,0F2,,,0B2,0B1,0B0\r\n,"1F0",1F1,1F2,1B2,1B1,1B0\r\n' >"$W/custom
 "$PPRUN" --manifest "$W/two" --nproc 2 --schedule-file "$W/custom.csv" "${TRAIN[@]}" --save "$W/custom" ||
   fail "custom schedule"
 compare "$W/custom/params.pt" "$W/ref.pt" "custom schedule vs PyTorch"
+
+step "interleaved-zb and dualpipev, 4 stages on 2 ranks, real processes: trained like PyTorch"
+for s in interleaved-zb dualpipev; do
+  "$PPRUN" --manifest "$W/four" --nproc 2 --schedule "$s" --chunks 4 "${TRAIN[@]}" --save "$W/$s" || fail "$s"
+  compare "$W/$s/params.pt" "$W/ref.pt" "$s vs PyTorch"
+done
 
 step "malformed schedule files: exit 2, one line naming file, rank and action"
 reject() {  # reject NAME CSV EXPECTED_SUBSTRING

@@ -164,8 +164,9 @@ TEST(Engine, EverySchedulePlacementInfersAndTrainsLikeOneRank) {
   train.save_dir = scratch("ck_ref").string();
   run(four, 1, train);
 
-  for (const Placement& p : {Placement{"gpipe", 4}, Placement{"1f1b", 4}, Placement{"interleaved-1f1b", 2},
-                             Placement{"looped-bfs", 2}, Placement{"zb-h1", 4}, Placement{"zb-v", 2}}) {
+  for (const Placement& p :
+       {Placement{"gpipe", 4}, Placement{"1f1b", 4}, Placement{"interleaved-1f1b", 2}, Placement{"looped-bfs", 2},
+        Placement{"zb-h1", 4}, Placement{"zb-v", 2}, Placement{"interleaved-zb", 2}, Placement{"dualpipev", 2}}) {
     SCOPED_TRACE(p.schedule + " on " + std::to_string(p.world) + " ranks");
     EngineOptions i = infer;
     i.schedule = p.schedule;
@@ -233,7 +234,8 @@ TEST(Engine, EveryScheduleTrainsEverySampleLikeOneRank) {
     o.save_dir = scratch(std::string(sample.name) + "_ref").string();
     run(four, 1, o);
     for (const Placement& p : {Placement{"gpipe", 4}, Placement{"1f1b", 4}, Placement{"zb-h1", 4},
-                               Placement{"interleaved-1f1b", 2}, Placement{"looped-bfs", 2}, Placement{"zb-v", 2}}) {
+                               Placement{"interleaved-1f1b", 2}, Placement{"looped-bfs", 2}, Placement{"zb-v", 2},
+                               Placement{"interleaved-zb", 2}, Placement{"dualpipev", 2}}) {
       SCOPED_TRACE(p.schedule + " on " + std::to_string(p.world) + " ranks");
       EngineOptions t = o;
       t.schedule = p.schedule;

@@ -1,6 +1,6 @@
 // runtime/schedule/simulator: stage costs, messages (latency, bytes, rank time),
-// ranks sharing cores, the known closed forms for GPipe, 1F1B, interleaved 1F1B
-// and ZB-H1, deadlocks, and the printed timeline.
+// ranks sharing cores, the known closed forms for GPipe, 1F1B, interleaved 1F1B,
+// ZB-H1, interleaved ZB and DualPipeV, deadlocks, and the printed timeline.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -163,11 +163,10 @@ TEST(Simulator, SharedCoresAtLeastOnePerRankChangeNothing) {
     }
   };
   const int P = 3, M = 5;
-  const std::vector<std::pair<Schedule, int>> all = {{gpipe(P, M), P},
-                                                     {one_f_one_b(P, M), P},
-                                                     {interleaved_1f1b(P, 2, 6), 2 * P},
-                                                     {zb_h1(P, M), P},
-                                                     {zb_v(P, 6), 2 * P}};
+  const std::vector<std::pair<Schedule, int>> all = {
+      {gpipe(P, M), P},        {one_f_one_b(P, M), P}, {interleaved_1f1b(P, 2, 6), 2 * P},
+      {zb_h1(P, M), P},        {zb_v(P, 6), 2 * P},    {interleaved_zb(P, 2, M), 2 * P},
+      {dualpipev(P, 6), 2 * P}};
   for (const auto& [compute, stages] : all)
     for (int variant = 0; variant < 4; ++variant) {
       SCOPED_TRACE("variant " + std::to_string(variant));
@@ -323,6 +322,51 @@ TEST(Simulator, ZbVIsValidAndNearlyBubbleFree) {
   SimResult r = simulate(zb_v(4, 8), 8, costs(1, 2, 1, 1));
   EXPECT_LE(r.makespan, 48 + 4);
   EXPECT_LT(r.bubble_fraction, simulate(zb_h1(4, 8), 4, costs(2, 4, 2, 2)).bubble_fraction);
+}
+
+TEST(Simulator, InterleavedZbAndDualPipeVIdleOnlyTheWarmUp) {
+  // F = I = W = 1 per stage (B = I + W = 2). Each rank does 3 units of work per
+  // stage and micro-batch and, with at least P micro-batches, idles only the
+  // P-1 units the first forward takes to reach the last rank: the deferred W
+  // fill the rest. Makespan 3VM + (P-1) (DualPipeV: V = 2).
+  const int P = 4, M = 8;
+  SimResult iz = simulate(interleaved_zb(P, 2, M), 2 * P, costs(1, 2, 1, 1));
+  SimResult il = simulate(interleaved_1f1b(P, 2, M), 2 * P, costs(1, 2, 1, 1));
+  SimResult dv = simulate(dualpipev(P, M), 2 * P, costs(1, 2, 1, 1));
+  SimResult o = simulate(one_f_one_b(P, M), P, costs(2, 4));  // a 1F1B stage is two of these
+  ASSERT_FALSE(iz.deadlock || il.deadlock || dv.deadlock);
+  EXPECT_EQ(iz.makespan, 51);
+  EXPECT_EQ(dv.makespan, 51);
+  EXPECT_EQ(il.makespan, 57);                      // 3(VM + P-1)
+  EXPECT_DOUBLE_EQ(iz.bubble_fraction, 3.0 / 51);  // (P-1)/(3VM + P-1)
+  EXPECT_DOUBLE_EQ(dv.bubble_fraction, 3.0 / 51);
+  EXPECT_DOUBLE_EQ(il.bubble_fraction, 3.0 / 19);  // (P-1)/(VM + P-1)
+  EXPECT_DOUBLE_EQ(o.bubble_fraction, 3.0 / 11);
+  EXPECT_LT(iz.bubble_fraction, simulate(zb_h1(P, M), P, costs(1, 2, 1, 1)).bubble_fraction);  // 1/9
+  for (int r = 0; r < P; ++r) {
+    EXPECT_EQ(idle(iz, r), 3);
+    EXPECT_EQ(idle(dv, r), 3);
+    EXPECT_EQ(iz.peak_in_flight[r], 8);  // (V-1)P + P; interleaved 1F1B's rank 0: 11
+    EXPECT_EQ(dv.peak_in_flight[r], 9);  // 2P + 1, in half-size stages: 1F1B's first rank holds 2P
+  }
+  EXPECT_EQ(il.peak_in_flight[0], 11);
+  for (int p = 1; p <= 5; ++p)
+    for (int m = p; m <= 16; ++m) {
+      SCOPED_TRACE("P=" + std::to_string(p) + " M=" + std::to_string(m));
+      if (m % std::max(1, m / p) == 0)
+        for (int v : {1, 2, 3}) {
+          SimResult r = simulate(interleaved_zb(p, v, m), v * p, costs(1, 2, 1, 1));
+          EXPECT_EQ(r.makespan, 3.0 * v * m + p - 1) << "V=" << v;
+          if (m % p == 0 && p > 1) {
+            EXPECT_LT(r.bubble_fraction, simulate(interleaved_1f1b(p, v, m), v * p, costs(1, 2, 1, 1)).bubble_fraction);
+          }
+        }
+      if (m < 2 * p) continue;
+      SimResult d = simulate(dualpipev(p, m), 2 * p, costs(1, 2, 1, 1));
+      EXPECT_EQ(d.makespan, 6.0 * m + p - 1);
+      EXPECT_LE(d.makespan, simulate(zb_v(p, m), 2 * p, costs(1, 2, 1, 1)).makespan);
+      if (p > 1) { EXPECT_LT(d.bubble_fraction, simulate(one_f_one_b(p, m), p, costs(2, 4)).bubble_fraction); }
+    }
 }
 
 TEST(Simulator, InterleavedHasASmallerBubbleThanOneFOneB) {
