@@ -70,8 +70,11 @@ bool JsonNode::as_bool(const std::string& what) const {
 }
 
 std::string JsonNode::as_enum(const std::string& what, std::initializer_list<const char*> choices) const {
+  return as_enum(what, std::vector<std::string>(choices.begin(), choices.end()));
+}
+
+std::string JsonNode::as_enum(const std::string& what, const std::vector<std::string>& names) const {
   std::string s = as_string(what);
-  std::vector<std::string> names(choices.begin(), choices.end());
   for (const auto& c : names)
     if (c == s) return s;
   std::string list;

@@ -43,6 +43,7 @@ class JsonNode {
   double as_number(const std::string& what) const;
   /// A string that must be one of `choices`.
   std::string as_enum(const std::string& what, std::initializer_list<const char*> choices) const;
+  std::string as_enum(const std::string& what, const std::vector<std::string>& choices) const;
 
  private:
   const JsonDocument* doc_;

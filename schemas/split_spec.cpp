@@ -4,6 +4,7 @@
 
 #include "schemas/error.h"
 #include "schemas/json_reader.h"
+#include "schemas/schedule_names.h"
 
 namespace ppc::spec {
 
@@ -189,9 +190,7 @@ std::vector<InputSpec> parse_inputs(const JsonNode& ins) {
 
 void parse_defaults(const JsonNode& d, Defaults& defaults) {
   d.expect_object("'defaults'", {"schedule", "chunks"});
-  if (d.has("schedule"))
-    defaults.schedule =
-        d.at("schedule").as_enum("schedule", {"gpipe", "1f1b", "interleaved-1f1b", "looped-bfs", "zb-h1", "zb-v"});
+  if (d.has("schedule")) defaults.schedule = d.at("schedule").as_enum("schedule", schedule_names());
   if (d.has("chunks")) {
     int64_t c = d.at("chunks").as_int("'chunks'");
     if (c < 1 || c > 1000000) throw d.at("chunks").error("'chunks' must be between 1 and 1000000");

@@ -4,14 +4,11 @@
 
 #include "runtime/schedule/generators.h"
 #include "schemas/error.h"
+#include "schemas/schedule_names.h"
 
 namespace ppc::runtime::schedule {
 
-const std::vector<std::string>& schedule_names() {
-  static const std::vector<std::string> names = {"gpipe",          "1f1b", "interleaved-1f1b", "looped-bfs", "zb-h1",
-                                                 "interleaved-zb", "zb-v", "dualpipev"};
-  return names;
-}
+const std::vector<std::string>& schedule_names() { return ppc::schedule_names(); }
 
 Schedule make_compute_schedule(const std::string& name, int num_ranks, int stages_per_rank, int num_microbatches,
                                bool forward_only) {

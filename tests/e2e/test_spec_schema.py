@@ -112,6 +112,20 @@ def main():
                   f"{(': ' + p.stderr.strip().splitlines()[-1]) if p.stderr.strip() else ''}")
         else:
             print(f"ok   {name}")
+    # The schedules the schema lists are exactly those ppc accepts (its error
+    # for an unknown one lists them).
+    schema_schedules = schema["properties"]["defaults"]["properties"]["schedule"]["enum"]
+    path = os.path.join(tmp, "schedules.json")
+    with open(path, "w") as f:
+        json.dump(dict(V, split_points=SP, defaults={"schedule": "pipedream"}), f)
+    p = subprocess.run([ppc, "split", MODEL, "--splits", path, "--emit", "manifest"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    listed = p.stderr.split("expected one of: ", 1)[-1].rstrip().rstrip(")").split(", ")
+    if listed != schema_schedules:
+        bad += 1
+        print(f"FAIL schedules: the schema lists {schema_schedules}, ppc accepts {listed}")
+    else:
+        print(f"ok   schedules: {', '.join(listed)}")
     # The manifest schema is itself a valid 2020-12 schema.
     with open(os.path.join(ROOT, "schemas", "manifest.schema.json")) as f:
         Draft202012Validator.check_schema(json.load(f))

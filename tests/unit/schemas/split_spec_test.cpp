@@ -165,7 +165,8 @@ TEST(SplitSpec, InputNamesNeedingPointerEscapes) {
 }
 
 TEST(SplitSpec, AllSchedules) {
-  for (const char* sched : {"gpipe", "1f1b", "interleaved-1f1b", "looped-bfs", "zb-h1", "zb-v"}) {
+  for (const char* sched :
+       {"gpipe", "1f1b", "interleaved-1f1b", "looped-bfs", "zb-h1", "interleaved-zb", "zb-v", "dualpipev"}) {
     SplitSpec s =
         parse(std::string(R"({"version": 1, "auto": {"stages": 2}, "defaults": {"schedule": ")") + sched + "\"}}");
     EXPECT_EQ(s.defaults.schedule, std::optional<std::string>(sched));
@@ -405,7 +406,7 @@ TEST(SplitSpecErrors, InputsAndDefaults) {
   EXPECT_EQ(spec_error("{\"version\": 1, \"auto\": {\"stages\": 2},\n"
                        " \"defaults\": {\"schedule\": \"pipedream\"}}"),
             "spec.json:2:27: unknown schedule 'pipedream' (expected one of: gpipe, 1f1b, interleaved-1f1b, "
-            "looped-bfs, zb-h1, zb-v)");
+            "looped-bfs, zb-h1, interleaved-zb, zb-v, dualpipev)");
 }
 
 // ------------------------------------------------------------------- files
