@@ -2,27 +2,68 @@
 
 Usage:  .venv/bin/python tools/bench/train_step.py [--build build-torch2] [--batch 256]
             [--chunks 8] [--steps 21] [--schedules gpipe,1f1b] [--formats torchscript,onnx]
+        .venv/bin/python tools/bench/train_step.py --schedules all [--patch-torch-v-handshake]
+        .venv/bin/python tools/bench/train_step.py --smoke      (every schedule, losses only)
 
 The model: 16 x (Linear(512, 512) + ReLU), random seeded weights, MSE loss
 against a random target, SGD (lr 0.01). The same batches, the same weights
 and the same optimizer everywhere:
 
   eager       the unsplit model in one process, full batch, 1 intra-op thread;
-  pipelining  torch.distributed.pipelining: 2 processes over Gloo, each a
-              PipelineStage of 8 blocks, ScheduleGPipe / Schedule1F1B with
+  pipelining  torch.distributed.pipelining: 2 processes over Gloo, each
+              holding PipelineStage objects, the schedule's class with
               --chunks micro-batches, 1 intra-op thread each;
   pprun       the model traced (TorchScript) and exported to ONNX (the
-              TorchScript-based exporter), split by ppc after block 7, run by
-              pprun on 2 local ranks (Gloo), the same schedule and micro-batches,
+              TorchScript-based exporter), split by ppc, run by pprun on 2
+              local ranks (Gloo), the same schedule and micro-batches,
               --threads 1.
+
+The schedules (--schedules, comma-separated, or "all"), by pprun's name:
+
+  one stage per rank: 2 stages of 8 blocks (ppc cuts after block 7), stage s
+  on rank s:
+    gpipe             ScheduleGPipe
+    1f1b              Schedule1F1B
+    zb-h1             ScheduleInterleavedZeroBubble, one stage per rank:
+                      torch 2.11 has no single-stage zero-bubble class (its
+                      PipelineScheduleSingle ones are GPipe, 1F1B and the
+                      forward-only one); ZB1P on one stage per rank lists
+                      the same actions in the same order as pprun's zb-h1
+  two stages per rank: 4 stages of 4 blocks (cuts after blocks 3, 7, 11),
+  2 PipelineStage objects per rank:
+    interleaved-1f1b  ScheduleInterleaved1F1B        stage s on rank s mod 2
+    interleaved-zb    ScheduleInterleavedZeroBubble  stage s on rank s mod 2
+    zb-v              ScheduleZBVZeroBubble          rank r: stages r, 3-r
+    dualpipev         ScheduleDualPipeV              rank r: stages r, 3-r
 
 Each reports its step time (forward, backward and optimizer step of one
 batch) for --steps steps; the first is excluded (one-time costs) and the
 median of the rest is printed with samples/s, each as a ratio to
 torch.distributed.pipelining's with the same schedule (> 1: faster than it),
-and the first three losses, to show the runs do the same work. Run it with
-the machine otherwise idle; the numbers of one run are comparable with each
-other, not with another machine's.
+and the first three losses, to show the runs do the same work. pprun's and
+torch.distributed.pipelining's losses of the same schedule must agree (1e-4
+relative, each printed step; the first step's is the forward on the same
+weights, the later ones follow the updates): the script exits 1 where they
+do not. It also compares each schedule's compute order (pprun
+--print-schedule --format csv against the torch schedule's pipeline_order,
+overlapped F/B pairs as their two actions) and prints where they differ.
+Run it with the machine otherwise idle; the numbers of one run are
+comparable with each other, not with another machine's.
+
+torch 2.11's ScheduleZBVZeroBubble and ScheduleDualPipeV do not run over
+Gloo: the neighbour handshake of their first step
+(PipelineStage._get_init_p2p_neighbors_ops) has rank 1 send a dummy tensor
+from its stage 1 to its own stage 2, and Gloo cannot send to its own rank
+("Pair is not connected"). Their rows say so, and pprun's rows of those
+schedules are checked against eager PyTorch's losses instead. Any other
+torch failure fails the script. --patch-torch-v-handshake drops the
+self-addressed handshake messages (dummies; the activations between the
+two stages of a rank are handed over in memory by torch's runtime either
+way) so that they run; their rows are then marked "(patched)".
+
+--smoke: batch 32, 4 micro-batches, 2 steps, every schedule, both formats;
+it checks the losses and prints no timings (tests/CMakeLists.txt runs it as
+bench_train_step_smoke).
 """
 
 import argparse
@@ -45,7 +86,24 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WIDTH, BLOCKS, LR = 512, 16, 0.01
+WIDTH, BLOCKS, LR, RANKS = 512, 16, 0.01, 2
+RTOL = 1e-4  # pprun's losses against torch.distributed.pipelining's, relative
+
+# pprun's schedule name: (stages, torch.distributed.pipelining's class, placement).
+# Placement "loop": stage s on rank s mod 2; "v": rank r holds stages r and 3-r.
+SCHEDULES = {
+    "gpipe": (2, "ScheduleGPipe", "loop"),
+    "1f1b": (2, "Schedule1F1B", "loop"),
+    "zb-h1": (2, "ScheduleInterleavedZeroBubble", "loop"),
+    "interleaved-1f1b": (4, "ScheduleInterleaved1F1B", "loop"),
+    "interleaved-zb": (4, "ScheduleInterleavedZeroBubble", "loop"),
+    "zb-v": (4, "ScheduleZBVZeroBubble", "v"),
+    "dualpipev": (4, "ScheduleDualPipeV", "v"),
+}
+TORCH_TIMEOUT_S = 300  # a torch.distributed.pipelining run that hangs fails the script, not waited for
+GLOO_SELF_SEND = ("torch's first-step neighbour handshake sends from rank 1's stage 1 to its own stage 2, and Gloo "
+                  "cannot send to its own rank (Pair is not connected); --patch-torch-v-handshake drops those "
+                  "self-addressed dummy messages")
 
 
 class Net(nn.Module):
@@ -62,6 +120,13 @@ def build_model():
     torch.manual_seed(0)
     blocks = nn.Sequential(*[nn.Sequential(nn.Linear(WIDTH, WIDTH), nn.ReLU()) for _ in range(BLOCKS)])
     return Net(blocks)
+
+
+def rank_stages(rank, nstages, placement):
+    """The stages rank `rank` holds, in the order torch's schedules expect them."""
+    if placement == "v":
+        return [rank, nstages - 1 - rank]
+    return [s for s in range(nstages) if s % RANKS == rank]
 
 
 def batches(work):
@@ -86,34 +151,66 @@ def run_eager(work, steps):
     return times, losses
 
 
-def pipelining_rank(work, rank, port, schedule, chunks, steps, out):
+def compute_order(sched):
+    """torch's compute actions of every rank, pprun's CSV form: "0F0", "1I2", "2W0", "3B1" (an overlapped F/B
+    pair as its two actions, in torch's order)."""
+    order = {}
+    for rank, actions in sched.pipeline_order.items():
+        out = []
+        for a in actions:
+            for x in (a.sub_actions or (a,)) if a is not None else ():
+                if x.computation_type.value in ("F", "I", "W", "B"):
+                    out.append("%d%s%d" % (x.stage_index, x.computation_type.value, x.microbatch_index))
+        order[str(rank)] = out
+    return order
+
+
+def patch_v_handshake():
+    """Drop the first step's handshake messages from a rank to itself (see --patch-torch-v-handshake)."""
+    from torch.distributed.pipelining import stage as st
+    orig = st._PipelineStageBase._get_init_p2p_neighbors_ops
+    st._PipelineStageBase._get_init_p2p_neighbors_ops = \
+        lambda self: [op for op in orig(self) if op.group_peer != self.group_rank]
+
+
+def pipelining_rank(work, rank, port, schedule, chunks, steps, out, patch):
     """One rank of torch.distributed.pipelining (run in its own process)."""
     import torch.distributed as dist
-    from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
+    import torch.distributed.pipelining as pipelining
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    nstages, cls_name, placement = SCHEDULES[schedule]
+    if patch and placement == "v":
+        patch_v_handshake()
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=RANKS)
     model = build_model()
-    half = BLOCKS // 2
-    sub = model.blocks[:half] if rank == 0 else model.blocks[half:]
-    stage = PipelineStage(sub, rank, 2, torch.device("cpu"))
-    cls = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B}[schedule]
-    sched = cls(stage, chunks, loss_fn=F.mse_loss)
-    opt = torch.optim.SGD(sub.parameters(), lr=LR)
+    per = BLOCKS // nstages
+    mine = rank_stages(rank, nstages, placement)
+    subs = [model.blocks[s * per:(s + 1) * per] for s in mine]
+    stages = [pipelining.PipelineStage(sub, s, nstages, torch.device("cpu")) for s, sub in zip(mine, subs)]
+    cls = getattr(pipelining, cls_name)
+    single = issubclass(cls, pipelining.schedules.PipelineScheduleSingle)
+    sched = cls(stages[0] if single else stages, chunks, loss_fn=F.mse_loss)
+    if rank == 0:  # a PipelineScheduleSingle runs a loop of its own; its pipeline_order only describes it
+        with open(out + ".order", "w") as f:
+            json.dump("single" if single else compute_order(sched), f)
+    opt = torch.optim.SGD([p for sub in subs for p in sub.parameters()], lr=LR)
     files = batches(work)
     times, losses = [], []
     for i in range(steps):
         b = torch.load(files[i % len(files)])
+        args = (b["x"],) if 0 in mine else ()
+        kw = {}
+        if nstages - 1 in mine:
+            mb = []
+            kw = {"target": b["target"], "losses": mb}
         dist.barrier()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        if rank == 0:
-            sched.step(b["x"])
-        else:
-            mb = []
-            sched.step(target=b["target"], losses=mb)
-            losses.append(sum(x.item() for x in mb) / len(mb))
+        sched.step(*args, **kw)
         opt.step()
         times.append((time.perf_counter() - t0) * 1e3)
+        if kw:
+            losses.append(sum(x.item() for x in mb) / len(mb))
     dist.barrier()
     dist.destroy_process_group()
     with open(out, "w") as f:
@@ -128,33 +225,97 @@ def free_port():
     return port
 
 
-def run_pipelining(work, schedule, chunks, steps):
+def run_pipelining(work, schedule, chunks, steps, patch):
+    """(times, losses, order) of torch.distributed.pipelining; times is a string (why) where the schedule cannot
+    run here for a known reason. Any other failure exits."""
+    cls_name = SCHEDULES[schedule][1]
     port = free_port()
-    outs = [os.path.join(work, f"pipelining_{schedule}_{r}.json") for r in range(2)]
-    procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "--pipelining-rank", str(r), "--port", str(port),
-                               "--work", work, "--schedule", schedule, "--chunks", str(chunks), "--steps", str(steps),
-                               "--out", outs[r]]) for r in range(2)]
+    outs = [os.path.join(work, f"pipelining_{schedule}_{r}.json") for r in range(RANKS)]
+    logs = [os.path.join(work, f"pipelining_{schedule}_{r}.log") for r in range(RANKS)]
+    procs = []
+    for r in range(RANKS):
+        with open(logs[r], "w") as log:
+            procs.append(subprocess.Popen([sys.executable, os.path.abspath(__file__), "--pipelining-rank", str(r),
+                                           "--port", str(port), "--work", work, "--schedule", schedule, "--chunks",
+                                           str(chunks), "--steps", str(steps), "--out", outs[r]]
+                                          + (["--patch-torch-v-handshake"] if patch else []),
+                                          stdout=log, stderr=subprocess.STDOUT))
+    deadline = time.monotonic() + TORCH_TIMEOUT_S
+    failed = None
     for p in procs:
-        if p.wait() != 0:
-            sys.exit("torch.distributed.pipelining (%s) failed" % schedule)
-    r0, r1 = (json.load(open(o)) for o in outs)
-    # A step ends on both ranks; the slower one's time is the step's.
-    return [max(a, b) for a, b in zip(r0["times"], r1["times"])], r1["losses"]
+        try:
+            if p.wait(timeout=max(1, deadline - time.monotonic())) != 0 and failed is None:
+                failed = "exit status %d" % p.returncode
+        except subprocess.TimeoutExpired:
+            failed = "did not finish within %d s (hung)" % TORCH_TIMEOUT_S
+            break
+    for p in procs:  # ours, by their own handle
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    order = json.load(open(outs[0] + ".order")) if os.path.exists(outs[0] + ".order") else None
+    if failed is not None:
+        text = "".join(open(lg, errors="replace").read() for lg in logs)
+        errs = re.findall(r"\b(\w*(?:Error|Exception): .*)", text)
+        why = errs[-1].strip() if errs else failed
+        if SCHEDULES[schedule][2] == "v" and "_initialize_stages" in text and "Pair is not connected" in text:
+            return ("%s fails over Gloo in its first step's handshake: Pair is not connected (see below)"
+                    % cls_name), [], order
+        sys.exit("torch.distributed.pipelining %s (%s) failed: %s\n%s" % (schedule, cls_name, why, text[-3000:]))
+    res = [json.load(open(o)) for o in outs]
+    # A step ends on every rank; the slowest one's time is the step's.
+    times = [max(ts) for ts in zip(*(r["times"] for r in res))]
+    return times, next(r["losses"] for r in res if r["losses"]), order
 
 
 def run_pprun(build, work, fmt, schedule, chunks, steps):
-    split = os.path.join(work, "split_" + fmt)
-    log = subprocess.run([os.path.join(build, "pprun"), "--manifest", split, "--nproc", "2", "--schedule", schedule,
-                          "--chunks", str(chunks), "--inputs", os.path.join(work, "batches"), "--steps", str(steps),
-                          "--train", "--loss", "mse", "--optimizer", "sgd", "--lr", str(LR), "--threads", "1"],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    split = os.path.join(work, "split_%s_%d" % (fmt, SCHEDULES[schedule][0]))
+    log = subprocess.run([os.path.join(build, "pprun"), "--manifest", split, "--nproc", str(RANKS), "--schedule",
+                          schedule, "--chunks", str(chunks), "--inputs", os.path.join(work, "batches"), "--steps",
+                          str(steps), "--train", "--loss", "mse", "--optimizer", "sgd", "--lr", str(LR), "--threads",
+                          "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if log.returncode != 0:
-        sys.exit("pprun failed:\n" + log.stdout[-2000:])
+        sys.exit("pprun --schedule %s (%s stages) failed:\n%s" % (schedule, fmt, log.stdout[-2000:]))
     rows = re.findall(r"\[rank 0\] step \d+/\d+  loss ([0-9.eE+-]+)  samples/s [0-9.]+  step ([0-9.]+) ms", log.stdout)
+    if len(rows) != steps:
+        sys.exit("pprun --schedule %s (%s stages): %d step lines, expected %d:\n%s"
+                 % (schedule, fmt, len(rows), steps, log.stdout[-2000:]))
     return [float(t) for _, t in rows], [float(l) for l, _ in rows]
 
 
-def prepare(build, work, batch, nbatches):
+def pprun_order(build, work, fmt, schedule, chunks):
+    """pprun's compute actions of every rank (--print-schedule --format csv)."""
+    split = os.path.join(work, "split_%s_%d" % (fmt, SCHEDULES[schedule][0]))
+    p = subprocess.run([os.path.join(build, "pprun"), "--manifest", split, "--nproc", str(RANKS), "--schedule",
+                        schedule, "--chunks", str(chunks), "--train", "--print-schedule", "--format", "csv"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if p.returncode != 0:
+        sys.exit("pprun --print-schedule --schedule %s failed:\n%s" % (schedule, p.stdout[-2000:]))
+    lines = [ln.strip() for ln in p.stdout.splitlines() if re.fullmatch(r"\d+[FIBW]\d+(,\d+[FIBW]\d+)*", ln.strip())]
+    return {str(r): ln.split(",") for r, ln in enumerate(lines)}
+
+
+def order_note(mine, theirs, cls_name):
+    """One line: whether pprun's compute order is torch's."""
+    if theirs is None:
+        return "order: torch's %s was not built" % cls_name
+    if theirs == "single":
+        return ("order: not compared: torch's %s runs a loop of its own (PipelineScheduleSingle), not an action list"
+                % cls_name)
+    if mine == theirs:
+        return "order: the same compute actions in the same order as torch's %s on every rank" % cls_name
+    for r in sorted(set(mine) | set(theirs)):
+        a, b = mine.get(r, []), theirs.get(r, [])
+        if a != b:
+            k = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            same_set = sorted(a) == sorted(b)
+            return ("order DIFFERS from torch's %s: rank %s, action %d: pprun %s, torch %s (%s)"
+                    % (cls_name, r, k + 1, ",".join(a[k:k + 3]) or "(end)", ",".join(b[k:k + 3]) or "(end)",
+                       "the same actions in another order" if same_set else "different actions"))
+    return "order DIFFERS from torch's %s" % cls_name
+
+
+def prepare(build, work, batch, nbatches, nstages_needed, formats):
     os.makedirs(os.path.join(work, "batches"))
     g = torch.Generator().manual_seed(1)
     for i in range(nbatches):
@@ -162,19 +323,47 @@ def prepare(build, work, batch, nbatches):
                    os.path.join(work, "batches", "batch_%03d.pt" % i))
     model = build_model().eval()
     x = torch.randn(2, WIDTH)
-    spec = os.path.join(work, "spec.json")
-    with open(spec, "w") as f:
-        json.dump({"version": 1, "split_points": [{"module": "blocks.%d" % (BLOCKS // 2 - 1), "at": "end"}]}, f)
     with torch.no_grad():
         torch.jit.trace(model, x).save(os.path.join(work, "model.pt"))
         kw = {"dynamo": False} if torch.__version__ >= "2" else {}
         torch.onnx.export(model, (x,), os.path.join(work, "model.onnx"), input_names=["x"], output_names=["y"],
                           dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, opset_version=17, **kw)
-    for fmt, path in (("torchscript", "model.pt"), ("onnx", "model.onnx")):
-        p = subprocess.run([os.path.join(build, "ppc"), "split", os.path.join(work, path), "--splits", spec, "-o",
-                            os.path.join(work, "split_" + fmt)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if p.returncode != 0:
-            sys.exit("ppc split failed:\n" + p.stdout)
+    for nstages in sorted(nstages_needed):
+        # Cut after blocks BLOCKS/n - 1, 2*BLOCKS/n - 1, ...: 2 stages after block 7; 4 after 3, 7 and 11.
+        spec = os.path.join(work, "spec_%d.json" % nstages)
+        cuts = [{"module": "blocks.%d" % (k * BLOCKS // nstages - 1), "at": "end"} for k in range(1, nstages)]
+        with open(spec, "w") as f:
+            json.dump({"version": 1, "split_points": cuts}, f)
+        for fmt in formats:
+            path = {"torchscript": "model.pt", "onnx": "model.onnx"}[fmt]
+            p = subprocess.run([os.path.join(build, "ppc"), "split", os.path.join(work, path), "--splits", spec, "-o",
+                                os.path.join(work, "split_%s_%d" % (fmt, nstages))],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            if p.returncode != 0:
+                sys.exit("ppc split failed:\n" + p.stdout)
+
+
+def rel(a, b):
+    return abs(a - b) / max(abs(a), abs(b), 1e-12)
+
+
+def check_losses(results, eager_losses):
+    """Each pprun row's losses against torch.distributed.pipelining's of its schedule (eager's where torch's
+    could not run): every printed step within RTOL relative. Returns the lines of the disagreements."""
+    bad = []
+    ref = {r[1]: r[3] for r in results if r[0].startswith("torch.distributed") and not isinstance(r[2], str)}
+    for name, sched, times, losses in results:
+        if not name.startswith("pprun"):
+            continue
+        against, what = (ref[sched], "torch.distributed.pipelining") if sched in ref else (eager_losses, "eager")
+        n = min(3, len(losses), len(against))
+        if n == 0:
+            bad.append("%s %s: no losses to compare" % (name, sched))
+        for i in range(n):
+            if rel(losses[i], against[i]) > RTOL:
+                bad.append("%s %s step %d: loss %.7g, %s %.7g (relative %.2g > %g)"
+                           % (name, sched, i + 1, losses[i], what, against[i], rel(losses[i], against[i]), RTOL))
+    return bad
 
 
 def main():
@@ -183,8 +372,13 @@ def main():
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--chunks", type=int, default=8)
     ap.add_argument("--steps", type=int, default=21)
-    ap.add_argument("--schedules", default="gpipe,1f1b")
+    ap.add_argument("--schedules", default="gpipe,1f1b", help="comma-separated, or all: " + ",".join(SCHEDULES))
     ap.add_argument("--formats", default="torchscript,onnx")
+    ap.add_argument("--patch-torch-v-handshake", action="store_true",
+                    help="let torch's ZB-V and DualPipeV run over Gloo: drop their first step's handshake messages "
+                         "from a rank to itself (rows marked patched)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="batch 32, 4 micro-batches, 2 steps, every schedule and format: check losses, no timings")
     ap.add_argument("--pipelining-rank", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
@@ -192,27 +386,75 @@ def main():
     ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.pipelining_rank is not None:
-        return pipelining_rank(a.work, a.pipelining_rank, a.port, a.schedule, a.chunks, a.steps, a.out)
-    if a.steps < 3:
+        return pipelining_rank(a.work, a.pipelining_rank, a.port, a.schedule, a.chunks, a.steps, a.out,
+                               a.patch_torch_v_handshake)
+    if a.smoke:
+        a.batch, a.chunks, a.steps, a.schedules, a.formats = 32, 4, 2, "all", "torchscript,onnx"
+    elif a.steps < 3:
         ap.error("--steps must be >= 3 (the first is excluded)")
+    scheds = list(SCHEDULES) if a.schedules == "all" else a.schedules.split(",")
+    formats = a.formats.split(",")
+    for s in scheds:
+        if s not in SCHEDULES:
+            ap.error("unknown schedule %r; choose from %s or all" % (s, ", ".join(SCHEDULES)))
+    for f in formats:
+        if f not in ("torchscript", "onnx"):
+            ap.error("unknown format %r; choose from torchscript, onnx" % f)
     work = tempfile.mkdtemp(prefix="ppc_bench_")
     try:
-        prepare(a.build, work, a.batch, min(a.steps, 4))
-        print("train step: %d x (Linear(%d, %d) + ReLU), batch %d, %d micro-batches, SGD, 2 stages of 8 blocks; "
-              "1 intra-op thread per process; torch %s; %d steps, first excluded"
-              % (BLOCKS, WIDTH, WIDTH, a.batch, a.chunks, torch.__version__, a.steps))
-        results = [("eager (1 process)", "-") + run_eager(work, a.steps)]
-        for sched in a.schedules.split(","):
-            results.append(("torch.distributed.pipelining", sched) + run_pipelining(work, sched, a.chunks, a.steps))
-            for fmt in a.formats.split(","):
-                results.append(("pprun (%s stages)" % fmt, sched) + run_pprun(a.build, work, fmt, sched, a.chunks, a.steps))
-        base = {r[1]: statistics.median(r[2][1:]) for r in results if r[0].startswith("torch.distributed")}
-        print("%-30s %-6s %10s %10s %10s  %s" % ("", "sched", "step ms", "samples/s", "vs pipe", "losses (first 3)"))
+        prepare(a.build, work, a.batch, min(a.steps, 4), {SCHEDULES[s][0] for s in scheds}, formats)
+        print("train step: %d x (Linear(%d, %d) + ReLU), batch %d, %d micro-batches, SGD, %d ranks (2 stages of 8 "
+              "blocks, or 4 of 4 for two stages per rank); 1 intra-op thread per process; torch %s; %d steps%s"
+              % (BLOCKS, WIDTH, WIDTH, a.batch, a.chunks, RANKS, torch.__version__, a.steps,
+                 "; smoke: losses only, no timings" if a.smoke else ", first excluded"))
+        eager = run_eager(work, a.steps)
+        results = [("eager (1 process)", "-") + eager]
+        notes = []
+        for sched in scheds:
+            times, losses, order = run_pipelining(work, sched, a.chunks, a.steps, a.patch_torch_v_handshake)
+            patched = a.patch_torch_v_handshake and SCHEDULES[sched][2] == "v"
+            results.append(("torch.distributed.pipelining" + (" (patched)" if patched else ""), sched, times, losses))
+            for fmt in formats:
+                results.append(("pprun (%s stages)" % fmt, sched) + run_pprun(a.build, work, fmt, sched, a.chunks,
+                                                                              a.steps))
+            notes.append("%-16s %s" % (sched, order_note(pprun_order(a.build, work, formats[0], sched, a.chunks),
+                                                          order, SCHEDULES[sched][1])))
+        base = {r[1]: statistics.median(r[2][1:]) for r in results
+                if r[0].startswith("torch.distributed") and not isinstance(r[2], str)}
+        if a.smoke:
+            print("%-38s %-16s  %s" % ("", "schedule", "losses"))
+        else:
+            print("%-38s %-16s %10s %10s %10s  %s" % ("", "schedule", "step ms", "samples/s", "vs pipe",
+                                                      "losses (first 3)"))
         for name, sched, times, losses in results:
+            if isinstance(times, str):
+                print("%-38s %-16s  could not run here: %s" % (name, sched, times))
+                continue
+            text = " ".join("%.6f" % l for l in losses[:3])
+            if a.smoke:
+                print("%-38s %-16s  %s" % (name, sched, text))
+                continue
             med = statistics.median(times[1:])
-            ref = base.get(sched, base.get(next(iter(base))))
-            print("%-30s %-6s %10.2f %10.0f %9.2fx  %s" % (name, sched, med, a.batch / med * 1e3, ref / med,
-                                                          " ".join("%.6f" % l for l in losses[:3])))
+            ref = base.get(sched)
+            if name.startswith("eager") and base:
+                ref = base.get("gpipe", next(iter(base.values())))
+            vs = "%9.2fx" % (ref / med) if ref else "%10s" % "-"
+            print("%-38s %-16s %10.2f %10.0f %s  %s" % (name, sched, med, a.batch / med * 1e3, vs, text))
+        print("schedules, pprun's against torch.distributed.pipelining's (%d ranks, %d micro-batches):"
+              % (RANKS, a.chunks))
+        for line in notes:
+            print("  " + line)
+        if any(isinstance(r[2], str) for r in results):
+            print("could not run: " + GLOO_SELF_SEND + "; pprun's rows of those schedules are checked against "
+                  "eager PyTorch's losses")
+        bad = check_losses(results, eager[1])
+        if bad:
+            print("LOSSES DISAGREE (pprun against torch.distributed.pipelining, or eager where it could not run):")
+            for line in bad:
+                print("  " + line)
+            return 1
+        print("losses agree: every pprun row within %g relative of torch.distributed.pipelining's with the same "
+              "schedule (of eager PyTorch's where torch could not run), each printed step" % RTOL)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
