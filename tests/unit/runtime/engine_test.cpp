@@ -30,8 +30,21 @@ using namespace ppc::runtime;
 
 namespace {
 
+// This process's scratch folder; removed when the process's tests end
+// (ctest runs each test in a process of its own: hundreds of them a run).
+fs::path scratch_root() { return fs::temp_directory_path() / ("ppc_engine_test_" + std::to_string(::getpid())); }
+
+class RemoveScratch : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(scratch_root(), ec);
+  }
+};
+::testing::Environment* const kRemoveScratch = ::testing::AddGlobalTestEnvironment(new RemoveScratch);
+
 fs::path scratch(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("ppc_engine_test_" + std::to_string(::getpid())) / name;
+  fs::path p = scratch_root() / name;
   fs::remove_all(p);
   fs::create_directories(p.parent_path());
   return p;
