@@ -11,8 +11,8 @@
 namespace ppc {
 
 inline const std::vector<std::string>& schedule_names() {
-  static const std::vector<std::string> names = {"gpipe", "1f1b",           "interleaved-1f1b", "looped-bfs",
-                                                 "zb-h1", "interleaved-zb", "zb-v",             "dualpipev"};
+  static const std::vector<std::string> names = {"gpipe",          "1f1b", "interleaved-1f1b", "looped-bfs", "zb-h1",
+                                                 "interleaved-zb", "zb-v", "dualpipev"};
   return names;
 }
 
