@@ -1,0 +1,82 @@
+// runtime/engine/wire: the header, packed messages and tags of pprun's wire format.
+#include "runtime/engine/wire.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <set>
+#include <vector>
+
+#include "schemas/error.h"
+
+using namespace ppc::runtime;
+
+namespace {
+
+TEST(Wire, HeaderRoundTripsDtypesAndShapes) {
+  std::vector<at::Tensor> ts = {at::zeros({2, 3}), at::zeros({}, at::kLong), at::zeros({1, 2, 3, 4}, at::kBool)};
+  at::Tensor h = wire::encode_header(ts);
+  auto back = wire::allocate_from_header(h, 3);
+  ASSERT_EQ(back.size(), 3u);
+  for (size_t i = 0; i < ts.size(); ++i) {
+    EXPECT_EQ(back[i].scalar_type(), ts[i].scalar_type());
+    EXPECT_TRUE(back[i].sizes().equals(ts[i].sizes()));
+  }
+  EXPECT_THROW(wire::encode_header({at::zeros(std::vector<int64_t>(9, 1))}), ppc::Error);
+  at::Tensor bad = h.clone();
+  bad[0] = -3;
+  EXPECT_THROW(wire::allocate_from_header(bad, 3), ppc::Error);
+}
+
+TEST(Wire, PackedTensorsRoundTripAlignedAndTyped) {
+  at::Generator gen = at::detail::createCPUGenerator(9);
+  std::vector<at::Tensor> ts = {at::randn({3, 5}, gen),  at::randint(-9, 9, {7}, gen, at::kLong),
+                                at::randn({4}, gen) > 0, at::randn({}, gen).to(at::kDouble),
+                                at::zeros({0, 3}),       at::randn({2, 3}, gen).t()};  // last: not contiguous
+  at::Tensor bytes = wire::pack(ts);
+  std::vector<std::vector<int64_t>> shapes;
+  std::vector<at::ScalarType> dtypes;
+  int64_t payload = 0;
+  for (const auto& t : ts) {
+    shapes.push_back(t.sizes().vec());
+    dtypes.push_back(t.scalar_type());
+    payload += t.numel() * static_cast<int64_t>(t.element_size());
+  }
+  EXPECT_EQ(bytes.scalar_type(), at::kByte);
+  EXPECT_EQ(bytes.numel(), wire::packed_bytes(shapes, dtypes));
+  EXPECT_GE(bytes.numel(), payload);
+  EXPECT_LT(bytes.numel(), payload + wire::kPackAlign * static_cast<int64_t>(ts.size()));
+  // What the receiver does: a fresh buffer filled with the message's bytes.
+  at::Tensor received = at::empty_like(bytes);
+  received.copy_(bytes);
+  auto back = wire::unpack(received, shapes, dtypes);
+  ASSERT_EQ(back.size(), ts.size());
+  for (size_t k = 0; k < ts.size(); ++k) {
+    SCOPED_TRACE(k);
+    EXPECT_EQ(back[k].scalar_type(), ts[k].scalar_type());
+    EXPECT_TRUE(back[k].sizes().equals(ts[k].sizes()));
+    EXPECT_TRUE(at::equal(back[k], ts[k]));
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(back[k].data_ptr()) % wire::kPackAlign,
+              reinterpret_cast<uintptr_t>(received.data_ptr()) % wire::kPackAlign);
+  }
+  EXPECT_THROW(wire::unpack(received.narrow(0, 0, received.numel() - 1), shapes, dtypes), ppc::Error);
+}
+
+TEST(Wire, TagsAreDistinctPerDirectionEdgeMicroBatchAndSlot) {
+  wire::Tags tags(4, 8, 3);
+  std::set<uint32_t> seen;
+  for (int d = 0; d < 2; ++d)
+    for (int p = 0; p < 4; ++p)
+      for (int c = 0; c < 4; ++c)
+        for (int m = 0; m < 8; ++m)
+          for (int k = 0; k < 3; ++k) {
+            uint32_t t = tags.data(d, p, c, m, k);
+            EXPECT_LT(t, wire::Tags::kControlBase);
+            EXPECT_TRUE(seen.insert(t).second);
+          }
+  EXPECT_THROW(wire::Tags(1000, 1000, 1000), ppc::Error);
+}
+
+}  // namespace
