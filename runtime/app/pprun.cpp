@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "runtime/engine/replicas.h"
 #include "runtime/launch/local_launcher.h"
 #include "runtime/manifest/stage_map.h"
 #include "runtime/schedule/csv.h"
@@ -135,6 +136,11 @@ void apply_manifest_defaults(PprunOptions& o, const manifest::Manifest& m) {
   e.schedule = fs::path(e.schedule_file).filename().string();
 }
 
+// The ranks of one pipeline replica among `world` (all of them without --dp).
+int pipeline_ranks(const PprunOptions& o, int world) {
+  return replica_layout(world, o.engine.dp, o.engine.dp_layout).pipeline;
+}
+
 // --simulate: per-rank timelines and the summary, and the SVG with --timeline.
 int simulate(PprunOptions& o, const manifest::Manifest& m, const schedule::Schedule& s, int ws, std::ostream& out) {
   const EngineOptions& e = o.engine;
@@ -162,6 +168,7 @@ int look_at_schedule(PprunOptions& o, const manifest::Manifest& m, std::ostream&
     const char* v = std::getenv("WORLD_SIZE");
     ws = o.nproc > 0 ? o.nproc : v ? std::atoi(v) : static_cast<int>(m.stages.size());
   }
+  ws = pipeline_ranks(o, ws);  // one replica's
   // Simulation is about training schedules unless --train is absent and the user asks for inference.
   bool train = e.train || o.simulate;
   auto s = plan_schedule(m, e.schedule, ws, e.chunks, train, e.schedule_file);
@@ -192,7 +199,8 @@ void check_run(PprunOptions& o, const LoadedManifest& lm) {
 }
 
 int launch(const PprunOptions& o, const manifest::Manifest& m) {
-  plan_schedule(m, o.engine.schedule, o.nproc, o.engine.chunks, o.engine.train, o.engine.schedule_file);
+  plan_schedule(m, o.engine.schedule, pipeline_ranks(o, o.nproc), o.engine.chunks, o.engine.train,
+                o.engine.schedule_file);
   LaunchOptions lo;
   lo.executable = fs::read_symlink("/proc/self/exe").string();
   lo.args = o.child_args;
@@ -216,8 +224,10 @@ int run_rank(const PprunOptions& o, const LoadedManifest& lm, std::ostream& out)
                              std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000)));
   } catch (const std::invalid_argument& e) { throw Error(e.what()); }
   // Check the placement before connecting, so bad input fails fast on every rank.
-  stages_of_rank(static_cast<int>(lm.manifest.stages.size()), ro.world_size, ro.rank);
-  plan_schedule(lm.manifest, o.engine.schedule, ro.world_size, o.engine.chunks, o.engine.train, o.engine.schedule_file);
+  const ReplicaLayout layout = replica_layout(ro.world_size, o.engine.dp, o.engine.dp_layout);
+  stages_of_rank(static_cast<int>(lm.manifest.stages.size()), layout.pipeline, layout.position_of(ro.rank));
+  plan_schedule(lm.manifest, o.engine.schedule, layout.pipeline, o.engine.chunks, o.engine.train,
+                o.engine.schedule_file);
   set_threads(o.threads);
   std::unique_ptr<Transport> transport;
   try {

@@ -100,6 +100,7 @@ void prune(const fs::path& root, const std::string& current, int keep) {
 }  // namespace
 
 void Engine::save_checkpoint(int64_t steps_done) {
+  if (replica_ != 0) return;  // the replicas hold the same parameters: replica 0 writes them
   fs::path link(o_.save_dir);
   while (link.has_parent_path() && link.filename().empty()) link = link.parent_path();  // "ck/" -> "ck"
   fs::path root = link.string() + ".d";

@@ -193,15 +193,29 @@ void Engine::load_batch(int64_t step) {
     where = o_.input_files.at(static_cast<size_t>(step % static_cast<int64_t>(o_.input_files.size())));
     batch = load_tensor_dict(where);
   }
-  MicroBatches mb =
-      split_batch(m_, batch, o_.chunks, o_.train && o_.loss != "model" && !o_.synthetic ? o_.target_key : "", where);
+  const std::string target_key = o_.train && o_.loss != "model" && !o_.synthetic ? o_.target_key : "";
+  const std::vector<NamedTensor> whole = batch;
+  int64_t whole_samples = 0;
+  std::vector<int64_t> shard_sizes;
+  if (layout_.replicas > 1)
+    batch = shard_batch(m_, batch, layout_.replicas, replica_, target_key, where, &whole_samples, &shard_sizes);
+  MicroBatches mb = split_batch(m_, batch, o_.chunks, target_key, where);
   micro_inputs_ = std::move(mb.inputs);
   micro_targets_ = std::move(mb.targets);
   micro_sizes_ = std::move(mb.sizes);
-  batch_samples_ = mb.batch_size;
+  batch_samples_ = layout_.replicas > 1 ? whole_samples : mb.batch_size;
+  target_sizes_ = micro_sizes_;
+  target_base_ = 0;
+  if (layout_.replicas > 1) {
+    target_sizes_.clear();
+    for (int d = 0; d < layout_.replicas; ++d) {
+      if (d == replica_) target_base_ = static_cast<int>(target_sizes_.size());
+      for (int64_t n : micro_sizes(shard_sizes[static_cast<size_t>(d)], o_.chunks)) target_sizes_.push_back(n);
+    }
+  }
   full_batch_first_input_.clear();
   if (o_.synthetic && o_.train && o_.loss != "model") {
-    for (const auto& [name, t] : batch) {
+    for (const auto& [name, t] : whole) {
       if (at::isFloatingType(t.scalar_type())) {
         full_batch_first_input_ = {t};
         break;
@@ -242,20 +256,23 @@ void Engine::agree_on_run() {
       {"--train", o_.train ? 1 : 0},
       {"resumed step", start_step_},
       {"loss and optimizer settings", o_.train ? digest56(sha256_hex(training.str())) : 0},
+      {"--dp", o_.dp},
+      {"--dp-layout", digest56(sha256_hex(o_.dp_layout))},
+      {"--dp-bucket-mb", static_cast<int64_t>(o_.dp_bucket_mb * 1024)},
   };
-  const int64_t world = t_.world_size(), n = static_cast<int64_t>(fields.size());
+  const int64_t world = w_.world_size(), n = static_cast<int64_t>(fields.size());
   at::Tensor all = at::zeros({world, n}, at::kLong);
-  for (int64_t f = 0; f < n; ++f) all[t_.rank()][f] = fields[f].second;
+  for (int64_t f = 0; f < n; ++f) all[w_.rank()][f] = fields[f].second;
   std::vector<at::Tensor> ts{all};
   std::vector<int> ranks(static_cast<size_t>(world));
   for (int r = 0; r < world; ++r) ranks[r] = r;
-  t_.all_reduce_sum(ts, ranks);
+  w_.all_reduce_sum(ts, ranks);
   const int64_t* v = ts[0].data_ptr<int64_t>();
   for (int64_t r = 1; r < world; ++r)
     for (int64_t f = 0; f < n; ++f) {
       if (v[r * n + f] == v[f]) continue;
       const std::string& what = fields[f].first;
-      bool number = what.rfind("--", 0) == 0 || what == "resumed step";
+      bool number = (what.rfind("--", 0) == 0 && what != "--dp-layout") || what == "resumed step";
       throw Error("rank " + std::to_string(r) + " was started differently from rank 0: " +
                   (number ? what + " " + std::to_string(v[r * n + f]) + " instead of " + std::to_string(v[f])
                           : "another " + what) +
@@ -266,8 +283,9 @@ void Engine::agree_on_run() {
 void Engine::run() {
   setup();
   agree_on_run();
+  plan_gradient_reduction();
   measure_ = std::make_unique<Measurement>(
-      MeasuredRun{t_, o_, log_, m_, num_stages_, plan_, graph_, start_step_, loss_stage_});
+      MeasuredRun{t_, w_, layout_, o_, log_, m_, num_stages_, plan_, graph_, start_step_, loss_stage_});
   Measurement& ms = *measure_;
   ms.start_run();
   for (int64_t i = 0; i < o_.steps; ++i) {
@@ -280,13 +298,19 @@ void Engine::run() {
     reset_micro_states();
     step_loss_ = 0;
     ms.start_step(step_);
-    for (const Action& a : actions_) execute(a);
+    for (size_t k = 0; k < actions_.size(); ++k) {
+      execute(actions_[k]);
+      if (!reduce_after_.empty() && reduce_after_[k] >= 0) start_gradient_reduction(reduce_after_[k]);
+    }
     double t = ms.now_us();
     for (auto& w : pending_sends_) w->wait();
     pending_sends_.clear();
     send_keepalive_.clear();
     ms.record("wait for sends", "wait", -1, -1, t, ms.now_us());
     if (o_.train) {
+      t = ms.now_us();
+      finish_gradient_reduction();
+      if (!replica_group_.empty()) ms.record("wait for gradient all-reduce", "wait", -1, -1, t, ms.now_us());
       t = ms.now_us();
       sync_tied_gradients();
       ms.record("tied-gradient all-reduce", "allreduce", -1, -1, t, ms.now_us());
@@ -310,7 +334,7 @@ void Engine::run() {
   for (auto& w : pending_sends_) w->wait();  // the last step's statistics
   pending_sends_.clear();
   send_keepalive_.clear();
-  if (t_.rank() == 0 && !o_.quiet && o_.train)
+  if (w_.rank() == 0 && !o_.quiet && o_.train)
     log_ << "rank 0 held at most " << peak_in_flight_ << " of " << o_.chunks
          << " micro-batches of activations (schedule " << o_.schedule << ")" << std::endl;
   ms.end_run(locals_, micro_sizes_);
@@ -641,7 +665,8 @@ at::Tensor Engine::compute_loss(const at::Tensor& out, int m) {
   } else {
     at::Tensor target;
     if (o_.synthetic) {
-      target = synthetic_target(out, full_batch_first_input_, micro_sizes_, m, o_.loss, o_.seed, synthetic_teacher_);
+      target = synthetic_target(out, full_batch_first_input_, target_sizes_, target_base_ + m, o_.loss, o_.seed,
+                                synthetic_teacher_);
     } else {
       target = micro_targets_.at(m);
     }
@@ -707,6 +732,74 @@ void Engine::sync_tied_gradients() {
   }
 }
 
+void Engine::plan_gradient_reduction() {
+  if (layout_.replicas < 2 || !o_.train) return;
+  replica_group_ = layout_.replica_ranks(layout_.position_of(w_.rank()));
+  // Sub-groups made once, before the first step, in the same order on every
+  // rank: this position's replicas, then this replica's pipeline (its barrier).
+  w_.connect_group(replica_group_);
+  w_.connect_group(layout_.pipeline_ranks(replica_));
+  reduce_after_.assign(actions_.size(), -1);
+  std::map<int, size_t> last;  // stage -> its last action that adds to parameter gradients
+  for (size_t k = 0; k < actions_.size(); ++k)
+    if (actions_[k].kind == Action::B || actions_[k].kind == Action::W) last[actions_[k].stage] = k;
+  for (const auto& [s, k] : last) reduce_after_[k] = s;
+}
+
+// Buckets in parameter order, one dtype each, of at most dp_bucket_mb MiB
+// (a larger parameter alone). A parameter without a gradient (unused by the
+// stage) has none on any replica: it stays out, as it would of PyTorch's step.
+void Engine::start_gradient_reduction(int s) {
+  const double t0 = measure_->now_us();
+  const int64_t cap = std::max<int64_t>(1, static_cast<int64_t>(o_.dp_bucket_mb * 1024 * 1024));
+  std::vector<at::Tensor> grads;
+  int64_t bytes = 0;
+  auto flush = [&]() {
+    if (grads.empty()) return;
+    GradBucket b;
+    b.stage = s;
+    b.start_us = t0;
+    b.in_place = grads.size() == 1 && grads[0].is_contiguous();
+    if (b.in_place) {
+      b.flat = grads[0].view({-1});
+    } else {
+      std::vector<at::Tensor> parts;
+      for (const at::Tensor& g : grads) parts.push_back(g.reshape({-1}));
+      b.flat = at::cat(parts);
+    }
+    b.grads = std::move(grads);
+    b.work = w_.iall_reduce_sum(b.flat, replica_group_);
+    buckets_.push_back(std::move(b));
+    grads.clear();
+    bytes = 0;
+  };
+  for (const at::Tensor& p : local(s).trainable) {
+    const at::Tensor& g = p.grad();
+    if (!g.defined()) continue;
+    const int64_t n = static_cast<int64_t>(g.nbytes());
+    if (!grads.empty() && (grads[0].scalar_type() != g.scalar_type() || bytes + n > cap)) flush();
+    grads.push_back(g);
+    bytes += n;
+  }
+  flush();
+}
+
+void Engine::finish_gradient_reduction() {
+  for (GradBucket& b : buckets_) {
+    b.work->wait();
+    measure_->record("gradient all-reduce", "dp", b.stage, -1, b.start_us, measure_->now_us());
+    if (b.in_place) continue;
+    at::NoGradGuard no_grad;
+    int64_t offset = 0;
+    for (at::Tensor& g : b.grads) {
+      const int64_t n = g.numel();
+      g.copy_(b.flat.narrow(0, offset, n).view(g.sizes()));
+      offset += n;
+    }
+  }
+  buckets_.clear();
+}
+
 void Engine::collect_outputs(int s, int m, const std::vector<at::Tensor>& outs) {
   if (o_.output_path.empty()) return;
   const auto& info = m_.stages[s].outputs;
@@ -725,14 +818,51 @@ void Engine::write_outputs() {
     int dim = mo.batch_dim.value_or(0);
     out.emplace_back(mo.name, pieces[0].dim() == 0 ? at::stack(pieces) : at::cat(pieces, dim));
   }
-  save_tensor_dict(o_.output_path, out);
+  if (layout_.replicas > 1) gather_replica_outputs(out);
+  if (replica_ == 0) save_tensor_dict(o_.output_path, out);
+}
+
+// Each output travels as a shape header and its data; replica 0 appends
+// the pieces along the output's batch dim, in replica order.
+void Engine::gather_replica_outputs(std::vector<NamedTensor>& out) {
+  const int here = layout_.position_of(w_.rank());
+  if (replica_ != 0) {
+    for (auto& [name, t] : out) {
+      at::Tensor c = t.contiguous();
+      at::Tensor header = wire::encode_header({c});
+      w_.isend(header, layout_.rank_of(0, here), wire::Tags::kOutputs)->wait();
+      w_.isend(wire_view(c), layout_.rank_of(0, here), wire::Tags::kOutputs)->wait();
+    }
+    return;
+  }
+  for (int d = 1; d < layout_.replicas; ++d) {
+    for (size_t i = 0; i < out.size(); ++i) {
+      at::Tensor header = wire::header_buffer(1);
+      w_.irecv(header, layout_.rank_of(d, here), wire::Tags::kOutputs)->wait();
+      at::Tensor piece = wire::allocate_from_header(header, 1).at(0);
+      w_.irecv(wire_view(piece), layout_.rank_of(d, here), wire::Tags::kOutputs)->wait();
+      const auto& mo = *std::find_if(m_.model_outputs.begin(), m_.model_outputs.end(),
+                                     [&](const auto& o) { return o.name == out[i].first; });
+      at::Tensor& whole = out[i].second;
+      whole = whole.dim() == 0 ? at::cat({whole.reshape({1}), piece.reshape({-1})})
+                               : at::cat({whole, piece}, mo.batch_dim.value_or(0));
+    }
+  }
 }
 
 }  // namespace engine_detail
 
 void run_pipeline(const LoadedManifest& manifest, Transport& transport, const EngineOptions& options,
                   std::ostream& log) {
-  engine_detail::Engine engine(manifest, transport, options, log);
+  const ReplicaLayout layout = replica_layout(transport.world_size(), options.dp, options.dp_layout);
+  if (layout.replicas == 1) {
+    engine_detail::Engine engine(manifest, transport, transport, layout, options, log);
+    engine.run();
+    return;
+  }
+  if (transport.rank() == 0 && !options.quiet) log << "pprun: " << layout.describe() << std::endl;
+  auto pipeline = subset_transport(transport, layout.pipeline_ranks(layout.replica_of(transport.rank())));
+  engine_detail::Engine engine(manifest, *pipeline, transport, layout, options, log);
   engine.run();
 }
 

@@ -32,7 +32,15 @@ struct EngineOptions {
   uint64_t seed = 0;
   int synthetic_batches = 8;            ///< distinct synthetic batches, cycled
   std::map<std::string, int64_t> dims;  ///< values of symbolic dims (besides the batch dim)
-  int64_t int_high = 2;                 ///< synthetic integer inputs are drawn from [0, int_high)
+  // Data parallel: `dp` replicas of the pipeline (world = P * dp ranks), each
+  // on its shard of every batch (the batch split as micro-batches are: the
+  // first shards one sample larger when dp does not divide it); their
+  // gradients are summed per stage in buckets of at most `dp_bucket_mb` MiB,
+  // each stage's started as soon as its last backward of the step is done.
+  int dp = 1;
+  std::string dp_layout = "pipeline-major";  ///< or data-major (replicas.h)
+  double dp_bucket_mb = 25;
+  int64_t int_high = 2;  ///< synthetic integer inputs are drawn from [0, int_high)
   // Training.
   bool train = false;
   std::string loss = "mse";  ///< mse | cross_entropy | model
@@ -95,7 +103,8 @@ schedule::SimResult simulate_plan(const manifest::Manifest& manifest, const sche
 /// micro-batches. Throws ppc::Error naming the file and the problem.
 void check_data(const manifest::Manifest& manifest, const EngineOptions& options);
 
-/// Runs `options.steps` steps on this rank. Rank 0 writes one log line per
+/// Runs `options.steps` steps on this rank of `transport`'s world (P ranks
+/// per pipeline times options.dp replicas). Rank 0 writes one log line per
 /// step to `log` unless options.quiet. Throws ppc::Error for bad input (files,
 /// shapes, options) and PeerError when another rank fails.
 void run_pipeline(const LoadedManifest& manifest, Transport& transport, const EngineOptions& options,

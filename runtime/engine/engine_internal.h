@@ -17,6 +17,7 @@
 #include "runtime/engine/engine.h"
 #include "runtime/engine/measure.h"
 #include "runtime/engine/optimizer.h"
+#include "runtime/engine/replicas.h"
 #include "runtime/engine/wire.h"
 #include "runtime/schedule/stage_graph.h"
 #include "runtime/schedule/timeline.h"
@@ -76,6 +77,17 @@ struct MicroState {
   bool forward_done = false;
 };
 
+/// Data parallel: a stage's gradients being summed across the replicas, in
+/// one flat buffer (or the gradient itself when it is the only one).
+struct GradBucket {
+  int stage = 0;
+  std::vector<at::Tensor> grads;
+  at::Tensor flat;
+  bool in_place = false;  ///< flat is grads[0]'s own storage
+  std::unique_ptr<Work> work;
+  double start_us = 0;
+};
+
 struct LocalStage {
   int index = 0;
   const manifest::Stage* info = nullptr;
@@ -88,8 +100,18 @@ struct LocalStage {
 
 class Engine {
  public:
-  Engine(const LoadedManifest& lm, Transport& t, const EngineOptions& o, std::ostream& log)
-      : lm_(lm), m_(lm.manifest), t_(t), o_(o), log_(log) {}
+  /// `t`: this rank's pipeline (ranks 0..P-1); `world`: every rank of every
+  /// replica (the same transport as `t` without data parallelism).
+  Engine(const LoadedManifest& lm, Transport& t, Transport& world, const ReplicaLayout& layout, const EngineOptions& o,
+         std::ostream& log)
+      : lm_(lm),
+        m_(lm.manifest),
+        t_(t),
+        w_(world),
+        layout_(layout),
+        replica_(layout.replica_of(world.rank())),
+        o_(o),
+        log_(log) {}
 
   void run();
 
@@ -129,6 +151,16 @@ class Engine {
   std::vector<int64_t> link_shape(const Link& l, size_t k, int m) const;
   at::Tensor compute_loss(const at::Tensor& out, int m);
   void sync_tied_gradients();
+  /// Data parallel: which stage's gradients to start summing after each of
+  /// this rank's actions (its last backward of the step), and the sub-groups.
+  void plan_gradient_reduction();
+  /// Starts summing stage `s`'s gradients across the replicas, in buckets.
+  void start_gradient_reduction(int s);
+  /// Waits for every bucket of the step and puts the sums into the gradients.
+  void finish_gradient_reduction();
+  /// Inference with --output and data parallelism: replica 0 gathers the
+  /// other replicas' outputs (in replica order, like their shards).
+  void gather_replica_outputs(std::vector<NamedTensor>& out);
   void collect_outputs(int s, int m, const std::vector<at::Tensor>& outs);
   void write_outputs();
   void save_checkpoint(int64_t steps_done);
@@ -139,7 +171,10 @@ class Engine {
 
   const LoadedManifest& lm_;
   const manifest::Manifest& m_;
-  Transport& t_;
+  Transport& t_;  ///< this replica's pipeline
+  Transport& w_;  ///< the world
+  const ReplicaLayout layout_;
+  const int replica_;
   const EngineOptions& o_;
   std::ostream& log_;
 
@@ -161,7 +196,11 @@ class Engine {
   std::vector<std::pair<std::string, int>> dim_refs_;
   std::vector<at::Tensor> micro_targets_;
   std::vector<int64_t> micro_sizes_;
-  int64_t batch_samples_ = 0;
+  int64_t batch_samples_ = 0;  ///< the whole batch's, over every replica
+  /// Synthetic targets come from the whole batch: every replica's
+  /// micro-batch sizes in replica order, and where this replica's begin.
+  std::vector<int64_t> target_sizes_;
+  int target_base_ = 0;
   at::Tensor synthetic_teacher_;
   std::vector<at::Tensor> full_batch_first_input_;  // synthetic targets are computed from it
   double step_loss_ = 0;
@@ -173,6 +212,10 @@ class Engine {
   int64_t step_ = 0;
   /// Traces, step statistics and profiles: an observer, made when the run starts.
   std::unique_ptr<Measurement> measure_;
+
+  std::vector<int> reduce_after_;   ///< per action of actions_: the stage to reduce after it, or -1
+  std::vector<int> replica_group_;  ///< the world ranks of this pipeline position, one per replica
+  std::vector<GradBucket> buckets_;
 
   std::vector<std::unique_ptr<Work>> pending_sends_;
   std::vector<at::Tensor> send_keepalive_;

@@ -26,6 +26,9 @@ namespace ppc::runtime::engine_detail {
 
 Measurement::Measurement(const MeasuredRun& run)
     : t_(run.transport),
+      w_(run.world),
+      layout_(run.layout),
+      replica_(run.layout.replica_of(run.world.rank())),
       o_(run.options),
       log_(run.log),
       m_(run.manifest),
@@ -100,7 +103,7 @@ void Measurement::end_run(const std::vector<LocalStage>& locals, const std::vect
     gather_node_times(locals);
     gather_message_bytes();
   }
-  if (!o_.profile_path.empty() && t_.rank() == 0) write_profile(micro_sizes);
+  if (!o_.profile_path.empty() && t_.rank() == 0 && replica_ == 0) write_profile(micro_sizes);
 }
 
 void Measurement::record(const std::string& name, const std::string& category, int stage, int microbatch, double start,
@@ -109,7 +112,7 @@ void Measurement::record(const std::string& name, const std::string& category, i
   schedule::TraceEvent e;
   e.name = name;
   e.category = category;
-  e.rank = t_.rank();
+  e.rank = w_.rank();
   e.stage = stage;
   e.microbatch = microbatch;
   e.step = static_cast<int>(step_);
@@ -152,6 +155,18 @@ void Measurement::end_step(int64_t step, double secs, double step_loss, int64_t 
     sum += theirs;
   }
   const double* g = sum.data_ptr<double>();
+  double loss = g[0];
+  if (replica_ != 0) {  // this replica's loss to rank 0, which logs the step
+    at::Tensor l = at::full({1}, loss, at::kDouble);
+    sends.push_back(w_.isend(l, 0, wire::Tags::kReplicaLoss));
+    keepalive.push_back(l);
+    return;
+  }
+  for (int d = 1; d < layout_.replicas; ++d) {  // every other replica's first rank reports
+    at::Tensor l = at::zeros({1}, at::kDouble);
+    w_.irecv(l, layout_.rank_of(d, 0), wire::Tags::kReplicaLoss)->wait();
+    loss += l.item<double>();
+  }
   double busy = 0, start = g[1 + P], end = 0;
   for (int r = 0; r < P; ++r) {
     busy += g[1 + r];
@@ -187,7 +202,7 @@ void Measurement::end_step(int64_t step, double secs, double step_loss, int64_t 
   if (o_.quiet) return;
   std::ostringstream line;
   line << "step " << (step + 1) << "/" << (start_step_ + o_.steps);
-  if (o_.train) line << "  loss " << std::setprecision(6) << std::fixed << g[0];
+  if (o_.train) line << "  loss " << std::setprecision(6) << std::fixed << loss;
   line << std::setprecision(1) << std::fixed << "  samples/s " << (static_cast<double>(batch_samples) / secs)
        << "  step " << std::setprecision(2) << secs * 1000 << " ms" << std::setprecision(1) << "  bubble "
        << measured * 100 << "% (simulated " << sim.bubble_fraction * 100 << "%)";
@@ -199,17 +214,18 @@ void Measurement::end_step(int64_t step, double secs, double step_loss, int64_t 
 // halfway through it). The barrier only starts the ranks' clocks within its
 // own exit skew, which on a busy machine is milliseconds: enough to turn the
 // measured bubble and the trace's cross-rank picture into fiction.
+// Every replica reads one clock: rank 0's.
 void Measurement::align_clocks() {
-  const int P = t_.world_size();
+  const int P = w_.world_size();
   if (P < 2) return;
   const int rounds = 16;
   at::Tensor ping = at::zeros({1}, at::kDouble), stamp = at::zeros({1}, at::kDouble);
-  if (t_.rank() == 0) {
+  if (w_.rank() == 0) {
     for (int r = 1; r < P; ++r) {
       for (int i = 0; i < rounds; ++i) {
-        t_.irecv(ping, r, wire::Tags::kProbe)->wait();
+        w_.irecv(ping, r, wire::Tags::kProbe)->wait();
         stamp[0] = now_us();
-        t_.isend(stamp, r, wire::Tags::kProbe)->wait();
+        w_.isend(stamp, r, wire::Tags::kProbe)->wait();
       }
     }
     return;
@@ -217,8 +233,8 @@ void Measurement::align_clocks() {
   double best_rtt = 1e300, offset = 0;
   for (int i = 0; i < rounds; ++i) {
     double t0 = now_us();
-    t_.isend(ping, 0, wire::Tags::kProbe)->wait();
-    t_.irecv(stamp, 0, wire::Tags::kProbe)->wait();
+    w_.isend(ping, 0, wire::Tags::kProbe)->wait();
+    w_.irecv(stamp, 0, wire::Tags::kProbe)->wait();
     double t1 = now_us();
     if (t1 - t0 < best_rtt) {
       best_rtt = t1 - t0;
@@ -236,7 +252,7 @@ double Measurement::thread_cpu_us() {
 }
 
 void Measurement::measure_link() {
-  if (t_.world_size() < 2 || t_.rank() > 1) return;
+  if (t_.world_size() < 2 || t_.rank() > 1 || replica_ != 0) return;
   auto one_way_ms = [&](int64_t floats, int reps) {
     at::Tensor buf = at::zeros({floats}, at::kFloat);
     std::vector<double> ms;
@@ -482,7 +498,7 @@ void Measurement::write_profile(const std::vector<int64_t>& micro_sizes) {
 
 // Every rank's events travel to rank 0 as numbers (count, then 6 per event).
 void Measurement::write_trace_and_timeline() {
-  static const std::vector<std::string> other = {"wait", "allreduce", "optimizer"};
+  static const std::vector<std::string> other = {"wait", "allreduce", "optimizer", "dp"};
   auto code_of = [&](const schedule::TraceEvent& e) -> double {
     for (int k = Action::F; k <= Action::RECV_B; ++k)
       if (e.category == schedule::kind_name(static_cast<Action::Kind>(k))) return k;
@@ -491,10 +507,10 @@ void Measurement::write_trace_and_timeline() {
     return 100;
   };
   std::vector<schedule::TraceEvent> all;
-  for (int r = 0; r < t_.world_size(); ++r) {
+  for (int r = 0; r < w_.world_size(); ++r) {
     at::Tensor count = at::zeros({1}, at::kLong);
     at::Tensor data;
-    if (r == t_.rank()) {
+    if (r == w_.rank()) {
       count[0] = static_cast<int64_t>(events_.size());
       std::vector<double> v;
       for (const auto& e : events_) {
@@ -505,16 +521,16 @@ void Measurement::write_trace_and_timeline() {
       if (v.empty()) data = at::zeros({0}, at::kDouble);
     }
     if (r != 0) {
-      if (t_.rank() == r) {
-        t_.isend(count, 0, wire::Tags::kTrace)->wait();
-        if (data.numel()) t_.isend(data, 0, wire::Tags::kTrace)->wait();
-      } else if (t_.rank() == 0) {
-        t_.irecv(count, r, wire::Tags::kTrace)->wait();
+      if (w_.rank() == r) {
+        w_.isend(count, 0, wire::Tags::kTrace)->wait();
+        if (data.numel()) w_.isend(data, 0, wire::Tags::kTrace)->wait();
+      } else if (w_.rank() == 0) {
+        w_.irecv(count, r, wire::Tags::kTrace)->wait();
         data = at::empty({count.item<int64_t>() * 6}, at::kDouble);
-        if (data.numel()) t_.irecv(data, r, wire::Tags::kTrace)->wait();
+        if (data.numel()) w_.irecv(data, r, wire::Tags::kTrace)->wait();
       }
     }
-    if (t_.rank() != 0) continue;
+    if (w_.rank() != 0) continue;
     const double* d = data.data_ptr<double>();
     for (int64_t i = 0; i < count.item<int64_t>(); ++i, d += 6) {
       schedule::TraceEvent e;
@@ -536,18 +552,19 @@ void Measurement::write_trace_and_timeline() {
         e.category = other.at(code - 100);
         e.name = e.category == "wait"        ? "wait"
                  : e.category == "allreduce" ? "tied-gradient all-reduce"
+                 : e.category == "dp"        ? "gradient all-reduce"
                                              : "optimizer step";
       }
       all.push_back(std::move(e));
     }
   }
-  if (t_.rank() != 0) return;
-  if (!o_.trace_path.empty()) std::ofstream(o_.trace_path) << schedule::chrome_trace_json(all, t_.world_size());
+  if (w_.rank() != 0) return;
+  if (!o_.trace_path.empty()) std::ofstream(o_.trace_path) << schedule::chrome_trace_json(all, w_.world_size());
   if (!o_.timeline_path.empty()) {
     // The last step, shifted to start at 0.
     std::vector<schedule::TraceEvent> last;
     for (const auto& e : all)
-      if (e.step == step_) last.push_back(e);
+      if (e.step == step_ && e.category != "dp") last.push_back(e);  // in flight beside the actions: trace only
     double t0 = last.empty() ? 0 : last.front().start_us;
     for (const auto& e : last) t0 = std::min(t0, e.start_us);
     double t1 = t0;
@@ -557,10 +574,10 @@ void Measurement::write_trace_and_timeline() {
       t1 = std::max(t1, e.end_us + t0);
     }
     std::ostringstream title;
-    title << "pprun " << o_.schedule << ": " << t_.world_size() << " ranks, " << num_stages_ << " stages, " << o_.chunks
+    title << "pprun " << o_.schedule << ": " << w_.world_size() << " ranks, " << num_stages_ << " stages, " << o_.chunks
           << " micro-batches; step " << (step_ + 1) << " measured, " << std::setprecision(1) << std::fixed
           << (t1 - t0) / 1000 << " ms";
-    std::ofstream(o_.timeline_path) << schedule::timeline_svg(last, t_.world_size(), title.str(), "ms");
+    std::ofstream(o_.timeline_path) << schedule::timeline_svg(last, w_.world_size(), title.str(), "ms");
   }
 }
 

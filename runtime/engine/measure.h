@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "runtime/engine/engine.h"
+#include "runtime/engine/replicas.h"
 #include "runtime/schedule/action.h"
 #include "runtime/schedule/stage_graph.h"
 #include "runtime/schedule/timeline.h"
@@ -32,7 +33,9 @@ struct LocalStage;
 
 /// What the measurement observes, fixed for the run.
 struct MeasuredRun {
-  Transport& transport;
+  Transport& transport;  ///< this replica's pipeline
+  Transport& world;      ///< every rank (the same as `transport` without data parallelism)
+  const ReplicaLayout& layout;
   const EngineOptions& options;
   std::ostream& log;
   const manifest::Manifest& manifest;
@@ -114,6 +117,9 @@ class Measurement {
   void gather_message_bytes();
 
   Transport& t_;
+  Transport& w_;
+  const ReplicaLayout& layout_;
+  const int replica_;
   const EngineOptions& o_;
   std::ostream& log_;
   const manifest::Manifest& m_;

@@ -125,6 +125,25 @@ MicroBatches split_batch(const manifest::Manifest& m, const std::vector<NamedTen
   return out;
 }
 
+std::vector<NamedTensor> shard_batch(const manifest::Manifest& m, const std::vector<NamedTensor>& batch, int replicas,
+                                     int replica, const std::string& target_key, const std::string& where,
+                                     int64_t* batch_size, std::vector<int64_t>* shard_sizes) {
+  MicroBatches shards = split_batch(m, batch, replicas, target_key, where);
+  *batch_size = shards.batch_size;
+  *shard_sizes = shards.sizes;
+  std::vector<NamedTensor> out;
+  for (const auto& [name, t] : batch) {
+    auto in = shards.inputs.find(name);
+    if (in != shards.inputs.end())
+      out.emplace_back(name, in->second.at(static_cast<size_t>(replica)));
+    else if (!target_key.empty() && name == target_key)
+      out.emplace_back(name, shards.targets.at(static_cast<size_t>(replica)));
+    else
+      out.emplace_back(name, t);
+  }
+  return out;
+}
+
 std::vector<NamedTensor> synthetic_batch(const manifest::Manifest& m, int64_t batch_size,
                                          const std::map<std::string, int64_t>& dims, int64_t int_high, uint64_t seed) {
   if (batch_size < 1) throw Error("--synthetic needs --batch-size N (N >= 1)");

@@ -31,6 +31,16 @@ std::vector<int64_t> micro_sizes(int64_t n, int chunks);
 MicroBatches split_batch(const manifest::Manifest& m, const std::vector<NamedTensor>& batch, int chunks,
                          const std::string& target_key, const std::string& where);
 
+/// Replica `replica`'s shard of `batch` when `replicas` data-parallel
+/// replicas share it: split as split_batch splits micro-batches (inputs with
+/// split "batch" along their batch dim, the target along dim 0, the first
+/// shards one sample larger when `replicas` does not divide the batch),
+/// replicated inputs whole, other entries as they are. The batch's size goes
+/// to *batch_size and the shards' sizes, by replica, to *shard_sizes.
+std::vector<NamedTensor> shard_batch(const manifest::Manifest& m, const std::vector<NamedTensor>& batch, int replicas,
+                                     int replica, const std::string& target_key, const std::string& where,
+                                     int64_t* batch_size, std::vector<int64_t>* shard_sizes);
+
 /// A batch of random model inputs of the manifest's dtypes and shapes: the
 /// batch dim is `batch_size`, other symbolic dims come from `dims`. Floats are
 /// standard normal, integers uniform in [0, int_high), bools fair coins.

@@ -132,7 +132,11 @@ void check_data(const manifest::Manifest& m, const EngineOptions& o) {
     where = o.input_files.at(0);
     batch = load_tensor_dict(where);
   }
-  split_batch(m, batch, o.chunks, o.train && o.loss != "model" && !o.synthetic ? o.target_key : "", where);
+  MicroBatches mb =
+      split_batch(m, batch, o.chunks, o.train && o.loss != "model" && !o.synthetic ? o.target_key : "", where);
+  if (o.dp > 1 && mb.batch_size < static_cast<int64_t>(o.dp) * o.chunks)
+    throw Error(where + ": a batch of " + std::to_string(mb.batch_size) + " samples cannot be split into " +
+                std::to_string(o.dp) + " replicas x " + std::to_string(o.chunks) + " micro-batches (--dp, --chunks)");
 }
 
 }  // namespace ppc::runtime

@@ -63,6 +63,10 @@ class Tags {
   static constexpr uint32_t kProbe = kControlBase + 6;
   /// Per-node forward times gathered on rank 0 (--profile).
   static constexpr uint32_t kProfile = kControlBase + 7;
+  /// Data parallel: each replica's step loss to rank 0.
+  static constexpr uint32_t kReplicaLoss = kControlBase + 8;
+  /// Data parallel inference: model outputs gathered on replica 0.
+  static constexpr uint32_t kOutputs = kControlBase + 9;
 
  private:
   int64_t stages_, microbatches_, slots_;

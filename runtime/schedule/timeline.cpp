@@ -74,10 +74,18 @@ std::string chrome_trace_json(const std::vector<TraceEvent>& events, int num_ran
   for (int r = 0; r < num_ranks; ++r)
     os << ",\n  {\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": 0, \"tid\": " << r
        << ", \"args\": {\"name\": \"rank " << r << "\"}}";
+  // Collectives in flight beside a rank's actions (category "dp") get a track of their own.
+  std::set<int> beside;
+  for (const auto& e : events)
+    if (e.category == "dp") beside.insert(e.rank);
+  for (int r : beside)
+    os << ",\n  {\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": 0, \"tid\": " << num_ranks + r
+       << ", \"args\": {\"name\": \"rank " << r << " gradient all-reduce\"}}";
   for (const auto& e : events) {
     os << ",\n  {\"name\": " << json_string(e.name) << ", \"cat\": " << json_string(e.category)
-       << ", \"ph\": \"X\", \"pid\": 0, \"tid\": " << e.rank << ", \"ts\": " << num(e.start_us)
-       << ", \"dur\": " << num(std::max(0.0, e.end_us - e.start_us)) << ", \"args\": {\"step\": " << e.step;
+       << ", \"ph\": \"X\", \"pid\": 0, \"tid\": " << (e.category == "dp" ? num_ranks + e.rank : e.rank)
+       << ", \"ts\": " << num(e.start_us) << ", \"dur\": " << num(std::max(0.0, e.end_us - e.start_us))
+       << ", \"args\": {\"step\": " << e.step;
     if (e.stage >= 0) os << ", \"stage\": " << e.stage << ", \"microbatch\": " << e.microbatch;
     os << "}}";
   }

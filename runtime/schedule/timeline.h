@@ -26,7 +26,8 @@ struct TraceEvent {
 };
 
 /// Chrome trace JSON (the "traceEvents" array form): one process "pprun",
-/// one thread (track) per rank named "rank N", a complete event per slice
+/// one thread (track) per rank named "rank N" (and "rank N gradient
+/// all-reduce" for its events of category "dp"), a complete event per slice
 /// with its stage, micro-batch and step as args.
 std::string chrome_trace_json(const std::vector<TraceEvent>& events, int num_ranks);
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -61,6 +62,20 @@ class DoneWork : public Work {
  private:
   std::string error_;
   int peer_;
+};
+
+class DeferredWork : public Work {
+ public:
+  explicit DeferredWork(std::function<void()> run) : run_(std::move(run)) {}
+  void wait() override {
+    if (!run_) return;
+    auto run = std::move(run_);
+    run_ = nullptr;
+    run();
+  }
+
+ private:
+  std::function<void()> run_;
 };
 
 class FakeRecvWork : public Work {
@@ -143,6 +158,22 @@ class FakeTransport : public Transport {
       throw std::invalid_argument("all_reduce_sum: rank " + std::to_string(rank_) +
                                   " is not among the ranks it reduces over");
     collective(ts, members);
+  }
+
+  // The reduction happens at wait(): the fakes' collectives block until
+  // every member joins, and members wait in the order they started.
+  std::unique_ptr<Work> iall_reduce_sum(at::Tensor t, const std::vector<int>& ranks) override {
+    std::vector<int> members = ranks;
+    std::sort(members.begin(), members.end());
+    members.erase(std::unique(members.begin(), members.end()), members.end());
+    for (int r : members) check_peer(r, "iall_reduce_sum", /*allow_self=*/true);
+    if (!std::binary_search(members.begin(), members.end(), rank_))
+      throw std::invalid_argument("iall_reduce_sum: rank " + std::to_string(rank_) +
+                                  " is not among the ranks it reduces over");
+    return std::make_unique<DeferredWork>([this, t, members]() mutable {
+      std::vector<at::Tensor> ts{t};
+      collective(ts, members);
+    });
   }
 
   void barrier() override {

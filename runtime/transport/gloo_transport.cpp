@@ -267,12 +267,12 @@ class FailureRecord {
 
 class GlooWork : public Work {
  public:
-  GlooWork(c10::intrusive_ptr<c10d::Work> work, std::vector<at::Tensor> tensors, at::Tensor copy_to, int peer,
-           std::shared_ptr<FailureRecord> failures, std::string op)
+  GlooWork(c10::intrusive_ptr<c10d::Work> work, std::vector<at::Tensor> tensors, at::Tensor copy_to,
+           std::vector<int> peers, std::shared_ptr<FailureRecord> failures, std::string op)
       : work_(std::move(work)),
         tensors_(std::move(tensors)),
         copy_to_(std::move(copy_to)),
-        peer_(peer),
+        peers_(std::move(peers)),
         failures_(std::move(failures)),
         op_(std::move(op)) {}
 
@@ -282,7 +282,7 @@ class GlooWork : public Work {
       work_->wait();  // bounded by the Gloo context timeout (the group's timeout)
     } catch (const std::exception& e) {
       work_.reset();
-      failures_->fail(e, {peer_}, op_);
+      failures_->fail(e, peers_, op_);
     }
     work_.reset();
     if (copy_to_.defined()) copy_to_.copy_(tensors_.front());
@@ -293,7 +293,7 @@ class GlooWork : public Work {
   c10::intrusive_ptr<c10d::Work> work_;
   std::vector<at::Tensor> tensors_;  // keeps the buffers alive until wait()
   at::Tensor copy_to_;               // non-contiguous receive target
-  int peer_;
+  std::vector<int> peers_;           // whom a failure names
   std::shared_ptr<FailureRecord> failures_;
   std::string op_;
 };
@@ -344,7 +344,8 @@ class GlooTransport : public Transport {
     const std::string op = "send to rank " + std::to_string(dst) + ", tag " + std::to_string(tag);
     try {
       auto w = (dst > options_.rank ? up_ : world_)->send(ts, dst, checked_tag(tag));
-      return std::make_unique<GlooWork>(std::move(w), std::move(ts), at::Tensor(), dst, failures_, op);
+      return std::make_unique<GlooWork>(std::move(w), std::move(ts), at::Tensor(), std::vector<int>{dst}, failures_,
+                                        op);
     } catch (const std::exception& e) { failures_->fail(e, {dst}, op); }
   }
 
@@ -360,36 +361,17 @@ class GlooTransport : public Transport {
     const std::string op = "receive from rank " + std::to_string(src) + ", tag " + std::to_string(tag);
     try {
       auto w = (src < options_.rank ? up_ : world_)->recv(ts, src, checked_tag(tag));
-      return std::make_unique<GlooWork>(std::move(w), std::move(ts), std::move(copy_to), src, failures_, op);
+      return std::make_unique<GlooWork>(std::move(w), std::move(ts), std::move(copy_to), std::vector<int>{src},
+                                        failures_, op);
     } catch (const std::exception& e) { failures_->fail(e, {src}, op); }
   }
 
   void all_reduce_sum(std::vector<at::Tensor>& ts, const std::vector<int>& ranks) override {
-    std::vector<int> members = ranks;
-    std::sort(members.begin(), members.end());
-    members.erase(std::unique(members.begin(), members.end()), members.end());
-    for (int r : members)
-      if (r < 0 || r >= options_.world_size)
-        throw std::invalid_argument("all_reduce_sum: bad rank " + std::to_string(r));
-    if (!std::binary_search(members.begin(), members.end(), options_.rank))
-      throw std::invalid_argument("all_reduce_sum: rank " + std::to_string(options_.rank) +
-                                  " is not among the ranks it reduces over");
+    std::vector<int> members = checked_members(ranks, "all_reduce_sum");
     if (members.size() == 1 || ts.empty()) return;
-    std::vector<int> peers;
-    for (int r : members)
-      if (r != options_.rank) peers.push_back(r);
+    std::vector<int> peers = others(members);
     const std::string op = "all_reduce_sum among ranks " + join(members);
-
-    c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
-    if (members.size() == static_cast<size_t>(options_.world_size)) {
-      group = world_;
-    } else {
-      auto it = groups_.find(members);
-      if (it == groups_.end()) {
-        it = groups_.emplace(members, make_group(members, "ppc_group_" + join(members, "_"))).first;
-      }
-      group = it->second;
-    }
+    c10::intrusive_ptr<c10d::ProcessGroupGloo> group = group_of(members);
 
     // Gloo's allreduce wants equal sizes across a vector (one tensor per
     // device): flatten each dtype's tensors into one buffer, reduce it once.
@@ -420,6 +402,29 @@ class GlooTransport : public Transport {
     }
   }
 
+  std::unique_ptr<Work> iall_reduce_sum(at::Tensor t, const std::vector<int>& ranks) override {
+    std::vector<int> members = checked_members(ranks, "iall_reduce_sum");
+    if (members.size() == 1 || t.numel() == 0)
+      return std::make_unique<GlooWork>(c10::intrusive_ptr<c10d::Work>(), std::vector<at::Tensor>{}, at::Tensor(),
+                                        std::vector<int>{}, failures_, "");
+    if (!t.is_contiguous()) throw std::invalid_argument("iall_reduce_sum: the tensor must be contiguous");
+    std::vector<int> peers = others(members);
+    const std::string op = "all_reduce_sum among ranks " + join(members);
+    c10::intrusive_ptr<c10d::ProcessGroupGloo> group = group_of(members);
+    std::vector<at::Tensor> ts{t};
+    try {
+      c10d::AllreduceOptions ao;
+      ao.reduceOp = c10d::ReduceOp::SUM;
+      auto w = group->allreduce(ts, ao);
+      return std::make_unique<GlooWork>(std::move(w), std::move(ts), at::Tensor(), std::move(peers), failures_, op);
+    } catch (const std::exception& e) { failures_->fail(e, peers, op); }
+  }
+
+  void connect_group(const std::vector<int>& ranks) override {
+    std::vector<int> members = checked_members(ranks, "connect_group");
+    if (members.size() > 1) group_of(members);
+  }
+
   void barrier() override {
     if (options_.world_size == 1) return;
     std::vector<int> peers;
@@ -443,6 +448,37 @@ class GlooTransport : public Transport {
     if (peer < 0 || peer >= options_.world_size || peer == options_.rank)
       throw std::invalid_argument(std::string(what) + ": bad peer rank " + std::to_string(peer) + " (this is rank " +
                                   std::to_string(options_.rank) + " of " + std::to_string(options_.world_size) + ")");
+  }
+
+  // `ranks` sorted and deduplicated; they must be ranks of the world and include this one.
+  std::vector<int> checked_members(const std::vector<int>& ranks, const char* what) const {
+    std::vector<int> members = ranks;
+    std::sort(members.begin(), members.end());
+    members.erase(std::unique(members.begin(), members.end()), members.end());
+    for (int r : members)
+      if (r < 0 || r >= options_.world_size)
+        throw std::invalid_argument(std::string(what) + ": bad rank " + std::to_string(r));
+    if (!std::binary_search(members.begin(), members.end(), options_.rank))
+      throw std::invalid_argument(std::string(what) + ": rank " + std::to_string(options_.rank) +
+                                  " is not among the ranks it reduces over");
+    return members;
+  }
+
+  std::vector<int> others(const std::vector<int>& members) const {
+    std::vector<int> peers;
+    for (int r : members)
+      if (r != options_.rank) peers.push_back(r);
+    return peers;
+  }
+
+  // The process group of `members` (sorted): the world's, or a sub-group
+  // made at its first use and kept.
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group_of(const std::vector<int>& members) {
+    if (members.size() == static_cast<size_t>(options_.world_size)) return world_;
+    auto it = groups_.find(members);
+    if (it == groups_.end())
+      it = groups_.emplace(members, make_group(members, "ppc_group_" + join(members, "_"))).first;
+    return it->second;
   }
 
   // A process group over `members` (sorted global ranks) with group-local

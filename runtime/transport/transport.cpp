@@ -1,5 +1,8 @@
 #include "runtime/transport/transport.h"
 
+#include <ATen/Functions.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -51,6 +54,67 @@ RendezvousOptions rendezvous_from_env(std::optional<std::string> master_addr, st
                                 ")");
   if (o.timeout.count() <= 0) throw std::invalid_argument("timeout must be positive");
   return o;
+}
+
+namespace {
+
+class SubsetTransport : public Transport {
+ public:
+  SubsetTransport(Transport& world, std::vector<int> members) : world_(world), members_(std::move(members)) {
+    std::vector<int> sorted = members_;
+    std::sort(sorted.begin(), sorted.end());
+    if (sorted.empty() || std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end() || sorted.front() < 0 ||
+        sorted.back() >= world.world_size())
+      throw std::invalid_argument("subset_transport: members must be distinct ranks of the world");
+    auto it = std::find(members_.begin(), members_.end(), world.rank());
+    if (it == members_.end())
+      throw std::invalid_argument("subset_transport: rank " + std::to_string(world.rank()) + " is not a member");
+    rank_ = static_cast<int>(it - members_.begin());
+  }
+  int rank() const override { return rank_; }
+  int world_size() const override { return static_cast<int>(members_.size()); }
+  std::unique_ptr<Work> isend(at::Tensor t, int dst, uint32_t tag) override {
+    return world_.isend(std::move(t), global(dst), tag);
+  }
+  std::unique_ptr<Work> irecv(at::Tensor t, int src, uint32_t tag) override {
+    return world_.irecv(std::move(t), global(src), tag);
+  }
+  void all_reduce_sum(std::vector<at::Tensor>& ts, const std::vector<int>& ranks) override {
+    world_.all_reduce_sum(ts, global(ranks));
+  }
+  std::unique_ptr<Work> iall_reduce_sum(at::Tensor t, const std::vector<int>& ranks) override {
+    return world_.iall_reduce_sum(std::move(t), global(ranks));
+  }
+  void connect_group(const std::vector<int>& ranks) override { world_.connect_group(global(ranks)); }
+  void barrier() override {
+    if (members_.size() < 2) return;
+    std::vector<at::Tensor> one{at::zeros({1})};
+    world_.all_reduce_sum(one, members_);
+  }
+
+ private:
+  int global(int r) const {
+    if (r < 0 || r >= static_cast<int>(members_.size()))
+      throw std::invalid_argument("bad rank " + std::to_string(r) + " of a group of " +
+                                  std::to_string(members_.size()));
+    return members_[static_cast<size_t>(r)];
+  }
+  std::vector<int> global(const std::vector<int>& ranks) const {
+    std::vector<int> out;
+    out.reserve(ranks.size());
+    for (int r : ranks) out.push_back(global(r));
+    return out;
+  }
+
+  Transport& world_;
+  std::vector<int> members_;
+  int rank_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Transport> subset_transport(Transport& world, std::vector<int> members) {
+  return std::make_unique<SubsetTransport>(world, std::move(members));
 }
 
 std::string describe_timeout(int rank, std::chrono::milliseconds timeout) {

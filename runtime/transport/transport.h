@@ -78,6 +78,15 @@ class Transport {
   /// cached per rank set; every member must make the same calls in the same
   /// order with tensors of matching dtypes and shapes.
   virtual void all_reduce_sum(std::vector<at::Tensor>& ts, const std::vector<int>& ranks) = 0;
+  /// Starts summing the contiguous tensor `t` in place among `ranks`, as
+  /// all_reduce_sum does, and returns at once: the sum is in `t` once the
+  /// Work's wait() returns (keep `t` alive and untouched until then). Every
+  /// member starts the same reductions in the same order; they may overlap
+  /// point-to-point traffic and each other.
+  virtual std::unique_ptr<Work> iall_reduce_sum(at::Tensor t, const std::vector<int>& ranks) = 0;
+  /// Connects the sub-group of `ranks` now instead of at its first
+  /// reduction; every member calls it at the same point of its collectives.
+  virtual void connect_group(const std::vector<int>& ranks) { (void)ranks; }
   /// Blocks until every rank of the world has reached it.
   virtual void barrier() = 0;
 };
@@ -92,6 +101,14 @@ std::unique_ptr<Transport> connect_gloo(const RendezvousOptions& options);
 /// send time, every wait bounded by `timeout`. Destroying a fake makes its
 /// peers' pending and later receives from it fail ("connection closed").
 std::vector<std::unique_ptr<Transport>> make_local_fakes(int world_size, std::chrono::milliseconds timeout);
+
+/// The transport among `members` (distinct global ranks of `world`, which
+/// must include world.rank()): its ranks are indices into `members`, its
+/// messages and collectives travel on `world` (which must outlive it), and
+/// errors name global ranks. A data-parallel run gives each pipeline replica
+/// one, so that the engine sees ranks 0..P-1 of its own pipeline.
+/// Throws std::invalid_argument for bad members.
+std::unique_ptr<Transport> subset_transport(Transport& world, std::vector<int> members);
 
 /// "rank 2 did not answer within 5 s" — shared wording for timeouts.
 std::string describe_timeout(int rank, std::chrono::milliseconds timeout);

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "runtime/app/pprun.h"
+#include "runtime/engine/replicas.h"
 #include "runtime/schedule/registry.h"
 #include "schemas/error.h"
 
@@ -115,6 +116,16 @@ void add_options(CLI::App& app, PprunOptions& o) {
       ->check(CLI::Range(1, 1 << 20));
   app.add_option("--resume", e.resume_dir, "continue training from a --save directory");
   app.add_flag("--quiet", e.quiet, "no per-step log");
+  app.add_option("--dp", e.dp,
+                 "data parallel: this many replicas of the pipeline, each on its shard of every batch, their "
+                 "gradients summed (world = pipeline ranks x replicas)")
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--dp-layout", e.dp_layout,
+                 "ranks of the replicas: pipeline-major (rank = replica * P + position) or data-major "
+                 "(rank = position * replicas + replica)")
+      ->check(CLI::IsMember(replica_layout_names()));
+  app.add_option("--dp-bucket-mb", e.dp_bucket_mb, "--dp: gradients summed in buckets of at most this many MiB")
+      ->check(at_least(0, false));
 }
 
 }  // namespace

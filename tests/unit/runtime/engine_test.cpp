@@ -89,8 +89,12 @@ class CountingTransport : public Transport {
   void all_reduce_sum(std::vector<at::Tensor>& ts, const std::vector<int>& ranks) override {
     inner_.all_reduce_sum(ts, ranks);
   }
+  std::unique_ptr<Work> iall_reduce_sum(at::Tensor t, const std::vector<int>& ranks) override {
+    ++async_reductions;
+    return inner_.iall_reduce_sum(t, ranks);
+  }
   void barrier() override { inner_.barrier(); }
-  int int64_sends = 0, other_sends = 0;
+  int int64_sends = 0, other_sends = 0, async_reductions = 0;
 
  private:
   Transport& inner_;
@@ -100,6 +104,7 @@ struct Ran {
   std::string log;      ///< rank 0's
   int int64_sends = 0;  ///< over all ranks, on data tags
   int other_sends = 0;
+  int async_reductions = 0;  ///< over all ranks
 };
 
 // Runs `world` ranks as threads over counting fakes. Rethrows the first error
@@ -130,6 +135,7 @@ Ran run_ranks(const fs::path& manifest_dir, int world, const EngineOptions& opti
   for (auto& c : counting) {
     out.int64_sends += c->int64_sends;
     out.other_sends += c->other_sends;
+    out.async_reductions += c->async_reductions;
   }
   return out;
 }
@@ -255,6 +261,122 @@ TEST(Engine, EveryScheduleTrainsEverySampleLikeOneRank) {
       run(four, p.world, t);
       expect_same(t.save_dir + "/params.pt", o.save_dir + "/params.pt", 1e-5);
     }
+  }
+}
+
+TEST(Engine, DataParallelReplicasTrainAndInferLikeOneRankOnTheWholeBatch) {
+  // D replicas of a P-rank pipeline, each on its shard of every batch of 6
+  // (uneven shards where D does not divide 6), against one rank on the whole
+  // batch: the same parameters (tinygpt: a tie across stages, summed within a
+  // replica and across replicas), the same logged losses, the same outputs.
+  struct Case {
+    const char* sample;
+    int stages, pipeline, dp;
+    const char* schedule;
+    const char* layout;
+    int chunks;
+  };
+  const std::vector<Case> cases = {
+      {"mlp", 2, 2, 2, "1f1b", "pipeline-major", 2},
+      {"mlp", 2, 2, 3, "gpipe", "data-major", 2},
+      {"tinygpt", 4, 2, 2, "interleaved-1f1b", "pipeline-major", 2},
+      {"tinygpt", 2, 2, 3, "1f1b", "data-major", 2},
+      {"skip", 4, 4, 2, "zb-h1", "pipeline-major", 3},
+      {"mlp", 4, 1, 4, "looped-bfs", "pipeline-major", 1},
+  };
+  for (const Case& c : cases) {
+    const std::string tag = std::string(c.sample) + "_" + c.schedule + "_" + std::to_string(c.pipeline) + "x" +
+                            std::to_string(c.dp) + "_" + c.layout;
+    SCOPED_TRACE(tag);
+    fs::path dir = split(c.sample, c.stages);
+    LoadedManifest lm = load_and_verify(dir.string());
+    const std::string input = lm.manifest.model_inputs.at(0).name;
+    std::vector<std::string> files;
+    at::Generator gen = at::detail::createCPUGenerator(11);
+    for (int i = 0; i < 2; ++i) {
+      at::Tensor x = std::string(c.sample) == "tinygpt" ? at::randint(0, 64, {6, 8}, gen, at::kLong)
+                     : std::string(c.sample) == "mlp"   ? at::randn({6, 512}, gen)
+                                                        : at::randn({6, 32}, gen);
+      std::vector<int64_t> out = std::string(c.sample) == "tinygpt" ? std::vector<int64_t>{6, 8, 64}
+                                 : std::string(c.sample) == "mlp"   ? std::vector<int64_t>{6, 10}
+                                                                    : std::vector<int64_t>{6, 8};
+      fs::path f = scratch(tag + "_b" + std::to_string(i) + ".pt");
+      save_tensor_dict(f.string(), {{input, x}, {"target", at::randn(out, gen)}});
+      files.push_back(f.string());
+    }
+    EngineOptions o;
+    o.input_files = files;
+    o.chunks = c.chunks;
+    o.steps = 2;
+    o.train = true;
+    o.optimizer.kind = "sgd";
+    o.optimizer.momentum = 0.9;
+    o.optimizer.lr = 0.05;
+    o.schedule = "looped-bfs";
+    o.save_dir = scratch(tag + "_ref").string();
+    std::string ref_log = run(dir, 1, o);
+    EngineOptions d = o;
+    d.schedule = c.schedule;
+    d.dp = c.dp;
+    d.dp_layout = c.layout;
+    d.dp_bucket_mb = 0.001;  // several buckets per stage
+    d.save_dir = scratch(tag + "_dp").string();
+    Ran r = run_ranks(dir, c.pipeline * c.dp, d);
+    expect_same(d.save_dir + "/params.pt", o.save_dir + "/params.pt", 1e-5);
+    // Every rank of every replica started its stages' buckets, each step.
+    EXPECT_GE(r.async_reductions, 2 * c.pipeline * c.dp);
+    auto losses = [](const std::string& log) {
+      std::vector<double> v;
+      std::istringstream in(log);
+      std::string line;
+      while (std::getline(in, line))
+        if (auto k = line.find("loss "); k != std::string::npos) v.push_back(std::stod(line.substr(k + 5)));
+      return v;
+    };
+    auto want = losses(ref_log), got = losses(r.log);
+    ASSERT_EQ(got.size(), 2u) << r.log;
+    ASSERT_EQ(want.size(), 2u) << ref_log;
+    for (size_t i = 0; i < 2; ++i) EXPECT_NEAR(got[i], want[i], 1e-5 * std::max(1.0, std::abs(want[i])));
+    EXPECT_NE(r.log.find(std::to_string(c.dp) + " replica"), std::string::npos) << r.log;
+    // Inference: replica 0 writes every replica's outputs, in batch order.
+    EngineOptions i = o;
+    i.train = false;
+    i.save_dir.clear();
+    i.steps = 1;
+    i.output_path = scratch(tag + "_out_ref.pt").string();
+    run(dir, 1, i);
+    EngineOptions di = d;
+    di.train = false;
+    di.save_dir.clear();
+    di.steps = 1;
+    di.output_path = scratch(tag + "_out_dp.pt").string();
+    run(dir, c.pipeline * c.dp, di);
+    expect_same(di.output_path, i.output_path, 1e-5);  // float32 logits of other micro-batch sizes
+  }
+}
+
+TEST(Engine, DataParallelRefusesWhatItCannotSplit) {
+  fs::path two = split("mlp", 2);
+  auto data = batches("mlp_dp_bad", 512, 10);  // batches of 6
+  EngineOptions o;
+  o.input_files = data;
+  o.train = true;
+  o.quiet = true;
+  o.chunks = 2;
+  o.dp = 4;  // 4 replicas x 2 micro-batches > 6 samples
+  try {
+    check_data(load_and_verify(two.string()).manifest, o);
+    FAIL() << "expected ppc::Error";
+  } catch (const ppc::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot be split into 4 replicas x 2 micro-batches"), std::string::npos)
+        << e.what();
+  }
+  o.dp = 3;  // does not divide 4 ranks
+  try {
+    run(two, 4, o);
+    FAIL() << "expected ppc::Error";
+  } catch (const ppc::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--dp 3 does not divide the 4 ranks"), std::string::npos) << e.what();
   }
 }
 

@@ -111,6 +111,53 @@ TEST(FakeTransport, AllReduceSumOverSubset) {
   });
 }
 
+TEST(FakeTransport, AsyncAllReduceSumsAtWaitInStartOrder) {
+  // Ranks {0, 2} and {1, 3} each start two reductions, then wait for both.
+  auto ts = make_local_fakes(4, 5s);
+  run_ranks(ts, [](Transport& t) {
+    const int r = t.rank();
+    std::vector<int> group = r % 2 == 0 ? std::vector<int>{0, 2} : std::vector<int>{1, 3};
+    at::Tensor a = at::full({3}, static_cast<double>(r + 1), at::kDouble);
+    at::Tensor b = at::full({2}, 10.0 * (r + 1), at::kDouble);
+    auto wa = t.iall_reduce_sum(a, group);
+    auto wb = t.iall_reduce_sum(b, group);
+    wa->wait();
+    wb->wait();
+    const double want = r % 2 == 0 ? 1 + 3 : 2 + 4;
+    EXPECT_DOUBLE_EQ(a[2].item<double>(), want);
+    EXPECT_DOUBLE_EQ(b[1].item<double>(), 10 * want);
+  });
+  EXPECT_THROW(ts[0]->iall_reduce_sum(at::zeros({1}), {1, 2}), std::invalid_argument);
+}
+
+TEST(SubsetTransport, RanksAreIndicesIntoItsMembers) {
+  // Two "replicas" {3, 1} and {0, 2} of a 2-rank pipeline in a world of 4:
+  // each sends within itself by local rank, reduces and meets at a barrier.
+  auto ts = make_local_fakes(4, 5s);
+  run_ranks(ts, [](Transport& world) {
+    std::vector<int> members = world.rank() % 2 == 1 ? std::vector<int>{3, 1} : std::vector<int>{0, 2};
+    auto sub = subset_transport(world, members);
+    EXPECT_EQ(sub->world_size(), 2);
+    EXPECT_EQ(members[static_cast<size_t>(sub->rank())], world.rank());
+    at::Tensor x = at::full({1}, static_cast<double>(world.rank()), at::kDouble);
+    if (sub->rank() == 0) {
+      sub->isend(x, 1, 7)->wait();
+    } else {
+      at::Tensor got = at::zeros({1}, at::kDouble);
+      sub->irecv(got, 0, 7)->wait();
+      EXPECT_DOUBLE_EQ(got.item<double>(), members[0]);  // from the first member, by world rank
+    }
+    std::vector<at::Tensor> v{x.clone()};
+    sub->all_reduce_sum(v, {0, 1});
+    EXPECT_DOUBLE_EQ(v[0].item<double>(), members[0] + members[1]);
+    sub->barrier();
+    EXPECT_THROW(sub->isend(x, 2, 7), std::invalid_argument);  // no local rank 2
+  });
+  EXPECT_THROW(subset_transport(*ts[0], {1, 2}), std::invalid_argument);     // not a member
+  EXPECT_THROW(subset_transport(*ts[0], {0, 0, 1}), std::invalid_argument);  // repeated
+  EXPECT_THROW(subset_transport(*ts[0], {0, 4}), std::invalid_argument);     // outside the world
+}
+
 TEST(FakeTransport, AllReduceRejectsNonMember) {
   auto ts = make_local_fakes(3, 1s);
   std::vector<at::Tensor> v{at::ones({1})};
