@@ -146,9 +146,10 @@ int simulate(PprunOptions& o, const manifest::Manifest& m, const schedule::Sched
   const EngineOptions& e = o.engine;
   SimCosts costs = sim_costs(m, o.costs_file);
   if (!o.comm_given) o.comm_ms = costs.message.latency_ms;
-  schedule::SimResult sim = simulate_plan(m, s, costs, o.comm_ms);
-  out << "simulated " << e.schedule << ": " << ws << " ranks, " << m.stages.size() << " stages, " << e.chunks
-      << " micro-batches, costs " << (o.costs_file.empty() ? "from FLOP estimates" : o.costs_file) << "\n"
+  schedule::SimResult sim = simulate_plan(m, s, costs, o.comm_ms, e.dp);
+  out << "simulated " << e.schedule << ": " << ws << " ranks"
+      << (e.dp > 1 ? " x " + std::to_string(e.dp) + " replicas" : "") << ", " << m.stages.size() << " stages, "
+      << e.chunks << " micro-batches, costs " << (o.costs_file.empty() ? "from FLOP estimates" : o.costs_file) << "\n"
       << schedule::format_timeline(sim, timeline_unit(sim)) << schedule::format_summary(sim);
   if (!e.timeline_path.empty()) {
     std::ostringstream title;

@@ -813,41 +813,53 @@ void Engine::write_outputs() {
   if (!here) return;
   std::vector<NamedTensor> out;
   for (const auto& mo : m_.model_outputs) {
-    auto& pieces = collected_[mo.name];
+    std::vector<at::Tensor> pieces = collected_[mo.name];
     if (pieces.empty()) continue;
-    int dim = mo.batch_dim.value_or(0);
-    out.emplace_back(mo.name, pieces[0].dim() == 0 ? at::stack(pieces) : at::cat(pieces, dim));
+    const bool scalars = pieces[0].dim() == 0;  // a scalar per micro-batch: one entry each
+    const int dim = scalars ? 0 : mo.batch_dim.value_or(0);
+    if (scalars)
+      for (at::Tensor& p : pieces) p = p.reshape({1});
+    if (layout_.replicas > 1) {
+      pieces = gather_replica_outputs(pieces, dim);
+      if (replica_ != 0) continue;
+    }
+    out.emplace_back(mo.name, at::cat(pieces, dim));
   }
-  if (layout_.replicas > 1) gather_replica_outputs(out);
   if (replica_ == 0) save_tensor_dict(o_.output_path, out);
 }
 
-// Each output travels as a shape header and its data; replica 0 appends
-// the pieces along the output's batch dim, in replica order.
-void Engine::gather_replica_outputs(std::vector<NamedTensor>& out) {
+// Replica d's outputs of step k are samples of batch k after those of
+// replicas 0..d-1: each replica sends replica 0 its outputs of each step (a
+// shape header, then the data), which puts them in that order.
+std::vector<at::Tensor> Engine::gather_replica_outputs(const std::vector<at::Tensor>& pieces, int dim) {
   const int here = layout_.position_of(w_.rank());
+  const size_t per_step = static_cast<size_t>(o_.chunks);
+  std::vector<at::Tensor> steps;
+  for (size_t k = 0; k + per_step <= pieces.size(); k += per_step)
+    steps.push_back(at::cat(std::vector<at::Tensor>(pieces.begin() + k, pieces.begin() + k + per_step), dim));
   if (replica_ != 0) {
-    for (auto& [name, t] : out) {
+    for (const at::Tensor& t : steps) {
       at::Tensor c = t.contiguous();
-      at::Tensor header = wire::encode_header({c});
-      w_.isend(header, layout_.rank_of(0, here), wire::Tags::kOutputs)->wait();
+      w_.isend(wire::encode_header({c}), layout_.rank_of(0, here), wire::Tags::kOutputs)->wait();
       w_.isend(wire_view(c), layout_.rank_of(0, here), wire::Tags::kOutputs)->wait();
     }
-    return;
+    return {};
   }
-  for (int d = 1; d < layout_.replicas; ++d) {
-    for (size_t i = 0; i < out.size(); ++i) {
+  std::vector<std::vector<at::Tensor>> theirs(static_cast<size_t>(layout_.replicas));
+  for (int d = 1; d < layout_.replicas; ++d)
+    for (size_t k = 0; k < steps.size(); ++k) {
       at::Tensor header = wire::header_buffer(1);
       w_.irecv(header, layout_.rank_of(d, here), wire::Tags::kOutputs)->wait();
       at::Tensor piece = wire::allocate_from_header(header, 1).at(0);
       w_.irecv(wire_view(piece), layout_.rank_of(d, here), wire::Tags::kOutputs)->wait();
-      const auto& mo = *std::find_if(m_.model_outputs.begin(), m_.model_outputs.end(),
-                                     [&](const auto& o) { return o.name == out[i].first; });
-      at::Tensor& whole = out[i].second;
-      whole = whole.dim() == 0 ? at::cat({whole.reshape({1}), piece.reshape({-1})})
-                               : at::cat({whole, piece}, mo.batch_dim.value_or(0));
+      theirs[static_cast<size_t>(d)].push_back(piece);
     }
+  std::vector<at::Tensor> ordered;
+  for (size_t k = 0; k < steps.size(); ++k) {
+    ordered.push_back(steps[k]);
+    for (int d = 1; d < layout_.replicas; ++d) ordered.push_back(theirs[static_cast<size_t>(d)][k]);
   }
+  return ordered;
 }
 
 }  // namespace engine_detail

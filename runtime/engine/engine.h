@@ -93,10 +93,11 @@ SimCosts sim_costs(const manifest::Manifest& manifest, const std::string& costs_
 
 /// The simulator on `schedule` (lowered) with the manifest's edges, the
 /// costs, and `comm` per message in flight (plus its bytes and rank time as
-/// costs.message says).
+/// costs.message says); with `replicas` > 1 also each stage's gradient
+/// all-reduce across them (its trainable parameters' bytes, priced like messages).
 /// Throws ppc::Error when the costs give bytes for an edge the manifest does not have.
 schedule::SimResult simulate_plan(const manifest::Manifest& manifest, const schedule::Schedule& schedule,
-                                  const SimCosts& costs, double comm = 0);
+                                  const SimCosts& costs, double comm = 0, int replicas = 1);
 
 /// Checks the data against the manifest before any rank starts: loads the
 /// first batch (or makes the first synthetic one) and splits it into

@@ -158,9 +158,10 @@ class Engine {
   void start_gradient_reduction(int s);
   /// Waits for every bucket of the step and puts the sums into the gradients.
   void finish_gradient_reduction();
-  /// Inference with --output and data parallelism: replica 0 gathers the
-  /// other replicas' outputs (in replica order, like their shards).
-  void gather_replica_outputs(std::vector<NamedTensor>& out);
+  /// Inference with --output and data parallelism: one model output's
+  /// pieces (per step and micro-batch) of every replica, on replica 0, in
+  /// batch order (empty on the other replicas).
+  std::vector<at::Tensor> gather_replica_outputs(const std::vector<at::Tensor>& pieces, int dim);
   void collect_outputs(int s, int m, const std::vector<at::Tensor>& outs);
   void write_outputs();
   void save_checkpoint(int64_t steps_done);

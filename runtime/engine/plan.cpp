@@ -104,7 +104,7 @@ SimCosts sim_costs(const manifest::Manifest& m, const std::string& costs_file) {
 }
 
 schedule::SimResult simulate_plan(const manifest::Manifest& m, const schedule::Schedule& sched, const SimCosts& costs,
-                                  double comm) {
+                                  double comm, int replicas) {
   schedule::StageGraph graph = stage_graph_of(m);
   for (const auto& e : costs.edge_bytes) {
     const auto& readers = graph.consumers.at(static_cast<size_t>(e.producer));
@@ -119,6 +119,13 @@ schedule::SimResult simulate_plan(const manifest::Manifest& m, const schedule::S
   schedule::set_message_cost(so, costs.message);
   so.comm = comm;  // --comm, or the file's latency (in the costs' unit)
   so.cores = costs.cores;
+  so.replicas = replicas;
+  for (const auto& st : m.stages) {
+    double bytes = 0;
+    for (const auto& p : st.params)
+      if (p.trainable) bytes += static_cast<double>(p.bytes);
+    so.grad_bytes.push_back(bytes);
+  }
   return schedule::simulate(sched, static_cast<int>(m.stages.size()), graph, so);
 }
 

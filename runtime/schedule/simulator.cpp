@@ -380,8 +380,42 @@ void set_message_cost(SimOptions& options, const MessageCost& message) {
   options.message_cpu_bytes_per_ms = message.rank_bytes_per_second / 1000.0;
 }
 
+double ring_all_reduce_time(double bytes, int replicas, double comm, double bytes_per_ms) {
+  if (replicas < 2) return 0;
+  const double piece = bytes / replicas;
+  return 2.0 * (replicas - 1) * (comm + (bytes_per_ms > 0 ? piece / bytes_per_ms : 0.0));
+}
+
+namespace {
+
+// Each rank sums each of its stages' gradients after the stage's last B or
+// W, in that order, one at a time; the step ends with the last.
+void add_gradient_reduction(SimResult& res, const SimOptions& o) {
+  res.step = res.makespan;
+  res.replicas = std::max(1, o.replicas);
+  if (o.replicas < 2 || res.deadlock) return;
+  for (const auto& rank : res.timeline) {
+    std::map<int, double> last;  // stage -> end of its last B or W
+    for (const TimedAction& t : rank)
+      if (t.action.kind == Action::B || t.action.kind == Action::W) last[t.action.stage] = t.end;
+    std::vector<std::pair<double, int>> order;
+    for (const auto& [stage, end] : last) order.emplace_back(end, stage);
+    std::sort(order.begin(), order.end());
+    double free = 0;
+    for (const auto& [end, stage] : order) {
+      const double bytes = static_cast<size_t>(stage) < o.grad_bytes.size() ? o.grad_bytes[stage] : 0.0;
+      free = std::max(free, end) + ring_all_reduce_time(bytes, o.replicas, o.comm, o.bytes_per_ms);
+      res.step = std::max(res.step, free);
+    }
+  }
+}
+
+}  // namespace
+
 SimResult simulate(const Schedule& schedule, int num_stages, const StageGraph& graph, const SimOptions& options) {
-  return Simulator(schedule, num_stages, graph, options).run();
+  SimResult res = Simulator(schedule, num_stages, graph, options).run();
+  add_gradient_reduction(res, options);
+  return res;
 }
 
 SimResult simulate(const Schedule& schedule, int num_stages, const SimOptions& options) {
@@ -422,6 +456,9 @@ std::string format_timeline(const SimResult& result, double unit) {
 
 std::string format_summary(const SimResult& result) {
   std::string out = "makespan " + fmt(result.makespan) + ", bubble " + fmt(result.bubble_fraction) + "\n";
+  if (result.replicas > 1)
+    out += "step " + fmt(result.step) + " with the gradient all-reduce across " + std::to_string(result.replicas) +
+           " replicas\n";
   for (size_t r = 0; r < result.busy.size(); ++r)
     out += "rank " + std::to_string(r) + ": busy " + fmt(result.busy[r]) + ", peak in flight " +
            std::to_string(result.peak_in_flight[r]) + "\n";

@@ -75,7 +75,18 @@ struct SimOptions {
   /// action's work (CPU time), and an action's time on the timeline its wall
   /// time. With cores >= ranks the result is the same as with 0.
   double cores = 0;
+  /// Data parallel: replicas of the pipeline, and per stage the bytes of its
+  /// gradients (empty: none). After a stage's last B or W of the step, its
+  /// rank sums them across the replicas as a ring all-reduce does: 2(D-1)
+  /// messages of bytes/D, each taking comm plus its bytes at bytes_per_ms;
+  /// a rank's stages one after another. SimResult::step is when the last ends.
+  int replicas = 1;
+  std::vector<double> grad_bytes;
 };
+
+/// The time a ring all-reduce of `bytes` takes among `replicas` ranks whose
+/// messages take `comm` plus their bytes at `bytes_per_ms` (0: bytes are free).
+double ring_all_reduce_time(double bytes, int replicas, double comm, double bytes_per_ms);
 
 /// One executed action. Communication actions take no time on their rank.
 struct TimedAction {
@@ -98,7 +109,11 @@ struct SimResult {
   bool deadlock = false;
   std::vector<StuckRank> stuck;  ///< the unfinished ranks, ascending (empty unless deadlock)
 
-  double makespan = 0;              ///< end of the last action (of what ran, on deadlock)
+  double makespan = 0;  ///< end of the last action (of what ran, on deadlock)
+  /// The step: makespan, or with data parallelism (SimOptions::replicas > 1)
+  /// the end of the last gradient all-reduce if that is later.
+  double step = 0;
+  int replicas = 1;
   std::vector<double> busy;         ///< per rank: total compute time
   double bubble_fraction = 0;       ///< 1 - sum(busy) / (ranks * makespan)
   std::vector<int> peak_in_flight;  ///< per rank: most (stage, micro-batch) pairs with F done and B/W not

@@ -21,6 +21,7 @@
 #     module (exact against eager: export_families.py checks it); buffers the
 #     exporter folded away (BERT's position_ids, LLaMA's rotary inv_freq) are
 #     in no stage and left out of the comparison (drop_absent_buffers.py).
+#     GPT-2 also as 2 stages x 2 data-parallel replicas, each on half the batch.
 #
 # Usage: tests/e2e/test_pprun_families.sh BUILD_DIR|PPC_BINARY OUT_TMP FAMILY
 set -euo pipefail
@@ -102,5 +103,10 @@ train() {  # N SCHEDULE OPT ARGS
 }
 train 2 gpipe sgd "$SGD"
 train 3 1f1b adamw "$ADAMW"
+if [ "$FAMILY" = gpt2 ]; then
+  step "$FAMILY: pipeline x data parallel, 2 stages x 2 replicas (--dp 2), 1F1B, 3 steps of sgd"
+  # shellcheck disable=SC2086
+  train_onnx_and_compare "$W/t2" 4 1f1b "$TRAIN" "$MODEL" "$W/ref_sgd" --loss cross_entropy $SGD --dp 2
+fi
 
 step "$FAMILY: all checks passed"

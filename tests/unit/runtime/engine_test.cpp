@@ -338,17 +338,16 @@ TEST(Engine, DataParallelReplicasTrainAndInferLikeOneRankOnTheWholeBatch) {
     ASSERT_EQ(want.size(), 2u) << ref_log;
     for (size_t i = 0; i < 2; ++i) EXPECT_NEAR(got[i], want[i], 1e-5 * std::max(1.0, std::abs(want[i])));
     EXPECT_NE(r.log.find(std::to_string(c.dp) + " replica"), std::string::npos) << r.log;
-    // Inference: replica 0 writes every replica's outputs, in batch order.
+    // Inference: replica 0 writes every replica's outputs, in batch order
+    // (both batches: step 1's samples, then step 2's).
     EngineOptions i = o;
     i.train = false;
     i.save_dir.clear();
-    i.steps = 1;
     i.output_path = scratch(tag + "_out_ref.pt").string();
     run(dir, 1, i);
     EngineOptions di = d;
     di.train = false;
     di.save_dir.clear();
-    di.steps = 1;
     di.output_path = scratch(tag + "_out_dp.pt").string();
     run(dir, c.pipeline * c.dp, di);
     expect_same(di.output_path, i.output_path, 1e-5);  // float32 logits of other micro-batch sizes

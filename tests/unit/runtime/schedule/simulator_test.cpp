@@ -63,6 +63,50 @@ TEST(Simulator, AnEdgeIsOneMessagePerMicroBatchEachWay) {
   }
 }
 
+TEST(Simulator, DataParallelSumsEachStagesGradientsAfterItsLastBackward) {
+  // A ring all-reduce of B bytes among D ranks: 2(D-1) messages of B/D.
+  EXPECT_DOUBLE_EQ(ring_all_reduce_time(1000, 4, 0.5, 100), 6 * (0.5 + 250.0 / 100));
+  EXPECT_DOUBLE_EQ(ring_all_reduce_time(1000, 1, 0.5, 100), 0);
+  EXPECT_DOUBLE_EQ(ring_all_reduce_time(1000, 2, 0.5, 0), 2 * 0.5);  // bytes free
+  // GPipe, 2 stages, 2 micro-batches, F = 1, B = 2, no comm: rank 1 (the
+  // last stage) finishes its backwards before rank 0 does.
+  auto last_backward = [](const SimResult& r, int rank, int stage) {
+    double end = 0;
+    for (const TimedAction& t : r.timeline[rank])
+      if (t.action.kind == Action::B && t.action.stage == stage) end = std::max(end, t.end);
+    return end;
+  };
+  Schedule g = gpipe(2, 2);
+  SimOptions o = costs(1, 2);
+  const SimResult plain = simulate(g, 2, o);
+  EXPECT_EQ(plain.replicas, 1);
+  EXPECT_DOUBLE_EQ(plain.step, plain.makespan);
+  const double last1 = last_backward(plain, 1, 1);
+  ASSERT_LT(last1, plain.makespan);
+  // 3 replicas: rank 1's larger reduction, started at its last B, outlasts
+  // rank 0's small one started at the makespan.
+  o.replicas = 3;
+  o.bytes_per_ms = 100;
+  o.grad_bytes = {30, 3000};
+  const SimResult dp = simulate(g, 2, o);
+  EXPECT_DOUBLE_EQ(dp.makespan, plain.makespan);  // the pipeline itself is unchanged
+  const double r1 = last1 + ring_all_reduce_time(3000, 3, 0, 100);
+  const double r0 = plain.makespan + ring_all_reduce_time(30, 3, 0, 100);
+  ASSERT_GT(r1, r0);
+  EXPECT_DOUBLE_EQ(dp.step, r1);
+  EXPECT_NE(format_summary(dp).find("step "), std::string::npos);
+  EXPECT_NE(format_summary(dp).find("with the gradient all-reduce across 3 replicas"), std::string::npos);
+  // Two stages on one rank: stage 1's reduction first, stage 0's after it.
+  Schedule looped = looped_bfs(1, 2, 1);
+  SimOptions one = costs(1, 2);
+  one.replicas = 2;
+  one.bytes_per_ms = 1;
+  one.grad_bytes = {10, 10};
+  const SimResult serial = simulate(looped, 2, one);
+  const double r = ring_all_reduce_time(10, 2, 0, 1);
+  EXPECT_DOUBLE_EQ(serial.step, std::max(serial.makespan, last_backward(serial, 0, 1) + r) + r);
+}
+
 TEST(Simulator, AMessageTakesCommPlusItsBytesAtTheLinkRate) {
   // Two tensors on edge 0 -> 1 (merged: their bytes add up), one of them
   // without a gradient: 100 bytes forward, 40 back.
