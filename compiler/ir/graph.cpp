@@ -4,6 +4,8 @@
 #include <queue>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
+#include <unordered_set>
 
 namespace ppc::ir {
 
@@ -177,6 +179,12 @@ void Graph::sort_topologically() {
     }
     throw std::runtime_error("graph has a cycle through node '" + nodes[i].name + "'");
   }
+  bool unchanged = true;
+  for (int k = 0; k < n && unchanged; ++k) unchanged = order[k] == k;
+  if (unchanged) {  // already in order (every exported model): ids stay, consumers only get sorted
+    for (auto& v : values) std::sort(v.consumers.begin(), v.consumers.end());
+    return;
+  }
   std::vector<int> new_id(n);
   for (int k = 0; k < n; ++k) new_id[order[k]] = k;
   std::vector<Node> sorted(n);
@@ -195,14 +203,28 @@ void Graph::sort_topologically() {
 
 std::string Graph::verify() const {
   const int nv = static_cast<int>(values.size());
-  std::map<std::string, int> seen_names;
-  for (const Value& v : values)
-    if (++seen_names[v.name] > 1) return "value name '" + v.name + "' is used twice";
-  seen_names.clear();
+  // Names are unique when the index maps each to its own id (what add_value
+  // and add_node keep); otherwise find the first repeated name.
+  bool indexed = value_index_.size() == values.size() && node_index_.size() == nodes.size();
+  for (size_t i = 0; indexed && i < values.size(); ++i) indexed = find_value(values[i].name) == static_cast<int>(i);
+  for (size_t i = 0; indexed && i < nodes.size(); ++i) indexed = find_node(nodes[i].name) == static_cast<int>(i);
+  if (!indexed) {
+    std::unordered_set<std::string_view> seen_names;
+    for (const Value& v : values)
+      if (!seen_names.insert(v.name).second) return "value name '" + v.name + "' is used twice";
+    seen_names.clear();
+    for (const Node& node : nodes)
+      if (!seen_names.insert(node.name).second) return "node name '" + node.name + "' is used twice";
+  }
+  // The nodes reading each value, one entry per use (what Value::consumers
+  // holds), in node order: value v's are use_node[use_start[v] .. use_start[v + 1]).
+  std::vector<int> use_start(values.size() + 1, 0);
   for (const Node& node : nodes)
-    if (++seen_names[node.name] > 1) return "node name '" + node.name + "' is used twice";
-  // uses[v]: the nodes reading v, one entry per use (what Value::consumers holds).
-  std::vector<std::vector<NodeId>> uses(values.size());
+    for (ValueId v : node.inputs)
+      if (v >= 0 && v < nv) ++use_start[v + 1];
+  for (int v = 0; v < nv; ++v) use_start[v + 1] += use_start[v];
+  std::vector<NodeId> use_node(use_start[nv]);
+  std::vector<int> filled(use_start.begin(), use_start.end() - 1);
   for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
     const Node& node = nodes[i];
     for (ValueId v : node.inputs) {
@@ -213,7 +235,7 @@ std::string Graph::verify() const {
         return "value '" + val.name + "' used by '" + node.name + "' is never defined";
       if (val.producer != kNone && val.producer >= i)
         return "node '" + node.name + "' uses '" + val.name + "' before it is produced";
-      uses[v].push_back(i);
+      use_node[filled[v]++] = i;
     }
     for (ValueId v : node.outputs) {
       if (v < 0 || v >= nv) return "node '" + node.name + "' has an output id out of range";
@@ -221,9 +243,18 @@ std::string Graph::verify() const {
     }
   }
   for (int v = 0; v < nv; ++v) {
-    std::vector<NodeId> listed = values[v].consumers;
-    std::sort(listed.begin(), listed.end());
-    if (listed != uses[v]) return "value '" + values[v].name + "' has inconsistent consumers";
+    const std::vector<NodeId>& c = values[v].consumers;
+    const auto uses = use_node.begin() + use_start[v];
+    const size_t n_uses = static_cast<size_t>(use_start[v + 1] - use_start[v]);
+    bool same = c.size() == n_uses;
+    if (same && std::is_sorted(c.begin(), c.end())) {
+      same = std::equal(c.begin(), c.end(), uses);
+    } else if (same) {
+      std::vector<NodeId> listed = c;
+      std::sort(listed.begin(), listed.end());
+      same = std::equal(listed.begin(), listed.end(), uses);
+    }
+    if (!same) return "value '" + values[v].name + "' has inconsistent consumers";
   }
   for (ValueId v : outputs) {
     if (v < 0 || v >= nv) return "a model output id is out of range";

@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace ppc::ir {
@@ -163,8 +164,8 @@ class Graph {
   std::string verify() const;
 
  private:
-  std::map<std::string, ValueId> value_index_;
-  std::map<std::string, NodeId> node_index_;
+  std::unordered_map<std::string, ValueId> value_index_;  // lookups only: never iterated
+  std::unordered_map<std::string, NodeId> node_index_;
 };
 
 }  // namespace ppc::ir
