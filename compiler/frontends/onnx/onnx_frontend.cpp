@@ -12,6 +12,9 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "compiler/frontends/onnx/module_path.h"
 #include "compiler/frontends/onnx/onnx_source.h"
@@ -29,7 +32,7 @@ const onnx::TensorProto& OnnxSource::initializer(const std::string& name) const 
 
 const onnx::TypeProto* OnnxSource::value_type(const std::string& name) const {
   auto it = types_.find(name);
-  return it == types_.end() ? nullptr : &it->second;
+  return it == types_.end() ? nullptr : it->second;
 }
 
 namespace {
@@ -449,7 +452,13 @@ void infer_shapes(onnx::ModelProto& model, bool fill_slices = false) {
     std::unordered_map<std::string, onnx::TensorShapeProto> data;
     onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(), opts, &data);
     onnx::GraphProto* g = model.mutable_graph();
-    std::map<std::string, const onnx::TypeProto*> types;
+    // Only Reshape (and, filling slices, Slice and Range) outputs are filled in below.
+    auto fillable = [fill_slices](const onnx::NodeProto& n) {
+      return n.domain().empty() &&
+             (n.op_type() == "Reshape" || (fill_slices && (n.op_type() == "Slice" || n.op_type() == "Range")));
+    };
+    if (std::none_of(g->node().begin(), g->node().end(), fillable)) return;
+    std::unordered_map<std::string, const onnx::TypeProto*> types;
     for (const auto& vi : g->input()) types[vi.name()] = &vi.type();
     for (const auto& vi : g->value_info()) types[vi.name()] = &vi.type();
     for (const auto& vi : g->output()) types[vi.name()] = &vi.type();
@@ -531,15 +540,18 @@ void infer_shapes(onnx::ModelProto& model, bool fill_slices = false) {
       added.push_back(std::move(vi));
     }
     if (added.empty()) return;
-    for (auto& vi : added) {
-      bool replaced = false;
-      for (auto& existing : *g->mutable_value_info())
-        if (existing.name() == vi.name()) {
-          existing = vi;
-          replaced = true;
-        }
-      if (!replaced) *g->add_value_info() = std::move(vi);
+    // Each replaces the value_info of its name (every one of that name), or is appended.
+    std::unordered_map<std::string, size_t> added_at;
+    for (size_t k = 0; k < added.size(); ++k) added_at.emplace(added[k].name(), k);
+    std::vector<bool> replaced(added.size(), false);
+    for (auto& existing : *g->mutable_value_info()) {
+      auto it = added_at.find(existing.name());
+      if (it == added_at.end()) continue;
+      existing = added[it->second];
+      replaced[it->second] = true;
     }
+    for (size_t k = 0; k < added.size(); ++k)
+      if (!replaced[k]) *g->add_value_info() = std::move(added[k]);
   }
 }
 
@@ -552,10 +564,15 @@ void infer_shapes(onnx::ModelProto& model, bool fill_slices = false) {
 // symbol: the manifest then says "seq", and pprun knows the shape of what
 // arrives before it arrives. Dims that track no single symbol (2 * seq, a
 // size clamped by a table) stay as they are.
-void name_derived_dims(onnx::ModelProto& model) {
+bool name_derived_dims(onnx::ModelProto& model) {
   const onnx::GraphProto& g = model.graph();
-  std::set<std::string> inits;
-  for (const auto& t : g.initializer()) inits.insert(t.name());
+  std::set<std::string> inits;  // the inputs that are initializers (old exporters list them)
+  {
+    std::unordered_set<std::string_view> inputs;
+    for (const auto& vi : g.input()) inputs.insert(vi.name());
+    for (const auto& t : g.initializer())
+      if (inputs.count(t.name())) inits.insert(t.name());
+  }
   std::vector<std::string> symbols;
   for (const auto& vi : g.input()) {
     if (inits.count(vi.name()) || !vi.type().tensor_type().has_shape()) continue;
@@ -574,7 +591,7 @@ void name_derived_dims(onnx::ModelProto& model) {
   };
   if (symbols.empty() || (std::none_of(g.value_info().begin(), g.value_info().end(), has_unnamed) &&
                           std::none_of(g.output().begin(), g.output().end(), has_unnamed)))
-    return;
+    return false;
   // Sizes far from any small constant a model compares against, and unlike
   // between symbols and between the two runs.
   auto size_of = [](int run, size_t k) { return static_cast<int64_t>(run == 0 ? 1031 + 6 * k : 2053 + 10 * k); };
@@ -593,7 +610,7 @@ void name_derived_dims(onnx::ModelProto& model) {
     try {
       infer_shapes(m, /*fill_slices=*/true);
     } catch (const std::exception&) {
-      return;  // the symbolic shapes stay as they are
+      return false;  // the symbolic shapes stay as they are
     }
     auto record = [&](const onnx::ValueInfoProto& vi) {
       if (!vi.type().tensor_type().has_shape()) return;
@@ -603,6 +620,7 @@ void name_derived_dims(onnx::ModelProto& model) {
     for (const auto& vi : m.graph().value_info()) record(vi);
     for (const auto& vi : m.graph().output()) record(vi);
   }
+  bool renamed = false;
   auto rename = [&](onnx::ValueInfoProto& vi) {
     if (!vi.type().tensor_type().has_shape()) return;
     auto a = dims_at[0].find(vi.name()), b = dims_at[1].find(vi.name());
@@ -616,12 +634,14 @@ void name_derived_dims(onnx::ModelProto& model) {
         if (a->second[i] == size_of(0, k) && b->second[i] == size_of(1, k)) {
           d.Clear();
           d.set_dim_param(symbols[k]);
+          renamed = true;
           break;
         }
     }
   };
   for (auto& vi : *model.mutable_graph()->mutable_value_info()) rename(vi);
   for (auto& vi : *model.mutable_graph()->mutable_output()) rename(vi);
+  return renamed;
 }
 
 }  // namespace
@@ -632,9 +652,10 @@ class OnnxLowering {
     const onnx::GraphProto& gp = src.model_.graph();
     ir::Graph& g = src.graph_;
     g.name = gp.name();
-    for (const auto& vi : gp.input()) src.types_[vi.name()] = vi.type();
-    for (const auto& vi : gp.value_info()) src.types_[vi.name()] = vi.type();
-    for (const auto& vi : gp.output()) src.types_[vi.name()] = vi.type();
+    src.types_.reserve(static_cast<size_t>(gp.input_size() + gp.value_info_size() + gp.output_size()));
+    for (const auto& vi : gp.input()) src.types_[vi.name()] = &vi.type();
+    for (const auto& vi : gp.value_info()) src.types_[vi.name()] = &vi.type();
+    for (const auto& vi : gp.output()) src.types_[vi.name()] = &vi.type();
 
     lower_params(src, display);
     lower_inputs(src);
@@ -659,13 +680,13 @@ class OnnxLowering {
   // (Undefined when it has none, Other when it is not a tensor).
   static void type_of(const OnnxSource& src, const std::string& name, ir::DType& dt, ir::Shape& sh) {
     auto it = src.types_.find(name);
-    if (it == src.types_.end() || !it->second.has_tensor_type()) {
+    if (it == src.types_.end() || !it->second->has_tensor_type()) {
       dt = it == src.types_.end() ? ir::DType::Undefined : ir::DType::Other;
       sh = ir::Shape::unranked();
       return;
     }
-    dt = dtype_of(it->second.tensor_type().elem_type());
-    sh = shape_of(it->second);
+    dt = dtype_of(it->second->tensor_type().elem_type());
+    sh = shape_of(*it->second);
   }
 
   // Params: every initializer, with content fingerprints for tie detection.
@@ -928,25 +949,33 @@ class OnnxLowering {
 };
 
 namespace {
-
-// FLOPs and value sizes at a concrete size: the model's symbolic input dims
-// set (given ones to their size, the rest, e.g. the batch, to 1), shapes
-// inferred again, Slice outputs filled in; the IR keeps its symbolic shapes.
-void costs_at_size(OnnxSource& src, const std::string& display, const std::map<std::string, int64_t>& dims,
-                   std::vector<std::string>* notes) {
-  onnx::ModelProto m = src.model();
+// The size at which the cost model counts each symbolic input dim: --dim's,
+// else 1 (the batch). Sets them in `inputs` when given (the copy inferred at
+// that size). Checks that every --dim names a symbolic input dim, and notes
+// the symbols other than an input's first that count as 1.
+std::map<std::string, int64_t> cost_sizes(const onnx::GraphProto& g, const std::string& display,
+                                          const std::map<std::string, int64_t>& dims, std::vector<std::string>* notes,
+                                          onnx::GraphProto* inputs) {
+  std::map<std::string, int64_t> sizes;
   std::set<std::string> seen, counted_as_one;
-  for (auto& vi : *m.mutable_graph()->mutable_input()) {
+  for (int i = 0; i < g.input_size(); ++i) {
+    const onnx::ValueInfoProto& vi = g.input(i);
     if (!vi.type().has_tensor_type() || !vi.type().tensor_type().has_shape()) continue;
     int pos = 0;
-    for (auto& d : *vi.mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim()) {
+    const auto& shape = vi.type().tensor_type().shape();
+    for (int k = 0; k < shape.dim_size(); ++k) {
+      const auto& d = shape.dim(k);
       if (d.has_dim_value() || pos++ < 0) continue;
       std::string sym = d.has_dim_param() ? d.dim_param() : "";
       seen.insert(sym);
       if (pos > 1 && !dims.count(sym)) counted_as_one.insert(sym.empty() ? "?" : sym);
       auto it = dims.find(sym);
-      d.Clear();
-      d.set_dim_value(it != dims.end() ? it->second : 1);
+      const int64_t size = it != dims.end() ? it->second : 1;
+      if (!sym.empty()) sizes.emplace(sym, size);
+      if (!inputs) continue;
+      auto* out = inputs->mutable_input(i)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(k);
+      out->Clear();
+      out->set_dim_value(size);
     }
   }
   for (const auto& [name, size] : dims)
@@ -963,33 +992,93 @@ void costs_at_size(OnnxSource& src, const std::string& display, const std::map<s
     notes->push_back(display + ": the cost model counts symbolic input dim " + list +
                      " as 1 (give its size with --dim NAME=N)");
   }
+  return sizes;
+}
+
+// Whether every value the nodes make has a shape of known dims and the input
+// symbols of `sizes`. Then inference at the cost size gives each value its
+// shape with those symbols set to their sizes (inference is sound: a dim it
+// names after an input symbol is that dim, a known dim stays what it is), so
+// the symbols are replaced instead of inferring the whole model again.
+bool shapes_follow_inputs(const ir::Graph& g, const std::map<std::string, int64_t>& sizes) {
+  for (const ir::Value& v : g.values) {
+    if (v.param != ir::kNone) continue;
+    if (!v.shape.rank_known) return false;
+    for (const ir::Dim& d : v.shape.dims)
+      if (!d.is_known() && !(d.is_symbolic() && sizes.count(d.symbol))) return false;
+  }
+  return true;
+}
+
+// The shapes at the cost size, inferred again on a copy of the model (where
+// they do not follow the input symbols): the shapes of the IR's values are
+// set to them where inference gives one; returns the copy, whose nodes the
+// FLOPs are estimated from.
+std::unique_ptr<onnx::ModelProto> infer_at_size(OnnxSource& src, const std::string& display,
+                                                const std::map<std::string, int64_t>& dims,
+                                                std::vector<std::string>* notes) {
+  auto m = std::make_unique<onnx::ModelProto>(src.model());
+  cost_sizes(src.model().graph(), display, dims, nullptr, m->mutable_graph());
   try {
-    infer_shapes(m, /*fill_slices=*/true);
+    infer_shapes(*m, /*fill_slices=*/true);
   } catch (const std::exception& e) {
     if (notes)
       notes->push_back(display + ": shape inference at the --dim size stopped early (" + std::string(e.what()) + ")");
   }
-  std::map<std::string, const onnx::TypeProto*> types;
-  for (const auto& vi : m.graph().input()) types[vi.name()] = &vi.type();
-  for (const auto& vi : m.graph().value_info()) types[vi.name()] = &vi.type();
-  for (const auto& vi : m.graph().output()) types[vi.name()] = &vi.type();
+  std::unordered_map<std::string, const onnx::TypeProto*> types;
+  for (const auto& vi : m->graph().input()) types[vi.name()] = &vi.type();
+  for (const auto& vi : m->graph().value_info()) types[vi.name()] = &vi.type();
+  for (const auto& vi : m->graph().output()) types[vi.name()] = &vi.type();
   ir::Graph& g = src.mutable_graph();
-  std::vector<ir::Shape> symbolic(g.values.size());
   for (size_t v = 0; v < g.values.size(); ++v) {
-    symbolic[v] = g.values[v].shape;
     auto it = types.find(g.values[v].name);
     if (g.values[v].param == ir::kNone && it != types.end() && it->second->has_tensor_type())
       g.values[v].shape = shape_of(*it->second);
   }
+  return m;
+}
+
+// FLOPs and value sizes at a concrete size: the model's symbolic input dims
+// set (given ones to their size, the rest, e.g. the batch, to 1), shapes
+// inferred again (or the symbols replaced: shapes_follow_inputs), Slice
+// outputs filled in; the IR keeps its symbolic shapes.
+void costs_at_size(OnnxSource& src, const std::string& display, const std::map<std::string, int64_t>& dims,
+                   std::vector<std::string>* notes, bool shapes_exact) {
+  const std::map<std::string, int64_t> sizes = cost_sizes(src.model().graph(), display, dims, notes, nullptr);
+  ir::Graph& g = src.mutable_graph();
+  std::vector<ir::Shape> symbolic(g.values.size());
+  for (size_t v = 0; v < g.values.size(); ++v) symbolic[v] = g.values[v].shape;
+  std::unique_ptr<onnx::ModelProto> at_size;
+  if (shapes_exact && shapes_follow_inputs(g, sizes)) {
+    for (ir::Value& v : g.values) {
+      if (v.param != ir::kNone) continue;
+      for (ir::Dim& d : v.shape.dims)
+        if (d.is_symbolic()) d = ir::Dim::known(sizes.at(d.symbol));
+    }
+  } else {
+    at_size = infer_at_size(src, display, dims, notes);
+  }
+  const onnx::GraphProto& nodes_from = at_size ? at_size->graph() : src.model().graph();
   for (auto& n : g.nodes)
-    if (!(n.flags & ir::kNodeConstantSource)) n.flops = estimate_flops(g, n, m.graph().node(n.source_index));
+    if (!(n.flags & ir::kNodeConstantSource)) n.flops = estimate_flops(g, n, nodes_from.node(n.source_index));
   for (size_t v = 0; v < g.values.size(); ++v) {
     if (g.values[v].shape.rank_known) g.values[v].cost_numel = g.values[v].shape.numel(1.0);
-    g.values[v].shape = symbolic[v];
+    g.values[v].shape = std::move(symbolic[v]);
   }
 }
 
 }  // namespace
+
+// The parsed model's weights read into memory and the initializers the
+// exporter merged split off again (returns how many).
+int prepare_model(OnnxSource& src, const std::string& path, const std::string& display) {
+  src.external_data_ = onnx_data::internalize(src.model_, std::filesystem::path(path).parent_path().string(), display);
+  const GraphSignature sig = graph_signature(src.model_.graph());
+  std::vector<std::string> names;
+  if (!sig.empty())  // the scopes are only read for a signature
+    for (const auto& n : src.model_.graph().node()) names.push_back(n.name());
+  return unshare_merged_initializers(src.model_, sig, collect_scopes(names));
+}
 
 std::unique_ptr<SourceModel> load_onnx(const std::string& path, const std::string& display_name,
                                        std::vector<std::string>* notes,
@@ -1016,18 +1105,11 @@ std::unique_ptr<SourceModel> load_onnx(const std::string& path, const std::strin
                     std::to_string(it->second.second) + ", ONNX " + PPC_ONNX_VERSION + ")");
     }
   }
-  src->external_data_ =
-      onnx_data::internalize(src->model_, std::filesystem::path(path).parent_path().string(), display_name);
-  {
-    std::vector<std::string> names;
-    for (const auto& n : src->model_.graph().node()) names.push_back(n.name());
-    int n = unshare_merged_initializers(src->model_, graph_signature(src->model_.graph()), collect_scopes(names));
-    if (n > 0 && notes)
-      notes->push_back(
-          display_name + ": " + std::to_string(n) +
-          " parameters or buffers that the exporter merged with an equal one get their own initializer again "
-          "(named as in the graph signature)");
-  }
+  const int split_off = prepare_model(*src, path, display_name);
+  if (split_off > 0 && notes)
+    notes->push_back(display_name + ": " + std::to_string(split_off) +
+                     " parameters or buffers that the exporter merged with an equal one get their own initializer "
+                     "again (named as in the graph signature)");
   try {
     // With its weights in memory a large model passes protobuf's 2 GB limit,
     // which the in-memory checker refuses: check the file, data beside it.
@@ -1047,9 +1129,9 @@ std::unique_ptr<SourceModel> load_onnx(const std::string& path, const std::strin
       notes->push_back(display_name + ": shape inference stopped early (" + std::string(e.what()) +
                        "); some shapes are unknown");
   }
-  name_derived_dims(src->model_);
+  const bool renamed = name_derived_dims(src->model_);
   OnnxLowering::lower(*src, display_name, notes);
-  costs_at_size(*src, display_name, cost_dims, notes);
+  costs_at_size(*src, display_name, cost_dims, notes, /*shapes_exact=*/!renamed);
   return src;
 }
 

@@ -2,8 +2,11 @@
 // emitter only (it includes ONNX's protobuf types).
 #pragma once
 
+#include <google/protobuf/arena.h>
+
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "schemas/onnx_proto.h"
@@ -36,13 +39,19 @@ class OnnxSource : public SourceModel {
   friend std::unique_ptr<SourceModel> load_onnx(const std::string&, const std::string&, std::vector<std::string>*,
                                                 const std::map<std::string, int64_t>&);
   friend class OnnxLowering;
+  friend int prepare_model(OnnxSource&, const std::string&, const std::string&);
 
-  onnx::ModelProto model_;
+  // The model's messages live in one arena: a large model is hundreds of
+  // thousands of small messages, allocated and freed in bulk this way.
+  google::protobuf::Arena arena_;
+  onnx::ModelProto& model_ = *google::protobuf::Arena::CreateMessage<onnx::ModelProto>(&arena_);
   ir::Graph graph_;
   int64_t opset_ = 0;
   bool external_data_ = false;
-  std::map<std::string, int> initializer_index_;
-  std::map<std::string, onnx::TypeProto> types_;
+  std::unordered_map<std::string, int> initializer_index_;  // lookups only
+  /// Each value's type in model_ (input, value_info, output: the last wins);
+  /// model_ is not changed after lowering. Lookups only.
+  std::unordered_map<std::string, const onnx::TypeProto*> types_;
 };
 
 }  // namespace ppc::onnx_frontend
