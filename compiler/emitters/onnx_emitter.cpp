@@ -7,7 +7,10 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <set>
+#include <string_view>
+#include <unordered_set>
+
+#include <google/protobuf/arena.h>
 
 #include "compiler/emitters/onnx_emitter.h"
 #include "compiler/frontends/onnx/onnx_source.h"
@@ -38,42 +41,25 @@ onnx::ValueInfoProto value_info(const OnnxSource& src, const ir::Graph& g, ir::V
   return vi;
 }
 
-EmittedStage emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p, int stage, const std::string& path) {
+// The stage's graph: inputs, stored params, rebuilt tie members, nodes,
+// outputs, and the inferred types of its intermediate values.
+void build_stage_graph(const OnnxSource& src, const analysis::Partition& p, int stage, onnx::GraphProto* out) {
   const ir::Graph& g = src.graph();
   const analysis::StagePlan& sp = p.stages[stage];
   const onnx::ModelProto& in = src.model();
-
-  onnx::ModelProto m;
-  m.set_ir_version(in.ir_version());
-  *m.mutable_opset_import() = in.opset_import();
-  m.set_producer_name(in.producer_name());
-  m.set_producer_version(in.producer_version());
-  m.set_domain(in.domain());
-  m.set_model_version(in.model_version());
-  *m.mutable_functions() = in.functions();
-  *m.mutable_metadata_props() = in.metadata_props();
-  auto add_meta = [&](const std::string& k, const std::string& v) {
-    auto* e = m.add_metadata_props();
-    e->set_key(k);
-    e->set_value(v);
-  };
-  add_meta("ppc.stage", std::to_string(stage));
-  add_meta("ppc.num_stages", std::to_string(p.num_stages));
-
-  onnx::GraphProto* out = m.mutable_graph();
   out->set_name((in.graph().name().empty() ? std::string("graph") : in.graph().name()) + "_stage" +
                 std::to_string(stage));
 
-  std::set<std::string> io_names;
+  std::unordered_set<std::string_view> io_names;  // of values in g, which outlives this
   for (const auto& inp : sp.inputs) {
     *out->add_input() = value_info(src, g, inp.value);
     io_names.insert(g.values[inp.value].name);
   }
   for (int prm : sp.params) {
     const ir::Param& param = g.params[prm];
-    onnx::TensorProto t = src.initializer(param.data_source);
-    t.set_name(param.name);
-    *out->add_initializer() = std::move(t);
+    onnx::TensorProto* t = out->add_initializer();
+    *t = src.initializer(param.data_source);
+    t->set_name(param.name);
   }
   // Transmitted tie members rebuilt from their reference.
   for (const auto& d : sp.derived) {
@@ -93,12 +79,8 @@ EmittedStage emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p
       n->set_op_type("Identity");
     }
   }
-  std::set<std::string> defined_here;
-  for (ir::NodeId id : sp.nodes) {
-    const ir::Node& node = g.nodes[id];
-    *out->add_node() = src.node_proto(node.source_index);
-    for (ir::ValueId v : node.outputs) defined_here.insert(g.values[v].name);
-  }
+  out->mutable_node()->Reserve(out->node_size() + static_cast<int>(sp.nodes.size()));
+  for (ir::NodeId id : sp.nodes) *out->add_node() = src.node_proto(g.nodes[id].source_index);
   for (ir::ValueId v : sp.outputs) {
     *out->add_output() = value_info(src, g, v);
     io_names.insert(g.values[v].name);
@@ -114,19 +96,54 @@ EmittedStage emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p
         *vi->mutable_type() = *t;
       }
     }
+}
 
-  // Verify: the checker, then strict shape inference (what Python's
-  // check_model(full_check=True) does) on a copy.
-  try {
-    onnx::checker::check_model(m);
-    onnx::ModelProto copy = m;
-    onnx::ShapeInferenceOptions opts(/*check_type=*/true, /*error_mode=*/1, /*data_prop=*/false);
-    onnx::shape_inference::InferShapes(copy, onnx::OpSchemaRegistry::Instance(), opts);
-  } catch (const std::exception& e) {
+// Strict shape inference (what Python's check_model(full_check=True) adds to
+// the checker); it adds to `m`.
+void infer_strictly(onnx::ModelProto& m) {
+  onnx::ShapeInferenceOptions opts(/*check_type=*/true, /*error_mode=*/1, /*data_prop=*/false);
+  onnx::shape_inference::InferShapes(m, onnx::OpSchemaRegistry::Instance(), opts);
+}
+
+EmittedStage emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p, int stage, const std::string& path) {
+  const onnx::ModelProto& in = src.model();
+  // A stage is as many small messages as its nodes: built in an arena,
+  // freed in one go.
+  google::protobuf::Arena arena;
+  onnx::ModelProto& m = *google::protobuf::Arena::CreateMessage<onnx::ModelProto>(&arena);
+  m.set_ir_version(in.ir_version());
+  *m.mutable_opset_import() = in.opset_import();
+  m.set_producer_name(in.producer_name());
+  m.set_producer_version(in.producer_version());
+  m.set_domain(in.domain());
+  m.set_model_version(in.model_version());
+  *m.mutable_functions() = in.functions();
+  *m.mutable_metadata_props() = in.metadata_props();
+  auto add_meta = [&](const std::string& k, const std::string& v) {
+    auto* e = m.add_metadata_props();
+    e->set_key(k);
+    e->set_value(v);
+  };
+  add_meta("ppc.stage", std::to_string(stage));
+  add_meta("ppc.num_stages", std::to_string(p.num_stages));
+  build_stage_graph(src, p, stage, m.mutable_graph());
+
+  // Verify: the checker, then strict shape inference. Inference adds to
+  // the model it runs on: on a copy where the weights go to a data file
+  // (inference reads constant inputs from the weights), else on the stage
+  // itself once it is serialized.
+  auto fail = [&](const std::exception& e) {
     std::string msg = e.what();
     std::replace(msg.begin(), msg.end(), '\n', ' ');
-    throw Error("stage " + std::to_string(stage) + " fails the ONNX checker: " + msg);
-  }
+    return Error("stage " + std::to_string(stage) + " fails the ONNX checker: " + msg);
+  };
+  try {
+    onnx::checker::check_model(m);
+    if (src.had_external_data()) {
+      onnx::ModelProto copy = m;
+      infer_strictly(copy);
+    }
+  } catch (const std::exception& e) { throw fail(e); }
 
   EmittedStage out_files;
   if (src.had_external_data()) {
@@ -143,6 +160,11 @@ EmittedStage emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p
   }
   if (!m.SerializeToString(&out_files.bytes))
     throw Error("stage " + std::to_string(stage) + ": cannot serialize the ONNX model");
+  if (!src.had_external_data()) {
+    try {
+      infer_strictly(m);
+    } catch (const std::exception& e) { throw fail(e); }
+  }
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f.write(out_files.bytes.data(), static_cast<std::streamsize>(out_files.bytes.size()));
   if (!f) throw Error(path + ": cannot write stage artifact");
