@@ -1,5 +1,7 @@
 #include "compiler/analysis/split_points.h"
 
+#include <string_view>
+
 #include "schemas/suggest.h"
 #include "schemas/error.h"
 
@@ -54,9 +56,41 @@ std::map<std::string, ModuleSpan> module_spans(const ir::Graph& g, const std::ve
   return spans;
 }
 
+namespace {
+
+// The spans of the modules `spec` cuts at (those that have nodes), as
+// module_spans() gives them, without the spans of every other module.
+std::map<std::string, ModuleSpan, std::less<>> named_spans(const ir::Graph& g, const std::vector<bool>& const_like,
+                                                           const spec::SplitSpec& spec) {
+  std::map<std::string, ModuleSpan, std::less<>> spans;
+  for (const auto& sp : spec.split_points)
+    if (sp.kind == spec::SplitPoint::Kind::Module) spans.emplace(sp.name, ModuleSpan{});
+  if (spans.empty()) return spans;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (const_like[i]) continue;
+    const std::string_view m = g.nodes[i].module;
+    if (m.empty()) continue;
+    size_t pos = 0;
+    while (true) {
+      const size_t dot = m.find('.', pos);
+      auto it = spans.find(m.substr(0, dot));
+      if (it != spans.end()) {
+        if (it->second.first == ir::kNone) it->second.first = static_cast<ir::NodeId>(i);
+        it->second.last = static_cast<ir::NodeId>(i);
+      }
+      if (dot == std::string_view::npos) break;
+      pos = dot + 1;
+    }
+  }
+  for (auto it = spans.begin(); it != spans.end();) it = it->second.first == ir::kNone ? spans.erase(it) : ++it;
+  return spans;
+}
+
+}  // namespace
+
 std::vector<Cut> resolve_split_points(const ir::Graph& g, const std::vector<bool>& const_like,
                                       const spec::SplitSpec& spec, const JsonDocument* doc) {
-  auto spans = module_spans(g, const_like);
+  auto spans = named_spans(g, const_like, spec);
   std::vector<Cut> cuts;
   for (const auto& sp : spec.split_points) {
     Cut c;
@@ -68,7 +102,7 @@ std::vector<Cut> resolve_split_points(const ir::Graph& g, const std::vector<bool
         auto it = spans.find(sp.name);
         if (it == spans.end()) {
           std::vector<std::string> names;
-          for (const auto& kv : spans) names.push_back(kv.first);
+          for (const auto& kv : module_spans(g, const_like)) names.push_back(kv.first);
           bool exists_const = false;
           for (size_t i = 0; i < g.nodes.size(); ++i)
             exists_const =

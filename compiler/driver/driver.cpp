@@ -1,9 +1,13 @@
 // `ppc split` as a pipeline of passes (passes.h), and `ppc inspect`.
 #include "compiler/driver/driver.h"
 
+#include <algorithm>
+#include <atomic>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <ostream>
+#include <thread>
 
 #include "compiler/analysis/constants.h"
 #include "compiler/analysis/split_points.h"
@@ -166,13 +170,30 @@ void write_file(const fs::path& p, const std::string& text) {
 }
 
 // Every stage artifact, then the manifest with their sha256s, into `dir`.
+// ONNX stages are independent (each reads the source, writes its own files):
+// they are built on as many threads as there are cores, and their results
+// taken in stage order, the first failing stage's error first.
 void emit_all(const SourceModel& src, const analysis::Partition& p, manifest::Manifest& m, const fs::path& dir) {
-  for (auto& s : m.stages) {
-    EmittedStage files = emit_stage(src, p, s.index, (dir / s.artifact).string());
-    s.sha256 = sha256_hex(files.bytes);
-    s.data_file = files.data_file;
-    if (!files.data_file.empty()) s.data_sha256 = sha256_hex(files.data_bytes);
-  }
+  const size_t n = m.stages.size();
+  std::vector<std::exception_ptr> failed(n);
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t k; (k = next++) < n;) try {
+        manifest::Stage& s = m.stages[k];  // each worker writes only the stages it takes
+        EmittedStage files = emit_stage(src, p, s.index, (dir / s.artifact).string());
+        s.sha256 = sha256_hex(files.bytes);
+        s.data_file = files.data_file;
+        if (!files.data_file.empty()) s.data_sha256 = sha256_hex(files.data_bytes);
+      } catch (...) { failed[k] = std::current_exception(); }
+  };
+  const bool parallel = std::string(src.format()) == "onnx";  // TorchScript emission stays on one thread
+  const size_t workers = parallel ? std::min<size_t>(n, std::max(1u, std::thread::hardware_concurrency())) : 1;
+  std::vector<std::thread> pool;
+  for (size_t w = 1; w < workers; ++w) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  for (size_t k = 0; k < n; ++k)
+    if (failed[k]) std::rethrow_exception(failed[k]);
   write_file(dir / "manifest.json", manifest::to_json_text(m));
 }
 
