@@ -209,6 +209,7 @@ json to_json(const Manifest& m) {
   json d = json::object();
   if (m.default_schedule) d["schedule"] = *m.default_schedule;
   if (m.default_chunks) d["chunks"] = *m.default_chunks;
+  if (m.default_dp) d["dp"] = *m.default_dp;
   j["defaults"] = d;
   j["cost"] = {{"total_flops", m.total_flops}};
   if (m.cost_model) j["cost"]["model"] = cost_model_json(*m.cost_model);
@@ -527,6 +528,11 @@ Manifest parse_manifest(const std::string& text, const std::string& display_name
     JsonNode d = root.at("defaults");
     if (d.has("schedule")) m.default_schedule = d.at("schedule").as_string("'schedule'");
     if (d.has("chunks")) m.default_chunks = static_cast<int>(d.at("chunks").as_int("'chunks'"));
+    if (d.has("dp")) {
+      const int64_t dp = d.at("dp").as_int("'dp'");
+      if (dp < 1 || dp > 1000000) throw d.at("dp").error("'dp' must be between 1 and 1000000");
+      m.default_dp = static_cast<int>(dp);
+    }
   }
   if (root.has("cost") && root.at("cost").has("total_flops"))
     m.total_flops = root.at("cost").at("total_flops").as_int("'total_flops'");

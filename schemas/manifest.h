@@ -130,6 +130,7 @@ struct Manifest {
   std::vector<ModelOutput> model_outputs;
   std::optional<std::string> default_schedule;
   std::optional<int> default_chunks;
+  std::optional<int> default_dp;  ///< data-parallel replicas (pprun --dp)
   int64_t total_flops = 0;
   /// The cost model the stage costs above use (see compiler/analysis/cost_model.h).
   struct CostModel {

@@ -189,12 +189,17 @@ std::vector<InputSpec> parse_inputs(const JsonNode& ins) {
 }
 
 void parse_defaults(const JsonNode& d, Defaults& defaults) {
-  d.expect_object("'defaults'", {"schedule", "chunks"});
+  d.expect_object("'defaults'", {"schedule", "chunks", "dp"});
   if (d.has("schedule")) defaults.schedule = d.at("schedule").as_enum("schedule", schedule_names());
   if (d.has("chunks")) {
     int64_t c = d.at("chunks").as_int("'chunks'");
     if (c < 1 || c > 1000000) throw d.at("chunks").error("'chunks' must be between 1 and 1000000");
     defaults.chunks = static_cast<int>(c);
+  }
+  if (d.has("dp")) {
+    int64_t n = d.at("dp").as_int("'dp'");
+    if (n < 1 || n > 1000000) throw d.at("dp").error("'dp' must be between 1 and 1000000");
+    defaults.dp = static_cast<int>(n);
   }
 }
 

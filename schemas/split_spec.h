@@ -73,6 +73,7 @@ struct InputSpec {
 struct Defaults {
   std::optional<std::string> schedule;
   std::optional<int> chunks;
+  std::optional<int> dp;  ///< data-parallel replicas of the pipeline
 };
 
 struct SplitSpec {

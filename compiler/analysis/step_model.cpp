@@ -79,8 +79,17 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
   }
   sched::set_message_cost(so, o.message);
   so.cores = o.cores;
+  so.replicas = o.replicas;
+  if (o.replicas > 1) {
+    so.grad_bytes.assign(static_cast<size_t>(stages), 0.0);
+    for (size_t k = 0; k < m.param_bytes.size(); ++k) {
+      const int stage =
+          static_cast<int>(std::upper_bound(starts.begin(), starts.end(), static_cast<int>(k)) - starts.begin());
+      so.grad_bytes[static_cast<size_t>(stage)] += m.param_bytes[k];
+    }
+  }
   auto lowered = sched::hoist_receives(sched::add_communication(compute, stages, graph), 1);
-  return sched::simulate(lowered, stages, graph, so).makespan + o.overhead_ms;
+  return sched::simulate(lowered, stages, graph, so).step + o.overhead_ms;
 }
 
 namespace {

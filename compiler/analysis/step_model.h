@@ -25,6 +25,10 @@ struct StepOptions {
   /// The cores the ranks share, in ranks (SimOptions::cores; 0: a core per
   /// rank): fewer than the stages, and the simulator shares them out.
   double cores = 0;
+  /// Data-parallel replicas of the pipeline: each stage's gradients (its
+  /// parameters' bytes) are summed across them after its last backward,
+  /// priced like messages (SimOptions::replicas).
+  int replicas = 1;
   /// The search leaves the min-bottleneck split only for one predicted at
   /// least this much (relative) faster: where a message's latency dominates,
   /// the predictions of most splits lie within a few percent of each other,

@@ -56,10 +56,11 @@ std::string render_text(const manifest::Manifest& m) {
   os << ") sha256 " << m.source.sha256 << "\n";
   os << m.stages.size() << " stages, " << m.edges.size() << " edges, " << m.ties.size() << " tie groups, "
      << grouped(m.total_flops) << " flops\n";
-  if (m.default_schedule || m.default_chunks) {
+  if (m.default_schedule || m.default_chunks || m.default_dp) {
     os << "defaults";
     if (m.default_schedule) os << " schedule=" << *m.default_schedule;
     if (m.default_chunks) os << " chunks=" << *m.default_chunks;
+    if (m.default_dp) os << " dp=" << *m.default_dp;
     os << "\n";
   }
   os << "\nmodel inputs\n";

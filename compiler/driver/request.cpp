@@ -93,6 +93,7 @@ analysis::StepOptions step_options(const spec::SplitSpec& spec, const analysis::
   step.message = measured.message();
   step.overhead_ms = measured.overhead_ms();
   step.cores = measured.profile.shared_cores();
+  step.replicas = spec.defaults.dp.value_or(1);
   return step;
 }
 

@@ -1,6 +1,7 @@
 // What `ppc split` prints: the per-stage summary after a split, the tie
 // notes, and the JSON of `--emit balance`.
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <ostream>
 #include <sstream>
 
@@ -89,7 +90,7 @@ void print_stage_line(const manifest::Stage& s, const manifest::Manifest::CostMo
   out << "\n";
 }
 
-void print_predicted_step(const manifest::Manifest::CostModel& cm, std::ostream& out) {
+void print_predicted_step(const manifest::Manifest::CostModel& cm, std::optional<int> dp, std::ostream& out) {
   out << "  predicted step " << fixed(*cm.predicted_step_ms, 2) << " ms (" << *cm.predicted_schedule
       << ", one stage per rank, the profile's micro-batches; message latency " << fixed(cm.message_ms.value_or(0), 3)
       << " ms" << (cm.message_cpu_ms ? " + " + fixed(*cm.message_cpu_ms, 3) + " ms at each end" : std::string())
@@ -100,6 +101,10 @@ void print_predicted_step(const manifest::Manifest::CostModel& cm, std::ostream&
                                       : std::string())
       << ", per-step overhead " << fixed(cm.step_overhead_ms.value_or(0), 2) << " ms"
       << (cm.predicted_cores ? "; the ranks share " + fixed(*cm.predicted_cores, 2) + " cores" : std::string())
+      << (dp && *dp > 1 ? "; " + std::to_string(*dp) +
+                              " data-parallel replicas, each stage's gradient all-reduce after "
+                              "its last backward"
+                        : std::string())
       << ")\n";
 }
 
@@ -117,7 +122,7 @@ void print_summary(const manifest::Manifest& m, const std::string& out_dir, std:
   out << "  imbalance (max/mean cost) " << fixed(cm.imbalance, 3) << ", bottleneck " << fixed(cm.bottleneck, 4) << " "
       << cm.unit << " (lower bound " << fixed(cm.lower_bound, 4) << "), " << m.edges.size() << " cross-stage edges, "
       << m.ties.size() << " tie groups\n";
-  if (cm.predicted_step_ms) print_predicted_step(cm, out);
+  if (cm.predicted_step_ms) print_predicted_step(cm, m.default_dp, out);
 }
 
 std::vector<std::string> tie_notes(const manifest::Manifest& m) {

@@ -254,6 +254,7 @@ manifest::Manifest build_manifest(const SourceModel& src, const analysis::Partit
   }
   m.default_schedule = spec.defaults.schedule;
   m.default_chunks = spec.defaults.chunks;
+  m.default_dp = spec.defaults.dp;
   return m;
 }
 

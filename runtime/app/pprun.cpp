@@ -127,6 +127,7 @@ void apply_manifest_defaults(PprunOptions& o, const manifest::Manifest& m) {
   EngineOptions& e = o.engine;
   if (!o.schedule_given && m.default_schedule) e.schedule = *m.default_schedule;
   if (!o.chunks_given && m.default_chunks) e.chunks = *m.default_chunks;
+  if (!o.dp_given && m.default_dp) e.dp = *m.default_dp;
   if (e.schedule_file.empty()) return;
   int in_file = microbatches_in_schedule_file(e.schedule_file);
   if (o.chunks_given && e.chunks != in_file)

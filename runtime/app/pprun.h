@@ -31,7 +31,7 @@ struct PprunOptions {
   std::vector<std::string> dims;  ///< NAME=N, as given
   EngineOptions engine;
   /// Which of the options with defaults from elsewhere the user gave.
-  bool schedule_given = false, chunks_given = false, comm_given = false;
+  bool schedule_given = false, chunks_given = false, comm_given = false, dp_given = false;
   bool save_every_given = false, keep_given = false;
   /// What each rank spawned by --nproc runs (the command line without --nproc).
   std::vector<std::string> child_args;

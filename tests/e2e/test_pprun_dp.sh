@@ -97,6 +97,30 @@ for step in range(2):
 print(f"   {len(events)} slices; every rank's all-reduce started before its replica's step was done")
 PYEOF
 
+step "mlp: a 2x2 --profile -> ppc split --costs with the spec's defaults.dp 2: the predicted step includes the all-reduce"
+"$PPRUN" --manifest "$W/mlp/split2" --nproc 4 --dp 2 --chunks 2 --inputs "$W/mlp/batches" --steps 3 --train \
+  --loss mse --profile "$W/costs.json" --quiet || fail "profiled run"
+for d in 1 2; do
+  echo "{\"version\": 1, \"auto\": {\"stages\": 2}, \"defaults\": {\"dp\": $d}}" >"$W/dp$d.json"
+  "$PPC" split "$ROOT/samples/mlp/mlp_traced.pt" --splits "$W/dp$d.json" --costs "$W/costs.json" -o "$W/costs_dp$d" \
+    >"$W/costs_dp$d.txt" 2>&1 || { cat "$W/costs_dp$d.txt" >&2; fail "ppc split --costs (dp $d)"; }
+done
+grep -q "2 data-parallel replicas" "$W/costs_dp2.txt" || fail "no replicas in the summary: $(cat "$W/costs_dp2.txt")"
+"$PY" - "$W/costs_dp1/manifest.json" "$W/costs_dp2/manifest.json" <<'PYEOF'
+import json, sys
+one, two = (json.load(open(p)) for p in sys.argv[1:])
+assert two["defaults"]["dp"] == 2 and one["defaults"]["dp"] == 1, (one["defaults"], two["defaults"])
+p1, p2 = one["cost"]["model"]["predicted_step_ms"], two["cost"]["model"]["predicted_step_ms"]
+assert p2 > p1, (p1, p2)  # mlp's 1 MB of parameters take time to sum
+print(f"   predicted step {p1:.2f} ms on one replica, {p2:.2f} ms with the all-reduce across 2")
+PYEOF
+# pprun takes --dp from the manifest's defaults unless given.
+"$PPRUN" --manifest "$W/costs_dp2" --nproc 4 --chunks 2 --inputs "$W/mlp/batches" --steps 1 --train --loss mse \
+  >"$W/default_dp.log" 2>&1 || { cat "$W/default_dp.log" >&2; fail "run with the manifest's dp"; }
+grep -q "4 ranks = 2 replicas x 2 pipeline ranks" "$W/default_dp.log" || fail "manifest dp not used"
+"$PPRUN" --manifest "$W/costs_dp2" --simulate --world-size 4 --chunks 2 --costs "$W/costs.json" | grep -q \
+  "with the gradient all-reduce across 2 replicas" || fail "--simulate with the manifest's dp"
+
 step "inference: replica 0 writes every replica's outputs"
 "$PPRUN" --manifest "$W/mlp/split2" --nproc 6 --dp 3 --chunks 2 --inputs "$W/mlp/batches/$(ls "$W/mlp/batches" | head -1)" \
   --output "$W/out.pt" --quiet || fail "inference"

@@ -82,6 +82,9 @@ CASES = [
     ("defaults bad schedule", dict(V, split_points=SP, defaults={"schedule": "pipedream"}), False),
     ("defaults chunks 0", dict(V, split_points=SP, defaults={"chunks": 0}), False),
     ("defaults chunks huge", dict(V, split_points=SP, defaults={"chunks": 1000001}), False),
+    ("defaults dp", dict(V, split_points=SP, defaults={"dp": 2}), True),
+    ("defaults dp 0", dict(V, split_points=SP, defaults={"dp": 0}), False),
+    ("defaults dp not an integer", dict(V, split_points=SP, defaults={"dp": 1.5}), False),
     ("root array", [V], False),
 ]
 

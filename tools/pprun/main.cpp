@@ -144,6 +144,7 @@ int main(int argc, char** argv) {
   }
   o.schedule_given = app.count("--schedule") > 0;
   o.chunks_given = app.count("--chunks") > 0;
+  o.dp_given = app.count("--dp") > 0;
   o.comm_given = app.count("--comm") > 0;
   o.save_every_given = app.count("--save-every") > 0;
   o.keep_given = app.count("--keep") > 0;

@@ -52,6 +52,30 @@ TEST(StepModel, PredictsOneFOneBFromStageCostsAndLatency) {
   loaded.overhead_ms = 2.5;
   EXPECT_DOUBLE_EQ(predict_step_ms(m, {2}, loaded), predict_step_ms(m, {2}, so) + 2.5);
   EXPECT_DOUBLE_EQ(predict_step_ms(m, {1}, loaded), predict_step_ms(m, {1}, so) + 2.5);
+  // Data parallel: each stage's gradients summed across 4 replicas after its
+  // last backward, as a ring (6 messages of a quarter of the bytes) at the
+  // messages' 1000 bytes per ms. [a b | c d]: stage 0's last B ends the
+  // pipeline, so its 3000 bytes add 6 x 0.75 ms to the step; stage 1's
+  // 6000 bytes (6 x 1.5 ms) start at its last B, at least a B (4/3 ms)
+  // before the pipeline ends, and outlast it.
+  CostModel mp = m;
+  mp.param_bytes.assign(mp.items.size(), 0.0);
+  StepOptions dp;
+  dp.chunks = 4;
+  dp.micro_batch_size = 1;
+  dp.message.bytes_per_second = 1e6;
+  const double pipeline = predict_step_ms(mp, {2}, dp);
+  dp.replicas = 4;
+  EXPECT_DOUBLE_EQ(predict_step_ms(mp, {2}, dp), pipeline);  // no parameters: nothing to sum
+  mp.param_bytes[0] = 3000;
+  EXPECT_NEAR(predict_step_ms(mp, {2}, dp), pipeline + 4.5, 1e-9);
+  mp.param_bytes[0] = 0;
+  mp.param_bytes[3] = 6000;
+  const double late = predict_step_ms(mp, {2}, dp);
+  EXPECT_GT(late, pipeline);
+  EXPECT_LE(late, pipeline - 4.0 / 3 + 9.0 + 1e-9);
+  dp.replicas = 1;
+  EXPECT_DOUBLE_EQ(predict_step_ms(mp, {2}, dp), pipeline);
   // A schedule needing two stages per rank is simulated as 1F1B.
   so.schedule = "zb-v";
   predict_step_ms(m, {2}, so, &used);

@@ -168,6 +168,7 @@ Manifest full_manifest() {
 
   m.default_schedule = "1f1b";
   m.default_chunks = 4;
+  m.default_dp = 2;
   m.total_flops = 6000;
   return m;
 }
@@ -235,6 +236,7 @@ TEST(Manifest, RoundTripIsByteIdentical) {
   EXPECT_EQ(back.stages[0].params[0].original, "layer0.weight");
   EXPECT_EQ(back.stages[1].first_node, "/layer1/MatMul");
   EXPECT_EQ(back.default_chunks, std::optional<int>(4));
+  EXPECT_EQ(back.default_dp, std::optional<int>(2));
   EXPECT_EQ(back.total_flops, 6000);
 }
 
@@ -271,7 +273,7 @@ TEST(Manifest, CanonicalKeyOrder) {
             (Strings{"value", "dtype", "shape", "batch_dim", "producer", "consumers", "differentiable", "kind"}));
   EXPECT_EQ(keys_of(j["ties"][0]), (Strings{"name", "policy", "owner", "detected_by", "members"}));
   EXPECT_EQ(keys_of(j["ties"][0]["members"][0]), (Strings{"param", "relation", "stages"}));
-  EXPECT_EQ(keys_of(j["defaults"]), (Strings{"schedule", "chunks"}));
+  EXPECT_EQ(keys_of(j["defaults"]), (Strings{"schedule", "chunks", "dp"}));
 
   std::string text = to_json_text(full_manifest());
   EXPECT_EQ(text.rfind("{\n  \"version\": 1,\n  \"producer\": \"ppc\",\n  \"source\": {\n    \"format\": \"onnx\",", 0),
