@@ -97,6 +97,9 @@ row pprun --beta1 "--beta1: must be in [0, 1), not 1" "${RUN[@]}" --train --opti
 row pprun --beta2 "--beta2: must be in [0, 1), not -0.1" "${RUN[@]}" --train --optimizer adam --beta2 -0.1
 row pprun --eps "--eps: must be >= 0, not -1" "${RUN[@]}" --train --optimizer adam --eps -1
 row pprun --output "--output $W/nope/out.pt: no folder" "${RUN[@]}" --output "$W/nope/out.pt"
+row pprun --dp "--dp 3 does not divide the 2 ranks" "${RUN[@]}" --dp 3
+row pprun --dp-layout "--dp-layout" "${RUN[@]}" --dp 2 --dp-layout diagonal
+row pprun --dp-bucket-mb "--dp-bucket-mb: must be > 0, not 0" "${RUN[@]}" --dp-bucket-mb 0
 row pprun --save "exists and is not a pprun checkpoint" "${RUN[@]}" --train --save "$W/not_a_checkpoint"
 row pprun --save-every "--save-every needs --save DIR" "${RUN[@]}" --train --save-every 2
 row pprun --keep "--keep" "${RUN[@]}" --train --save "$W/ck" --keep 0
