@@ -71,14 +71,14 @@ std::string Shape::str() const {
 
 ValueId Graph::add_value(const std::string& vname, DType dtype, Shape shape) {
   if (vname.empty()) throw std::logic_error("ir: value with an empty name");
-  if (value_index_.count(vname)) throw std::logic_error("ir: duplicate value '" + vname + "'");
+  if (find_value(vname) != kNone) throw std::logic_error("ir: duplicate value '" + vname + "'");
   Value v;
   v.name = vname;
   v.dtype = dtype;
   v.shape = std::move(shape);
   values.push_back(std::move(v));
   ValueId id = static_cast<ValueId>(values.size() - 1);
-  value_index_[vname] = id;
+  value_index_.insert(values[id].name, id, value_name());
   return id;
 }
 
@@ -104,7 +104,7 @@ ValueId Graph::add_param(const std::string& pname, DType dtype, Shape shape, int
 
 NodeId Graph::add_node(Node node) {
   if (node.name.empty()) throw std::logic_error("ir: node with an empty name");
-  if (node_index_.count(node.name)) throw std::logic_error("ir: duplicate node '" + node.name + "'");
+  if (find_node(node.name) != kNone) throw std::logic_error("ir: duplicate node '" + node.name + "'");
   NodeId id = static_cast<NodeId>(nodes.size());
   for (ValueId v : node.inputs) {
     if (v == kNone) continue;
@@ -118,8 +118,8 @@ NodeId Graph::add_node(Node node) {
       throw std::logic_error("ir: value '" + val.name + "' defined twice");
     val.producer = id;
   }
-  node_index_[node.name] = id;
   nodes.push_back(std::move(node));
+  node_index_.insert(nodes[id].name, id, node_name());
   return id;
 }
 
@@ -128,15 +128,9 @@ void Graph::mark_output(ValueId v) {
   outputs.push_back(v);
 }
 
-ValueId Graph::find_value(const std::string& vname) const {
-  auto it = value_index_.find(vname);
-  return it == value_index_.end() ? kNone : it->second;
-}
+ValueId Graph::find_value(const std::string& vname) const { return value_index_.find(vname, value_name()); }
 
-NodeId Graph::find_node(const std::string& nname) const {
-  auto it = node_index_.find(nname);
-  return it == node_index_.end() ? kNone : it->second;
-}
+NodeId Graph::find_node(const std::string& nname) const { return node_index_.find(nname, node_name()); }
 
 void Graph::sort_topologically() {
   const int n = static_cast<int>(nodes.size());
@@ -198,7 +192,7 @@ void Graph::sort_topologically() {
   for (auto& kv : nested_modules)
     if (kv.second >= 0 && kv.second < n) kv.second = new_id[kv.second];
   node_index_.clear();
-  for (int i = 0; i < n; ++i) node_index_[nodes[i].name] = i;
+  for (int i = 0; i < n; ++i) node_index_.insert(nodes[i].name, i, node_name());
 }
 
 std::string Graph::verify() const {

@@ -5,8 +5,9 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <algorithm>
 #include <string>
-#include <unordered_map>
+#include <string_view>
 #include <vector>
 
 namespace ppc::ir {
@@ -127,6 +128,63 @@ struct Param {
   bool is_float = false;
 };
 
+/// Ids by name, where the names are held elsewhere (`name_of(id)`, e.g. the
+/// graph's values): open addressing over (hash, id) slots, so a large graph
+/// costs no allocation per name, to build or to free.
+class NameIndex {
+ public:
+  /// The id named `name`, or kNone.
+  template <class NameOf>
+  int find(std::string_view name, const NameOf& name_of) const {
+    if (slots_.empty()) return kNone;
+    const uint64_t h = hash(name);
+    for (size_t i = h & mask(); slots_[i].id != kNone; i = (i + 1) & mask())
+      if (slots_[i].hash == h && name_of(slots_[i].id) == name) return slots_[i].id;
+    return kNone;
+  }
+  /// Adds `id` under `name`; false (and nothing added) if the name is taken.
+  template <class NameOf>
+  bool insert(std::string_view name, int id, const NameOf& name_of) {
+    if (2 * (size_ + 1) > slots_.size()) grow();
+    const uint64_t h = hash(name);
+    size_t i = h & mask();
+    for (; slots_[i].id != kNone; i = (i + 1) & mask())
+      if (slots_[i].hash == h && name_of(slots_[i].id) == name) return false;
+    slots_[i] = Slot{h, id};
+    ++size_;
+    return true;
+  }
+  void clear() {
+    slots_.clear();
+    size_ = 0;
+  }
+  size_t size() const { return size_; }
+
+ private:
+  struct Slot {
+    uint64_t hash = 0;
+    int id = kNone;
+  };
+  static uint64_t hash(std::string_view s) {  // FNV-1a
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+    return h ^ (h >> 29);
+  }
+  size_t mask() const { return slots_.size() - 1; }
+  void grow() {
+    std::vector<Slot> old(std::max<size_t>(16, 2 * slots_.size()));
+    old.swap(slots_);
+    for (const Slot& s : old) {
+      if (s.id == kNone) continue;
+      size_t i = s.hash & mask();
+      while (slots_[i].id != kNone) i = (i + 1) & mask();
+      slots_[i] = s;
+    }
+  }
+  std::vector<Slot> slots_;
+  size_t size_ = 0;
+};
+
 /// The graph. Nodes are kept in one deterministic topological order.
 class Graph {
  public:
@@ -164,8 +222,14 @@ class Graph {
   std::string verify() const;
 
  private:
-  std::unordered_map<std::string, ValueId> value_index_;  // lookups only: never iterated
-  std::unordered_map<std::string, NodeId> node_index_;
+  auto value_name() const {
+    return [this](int id) -> std::string_view { return values[id].name; };
+  }
+  auto node_name() const {
+    return [this](int id) -> std::string_view { return nodes[id].name; };
+  }
+  NameIndex value_index_;  // over values[id].name
+  NameIndex node_index_;   // over nodes[id].name
 };
 
 }  // namespace ppc::ir

@@ -653,6 +653,7 @@ class OnnxLowering {
     ir::Graph& g = src.graph_;
     g.name = gp.name();
     src.types_.reserve(static_cast<size_t>(gp.input_size() + gp.value_info_size() + gp.output_size()));
+    src.initializer_index_.reserve(static_cast<size_t>(gp.initializer_size()));
     for (const auto& vi : gp.input()) src.types_[vi.name()] = &vi.type();
     for (const auto& vi : gp.value_info()) src.types_[vi.name()] = &vi.type();
     for (const auto& vi : gp.output()) src.types_[vi.name()] = &vi.type();
@@ -697,7 +698,7 @@ class OnnxLowering {
       const auto& t = gp.initializer(i);
       if (src.initializer_index_.count(t.name()))
         throw Error(display + ": initializer '" + t.name() + "' is defined twice");
-      src.initializer_index_[t.name()] = i;
+      src.initializer_index_.emplace(t.name(), i);
       ir::DType dt = dtype_of(t.data_type());
       ir::ValueId v = g.add_param(t.name(), dt, shape_of(t), numel(t) * ir::dtype_size(dt));
       fingerprint(g.params[g.values[v].param], t);

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -48,10 +49,10 @@ class OnnxSource : public SourceModel {
   ir::Graph graph_;
   int64_t opset_ = 0;
   bool external_data_ = false;
-  std::unordered_map<std::string, int> initializer_index_;  // lookups only
-  /// Each value's type in model_ (input, value_info, output: the last wins);
-  /// model_ is not changed after lowering. Lookups only.
-  std::unordered_map<std::string, const onnx::TypeProto*> types_;
+  // Both keyed by names held in model_, which is not changed after lowering.
+  std::unordered_map<std::string_view, int> initializer_index_;  // lookups only
+  /// Each value's type in model_ (input, value_info, output: the last wins). Lookups only.
+  std::unordered_map<std::string_view, const onnx::TypeProto*> types_;
 };
 
 }  // namespace ppc::onnx_frontend
