@@ -174,9 +174,9 @@ std::vector<std::vector<ir::ValueId>> find_edges(const ir::Graph& g, const std::
 // references (param order), then activation edges (producer order).
 void set_stage_inputs(const ir::Graph& g, const std::set<int>& tie_inputs, int s, Partition& P) {
   StagePlan& sp = P.stages[s];
-  std::set<ir::ValueId> inside;
+  std::vector<char> inside(g.values.size(), 0);
   for (ir::NodeId n : sp.nodes)
-    for (ir::ValueId v : g.nodes[n].outputs) inside.insert(v);
+    for (ir::ValueId v : g.nodes[n].outputs) inside[v] = 1;
   for (size_t k = 0; k < g.inputs.size(); ++k)
     if (std::binary_search(P.input_stages[k].begin(), P.input_stages[k].end(), s))
       sp.inputs.push_back(StageInputRef{g.inputs[k], InputSource::ModelInput, -1});
@@ -186,15 +186,15 @@ void set_stage_inputs(const ir::Graph& g, const std::set<int>& tie_inputs, int s
       if (t.members[0].param == ref) owner = t.owner;
     sp.inputs.push_back(StageInputRef{g.params[ref].value, InputSource::Tie, owner});
   }
-  std::set<ir::ValueId> from_edges;
+  std::vector<ir::ValueId> ordered;  // the values from other stages, once each
   for (ir::NodeId n : sp.nodes)
     for (ir::ValueId v : g.nodes[n].inputs) {
-      if (v == ir::kNone || inside.count(v)) continue;
+      if (v == ir::kNone || inside[v]) continue;
       const ir::Value& val = g.values[v];
       if (val.producer == ir::kNone) continue;  // model input or param
-      from_edges.insert(v);
+      inside[v] = 1;
+      ordered.push_back(v);
     }
-  std::vector<ir::ValueId> ordered(from_edges.begin(), from_edges.end());
   std::sort(ordered.begin(), ordered.end(), [&](ir::ValueId a, ir::ValueId b) {
     return std::make_pair(g.values[a].producer, a) < std::make_pair(g.values[b].producer, b);
   });
@@ -248,30 +248,30 @@ std::string verify_partition(const ir::Graph& g, const std::vector<bool>& const_
   std::vector<int> count(g.nodes.size(), 0);
   for (int s = 0; s < p.num_stages; ++s) {
     const StagePlan& sp = p.stages[s];
-    std::set<ir::NodeId> cloned(sp.cloned.begin(), sp.cloned.end());
-    std::set<ir::ValueId> defined;
+    std::vector<char> cloned(g.nodes.size(), 0), defined(g.values.size(), 0);
+    for (ir::NodeId n : sp.cloned) cloned[n] = 1;
     for (const auto& in : sp.inputs) {
-      defined.insert(in.value);
+      defined[in.value] = 1;
       if (in.source == InputSource::Edge || in.source == InputSource::Tie) {
         if (in.from_stage < 0 || in.from_stage >= s)
           return "stage " + std::to_string(s) + " input '" + g.values[in.value].name + "' comes from stage " +
                  std::to_string(in.from_stage);
       }
     }
-    for (int prm : sp.params) defined.insert(g.params[prm].value);
-    for (const auto& d : sp.derived) defined.insert(g.params[d.param].value);
+    for (int prm : sp.params) defined[g.params[prm].value] = 1;
+    for (const auto& d : sp.derived) defined[g.params[d.param].value] = 1;
     for (ir::NodeId n : sp.nodes) {
-      if (!cloned.count(n)) ++count[n];
-      if (cloned.count(n) && !const_like[n])
+      if (!cloned[n]) ++count[n];
+      if (cloned[n] && !const_like[n])
         return "stage " + std::to_string(s) + " clones non-constant node '" + g.nodes[n].name + "'";
       for (ir::ValueId v : g.nodes[n].inputs)
-        if (v != ir::kNone && !defined.count(v))
+        if (v != ir::kNone && !defined[v])
           return "stage " + std::to_string(s) + " node '" + g.nodes[n].name + "' reads '" + g.values[v].name +
                  "', which the stage does not define";
-      for (ir::ValueId v : g.nodes[n].outputs) defined.insert(v);
+      for (ir::ValueId v : g.nodes[n].outputs) defined[v] = 1;
     }
     for (ir::ValueId v : sp.outputs)
-      if (!defined.count(v))
+      if (!defined[v])
         return "stage " + std::to_string(s) + " outputs '" + g.values[v].name + "', which it does not define";
   }
   for (size_t i = 0; i < g.nodes.size(); ++i) {

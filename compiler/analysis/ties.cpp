@@ -5,6 +5,8 @@
 #include <numeric>
 #include <optional>
 #include <set>
+#include <string_view>
+#include <unordered_map>
 
 #include "schemas/suggest.h"
 #include "schemas/error.h"
@@ -38,20 +40,20 @@ struct UnionFind {
 }  // namespace
 
 std::vector<TieCandidate> folded_tie_candidates(const ir::Graph& g) {
-  std::multimap<std::string, int> by_content;
+  std::unordered_map<std::string_view, std::vector<int>> by_content;  // hash -> params, in param order
   for (size_t i = 0; i < g.params.size(); ++i) {
     const ir::Param& p = g.params[i];
     if (!p.is_float || p.is_uniform || p.content_hash.empty()) continue;
-    by_content.emplace(p.content_hash, static_cast<int>(i));
+    by_content[p.content_hash].push_back(static_cast<int>(i));
   }
   std::set<std::pair<int, int>> seen;
   std::vector<TieCandidate> out;
   for (size_t i = 0; i < g.params.size(); ++i) {
     const ir::Param& a = g.params[i];
     if (!a.is_float || a.is_uniform || a.transpose_hash.empty()) continue;
-    auto range = by_content.equal_range(a.transpose_hash);
-    for (auto it = range.first; it != range.second; ++it) {
-      int b = it->second;
+    auto found = by_content.find(a.transpose_hash);
+    if (found == by_content.end()) continue;
+    for (int b : found->second) {
       if (b == static_cast<int>(i)) continue;
       const int ai = static_cast<int>(i);
       const std::pair<int, int> key{std::min(ai, b), std::max(ai, b)};
@@ -102,6 +104,7 @@ std::vector<int> spec_member_params(const ir::Graph& g, const spec::TieGroupSpec
 // Joins each spec group, whose members must really be one tensor: equal, or
 // one the transpose of the other.
 void join_spec_groups(const ir::Graph& g, const TieOptions& options, Joins& j) {
+  if (options.groups.empty()) return;
   std::vector<std::string> param_names;
   for (const auto& p : g.params) param_names.push_back(p.name);
   for (const auto& grp : options.groups) {
@@ -232,12 +235,13 @@ std::vector<TieGroup> resolve_ties(const ir::Graph& g, const std::vector<std::ve
   join_spec_groups(g, options, j);
   join_content_candidates(g, holders, options, j, notes);
 
-  // Collect components in order of their smallest param index.
-  std::map<int, std::vector<int>> comps;
+  // Collect components in order of their smallest param index, which is
+  // their root (UnionFind::unite keeps the smaller one).
+  std::vector<std::vector<int>> comps(np);
   for (size_t p = 0; p < np; ++p) comps[j.uf.find(static_cast<int>(p))].push_back(static_cast<int>(p));
   std::vector<TieGroup> groups;
-  for (const auto& [root, members] : comps) {
-    (void)root;
+  for (const auto& members : comps) {
+    if (members.empty()) continue;
     std::optional<TieGroup> t = component_group(g, holders, options, j, members, groups.size(), notes);
     if (t) groups.push_back(std::move(*t));
   }
