@@ -246,6 +246,11 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
   write_atomically(opts.out_dir, [&](const std::string& tmp) { emit_all(*src, p, m, tmp); });
   print_notes(notes, err);
   print_summary(m, opts.out_dir, out);
+  if (opts.exit_after) {
+    // Still reachable through a global (no leak), freed by the exit.
+    static std::vector<std::unique_ptr<SourceModel>>* kept = new std::vector<std::unique_ptr<SourceModel>>;
+    kept->push_back(std::move(src));
+  }
 }
 
 void inspect(const InspectOptions& opts, std::ostream& out) {

@@ -29,6 +29,11 @@ struct SplitOptions {
   /// and PiPPy-style equal-parameter and uniform-layer splits under the same
   /// cost model, nothing written), or "" to write out/.
   std::string emit;
+  /// The process exits right after split() (the ppc command): the model
+  /// and its IR are left to the exit instead of freed one object at a time
+  /// (a large model's hundreds of thousands of them). Library callers keep
+  /// the default.
+  bool exit_after = false;
 };
 
 /// Runs `ppc split`. Progress and the per-stage summary go to `out`, notes

@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
         std::cerr << "ppc: error: split: give an output directory with -o DIR\n";
         return 2;
       }
+      split.exit_after = true;
       ppc::driver::split(split, std::cout, std::cerr);
     } else {
       ppc::driver::inspect(insp, std::cout);
