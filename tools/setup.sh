@@ -4,7 +4,8 @@
 #
 #   bash tools/setup.sh            # build/        against Debian's LibTorch 1.13
 #   bash tools/setup.sh --torch2   # build-torch2/ against the LibTorch of PyTorch 2.x from
-#                                  # .venv/ (tools/requirements-torch2.txt), which it creates
+#                                  # .venv/ (tools/requirements-torch2.txt, and the benchmarks'
+#                                  # peers of tools/requirements-bench.txt), which it creates
 #
 # Both builds link the ONNX that tools/build_onnx.sh builds (cached in
 # ${PPC_CACHE:-~/.cache/ppc}). .venv/ is a link to a virtual environment in that
@@ -75,6 +76,12 @@ elif ! cmp -s <(sha256sum <"$req") "$(pwd)/.venv/.ppc-requirements" 2>/dev/null;
   # A real .venv/ of the user's own: bring it to the pins.
   .venv/bin/python -m pip install --quiet -r "$req"
   sha256sum <"$req" >.venv/.ppc-requirements
+fi
+# The benchmarks' peers (DeepSpeed), without their dependencies' pins.
+bench_req=tools/requirements-bench.txt
+if ! cmp -s <(sha256sum <"$bench_req") "$(pwd)/.venv/.ppc-bench-requirements" 2>/dev/null; then
+  .venv/bin/python -m pip install --quiet --no-deps -r "$bench_req"
+  sha256sum <"$bench_req" >.venv/.ppc-bench-requirements
 fi
 torch_dir=$(.venv/bin/python -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)
 cmake -S . -B build-torch2 -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DONNX_DIR="$onnx_prefix/lib/cmake/ONNX" \

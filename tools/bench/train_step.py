@@ -13,6 +13,12 @@ and the same optimizer everywhere:
   pipelining  torch.distributed.pipelining: 2 processes over Gloo, each
               holding PipelineStage objects, the schedule's class with
               --chunks micro-batches, 1 intra-op thread each;
+  deepspeed   DeepSpeed's pipeline engine (PipelineModule of the same 16
+              blocks, partition_method "uniform": 8 + 8, the same cut),
+              2 processes over Gloo with DeepSpeed's CPU accelerator, its
+              training schedule (1F1B; DeepSpeed has no other) with
+              --chunks micro-batches, torch.optim.SGD, 1 intra-op thread
+              each: the 1f1b row only (--no-deepspeed leaves it out);
   pprun       the model traced (TorchScript) and exported to ONNX (the
               TorchScript-based exporter), split by ppc, run by pprun on 2
               local ranks (Gloo), the same schedule and micro-batches,
@@ -217,6 +223,74 @@ def pipelining_rank(work, rank, port, schedule, chunks, steps, out, patch):
         json.dump({"times": times, "losses": losses}, f)
 
 
+def deepspeed_rank(work, rank, port, chunks, steps, out):
+    """One rank of DeepSpeed's pipeline engine (run in its own process): PipelineModule over the same 16 blocks,
+    partitioned uniformly into 2 stages (8 blocks each, the same cut as ppc's), its training schedule (1F1B-like)
+    with --chunks micro-batches (gradient_accumulation_steps), torch.optim.SGD, Gloo on CPU."""
+    import deepspeed
+    from deepspeed.pipe import PipelineModule
+    torch.set_num_threads(1)
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(RANKS),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    deepspeed.init_distributed(dist_backend="gloo", verbose=False)
+    model = build_model()  # the same seeded weights
+    net = PipelineModule(layers=list(model.blocks), num_stages=RANKS, loss_fn=F.mse_loss, partition_method="uniform")
+    opt = torch.optim.SGD(net.parameters(), lr=LR)
+    files = batches(work)
+    batch = torch.load(files[0])["x"].shape[0]
+    cfg = {"train_micro_batch_size_per_gpu": batch // chunks, "gradient_accumulation_steps": chunks,
+           "steps_per_print": 10**9}
+    engine, _, _, _ = deepspeed.initialize(model=net, optimizer=opt, config=cfg)
+    times, losses = [], []
+    for i in range(steps):
+        b = torch.load(files[i % len(files)])
+        micro = iter(list(zip(b["x"].chunk(chunks), b["target"].chunk(chunks))))
+        torch.distributed.barrier()
+        t0 = time.perf_counter()
+        loss = engine.train_batch(data_iter=micro)  # forward, backward and optimizer step of the batch
+        times.append((time.perf_counter() - t0) * 1e3)
+        losses.append(float(loss))  # the mean of the micro-batches' losses, on every rank
+    torch.distributed.barrier()
+    with open(out, "w") as f:
+        json.dump({"times": times, "losses": losses}, f)
+
+
+def run_deepspeed(work, chunks, steps):
+    """(times, losses) of DeepSpeed's pipeline engine, or (why, []) where DeepSpeed is not installed."""
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError as e:
+        return "DeepSpeed is not installed (%s; tools/setup.sh --torch2 installs it)" % e, []
+    port = free_port()
+    outs = [os.path.join(work, f"deepspeed_{r}.json") for r in range(RANKS)]
+    logs = [os.path.join(work, f"deepspeed_{r}.log") for r in range(RANKS)]
+    env = dict(os.environ, DS_ACCELERATOR="cpu")
+    procs = []
+    for r in range(RANKS):
+        with open(logs[r], "w") as log:
+            procs.append(subprocess.Popen([sys.executable, os.path.abspath(__file__), "--deepspeed-rank", str(r),
+                                           "--port", str(port), "--work", work, "--chunks", str(chunks), "--steps",
+                                           str(steps), "--out", outs[r]], stdout=log, stderr=subprocess.STDOUT,
+                                          env=env))
+    failed = None
+    for p in procs:
+        try:
+            if p.wait(timeout=TORCH_TIMEOUT_S) != 0 and failed is None:
+                failed = "exit status %d" % p.returncode
+        except subprocess.TimeoutExpired:
+            failed = "did not finish within %d s (hung)" % TORCH_TIMEOUT_S
+            break
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    if failed is not None:
+        text = "".join(open(lg, errors="replace").read() for lg in logs)
+        sys.exit("DeepSpeed's pipeline engine failed: %s\n%s" % (failed, text[-3000:]))
+    res = [json.load(open(o)) for o in outs]
+    return [max(ts) for ts in zip(*(r["times"] for r in res))], res[-1]["losses"]
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -353,7 +427,7 @@ def check_losses(results, eager_losses):
     bad = []
     ref = {r[1]: r[3] for r in results if r[0].startswith("torch.distributed") and not isinstance(r[2], str)}
     for name, sched, times, losses in results:
-        if not name.startswith("pprun"):
+        if not name.startswith(("pprun", "DeepSpeed")) or isinstance(times, str):
             continue
         against, what = (ref[sched], "torch.distributed.pipelining") if sched in ref else (eager_losses, "eager")
         n = min(3, len(losses), len(against))
@@ -379,12 +453,16 @@ def main():
                          "from a rank to itself (rows marked patched)")
     ap.add_argument("--smoke", action="store_true",
                     help="batch 32, 4 micro-batches, 2 steps, every schedule and format: check losses, no timings")
+    ap.add_argument("--no-deepspeed", action="store_true", help="leave out DeepSpeed's pipeline engine (1f1b row)")
     ap.add_argument("--pipelining-rank", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--deepspeed-rank", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     ap.add_argument("--schedule", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.deepspeed_rank is not None:
+        return deepspeed_rank(a.work, a.deepspeed_rank, a.port, a.chunks, a.steps, a.out)
     if a.pipelining_rank is not None:
         return pipelining_rank(a.work, a.pipelining_rank, a.port, a.schedule, a.chunks, a.steps, a.out,
                                a.patch_torch_v_handshake)
@@ -414,6 +492,8 @@ def main():
             times, losses, order = run_pipelining(work, sched, a.chunks, a.steps, a.patch_torch_v_handshake)
             patched = a.patch_torch_v_handshake and SCHEDULES[sched][2] == "v"
             results.append(("torch.distributed.pipelining" + (" (patched)" if patched else ""), sched, times, losses))
+            if sched == "1f1b" and not a.no_deepspeed:  # DeepSpeed's one training schedule
+                results.append(("DeepSpeed PipelineModule", sched) + tuple(run_deepspeed(work, a.chunks, a.steps)))
             for fmt in formats:
                 results.append(("pprun (%s stages)" % fmt, sched) + run_pprun(a.build, work, fmt, sched, a.chunks,
                                                                               a.steps))
@@ -444,7 +524,7 @@ def main():
               % (RANKS, a.chunks))
         for line in notes:
             print("  " + line)
-        if any(isinstance(r[2], str) for r in results):
+        if any(isinstance(r[2], str) and r[0].startswith("torch") for r in results):
             print("could not run: " + GLOO_SELF_SEND + "; pprun's rows of those schedules are checked against "
                   "eager PyTorch's losses")
         bad = check_losses(results, eager[1])
