@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "schemas/error.h"
 #include "schemas/json_reader.h"
@@ -62,7 +63,7 @@ json model_inputs_json(const std::vector<ModelInput>& inputs) {
     put_tensor(e, in);
     e["split"] = in.split;
     e["stages"] = ints_json(in.stages);
-    mi.push_back(e);
+    mi.push_back(std::move(e));
   }
   return mi;
 }
@@ -73,7 +74,7 @@ json model_outputs_json(const std::vector<ModelOutput>& outputs) {
     json e;
     put_tensor(e, out);
     e["stage"] = out.stage;
-    mo.push_back(e);
+    mo.push_back(std::move(e));
   }
   return mo;
 }
@@ -85,7 +86,7 @@ json stage_inputs_json(const std::vector<StageInput>& inputs) {
     put_tensor(x, in);
     x["source"] = in.source;
     x["from_stage"] = in.from_stage >= 0 ? json(in.from_stage) : json(nullptr);
-    ins.push_back(x);
+    ins.push_back(std::move(x));
   }
   return ins;
 }
@@ -97,7 +98,7 @@ json stage_outputs_json(const std::vector<StageOutput>& outputs) {
     put_tensor(x, out);
     x["to_stages"] = ints_json(out.to_stages);
     x["model_output"] = out.model_output;
-    outs.push_back(x);
+    outs.push_back(std::move(x));
   }
   return outs;
 }
@@ -112,7 +113,7 @@ json stage_params_json(const std::vector<StageParam>& params) {
     x["shape"] = p.shape;
     x["bytes"] = p.bytes;
     x["trainable"] = p.trainable;
-    ps.push_back(x);
+    ps.push_back(std::move(x));
   }
   return ps;
 }
@@ -199,18 +200,18 @@ json to_json(const Manifest& m) {
   j["model_outputs"] = model_outputs_json(m.model_outputs);
   json st = json::array();
   for (const auto& s : m.stages) st.push_back(stage_json(s));
-  j["stages"] = st;
+  j["stages"] = std::move(st);
   json ed = json::array();
   for (const auto& e : m.edges) ed.push_back(edge_json(e));
-  j["edges"] = ed;
+  j["edges"] = std::move(ed);
   json ties = json::array();
   for (const auto& t : m.ties) ties.push_back(tie_json(t));
-  j["ties"] = ties;
+  j["ties"] = std::move(ties);
   json d = json::object();
   if (m.default_schedule) d["schedule"] = *m.default_schedule;
   if (m.default_chunks) d["chunks"] = *m.default_chunks;
   if (m.default_dp) d["dp"] = *m.default_dp;
-  j["defaults"] = d;
+  j["defaults"] = std::move(d);
   j["cost"] = {{"total_flops", m.total_flops}};
   if (m.cost_model) j["cost"]["model"] = cost_model_json(*m.cost_model);
   return j;
