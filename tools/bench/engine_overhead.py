@@ -27,7 +27,10 @@ RECV_B and B on rank 0 when training (F and SEND_F for inference), the same
 work torch's schedule does for the same schedule. What the stages compute is
 in that time, and so are the messages; the script prints eager PyTorch's time
 for one stage's forward and backward of one micro-batch beside it, so that
-what is left is visibly the runtime's own. "vs pipe" is
+what is left is visibly the runtime's own. For pprun it also splits the
+step from its trace: the time between the end of one action and the start
+of the next on the busiest rank (the engine's own work, outside compute and
+the wire) and the time in compute actions, each per action. "vs pipe" is
 torch.distributed.pipelining's time per action over the row's (> 1: less
 overhead). The training runs' losses (first three steps) must agree with
 torch.distributed.pipelining's within 1e-4 relative: the script exits 1
@@ -209,7 +212,32 @@ def actions_per_rank(build, work, sched, train, chunks):
     return max(len(ln.split()) for ln in lines)
 
 
-def run_pprun(build, work, fmt, sched, train, chunks, steps):
+def trace_breakdown(path, steps, n):
+    """From a pprun --trace: per action, the time of the rank with the most between the end of one traced action
+    and the start of the next (the engine's own work: choosing, posting and bookkeeping), and in compute actions
+    (F, B, I, W); each the median over the steps after the first, in us."""
+    with open(path) as f:
+        events = json.load(f)
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    per = {}
+    for e in events:
+        if e.get("ph") == "X" and "step" in e.get("args", {}):
+            per.setdefault((e["args"]["step"], e["tid"]), []).append(e)
+    gaps, compute = [], []
+    for step in range(1, steps):
+        g = c = 0.0
+        for (st, _), evs in per.items():
+            if st != step:
+                continue
+            evs.sort(key=lambda e: e["ts"])
+            g = max(g, sum(max(0.0, b["ts"] - a["ts"] - a["dur"]) for a, b in zip(evs, evs[1:])))
+            c = max(c, sum(e["dur"] for e in evs if e.get("cat") in ("F", "B", "I", "W")))
+        gaps.append(g / n)
+        compute.append(c / n)
+    return statistics.median(gaps), statistics.median(compute)
+
+
+def run_pprun(build, work, fmt, sched, train, chunks, steps, n):
     """(step times from pprun's --trace, as inference.trace_steps_ms reads them; losses from its log)."""
     trace = os.path.join(work, "trace.json")
     cmd = pprun_base(build, work, fmt, sched, train, chunks) + ["--inputs", os.path.join(work, "batches"), "--steps",
@@ -221,7 +249,7 @@ def run_pprun(build, work, fmt, sched, train, chunks, steps):
                       p.stdout)
     if len(rows) != steps:
         sys.exit("%s: %d step lines, expected %d:\n%s" % (" ".join(cmd), len(rows), steps, p.stdout[-2000:]))
-    return inference.trace_steps_ms(trace, steps), [float(l) for l, _ in rows if l]
+    return inference.trace_steps_ms(trace, steps), [float(l) for l, _ in rows if l], trace_breakdown(trace, steps, n)
 
 
 def main():
@@ -261,8 +289,8 @@ def main():
             times, ref = run_pipelining(work, cls, train, a.chunks, a.steps)
             results.append((run_name(sched, train), "torch.distributed.pipelining", n, times, None))
             for fmt in formats:
-                t, losses = run_pprun(a.build, work, fmt, sched, train, a.chunks, a.steps)
-                results.append((run_name(sched, train), "pprun, %s stages" % fmt, n, t, None))
+                t, losses, parts = run_pprun(a.build, work, fmt, sched, train, a.chunks, a.steps, n)
+                results.append((run_name(sched, train), "pprun, %s stages" % fmt, n, t, parts))
                 for i in range(min(3, len(ref)) if train else 0):
                     if i >= len(losses) or train_step.rel(losses[i], ref[i]) > RTOL:
                         bad.append("%s %s step %d: loss %s, torch.distributed.pipelining %.7g"
@@ -270,15 +298,20 @@ def main():
                                       ref[i]))
         if not a.smoke:
             f_us, fb_us = eager_stage_us()
-            print("%-20s %-30s %8s %10s %10s %8s" % ("run", "implementation", "actions", "step ms", "us/action",
-                                                     "vs pipe"))
+            print("%-20s %-30s %8s %10s %10s %8s %12s %12s" % ("run", "implementation", "actions", "step ms",
+                                                                "us/action", "vs pipe", "engine us/a", "compute us/a"))
             base = {}
-            for run, impl, n, times, _ in results:
+            for run, impl, n, times, parts in results:
                 per = statistics.median(times[1:]) * 1e3 / n
                 base.setdefault(run, per)
-                print("%-20s %-30s %8d %10.3f %10.1f %7.2fx" % (run, impl, n, per * n / 1e3, per, base[run] / per))
+                extra = "%12.1f %12.1f" % parts if parts else "%12s %12s" % ("-", "-")
+                print("%-20s %-30s %8d %10.3f %10.1f %7.2fx %s" % (run, impl, n, per * n / 1e3, per, base[run] / per,
+                                                                  extra))
             print("actions: the most of any rank in pprun's lowered schedule (compute, SEND, RECV); us/action: step "
-                  "time / actions; vs pipe: torch.distributed.pipelining's us/action over the row's (> 1: less)")
+                  "time / actions; vs pipe: torch.distributed.pipelining's us/action over the row's (> 1: less); "
+                  "pprun's trace, per action, on its busiest rank: engine us/a, the time between one action's end and "
+                  "the next one's start, compute us/a, the time in F and B (the rest of us/action: waiting for "
+                  "messages)")
             print("eager PyTorch, 1 thread, one stage (2 blocks), one micro-batch: forward %.1f us, forward + backward "
                   "%.1f us" % (f_us, fb_us))
         for line in bad:
