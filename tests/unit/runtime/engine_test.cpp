@@ -354,6 +354,31 @@ TEST(Engine, DataParallelReplicasTrainAndInferLikeOneRankOnTheWholeBatch) {
   }
 }
 
+TEST(Engine, DataParallelSyntheticBatchesAreShardsOfOneGlobalBatch) {
+  // Every replica makes the same seeded global batch and its targets (from
+  // the whole batch's inputs), and trains on its shard: 3 replicas of 12
+  // samples train as one rank on all 12.
+  fs::path two = split_onnx("mlp", 2);
+  EngineOptions o;
+  o.synthetic = true;
+  o.batch_size = 12;
+  o.seed = 3;
+  o.chunks = 2;
+  o.steps = 2;
+  o.quiet = true;
+  o.train = true;
+  o.optimizer.lr = 0.05;
+  o.schedule = "looped-bfs";
+  o.save_dir = scratch("dp_syn_ref").string();
+  run(two, 1, o);
+  EngineOptions d = o;
+  d.schedule = "1f1b";
+  d.dp = 3;
+  d.save_dir = scratch("dp_syn").string();
+  run(two, 6, d);
+  expect_same(d.save_dir + "/params.pt", o.save_dir + "/params.pt", 1e-6);
+}
+
 TEST(Engine, DataParallelRefusesWhatItCannotSplit) {
   fs::path two = split("mlp", 2);
   auto data = batches("mlp_dp_bad", 512, 10);  // batches of 6
