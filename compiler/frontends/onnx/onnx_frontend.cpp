@@ -758,14 +758,12 @@ class OnnxLowering {
     std::vector<std::string> names;
     for (const onnx::NodeProto* n : all) names.push_back(n->name());
     auto scopes = collect_scopes(names);
-    std::set<std::string> used_names;
     for (int i = 0; i < gp.node_size(); ++i) {
       if (folded[i]) continue;
       const auto& p = gp.node(i);
       ir::Node n;
       n.name = p.name().empty() ? p.op_type() + "_" + std::to_string(i) : p.name();
-      if (used_names.count(n.name)) n.name += "__" + std::to_string(i);  // keep node names unique
-      used_names.insert(n.name);
+      if (g.find_node(n.name) != ir::kNone) n.name += "__" + std::to_string(i);  // keep node names unique
       n.op = p.domain().empty() ? p.op_type() : p.domain() + "::" + p.op_type();
       n.module = node_module(p, scopes);
       n.source_index = i;
