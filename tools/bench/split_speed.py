@@ -17,8 +17,8 @@ block), so that the graph, not the weight bytes, is what is measured.
 
 Each size is split by `ppc split` into --stages stages at the module split
 points blocks.K (the end of every 1/stages of the blocks), as a whole
-process: wall time and peak RSS (the child's ru_maxrss from wait4), the
-median of --repeat runs, and the growth of both from one size to the next
+process: wall time, CPU time (user + system, all threads) and peak RSS
+(the child's rusage from wait4), the median of --repeat runs, and the growth of both from one size to the next
 (10x more nodes should cost 10x, not 100x). Then Python's
 onnx.utils.extract_model is timed on a chain of --extract-nodes nodes for
 the same 8 stages (one call per stage, what a user of onnx would write:
@@ -136,13 +136,13 @@ if pid == 0:
 _, status, ru = os.wait4(pid, 0)
 wall = time.perf_counter() - t0
 code = os.waitstatus_to_exitcode(status)
-sys.stderr.write("\nSPLIT_SPEED %r %d %d\n" % (wall, ru.ru_maxrss, code))
+sys.stderr.write("\nSPLIT_SPEED %r %d %d %r\n" % (wall, ru.ru_maxrss, code, ru.ru_utime + ru.ru_stime))
 sys.exit(code if code >= 0 else 1)
 """
 
 
 def run_ppc(ppc, model, spec, out_dir):
-    """(wall s, peak RSS KiB, summary text) of one `ppc split`."""
+    """(wall s, peak RSS KiB, summary text, CPU s) of one `ppc split`."""
     shutil.rmtree(out_dir, ignore_errors=True)
     p = subprocess.run([sys.executable, "-c", RUSAGE_WRAPPER, ppc, "split", model, "--splits", spec, "-o", out_dir],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -151,8 +151,8 @@ def run_ppc(ppc, model, spec, out_dir):
     if p.returncode != 0 or not line:
         sys.stderr.write(err)
         raise SystemExit("ppc split %s failed (exit %d)" % (model, p.returncode))
-    _, wall, rss, _ = line[-1].split()
-    return float(wall), int(rss), p.stdout.decode()
+    _, wall, rss, _, cpu = line[-1].split()
+    return float(wall), int(rss), p.stdout.decode(), float(cpu)
 
 
 def stage_nodes(summary):
@@ -172,7 +172,7 @@ def measure_ppc(ppc, workdir, nodes, width, stages, repeat):
                          % (model, len(counts), sum(counts), stages, node_count(blocks) + 1))
     shutil.rmtree(out_dir, ignore_errors=True)
     return {"nodes": node_count(blocks) + 1, "bytes": os.path.getsize(model),
-            "walls": [r[0] for r in runs], "rss_kib": [r[1] for r in runs]}
+            "walls": [r[0] for r in runs], "rss_kib": [r[1] for r in runs], "cpus": [r[3] for r in runs]}
 
 
 def stage_io(blocks, stages):
@@ -226,16 +226,16 @@ def fmt_bytes(kib):
 
 def report(rows, stages):
     print("\nppc split into %d stages, whole process (median of runs; RSS = peak resident set):" % stages)
-    print("| nodes | model | runs | wall s (median) | min..max | peak RSS | time growth | RSS growth |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| nodes | model | runs | wall s (median) | min..max | CPU s (median) | peak RSS | time growth | RSS growth |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     prev = None
     for r in rows:
         wall, rss = statistics.median(r["walls"]), statistics.median(r["rss_kib"])
         growth = ("%.1fx / %.1fx nodes" % (wall / prev[0], r["nodes"] / prev[2])) if prev else "-"
         rgrowth = ("%.1fx" % (rss / prev[1])) if prev else "-"
-        print("| %d | %.1f MiB | %d | %.3f | %.3f..%.3f | %s | %s | %s |"
+        print("| %d | %.1f MiB | %d | %.3f | %.3f..%.3f | %.3f | %s | %s | %s |"
               % (r["nodes"], r["bytes"] / 2**20, len(r["walls"]), wall, min(r["walls"]), max(r["walls"]),
-                 fmt_bytes(rss), growth, rgrowth))
+                 statistics.median(r["cpus"]), fmt_bytes(rss), growth, rgrowth))
         prev = (wall, rss, r["nodes"])
 
 
