@@ -25,14 +25,14 @@
 namespace ppc::onnx_frontend {
 
 const onnx::TensorProto& OnnxSource::initializer(const std::string& name) const {
-  auto it = initializer_index_.find(name);
-  if (it == initializer_index_.end()) throw std::logic_error("onnx: no initializer '" + name + "'");
-  return model_.graph().initializer(it->second);
+  const int at = initializer_at(name);
+  if (at == ir::kNone) throw std::logic_error("onnx: no initializer '" + name + "'");
+  return model_.graph().initializer(at);
 }
 
 const onnx::TypeProto* OnnxSource::value_type(const std::string& name) const {
-  auto it = types_.find(name);
-  return it == types_.end() ? nullptr : it->second;
+  const int k = types_index_.find(name, type_name());
+  return k == ir::kNone ? nullptr : types_[k].second;
 }
 
 namespace {
@@ -653,10 +653,9 @@ class OnnxLowering {
     ir::Graph& g = src.graph_;
     g.name = gp.name();
     src.types_.reserve(static_cast<size_t>(gp.input_size() + gp.value_info_size() + gp.output_size()));
-    src.initializer_index_.reserve(static_cast<size_t>(gp.initializer_size()));
-    for (const auto& vi : gp.input()) src.types_[vi.name()] = &vi.type();
-    for (const auto& vi : gp.value_info()) src.types_[vi.name()] = &vi.type();
-    for (const auto& vi : gp.output()) src.types_[vi.name()] = &vi.type();
+    for (const auto& vi : gp.input()) src.set_type(vi.name(), &vi.type());
+    for (const auto& vi : gp.value_info()) src.set_type(vi.name(), &vi.type());
+    for (const auto& vi : gp.output()) src.set_type(vi.name(), &vi.type());
 
     lower_params(src, display);
     lower_inputs(src);
@@ -680,14 +679,14 @@ class OnnxLowering {
   // Element type and shape of a value from the model's type information
   // (Undefined when it has none, Other when it is not a tensor).
   static void type_of(const OnnxSource& src, const std::string& name, ir::DType& dt, ir::Shape& sh) {
-    auto it = src.types_.find(name);
-    if (it == src.types_.end() || !it->second->has_tensor_type()) {
-      dt = it == src.types_.end() ? ir::DType::Undefined : ir::DType::Other;
+    const onnx::TypeProto* t = src.value_type(name);
+    if (!t || !t->has_tensor_type()) {
+      dt = !t ? ir::DType::Undefined : ir::DType::Other;
       sh = ir::Shape::unranked();
       return;
     }
-    dt = dtype_of(it->second->tensor_type().elem_type());
-    sh = shape_of(*it->second);
+    dt = dtype_of(t->tensor_type().elem_type());
+    sh = shape_of(*t);
   }
 
   // Params: every initializer, with content fingerprints for tie detection.
@@ -696,9 +695,9 @@ class OnnxLowering {
     ir::Graph& g = src.graph_;
     for (int i = 0; i < gp.initializer_size(); ++i) {
       const auto& t = gp.initializer(i);
-      if (src.initializer_index_.count(t.name()))
+      if (!src.initializer_index_.insert(t.name(), i,
+                                         [&](int k) -> std::string_view { return gp.initializer(k).name(); }))
         throw Error(display + ": initializer '" + t.name() + "' is defined twice");
-      src.initializer_index_.emplace(t.name(), i);
       ir::DType dt = dtype_of(t.data_type());
       ir::ValueId v = g.add_param(t.name(), dt, shape_of(t), numel(t) * ir::dtype_size(dt));
       fingerprint(g.params[g.values[v].param], t);
@@ -708,7 +707,7 @@ class OnnxLowering {
 
   static void lower_inputs(OnnxSource& src) {
     for (const auto& vi : src.model_.graph().input()) {
-      if (src.initializer_index_.count(vi.name())) continue;  // initializer listed as input (old exporters)
+      if (src.initializer_at(vi.name()) != ir::kNone) continue;  // initializer listed as input (old exporters)
       ir::DType dt;
       ir::Shape sh;
       type_of(src, vi.name(), dt, sh);
@@ -729,9 +728,9 @@ class OnnxLowering {
     for (int i = 0; i < gp.node_size(); ++i) {
       const auto& n = gp.node(i);
       if (n.op_type() != "Identity" || !n.domain().empty() || n.input_size() != 1 || n.output_size() != 1) continue;
-      auto it = src.initializer_index_.find(n.input(0));
-      if (it == src.initializer_index_.end() || graph_outputs.count(n.output(0))) continue;
-      const auto& t = gp.initializer(it->second);
+      const int at = src.initializer_at(n.input(0));
+      if (at == ir::kNone || graph_outputs.count(n.output(0))) continue;
+      const auto& t = gp.initializer(at);
       ir::DType dt = dtype_of(t.data_type());
       ir::ValueId v = g.add_param(n.output(0), dt, shape_of(t), numel(t) * ir::dtype_size(dt));
       ir::Param& prm = g.params[g.values[v].param];

@@ -7,7 +7,7 @@
 #include <map>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "schemas/onnx_proto.h"
@@ -49,10 +49,28 @@ class OnnxSource : public SourceModel {
   ir::Graph graph_;
   int64_t opset_ = 0;
   bool external_data_ = false;
-  // Both keyed by names held in model_, which is not changed after lowering.
-  std::unordered_map<std::string_view, int> initializer_index_;  // lookups only
-  /// Each value's type in model_ (input, value_info, output: the last wins). Lookups only.
-  std::unordered_map<std::string_view, const onnx::TypeProto*> types_;
+  /// The position of initializer `name` in model_, or ir::kNone.
+  int initializer_at(std::string_view name) const {
+    return initializer_index_.find(name,
+                                   [this](int i) -> std::string_view { return model_.graph().initializer(i).name(); });
+  }
+  auto type_name() const {
+    return [this](int k) { return types_[k].first; };
+  }
+  /// Records the type of value `name` (held in model_); a later one replaces an earlier.
+  void set_type(std::string_view name, const onnx::TypeProto* type) {
+    const int k = static_cast<int>(types_.size());
+    types_.emplace_back(name, type);
+    if (types_index_.insert(name, k, type_name())) return;
+    types_.pop_back();
+    types_[types_index_.find(name, type_name())].second = type;
+  }
+
+  // Both over names held in model_, which is not changed after lowering.
+  ir::NameIndex initializer_index_;  // over model_.graph().initializer(i).name()
+  /// Each value's type in model_ (input, value_info, output: the last wins).
+  std::vector<std::pair<std::string_view, const onnx::TypeProto*>> types_;
+  ir::NameIndex types_index_;  // over types_[k].first
 };
 
 }  // namespace ppc::onnx_frontend
