@@ -280,11 +280,15 @@ void Launch::emit(const Child& child, Stream& s, bool eof) {
 // The parent's environment without the variables the launcher sets, plus those
 // that are the same for every rank.
 std::vector<std::string> common_environment(const LaunchOptions& options, int port, int threads) {
-  const std::vector<std::string> fixed = {
-      "WORLD_SIZE=" + std::to_string(options.nproc), "LOCAL_WORLD_SIZE=" + std::to_string(options.nproc),
-      "MASTER_ADDR=" + options.master_addr,          "MASTER_PORT=" + std::to_string(port),
-      "OMP_NUM_THREADS=" + std::to_string(threads),  "OPENBLAS_NUM_THREADS=" + std::to_string(threads),
-      "PPRUN_THREADS=" + std::to_string(threads)};
+  const std::vector<std::string> fixed = {"WORLD_SIZE=" + std::to_string(options.nnodes * options.nproc),
+                                          "LOCAL_WORLD_SIZE=" + std::to_string(options.nproc),
+                                          "GROUP_RANK=" + std::to_string(options.node_rank),
+                                          "GROUP_WORLD_SIZE=" + std::to_string(options.nnodes),
+                                          "MASTER_ADDR=" + options.master_addr,
+                                          "MASTER_PORT=" + std::to_string(port),
+                                          "OMP_NUM_THREADS=" + std::to_string(threads),
+                                          "OPENBLAS_NUM_THREADS=" + std::to_string(threads),
+                                          "PPRUN_THREADS=" + std::to_string(threads)};
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string entry = *e;
@@ -317,12 +321,12 @@ void Launch::start_all(int master_port, int threads) {
   pthread_sigmask(SIG_BLOCK, &blocked, &old_mask);
   try {
     children_.resize(static_cast<size_t>(options_.nproc));
-    for (int rank = 0; rank < options_.nproc; ++rank) {
-      Child& child = children_[static_cast<size_t>(rank)];
-      child.rank = rank;
+    for (int local = 0; local < options_.nproc; ++local) {
+      Child& child = children_[static_cast<size_t>(local)];
+      child.rank = options_.node_rank * options_.nproc + local;
       std::vector<std::string> rank_env = env;
-      rank_env.push_back("RANK=" + std::to_string(rank));
-      rank_env.push_back("LOCAL_RANK=" + std::to_string(rank));
+      rank_env.push_back("RANK=" + std::to_string(child.rank));
+      rank_env.push_back("LOCAL_RANK=" + std::to_string(local));
       start(child, argv, std::move(rank_env), old_mask);
     }
   } catch (...) {
@@ -409,6 +413,17 @@ int Launch::run(int master_port, int threads) {
 int launch_local_ranks(const LaunchOptions& options) {
   if (options.nproc < 1) {
     throw std::runtime_error("pprun: --nproc must be at least 1, got " + std::to_string(options.nproc));
+  }
+  if (options.nnodes < 1) {
+    throw std::runtime_error("pprun: --nnodes must be at least 1, got " + std::to_string(options.nnodes));
+  }
+  if (options.node_rank < 0 || options.node_rank >= options.nnodes) {
+    throw std::runtime_error("pprun: --node-rank " + std::to_string(options.node_rank) + " is outside 0.." +
+                             std::to_string(options.nnodes - 1) + " (--nnodes " + std::to_string(options.nnodes) + ")");
+  }
+  if (options.nnodes > 1 && options.master_port == 0) {
+    throw std::runtime_error("pprun: --nnodes " + std::to_string(options.nnodes) +
+                             " needs the rendezvous port given (every host must use the same one)");
   }
   if (options.master_port < 0 || options.master_port > 65535) {
     throw std::runtime_error("pprun: invalid master port " + std::to_string(options.master_port));

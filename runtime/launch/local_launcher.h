@@ -15,11 +15,17 @@ struct LaunchOptions {
   std::string executable;
   /// argv[1..] of every child (the same for all ranks; argv[0] is `executable`).
   std::vector<std::string> args;
-  /// Number of ranks to start; must be >= 1.
+  /// Number of ranks to start on this host; must be >= 1.
   int nproc = 1;
+  /// Hosts of the job (each runs one launcher with the same nproc) and this
+  /// host's index among them: the children are the global ranks
+  /// node_rank * nproc .. node_rank * nproc + nproc - 1 of nnodes * nproc.
+  int nnodes = 1;
+  int node_rank = 0;
   /// MASTER_ADDR of every child (where rank 0's TCPStore listens).
   std::string master_addr = "127.0.0.1";
-  /// MASTER_PORT of every child; 0: pick_free_port(master_addr).
+  /// MASTER_PORT of every child; 0: pick_free_port(master_addr) (only with
+  /// nnodes == 1: the hosts of a job must agree on the port).
   int master_port = 0;
   /// OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and PPRUN_THREADS of every child;
   /// 0: max(1, hardware_concurrency / nproc).
@@ -39,9 +45,12 @@ struct LaunchOptions {
 };
 
 /// Runs `nproc` children and waits for all of them. Child i gets the parent's
-/// environment plus RANK=LOCAL_RANK=i, WORLD_SIZE=LOCAL_WORLD_SIZE=nproc,
-/// MASTER_ADDR, MASTER_PORT, OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and
-/// PPRUN_THREADS; stdin is /dev/null.
+/// environment plus, as torchrun sets them, RANK=node_rank*nproc+i,
+/// LOCAL_RANK=i, WORLD_SIZE=nnodes*nproc, LOCAL_WORLD_SIZE=nproc,
+/// GROUP_RANK=node_rank, GROUP_WORLD_SIZE=nnodes, MASTER_ADDR, MASTER_PORT,
+/// and OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and PPRUN_THREADS; stdin is
+/// /dev/null. Children are named by their global rank (RANK) in the output
+/// prefix and in the launcher's own messages.
 ///
 /// Returns 0 if all children exit 0; otherwise the exit status of the FIRST
 /// child that failed (128+signal for a death by signal), after printing one
@@ -61,7 +70,8 @@ struct LaunchOptions {
 /// per process. Only the children it started are waited for.
 ///
 /// Throws std::runtime_error before starting anything if the options are
-/// invalid (nproc < 1, executable not executable, no free port), or if a
+/// invalid (nproc < 1, nnodes < 1, node_rank outside [0, nnodes), no
+/// master_port with nnodes > 1, executable not executable, no free port), or if a
 /// pipe/fork fails (children already started are killed and reaped first).
 int launch_local_ranks(const LaunchOptions& options);
 

@@ -136,6 +136,52 @@ TEST(Launcher, SetsTorchrunEnvironment) {
                                              "[rank 1] 1 1 2 2 127.0.0.1 29512 3 3 3 yes"}));
 }
 
+TEST(Launcher, AcrossHostsRanksFollowTheNodeRank) {
+  setenv("GROUP_RANK", "7", 1);  // an outer launcher's: replaced
+  ShRun run("echo \"$RANK $LOCAL_RANK $WORLD_SIZE $LOCAL_WORLD_SIZE $GROUP_RANK $GROUP_WORLD_SIZE $MASTER_PORT\"", 2);
+  run.options.nnodes = 3;
+  run.options.node_rank = 1;
+  run.options.master_addr = "10.231.0.1";
+  run.options.master_port = 29513;
+  EXPECT_EQ(launch_local_ranks(run.options), 0);
+  unsetenv("GROUP_RANK");
+  std::vector<std::string> lines = run.out.lines();
+  std::sort(lines.begin(), lines.end());
+  EXPECT_EQ(lines, (std::vector<std::string>{"[rank 2] 2 0 6 2 1 3 29513", "[rank 3] 3 1 6 2 1 3 29513"}));
+}
+
+TEST(Launcher, AcrossHostsFailuresNameTheGlobalRank) {
+  ShRun run("if [ $LOCAL_RANK = 1 ]; then exit 4; fi", 2);
+  run.options.nnodes = 2;
+  run.options.node_rank = 1;
+  run.options.master_port = 29514;
+  EXPECT_EQ(launch_local_ranks(run.options), 4);
+  EXPECT_EQ(run.err.text(), "pprun: rank 3 exited with status 4\n");
+}
+
+TEST(Launcher, AcrossHostsRejectsInconsistentNodes) {
+  const auto message = [](LaunchOptions o) -> std::string {
+    try {
+      launch_local_ranks(o);
+    } catch (const std::runtime_error& e) { return e.what(); }
+    return "no exception";
+  };
+  ShRun run("true", 2);
+  run.options.master_port = 29515;
+  run.options.nnodes = 2;
+  run.options.node_rank = 2;
+  EXPECT_EQ(message(run.options), "pprun: --node-rank 2 is outside 0..1 (--nnodes 2)");
+  run.options.node_rank = -1;
+  EXPECT_EQ(message(run.options), "pprun: --node-rank -1 is outside 0..1 (--nnodes 2)");
+  run.options.node_rank = 0;
+  run.options.nnodes = 0;
+  EXPECT_EQ(message(run.options), "pprun: --nnodes must be at least 1, got 0");
+  run.options.nnodes = 2;
+  run.options.master_port = 0;  // no free port of our own: the hosts must agree on one
+  EXPECT_EQ(message(run.options),
+            "pprun: --nnodes 2 needs the rendezvous port given (every host must use the same one)");
+}
+
 TEST(Launcher, PicksOnePortAndDefaultThreads) {
   ShRun run("echo $MASTER_PORT $PPRUN_THREADS", 2);
   EXPECT_EQ(launch_local_ranks(run.options), 0);
