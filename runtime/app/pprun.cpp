@@ -81,6 +81,33 @@ double timeline_unit(const schedule::SimResult& sim) {
   return std::max(shortest, sim.makespan / 80);
 }
 
+// Ranks of the job a launcher starts: --nproc on each of --nnodes hosts.
+int launched_world(const PprunOptions& o) { return o.nproc * o.nnodes.value_or(1); }
+
+std::optional<std::string> env_value(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::optional<std::string>(v) : std::nullopt;
+}
+
+// --nnodes / --node-rank: one launcher per host. Each host must be given the
+// same rendezvous address and port, so neither has a default there.
+void check_hosts(const PprunOptions& o) {
+  if ((o.nnodes || o.node_rank) && o.nproc == 0)
+    throw Error(std::string(o.nnodes ? "--nnodes" : "--node-rank") +
+                " goes with --nproc K (the ranks this host starts); under torchrun, its environment says where each "
+                "rank belongs");
+  const int nnodes = o.nnodes.value_or(1), node = o.node_rank.value_or(0);
+  const std::string hosts = "--nnodes " + std::to_string(nnodes);
+  if (node >= nnodes)
+    throw Error("--node-rank " + std::to_string(node) + " is outside 0.." + std::to_string(nnodes - 1) + " (" + hosts +
+                ")");
+  if (nnodes == 1) return;
+  if (!o.master_addr && !env_value("MASTER_ADDR"))
+    throw Error(hosts + " needs --master-addr (or MASTER_ADDR): the address of node 0's host, the same on every host");
+  if (!o.master_port && !env_value("MASTER_PORT"))
+    throw Error(hosts + " needs --master-port (or MASTER_PORT): a port free on node 0's host, the same on every host");
+}
+
 // Combinations and values the option parser cannot judge alone. Checked
 // before --nproc launches anything, as each rank would check them.
 void check_options(PprunOptions& o) {
@@ -103,8 +130,10 @@ void check_options(PprunOptions& o) {
   check_output_path("--timeline", e.timeline_path);
   check_output_path("--profile", e.profile_path);
   if (o.nproc > 0 && o.rank) throw Error("--rank: --nproc gives every local rank its own; drop --rank");
-  if (o.nproc > 0 && o.world_size && *o.world_size != o.nproc)
-    throw Error("--world-size " + std::to_string(*o.world_size) + " differs from --nproc " + std::to_string(o.nproc));
+  check_hosts(o);
+  if (o.nproc > 0 && o.world_size && *o.world_size != launched_world(o))
+    throw Error("--world-size " + std::to_string(*o.world_size) + " differs from --nproc " + std::to_string(o.nproc) +
+                (o.nnodes ? " x --nnodes " + std::to_string(*o.nnodes) : ""));
   if (o.rank && *o.rank < 0) throw Error("--rank " + std::to_string(*o.rank) + " is negative");
   if (o.world_size && *o.world_size < 1) throw Error("--world-size must be >= 1, not " + std::to_string(*o.world_size));
   for (const auto& d : o.dims) {
@@ -168,7 +197,7 @@ int look_at_schedule(PprunOptions& o, const manifest::Manifest& m, std::ostream&
   int ws = o.world_size.value_or(0);
   if (ws == 0) {
     const char* v = std::getenv("WORLD_SIZE");
-    ws = o.nproc > 0 ? o.nproc : v ? std::atoi(v) : static_cast<int>(m.stages.size());
+    ws = o.nproc > 0 ? launched_world(o) : v ? std::atoi(v) : static_cast<int>(m.stages.size());
   }
   ws = pipeline_ranks(o, ws);  // one replica's
   // Simulation is about training schedules unless --train is absent and the user asks for inference.
@@ -200,17 +229,38 @@ void check_run(PprunOptions& o, const LoadedManifest& lm) {
   check_data(lm.manifest, e);
 }
 
+// The rendezvous of a launch across hosts: the options, else MASTER_ADDR and
+// MASTER_PORT (check_hosts made sure one of each is there).
+void hosts_rendezvous(const PprunOptions& o, LaunchOptions& lo) {
+  lo.master_addr = o.master_addr ? *o.master_addr : *env_value("MASTER_ADDR");
+  if (o.master_port) {
+    lo.master_port = *o.master_port;
+    return;
+  }
+  const std::string port = *env_value("MASTER_PORT");
+  char* end = nullptr;
+  const long v = std::strtol(port.c_str(), &end, 10);
+  if (*end != '\0' || v < 1 || v > 65535) throw Error("MASTER_PORT '" + port + "' is not a port in 1..65535");
+  lo.master_port = static_cast<int>(v);
+}
+
 int launch(const PprunOptions& o, const manifest::Manifest& m) {
-  plan_schedule(m, o.engine.schedule, pipeline_ranks(o, o.nproc), o.engine.chunks, o.engine.train,
-                o.engine.schedule_file);
+  // Across hosts, the ranks check the plan: where the hosts disagree (another
+  // --nproc), they tell the others, which a launcher failing here could not.
+  if (!o.nnodes || *o.nnodes == 1)
+    plan_schedule(m, o.engine.schedule, pipeline_ranks(o, o.nproc), o.engine.chunks, o.engine.train,
+                  o.engine.schedule_file);
   LaunchOptions lo;
   lo.executable = fs::read_symlink("/proc/self/exe").string();
   lo.args = o.child_args;
   lo.nproc = o.nproc;
+  lo.nnodes = o.nnodes.value_or(1);
+  lo.node_rank = o.node_rank.value_or(0);
+  if (lo.nnodes > 1) hosts_rendezvous(o, lo);
   if (o.master_addr) lo.master_addr = *o.master_addr;
   if (o.master_port) lo.master_port = *o.master_port;
   try {
-    if (!o.master_port) lo.master_port = pick_free_port(lo.master_addr);
+    if (lo.master_port == 0) lo.master_port = pick_free_port(lo.master_addr);
   } catch (const std::runtime_error& e) {  // the address is the user's
     std::string what = e.what();
     throw Error("--master-addr '" + lo.master_addr + "' is unusable: " + what.substr(what.rfind("': ") + 3));
@@ -225,11 +275,14 @@ int run_rank(const PprunOptions& o, const LoadedManifest& lm, std::ostream& out)
     ro = rendezvous_from_env(o.master_addr, o.master_port, o.rank, o.world_size,
                              std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000)));
   } catch (const std::invalid_argument& e) { throw Error(e.what()); }
-  // Check the placement before connecting, so bad input fails fast on every rank.
-  const ReplicaLayout layout = replica_layout(ro.world_size, o.engine.dp, o.engine.dp_layout);
-  stages_of_rank(static_cast<int>(lm.manifest.stages.size()), layout.pipeline, layout.position_of(ro.rank));
-  plan_schedule(lm.manifest, o.engine.schedule, layout.pipeline, o.engine.chunks, o.engine.train,
-                o.engine.schedule_file);
+  // Check the placement before connecting, so bad input fails fast on every
+  // rank (across hosts, where the hosts may disagree, the others learn of it).
+  try {
+    const ReplicaLayout layout = replica_layout(ro.world_size, o.engine.dp, o.engine.dp_layout);
+    stages_of_rank(static_cast<int>(lm.manifest.stages.size()), layout.pipeline, layout.position_of(ro.rank));
+    plan_schedule(lm.manifest, o.engine.schedule, layout.pipeline, o.engine.chunks, o.engine.train,
+                  o.engine.schedule_file);
+  } catch (const Error& e) { throw Error(announce_bad_start(ro, e.what())); }
   set_threads(o.threads);
   std::unique_ptr<Transport> transport;
   try {

@@ -17,6 +17,8 @@ struct PprunOptions {
   // Rendezvous: unset ones come from the torchrun environment.
   std::optional<int> rank, world_size, master_port;
   std::optional<std::string> master_addr;
+  /// --nproc across hosts: this host is node node_rank of nnodes (unset: 1 host).
+  std::optional<int> nnodes, node_rank;
   int nproc = 0;    ///< > 0: spawn this many local ranks
   int threads = 0;  ///< intra-op threads per rank (0: cores / local ranks)
   double timeout_s = 300;
@@ -33,7 +35,8 @@ struct PprunOptions {
   /// Which of the options with defaults from elsewhere the user gave.
   bool schedule_given = false, chunks_given = false, comm_given = false, dp_given = false;
   bool save_every_given = false, keep_given = false;
-  /// What each rank spawned by --nproc runs (the command line without --nproc).
+  /// What each rank spawned by --nproc runs (the command line without --nproc,
+  /// --nnodes and --node-rank).
   std::vector<std::string> child_args;
 };
 

@@ -30,6 +30,32 @@ std::optional<std::string> env(const char* name) {
   return std::string(v);
 }
 
+// GROUP_RANK / GROUP_WORLD_SIZE and LOCAL_RANK / LOCAL_WORLD_SIZE: each rank
+// inside its size, where both are set.
+void read_placement(RendezvousOptions& o) {
+  const auto read = [](const char* name, int& into, int lowest) {
+    if (auto v = env(name)) {
+      into = parse_int(name, *v);
+      if (into < lowest) throw std::invalid_argument(std::string(name) + " " + *v + " is out of range");
+    }
+  };
+  read("GROUP_RANK", o.node_rank, 0);
+  read("GROUP_WORLD_SIZE", o.num_nodes, 1);
+  read("LOCAL_RANK", o.local_rank, 0);
+  read("LOCAL_WORLD_SIZE", o.local_world_size, 1);
+  if (o.num_nodes > 0 && o.node_rank >= o.num_nodes)
+    throw std::invalid_argument("GROUP_RANK " + std::to_string(o.node_rank) + " (the node rank) is outside 0.." +
+                                std::to_string(o.num_nodes - 1) + " (GROUP_WORLD_SIZE " + std::to_string(o.num_nodes) +
+                                ")");
+  if (o.local_world_size > 0 && o.local_rank >= o.local_world_size)
+    throw std::invalid_argument("LOCAL_RANK " + std::to_string(o.local_rank) + " is outside 0.." +
+                                std::to_string(o.local_world_size - 1) + " (LOCAL_WORLD_SIZE " +
+                                std::to_string(o.local_world_size) + ")");
+  if (o.local_world_size > o.world_size)
+    throw std::invalid_argument("LOCAL_WORLD_SIZE " + std::to_string(o.local_world_size) + " exceeds WORLD_SIZE " +
+                                std::to_string(o.world_size));
+}
+
 }  // namespace
 
 RendezvousOptions rendezvous_from_env(std::optional<std::string> master_addr, std::optional<int> master_port,
@@ -53,6 +79,7 @@ RendezvousOptions rendezvous_from_env(std::optional<std::string> master_addr, st
     throw std::invalid_argument("rank " + std::to_string(o.rank) + " is outside [0, " + std::to_string(o.world_size) +
                                 ")");
   if (o.timeout.count() <= 0) throw std::invalid_argument("timeout must be positive");
+  read_placement(o);
   return o;
 }
 

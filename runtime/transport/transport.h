@@ -38,12 +38,17 @@ struct RendezvousOptions {
   int rank = 0;
   int world_size = 1;
   std::chrono::milliseconds timeout{300000};
+  /// Where this rank belongs, as torchrun says (GROUP_RANK, GROUP_WORLD_SIZE,
+  /// LOCAL_RANK, LOCAL_WORLD_SIZE); -1 / 0: not known. The rendezvous checks
+  /// them across hosts and names hosts in its errors.
+  int node_rank = -1, num_nodes = 0, local_rank = -1, local_world_size = 0;
 };
 
 /// Reads MASTER_ADDR / MASTER_PORT / RANK / WORLD_SIZE (as torchrun sets them)
 /// over the defaults; every flag that is given (non-empty optional) overrides
-/// the environment. Throws std::invalid_argument for malformed values or
-/// rank outside [0, world_size).
+/// the environment; GROUP_RANK, GROUP_WORLD_SIZE, LOCAL_RANK and
+/// LOCAL_WORLD_SIZE where set. Throws std::invalid_argument for malformed
+/// values, rank outside [0, world_size) or a group / local rank outside its size.
 RendezvousOptions rendezvous_from_env(std::optional<std::string> master_addr = std::nullopt,
                                       std::optional<int> master_port = std::nullopt,
                                       std::optional<int> rank = std::nullopt,
@@ -95,6 +100,13 @@ class Transport {
 /// master_addr:master_port) and a ProcessGroupGloo whose operations time out
 /// after options.timeout.
 std::unique_ptr<Transport> connect_gloo(const RendezvousOptions& options);
+
+/// Bad input found on this rank before connect_gloo (its placement, its
+/// schedule), in a job across hosts (num_nodes > 1): tells the ranks already
+/// in the rendezvous, so that they fail with it (exit 2) instead of waiting
+/// for this rank until the timeout. Returns the message to report: the job's
+/// first recorded failure, or `message`. Best effort, at most ~10 s; never throws.
+std::string announce_bad_start(const RendezvousOptions& options, const std::string& message);
 
 /// `world_size` in-process transports for unit tests (use each from its own
 /// thread): messages matched by (src, dst, tag) in FIFO order, data copied at

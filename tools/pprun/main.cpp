@@ -38,17 +38,22 @@ CLI::Validator unit_interval() {
       "NUMBER in [0, 1)");
 }
 
-// argv without "--nproc N" / "--nproc=N": what each spawned rank runs.
+// argv without the launcher's own options ("--nproc N" / "--nproc=N", and
+// so --nnodes and --node-rank): what each spawned rank runs.
 std::vector<std::string> child_args(int argc, char** argv) {
   std::vector<std::string> out;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--nproc") {
-      ++i;
-      continue;
+    bool launcher_option = false;
+    for (const char* name : {"--nproc", "--nnodes", "--node-rank"}) {
+      if (a == name) {
+        ++i;
+        launcher_option = true;
+      } else if (a.rfind(std::string(name) + "=", 0) == 0) {
+        launcher_option = true;
+      }
     }
-    if (a.rfind("--nproc=", 0) == 0) continue;
-    out.push_back(a);
+    if (!launcher_option) out.push_back(a);
   }
   return out;
 }
@@ -60,8 +65,12 @@ void add_options(CLI::App& app, PprunOptions& o) {
   app.add_option("--world-size", o.world_size, "number of ranks (default: $WORLD_SIZE)");
   app.add_option("--master-addr", o.master_addr, "rendezvous host (default: $MASTER_ADDR or 127.0.0.1)");
   app.add_option("--master-port", o.master_port,
-                 "rendezvous port (default: $MASTER_PORT or 29500; --nproc picks a free one)");
+                 "rendezvous port (default: $MASTER_PORT or 29500; --nproc on one host picks a free one)");
   app.add_option("--nproc", o.nproc, "spawn this many local ranks and prefix their output")->check(CLI::Range(1, 1024));
+  app.add_option("--nnodes", o.nnodes, "--nproc across hosts: hosts of the job, one pprun --nproc on each")
+      ->check(CLI::Range(1, 65536));
+  app.add_option("--node-rank", o.node_rank, "--nproc across hosts: this host's index, 0..nnodes-1")
+      ->check(CLI::Range(0, 65535));
   app.add_option("--backend", o.backend, "c10d backend: gloo (CPU); nccl needs a CUDA build of LibTorch")
       ->check(CLI::IsMember({"gloo", "nccl"}));
   app.add_option("--timeout", o.timeout_s, "seconds any communication may take before the run fails")
