@@ -111,7 +111,9 @@ class FailureRecord : public std::enable_shared_from_this<FailureRecord> {
         store_at_(o.master_addr + ":" + std::to_string(o.master_port)),
         roster_(std::move(roster)) {
     last_beat_ok_ = Clock::now().time_since_epoch().count();
-    if (world_size_ <= 2) return;  // nobody to relay a failure to
+    // With 2 ranks there is nobody to relay a failure to; across hosts the
+    // heartbeats still tell a silent store at once.
+    if (world_size_ <= 2 && !roster_.several_hosts()) return;
     c10d::TCPStoreOptions so;
     so.port = static_cast<std::uint16_t>(o.master_port);
     so.isServer = false;

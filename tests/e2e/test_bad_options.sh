@@ -66,6 +66,9 @@ row pprun --world-size "--world-size 0 differs from --nproc 2" "${RUN[@]}" --wor
 row pprun --master-addr "--master-addr 'nosuchhost.invalid' is unusable" "${RUN[@]}" --master-addr nosuchhost.invalid
 row pprun --master-port "master port 70000 is outside 1..65535" "${RUN[@]}" --master-port 70000
 row pprun --nproc "--nproc" --manifest "$W/m" --nproc 0 --inputs "$W/b"
+row pprun --nnodes "--nnodes: Value 0 not in range" "${RUN[@]}" --nnodes 0
+row pprun --node-rank "--node-rank 2 is outside 0..1 (--nnodes 2)" "${RUN[@]}" --nnodes 2 --node-rank 2 \
+  --master-addr 127.0.0.1 --master-port 29999
 row pprun --backend "--backend" "${RUN[@]}" --backend mpi
 row pprun --timeout "--timeout: must be > 0, not 0" "${RUN[@]}" --timeout 0
 row pprun --threads "--threads" "${RUN[@]}" --threads 0
