@@ -7,7 +7,8 @@
 #     (reference: the unsplit model trained by PyTorch), launched by pprun on
 #     both hosts, and with host 1's ranks started by hand in torchrun's
 #     environment (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK,
-#     MASTER_ADDR, MASTER_PORT);
+#     MASTER_ADDR, MASTER_PORT); and 2x2 pipeline x data parallel (--dp 2),
+#     one replica per host;
 #   - host 1's link cut mid-run (ip link set down): every rank on both hosts
 #     exits non-zero within the timeout, naming the lost host;
 #   - host 1's ranks killed: host 0's ranks exit non-zero, naming them;
@@ -127,6 +128,21 @@ done
 wait_rc $p0
 [ $RC -eq 0 ] || fail "host 0: $(cat "$W/env0.log")"
 compare "$W/ck_env/params.pt" "$W/ref.pt" "params after 2 steps, torchrun's environment on host 1"
+
+step "2x2 pipeline x data parallel across the hosts (--dp 2: a replica per host, gradients all-reduced between them)"
+PORT=$((PORT + 1))
+"$PPC" split "$MODEL" --stages 2 -o "$W/two" >/dev/null 2>&1
+TRAIN=(--manifest "$W/two" --inputs "$W/batches" --chunks 2 --steps 2 --train "${OPT[@]}" --dp 2 --save "$W/ck_dp")
+host "$N0" 0 "$W/dp0.log" "${TRAIN[@]}"
+p0=$!
+host "$N1" 1 "$W/dp1.log" "${TRAIN[@]}"
+p1=$!
+wait_rc $p1
+[ $RC -eq 0 ] || fail "host 1 (--dp 2): $(cat "$W/dp1.log")"
+wait_rc $p0
+[ $RC -eq 0 ] || fail "host 0 (--dp 2): $(cat "$W/dp0.log")"
+compare "$W/ck_dp/params.pt" "$W/ref.pt" "params after 2 steps, 2 replicas on 2 hosts"
+compare_losses "$W/dp0.log" "$W/ref.json" "per-step loss, 2 replicas on 2 hosts"
 
 LONG=(--manifest "$W/four" --inputs "$W/batches" --chunks 4 --steps 100000000 --train --loss mse --optimizer sgd
       --lr 0.001)
