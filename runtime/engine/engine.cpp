@@ -259,6 +259,8 @@ void Engine::agree_on_run() {
       {"--dp", o_.dp},
       {"--dp-layout", digest56(sha256_hex(o_.dp_layout))},
       {"--dp-bucket-mb", static_cast<int64_t>(o_.dp_bucket_mb * 1024)},
+      {"--save", o_.save_dir.empty() ? 0 : 1},  // a save gathers from every rank
+      {"--save-every", o_.save_every},
   };
   const int64_t world = w_.world_size(), n = static_cast<int64_t>(fields.size());
   at::Tensor all = at::zeros({world, n}, at::kLong);
@@ -273,9 +275,10 @@ void Engine::agree_on_run() {
       if (v[r * n + f] == v[f]) continue;
       const std::string& what = fields[f].first;
       bool number = (what.rfind("--", 0) == 0 && what != "--dp-layout") || what == "resumed step";
-      throw Error("rank " + std::to_string(r) + " was started differently from rank 0: " +
-                  (number ? what + " " + std::to_string(v[r * n + f]) + " instead of " + std::to_string(v[f])
-                          : "another " + what) +
+      std::string how = number ? what + " " + std::to_string(v[r * n + f]) + " instead of " + std::to_string(v[f])
+                               : "another " + what;
+      if (what == "--save") how = v[f] ? "without --save" : "with --save";
+      throw Error("rank " + std::to_string(r) + " was started differently from rank 0: " + how +
                   " (every rank must run the same pipeline with the same options)");
     }
 }

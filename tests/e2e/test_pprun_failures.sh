@@ -33,14 +33,16 @@ TRAIN=(--inputs "$W/batches" --chunks 2 --train --loss mse --optimizer sgd
 # (with MANIFEST2 as its manifest and STEPS2 as its --steps).
 MANIFEST2=$W/mlp
 STEPS2=100000000
+EXTRA2=
 launch_ranks() {
   for r in 0 1; do
     "$PPRUN" --manifest "$W/mlp" --steps 100000000 "${TRAIN[@]}" --rank $r --world-size 3 --master-addr 127.0.0.1 --master-port "$PORT" \
       >"$W/rank$r.out" 2>"$W/rank$r.err" &
     PIDS[$r]=$!
   done
+  # shellcheck disable=SC2086
   RANK=2 WORLD_SIZE=3 MASTER_ADDR=127.0.0.1 MASTER_PORT=$PORT "$PPRUN" --manifest "$MANIFEST2" --steps "$STEPS2" "${TRAIN[@]}" \
-    >"$W/rank2.out" 2>"$W/rank2.err" &
+    $EXTRA2 >"$W/rank2.out" 2>"$W/rank2.err" &
   PIDS[2]=$!
 }
 start_ranks() {
@@ -121,6 +123,13 @@ STEPS2=5
 launch_ranks
 expect_refusal "--steps 5 instead of 100000000"
 STEPS2=100000000
+
+step "a rank with --save where the others have none (a save gathers from every rank)"
+PORT=$(free_port)
+EXTRA2="--save $W/rank2_save"
+launch_ranks
+expect_refusal "with --save"
+EXTRA2=
 
 step "--nproc: a killed rank fails the job"
 "$PPRUN" --manifest "$W/mlp" --nproc 3 --inputs "$W/batches" --chunks 2 --steps 100000000 --train --timeout 10 \
