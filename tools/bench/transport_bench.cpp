@@ -5,7 +5,8 @@
 // c10d group's store) play ping-pong: rank 0 sends a
 // message of B bytes, rank 1 sends it back, rank 0 times the round trip; the
 // one-way time is half of it. Each repetition runs every variant once, one
-// after another (interleaved, so that the machine's drift hits them alike):
+// after another (interleaved, so that the machine's drift hits them alike;
+// each repetition starts with the next variant):
 //
 //   raw1   c10d ProcessGroupGloo send/recv of one float tensor, receive
 //          buffers allocated once (what a user of c10d writes); a group of
@@ -57,6 +58,7 @@ struct Options {
   std::vector<int64_t> sizes;
   int reps = 21;
   bool check = false;
+  std::vector<std::string> variants;  ///< --variants (for profiling one); default all
 };
 
 c10::intrusive_ptr<c10d::ProcessGroupGloo> raw_group(int rank, int port) {
@@ -195,11 +197,17 @@ class Bench {
   std::vector<std::vector<int64_t>> shapes_;
 };
 
-std::vector<int64_t> parse_sizes(const std::string& s) {
-  std::vector<int64_t> out;
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
   std::stringstream ss(s);
   std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(std::atoll(item.c_str()));
+  while (std::getline(ss, item, ',')) out.push_back(item);
+  return out;
+}
+
+std::vector<int64_t> parse_sizes(const std::string& s) {
+  std::vector<int64_t> out;
+  for (const std::string& item : split(s)) out.push_back(std::atoll(item.c_str()));
   return out;
 }
 
@@ -220,6 +228,8 @@ bool parse(int argc, char** argv, Options& o) {
       o.raw_port = std::atoi(v.c_str());
     else if (k == "--sizes")
       o.sizes = parse_sizes(v);
+    else if (k == "--variants")
+      o.variants = split(v);
     else if (k == "--reps")
       o.reps = std::atoi(v.c_str());
     else
@@ -227,6 +237,8 @@ bool parse(int argc, char** argv, Options& o) {
   }
   for (int64_t b : o.sizes)
     if (b < 8 || b % 8 != 0) return false;
+  for (const std::string& v : o.variants)
+    if (v != "raw1" && v != "xport1" && v != "eng1" && v != "raw2" && v != "eng2") return false;
   return (o.rank == 0 || o.rank == 1) && o.port > 0 && o.port < 65536 && o.raw_port > 0 && o.raw_port < 65536 &&
          o.reps >= 2 && !o.sizes.empty();
 }
@@ -238,7 +250,7 @@ int main(int argc, char** argv) {
   if (!parse(argc, argv, o)) {
     std::cerr
         << "usage: transport_bench --rank 0|1 --port P --raw-port P2 --sizes B,B,... (multiples of 8) [--reps N >= 2] "
-           "[--check]"
+           "[--check] [--variants raw1,xport1,eng1,raw2,eng2]"
         << std::endl;
     return 2;
   }
@@ -247,12 +259,18 @@ int main(int argc, char** argv) {
     auto t = ppc::runtime::connect_gloo(
         ppc::runtime::rendezvous_from_env("127.0.0.1", o.port, o.rank, 2, std::chrono::milliseconds(60000)));
     Bench bench(o, *t, raw_group(o.rank, o.raw_port));
-    const std::vector<std::string> variants{"raw1", "xport1", "eng1", "raw2", "eng2"};
+    const std::vector<std::string> variants =
+        o.variants.empty() ? std::vector<std::string>{"raw1", "xport1", "eng1", "raw2", "eng2"} : o.variants;
     for (int64_t bytes : o.sizes) {
       bench.prepare(bytes);
       std::map<std::string, std::vector<double>> us;
+      // Each repetition starts with the next variant, so that none always
+      // follows the same one.
       for (int rep = 0; rep < o.reps; ++rep)
-        for (const std::string& v : variants) us[v].push_back(bench.run(v) / 2);
+        for (size_t k = 0; k < variants.size(); ++k) {
+          const std::string& v = variants[(k + static_cast<size_t>(rep)) % variants.size()];
+          us[v].push_back(bench.run(v) / 2);
+        }
       if (o.rank != 0) continue;
       for (const std::string& v : variants) {
         std::cout << bytes << " " << v;
