@@ -127,6 +127,7 @@ void check_options(PprunOptions& o) {
   if (o.master_addr && o.master_addr->empty()) throw Error("--master-addr is empty");
   check_output_path("--output", e.output_path);
   check_output_path("--trace", e.trace_path);
+  if (e.trace_memory && e.trace_path.empty()) throw Error("--trace-memory needs --trace FILE (it adds to the trace)");
   check_output_path("--timeline", e.timeline_path);
   check_output_path("--profile", e.profile_path);
   if (o.nproc > 0 && o.rank) throw Error("--rank: --nproc gives every local rank its own; drop --rank");

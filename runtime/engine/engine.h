@@ -55,6 +55,7 @@ struct EngineOptions {
   bool quiet = false;
   // Measurement.
   std::string trace_path;     ///< Chrome trace JSON of every action on every rank (written by rank 0)
+  bool trace_memory = false;  ///< the trace also samples each rank's heap in use after every action
   std::string timeline_path;  ///< SVG picture of the last step (written by rank 0)
   std::string profile_path;   ///< measured per-stage F/B/I/W ms per micro-batch, for --costs (rank 0)
 };

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <malloc.h>
 #include <sched.h>
 #include <time.h>
 
@@ -76,6 +77,7 @@ void Measurement::end_action(const schedule::Action& a, const ActionClock& c) {
   last_end_ = end;
   if (!a.is_compute()) {
     record(schedule::to_string(a), schedule::kind_name(a.kind), a.stage, a.microbatch, c.begin, end);
+    if (o_.trace_memory) record_heap(end);
     return;
   }
   // A compute action first waits for its data (the receive was posted earlier).
@@ -87,6 +89,22 @@ void Measurement::end_action(const schedule::Action& a, const ActionClock& c) {
   const int k = 4 * a.stage + (a.kind == Action::F ? 0 : a.kind == Action::B ? 1 : a.kind == Action::I ? 2 : 3);
   stage_cost_[k] += end - start;
   stage_cpu_[k] += thread_cpu_us() - (compute_cpu_start_ >= 0 ? compute_cpu_start_ : c.cpu_begin);
+  if (o_.trace_memory) record_heap(end);  // after the CPU clock's reading: the sample costs tens of us
+}
+
+// The heap in use (glibc's count of allocated bytes, mmapped blocks
+// included): with pprun's malloc settings every tensor's memory comes from
+// it, so it is the rank's tensors plus the runtime's own allocations.
+void Measurement::record_heap(double at) {
+  const struct mallinfo2 mi = mallinfo2();
+  schedule::TraceEvent e;
+  e.name = "heap";
+  e.category = "memory";
+  e.rank = w_.rank();
+  e.step = static_cast<int>(step_);
+  e.start_us = e.end_us = at;
+  e.value = static_cast<double>(mi.uordblks + mi.hblkhd) / (1024.0 * 1024.0);
+  events_.push_back(std::move(e));
 }
 
 void Measurement::message_received(int direction, int producer, int consumer, double bytes) {
@@ -498,7 +516,7 @@ void Measurement::write_profile(const std::vector<int64_t>& micro_sizes) {
 
 // Every rank's events travel to rank 0 as numbers (count, then 6 per event).
 void Measurement::write_trace_and_timeline() {
-  static const std::vector<std::string> other = {"wait", "allreduce", "optimizer", "dp"};
+  static const std::vector<std::string> other = {"wait", "allreduce", "optimizer", "dp", "memory"};
   auto code_of = [&](const schedule::TraceEvent& e) -> double {
     for (int k = Action::F; k <= Action::RECV_B; ++k)
       if (e.category == schedule::kind_name(static_cast<Action::Kind>(k))) return k;
@@ -514,7 +532,8 @@ void Measurement::write_trace_and_timeline() {
       count[0] = static_cast<int64_t>(events_.size());
       std::vector<double> v;
       for (const auto& e : events_) {
-        for (double x : {code_of(e), double(e.stage), double(e.microbatch), double(e.step), e.start_us, e.end_us})
+        const double last = e.category == "memory" ? e.value : e.end_us;  // a sample has no end: its value
+        for (double x : {code_of(e), double(e.stage), double(e.microbatch), double(e.step), e.start_us, last})
           v.push_back(x);
       }
       data = at::tensor(v, at::kDouble);
@@ -553,7 +572,12 @@ void Measurement::write_trace_and_timeline() {
         e.name = e.category == "wait"        ? "wait"
                  : e.category == "allreduce" ? "tied-gradient all-reduce"
                  : e.category == "dp"        ? "gradient all-reduce"
+                 : e.category == "memory"    ? "heap"
                                              : "optimizer step";
+        if (e.category == "memory") {
+          e.value = e.end_us;
+          e.end_us = e.start_us;
+        }
       }
       all.push_back(std::move(e));
     }
@@ -564,7 +588,8 @@ void Measurement::write_trace_and_timeline() {
     // The last step, shifted to start at 0.
     std::vector<schedule::TraceEvent> last;
     for (const auto& e : all)
-      if (e.step == step_ && e.category != "dp") last.push_back(e);  // in flight beside the actions: trace only
+      if (e.step == step_ && e.category != "dp" && e.category != "memory")
+        last.push_back(e);  // in flight beside the actions: trace only
     double t0 = last.empty() ? 0 : last.front().start_us;
     for (const auto& e : last) t0 = std::min(t0, e.start_us);
     double t1 = t0;

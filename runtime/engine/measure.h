@@ -97,6 +97,8 @@ class Measurement {
   /// CPU time of the calling thread (us): with one intra-op thread, a
   /// compute action's work, whatever else shares its core.
   static double thread_cpu_us();
+  /// --trace: a sample of this rank's heap in use (a counter in the trace).
+  void record_heap(double at);
   void write_trace_and_timeline();
   void write_profile(const std::vector<int64_t>& micro_sizes);
   /// The profile's stage edges (mean bytes per message each way), also

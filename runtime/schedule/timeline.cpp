@@ -82,6 +82,12 @@ std::string chrome_trace_json(const std::vector<TraceEvent>& events, int num_ran
     os << ",\n  {\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": 0, \"tid\": " << num_ranks + r
        << ", \"args\": {\"name\": \"rank " << r << " gradient all-reduce\"}}";
   for (const auto& e : events) {
+    if (e.category == "memory") {  // a counter: one series per rank
+      os << ",\n  {\"name\": \"heap MiB rank " << e.rank << "\", \"cat\": \"memory\", \"ph\": \"C\", \"pid\": 0, "
+         << "\"ts\": " << num(e.start_us) << ", \"args\": {\"MiB\": " << num(e.value) << ", \"step\": " << e.step
+         << "}}";
+      continue;
+    }
     os << ",\n  {\"name\": " << json_string(e.name) << ", \"cat\": " << json_string(e.category)
        << ", \"ph\": \"X\", \"pid\": 0, \"tid\": " << (e.category == "dp" ? num_ranks + e.rank : e.rank)
        << ", \"ts\": " << num(e.start_us) << ", \"dur\": " << num(std::max(0.0, e.end_us - e.start_us))
@@ -130,6 +136,7 @@ std::string timeline_svg(const std::vector<TraceEvent>& events, int num_ranks, c
        << "\" fill=\"#f4f4f4\"/>\n";
   }
   for (const auto& e : events) {
+    if (e.category == "memory") continue;
     double x = left + (e.start_us - t0) * scale, w = std::max(0.5, (e.end_us - e.start_us) * scale);
     double y = top + e.rank * row;
     if (!is_compute(e.category)) {

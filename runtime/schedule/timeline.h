@@ -23,12 +23,15 @@ struct TraceEvent {
   int step = 0;
   double start_us = 0;  ///< microseconds since the run's common start
   double end_us = 0;
+  /// Category "memory": a sample (at start_us) of the rank's heap in use, MiB.
+  double value = 0;
 };
 
 /// Chrome trace JSON (the "traceEvents" array form): one process "pprun",
 /// one thread (track) per rank named "rank N" (and "rank N gradient
 /// all-reduce" for its events of category "dp"), a complete event per slice
-/// with its stage, micro-batch and step as args.
+/// with its stage, micro-batch and step as args; events of category
+/// "memory" are counter samples ("heap MiB" of rank N).
 std::string chrome_trace_json(const std::vector<TraceEvent>& events, int num_ranks);
 
 /// An SVG picture of compute slices (F, B, I, W; other slices are drawn as

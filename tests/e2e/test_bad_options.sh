@@ -78,6 +78,7 @@ row pprun --simulate "cannot open the costs file" "${RUN[@]}" --simulate --costs
 row pprun --costs "bad.json" "${RUN[@]}" --simulate --costs "$W/bad.json"
 row pprun --schedule-file "cannot open the schedule file" "${RUN[@]}" --schedule-file "$W/nope.csv"
 row pprun --trace "--trace $W/nope/trace.json: no folder" "${RUN[@]}" --trace "$W/nope/trace.json"
+row pprun --trace-memory "--trace-memory needs --trace FILE" "${RUN[@]}" --trace-memory
 row pprun --timeline "--timeline $W/nope/timeline.svg: no folder" "${RUN[@]}" --timeline "$W/nope/timeline.svg"
 row pprun --comm "--comm: must be >= 0, not -1" "${RUN[@]}" --simulate --comm -1
 row pprun --profile "--profile $W/nope/profile.json: no folder" "${RUN[@]}" --profile "$W/nope/profile.json"

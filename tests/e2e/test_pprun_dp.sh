@@ -73,9 +73,9 @@ step "tinygpt: --save after 2 steps of a 2x2 run, --resume for the third = 3 uni
 compare "$W2/resumed/params.pt" "$W2/whole/params.pt" "resumed vs uninterrupted"
 compare "$W2/whole/params.pt" "$W2/ref.pt" "uninterrupted vs PyTorch"
 
-step "mlp: --trace of a 2x2 run: 4 ranks, the gradient all-reduce in flight beside the actions"
+step "mlp: --trace --trace-memory of a 2x2 run: 4 ranks, the gradient all-reduce in flight beside the actions, heap samples"
 "$PPRUN" --manifest "$W/mlp/split2" --nproc 4 --dp 2 --chunks 4 --inputs "$W/mlp/batches" --steps 2 --train \
-  --loss mse --trace "$W/trace.json" --timeline "$W/run.svg" --quiet || fail "traced run"
+  --loss mse --trace "$W/trace.json" --trace-memory --timeline "$W/run.svg" --quiet || fail "traced run"
 "$PY" - "$W/trace.json" <<'PYEOF'
 import json, sys
 trace = json.load(open(sys.argv[1]))
@@ -94,7 +94,16 @@ for step in range(2):
     start = min(e["ts"] for e in events if e["tid"] == 4 + 1 and e["args"]["step"] == step)
     later = [e for e in events if e["tid"] == 0 and e["cat"] == "B" and e["args"]["step"] == step and e["ts"] >= start]
     assert later, f"step {step}: no backward of rank 0 after rank 1's all-reduce started"
-print(f"   {len(events)} slices; every rank's all-reduce started before its replica's step was done")
+# --trace-memory: each rank's heap in use after each of its actions, a counter per rank, that grows
+# while a step's forwards hold activations and falls back as its backwards free them.
+heap = [e for e in trace["traceEvents"] if e.get("ph") == "C"]
+for r in range(4):
+    mine = sorted((e["ts"], e["args"]["MiB"]) for e in heap if e["name"] == f"heap MiB rank {r}")
+    acts = [e for e in events if e["tid"] == r and e["cat"] not in ("wait", "allreduce", "optimizer")]
+    assert len(mine) == len(acts), (r, len(mine), len(acts))
+    assert all(v > 1 for _, v in mine) and max(v for _, v in mine) > mine[0][1], (r, mine[:3])
+print(f"   {len(events)} slices; every rank's all-reduce started before its replica's step was done; "
+      f"{len(heap)} heap samples")
 PYEOF
 
 step "mlp: a 2x2 --profile -> ppc split --costs with the spec's defaults.dp 2: the predicted step includes the all-reduce"

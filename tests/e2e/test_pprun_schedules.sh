@@ -88,6 +88,7 @@ for rank in range(4):
     assert all(e["args"]["stage"] == rank for e in events if e["tid"] == rank and "stage" in e["args"])
     assert any(e["cat"] == "optimizer" for e in events if e["tid"] == rank)
 assert all(e["dur"] >= 0 for e in events)
+assert not any(e.get("ph") == "C" for e in trace["traceEvents"]), "heap samples without --trace-memory"
 svg = ET.parse(w + "/run.svg").getroot()
 ns = "{http://www.w3.org/2000/svg}"
 assert svg.tag == ns + "svg"

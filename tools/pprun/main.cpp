@@ -86,6 +86,9 @@ void add_options(CLI::App& app, PprunOptions& o) {
   app.add_option("--schedule-file", e.schedule_file,
                  "compute-only CSV schedule (torch.distributed.pipelining's format)");
   app.add_option("--trace", e.trace_path, "write a Chrome trace (Perfetto) of every action on every rank");
+  app.add_flag("--trace-memory", e.trace_memory,
+               "--trace: also sample each rank's heap in use after every action (a counter per rank; each sample "
+               "costs tens of microseconds)");
   app.add_option("--timeline", e.timeline_path, "write an SVG picture of the last step (or of --simulate)");
   app.add_option("--comm", o.comm_ms,
                  "--simulate: time one message (a stage edge's tensors for one micro-batch, each way) takes in flight, "
