@@ -284,9 +284,11 @@ def run_deepspeed(work, chunks, steps):
         if p.poll() is None:
             p.kill()
             p.wait()
-    if failed is not None:
+    if failed is not None:  # DeepSpeed's own trouble on this machine (its JIT-built ops, its launcher): said, not fatal
         text = "".join(open(lg, errors="replace").read() for lg in logs)
-        sys.exit("DeepSpeed's pipeline engine failed: %s\n%s" % (failed, text[-3000:]))
+        errs = re.findall(r"\b(\w*(?:Error|Exception): .*)", text)
+        print(text[-3000:], file=sys.stderr)
+        return "DeepSpeed failed here: %s (its log above)" % (errs[-1].strip() if errs else failed), []
     res = [json.load(open(o)) for o in outs]
     return [max(ts) for ts in zip(*(r["times"] for r in res))], res[-1]["losses"]
 
