@@ -150,26 +150,13 @@ class FakeTransport : public Transport {
   }
 
   void all_reduce_sum(std::vector<at::Tensor>& ts, const std::vector<int>& ranks) override {
-    std::vector<int> members = ranks;
-    std::sort(members.begin(), members.end());
-    members.erase(std::unique(members.begin(), members.end()), members.end());
-    for (int r : members) check_peer(r, "all_reduce_sum", /*allow_self=*/true);
-    if (!std::binary_search(members.begin(), members.end(), rank_))
-      throw std::invalid_argument("all_reduce_sum: rank " + std::to_string(rank_) +
-                                  " is not among the ranks it reduces over");
-    collective(ts, members);
+    collective(ts, checked_members(ranks, "all_reduce_sum"));
   }
 
   // The reduction happens at wait(): the fakes' collectives block until
   // every member joins, and members wait in the order they started.
   std::unique_ptr<Work> iall_reduce_sum(at::Tensor t, const std::vector<int>& ranks) override {
-    std::vector<int> members = ranks;
-    std::sort(members.begin(), members.end());
-    members.erase(std::unique(members.begin(), members.end()), members.end());
-    for (int r : members) check_peer(r, "iall_reduce_sum", /*allow_self=*/true);
-    if (!std::binary_search(members.begin(), members.end(), rank_))
-      throw std::invalid_argument("iall_reduce_sum: rank " + std::to_string(rank_) +
-                                  " is not among the ranks it reduces over");
+    std::vector<int> members = checked_members(ranks, "iall_reduce_sum");
     return std::make_unique<DeferredWork>([this, t, members]() mutable {
       std::vector<at::Tensor> ts{t};
       collective(ts, members);
@@ -184,6 +171,18 @@ class FakeTransport : public Transport {
   }
 
  private:
+  // `ranks` sorted and deduplicated; they must be ranks of the world and include this one.
+  std::vector<int> checked_members(const std::vector<int>& ranks, const char* what) const {
+    std::vector<int> members = ranks;
+    std::sort(members.begin(), members.end());
+    members.erase(std::unique(members.begin(), members.end()), members.end());
+    for (int r : members) check_peer(r, what, /*allow_self=*/true);
+    if (!std::binary_search(members.begin(), members.end(), rank_))
+      throw std::invalid_argument(std::string(what) + ": rank " + std::to_string(rank_) +
+                                  " is not among the ranks it reduces over");
+    return members;
+  }
+
   void check_peer(int peer, const char* what, bool allow_self = false) const {
     if (peer < 0 || peer >= hub_->world_size || (!allow_self && peer == rank_))
       throw std::invalid_argument(std::string(what) + ": bad peer rank " + std::to_string(peer) + " (this is rank " +
