@@ -111,19 +111,7 @@ def run_pipelining(work, chunks, steps):
             procs.append(subprocess.Popen([sys.executable, os.path.abspath(__file__), "--pipelining-rank", str(r),
                                            "--port", str(port), "--work", work, "--chunks", str(chunks), "--steps",
                                            str(steps), "--out", outs[r]], stdout=log, stderr=subprocess.STDOUT))
-    deadline = time.monotonic() + TORCH_TIMEOUT_S
-    failed = None
-    for p in procs:
-        try:
-            if p.wait(timeout=max(1, deadline - time.monotonic())) != 0 and failed is None:
-                failed = "exit status %d" % p.returncode
-        except subprocess.TimeoutExpired:
-            failed = "did not finish within %d s" % TORCH_TIMEOUT_S
-            break
-    for p in procs:  # ours, by their own handle
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    failed = train_step.wait_for_ranks(procs, TORCH_TIMEOUT_S)
     if failed:
         sys.exit("torch.distributed.pipelining (forward only) failed: %s\n%s"
                  % (failed, "".join(open(lg, errors="replace").read() for lg in logs)[-3000:]))

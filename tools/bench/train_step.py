@@ -272,18 +272,7 @@ def run_deepspeed(work, chunks, steps):
                                            "--port", str(port), "--work", work, "--chunks", str(chunks), "--steps",
                                            str(steps), "--out", outs[r]], stdout=log, stderr=subprocess.STDOUT,
                                           env=env))
-    failed = None
-    for p in procs:
-        try:
-            if p.wait(timeout=TORCH_TIMEOUT_S) != 0 and failed is None:
-                failed = "exit status %d" % p.returncode
-        except subprocess.TimeoutExpired:
-            failed = "did not finish within %d s (hung)" % TORCH_TIMEOUT_S
-            break
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    failed = wait_for_ranks(procs)
     if failed is not None:  # DeepSpeed's own trouble on this machine (its JIT-built ops, its launcher): said, not fatal
         text = "".join(open(lg, errors="replace").read() for lg in logs)
         errs = re.findall(r"\b(\w*(?:Error|Exception): .*)", text)
@@ -291,6 +280,25 @@ def run_deepspeed(work, chunks, steps):
         return "DeepSpeed failed here: %s (its log above)" % (errs[-1].strip() if errs else failed), []
     res = [json.load(open(o)) for o in outs]
     return [max(ts) for ts in zip(*(r["times"] for r in res))], res[-1]["losses"]
+
+
+def wait_for_ranks(procs, timeout_s=TORCH_TIMEOUT_S):
+    """Waits for the rank processes `procs`, one deadline for all, and kills any left (ours, by their own
+    handle). Returns None when every one exited 0, else why not (the first failure)."""
+    deadline = time.monotonic() + timeout_s
+    failed = None
+    for p in procs:
+        try:
+            if p.wait(timeout=max(1, deadline - time.monotonic())) != 0 and failed is None:
+                failed = "exit status %d" % p.returncode
+        except subprocess.TimeoutExpired:
+            failed = "did not finish within %d s (hung)" % timeout_s
+            break
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return failed
 
 
 def free_port():
@@ -316,19 +324,7 @@ def run_pipelining(work, schedule, chunks, steps, patch):
                                            str(chunks), "--steps", str(steps), "--out", outs[r]]
                                           + (["--patch-torch-v-handshake"] if patch else []),
                                           stdout=log, stderr=subprocess.STDOUT))
-    deadline = time.monotonic() + TORCH_TIMEOUT_S
-    failed = None
-    for p in procs:
-        try:
-            if p.wait(timeout=max(1, deadline - time.monotonic())) != 0 and failed is None:
-                failed = "exit status %d" % p.returncode
-        except subprocess.TimeoutExpired:
-            failed = "did not finish within %d s (hung)" % TORCH_TIMEOUT_S
-            break
-    for p in procs:  # ours, by their own handle
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    failed = wait_for_ranks(procs)
     order = json.load(open(outs[0] + ".order")) if os.path.exists(outs[0] + ".order") else None
     if failed is not None:
         text = "".join(open(lg, errors="replace").read() for lg in logs)
