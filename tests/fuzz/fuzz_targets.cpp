@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -51,6 +53,22 @@ void onnx_model(const uint8_t* data, size_t size) {
   const std::string path = as_file(data, size, ".onnx");
   try {
     onnx_frontend::load_onnx(path, "model.onnx", nullptr);
+  } catch (const Error&) {}
+}
+
+void onnx_external(const uint8_t* data, size_t size) {
+  const std::string bytes(reinterpret_cast<const char*>(data), size);
+  const size_t sep = bytes.find(kExternalDataSeparator);
+  // A folder of this process: the model and its data file side by side.
+  const std::string dir = "/tmp/ppc_fuzz_ext_" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  std::filesystem::remove(dir + "/weights.bin");
+  std::ofstream(dir + "/model.onnx", std::ios::binary | std::ios::trunc) << bytes.substr(0, sep);
+  if (sep != std::string::npos)
+    std::ofstream(dir + "/weights.bin", std::ios::binary | std::ios::trunc)
+        << bytes.substr(sep + std::strlen(kExternalDataSeparator));
+  try {
+    onnx_frontend::load_onnx(dir + "/model.onnx", "model.onnx", nullptr);
   } catch (const Error&) {}
 }
 

@@ -14,5 +14,18 @@ void onnx_model(const uint8_t* data, size_t size);
 void ir_text(const uint8_t* data, size_t size);
 void profile(const uint8_t* data, size_t size);       ///< pprun --profile output, read by --costs
 void schedule_csv(const uint8_t* data, size_t size);  ///< pprun --schedule-file, torch's CSV
+/// An ONNX model with its weights in a file beside it: the bytes before the
+/// first kExternalDataSeparator are the model, those after it the file
+/// "weights.bin" (without a separator, the model alone, no file).
+void onnx_external(const uint8_t* data, size_t size);
+inline constexpr const char* kExternalDataSeparator = "\n--ppc-external-data--\n";
+
+// LibTorch's readers (fuzz_targets_torch.cpp; linked with LibTorch).
+void torchscript(const uint8_t* data, size_t size);  ///< ppc split's TorchScript archive (torch.jit.save)
+void pt_inputs(const uint8_t* data, size_t size);    ///< pprun --inputs: a torch.save'd dict of tensors
+// .pt2 archives: add `void pt2_archive(...)` here, in fuzz_targets_torch.cpp,
+// in tests/CMakeLists.txt's PPC_FUZZ_TORCH and in smoke_main.cpp once
+// compiler/frontends/pt2/ has a reader (tools/fuzz.sh runs pt2_archive as
+// soon as this header declares it).
 
 }  // namespace ppc::fuzz

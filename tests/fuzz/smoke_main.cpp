@@ -14,7 +14,7 @@
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::cerr << "usage: fuzz_smoke split_spec|manifest|onnx_model|ir_text|profile|schedule_csv ITERATIONS SEED...\n";
+    std::cerr << "usage: fuzz_smoke TARGET ITERATIONS SEED...\n";
     return 2;
   }
   std::string target = argv[1];
@@ -25,8 +25,13 @@ int main(int argc, char** argv) {
   if (target == "ir_text") fn = ppc::fuzz::ir_text;
   if (target == "profile") fn = ppc::fuzz::profile;
   if (target == "schedule_csv") fn = ppc::fuzz::schedule_csv;
+  if (target == "onnx_external") fn = ppc::fuzz::onnx_external;
+  if (target == "torchscript") fn = ppc::fuzz::torchscript;
+  if (target == "pt_inputs") fn = ppc::fuzz::pt_inputs;
   if (!fn) {
-    std::cerr << "unknown target " << target << "\n";
+    std::cerr << "unknown target " << target
+              << " (split_spec manifest onnx_model onnx_external ir_text profile schedule_csv torchscript "
+                 "pt_inputs)\n";
     return 2;
   }
   const long iterations = std::stol(argv[2]);

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# libFuzzer campaigns (clang 14, AddressSanitizer + UBSan) over every reader of
+# untrusted input, in their own build folder build-fuzz/ (-DPPC_FUZZ=ON, clang++).
+#
+#   bash tools/fuzz.sh build                 # configure build-fuzz/, build only the fuzz targets
+#   bash tools/fuzz.sh run SECONDS [TARGET...]   # each target SECONDS long (all when none named)
+#   bash tools/fuzz.sh replay [TARGET...]    # every committed corpus and regression input, once
+#   bash tools/fuzz.sh list                  # the targets
+#
+# A run starts from the committed seeds (tests/fuzz/corpus/<target>/) and the
+# regression inputs (tests/fuzz/regressions/<target>/), grows a scratch corpus
+# in build-fuzz/corpus/<target>/ (never the committed one) and stops at the
+# first finding: the crashing input is written to build-fuzz/findings/<target>/
+# and the script exits 1. Each target's last libFuzzer line (executions, cov:,
+# ft:) is printed. The sanitizer options are the ones in tests/fuzz/sanitizers.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+build=${PPC_FUZZ_BUILD:-build-fuzz}
+# Readers that LibTorch parses (torch.jit.load, torch.save's zip and pickle)
+# come last: they are the slow ones.
+TORCH_TARGETS=(torchscript pt_inputs)
+TARGETS=(split_spec manifest profile schedule_csv ir_text onnx_model onnx_external "${TORCH_TARGETS[@]}")
+# .pt2 archives: once tests/fuzz/fuzz_targets.h declares its target.
+if grep -q '^void pt2_archive' tests/fuzz/fuzz_targets.h; then
+  TORCH_TARGETS+=(pt2_archive)
+  TARGETS+=(pt2_archive)
+fi
+. tests/fuzz/sanitizers.sh
+
+configure() {
+  local cxx=${PPC_FUZZ_CXX:-clang++-14}
+  command -v "$cxx" >/dev/null || {
+    echo "fuzz.sh: $cxx not found (apt-get install clang-14 libclang-rt-14-dev; tools/setup.sh does)" >&2
+    exit 2
+  }
+  local onnx_prefix
+  onnx_prefix=$(bash tools/build_onnx.sh | tail -1)
+  # -O1 and line tables only: the build is part of CI's time.
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="$cxx" \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only -fno-omit-frame-pointer" -DPPC_FUZZ=ON \
+    -DPPC_BUILD_BENCHMARKS=OFF -DONNX_DIR="$onnx_prefix/lib/cmake/ONNX" >/dev/null
+}
+
+build_targets() {
+  configure
+  local names=()
+  for t in "${TARGETS[@]}"; do names+=("fuzz_$t"); done
+  cmake --build "$build" -j"$(nproc)" --target "${names[@]}"
+}
+
+# The committed inputs of a target: seeds and regression inputs.
+inputs_of() {
+  local t=$1
+  for d in tests/fuzz/corpus/$t tests/fuzz/regressions/$t; do
+    [[ -d $d ]] && find "$d" -type f | sort
+  done
+  return 0
+}
+
+replay() {
+  local t=$1 files
+  mapfile -t files < <(inputs_of "$t")
+  if ((${#files[@]} == 0)); then
+    echo "fuzz.sh: $t has no committed inputs" >&2
+    return 1
+  fi
+  local asan=$ASAN_OPTIONS
+  [[ " ${TORCH_TARGETS[*]} " == *" $t "* ]] && asan=$asan:fast_unwind_on_malloc=0
+  ASAN_OPTIONS=$asan "$build/tests/fuzz_$t" -runs=0 "${files[@]}" >"$build/fuzz_$t.replay.log" 2>&1 || {
+    tail -40 "$build/fuzz_$t.replay.log" >&2
+    echo "fuzz.sh: $t: a committed input fails (log: $build/fuzz_$t.replay.log)" >&2
+    return 1
+  }
+  echo "$t: ${#files[@]} committed inputs replayed, clean"
+}
+
+campaign() {
+  local t=$1 seconds=$2
+  local corpus=$build/corpus/$t findings=$build/findings/$t log=$build/fuzz_$t.log
+  mkdir -p "$corpus" "$findings"
+  local seeds=()
+  for d in tests/fuzz/corpus/$t tests/fuzz/regressions/$t; do [[ -d $d ]] && seeds+=("$d"); done
+  # LibTorch is built without frame pointers: only the slow unwinder sees
+  # the frames that tests/fuzz/lsan.supp names for its leaks.
+  local asan=$ASAN_OPTIONS
+  [[ " ${TORCH_TARGETS[*]} " == *" $t "* ]] && asan=$asan:fast_unwind_on_malloc=0
+  # One process, one job: the machine is shared; -timeout flags an input
+  # that takes more than 10 s (a hang), -rss_limit_mb one that takes 4 GB.
+  if ! ASAN_OPTIONS=$asan "$build/tests/fuzz_$t" "$corpus" "${seeds[@]}" -max_total_time="$seconds" -timeout=10 \
+    -rss_limit_mb=4096 -max_len=1048576 -print_final_stats=1 -artifact_prefix="$findings/" >"$log" 2>&1; then
+    tail -60 "$log" >&2
+    echo "fuzz.sh: $t found a crash, leak or UB (input in $findings/, log $log)" >&2
+    return 1
+  fi
+  local last execs
+  last=$(grep -E '^#[0-9]+' "$log" | tail -1 | sed -E 's/ +/ /g')
+  execs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')
+  echo "$t: ${seconds}s, $execs executions, clean; last: $last"
+}
+
+cmd=${1:-}
+shift || true
+case $cmd in
+  build)
+    build_targets
+    ;;
+  list)
+    printf '%s\n' "${TARGETS[@]}"
+    ;;
+  replay)
+    [[ $# -gt 0 ]] && TARGETS=("$@")
+    for t in "${TARGETS[@]}"; do replay "$t"; done
+    ;;
+  run)
+    seconds=${1:?usage: fuzz.sh run SECONDS [TARGET...]}
+    shift
+    [[ $# -gt 0 ]] && TARGETS=("$@")
+    status=0
+    for t in "${TARGETS[@]}"; do campaign "$t" "$seconds" || status=1; done
+    exit $status
+    ;;
+  *)
+    echo "usage: fuzz.sh build | run SECONDS [TARGET...] | replay [TARGET...] | list" >&2
+    exit 2
+    ;;
+esac
