@@ -282,7 +282,7 @@ void check_version(const JsonNode& root) {
 
 Source parse_source(const JsonNode& src) {
   Source source;
-  source.format = src.at("format").as_enum("source format", {"onnx", "torchscript"});
+  source.format = src.at("format").as_enum("source format", {"onnx", "torchscript", "pt2"});
   source.file = src.at("file").as_string("'file'");
   if (src.has("sha256")) source.sha256 = src.at("sha256").as_string("'sha256'");
   if (src.has("opset")) source.opset = src.at("opset").as_int("'opset'");

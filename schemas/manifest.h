@@ -113,7 +113,7 @@ struct ModelOutput : TensorInfo {
 };
 
 struct Source {
-  std::string format;  ///< "onnx" | "torchscript"
+  std::string format;  ///< "onnx" | "torchscript" | "pt2"
   std::string file;    ///< base name only
   std::string sha256;
   int64_t opset = 0;  ///< ONNX default-domain opset; 0 for TorchScript

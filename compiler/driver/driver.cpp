@@ -16,6 +16,7 @@
 #include "compiler/emitters/manifest_builder.h"
 #include "compiler/emitters/stage_emitter.h"
 #include "compiler/frontends/onnx/onnx_frontend.h"
+#include "compiler/frontends/pt2/pt2_frontend.h"
 #include "compiler/frontends/torchscript/plugin.h"
 #include "compiler/ir/text.h"
 #include "schemas/error.h"
@@ -38,10 +39,11 @@ std::unique_ptr<SourceModel> load_model(const std::string& path, std::vector<std
   if (ext == ".onnx") return onnx_frontend::load_onnx(path, path, notes, dims);
   if (!dims.empty() && notes)
     notes->push_back("--dim: ignored for " + path +
-                     " (TorchScript records the traced sizes; symbolic dims count as 1)");
+                     " (TorchScript and torch.export record the traced sizes; symbolic dims count as 1)");
+  if (ext == ".pt2") return pt2_frontend::load_pt2(path, path, notes);
   if (ext == ".pt" || ext == ".pth" || ext == ".torchscript")
     return torchscript_frontend::plugin().load(path, path, notes);
-  throw Error(path + ": unknown model format '" + ext + "' (expected .onnx or .pt)");
+  throw Error(path + ": unknown model format '" + ext + "' (expected .onnx, .pt or .pt2)");
 }
 
 // --- declare inputs --------------------------------------------------------

@@ -19,7 +19,7 @@ void check_replaceable(const fs::path& out) {
   std::error_code ec;
   if (!fs::exists(out, ec)) return;
   if (!fs::is_directory(out, ec)) throw Error(out.string() + ": exists and is not a directory");
-  static const std::regex kOurs(R"(manifest\.json|stage[0-9]+\.(onnx|pt|onnx\.data))");
+  static const std::regex kOurs(R"(manifest\.json|stage[0-9]+\.(onnx|pt|pt2|onnx\.data))");
   for (const auto& e : fs::directory_iterator(out)) {
     std::string name = e.path().filename().string();
     if (!std::regex_match(name, kOurs))

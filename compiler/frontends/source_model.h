@@ -15,7 +15,7 @@ class SourceModel {
   virtual const ir::Graph& graph() const = 0;
   /// The same graph, for passes that refine it (declared input types).
   virtual ir::Graph& mutable_graph() = 0;
-  /// "onnx" | "torchscript"
+  /// "onnx" | "torchscript" | "pt2"
   virtual const char* format() const = 0;
   /// File extension of stage artifacts, with the dot (".onnx", ".pt").
   virtual const char* artifact_extension() const = 0;
