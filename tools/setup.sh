@@ -28,6 +28,7 @@ PACKAGES=(
   libtorch-dev libgloo-dev libopenblas0-pthread
   python3-torch python3-onnx python3-torchvision python3-jsonschema python3-venv
   graphviz clang-format
+  clang-14 libclang-rt-14-dev  # tools/fuzz.sh: libFuzzer, AddressSanitizer, UBSan
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

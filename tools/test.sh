@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from a clean clone: set up, build, run every test.
-#   bash tools/test.sh            # build/ (Debian's LibTorch 1.13; references by Debian's torch 1.13)
+#   bash tools/test.sh            # build/ (Debian's LibTorch 1.13; references by Debian's torch 1.13),
+#                                 # then the libFuzzer targets in build-fuzz/ (tools/fuzz.sh), 20 s each
 #   bash tools/test.sh --torch2   # build-torch2/ (PyTorch 2.x's LibTorch; references by .venv's torch 2.x,
 #                                 # plus the dynamo ONNX exporter's end-to-end tests)
 set -euo pipefail
@@ -10,3 +11,12 @@ build=build
 [[ " $* " == *" --torch2 "* ]] && build=build-torch2
 cd "$build"
 ctest --output-on-failure -j"$(nproc)"
+cd ..
+if [[ $build == build ]]; then
+  # libFuzzer campaigns (clang, ASan+UBSan; build-fuzz/ builds only the fuzz
+  # targets): every committed input replayed, then each target for
+  # PPC_FUZZ_SECONDS (20 by default), from the committed seeds.
+  bash tools/fuzz.sh build
+  bash tools/fuzz.sh replay
+  bash tools/fuzz.sh run "${PPC_FUZZ_SECONDS:-20}"
+fi
