@@ -5,6 +5,9 @@
 #   - a rank that stalls (SIGSTOP): the others time out, naming it;
 #   - rank 0, which also holds the rendezvous store, killed first: the
 #     others exit non-zero within the timeout, naming it;
+#   - a rank that exits 0 mid-run (its program returned early; a preloaded
+#     exit_early.c ends it with _exit(0) on SIGUSR1): the others exit
+#     non-zero within the timeout, naming it, and no process is left;
 #   - a rank started with another manifest (same model, other cuts) or with
 #     other options (--steps): every rank refuses at start, naming it;
 #   - under --nproc, a killed rank makes the launcher exit non-zero and stop
@@ -34,6 +37,7 @@ TRAIN=(--inputs "$W/batches" --chunks 2 --train --loss mse --optimizer sgd
 MANIFEST2=$W/mlp
 STEPS2=100000000
 EXTRA2=
+PRELOAD2=
 launch_ranks() {
   for r in 0 1; do
     "$PPRUN" --manifest "$W/mlp" --steps 100000000 "${TRAIN[@]}" --rank $r --world-size 3 --master-addr 127.0.0.1 --master-port "$PORT" \
@@ -41,7 +45,7 @@ launch_ranks() {
     PIDS[$r]=$!
   done
   # shellcheck disable=SC2086
-  RANK=2 WORLD_SIZE=3 MASTER_ADDR=127.0.0.1 MASTER_PORT=$PORT "$PPRUN" --manifest "$MANIFEST2" --steps "$STEPS2" "${TRAIN[@]}" \
+  LD_PRELOAD=$PRELOAD2 RANK=2 WORLD_SIZE=3 MASTER_ADDR=127.0.0.1 MASTER_PORT=$PORT "$PPRUN" --manifest "$MANIFEST2" --steps "$STEPS2" "${TRAIN[@]}" \
     $EXTRA2 >"$W/rank2.out" 2>"$W/rank2.err" &
   PIDS[2]=$!
 }
@@ -94,6 +98,21 @@ start_ranks
 kill -9 "${PIDS[0]}"
 wait "${PIDS[0]}" || true
 expect_failure 0 1 2
+
+step "a rank that exits 0 mid-run (before its schedule is done)"
+cc -shared -fPIC -o "$W/exit_early.so" "$ROOT/tests/e2e/exit_early.c" || fail "cannot build exit_early.so"
+PORT=$(free_port)
+PRELOAD2=$W/exit_early.so
+start_ranks
+kill -USR1 "${PIDS[2]}"
+rc=0
+wait "${PIDS[2]}" || rc=$?
+[ $rc = 0 ] || fail "the early rank exited $rc, not 0 (exit_early.so not in effect?)"
+expect_failure 2 0 1
+for r in 0 1 2; do
+  if kill -0 "${PIDS[$r]}" 2>/dev/null; then fail "rank $r still runs"; fi
+done
+PRELOAD2=
 
 # expect_refusal WHAT: every rank exits 2 at start, naming rank 2 and WHAT.
 expect_refusal() {
