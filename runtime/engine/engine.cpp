@@ -42,6 +42,12 @@ void Engine::setup() {
   graph_ = stage_graph_of(m_);
   actions_ = lowered.at(t_.rank());
   stage_rank_ = schedule::stage_ranks(lowered, num_stages_);
+  action_index_.assign(lowered.size(), {});
+  for (size_t r = 0; r < lowered.size(); ++r)
+    for (size_t k = 0; k < lowered[r].size(); ++k) {
+      const Action& a = lowered[r][k];
+      action_index_[r].emplace(std::make_tuple(static_cast<int>(a.kind), a.stage, a.microbatch), static_cast<int>(k));
+    }
   std::vector<int> mine;
   for (int s = 0; s < num_stages_; ++s)
     if (stage_rank_[s] == t_.rank()) mine.push_back(s);
@@ -306,9 +312,7 @@ void Engine::run() {
       if (!reduce_after_.empty() && reduce_after_[k] >= 0) start_gradient_reduction(reduce_after_[k]);
     }
     double t = ms.now_us();
-    for (auto& w : pending_sends_) w->wait();
-    pending_sends_.clear();
-    send_keepalive_.clear();
+    wait_for_sends();
     ms.record("wait for sends", "wait", -1, -1, t, ms.now_us());
     if (o_.train) {
       t = ms.now_us();
@@ -382,6 +386,7 @@ void Engine::post_recv_forward(int s, int m) {
       for (size_t k = 0; k < l.in_idx.size(); ++k) shapes.push_back(link_shape(l, k, m));
       post_recv_data(p, 0, l.producer, s, m, shapes, l.dtypes);
     } else {
+      p.microbatch = m;
       p.header = wire::header_buffer(static_cast<int>(l.in_idx.size()));
       p.header_work = t_.irecv(p.header, rank_of(l.producer), tags_->data(0, l.producer, s, m, 0));
     }
@@ -413,6 +418,7 @@ void Engine::post_recv_data(PendingRecv& p, int direction, int producer, int con
   p.producer = producer;
   p.consumer = consumer;
   p.direction = direction;
+  p.microbatch = m;
   if (shapes.size() == 1) {
     p.buffers = {at::empty(shapes[0], at::TensorOptions().dtype(dtypes[0]))};
     p.works.push_back(t_.irecv(wire_view(p.buffers[0]), peer, tags_->data(direction, producer, consumer, m, 1)));
@@ -434,19 +440,46 @@ void Engine::finish_recv_data(PendingRecv& p) {
     measure_->message_received(p.direction, p.producer, p.consumer, bytes);
   }
   p.works.clear();
+  if (p.producer >= 0) {
+    const int peer = rank_of(p.direction == 0 ? p.producer : p.consumer);
+    const int sent_at = p.direction == 0 ? action_index(peer, Action::SEND_F, p.producer, p.microbatch)
+                                         : action_index(peer, Action::SEND_B, p.consumer, p.microbatch);
+    release_sends(peer, sent_at);
+  }
   if (p.packed.defined()) {
     p.buffers = wire::unpack(p.packed, p.shapes, p.dtypes);
     p.packed = at::Tensor();
   }
 }
 
-void Engine::send_data(std::vector<at::Tensor> ts, int dst, uint32_t tag) {
+void Engine::send_data(std::vector<at::Tensor> ts, int dst, uint32_t tag, int received_at) {
   if (ts.empty()) return;
   // One tensor travels as it is (made contiguous); several are packed, which
   // copies each whatever its strides.
   at::Tensor t = ts.size() == 1 ? wire_view(ts[0].contiguous()) : wire::pack(ts);
-  pending_sends_.push_back(t_.isend(t, dst, tag));
-  send_keepalive_.push_back(t);
+  data_sends_.push_back({t_.isend(t, dst, tag), t, dst, received_at});
+}
+
+int Engine::action_index(int rank, Action::Kind kind, int s, int m) const {
+  const auto& index = action_index_.at(static_cast<size_t>(rank));
+  auto it = index.find(std::make_tuple(static_cast<int>(kind), s, m));
+  return it == index.end() ? -1 : it->second;
+}
+
+void Engine::release_sends(int peer, int sent_at) {
+  if (sent_at < 0) return;
+  auto done = [&](const PendingSend& p) { return p.peer == peer && p.received_at >= 0 && p.received_at < sent_at; };
+  for (PendingSend& p : data_sends_)
+    if (done(p)) p.work->wait();  // arrived: returns at once
+  data_sends_.erase(std::remove_if(data_sends_.begin(), data_sends_.end(), done), data_sends_.end());
+}
+
+void Engine::wait_for_sends() {
+  for (PendingSend& p : data_sends_) p.work->wait();
+  data_sends_.clear();
+  for (auto& w : pending_sends_) w->wait();
+  pending_sends_.clear();
+  send_keepalive_.clear();
 }
 
 void Engine::forward(int s, int m) {
@@ -515,12 +548,13 @@ void Engine::send_forward(int s, int m) {
                       ", but the manifest declares " + dtype_name(l.dtypes[k]) + " " + shape_text(want) +
                       " (its symbolic dims sized as in this micro-batch's model inputs)");
       }
-    } else {
-      at::Tensor header = wire::encode_header(ts);
-      pending_sends_.push_back(t_.isend(header, dst, tags_->data(0, s, l.consumer, m, 0)));
-      send_keepalive_.push_back(header);
     }
-    send_data(std::move(ts), dst, tags_->data(0, s, l.consumer, m, 1));
+    const int received_at = action_index(dst, Action::F, l.consumer, m);
+    if (!l.headerless) {
+      at::Tensor header = wire::encode_header(ts);
+      data_sends_.push_back({t_.isend(header, dst, tags_->data(0, s, l.consumer, m, 0)), header, dst, received_at});
+    }
+    send_data(std::move(ts), dst, tags_->data(0, s, l.consumer, m, 1), received_at);
   }
   if (!o_.train) st.outputs.clear();
 }
@@ -652,7 +686,10 @@ void Engine::send_backward(int s, int m) {
       if (!l.differentiable[k] || !g.defined()) continue;
       gs.push_back(g);
     }
-    send_data(std::move(gs), rank_of(l.producer), tags_->data(1, l.producer, s, m, 1));
+    const int dst = rank_of(l.producer);
+    int received_at = action_index(dst, Action::B, l.producer, m);
+    if (received_at < 0) received_at = action_index(dst, Action::I, l.producer, m);
+    send_data(std::move(gs), dst, tags_->data(1, l.producer, s, m, 1), received_at);
   }
   st.in_grads.clear();
 }

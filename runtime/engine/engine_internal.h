@@ -12,6 +12,7 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "runtime/engine/engine.h"
@@ -64,8 +65,21 @@ struct PendingRecv {
   at::Tensor packed;
   std::vector<std::vector<int64_t>> shapes;
   std::vector<at::ScalarType> dtypes;
-  /// The stage edge (producer, consumer) and direction (1: gradients).
-  int producer = -1, consumer = -1, direction = 0;
+  /// The stage edge (producer, consumer), direction (1: gradients) and micro-batch.
+  int producer = -1, consumer = -1, direction = 0, microbatch = -1;
+};
+
+/// A data message sent and not yet known to have arrived. A Gloo send
+/// completes only once the receiver has posted the matching receive, and its
+/// work cannot be polled; so the engine tells from the schedule when a send
+/// is done: once a message arrives from the peer that the peer sent after the
+/// action that received this one, this one has arrived, and its wait()
+/// returns at once (nothing held until the step's end).
+struct PendingSend {
+  std::unique_ptr<Work> work;
+  at::Tensor keep;
+  int peer = 0;
+  int received_at = -1;  ///< the peer's action (index in its lowered schedule) that receives it; -1: not known
 };
 
 /// One stage's state for one micro-batch, from its forward to its backward.
@@ -145,8 +159,16 @@ class Engine {
                       const std::vector<std::vector<int64_t>>& shapes, const std::vector<at::ScalarType>& dtypes);
   /// Waits for it; p.buffers then holds the tensors.
   void finish_recv_data(PendingRecv& p);
-  /// The sending side: `ts` as one message, packed when several.
-  void send_data(std::vector<at::Tensor> ts, int dst, uint32_t tag);
+  /// The sending side: `ts` as one message, packed when several;
+  /// `received_at`: the action of `dst` that receives it (PendingSend).
+  void send_data(std::vector<at::Tensor> ts, int dst, uint32_t tag, int received_at);
+  /// The index of action (kind, stage, micro-batch) in `rank`'s lowered schedule, or -1.
+  int action_index(int rank, Action::Kind kind, int s, int m) const;
+  /// A message from `peer` that it sent in its action `sent_at` has arrived:
+  /// every send to `peer` that it received before that action is done.
+  void release_sends(int peer, int sent_at);
+  /// Waits for every data message sent in this step.
+  void wait_for_sends();
   /// A headerless link's k-th tensor shape for micro-batch m.
   std::vector<int64_t> link_shape(const Link& l, size_t k, int m) const;
   at::Tensor compute_loss(const at::Tensor& out, int m);
@@ -218,8 +240,11 @@ class Engine {
   std::vector<int> replica_group_;  ///< the world ranks of this pipeline position, one per replica
   std::vector<GradBucket> buckets_;
 
-  std::vector<std::unique_ptr<Work>> pending_sends_;
+  std::vector<std::unique_ptr<Work>> pending_sends_;  ///< the statistics' messages to rank 0
   std::vector<at::Tensor> send_keepalive_;
+  std::vector<PendingSend> data_sends_;
+  /// Per pipeline rank: (kind, stage, micro-batch) -> the action's index in its lowered schedule.
+  std::vector<std::map<std::tuple<int, int, int>, int>> action_index_;
   std::map<std::string, std::vector<at::Tensor>> collected_;  // model output -> pieces
 };
 

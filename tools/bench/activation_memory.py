@@ -15,12 +15,13 @@ Measured: in the last step, the rank's largest sample minus its first (the heap 
 parameters, optimizer state, buffers). Theory: `pprun --simulate` gives each rank's peak number of
 (stage, micro-batch) pairs between their forward and the end of their backward (W for the zero-bubble
 schedules); each holds one stage's saved activations, the stage's input and each block's Relu output,
-[micro-batch, 512] floats (the next block's MatMul saves that same tensor). Besides, pprun keeps every
-tensor it sends until the step ends (a Gloo send completes only once the receiver posted its receive,
-and there is no way to poll it; the engine waits on them all after the step's last action): the
-gradients a rank sends, and the activations it sent once their micro-batch's backward freed the rest,
-up to one tensor per micro-batch and remote edge each way. And the stages' parameter gradients. The
-script prints the parts, their sum and the ratio of the measured peak to it.
+[micro-batch, 512] floats (the next block's MatMul saves that same tensor). Besides, a tensor pprun
+sends is held until the engine knows it arrived (a Gloo send completes only once the receiver posted
+its receive, and cannot be polled): until a later message from that peer, which the schedule says the
+peer sent after receiving it; theory counts one message per remote edge (a GPipe rank's gradients to
+its producer, which sends nothing after its forwards, are held to the step's end: up to one per
+micro-batch). And the stages' parameter gradients. The script prints the parts, their sum and the
+ratio of the measured peak to it.
 """
 
 import argparse
@@ -103,7 +104,7 @@ def main():
                 place = {s: (min(s, STAGES - 1 - s) if schedule == "zb-v" else s % ranks) for s in range(STAGES)}
                 remote = sum((s > 0 and place[s - 1] != place[s]) + (s < STAGES - 1 and place[s + 1] != place[s])
                              for s in mine)
-                acts, sends, g = held[r] * per_mb_stage, remote * a.chunks * tensor, len(mine) * grads
+                acts, sends, g = held[r] * per_mb_stage, remote * tensor, len(mine) * grads
                 want = acts + sends + g
                 print("%-8s %4d %9d %15.1f %10.1f %10.1f %11.1f %13.1f %6.2fx" % (schedule, r, held[r], acts, sends, g,
                                                                                  want, got[r], got[r] / want))
