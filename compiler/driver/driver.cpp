@@ -53,10 +53,18 @@ std::string dim_str(const ir::Dim& d) {
   return d.is_known() ? std::to_string(d.value) : d.is_symbolic() ? "'" + d.symbol + "'" : "?";
 }
 
+// Renames symbolic dim `from` to `to` in every value's shape.
+void rename_symbol(ir::Graph& g, const std::string& from, const std::string& to) {
+  for (ir::Value& v : g.values)
+    for (ir::Dim& d : v.shape.dims)
+      if (d.is_symbolic() && d.symbol == from) d.symbol = to;
+}
+
 // Types the spec declares for model inputs: fill in what the source does not
 // record (TorchScript archives carry no dtypes or shapes) and reject what
-// contradicts what it does.
-void apply_declared_inputs(ir::Graph& g, const spec::SplitSpec& spec, const JsonDocument* doc) {
+// contradicts what it does. With `generated_symbols` (torch.export names its
+// symbols itself: "s77"), a symbol the spec names otherwise is renamed.
+void apply_declared_inputs(ir::Graph& g, const spec::SplitSpec& spec, const JsonDocument* doc, bool generated_symbols) {
   auto fail = [&](const std::string& pointer, const std::string& msg) {
     return Error(doc ? doc->where(pointer, msg) : msg);
   };
@@ -82,7 +90,9 @@ void apply_declared_inputs(ir::Graph& g, const spec::SplitSpec& spec, const Json
         ir::Dim declared = dims[i].value ? ir::Dim::known(*dims[i].value) : ir::Dim::symbolic(dims[i].symbol);
         if (val.shape.rank_known) {
           const ir::Dim& have = val.shape.dims[i];
-          if ((have.is_known() || have.is_symbolic()) && !(have == declared))
+          if (generated_symbols && have.is_symbolic() && declared.is_symbolic() && !(have == declared))
+            rename_symbol(g, ir::Dim(have).symbol, declared.symbol);
+          else if ((have.is_known() || have.is_symbolic()) && !(have == declared))
             throw fail(is.pointer + "/shape/" + std::to_string(i), "dim " + std::to_string(i) + " of input '" +
                                                                        is.name + "' is " + dim_str(have) +
                                                                        " in the model, not " + dim_str(dims[i]));
@@ -209,7 +219,7 @@ void split(const SplitOptions& opts, std::ostream& out, std::ostream& err) {
   std::vector<std::string> notes;
   SplitRequest r = read_request(opts);
   auto src = load_model(opts.model_path, &notes, opts.dims);
-  apply_declared_inputs(src->mutable_graph(), r.spec, r.doc.get());
+  apply_declared_inputs(src->mutable_graph(), r.spec, r.doc.get(), std::string(src->format()) == "pt2");
   const ir::Graph& g = src->graph();
   if (opts.emit == "ir") {
     print_notes(notes, err);
