@@ -6,6 +6,8 @@
 #   bash tools/fuzz.sh run SECONDS [TARGET...]   # each target SECONDS long (all when none named)
 #   bash tools/fuzz.sh replay [TARGET...]    # every committed corpus and regression input, once
 #   bash tools/fuzz.sh list                  # the targets
+#   bash tools/fuzz.sh soak [STEPS]          # e2e_pprun_soak (default 2000 steps) with pprun built in
+#                                            # build-fuzz/ (ASan+UBSan) and build/'s ppc
 #
 # A run starts from the committed seeds (tests/fuzz/corpus/<target>/) and the
 # regression inputs (tests/fuzz/regressions/<target>/), grows a scratch corpus
@@ -99,6 +101,29 @@ campaign() {
   echo "$t: ${seconds}s, $execs executions, clean; last: $last"
 }
 
+# The soak test (tests/e2e/test_pprun_soak.sh) with this folder's pprun
+# (ASan+UBSan) beside build/'s ppc: the run must end 0 with nothing reported,
+# its memory flat once ASan's quarantine has filled (during warm-up).
+soak() {
+  local steps=${1:-2000}
+  [[ -x build/ppc ]] || {
+    echo "fuzz.sh: soak needs build/ppc (bash tools/setup.sh)" >&2
+    exit 2
+  }
+  configure
+  cmake --build "$build" -j"$(nproc)" --target pprun
+  local bin=$root/$build/soak_bin
+  mkdir -p "$bin"
+  ln -sfn "$root/build/ppc" "$bin/ppc"
+  ln -sfn "$root/$build/pprun" "$bin/pprun"
+  PPC_SOAK_STEPS=$steps bash tests/e2e/test_pprun_soak.sh "$bin/ppc" "$root/$build/soak"
+  if grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$root/$build/soak/soak/run.log" >&2; then
+    echo "fuzz.sh: the soak run reported the above" >&2
+    exit 1
+  fi
+  echo "soak: $steps steps under ASan+UBSan, clean"
+}
+
 cmd=${1:-}
 shift || true
 case $cmd in
@@ -120,8 +145,11 @@ case $cmd in
     for t in "${TARGETS[@]}"; do campaign "$t" "$seconds" || status=1; done
     exit $status
     ;;
+  soak)
+    soak "$@"
+    ;;
   *)
-    echo "usage: fuzz.sh build | run SECONDS [TARGET...] | replay [TARGET...] | list" >&2
+    echo "usage: fuzz.sh build | run SECONDS [TARGET...] | replay [TARGET...] | list | soak [STEPS]" >&2
     exit 2
     ;;
 esac

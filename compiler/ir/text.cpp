@@ -138,8 +138,10 @@ Graph parse_graph(const std::string& text) {
       if (kw == "input") {
         g.add_input(name, dt, shape);
       } else {
-        int64_t bytes = static_cast<int64_t>(shape.numel(1.0)) * dtype_size(dt);
-        g.add_param(name, dt, shape, bytes);
+        // In double: a shape's product can pass int64's range (casting it would be undefined).
+        const double bytes = shape.numel(1.0) * dtype_size(dt);
+        if (!(bytes < 9.0e18)) fail("param '" + name + "' holds more than 9e18 bytes");
+        g.add_param(name, dt, shape, static_cast<int64_t>(bytes));
       }
     } else if (kw == "node") {
       if (toks.size() < 4) fail("expected 'node NAME OP ... : inputs -> outputs'");

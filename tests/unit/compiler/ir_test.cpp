@@ -303,6 +303,8 @@ TEST(Text, Errors) {
   EXPECT_EQ(parse_error("output y\n"), "line 1: unknown value 'y'");
   EXPECT_EQ(parse_error("input x:float32[1,,2]\n"), "line 1: empty dim in '[1,,2]'");
   EXPECT_EQ(parse_error("input x:float32[1\n"), "line 1: bad shape '[1'");
+  // Found by fuzz_ir_text: bytes past int64's range were cast from double (undefined).
+  EXPECT_EQ(parse_error("param w:float32[100,4173871000621915223]\n"), "line 1: param 'w' holds more than 9e18 bytes");
   EXPECT_EQ(parse_error("input x:float32[1]\n"
                         "node n Relu : x -> y:float32[1]\n"
                         "node n Relu : x -> z:float32[1]\n"),
