@@ -113,6 +113,8 @@ json stage_params_json(const std::vector<StageParam>& params) {
     x["shape"] = p.shape;
     x["bytes"] = p.bytes;
     x["trainable"] = p.trainable;
+    if (!p.state) x["state"] = false;
+    if (!p.aliases.empty()) x["aliases"] = p.aliases;
     ps.push_back(std::move(x));
   }
   return ps;
@@ -338,6 +340,12 @@ StageParam parse_stage_param(const JsonNode& x) {
   for (size_t d = 0; d < shp.size(); ++d) p.shape.push_back(shp.at(d).as_int("dim"));
   if (x.has("bytes")) p.bytes = x.at("bytes").as_int("'bytes'");
   if (x.has("trainable")) p.trainable = x.at("trainable").as_bool("'trainable'");
+  if (x.has("state")) p.state = x.at("state").as_bool("'state'");
+  if (x.has("aliases")) {
+    JsonNode al = x.at("aliases");
+    al.expect_array("'aliases'");
+    for (size_t i = 0; i < al.size(); ++i) p.aliases.push_back(al.at(i).as_string("alias"));
+  }
   return p;
 }
 

@@ -50,6 +50,11 @@ struct StageParam {
   std::vector<int64_t> shape;
   int64_t bytes = 0;
   bool trainable = true;
+  /// In the source module's state_dict() (params.pt saves it); false for an
+  /// exporter's constant or a non-persistent buffer.
+  bool state = true;
+  /// Other state_dict() names of the same tensor (a tie the exporter stored once).
+  std::vector<std::string> aliases;
 };
 
 struct Stage {

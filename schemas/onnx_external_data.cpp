@@ -1,6 +1,8 @@
 #include "schemas/onnx_external_data.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -77,5 +79,19 @@ std::string externalize(onnx::ModelProto& model, const std::string& data_file, s
   }
   return out;
 }
+
+size_t max_proto_bytes() {
+  constexpr size_t kDefault = (size_t{1} << 31) - 1 - (size_t{64} << 20);
+  const char* env = std::getenv("PPC_ONNX_MAX_PROTO_BYTES");
+  if (!env || !*env) return kDefault;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long v = std::strtoull(env, &end, 10);
+  if (errno || *end || v == 0 || env[0] == '-')
+    throw Error(std::string("PPC_ONNX_MAX_PROTO_BYTES='") + env + "': not a positive number of bytes");
+  return static_cast<size_t>(std::min<unsigned long long>(v, kDefault));
+}
+
+bool too_large(const onnx::ModelProto& model) { return model.ByteSizeLong() >= max_proto_bytes(); }
 
 }  // namespace ppc::onnx_data

@@ -22,4 +22,14 @@ bool internalize(onnx::ModelProto& model, const std::string& model_dir, const st
 /// offset; returns the bytes to write to that file (empty if none moved).
 std::string externalize(onnx::ModelProto& model, const std::string& data_file, size_t threshold = 1024);
 
+/// The serialized size from which a model keeps its weights in external data:
+/// protobuf cannot write or read a message of 2 GiB or more, so the default is
+/// 2 GiB - 1 byte less a margin of 64 MiB for the graph itself. The environment
+/// variable PPC_ONNX_MAX_PROTO_BYTES (a positive number of bytes) lowers it,
+/// so tests need not write 2 GB; a bad value is a ppc::Error naming it.
+size_t max_proto_bytes();
+
+/// Whether `model`, weights included, is at least max_proto_bytes() serialized.
+bool too_large(const onnx::ModelProto& model);
+
 }  // namespace ppc::onnx_data

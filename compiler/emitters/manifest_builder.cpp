@@ -101,6 +101,8 @@ std::vector<manifest::StageParam> stage_params(const SourceModel& src, const ana
     for (const auto& d : v.shape.dims) mp.shape.push_back(d.value);
     mp.bytes = param.bytes;
     mp.trainable = param.is_float;
+    mp.state = param.is_state;
+    mp.aliases = param.aliases;
     out.push_back(mp);
   }
   return out;

@@ -137,16 +137,19 @@ EmittedStage emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p
     std::replace(msg.begin(), msg.end(), '\n', ' ');
     return Error("stage " + std::to_string(stage) + " fails the ONNX checker: " + msg);
   };
+  // External data where the source had it, and wherever the stage is too
+  // large for one protobuf file (2 GiB).
+  const bool external = src.had_external_data() || onnx_data::too_large(m);
   try {
     onnx::checker::check_model(m);
-    if (src.had_external_data()) {
+    if (external) {
       onnx::ModelProto copy = m;
       infer_strictly(copy);
     }
   } catch (const std::exception& e) { throw fail(e); }
 
   EmittedStage out_files;
-  if (src.had_external_data()) {
+  if (external) {
     const fs::path artifact(path);
     out_files.data_file = artifact.filename().string() + ".data";
     out_files.data_bytes = onnx_data::externalize(m, out_files.data_file);
@@ -160,7 +163,7 @@ EmittedStage emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p
   }
   if (!m.SerializeToString(&out_files.bytes))
     throw Error("stage " + std::to_string(stage) + ": cannot serialize the ONNX model");
-  if (!src.had_external_data()) {
+  if (!external) {
     try {
       infer_strictly(m);
     } catch (const std::exception& e) { throw fail(e); }

@@ -126,6 +126,12 @@ struct Param {
   std::string transpose_hash;
   bool is_uniform = false;  ///< every element equal (never a tie candidate)
   bool is_float = false;
+  /// Part of the source module's state_dict() under `name` (false: an
+  /// exporter's constant, or a buffer registered persistent=False).
+  bool is_state = true;
+  /// Other state_dict() names of the same tensor that the exporter did not
+  /// store (a tied parameter stored once), in state_dict() order.
+  std::vector<std::string> aliases;
 };
 
 /// Ids by name, where the names are held elsewhere (`name_of(id)`, e.g. the

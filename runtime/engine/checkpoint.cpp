@@ -1,6 +1,6 @@
 // --save and --resume: a trained pipeline written as a pipeline again (stage
 // artifacts + manifest with new digests), the optimizer state per stage, and
-// every parameter under its original name gathered on rank 0.
+// every state_dict() entry under its PyTorch name(s) gathered on rank 0.
 //
 // A kill at any moment must leave the newest complete checkpoint usable, so
 // --save DIR is a symbolic link to DIR.d/step-<N>: every rank writes into
@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -122,26 +123,40 @@ void Engine::save_checkpoint(int64_t steps_done) {
   manifest::Manifest out = m_;
   std::vector<NamedTensor> params;
   std::set<std::string> seen;
-  std::set<std::string> secondary;  // tie members other than a group's first: not separate parameters
+  std::map<std::string, at::Tensor> by_param;  // original name -> value, for the ties below
+  std::set<std::string> transposed;            // tie members stored transposed: a folded copy, no name of their own
   for (const auto& g : m_.ties)
-    for (size_t i = 1; i < g.members.size(); ++i) secondary.insert(g.members[i].param);
+    for (const auto& mem : g.members)
+      if (mem.relation == "transpose") transposed.insert(mem.param);
+  auto keep = [&](const std::string& name, const at::Tensor& value) {
+    if (seen.insert(name).second) params.emplace_back(name, value);
+  };
   for (int s = 0; s < num_stages_; ++s) {
     const auto& info = m_.stages[s];
     int r = rank_of(s);
     if (t_.rank() != 0 && r != t_.rank()) continue;
-    std::string digest;
-    if (r == t_.rank()) digest = sha256_file_hex((tmp / info.artifact).string());
-    at::Tensor d = at::zeros({64}, at::kByte);
-    if (r == t_.rank()) std::copy(digest.begin(), digest.end(), d.data_ptr<uint8_t>());
+    // The artifact's digest and, for an ONNX stage saved with external data
+    // (as it was read, or over 2 GiB), its data file's; zeros: none.
+    const fs::path data_file = tmp / (info.artifact + ".data");
+    at::Tensor d = at::zeros({128}, at::kByte);
+    if (r == t_.rank()) {
+      std::string digest = sha256_file_hex((tmp / info.artifact).string());
+      if (fs::exists(data_file, ec)) digest += sha256_file_hex(data_file.string());
+      std::copy(digest.begin(), digest.end(), d.data_ptr<uint8_t>());
+    }
     if (r != 0) {
       if (t_.rank() == r)
         t_.isend(d, 0, wire::Tags::kSaveDigest)->wait();
       else
         t_.irecv(d, r, wire::Tags::kSaveDigest)->wait();
     }
-    if (t_.rank() == 0) out.stages[s].sha256 = std::string(reinterpret_cast<const char*>(d.data_ptr<uint8_t>()), 64);
-    out.stages[s].data_file.clear();  // a saved stage holds its weights itself
-    out.stages[s].data_sha256.clear();
+    if (t_.rank() == 0) {
+      const char* digests = reinterpret_cast<const char*>(d.data_ptr<uint8_t>());
+      out.stages[s].sha256 = std::string(digests, 64);
+      const bool has_data = digests[64] != 0;
+      out.stages[s].data_file = has_data ? data_file.filename().string() : "";
+      out.stages[s].data_sha256 = has_data ? std::string(digests + 64, 64) : "";
+    }
     for (const auto& p : info.params) {
       at::Tensor value;
       if (r == t_.rank()) value = local(s).tensors.at(p.name).detach().contiguous();
@@ -153,11 +168,21 @@ void Engine::save_checkpoint(int64_t steps_done) {
           t_.irecv(wire_view(value), r, wire::Tags::kSaveParam)->wait();
         }
       }
-      if (t_.rank() == 0 && !secondary.count(p.name) && seen.insert(p.original).second)
-        params.emplace_back(p.original, value);
+      if (t_.rank() != 0 || !p.state || transposed.count(p.original)) continue;
+      by_param.emplace(p.original, value);
+      keep(p.original, value);
+      for (const auto& alias : p.aliases) keep(alias, value);
     }
   }
   if (t_.rank() != 0) return;
+  // Every name of a tied parameter, as in the module's state_dict(): a member
+  // that no stage holds under its own name (transmitted) gets the group's value.
+  for (const auto& g : m_.ties) {
+    auto first = by_param.find(g.members.front().param);
+    if (first == by_param.end()) continue;
+    for (const auto& mem : g.members)
+      if (mem.relation == "identity" && !by_param.count(mem.param)) keep(mem.param, first->second);
+  }
   save_tensor_dict((tmp / "params.pt").string(), params);
   {
     std::ofstream mf(tmp / "manifest.json");

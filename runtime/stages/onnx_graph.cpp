@@ -61,13 +61,13 @@ bool differentiable(const onnx::NodeProto& node) {
 
 // Reads the model at `path` with its external data; returns the opset of the
 // default domain.
-int read_model(const std::string& path, onnx::ModelProto& model) {
+int read_model(const std::string& path, onnx::ModelProto& model, bool& external) {
   {
     std::ifstream f(path, std::ios::binary);
     if (!f) throw Error(path + ": cannot open the ONNX stage");
     if (!model.ParseFromIstream(&f)) throw Error(path + ": not a valid ONNX model (protobuf parse failed)");
   }
-  onnx_data::internalize(model, std::filesystem::path(path).parent_path().string(), path);
+  external = onnx_data::internalize(model, std::filesystem::path(path).parent_path().string(), path);
   int opset = 0;
   for (const auto& op : model.opset_import())
     if (op.domain().empty() || op.domain() == "ai.onnx") opset = static_cast<int>(op.version());
@@ -81,6 +81,7 @@ struct OnnxGraph::Impl {
   std::string path;
   onnx::ModelProto model;  // initializer payloads cleared after loading; save() refills them
   int opset = 0;
+  bool external_data = false;  // read with external data: saved with it too
   std::vector<at::Tensor> slots;
   std::vector<char> persistent;  // initializers and load-time constants: never released
   std::vector<Step> steps;
@@ -356,7 +357,7 @@ struct OnnxGraph::Impl::Loader {
 std::unique_ptr<OnnxGraph> OnnxGraph::load(const std::string& path, const Options& options) {
   auto im = std::make_unique<Impl>();
   im->path = path;
-  im->opset = read_model(path, im->model);
+  im->opset = read_model(path, im->model, im->external_data);
   Impl::Loader loader(*im, options);
   loader.add_initializers();
   loader.add_inputs();
@@ -484,6 +485,17 @@ void OnnxGraph::save(const std::string& path) const {
     std::string msg = e.what();
     std::replace(msg.begin(), msg.end(), '\n', ' ');
     throw Error(path + ": the trained stage fails the ONNX checker: " + msg);
+  }
+  // External data (PATH.data beside it) as the stage was read, or where it
+  // is too large for one protobuf file.
+  if (im.external_data || onnx_data::too_large(m)) {
+    const std::filesystem::path artifact(path);
+    const std::string data = onnx_data::externalize(m, artifact.filename().string() + ".data");
+    if (!data.empty()) {
+      std::ofstream d(path + ".data", std::ios::binary | std::ios::trunc);
+      d.write(data.data(), static_cast<std::streamsize>(data.size()));
+      if (!d) throw Error(path + ".data: cannot write the stage's external data");
+    }
   }
   std::string bytes;
   if (!m.SerializeToString(&bytes)) throw Error(path + ": cannot serialize the ONNX model");

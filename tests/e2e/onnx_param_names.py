@@ -36,7 +36,7 @@ import torch
 from onnx import numpy_helper
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ref_common import UsageError, canonical_state, load_model, run_main  # noqa: E402
+from ref_common import UsageError, canonical_state, load_model, run_main, with_aliases  # noqa: E402
 
 
 def onnx_values(path):
@@ -60,7 +60,9 @@ def main(argv=None):
         raise UsageError("usage: onnx_param_names.py MODEL.onnx MODEL.pt IN.pt OUT.pt [--constants MANIFEST.json]")
     onnx_path, model_path, in_path, out_path = argv
     originals = onnx_values(onnx_path)
-    state = canonical_state(load_model(model_path))
+    model = load_model(model_path)
+    state = canonical_state(model)
+    aliases = set(model.state_dict()) - set(state)
     given = torch.load(in_path)
     out = {}
     free = {n: t for n, t in state.items() if n not in given}
@@ -69,6 +71,8 @@ def main(argv=None):
         if key in state:
             out[key] = value
             continue
+        if key in aliases:
+            continue  # another name of a tied tensor (added back below)
         if key not in originals:
             problems.append("%s: not an initializer of %s" % (key, onnx_path))
             continue
@@ -89,7 +93,7 @@ def main(argv=None):
         del free[name]
     if problems:
         raise UsageError("cannot map:\n  " + "\n  ".join(problems))
-    torch.save(out, out_path)
+    torch.save(with_aliases(model, out), out_path)
     return 0
 
 

@@ -66,3 +66,21 @@ def canonical_state(model):
     """
     keep = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
     return {n: t for n, t in model.state_dict().items() if n in keep}
+
+
+def with_aliases(model, state):
+    """`state` (canonical names) plus every other state_dict() name of its tensors.
+
+    A tied parameter is one tensor with several state_dict() names (tinygpt's
+    lm_head.weight is wte.weight); pprun's params.pt lists it under each, as
+    load_state_dict(strict=True) needs.
+    """
+    sd = model.state_dict()
+    canon = canonical_state(model)
+    by_ptr = {t.data_ptr(): n for n, t in canon.items() if t.numel()}
+    out = dict(state)
+    for n, t in sd.items():
+        c = by_ptr.get(t.data_ptr()) if t.numel() else None
+        if n not in canon and c is not None and c in state:
+            out[n] = state[c]
+    return out

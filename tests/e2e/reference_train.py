@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ref_common import (UsageError, batch_files, canonical_state, input_names,  # noqa: E402
+from ref_common import (UsageError, batch_files, canonical_state, input_names, with_aliases,  # noqa: E402
                         load_batch, load_model, run_main)
 
 
@@ -118,7 +118,7 @@ def main(argv=None):
         opt.step()
         print("step %d: loss %.6g" % (step, losses[-1]))
 
-    state = {n: t.detach().clone() for n, t in canonical_state(model).items()}
+    state = with_aliases(model, {n: t.detach().clone() for n, t in canonical_state(model).items()})
     torch.save(state, args.out)
     if args.losses_out:
         with open(args.losses_out, "w") as f:

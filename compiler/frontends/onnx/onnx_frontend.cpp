@@ -171,6 +171,8 @@ std::string node_module(const onnx::NodeProto& p, const std::set<std::string>& s
 // for other exporters.
 struct GraphSignature {
   std::set<std::string> parameters, buffers;
+  std::set<std::string> transient;  ///< buffers registered persistent=False: not in state_dict()
+  std::vector<std::string> order;   ///< parameters and buffers in the signature's order (state_dict's)
   bool empty() const { return parameters.empty() && buffers.empty(); }
 };
 
@@ -187,7 +189,11 @@ GraphSignature graph_signature(const onnx::GraphProto& g) {
         if (at == std::string::npos) continue;
         at += std::strlen(marker);
         size_t end = line.find('\'', at);
-        if (end != std::string::npos) set->insert(line.substr(at, end - at));
+        if (end == std::string::npos) continue;
+        std::string target = line.substr(at, end - at);
+        if (set->insert(target).second) sig.order.push_back(target);
+        if (set == &sig.buffers && line.find("persistent=False", end) != std::string::npos)
+          sig.transient.insert(target);
       }
     }
   }
@@ -661,7 +667,9 @@ class OnnxLowering {
     lower_inputs(src);
     lower_nodes(src, display, identity_params(src));
     for (const ir::Node& node : g.nodes) g.nested_modules.erase(node.module);
+    find_aliases(src.model_, g);
     freeze_constants(src.model_, g, display, notes);
+    mark_state(src.model_, g);
     for (const auto& o : gp.output()) {
       ir::ValueId v = g.find_value(o.name());
       if (v == ir::kNone) throw Error(display + ": model output '" + o.name() + "' is never produced");
@@ -906,9 +914,11 @@ class OnnxLowering {
       for (ir::ValueId v : n.inputs)
         if (v != ir::kNone && g.values[v].param != ir::kNone && parameters.count(g.values[v].name))
           read_as.insert(n.module + "|" + leaf_of(g.values[v].name));
+    std::set<std::string> aliased;  // stored under another of its names (find_aliases)
+    for (const ir::Param& p : g.params) aliased.insert(p.aliases.begin(), p.aliases.end());
     std::vector<std::string> gone;
     for (const std::string& t : parameters) {
-      if (present.count(t)) continue;
+      if (present.count(t) || aliased.count(t)) continue;
       if (read_as.count(module_of(t) + "|" + leaf_of(t)) || candidates_in.count(module_of(t))) continue;
       gone.push_back(t);
     }
@@ -916,6 +926,84 @@ class OnnxLowering {
       notes->push_back(display + ": parameter(s) " + join(gone) +
                        " of the graph signature are not in the graph (the exporter's optimizer removed or folded them: "
                        "training cannot update them; export with optimize=False to train them)");
+  }
+
+  // The dynamo exporter stores a tied parameter once, under one of its
+  // state_dict() names (torch.export keeps the last); the graph signature
+  // still lists the others. Each such name M gets its stored tensor X as an
+  // alias (so params.pt can list it and load strictly) when exactly one X
+  // fits, by the first rule that finds one:
+  //   1. a node of M's module reads X under M's leaf name (the embedding of
+  //      `transformer.wte` reads `lm_head.weight`);
+  //   2. X, later in the signature with M's leaf name, has aliases by rule 1
+  //      (T5's `shared.weight`, the module the embeddings are);
+  //   3. X, later in the signature with M's leaf name, is held by a direct
+  //      child of M's module (BERT's `cls.predictions.bias`, which is
+  //      `cls.predictions.decoder.bias`).
+  // Rules 2 and 3 only apply where M's module runs no node of its own (its
+  // tensors are read elsewhere); else M was folded into a copy there. A name
+  // none of them resolves is named in freeze_constants' note.
+  static void find_aliases(const onnx::ModelProto& model, ir::Graph& g) {
+    const GraphSignature sig = graph_signature(model.graph());
+    if (sig.empty()) return;
+    std::map<std::string, int> stored, pos;  // signature target -> param index; -> position
+    for (size_t k = 0; k < g.params.size(); ++k)
+      if (sig.parameters.count(g.params[k].name) || sig.buffers.count(g.params[k].name))
+        stored[g.params[k].name] = static_cast<int>(k);
+    for (size_t i = 0; i < sig.order.size(); ++i) pos[sig.order[i]] = static_cast<int>(i);
+    std::map<std::string, std::set<std::string>> read_in;  // "module|leaf" -> stored tensors read there
+    for (const ir::Node& n : g.nodes)
+      for (ir::ValueId v : n.inputs)
+        if (v != ir::kNone && g.values[v].param != ir::kNone && stored.count(g.values[v].name))
+          read_in[n.module + "|" + leaf_of(g.values[v].name)].insert(g.values[v].name);
+    std::vector<std::string> missing;
+    for (const std::string& t : sig.order)
+      if (!stored.count(t) && !sig.transient.count(t)) missing.push_back(t);
+    std::map<std::string, std::string> alias_of;  // missing name -> stored tensor
+    std::set<std::string> by_rule1;
+    auto unique_later = [&](const std::string& m, auto&& fits) {
+      std::string hit;
+      int count = 0;
+      for (const auto& [x, k] : stored)
+        if (pos.count(x) && pos[x] > pos[m] && leaf_of(x) == leaf_of(m) && fits(x)) hit = x, ++count;
+      return count == 1 ? hit : std::string();
+    };
+    for (const std::string& m : missing) {
+      auto it = read_in.find(module_of(m) + "|" + leaf_of(m));
+      if (it != read_in.end() && it->second.size() == 1) {
+        alias_of[m] = *it->second.begin();
+        by_rule1.insert(alias_of[m]);
+      }
+    }
+    std::set<std::string> running;  // modules that run nodes themselves
+    for (const ir::Node& n : g.nodes) running.insert(n.module);
+    for (const std::string& m : missing) {
+      // A module that runs nodes but reads no tensor as M: M was folded into
+      // a copy there (freeze_constants), not tied.
+      if (alias_of.count(m) || running.count(module_of(m))) continue;
+      std::string x = unique_later(m, [&](const std::string& c) { return by_rule1.count(c) > 0; });
+      if (x.empty())
+        x = unique_later(m, [&](const std::string& c) {
+          const std::string mod = module_of(c);
+          return !mod.empty() && mod != module_of(m) && module_of(mod) == module_of(m);
+        });
+      if (!x.empty()) alias_of[m] = x;
+    }
+    for (const std::string& m : missing)  // in signature order
+      if (alias_of.count(m)) g.params[stored[alias_of[m]]].aliases.push_back(m);
+  }
+
+  // Which params are the module's state_dict() entries: for a dynamo export,
+  // the persistent parameters and buffers of its signature, and trainable
+  // copies of parameters the exporter folded (saved under their own name);
+  // its constants are not. Every param of other exports is.
+  static void mark_state(const onnx::ModelProto& model, ir::Graph& g) {
+    const GraphSignature sig = graph_signature(model.graph());
+    if (sig.empty()) return;
+    for (ir::Param& p : g.params) {
+      const bool named = sig.parameters.count(p.name) || sig.buffers.count(p.name);
+      p.is_state = named ? !sig.transient.count(p.name) : p.is_float;
+    }
   }
 
   static void fingerprint(ir::Param& prm, const onnx::TensorProto& t) {
@@ -1065,12 +1153,63 @@ void costs_at_size(OnnxSource& src, const std::string& display, const std::map<s
   }
 }
 
+// Bytes per element of the ONNX tensor types stored whole bytes apiece (0
+// for strings and the packed 4-bit types, whose raw_data is not checked).
+size_t raw_element_size(int32_t data_type) {
+  switch (data_type) {
+    case onnx::TensorProto::UINT8:
+    case onnx::TensorProto::INT8:
+    case onnx::TensorProto::BOOL:
+    case onnx::TensorProto::FLOAT8E4M3FN:
+    case onnx::TensorProto::FLOAT8E4M3FNUZ:
+    case onnx::TensorProto::FLOAT8E5M2:
+    case onnx::TensorProto::FLOAT8E5M2FNUZ: return 1;
+    case onnx::TensorProto::UINT16:
+    case onnx::TensorProto::INT16:
+    case onnx::TensorProto::FLOAT16:
+    case onnx::TensorProto::BFLOAT16: return 2;
+    case onnx::TensorProto::FLOAT:
+    case onnx::TensorProto::INT32:
+    case onnx::TensorProto::UINT32: return 4;
+    case onnx::TensorProto::INT64:
+    case onnx::TensorProto::UINT64:
+    case onnx::TensorProto::DOUBLE:
+    case onnx::TensorProto::COMPLEX64: return 8;
+    case onnx::TensorProto::COMPLEX128: return 16;
+    default: return 0;
+  }
+}
+
+// A tensor's raw_data must hold exactly its shape's bytes: ONNX's shape
+// inference copies raw_data into a buffer sized by the shape (a heap overflow
+// when it is longer; found by fuzz_onnx_external), and a stage would carry a
+// tensor PyTorch cannot read. Checked for the main graph's initializers
+// (external data already read in) and Constant values.
+void check_raw_sizes(const onnx::GraphProto& g, const std::string& display) {
+  auto check = [&](const onnx::TensorProto& t, const std::string& what) {
+    const size_t elem = raw_element_size(t.data_type());
+    if (!t.has_raw_data() || elem == 0) return;
+    uint64_t want = elem;
+    for (int64_t d : t.dims())
+      if (d < 0 || __builtin_mul_overflow(want, static_cast<uint64_t>(d), &want))
+        throw Error(display + ": " + what + " has a bad shape (dimension " + std::to_string(d) + ")");
+    if (t.raw_data().size() != want)
+      throw Error(display + ": " + what + " holds " + std::to_string(t.raw_data().size()) +
+                  " bytes, its type and shape need " + std::to_string(want));
+  };
+  for (const auto& t : g.initializer()) check(t, "initializer '" + t.name() + "'");
+  for (const auto& n : g.node())
+    for (const auto& a : n.attribute())
+      if (a.has_t()) check(a.t(), "node '" + n.name() + "' attribute '" + a.name() + "'");
+}
+
 }  // namespace
 
 // The parsed model's weights read into memory and the initializers the
 // exporter merged split off again (returns how many).
 int prepare_model(OnnxSource& src, const std::string& path, const std::string& display) {
   src.external_data_ = onnx_data::internalize(src.model_, std::filesystem::path(path).parent_path().string(), display);
+  check_raw_sizes(src.model_.graph(), display);
   const GraphSignature sig = graph_signature(src.model_.graph());
   std::vector<std::string> names;
   if (!sig.empty())  // the scopes are only read for a signature

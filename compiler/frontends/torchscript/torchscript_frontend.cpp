@@ -507,6 +507,7 @@ class TorchScriptLowering {
           g.add_param(sp.name, dt, sh, static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size()));
       ir::Param& p = g.params[g.values[v].param];
       p.is_float = ir::dtype_is_float(dt) && !sp.is_buffer;
+      p.aliases = sp.aliases;
       if (param_value[i]) {
         note_value(param_value[i], v);
         dtypes_[param_value[i]] = dt;
