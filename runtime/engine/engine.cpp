@@ -313,6 +313,7 @@ void Engine::run() {
     }
     double t = ms.now_us();
     wait_for_sends();
+    recv_pool_.trim();
     ms.record("wait for sends", "wait", -1, -1, t, ms.now_us());
     if (o_.train) {
       t = ms.now_us();
@@ -420,13 +421,13 @@ void Engine::post_recv_data(PendingRecv& p, int direction, int producer, int con
   p.direction = direction;
   p.microbatch = m;
   if (shapes.size() == 1) {
-    p.buffers = {at::empty(shapes[0], at::TensorOptions().dtype(dtypes[0]))};
+    p.buffers = wire::unpack(recv_pool_.take(wire::packed_bytes(shapes, dtypes)), shapes, dtypes);
     p.works.push_back(t_.irecv(wire_view(p.buffers[0]), peer, tags_->data(direction, producer, consumer, m, 1)));
   } else if (shapes.size() > 1) {
     // Several tensors: one packed message, unpacked into views on arrival.
     p.shapes = shapes;
     p.dtypes = dtypes;
-    p.packed = at::empty({wire::packed_bytes(shapes, dtypes)}, at::kByte);
+    p.packed = recv_pool_.take(wire::packed_bytes(shapes, dtypes));
     p.works.push_back(t_.irecv(p.packed, peer, tags_->data(direction, producer, consumer, m, 1)));
   }
 }

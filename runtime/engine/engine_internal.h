@@ -243,6 +243,7 @@ class Engine {
   std::vector<std::unique_ptr<Work>> pending_sends_;  ///< the statistics' messages to rank 0
   std::vector<at::Tensor> send_keepalive_;
   std::vector<PendingSend> data_sends_;
+  wire::RecvPool recv_pool_;  ///< receive buffers, kept across steps
   /// Per pipeline rank: (kind, stage, micro-batch) -> the action's index in its lowered schedule.
   std::vector<std::map<std::tuple<int, int, int>, int>> action_index_;
   std::map<std::string, std::vector<at::Tensor>> collected_;  // model output -> pieces

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 #include "schemas/error.h"
 
 namespace ppc::runtime::wire {
@@ -83,6 +85,31 @@ std::vector<at::Tensor> unpack(const at::Tensor& bytes, const std::vector<std::v
     off += n;
   }
   return out;
+}
+
+namespace {
+bool is_free(const at::Tensor& b) { return b.use_count() == 1 && b.storage().use_count() == 1; }
+}  // namespace
+
+at::Tensor RecvPool::take(int64_t bytes) {
+  std::vector<Buffer>& same = pool_[bytes];
+  for (Buffer& b : same)
+    if (is_free(b.bytes)) {
+      b.taken = true;
+      return b.bytes;
+    }
+  same.push_back({at::empty({bytes}, at::kByte), true});
+  return same.back().bytes;
+}
+
+void RecvPool::trim() {
+  for (auto it = pool_.begin(); it != pool_.end();) {
+    auto& same = it->second;
+    same.erase(std::remove_if(same.begin(), same.end(), [](const Buffer& b) { return !b.taken && is_free(b.bytes); }),
+               same.end());
+    for (Buffer& b : same) b.taken = false;
+    it = same.empty() ? pool_.erase(it) : std::next(it);
+  }
 }
 
 Tags::Tags(int num_stages, int num_microbatches, int max_slots)

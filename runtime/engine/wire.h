@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <map>
 #include <vector>
 
 namespace ppc::runtime::wire {
@@ -38,6 +39,29 @@ at::Tensor pack(const std::vector<at::Tensor>& tensors);
 /// ppc::Error when `bytes` is not packed_bytes(shapes, dtypes) long.
 std::vector<at::Tensor> unpack(const at::Tensor& bytes, const std::vector<std::vector<int64_t>>& shapes,
                                const std::vector<at::ScalarType>& dtypes);
+
+/// Receive buffers kept across steps, by size in bytes, as
+/// torch.distributed.pipelining's PipelineStage allocates its receive buffers
+/// once: a 64 MiB message is not mapped and page-faulted anew each time
+/// (glibc maps every allocation above 32 MiB afresh). A buffer is handed out
+/// again only once the pool holds the last reference to its storage: while a
+/// stage's input, its autograd graph, an output, a gradient or a receive in
+/// flight holds a view of it, it is not overwritten.
+class RecvPool {
+ public:
+  /// A byte buffer of `bytes` bytes that nothing else refers to.
+  at::Tensor take(int64_t bytes);
+  /// Frees the free buffers that no take() has handed out since the last trim
+  /// (once a step: shapes that changed do not pile up).
+  void trim();
+
+ private:
+  struct Buffer {
+    at::Tensor bytes;
+    bool taken = false;
+  };
+  std::map<int64_t, std::vector<Buffer>> pool_;
+};
 
 /// Tags of data messages: direction (0 forward, 1 backward), producer and
 /// consumer stage, micro-batch, and the slot (0 = header, 1 = the tensors,

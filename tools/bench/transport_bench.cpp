@@ -15,10 +15,11 @@
 //   xport1 pprun's Transport (connect_gloo, isend/irecv) on the same
 //          preallocated buffers: the wrapper alone;
 //   eng1   the engine's path for one tensor (runtime/engine/engine.cpp
-//          send_data / post_recv_data): a fresh receive buffer per message;
+//          send_data / post_recv_data): a receive buffer from the engine's
+//          pool (wire::RecvPool, reused across messages);
 //   raw2   c10d with the message as two tensors of B/2 bytes: two sends;
 //   eng2   the engine's path for two tensors: wire::pack into one message,
-//          a fresh packed receive buffer, wire::unpack into views; rank 1
+//          a packed receive buffer from the pool, wire::unpack into views; rank 1
 //          packs the views again to send them back (a stage's outputs).
 //
 // Rank 0 prints one line per size and variant: "size variant t_us t_us ...",
@@ -146,37 +147,41 @@ class Bench {
   }
 
   // engine.cpp: send_data sends a contiguous tensor as it is; post_recv_data
-  // allocates the receive buffer per message.
+  // takes the receive buffer from its pool.
+  at::Tensor pooled(const std::vector<std::vector<int64_t>>& shapes, const std::vector<at::ScalarType>& dtypes) {
+    return pool_.take(wire::packed_bytes(shapes, dtypes));
+  }
   void eng1() {
+    const std::vector<std::vector<int64_t>> shape{{one_.numel()}};
     if (o_.rank == 0) {
       auto s = t_.isend(one_.contiguous(), peer_, kTag);
-      at::Tensor in = at::empty({one_.numel()}, at::TensorOptions().dtype(at::kFloat));
+      at::Tensor in = wire::unpack(pooled(shape, {at::kFloat}), shape, {at::kFloat})[0];
       auto r = t_.irecv(in, peer_, kTag);
       s->wait();
       r->wait();
       verify(in, one_);
     } else {
-      at::Tensor in = at::empty({one_.numel()}, at::TensorOptions().dtype(at::kFloat));
+      at::Tensor in = wire::unpack(pooled(shape, {at::kFloat}), shape, {at::kFloat})[0];
       t_.irecv(in, peer_, kTag)->wait();
       t_.isend(in.contiguous(), peer_, kTag)->wait();
     }
   }
 
-  // Several tensors: wire::pack on send, a fresh packed buffer and
+  // Several tensors: wire::pack on send, a packed buffer from the pool and
   // wire::unpack on receive.
   void eng2() {
     const std::vector<at::ScalarType> dtypes{at::kFloat, at::kFloat};
     const int64_t bytes = wire::packed_bytes(shapes_, dtypes);
     if (o_.rank == 0) {
       auto s = t_.isend(wire::pack(two_), peer_, kTag);
-      at::Tensor packed = at::empty({bytes}, at::kByte);
+      at::Tensor packed = pool_.take(bytes);
       auto r = t_.irecv(packed, peer_, kTag);
       s->wait();
       r->wait();
       std::vector<at::Tensor> in = wire::unpack(packed, shapes_, dtypes);
       for (size_t k = 0; k < in.size(); ++k) verify(in[k], two_[k]);
     } else {
-      at::Tensor packed = at::empty({bytes}, at::kByte);
+      at::Tensor packed = pool_.take(bytes);
       t_.irecv(packed, peer_, kTag)->wait();
       std::vector<at::Tensor> in = wire::unpack(packed, shapes_, dtypes);
       t_.isend(wire::pack(in), peer_, kTag)->wait();
@@ -192,6 +197,7 @@ class Bench {
   c10::intrusive_ptr<c10d::ProcessGroupGloo> raw_;
   int peer_;
   bool ok_ = true;
+  wire::RecvPool pool_;
   at::Tensor one_, one_in_;
   std::vector<at::Tensor> two_, two_in_;
   std::vector<std::vector<int64_t>> shapes_;

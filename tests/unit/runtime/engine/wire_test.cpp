@@ -80,3 +80,30 @@ TEST(Wire, TagsAreDistinctPerDirectionEdgeMicroBatchAndSlot) {
 }
 
 }  // namespace
+
+// A receive buffer comes back only once nothing but the pool refers to its
+// storage: a stage input (a view, the autograd graph's saved copy) keeps it.
+TEST(Wire, RecvPoolReusesOnlyBuffersNothingElseHolds) {
+  wire::RecvPool pool;
+  at::Tensor a = pool.take(1024);
+  const void* first = a.data_ptr();
+  at::Tensor input = wire::unpack(a, {{16, 16}}, {at::kFloat})[0].detach().requires_grad_(true);
+  a = at::Tensor();
+  at::Tensor b = pool.take(1024);
+  EXPECT_NE(b.data_ptr(), first);            // `input` still holds the first buffer
+  at::Tensor saved = (input * input).sum();  // the graph saves `input`
+  input = at::Tensor();
+  at::Tensor c = pool.take(1024);
+  EXPECT_NE(c.data_ptr(), first);
+  EXPECT_NE(c.data_ptr(), b.data_ptr());
+  saved = at::Tensor();  // the graph and its saved input are gone
+  b = at::Tensor();
+  c = at::Tensor();
+  at::Tensor d = pool.take(1024);
+  EXPECT_EQ(d.data_ptr(), first);
+  EXPECT_NE(pool.take(512).data_ptr(), first);  // another size, another buffer
+  d = at::Tensor();
+  pool.trim();  // every buffer was taken in this round: all kept
+  const void* again = pool.take(1024).data_ptr();
+  EXPECT_EQ(again, first);
+}
