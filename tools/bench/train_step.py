@@ -1,7 +1,7 @@
 """Training step, side by side: pprun against torch.distributed.pipelining and eager PyTorch.
 
 Usage:  .venv/bin/python tools/bench/train_step.py [--build build-torch2] [--batch 256]
-            [--chunks 8] [--steps 21] [--schedules gpipe,1f1b] [--formats torchscript,onnx]
+            [--chunks 8] [--steps 21] [--schedules gpipe,1f1b] [--formats torchscript,onnx,pt2]
         .venv/bin/python tools/bench/train_step.py --schedules all [--patch-torch-v-handshake]
         .venv/bin/python tools/bench/train_step.py --smoke      (every schedule, losses only)
 
@@ -19,10 +19,10 @@ and the same optimizer everywhere:
               training schedule (1F1B; DeepSpeed has no other) with
               --chunks micro-batches, torch.optim.SGD, 1 intra-op thread
               each: the 1f1b row only (--no-deepspeed leaves it out);
-  pprun       the model traced (TorchScript) and exported to ONNX (the
-              TorchScript-based exporter), split by ppc, run by pprun on 2
-              local ranks (Gloo), the same schedule and micro-batches,
-              --threads 1.
+  pprun       the model traced (TorchScript), exported to ONNX (the
+              TorchScript-based exporter) and by torch.export (.pt2), split
+              by ppc, run by pprun on 2 local ranks (Gloo), the same
+              schedule and micro-batches, --threads 1.
 
 The schedules (--schedules, comma-separated, or "all"), by pprun's name:
 
@@ -67,7 +67,7 @@ self-addressed handshake messages (dummies; the activations between the
 two stages of a rank are handed over in memory by torch's runtime either
 way) so that they run; their rows are then marked "(patched)".
 
---smoke: batch 32, 4 micro-batches, 2 steps, every schedule, both formats;
+--smoke: batch 32, 4 micro-batches, 2 steps, every schedule, every format;
 it checks the losses and prints no timings (tests/CMakeLists.txt runs it as
 bench_train_step_smoke).
 """
@@ -400,6 +400,10 @@ def prepare(build, work, batch, nbatches, nstages_needed, formats):
         kw = {"dynamo": False} if torch.__version__ >= "2" else {}
         torch.onnx.export(model, (x,), os.path.join(work, "model.onnx"), input_names=["x"], output_names=["y"],
                           dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, opset_version=17, **kw)
+    if "pt2" in formats:
+        ep = torch.export.export(model, (x,), dynamic_shapes={"x": {0: torch.export.Dim("batch", max=1 << 16)}},
+                                 strict=False)
+        torch.export.save(ep, os.path.join(work, "model.pt2"))
     for nstages in sorted(nstages_needed):
         # Cut after blocks BLOCKS/n - 1, 2*BLOCKS/n - 1, ...: 2 stages after block 7; 4 after 3, 7 and 11.
         spec = os.path.join(work, "spec_%d.json" % nstages)
@@ -407,7 +411,7 @@ def prepare(build, work, batch, nbatches, nstages_needed, formats):
         with open(spec, "w") as f:
             json.dump({"version": 1, "split_points": cuts}, f)
         for fmt in formats:
-            path = {"torchscript": "model.pt", "onnx": "model.onnx"}[fmt]
+            path = {"torchscript": "model.pt", "onnx": "model.onnx", "pt2": "model.pt2"}[fmt]
             p = subprocess.run([os.path.join(build, "ppc"), "split", os.path.join(work, path), "--splits", spec, "-o",
                                 os.path.join(work, "split_%s_%d" % (fmt, nstages))],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -445,7 +449,7 @@ def main():
     ap.add_argument("--chunks", type=int, default=8)
     ap.add_argument("--steps", type=int, default=21)
     ap.add_argument("--schedules", default="gpipe,1f1b", help="comma-separated, or all: " + ",".join(SCHEDULES))
-    ap.add_argument("--formats", default="torchscript,onnx")
+    ap.add_argument("--formats", default="torchscript,onnx,pt2")
     ap.add_argument("--patch-torch-v-handshake", action="store_true",
                     help="let torch's ZB-V and DualPipeV run over Gloo: drop their first step's handshake messages "
                          "from a rank to itself (rows marked patched)")
@@ -465,7 +469,7 @@ def main():
         return pipelining_rank(a.work, a.pipelining_rank, a.port, a.schedule, a.chunks, a.steps, a.out,
                                a.patch_torch_v_handshake)
     if a.smoke:
-        a.batch, a.chunks, a.steps, a.schedules, a.formats = 32, 4, 2, "all", "torchscript,onnx"
+        a.batch, a.chunks, a.steps, a.schedules, a.formats = 32, 4, 2, "all", "torchscript,onnx,pt2"
     elif a.steps < 3:
         ap.error("--steps must be >= 3 (the first is excluded)")
     scheds = list(SCHEDULES) if a.schedules == "all" else a.schedules.split(",")
@@ -474,8 +478,8 @@ def main():
         if s not in SCHEDULES:
             ap.error("unknown schedule %r; choose from %s or all" % (s, ", ".join(SCHEDULES)))
     for f in formats:
-        if f not in ("torchscript", "onnx"):
-            ap.error("unknown format %r; choose from torchscript, onnx" % f)
+        if f not in ("torchscript", "onnx", "pt2"):
+            ap.error("unknown format %r; choose from torchscript, onnx, pt2" % f)
     work = tempfile.mkdtemp(prefix="ppc_bench_")
     try:
         prepare(a.build, work, a.batch, min(a.steps, 4), {SCHEDULES[s][0] for s in scheds}, formats)
