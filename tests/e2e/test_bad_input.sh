@@ -58,6 +58,16 @@ for name, loc in (("nodata", "nodata.onnx.data"), ("escape", "../escape.data")):
     del t.external_data[:]
     e = t.external_data.add(); e.key = "location"; e.value = loc
     onnx.save(m, f"{d}/{name}.onnx")
+# An initializer whose bytes are fewer than its shape needs, in the model and
+# in its external data file (found by fuzzing: ONNX's shape inference
+# overflowed its buffer).
+m = load(); t = m.graph.initializer[0]; t.raw_data = t.raw_data[:-4]; onnx.save(m, d + "/rawshort.onnx")
+m = load(); t = m.graph.initializer[0]
+open(d + "/short.data", "wb").write(t.raw_data)
+t.ClearField("raw_data"); t.data_location = onnx.TensorProto.EXTERNAL
+for k, v in (("location", "short.data"), ("length", str(len(open(d + "/short.data", "rb").read()) - 4))):
+    e = t.external_data.add(); e.key = k; e.value = v
+onnx.save(m, d + "/extshort.onnx")
 # A value of unknown rank (Reshape to a shape of unknown length) between two
 # modules: a legal cut position that no valid ONNX stage can serve.
 from onnx import helper, TensorProto
@@ -75,6 +85,8 @@ expect ir_too_new "ir99.onnx: IR version 99 is newer than ppc reads (IR versions
 expect opset_too_new "opset40.onnx: opset 40 of domain 'ai.onnx' is newer than ppc knows (up to" -- split "$tmp/opset40.onnx" --stages 2 -o "$O"
 expect external_data_missing "nodata.onnx: initializer 'layer0.lin.weight': cannot read external data file" -- split "$tmp/nodata.onnx" --stages 2 -o "$O"
 expect external_data_escapes "escape.onnx: initializer 'layer0.lin.weight': external data location '../escape.data' leaves the model's folder" -- split "$tmp/escape.onnx" --stages 2 -o "$O"
+expect raw_data_short "rawshort.onnx: initializer 'layer0.lin.weight' holds 1048572 bytes, its type and shape need 1048576" -- split "$tmp/rawshort.onnx" --stages 2 -o "$O"
+expect external_data_short "extshort.onnx: initializer 'layer0.lin.weight' holds 1048572 bytes, its type and shape need 1048576" -- split "$tmp/extshort.onnx" --stages 2 -o "$O"
 spec cut_a.json '{"version": 1, "split_points": [{"module": "a", "at": "end"}]}'
 expect unranked_cut "cut_a.json:1:33: module 'a' at end: value 'h' (output of node '/a/Reshape') would cross from stage 0 to stage 1, but its rank is unknown" -- split "$tmp/unranked.onnx" --splits "$tmp/cut_a.json" -o "$O"
 printf 'hello' >"$tmp/weird.bin"
