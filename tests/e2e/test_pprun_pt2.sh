@@ -154,4 +154,36 @@ $REF infer "$W/model" "$W/batches" "$W/ref_trained_out.pt" --steps 3 --params "$
   --quiet || fail "pprun inference from --save"
 compare "$W/trained_out.pt" "$W/ref_trained_out.pt" "outputs of the saved pipeline"
 
+if [ "$MODEL_NAME" = mlp ]; then
+  step "$MODEL_NAME: a stage with an operator this LibTorch lacks: one line before any rank starts, exit 2"
+  rm -rf "$W/bad" && cp -r "$W/split2" "$W/bad"
+  "$PY" - "$W/bad" <<'EOF'
+# Renames the first aten.relu of stage 1 to an operator no LibTorch has; the
+# manifest's sha256 follows, so that only the operator is wrong.
+import hashlib, json, os, sys, zipfile
+d = sys.argv[1]
+m = json.load(open(os.path.join(d, "manifest.json")))
+art = os.path.join(d, m["stages"][1]["artifact"])
+with zipfile.ZipFile(art) as z:
+    records = [(i.filename, z.read(i.filename)) for i in z.infolist()]
+with zipfile.ZipFile(art, "w", zipfile.ZIP_STORED) as z:
+    for name, data in records:
+        if name.endswith("models/model.json"):
+            data = data.replace(b"torch.ops.aten.relu.default", b"torch.ops.aten.no_such_op.default", 1)
+        z.writestr(name, data)
+m["stages"][1]["sha256"] = hashlib.sha256(open(art, "rb").read()).hexdigest()
+json.dump(m, open(os.path.join(d, "manifest.json"), "w"), indent=2)
+EOF
+  set +e
+  "$PPRUN" --manifest "$W/bad" --nproc 2 --chunks 2 --inputs "$W/batches" --steps 1 >"$W/bad.log" 2>&1
+  rc=$?
+  set -e
+  [ $rc = 2 ] || { cat "$W/bad.log" >&2; fail "exit code $rc, expected 2"; }
+  [ "$(wc -l <"$W/bad.log")" = 1 ] || { cat "$W/bad.log" >&2; fail "more than one line"; }
+  grep -q "stage1.pt2: node '.*' (torch.ops.aten.no_such_op.default): unsupported op" "$W/bad.log" ||
+    { cat "$W/bad.log" >&2; fail "the error does not name the node and its target"; }
+  if grep -q "rank" "$W/bad.log"; then cat "$W/bad.log" >&2; fail "a rank started"; fi
+  echo "   $(cat "$W/bad.log")"
+fi
+
 step "$MODEL_NAME: all checks passed"
