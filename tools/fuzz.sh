@@ -22,12 +22,7 @@ build=${PPC_FUZZ_BUILD:-build-fuzz}
 # Readers that LibTorch parses (torch.jit.load, torch.save's zip and pickle)
 # come last: they are the slow ones.
 TORCH_TARGETS=(torchscript pt_inputs)
-TARGETS=(split_spec manifest profile schedule_csv ir_text onnx_model onnx_external "${TORCH_TARGETS[@]}")
-# .pt2 archives: once tests/fuzz/fuzz_targets.h declares its target.
-if grep -q '^void pt2_archive' tests/fuzz/fuzz_targets.h; then
-  TORCH_TARGETS+=(pt2_archive)
-  TARGETS+=(pt2_archive)
-fi
+TARGETS=(split_spec manifest profile schedule_csv ir_text onnx_model onnx_external pt2_archive "${TORCH_TARGETS[@]}")
 . tests/fuzz/sanitizers.sh
 
 configure() {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "compiler/frontends/onnx/onnx_frontend.h"
+#include "compiler/frontends/pt2/pt2_frontend.h"
 #include "compiler/ir/text.h"
 #include "runtime/schedule/csv.h"
 #include "schemas/error.h"
@@ -69,6 +70,13 @@ void onnx_external(const uint8_t* data, size_t size) {
         << bytes.substr(sep + std::strlen(kExternalDataSeparator));
   try {
     onnx_frontend::load_onnx(dir + "/model.onnx", "model.onnx", nullptr);
+  } catch (const Error&) {}
+}
+
+void pt2_archive(const uint8_t* data, size_t size) {
+  const std::string path = as_file(data, size, ".pt2");
+  try {
+    pt2_frontend::load_pt2(path, "model.pt2", nullptr);
   } catch (const Error&) {}
 }
 

@@ -23,9 +23,6 @@ inline constexpr const char* kExternalDataSeparator = "\n--ppc-external-data--\n
 // LibTorch's readers (fuzz_targets_torch.cpp; linked with LibTorch).
 void torchscript(const uint8_t* data, size_t size);  ///< ppc split's TorchScript archive (torch.jit.save)
 void pt_inputs(const uint8_t* data, size_t size);    ///< pprun --inputs: a torch.save'd dict of tensors
-// .pt2 archives: add `void pt2_archive(...)` here, in fuzz_targets_torch.cpp,
-// in tests/CMakeLists.txt's PPC_FUZZ_TORCH and in smoke_main.cpp once
-// compiler/frontends/pt2/ has a reader (tools/fuzz.sh runs pt2_archive as
-// soon as this header declares it).
+void pt2_archive(const uint8_t* data, size_t size);  ///< ppc split's torch.export archive (.pt2; no torch)
 
 }  // namespace ppc::fuzz

@@ -5,7 +5,7 @@ ir_test.cpp and test_graphs.h). The TorchScript and .pt seeds with the Python of
 build/ (torch 1.13 writes what the fuzz build's LibTorch 1.13 reads), the
 ONNX ones with an onnx that knows IR 10's node metadata (build-torch2's .venv):
     /usr/bin/python3 tests/fuzz/make_corpus.py torch text
-    .venv/bin/python tests/fuzz/make_corpus.py onnx
+    .venv/bin/python tests/fuzz/make_corpus.py onnx pt2
 Small on purpose: libFuzzer mutates fastest around small inputs."""
 import io
 import os
@@ -119,6 +119,38 @@ def pt_input_seeds():
     torch.save({"x": torch.randn(2)}, out("pt_inputs", "legacy_format.pt"), _use_new_zipfile_serialization=False)
 
 
+def pt2_seeds():
+    """torch.export archives (torch 2.x): a tiny MLP, and a tied embedding/head."""
+    import torch
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc0 = torch.nn.Linear(4, 3)
+            self.fc1 = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.fc1(torch.relu(self.fc0(x)))
+
+    class Tied(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(5, 3)
+            self.head = torch.nn.Linear(3, 5, bias=False)
+            self.head.weight = self.emb.weight
+            self.register_buffer("scale", torch.ones(3))
+
+        def forward(self, ids):
+            return self.head(self.emb(ids) * self.scale)
+
+    torch.manual_seed(0)
+    batch = torch.export.Dim("batch", min=2)
+    torch.export.save(torch.export.export(Tiny(), (torch.zeros(2, 4),), dynamic_shapes=({0: batch},)),
+                      out("pt2_archive", "tiny.pt2"))
+    torch.export.save(torch.export.export(Tied(), (torch.zeros(2, 3, dtype=torch.long),)),
+                      out("pt2_archive", "tied.pt2"))
+
+
 def text_seeds():
     for spec in ("mlp/spec.json", "mlp/spec_mixed.json", "mlp/spec_typed.json", "skip/spec_auto.json",
                  "tinygpt/spec_transmit.json"):
@@ -128,9 +160,10 @@ def text_seeds():
 
 
 if __name__ == "__main__":
-    parts = {"onnx": [onnx_seeds], "torch": [torchscript_seeds, pt_input_seeds], "text": [text_seeds]}
+    parts = {"onnx": [onnx_seeds], "pt2": [pt2_seeds], "torch": [torchscript_seeds, pt_input_seeds],
+             "text": [text_seeds]}
     if len(sys.argv) < 2 or any(a not in parts for a in sys.argv[1:]):
-        sys.exit("usage: make_corpus.py onnx|torch|text...")
+        sys.exit("usage: make_corpus.py onnx|pt2|torch|text...")
     for a in sys.argv[1:]:
         for fn in parts[a]:
             fn()

@@ -28,10 +28,11 @@ int main(int argc, char** argv) {
   if (target == "onnx_external") fn = ppc::fuzz::onnx_external;
   if (target == "torchscript") fn = ppc::fuzz::torchscript;
   if (target == "pt_inputs") fn = ppc::fuzz::pt_inputs;
+  if (target == "pt2_archive") fn = ppc::fuzz::pt2_archive;
   if (!fn) {
     std::cerr << "unknown target " << target
               << " (split_spec manifest onnx_model onnx_external ir_text profile schedule_csv torchscript "
-                 "pt_inputs)\n";
+                 "pt_inputs pt2_archive)\n";
     return 2;
   }
   const long iterations = std::stol(argv[2]);
