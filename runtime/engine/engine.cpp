@@ -420,24 +420,15 @@ void Engine::post_recv_data(PendingRecv& p, int direction, int producer, int con
   p.consumer = consumer;
   p.direction = direction;
   p.microbatch = m;
-  if (shapes.size() == 1) {
-    p.buffers = wire::unpack(recv_pool_.take(wire::packed_bytes(shapes, dtypes)), shapes, dtypes);
-    p.works.push_back(t_.irecv(wire_view(p.buffers[0]), peer, tags_->data(direction, producer, consumer, m, 1)));
-  } else if (shapes.size() > 1) {
-    // Several tensors: one packed message, unpacked into views on arrival.
-    p.shapes = shapes;
-    p.dtypes = dtypes;
-    p.packed = recv_pool_.take(wire::packed_bytes(shapes, dtypes));
-    p.works.push_back(t_.irecv(p.packed, peer, tags_->data(direction, producer, consumer, m, 1)));
-  }
+  p.incoming = wire::Incoming(shapes, dtypes, recv_pool_);
+  const uint32_t tag = tags_->data(direction, producer, consumer, m, 1);
+  for (const at::Tensor& buffer : p.incoming.messages()) p.works.push_back(t_.irecv(buffer, peer, tag));
 }
 
 void Engine::finish_recv_data(PendingRecv& p) {
   for (auto& w : p.works) w->wait();
   if (measure_ && measure_->counting_messages() && !p.works.empty() && p.producer >= 0) {
-    double bytes = p.packed.defined() ? static_cast<double>(p.packed.nbytes()) : 0.0;
-    if (!p.packed.defined())
-      for (const at::Tensor& b : p.buffers) bytes += static_cast<double>(b.nbytes());
+    const double bytes = static_cast<double>(p.incoming.bytes());
     measure_->message_received(p.direction, p.producer, p.consumer, bytes);
   }
   p.works.clear();
@@ -447,18 +438,15 @@ void Engine::finish_recv_data(PendingRecv& p) {
                                          : action_index(peer, Action::SEND_B, p.consumer, p.microbatch);
     release_sends(peer, sent_at);
   }
-  if (p.packed.defined()) {
-    p.buffers = wire::unpack(p.packed, p.shapes, p.dtypes);
-    p.packed = at::Tensor();
-  }
+  if (!p.incoming.messages().empty()) p.buffers = p.incoming.tensors();
+  p.incoming = wire::Incoming();
 }
 
 void Engine::send_data(std::vector<at::Tensor> ts, int dst, uint32_t tag, int received_at) {
   if (ts.empty()) return;
-  // One tensor travels as it is (made contiguous); several are packed, which
-  // copies each whatever its strides.
-  at::Tensor t = ts.size() == 1 ? wire_view(ts[0].contiguous()) : wire::pack(ts);
-  data_sends_.push_back({t_.isend(t, dst, tag), t, dst, received_at});
+  // Small tensors packed into one message (a copy, whatever their strides),
+  // large ones as they are (made contiguous), each alone (wire::Layout).
+  for (at::Tensor& t : wire::outgoing(ts)) data_sends_.push_back({t_.isend(t, dst, tag), t, dst, received_at});
 }
 
 int Engine::action_index(int rank, Action::Kind kind, int s, int m) const {

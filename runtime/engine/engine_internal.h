@@ -61,10 +61,7 @@ struct PendingRecv {
   std::vector<int> slots;           ///< which entries of the link the buffers hold (gradients)
   std::vector<at::Tensor> buffers;  ///< the tensors, once finished
   std::vector<std::unique_ptr<Work>> works;
-  /// A packed message (several tensors) in flight and what it unpacks to.
-  at::Tensor packed;
-  std::vector<std::vector<int64_t>> shapes;
-  std::vector<at::ScalarType> dtypes;
+  wire::Incoming incoming;  ///< the messages in flight
   /// The stage edge (producer, consumer), direction (1: gradients) and micro-batch.
   int producer = -1, consumer = -1, direction = 0, microbatch = -1;
 };

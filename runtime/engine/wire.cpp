@@ -88,6 +88,71 @@ std::vector<at::Tensor> unpack(const at::Tensor& bytes, const std::vector<std::v
 }
 
 namespace {
+at::Tensor as_bytes_if_bool(const at::Tensor& t) { return t.scalar_type() == at::kBool ? t.view(at::kByte) : t; }
+
+template <typename T>
+std::vector<T> pick(const std::vector<T>& v, const std::vector<int>& idx) {
+  std::vector<T> out;
+  for (int i : idx) out.push_back(v.at(static_cast<size_t>(i)));
+  return out;
+}
+}  // namespace
+
+Layout layout(const std::vector<std::vector<int64_t>>& shapes, const std::vector<at::ScalarType>& dtypes) {
+  Layout l;
+  for (size_t k = 0; k < shapes.size(); ++k)
+    (nbytes_of(shapes[k], dtypes.at(k)) >= kUnpackBytes ? l.alone : l.packed).push_back(static_cast<int>(k));
+  return l;
+}
+
+std::vector<at::Tensor> outgoing(const std::vector<at::Tensor>& tensors) {
+  std::vector<std::vector<int64_t>> shapes;
+  std::vector<at::ScalarType> dtypes;
+  for (const auto& t : tensors) {
+    shapes.push_back(t.sizes().vec());
+    dtypes.push_back(t.scalar_type());
+  }
+  const Layout l = layout(shapes, dtypes);
+  std::vector<at::Tensor> out;
+  if (l.packed.size() > 1) out.push_back(pack(pick(tensors, l.packed)));
+  if (l.packed.size() == 1) out.push_back(as_bytes_if_bool(tensors[l.packed[0]].contiguous()));
+  for (int k : l.alone) out.push_back(as_bytes_if_bool(tensors[k].contiguous()));
+  return out;
+}
+
+Incoming::Incoming(std::vector<std::vector<int64_t>> shapes, std::vector<at::ScalarType> dtypes, RecvPool& pool)
+    : shapes_(std::move(shapes)), dtypes_(std::move(dtypes)), layout_(layout(shapes_, dtypes_)) {
+  auto one = [&](int k) {
+    const std::vector<std::vector<int64_t>> s{shapes_[k]};
+    const std::vector<at::ScalarType> d{dtypes_[k]};
+    return as_bytes_if_bool(unpack(pool.take(packed_bytes(s, d)), s, d)[0]);
+  };
+  if (layout_.packed.size() > 1)
+    messages_.push_back(pool.take(packed_bytes(pick(shapes_, layout_.packed), pick(dtypes_, layout_.packed))));
+  if (layout_.packed.size() == 1) messages_.push_back(one(layout_.packed[0]));
+  for (int k : layout_.alone) messages_.push_back(one(k));
+}
+
+std::vector<at::Tensor> Incoming::tensors() const {
+  std::vector<at::Tensor> out(shapes_.size());
+  size_t next = 0;
+  auto typed = [&](int k, const at::Tensor& t) { return dtypes_[k] == at::kBool ? t.view(at::kBool) : t; };
+  if (layout_.packed.size() > 1) {
+    auto views = unpack(messages_.at(next++), pick(shapes_, layout_.packed), pick(dtypes_, layout_.packed));
+    for (size_t i = 0; i < views.size(); ++i) out[layout_.packed[i]] = views[i];
+  }
+  if (layout_.packed.size() == 1) out[layout_.packed[0]] = typed(layout_.packed[0], messages_.at(next++));
+  for (int k : layout_.alone) out[k] = typed(k, messages_.at(next++));
+  return out;
+}
+
+int64_t Incoming::bytes() const {
+  int64_t n = 0;
+  for (const at::Tensor& m : messages_) n += static_cast<int64_t>(m.nbytes());
+  return n;
+}
+
+namespace {
 bool is_free(const at::Tensor& b) { return b.use_count() == 1 && b.storage().use_count() == 1; }
 }  // namespace
 

@@ -40,6 +40,43 @@ at::Tensor pack(const std::vector<at::Tensor>& tensors);
 std::vector<at::Tensor> unpack(const at::Tensor& bytes, const std::vector<std::vector<int64_t>>& shapes,
                                const std::vector<at::ScalarType>& dtypes);
 
+/// Packing saves a message's latency for small tensors, but its copy costs
+/// more than a message for large ones: a tensor of at least kUnpackBytes
+/// travels as a message of its own, from its own memory.
+constexpr int64_t kUnpackBytes = 256 << 10;
+
+/// How one edge's tensors of one micro-batch travel, all on one tag (FIFO):
+/// first the small ones, packed when several (a lone one as it is), then each
+/// large one alone, in order.
+struct Layout {
+  std::vector<int> packed;  ///< the tensors of the first message (if any)
+  std::vector<int> alone;   ///< one message each, after it
+};
+Layout layout(const std::vector<std::vector<int64_t>>& shapes, const std::vector<at::ScalarType>& dtypes);
+/// The sending side: the messages for `tensors` (bools travel as bytes).
+std::vector<at::Tensor> outgoing(const std::vector<at::Tensor>& tensors);
+
+class RecvPool;
+/// The receiving side of one edge's tensors of one micro-batch: the buffers
+/// to post, in order, and the tensors once they have arrived.
+class Incoming {
+ public:
+  Incoming() = default;
+  Incoming(std::vector<std::vector<int64_t>> shapes, std::vector<at::ScalarType> dtypes, RecvPool& pool);
+  /// The receive buffers, one per message, in the order to post them.
+  const std::vector<at::Tensor>& messages() const { return messages_; }
+  /// The tensors (views of the buffers), once every message has arrived.
+  std::vector<at::Tensor> tensors() const;
+  /// Bytes of all messages.
+  int64_t bytes() const;
+
+ private:
+  std::vector<std::vector<int64_t>> shapes_;
+  std::vector<at::ScalarType> dtypes_;
+  Layout layout_;
+  std::vector<at::Tensor> messages_;
+};
+
 /// Receive buffers kept across steps, by size in bytes, as
 /// torch.distributed.pipelining's PipelineStage allocates its receive buffers
 /// once: a 64 MiB message is not mapped and page-faulted anew each time

@@ -15,12 +15,13 @@
 //   xport1 pprun's Transport (connect_gloo, isend/irecv) on the same
 //          preallocated buffers: the wrapper alone;
 //   eng1   the engine's path for one tensor (runtime/engine/engine.cpp
-//          send_data / post_recv_data): a receive buffer from the engine's
-//          pool (wire::RecvPool, reused across messages);
+//          send_data / post_recv_data: wire::outgoing, wire::Incoming with
+//          receive buffers from the engine's pool, reused across messages);
 //   raw2   c10d with the message as two tensors of B/2 bytes: two sends;
-//   eng2   the engine's path for two tensors: wire::pack into one message,
-//          a packed receive buffer from the pool, wire::unpack into views; rank 1
-//          packs the views again to send them back (a stage's outputs).
+//   eng2   the engine's path for two tensors: below wire::kUnpackBytes
+//          each, wire::pack into one message (a copy), a packed receive
+//          buffer, wire::unpack into views; from it up, one message each;
+//          rank 1 sends what it received back the same way (a stage's outputs).
 //
 // Rank 0 prints one line per size and variant: "size variant t_us t_us ...",
 // the one-way time of every repetition. --check fills the messages with
@@ -146,46 +147,37 @@ class Bench {
     }
   }
 
-  // engine.cpp: send_data sends a contiguous tensor as it is; post_recv_data
-  // takes the receive buffer from its pool.
-  at::Tensor pooled(const std::vector<std::vector<int64_t>>& shapes, const std::vector<at::ScalarType>& dtypes) {
-    return pool_.take(wire::packed_bytes(shapes, dtypes));
+  // engine.cpp's send_data / post_recv_data: wire::outgoing's messages
+  // (small tensors packed, large ones alone), wire::Incoming's buffers from
+  // the pool; rank 1 sends the tensors it received back the same way (a
+  // stage's outputs).
+  std::vector<at::Tensor> engine_echo(const std::vector<at::Tensor>& out) {
+    std::vector<std::vector<int64_t>> shapes;
+    std::vector<at::ScalarType> dtypes;
+    for (const at::Tensor& t : out) {
+      shapes.push_back(t.sizes().vec());
+      dtypes.push_back(t.scalar_type());
+    }
+    std::vector<std::unique_ptr<ppc::runtime::Work>> sends, recvs;
+    if (o_.rank == 0)
+      for (const at::Tensor& m : wire::outgoing(out)) sends.push_back(t_.isend(m, peer_, kTag));
+    wire::Incoming in(shapes, dtypes, pool_);
+    for (const at::Tensor& b : in.messages()) recvs.push_back(t_.irecv(b, peer_, kTag));
+    for (auto& w : sends) w->wait();
+    for (auto& w : recvs) w->wait();
+    std::vector<at::Tensor> got = in.tensors();
+    if (o_.rank == 1)
+      for (const at::Tensor& m : wire::outgoing(got)) t_.isend(m, peer_, kTag)->wait();
+    return got;
   }
   void eng1() {
-    const std::vector<std::vector<int64_t>> shape{{one_.numel()}};
-    if (o_.rank == 0) {
-      auto s = t_.isend(one_.contiguous(), peer_, kTag);
-      at::Tensor in = wire::unpack(pooled(shape, {at::kFloat}), shape, {at::kFloat})[0];
-      auto r = t_.irecv(in, peer_, kTag);
-      s->wait();
-      r->wait();
-      verify(in, one_);
-    } else {
-      at::Tensor in = wire::unpack(pooled(shape, {at::kFloat}), shape, {at::kFloat})[0];
-      t_.irecv(in, peer_, kTag)->wait();
-      t_.isend(in.contiguous(), peer_, kTag)->wait();
-    }
+    auto got = engine_echo({one_});
+    if (o_.rank == 0) verify(got[0], one_);
   }
-
-  // Several tensors: wire::pack on send, a packed buffer from the pool and
-  // wire::unpack on receive.
   void eng2() {
-    const std::vector<at::ScalarType> dtypes{at::kFloat, at::kFloat};
-    const int64_t bytes = wire::packed_bytes(shapes_, dtypes);
-    if (o_.rank == 0) {
-      auto s = t_.isend(wire::pack(two_), peer_, kTag);
-      at::Tensor packed = pool_.take(bytes);
-      auto r = t_.irecv(packed, peer_, kTag);
-      s->wait();
-      r->wait();
-      std::vector<at::Tensor> in = wire::unpack(packed, shapes_, dtypes);
-      for (size_t k = 0; k < in.size(); ++k) verify(in[k], two_[k]);
-    } else {
-      at::Tensor packed = pool_.take(bytes);
-      t_.irecv(packed, peer_, kTag)->wait();
-      std::vector<at::Tensor> in = wire::unpack(packed, shapes_, dtypes);
-      t_.isend(wire::pack(in), peer_, kTag)->wait();
-    }
+    auto got = engine_echo(two_);
+    if (o_.rank == 0)
+      for (size_t k = 0; k < got.size(); ++k) verify(got[k], two_[k]);
   }
 
   void verify(const at::Tensor& got, const at::Tensor& want) {

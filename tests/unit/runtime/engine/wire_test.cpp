@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
 #include <set>
 #include <vector>
 
@@ -106,4 +107,39 @@ TEST(Wire, RecvPoolReusesOnlyBuffersNothingElseHolds) {
   pool.trim();  // every buffer was taken in this round: all kept
   const void* again = pool.take(1024).data_ptr();
   EXPECT_EQ(again, first);
+}
+
+// Small tensors share one packed message; from kUnpackBytes up each travels
+// alone, from its own memory; the receiver rebuilds them in order.
+TEST(Wire, LargeTensorsTravelAloneSmallOnesPacked) {
+  const int64_t big = wire::kUnpackBytes / 4;  // floats
+  std::vector<at::Tensor> ts = {at::randn({big}), at::arange(5, at::kLong), at::randn({big + 3}).t(),
+                                at::tensor({1, 0, 1}, at::kInt).to(at::kBool),
+                                at::randn({2, big}).narrow(1, 0, big - 1)};
+  auto l = wire::layout({{big}, {5}, {big + 3}, {3}, {2, big - 1}},
+                        {at::kFloat, at::kLong, at::kFloat, at::kBool, at::kFloat});
+  EXPECT_EQ(l.packed, (std::vector<int>{1, 3}));
+  EXPECT_EQ(l.alone, (std::vector<int>{0, 2, 4}));
+  std::vector<at::Tensor> msgs = wire::outgoing(ts);
+  ASSERT_EQ(msgs.size(), 4u);
+  EXPECT_EQ(msgs[1].data_ptr(), ts[0].data_ptr());  // no copy
+  wire::RecvPool pool;
+  std::vector<std::vector<int64_t>> shapes;
+  std::vector<at::ScalarType> dtypes;
+  for (const auto& t : ts) {
+    shapes.push_back(t.sizes().vec());
+    dtypes.push_back(t.scalar_type());
+  }
+  wire::Incoming in(shapes, dtypes, pool);
+  ASSERT_EQ(in.messages().size(), msgs.size());
+  for (size_t k = 0; k < msgs.size(); ++k) {
+    ASSERT_EQ(in.messages()[k].nbytes(), msgs[k].nbytes());
+    std::memcpy(in.messages()[k].data_ptr(), msgs[k].contiguous().data_ptr(), msgs[k].nbytes());
+  }
+  auto got = in.tensors();
+  ASSERT_EQ(got.size(), ts.size());
+  for (size_t k = 0; k < ts.size(); ++k) {
+    EXPECT_EQ(got[k].scalar_type(), ts[k].scalar_type());
+    EXPECT_TRUE(at::equal(got[k], ts[k])) << k;
+  }
 }
