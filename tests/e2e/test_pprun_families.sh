@@ -18,9 +18,10 @@
 #     real model exports to. 3 steps of SGD with momentum (GPipe, 2 stages) and of
 #     AdamW (1F1B, 3 stages): every parameter and each step's loss equal
 #     PyTorch's (<= 1e-5), the reference being torch.jit.trace of the same
-#     module (exact against eager: export_families.py checks it); buffers the
-#     exporter folded away (BERT's position_ids, LLaMA's rotary inv_freq) are
-#     in no stage and left out of the comparison (drop_absent_buffers.py).
+#     module (exact against eager: export_families.py checks it). pprun's
+#     params.pt, as saved, must load into the family's nn.Module with
+#     load_state_dict(strict=True): PyTorch's names, tied parameters under
+#     every name, no renaming script.
 #     GPT-2 also as 2 stages x 2 data-parallel replicas, each on half the batch.
 #
 # Usage: tests/e2e/test_pprun_families.sh BUILD_DIR|PPC_BINARY OUT_TMP FAMILY
@@ -91,22 +92,65 @@ split "$TRAIN" "$W/t2" --splits "$W/cut.json"
 split "$TRAIN" "$W/t3" --splits "$W/auto3.json"
 SGD="--optimizer sgd --lr 0.05 --momentum 0.9 --weight-decay 0.01"
 ADAMW="--optimizer adamw --lr 0.001 --eps 1e-5 --weight-decay 0.01"
+# train_and_load SPLIT N SCHEDULE REF PPRUN_ARGS...: 3 steps, saved to $W/ck;
+# params.pt loads into the family's nn.Module with load_state_dict(strict=True)
+# as it is (every state_dict() name, tied aliases included, nothing else: no
+# renaming), and equals REF.pt (PyTorch's training of the unsplit model)
+# tensor by tensor; each step's loss equals REF.json's.
+# INTO: "eager" (the family's nn.Module) or a TorchScript archive.
+train_and_load() {
+  local split=$1 n=$2 sched=$3 ref=$4 into=$5
+  shift 5
+  "$PPRUN" --manifest "$split" --nproc "$n" --schedule "$sched" --chunks "$CHUNKS" --inputs "$W/batches" --steps 3 \
+    --train "$@" --save "$W/ck" >"$W/train.log" 2>&1 ||
+    { cat "$W/train.log" >&2; fail "pprun training ($n stages, $sched, $*)"; }
+  "$PY" - "$ROOT/samples/export_families.py" "$FAMILY" "$W/ck/params.pt" "$into" <<'PYEOF' || fail "params.pt does not load strictly"
+import importlib.util, sys, torch
+if sys.argv[4] == "eager":
+    spec = importlib.util.spec_from_file_location("families", sys.argv[1])
+    fam = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fam)
+    model = fam.build(sys.argv[2], "eager")["model"]
+else:
+    model = torch.jit.load(sys.argv[4])
+params = torch.load(sys.argv[3])
+model.load_state_dict(params, strict=True)  # raises on a missing or unexpected key
+print(f"   params.pt: {len(params)} tensors, load_state_dict(strict=True) into {type(model).__name__} passes")
+PYEOF
+  compare "$W/ck/params.pt" "$ref.pt" "params after 3 steps (PyTorch's names, no mapping)" --keys-from A
+  compare_losses "$W/train.log" "$ref.json" "per-step loss"
+}
 train() {  # N SCHEDULE OPT ARGS
   local n=$1 sched=$2 opt=$3 args=$4
   step "$FAMILY: training, $n stages, $sched, 3 steps of $opt"
   # shellcheck disable=SC2086
   "$PY" "$E2E/reference_train.py" "$MODEL" "$W/batches" "$W/ref_$opt.pt" --steps 3 --loss cross_entropy $args \
     --chunks $CHUNKS --accumulate --losses-out "$W/ref_$opt.json" >/dev/null
-  "$PY" "$E2E/drop_absent_buffers.py" "$TRAIN" "$W/t$n/manifest.json" "$W/ref_$opt.pt"
   # shellcheck disable=SC2086
-  train_onnx_and_compare "$W/t$n" "$n" "$sched" "$TRAIN" "$MODEL" "$W/ref_$opt" --loss cross_entropy $args
+  train_and_load "$W/t$n" "$n" "$sched" "$W/ref_$opt" eager --loss cross_entropy $args
 }
 train 2 gpipe sgd "$SGD"
 train 3 1f1b adamw "$ADAMW"
 if [ "$FAMILY" = gpt2 ]; then
   step "$FAMILY: pipeline x data parallel, 2 stages x 2 replicas (--dp 2), 1F1B, 3 steps of sgd"
   # shellcheck disable=SC2086
-  train_onnx_and_compare "$W/t2" 4 1f1b "$TRAIN" "$MODEL" "$W/ref_sgd" --loss cross_entropy $SGD --dp 2
+  train_and_load "$W/t2" 4 1f1b "$W/ref_sgd" eager --loss cross_entropy $SGD --dp 2
 fi
+
+# The TorchScript trace (the reference above) split by ppc and run by pprun.
+# A traced module's result has no name: the manifest calls it `output`.
+"$PY" -c 'import sys, torch; torch.save({"output": torch.load(sys.argv[1])["logits"]}, sys.argv[2])' \
+  "$W/ref_out.pt" "$W/ref_out_ts.pt"
+split "$MODEL" "$W/ts2" --splits "$W/cut.json"
+split "$MODEL" "$W/ts3" --splits "$W/auto3.json"
+for n in 2 3; do
+  step "$FAMILY: TorchScript trace, inference, $n stages ($([ $n = 2 ] && echo "cut at $CUT" || echo auto)), 1F1B"
+  "$PPRUN" --manifest "$W/ts$n" --nproc $n --chunks $CHUNKS --inputs "$W/batches" --steps 3 --output "$W/out.pt" --quiet ||
+    fail "pprun inference of the trace ($n stages)"
+  compare "$W/out.pt" "$W/ref_out_ts.pt" "logits"
+done
+step "$FAMILY: TorchScript trace, training, 3 stages, 1f1b, 3 steps of adamw"
+# shellcheck disable=SC2086
+train_and_load "$W/ts3" 3 1f1b "$W/ref_adamw" "$MODEL" --loss cross_entropy $ADAMW
 
 step "$FAMILY: all checks passed"
