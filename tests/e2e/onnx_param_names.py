@@ -24,6 +24,10 @@ that matches no PyTorch parameter or buffer is dropped: the dynamo exporter
 stores its constants (scale factors, fill values) as initializers, which
 pprun saves with the rest but which are no part of the module's state.
 
+A key that is another state_dict() name of a tied tensor (pprun lists a tied
+parameter under each of its names) is skipped; the output lists every
+state_dict() name of each mapped tensor, as load_state_dict(strict=True) wants.
+
 Exits 2 when a key cannot be mapped (e.g. BatchNorm folded into Conv weights:
 those exports do not have PyTorch's training semantics anyway).
 """

@@ -23,6 +23,11 @@
 #     load_state_dict(strict=True): PyTorch's names, tied parameters under
 #     every name, no renaming script.
 #     GPT-2 also as 2 stages x 2 data-parallel replicas, each on half the batch.
+#   - the torch.jit.trace of the module (the reference), split like the
+#     export (cut, auto 3) and run by pprun: inference, and 3 steps of AdamW
+#     (1F1B, 3 stages) whose params.pt loads strictly into the traced module
+#     (TorchScript keeps no persistent=False flag: its state_dict() has BERT's
+#     position_ids and LLaMA's inv_freq, which the eager module's has not).
 #
 # Usage: tests/e2e/test_pprun_families.sh BUILD_DIR|PPC_BINARY OUT_TMP FAMILY
 set -euo pipefail
