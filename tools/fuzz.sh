@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-build=${PPC_FUZZ_BUILD:-build-fuzz}
+build=$(realpath -m "${PPC_FUZZ_BUILD:-build-fuzz}")  # PPC_FUZZ_BUILD: another build folder
 # Readers that LibTorch parses (torch.jit.load, torch.save's zip and pickle)
 # come last: they are the slow ones.
 TORCH_TARGETS=(torchscript pt_inputs)
@@ -107,18 +107,18 @@ soak() {
   }
   configure
   cmake --build "$build" -j"$(nproc)" --target pprun
-  local bin=$root/$build/soak_bin
+  local bin=$build/soak_bin
   mkdir -p "$bin"
   ln -sfn "$root/build/ppc" "$bin/ppc"
-  ln -sfn "$root/$build/pprun" "$bin/pprun"
+  ln -sfn "$build/pprun" "$bin/pprun"
   # malloc_context_size=0: ASan keeps every distinct allocation and free
   # stack it records, and LibTorch's frames (no frame pointers) keep making
   # new ones - 40 MiB over 1,500 steps that the soak would read as growth
   # (with the default the run is as clean, but not flat). Reports then lack
   # the allocation's stack: rerun with ASAN_OPTIONS set to see it.
   ASAN_OPTIONS=$ASAN_OPTIONS:malloc_context_size=0 PPC_SOAK_STEPS=$steps \
-    bash tests/e2e/test_pprun_soak.sh "$bin/ppc" "$root/$build/soak"
-  if grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$root/$build/soak/soak/run.log" >&2; then
+    bash tests/e2e/test_pprun_soak.sh "$bin/ppc" "$build/soak"
+  if grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$build/soak/soak/run.log" >&2; then
     echo "fuzz.sh: the soak run reported the above" >&2
     exit 1
   fi
