@@ -216,7 +216,7 @@ class StageProgram {
       throw fail("node '" + user + "' uses size '" + s + "' of tensor '" + t +
                  "' from another stage, and that size is no plain symbol this stage could read elsewhere");
     for (const std::string& cand : available_)
-      for (size_t d = 0; d < 8; ++d)
+      for (size_t d = 0; tv.contains(cand) && d < tv[cand].value("sizes", json::array()).size(); ++d)
         if (src_.dim_is_symbol(cand, d, symbol)) {
           for (json& in : def["inputs"]) {
             if (in["name"] == "self") in["arg"] = tensor_arg(cand);

@@ -7,17 +7,22 @@ Usage:  PYTHON tests/e2e/split_anywhere.py PPC OUTDIR [--seed S] [--budget-s T]
 For each torchvision classification model (random seeded weights, eval mode,
 one input of [2, 3, 64, 64]) and each format -- the TorchScript-based ONNX
 exporter (opset 17), the dynamo ONNX exporter (PyTorch 2.x only),
-torch.jit.trace -- K split specs are drawn at random among the legal cut
+torch.jit.trace, torch.export (.pt2, PyTorch 2.x only) -- K split specs are drawn at random among the legal cut
 positions: the ends of single nodes and the begins and ends of modules at
 any depth, one to three cuts each. Each spec is split by ppc, and then:
 
   * ONNX: every stage passes check_split.py (onnx.checker full_check, every
     node in one stage, chaining by name, the manifest's claims);
-    TorchScript: every stage loads with torch.jit.load;
+    TorchScript: every stage loads with torch.jit.load; .pt2: every stage
+    opens with torch.export.load and the chained stages reproduce the
+    program (check_pt2_split.py);
   * pprun runs the stages on as many local ranks (GPipe, one micro-batch)
     and its output equals the eager model's (|diff| <= 1e-4 * max(1, |y|));
-  * TorchScript: one SGD step through pprun moves every parameter as
-    PyTorch's step of the unsplit model does (<= 1e-5), and every stage's
+  * TorchScript and .pt2 (for .pt2, where the model draws no random numbers
+    in train mode: its operators' train flags follow pprun's --train, so the
+    reference is the eager model in train mode): one SGD step through pprun
+    moves every parameter as PyTorch's step of the unsplit model does
+    (<= 1e-5), and every stage's
     parameters moved (a gradient that stops at a stage boundary fails here).
 
 ppc may refuse a spec only with exit code 2 and one line naming the value or
@@ -30,6 +35,7 @@ summary; --report writes every outcome as JSON. Exit 1 on any failure.
 """
 
 import argparse
+import copy
 import json
 import os
 import random
@@ -74,8 +80,29 @@ def export(name, fmt, model, x, path):
             kw = {"dynamo": False} if torch.__version__ >= "2" else {}
             torch.onnx.export(model, (x,), path, opset_version=17, do_constant_folding=True, input_names=["x"],
                               output_names=["y"], **kw)
+        elif fmt == "pt2":
+            torch.export.save(torch.export.export(model, (x,), strict=False), path)
         else:
             torch.onnx.export(model, (x,), path, dynamo=True, input_names=["x"], output_names=["y"], verbose=False)
+
+
+def random_in_training(model):
+    """Modules that draw random numbers in train mode (dropout, stochastic depth)."""
+    return sorted({type(m).__name__ for m in model.modules()
+                   if "Dropout" in type(m).__name__ and getattr(m, "p", 0) > 0
+                   or type(m).__name__ == "StochasticDepth" and m.p > 0})
+
+
+def reference_train_pt2(model, batch_file, out):
+    """One SGD step (lr 0.1, cross entropy) of the eager model in train mode: pprun trains a .pt2
+    stage with its operators' train flags set (batch norm on batch statistics); every state tensor
+    but BatchNorm's num_batches_tracked (a Python-side counter the exported graph does not hold)."""
+    model = copy.deepcopy(model).train()
+    b = torch.load(batch_file)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    torch.nn.functional.cross_entropy(model(b["x"]), b["target"]).backward()
+    opt.step()
+    torch.save({k: v.detach() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}, out)
 
 
 def graph_listing(ppc, model_path):
@@ -180,7 +207,7 @@ class Zoo:
         torch.save({"x": x, "target": target}, os.path.join(work, "batches", "batch_000.pt"))
         torch.save({"y": ref}, os.path.join(work, "ref_out.pt"))
         for fmt in a.formats:
-            path = os.path.join(work, name + (".pt" if fmt == "torchscript" else "_%s.onnx" % fmt))
+            path = os.path.join(work, name + {"torchscript": ".pt", "pt2": ".pt2"}.get(fmt, "_%s.onnx" % fmt))
             try:
                 export(name, fmt, model, x, path)
             except Exception as e:  # noqa: BLE001 - the exporter's limit, not ppc's
@@ -200,6 +227,9 @@ class Zoo:
                 if rc != 0:
                     self.record(model=name, format=fmt, outcome="fail", detail="reference training: " + err.strip()[-300:])
                     continue
+            if fmt == "pt2" and not random_in_training(model):
+                ref_params = os.path.join(work, "ref_sgd_pt2.pt")
+                reference_train_pt2(model, os.path.join(work, "batches", "batch_000.pt"), ref_params)
             for k in range(a.splits):
                 spec = draw_spec(rng, nodes, cands)
                 if spec is None:
@@ -227,6 +257,11 @@ class Zoo:
                     torch.jit.load(os.path.join(out, st["artifact"]))
                 except Exception as e:  # noqa: BLE001
                     return self.record(outcome="fail", detail="stage %d does not load: %s" % (st["index"], e), **rec)
+        elif fmt == "pt2":
+            rc, o, e = run([sys.executable, os.path.join(HERE, "check_pt2_split.py"), path, out,
+                            "--batch", str(INPUT[0]), "--atol", "1e-4"])
+            if rc != 0:
+                return self.record(outcome="fail", detail="check_pt2_split.py: " + (o + e).strip()[-400:], **rec)
         else:
             rc, o, e = run([sys.executable, os.path.join(HERE, "check_split.py"), path, out])
             if rc != 0:
@@ -260,17 +295,22 @@ class Zoo:
     @staticmethod
     def compare_params(got_path, ref_path, model_path, manifest):
         got, ref = torch.load(got_path), torch.load(ref_path)
-        init = dict(torch.jit.load(model_path).named_parameters())
+        if model_path.endswith(".pt2"):
+            init = {k: v.detach() for k, v in torch.export.load(model_path).module().named_parameters()}
+        else:
+            init = dict(torch.jit.load(model_path).named_parameters())
         missing = [k for k in init if k not in got]
         if missing:
             return "parameters missing from pprun's params.pt: %s" % missing[:5], 0
         worst = 0.0
         for k, v in got.items():
+            if k.endswith("num_batches_tracked") and model_path.endswith(".pt2"):
+                continue
             if k not in ref or v.shape != ref[k].shape:
                 return "params.pt key %s not in the reference or of another shape" % k, 0
             worst = max(worst, (v - ref[k]).abs().max().item())
         if worst > 1e-5:
-            bad = [k for k, v in got.items() if (v - ref[k]).abs().max().item() > 1e-5]
+            bad = [k for k, v in got.items() if k in ref and (v - ref[k]).abs().max().item() > 1e-5]
             return "%d parameters differ from PyTorch's after 1 SGD step (max %.2e): %s" % (len(bad), worst, bad[:5]), worst
         for st in manifest["stages"]:
             names = [p["original"] for p in st["params"] if p["original"] in init]
@@ -288,7 +328,7 @@ def main():
     ap.add_argument("--budget-s", type=float, default=0, help="stop starting models after this many seconds (0: none)")
     ap.add_argument("--models", help="comma-separated torchvision model names (default: a CI cross-section)")
     ap.add_argument("--all", action="store_true", help="every classification model of the installed torchvision")
-    ap.add_argument("--formats", help="comma-separated: onnx, dynamo, torchscript (default: all this PyTorch has)")
+    ap.add_argument("--formats", help="comma-separated: onnx, dynamo, torchscript, pt2 (default: all this PyTorch has)")
     ap.add_argument("--splits", type=int, default=2, help="split specs drawn per model and format")
     ap.add_argument("--max-params", type=float, default=60, help="skip models over this many million parameters")
     ap.add_argument("--report")
@@ -298,9 +338,9 @@ def main():
         names = torchvision.models.list_models(module=torchvision.models)
     else:
         names = a.models.split(",") if a.models else list(CI_MODELS)
-    default_formats = ["onnx", "torchscript"] + (["dynamo"] if torch.__version__ >= "2" else [])
+    default_formats = ["onnx", "torchscript"] + (["dynamo", "pt2"] if torch.__version__ >= "2" else [])
     a.formats = a.formats.split(",") if a.formats else default_formats
-    unknown = set(a.formats) - {"onnx", "dynamo", "torchscript"}
+    unknown = set(a.formats) - {"onnx", "dynamo", "torchscript", "pt2"}
     if unknown:
         ap.error("unknown formats: %s" % ", ".join(sorted(unknown)))
     os.makedirs(a.outdir, exist_ok=True)
