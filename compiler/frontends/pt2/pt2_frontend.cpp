@@ -137,6 +137,7 @@ class Pt2Lowering {
     lower_signature();
     lower_nodes();
     lower_outputs();
+    alias_unused_params();
     ir::Graph& g = src_.graph_;
     g.sort_topologically();
     if (std::string err = g.verify(); !err.empty()) throw Error(where() + "the graph is inconsistent: " + err);
@@ -216,6 +217,9 @@ class Pt2Lowering {
   // the signature's order.
   void lower_signature() {
     const json& specs = src_.program_["graph_module"]["signature"]["input_specs"];
+    for (const json& spec : specs)
+      for (const char* key : {"parameter_name", "buffer_name", "tensor_constant_name"})
+        if (spec.begin().value().contains(key)) signature_fqns_.insert(spec.begin().value()[key].get<std::string>());
     for (const json& spec : specs) {
       const std::string kind = spec.begin().key();
       const json& body = spec.begin().value();
@@ -261,6 +265,15 @@ class Pt2Lowering {
     ir::Param& prm = g.params.back();
     prm.data_source = fqn;
     prm.is_float = kind == "parameter" && ir::dtype_is_float(dt) && meta.value("requires_grad", true);
+    // state_dict() holds parameters and persistent buffers; a tied parameter
+    // is one placeholder, its other names share its weight file.
+    prm.is_state = kind == "parameter" || (kind == "buffer" && body.value("persistent", true));
+    if (!p.constant)
+      for (const auto& [other, meta_other] : weights_.items())
+        if (other != fqn && !signature_fqns_.count(other) &&
+            meta_other.value("path_name", "") == p.payload.value("path_name", "") &&
+            meta_other.value("tensor_meta", json()) == p.payload.value("tensor_meta", json()))
+          prm.aliases.push_back(other);
     src_.placeholders_[p.placeholder] = v;
     src_.params_.push_back(std::move(p));
   }
@@ -376,6 +389,28 @@ class Pt2Lowering {
     g.nodes[id].flops = estimate_flops(g, g.nodes[id]);
   }
 
+  // torch.export keeps each name of a tied parameter as a placeholder of its
+  // own, reads only one of them, and stores one weight file for all: an
+  // unread placeholder whose file a read one shares is an alias of it (so
+  // params.pt holds it under every state_dict() name).
+  void alias_unused_params() {
+    ir::Graph& g = src_.graph_;
+    for (size_t i = 0; i < g.params.size(); ++i) {
+      const Pt2Param& pi = src_.params_[i];
+      if (pi.constant || !g.values[g.params[i].value].consumers.empty()) continue;
+      for (size_t j = 0; j < g.params.size(); ++j) {
+        const Pt2Param& pj = src_.params_[j];
+        if (j == i || pj.constant || g.values[g.params[j].value].consumers.empty()) continue;
+        if (pi.payload.value("path_name", "") != pj.payload.value("path_name", "") ||
+            pi.payload.value("tensor_meta", json()) != pj.payload.value("tensor_meta", json()))
+          continue;
+        g.params[j].aliases.push_back(pi.fqn);
+        g.params[i].is_state = false;  // saved as j's alias
+        break;
+      }
+    }
+  }
+
   void lower_outputs() {
     ir::Graph& g = src_.graph_;
     for (const json& spec : src_.program_["graph_module"]["signature"]["output_specs"]) {
@@ -400,6 +435,7 @@ class Pt2Lowering {
   std::vector<std::string>* notes_;
   std::string model_record_, model_name_;
   json weights_, constants_;
+  std::set<std::string> signature_fqns_;  ///< every state name the signature binds
 };
 
 std::unique_ptr<SourceModel> load_pt2(const std::string& path, const std::string& display_name,
