@@ -27,7 +27,9 @@
 #     export (cut, auto 3) and run by pprun: inference, and 3 steps of AdamW
 #     (1F1B, 3 stages) whose params.pt loads strictly into the traced module
 #     (TorchScript keeps no persistent=False flag: its state_dict() has BERT's
-#     position_ids and LLaMA's inv_freq, which the eager module's has not).
+#     position_ids and LLaMA's inv_freq, which the eager module's has not;
+#     a buffer forward never reads, LLaMA's original_inv_freq, is in no stage
+#     and the only key allowed missing).
 #
 # Usage: tests/e2e/test_pprun_families.sh BUILD_DIR|PPC_BINARY OUT_TMP FAMILY
 set -euo pipefail
@@ -109,19 +111,37 @@ train_and_load() {
   "$PPRUN" --manifest "$split" --nproc "$n" --schedule "$sched" --chunks "$CHUNKS" --inputs "$W/batches" --steps 3 \
     --train "$@" --save "$W/ck" >"$W/train.log" 2>&1 ||
     { cat "$W/train.log" >&2; fail "pprun training ($n stages, $sched, $*)"; }
-  "$PY" - "$ROOT/samples/export_families.py" "$FAMILY" "$W/ck/params.pt" "$into" <<'PYEOF' || fail "params.pt does not load strictly"
-import importlib.util, sys, torch
+  "$PY" - "$ROOT/samples/export_families.py" "$FAMILY" "$W/ck/params.pt" "$into" "$split/manifest.json" <<'PYEOF' ||
+import importlib.util, json, sys, torch
+params = torch.load(sys.argv[3])
 if sys.argv[4] == "eager":
     spec = importlib.util.spec_from_file_location("families", sys.argv[1])
     fam = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fam)
     model = fam.build(sys.argv[2], "eager")["model"]
+    model.load_state_dict(params, strict=True)  # raises on a missing or unexpected key
+    print(f"   params.pt: {len(params)} tensors, load_state_dict(strict=True) into {type(model).__name__} passes")
+    sys.exit(0)
+# A trace: its state_dict() also lists persistent=False buffers (TorchScript
+# drops the flag); one that forward never reads is in no stage, so pprun
+# cannot save it (LLaMA's rotary original_inv_freq). Anything else missing,
+# or any unexpected key, fails.
+model = torch.jit.load(sys.argv[4])
+held = {n for s in json.load(open(sys.argv[5]))["stages"] for p in s["params"] for n in [p["original"]] + p.get("aliases", [])}
+unread = {n for n, _ in model.named_buffers()} - held
+missing = sorted(set(model.state_dict()) - set(params))
+unexpected = sorted(set(params) - set(model.state_dict()))
+if unexpected or set(missing) - unread:
+    sys.exit(f"params.pt vs the traced module: missing {missing}, unexpected {unexpected}")
+if missing:
+    model.load_state_dict(params, strict=False)
+    print(f"   params.pt: {len(params)} tensors; load_state_dict into the trace lacks only buffers no stage holds "
+          f"(forward never reads them): {', '.join(missing)}")
 else:
-    model = torch.jit.load(sys.argv[4])
-params = torch.load(sys.argv[3])
-model.load_state_dict(params, strict=True)  # raises on a missing or unexpected key
-print(f"   params.pt: {len(params)} tensors, load_state_dict(strict=True) into {type(model).__name__} passes")
+    model.load_state_dict(params, strict=True)
+    print(f"   params.pt: {len(params)} tensors, load_state_dict(strict=True) into the trace passes")
 PYEOF
+    fail "params.pt does not load strictly"
   compare "$W/ck/params.pt" "$ref.pt" "params after 3 steps (PyTorch's names, no mapping)" --keys-from A
   compare_losses "$W/train.log" "$ref.json" "per-step loss"
 }
