@@ -5,9 +5,11 @@
 #include <caffe2/serialize/inline_container.h>
 #include <torch/version.h>
 
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <unordered_map>
@@ -296,6 +298,17 @@ struct Pt2Program::Impl {
   std::vector<std::string> state_names;
   std::map<std::string, at::Tensor> state_tensors;  ///< fqn -> live tensor (signature's names)
 
+  // Node timing (--profile): per step, and the moments the gradients of the
+  // steps' outputs became complete in the backward running now (shared with
+  // the hooks, which may outlive the program and run on autograd's threads).
+  bool timing = false;
+  std::vector<double> step_us, step_bw_us;
+  struct BackwardLog {
+    std::mutex mutex;
+    std::vector<std::pair<int, std::chrono::steady_clock::time_point>> events;
+  };
+  std::shared_ptr<BackwardLog> bw = std::make_shared<BackwardLog>();
+
   // The archive, for save().
   std::vector<Record> records;
   std::map<std::string, c10::Storage> storages;  ///< record name -> the live bytes
@@ -321,6 +334,7 @@ struct Pt2Program::Impl {
   void collect_state();
 
   void exec(const Step& s, std::vector<c10::IValue>& env) const;
+  void hook_backward(const Step& s, const std::vector<c10::IValue>& env, int step) const;
 };
 
 int Pt2Program::Impl::new_slot(const std::string& name, const std::string& where) {
@@ -823,6 +837,25 @@ void Pt2Program::Impl::collect_state() {
   for (const auto& [fqn, slot] : buffers) add(fqn, false);
 }
 
+// The first output with a gradient function marks when this step's backward
+// starts (its other outputs' gradients are complete by then).
+void Pt2Program::Impl::hook_backward(const Step& s, const std::vector<c10::IValue>& env, int step) const {
+  for (const auto& o : s.outs) {
+    std::vector<int> slots = o.slots;
+    if (o.slot >= 0) slots.push_back(o.slot);
+    for (int slot : slots) {
+      if (!env[slot].isTensor()) continue;
+      const at::Tensor& t = env[slot].toTensor();
+      if (!t.defined() || !t.requires_grad() || !t.grad_fn()) continue;
+      at::Tensor(t).register_hook([log = bw, step](const at::Tensor&) {
+        std::lock_guard<std::mutex> lock(log->mutex);
+        log->events.emplace_back(step, std::chrono::steady_clock::now());
+      });
+      return;
+    }
+  }
+}
+
 void Pt2Program::Impl::exec(const Step& s, std::vector<c10::IValue>& env) const {
   switch (s.kind) {
     case Step::Kind::Py: {
@@ -869,7 +902,6 @@ void Pt2Program::Impl::exec(const Step& s, std::vector<c10::IValue>& env) const 
       break;
     }
   }
-  for (int r : s.release) env[r] = c10::IValue();
 }
 
 // --- the public interface ----------------------------------------------------
@@ -889,6 +921,38 @@ const std::vector<std::string>& Pt2Program::input_names() const { return impl_->
 const std::vector<std::string>& Pt2Program::output_names() const { return impl_->output_names; }
 size_t Pt2Program::num_nodes() const { return impl_->steps.size(); }
 void Pt2Program::set_training(bool training) { impl_->training = training; }
+
+void Pt2Program::set_timing(bool on) {
+  Impl& m = *impl_;
+  m.timing = on;
+  m.step_us.assign(m.steps.size(), 0.0);
+  m.step_bw_us.assign(m.steps.size(), 0.0);
+  std::lock_guard<std::mutex> lock(m.bw->mutex);
+  m.bw->events.clear();
+}
+
+void Pt2Program::end_backward() {
+  Impl& m = *impl_;
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(m.bw->mutex);
+  auto& ev = m.bw->events;
+  std::stable_sort(ev.begin(), ev.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  for (size_t i = 0; i < ev.size(); ++i) {
+    const auto until = i + 1 < ev.size() ? ev[i + 1].second : now;
+    if (static_cast<size_t>(ev[i].first) < m.step_bw_us.size())
+      m.step_bw_us[static_cast<size_t>(ev[i].first)] +=
+          std::chrono::duration<double, std::micro>(until - ev[i].second).count();
+  }
+  ev.clear();
+}
+
+std::vector<NodeTime> Pt2Program::node_times_us() const {
+  const Impl& m = *impl_;
+  std::vector<NodeTime> out;
+  for (size_t k = 0; k < m.steps.size() && k < m.step_us.size(); ++k)
+    out.push_back({m.steps[k].name, m.step_us[k], k < m.step_bw_us.size() ? m.step_bw_us[k] : 0.0});
+  return out;
+}
 std::vector<std::pair<std::string, at::Tensor>> Pt2Program::parameters() const { return impl_->param_list; }
 std::vector<std::pair<std::string, at::Tensor>> Pt2Program::buffers() const { return impl_->buffer_list; }
 std::vector<std::string> Pt2Program::state_names() const { return impl_->state_names; }
@@ -904,12 +968,22 @@ std::vector<at::Tensor> Pt2Program::run(const std::vector<at::Tensor>& inputs) {
   for (const auto& [slot, v] : m.bound_constants) env[slot] = v;
   for (size_t i = 0; i < inputs.size(); ++i)
     env[m.input_slots[i]] = m.input_written[i] && inputs[i].defined() ? inputs[i].clone() : inputs[i];
-  for (const auto& s : m.steps) {
+  for (size_t k = 0; k < m.steps.size(); ++k) {
+    const Step& s = m.steps[k];
     try {
-      m.exec(s, env);
+      if (m.timing) {
+        // CPU kernels are synchronous: a step's wall time is its cost.
+        auto t0 = std::chrono::steady_clock::now();
+        m.exec(s, env);
+        m.step_us[k] += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+        m.hook_backward(s, env, static_cast<int>(k));
+      } else {
+        m.exec(s, env);
+      }
     } catch (const c10::Error& e) {
       throw Error(m.path + ": node '" + s.name + "' (" + s.target + "): " + first_line(e.what_without_backtrace()));
     } catch (const Error& e) { throw Error(m.path + ": node '" + s.name + "' (" + s.target + "): " + e.what()); }
+    for (int r : s.release) env[r] = c10::IValue();  // after the timing hook: it needs the outputs
   }
   if (!m.buffer_mutations.empty()) {
     at::NoGradGuard no_grad;

@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/stages/node_time.h"
+
 namespace ppc::runtime {
 
 class Pt2Program {
@@ -50,6 +52,15 @@ class Pt2Program {
   /// program writes in place (directly or through a view) are copied first.
   /// Not reentrant. Throws ppc::Error naming the failing node.
   std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs);
+
+  /// Node timing (pprun --profile), as OnnxGraph's: while on, run() adds each
+  /// node's wall time to it and hooks its first output that requires grad;
+  /// end_backward() after each backward through timed runs splits the
+  /// backward's time between the nodes. Turning it on clears the totals.
+  void set_timing(bool on);
+  void end_backward();
+  /// Forward and backward microseconds per node (by node name), in order.
+  std::vector<NodeTime> node_times_us() const;
 
   /// The exported graph has the mode it was exported in baked into its
   /// arguments. Once this is called, every boolean operator argument named

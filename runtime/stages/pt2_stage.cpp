@@ -45,6 +45,9 @@ class Pt2Stage final : public StageModule {
   }
 
   void set_training(bool training) override { program_->set_training(training); }
+  void set_node_timing(bool on) override { program_->set_timing(on); }
+  void end_backward() override { program_->end_backward(); }
+  std::vector<NodeTime> node_times_us() const override { return program_->node_times_us(); }
   std::vector<NamedTensor> parameters() override { return program_->parameters(); }
   std::vector<NamedTensor> buffers() override { return program_->buffers(); }
   void save(const std::string& path) override { program_->save(path); }
