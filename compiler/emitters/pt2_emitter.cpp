@@ -1,6 +1,7 @@
 // .pt2 stage emitter: a stage as an ExportedProgram in a torch.export archive.
 #include "compiler/emitters/pt2_emitter.h"
 
+#include <cstdint>
 #include <fstream>
 #include <map>
 #include <set>
@@ -20,8 +21,10 @@ using pt2_frontend::Pt2Source;
 // --- sample inputs: torch.save((tensors, {})) written without torch ----------
 
 void pickle_int(std::string& p, int64_t v) {
-  p += 'J';  // BININT: 4-byte little-endian
-  for (int i = 0; i < 4; ++i) p.push_back(static_cast<char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xff));
+  const bool small = v >= INT32_MIN && v <= INT32_MAX;
+  p += small ? "J" : "\x8a\x08";  // BININT (4 bytes) or LONG1 of 8 bytes, little-endian
+  for (int i = 0; i < (small ? 4 : 8); ++i)
+    p.push_back(static_cast<char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xff));
 }
 
 void pickle_str(std::string& p, const std::string& s) {
@@ -57,9 +60,11 @@ std::string torch_save_zeros(const std::vector<SampleTensor>& tensors) {
   std::string pkl = "\x80\x02(";
   std::vector<std::string> storages;
   for (size_t i = 0; i < tensors.size(); ++i) {
+    // One zero element broadcast to the example's sizes (all strides 0): the
+    // archive stays small whatever the activations' sizes.
     const SampleTensor& t = tensors[i];
     int64_t numel = 1;
-    for (int64_t d : t.sizes) numel *= d;
+    for (int64_t d : t.sizes) numel = d == 0 ? 0 : numel;
     pkl += "ctorch._utils\n_rebuild_tensor_v2\n((";
     pickle_str(pkl, "storage");
     pkl += std::string("ctorch\n") + storage_class(t.dtype) + "\n";
@@ -71,10 +76,7 @@ std::string torch_save_zeros(const std::vector<SampleTensor>& tensors) {
     pkl += '(';
     for (int64_t d : t.sizes) pickle_int(pkl, d);
     pkl += "t(";
-    int64_t stride = 1;
-    std::vector<int64_t> strides(t.sizes.size());
-    for (size_t k = t.sizes.size(); k-- > 0;) strides[k] = stride, stride *= std::max<int64_t>(1, t.sizes[k]);
-    for (int64_t s : strides) pickle_int(pkl, s);
+    for (size_t k = 0; k < t.sizes.size(); ++k) pickle_int(pkl, 0);
     pkl +=
         "t\x89"
         "ccollections\nOrderedDict\n)RtR";  // requires_grad False, hooks, REDUCE

@@ -258,7 +258,10 @@ class Pt2Lowering {
     const json& meta = tensor_meta(p.placeholder);
     const ir::DType dt = dtype_of(meta.value("dtype", 0));
     ir::Shape shape = shape_of(meta);
-    const int64_t bytes = static_cast<int64_t>(shape.numel(1.0)) * ir::dtype_size(dt);
+    const double numel = shape.numel(1.0);
+    if (!(numel >= 0 && numel * std::max(1, ir::dtype_size(dt)) < 9.0e18))
+      throw fail(kind + " '" + fqn + "' has an impossible size " + shape.str());
+    const int64_t bytes = static_cast<int64_t>(numel) * ir::dtype_size(dt);
     ir::Graph& g = src_.graph_;
     if (g.find_value(fqn) != ir::kNone) throw fail(kind + " '" + fqn + "' is named like another value");
     const ir::ValueId v = g.add_param(fqn, dt, std::move(shape), bytes);
