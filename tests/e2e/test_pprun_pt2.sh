@@ -9,6 +9,7 @@
 #     saw batch 2) equal the module's (<= 1e-5), GPipe on 2 stages, 1F1B on 3;
 #   - training: 3 steps of SGD with momentum on 2 stages (GPipe) and of AdamW
 #     on 3 stages (1F1B): every parameter and each step's loss equal PyTorch's;
+#   - --resume after 2 steps + 1 step gives the parameters of 3 steps, bit for bit;
 #   - --save: every saved stage opens with torch.export.load and holds the
 #     trained values, and pprun running the saved pipeline gives the module's
 #     outputs with the trained parameters.
@@ -139,6 +140,13 @@ EOF
 }
 train 2 gpipe sgd
 train 3 1f1b adamw
+
+step "$MODEL_NAME: --resume after 2 steps + 1 step equals 3 steps (2 stages, gpipe, sgd)"
+# shellcheck disable=SC2086
+run=(--nproc 2 --schedule gpipe --chunks $CHUNKS --inputs "$W/batches" --train --loss $LOSS $SGD --quiet)
+"$PPRUN" --manifest "$W/split2" "${run[@]}" --steps 2 --save "$W/two" || fail "2 steps"
+"$PPRUN" --resume "$W/two" "${run[@]}" --steps 1 --save "$W/two_plus_one" || fail "resume + 1 step"
+compare "$W/two_plus_one/params.pt" "$W/ck_sgd/params.pt" "resumed vs uninterrupted" --atol 0
 
 step "$MODEL_NAME: the saved stages open with torch.export.load and hold the trained values"
 "$PY" - "$W/ck_adamw" <<'EOF'
