@@ -438,15 +438,25 @@ void Engine::finish_recv_data(PendingRecv& p) {
                                          : action_index(peer, Action::SEND_B, p.consumer, p.microbatch);
     release_sends(peer, sent_at);
   }
-  if (!p.incoming.messages().empty()) p.buffers = p.incoming.tensors();
+  if (!p.incoming.messages().empty()) {
+    const std::string bad = p.incoming.check({step_, p.direction, p.producer, p.consumer, p.microbatch});
+    if (!bad.empty()) {
+      const int peer = layout_.rank_of(replica_, rank_of(p.direction == 0 ? p.producer : p.consumer));
+      throw PeerError(peer, "the message from rank " + std::to_string(peer) + " with stage " +
+                                std::to_string(p.producer) + " -> " + std::to_string(p.consumer) + "'s " +
+                                (p.direction ? "gradients" : "activations") + " of micro-batch " +
+                                std::to_string(p.microbatch) + " (step " + std::to_string(step_ + 1) + ") is " + bad);
+    }
+    p.buffers = p.incoming.tensors();
+  }
   p.incoming = wire::Incoming();
 }
 
-void Engine::send_data(std::vector<at::Tensor> ts, int dst, uint32_t tag, int received_at) {
+void Engine::send_data(std::vector<at::Tensor> ts, int dst, uint32_t tag, int received_at, const wire::MessageId& id) {
   if (ts.empty()) return;
   // Small tensors packed into one message (a copy, whatever their strides),
   // large ones as they are (made contiguous), each alone (wire::Layout).
-  for (at::Tensor& t : wire::outgoing(ts)) data_sends_.push_back({t_.isend(t, dst, tag), t, dst, received_at});
+  for (at::Tensor& t : wire::outgoing(ts, id)) data_sends_.push_back({t_.isend(t, dst, tag), t, dst, received_at});
 }
 
 int Engine::action_index(int rank, Action::Kind kind, int s, int m) const {
@@ -543,7 +553,7 @@ void Engine::send_forward(int s, int m) {
       at::Tensor header = wire::encode_header(ts);
       data_sends_.push_back({t_.isend(header, dst, tags_->data(0, s, l.consumer, m, 0)), header, dst, received_at});
     }
-    send_data(std::move(ts), dst, tags_->data(0, s, l.consumer, m, 1), received_at);
+    send_data(std::move(ts), dst, tags_->data(0, s, l.consumer, m, 1), received_at, {step_, 0, s, l.consumer, m});
   }
   if (!o_.train) st.outputs.clear();
 }
@@ -678,7 +688,7 @@ void Engine::send_backward(int s, int m) {
     const int dst = rank_of(l.producer);
     int received_at = action_index(dst, Action::B, l.producer, m);
     if (received_at < 0) received_at = action_index(dst, Action::I, l.producer, m);
-    send_data(std::move(gs), dst, tags_->data(1, l.producer, s, m, 1), received_at);
+    send_data(std::move(gs), dst, tags_->data(1, l.producer, s, m, 1), received_at, {step_, 1, l.producer, s, m});
   }
   st.in_grads.clear();
 }

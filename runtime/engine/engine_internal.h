@@ -154,11 +154,13 @@ class Engine {
   /// `consumer`): one message, packed when there are several tensors.
   void post_recv_data(PendingRecv& p, int direction, int producer, int consumer, int m,
                       const std::vector<std::vector<int64_t>>& shapes, const std::vector<at::ScalarType>& dtypes);
-  /// Waits for it; p.buffers then holds the tensors.
+  /// Waits for it and checks it (wire::Incoming::check: a corrupted or
+  /// wrong-size message is a PeerError naming its sender, edge and
+  /// micro-batch); p.buffers then holds the tensors.
   void finish_recv_data(PendingRecv& p);
   /// The sending side: `ts` as one message, packed when several;
   /// `received_at`: the action of `dst` that receives it (PendingSend).
-  void send_data(std::vector<at::Tensor> ts, int dst, uint32_t tag, int received_at);
+  void send_data(std::vector<at::Tensor> ts, int dst, uint32_t tag, int received_at, const wire::MessageId& id);
   /// The index of action (kind, stage, micro-batch) in `rank`'s lowered schedule, or -1.
   int action_index(int rank, Action::Kind kind, int s, int m) const;
   /// A message from `peer` that it sent in its action `sent_at` has arrived:

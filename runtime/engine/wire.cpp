@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "schemas/error.h"
 
@@ -105,7 +106,60 @@ Layout layout(const std::vector<std::vector<int64_t>>& shapes, const std::vector
   return l;
 }
 
-std::vector<at::Tensor> outgoing(const std::vector<at::Tensor>& tensors) {
+namespace {
+constexpr uint64_t kMagic = 0x3130455249574350ULL;  // "PCWIRE01"
+enum Word { kMagicWord, kStep, kDirMb, kEdge, kDigest, kBytes, kPayloadSum, kHeaderSum };
+
+uint64_t mix(uint64_t h, uint64_t v) { return (h ^ v) * 0x100000001b3ULL + 0x9e3779b97f4a7c15ULL; }
+
+// A checksum of `n` bytes, 8 at a time (a few GB/s: the frame holds small tensors only).
+uint64_t checksum(const uint8_t* p, int64_t n) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    h = mix(h, w);
+  }
+  for (; i < n; ++i) h = mix(h, p[i]);
+  return mix(h, static_cast<uint64_t>(n));
+}
+
+uint64_t header_sum(const uint64_t* w) {
+  uint64_t h = 0x84222325cbf29ce4ULL;
+  for (int k = 0; k < kHeaderSum; ++k) h = mix(h, w[k]);
+  return h;
+}
+
+uint64_t digest(const std::vector<std::vector<int64_t>>& shapes, const std::vector<at::ScalarType>& dtypes) {
+  uint64_t h = mix(0, shapes.size());
+  for (size_t k = 0; k < shapes.size(); ++k) {
+    h = mix(h, static_cast<uint64_t>(dtypes[k]));
+    h = mix(h, shapes[k].size());
+    for (int64_t d : shapes[k]) h = mix(h, static_cast<uint64_t>(d));
+  }
+  return h;
+}
+
+int64_t total_bytes(const std::vector<std::vector<int64_t>>& shapes, const std::vector<at::ScalarType>& dtypes) {
+  int64_t n = 0;
+  for (size_t k = 0; k < shapes.size(); ++k) n += nbytes_of(shapes[k], dtypes[k]);
+  return n;
+}
+
+int64_t frame_bytes(int64_t packed) { return kFrameHeader + (packed + 7) / 8 * 8 + 8; }
+
+void fill_header(uint64_t* w, const MessageId& id, uint64_t dig, int64_t bytes) {
+  w[kMagicWord] = kMagic;
+  w[kStep] = static_cast<uint64_t>(id.step);
+  w[kDirMb] = (static_cast<uint64_t>(id.direction) << 32) | static_cast<uint32_t>(id.microbatch);
+  w[kEdge] = (static_cast<uint64_t>(static_cast<uint32_t>(id.producer)) << 32) | static_cast<uint32_t>(id.consumer);
+  w[kDigest] = dig;
+  w[kBytes] = static_cast<uint64_t>(bytes);
+}
+}  // namespace
+
+std::vector<at::Tensor> outgoing(const std::vector<at::Tensor>& tensors, const MessageId& id) {
   std::vector<std::vector<int64_t>> shapes;
   std::vector<at::ScalarType> dtypes;
   for (const auto& t : tensors) {
@@ -113,44 +167,92 @@ std::vector<at::Tensor> outgoing(const std::vector<at::Tensor>& tensors) {
     dtypes.push_back(t.scalar_type());
   }
   const Layout l = layout(shapes, dtypes);
-  std::vector<at::Tensor> out;
-  if (l.packed.size() > 1) out.push_back(pack(pick(tensors, l.packed)));
-  if (l.packed.size() == 1) out.push_back(as_bytes_if_bool(tensors[l.packed[0]].contiguous()));
+  const auto small_shapes = pick(shapes, l.packed);
+  const auto small_dtypes = pick(dtypes, l.packed);
+  const int64_t packed = packed_bytes(small_shapes, small_dtypes);
+  at::Tensor frame = at::empty({frame_bytes(packed)}, at::kByte);
+  uint8_t* base = frame.data_ptr<uint8_t>();
+  if (!l.packed.empty()) {
+    auto views = unpack(frame.narrow(0, kFrameHeader, packed), small_shapes, small_dtypes);
+    for (size_t k = 0; k < views.size(); ++k) views[k].copy_(tensors[l.packed[k]]);
+  }
+  std::memset(base + kFrameHeader + packed, 0, static_cast<size_t>(frame.numel() - kFrameHeader - packed));
+  uint64_t w[kFrameHeader / 8] = {};
+  fill_header(w, id, digest(shapes, dtypes), total_bytes(shapes, dtypes));
+  w[kPayloadSum] = checksum(base + kFrameHeader, packed);
+  w[kHeaderSum] = header_sum(w);
+  std::memcpy(base, w, sizeof w);
+  std::memcpy(base + frame.numel() - 8, &w[kHeaderSum], 8);
+  std::vector<at::Tensor> out{frame};
   for (int k : l.alone) out.push_back(as_bytes_if_bool(tensors[k].contiguous()));
   return out;
 }
 
 Incoming::Incoming(std::vector<std::vector<int64_t>> shapes, std::vector<at::ScalarType> dtypes, RecvPool& pool)
     : shapes_(std::move(shapes)), dtypes_(std::move(dtypes)), layout_(layout(shapes_, dtypes_)) {
-  auto one = [&](int k) {
+  const int64_t packed = packed_bytes(pick(shapes_, layout_.packed), pick(dtypes_, layout_.packed));
+  at::Tensor frame = pool.take(frame_bytes(packed));
+  // A pooled buffer holds an earlier frame: clear its header and end mark.
+  std::memset(frame.data_ptr(), 0, kFrameHeader);
+  std::memset(frame.data_ptr<uint8_t>() + frame.numel() - 8, 0, 8);
+  messages_.push_back(frame);
+  for (int k : layout_.alone) {
     const std::vector<std::vector<int64_t>> s{shapes_[k]};
     const std::vector<at::ScalarType> d{dtypes_[k]};
-    return as_bytes_if_bool(unpack(pool.take(packed_bytes(s, d)), s, d)[0]);
-  };
-  if (layout_.packed.size() > 1)
-    messages_.push_back(pool.take(packed_bytes(pick(shapes_, layout_.packed), pick(dtypes_, layout_.packed))));
-  if (layout_.packed.size() == 1) messages_.push_back(one(layout_.packed[0]));
-  for (int k : layout_.alone) messages_.push_back(one(k));
+    messages_.push_back(as_bytes_if_bool(unpack(pool.take(packed_bytes(s, d)), s, d)[0]));
+  }
 }
 
 std::vector<at::Tensor> Incoming::tensors() const {
   std::vector<at::Tensor> out(shapes_.size());
-  size_t next = 0;
-  auto typed = [&](int k, const at::Tensor& t) { return dtypes_[k] == at::kBool ? t.view(at::kBool) : t; };
-  if (layout_.packed.size() > 1) {
-    auto views = unpack(messages_.at(next++), pick(shapes_, layout_.packed), pick(dtypes_, layout_.packed));
-    for (size_t i = 0; i < views.size(); ++i) out[layout_.packed[i]] = views[i];
+  const auto small_shapes = pick(shapes_, layout_.packed);
+  const auto small_dtypes = pick(dtypes_, layout_.packed);
+  const at::Tensor& frame = messages_.at(0);
+  auto views =
+      unpack(frame.narrow(0, kFrameHeader, packed_bytes(small_shapes, small_dtypes)), small_shapes, small_dtypes);
+  for (size_t i = 0; i < views.size(); ++i) out[layout_.packed[i]] = views[i];
+  for (size_t i = 0; i < layout_.alone.size(); ++i) {
+    const int k = layout_.alone[i];
+    out[k] = dtypes_[k] == at::kBool ? messages_.at(i + 1).view(at::kBool) : messages_.at(i + 1);
   }
-  if (layout_.packed.size() == 1) out[layout_.packed[0]] = typed(layout_.packed[0], messages_.at(next++));
-  for (int k : layout_.alone) out[k] = typed(k, messages_.at(next++));
   return out;
 }
 
-int64_t Incoming::bytes() const {
-  int64_t n = 0;
-  for (const at::Tensor& m : messages_) n += static_cast<int64_t>(m.nbytes());
-  return n;
+std::string Incoming::check(const MessageId& id) const {
+  const at::Tensor& frame = messages_.at(0);
+  const uint8_t* base = frame.data_ptr<uint8_t>();
+  uint64_t w[kFrameHeader / 8], end;
+  std::memcpy(w, base, sizeof w);
+  std::memcpy(&end, base + frame.numel() - 8, 8);
+  if (w[kMagicWord] != kMagic || w[kHeaderSum] != header_sum(w)) return "corrupted: its header fails its checksum";
+  if (end != w[kHeaderSum])
+    return "of the wrong size: shorter than the " + std::to_string(frame.numel()) + " bytes expected";
+  uint64_t want[kFrameHeader / 8] = {};
+  fill_header(want, id, digest(shapes_, dtypes_), total_bytes(shapes_, dtypes_));
+  if (w[kStep] != want[kStep] || w[kDirMb] != want[kDirMb] || w[kEdge] != want[kEdge]) {
+    const auto dir = static_cast<int>(w[kDirMb] >> 32);
+    return "not the one expected: it is step " + std::to_string(w[kStep] + 1) + "'s " +
+           (dir ? "gradients" : "activations") + " of stage " + std::to_string(w[kEdge] >> 32) + " -> " +
+           std::to_string(static_cast<uint32_t>(w[kEdge])) + ", micro-batch " +
+           std::to_string(static_cast<uint32_t>(w[kDirMb]));
+  }
+  if (w[kDigest] != want[kDigest] || w[kBytes] != want[kBytes]) {
+    std::string what;
+    for (size_t k = 0; k < shapes_.size(); ++k) {
+      what += k ? ", " : "";
+      what += std::string(c10::toString(dtypes_[k])) + "[";
+      for (size_t d = 0; d < shapes_[k].size(); ++d) what += (d ? ", " : "") + std::to_string(shapes_[k][d]);
+      what += "]";
+    }
+    return "of the wrong size: it carries " + std::to_string(w[kBytes]) +
+           " bytes of other dtypes or shapes, expected " + std::to_string(want[kBytes]) + " bytes: " + what;
+  }
+  const int64_t packed = packed_bytes(pick(shapes_, layout_.packed), pick(dtypes_, layout_.packed));
+  if (w[kPayloadSum] != checksum(base + kFrameHeader, packed)) return "corrupted: its data fails its checksum";
+  return "";
 }
+
+int64_t Incoming::bytes() const { return total_bytes(shapes_, dtypes_); }
 
 namespace {
 bool is_free(const at::Tensor& b) { return b.use_count() == 1 && b.storage().use_count() == 1; }

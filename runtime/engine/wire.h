@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <map>
+#include <string>
 #include <vector>
 
 namespace ppc::runtime::wire {
@@ -46,15 +47,27 @@ std::vector<at::Tensor> unpack(const at::Tensor& bytes, const std::vector<std::v
 constexpr int64_t kUnpackBytes = 256 << 10;
 
 /// How one edge's tensors of one micro-batch travel, all on one tag (FIFO):
-/// first the small ones, packed when several (a lone one as it is), then each
-/// large one alone, in order.
+/// first a frame, then each large tensor alone, in order. The frame is a
+/// kFrameHeader-byte header, the small tensors packed (pack's layout), and an
+/// 8-byte end mark. The header says what the message is (MessageId), the
+/// dtypes and shapes it carries (a digest), their bytes, a checksum of the
+/// small tensors' bytes and a checksum of itself; the end mark repeats the
+/// latter, so that a shorter frame (its end never written) is told.
 struct Layout {
-  std::vector<int> packed;  ///< the tensors of the first message (if any)
+  std::vector<int> packed;  ///< the tensors in the frame
   std::vector<int> alone;   ///< one message each, after it
 };
 Layout layout(const std::vector<std::vector<int64_t>>& shapes, const std::vector<at::ScalarType>& dtypes);
+constexpr int64_t kFrameHeader = 64;
+
+/// What a message is: which step, direction (0 activations, 1 gradients),
+/// stage edge and micro-batch.
+struct MessageId {
+  int64_t step = 0;
+  int direction = 0, producer = 0, consumer = 0, microbatch = 0;
+};
 /// The sending side: the messages for `tensors` (bools travel as bytes).
-std::vector<at::Tensor> outgoing(const std::vector<at::Tensor>& tensors);
+std::vector<at::Tensor> outgoing(const std::vector<at::Tensor>& tensors, const MessageId& id);
 
 class RecvPool;
 /// The receiving side of one edge's tensors of one micro-batch: the buffers
@@ -67,7 +80,10 @@ class Incoming {
   const std::vector<at::Tensor>& messages() const { return messages_; }
   /// The tensors (views of the buffers), once every message has arrived.
   std::vector<at::Tensor> tensors() const;
-  /// Bytes of all messages.
+  /// Once every message has arrived: "" when the frame is whole, uncorrupted
+  /// and is `id`'s with the expected dtypes and shapes; else what is wrong.
+  std::string check(const MessageId& id) const;
+  /// Bytes of the tensors (the frame's header and padding aside).
   int64_t bytes() const;
 
  private:

@@ -28,6 +28,7 @@
 #include <climits>
 #include <condition_variable>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <future>
@@ -600,14 +601,35 @@ class GlooTransport : public Transport {
     // other direction's data (skip's uniform 2-stage split, 3 tensors per
     // micro-batch each way: 12.9 -> 7.3 ms per step).
     up_ = make_group(all, "ppc_up");
+    if (const char* f = std::getenv("PPRUN_TEST_CORRUPT_MESSAGE")) {
+      int r = -1;
+      long long n = 0;
+      char kind[8] = {};
+      if (std::sscanf(f, "%d:%lld:%7s", &r, &n, kind) == 3 && r == o.rank && n > 0) {
+        fault_n_ = n;
+        fault_kind_ = kind;
+      }
+    }
   }
 
   int rank() const override { return options_.rank; }
   int world_size() const override { return options_.world_size; }
 
+  // Tests only: PPRUN_TEST_CORRUPT_MESSAGE=RANK:N:flip|short makes rank RANK
+  // send its N-th data message (tag below 2^30, counted from 1) with a byte
+  // flipped in its middle, or 8 bytes short, so that the receiver's checks
+  // can be tested end to end.
+  at::Tensor inject_fault(at::Tensor t, uint32_t tag) {
+    if (fault_n_ == 0 || tag >= (1u << 30) || ++data_sent_ != fault_n_) return t;
+    at::Tensor bytes = t.reshape({-1}).view(at::kByte).clone();
+    if (fault_kind_ == "short") return bytes.narrow(0, 0, std::max<int64_t>(0, bytes.numel() - 8)).clone();
+    if (bytes.numel() > 0) bytes.data_ptr<uint8_t>()[bytes.numel() / 2] ^= 0x5a;
+    return bytes;
+  }
+
   std::unique_ptr<Work> isend(at::Tensor t, int dst, uint32_t tag) override {
     check_peer(dst, "isend");
-    std::vector<at::Tensor> ts{t.detach().contiguous()};
+    std::vector<at::Tensor> ts{inject_fault(t.detach().contiguous(), tag)};
     const std::string op = "send to rank " + std::to_string(dst) + ", tag " + std::to_string(tag);
     try {
       auto w = (dst > options_.rank ? up_ : world_)->send(ts, dst, checked_tag(tag));
@@ -703,6 +725,8 @@ class GlooTransport : public Transport {
   }
 
  private:
+  long long fault_n_ = 0, data_sent_ = 0;  // PPRUN_TEST_CORRUPT_MESSAGE
+  std::string fault_kind_;
   static int checked_tag(uint32_t tag) {
     if (tag > static_cast<uint32_t>(INT_MAX))
       throw std::invalid_argument("tag " + std::to_string(tag) + " does not fit c10d (< 2^31)");

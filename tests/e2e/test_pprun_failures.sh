@@ -8,6 +8,10 @@
 #   - a rank that exits 0 mid-run (its program returned early; a preloaded
 #     exit_early.c ends it with _exit(0) on SIGUSR1): the others exit
 #     non-zero within the timeout, naming it, and no process is left;
+#   - a message that arrives corrupted or 8 bytes short (rank 1 sends one
+#     so, PPRUN_TEST_CORRUPT_MESSAGE): its receiver names rank 1, the stage
+#     edge, the micro-batch and what is wrong; every rank exits non-zero
+#     within 20 s, no process is left;
 #   - a rank started with another manifest (same model, other cuts) or with
 #     other options (--steps): every rank refuses at start, naming it;
 #   - under --nproc, a killed rank makes the launcher exit non-zero and stop
@@ -113,6 +117,35 @@ for r in 0 1 2; do
   if kill -0 "${PIDS[$r]}" 2>/dev/null; then fail "rank $r still runs"; fi
 done
 PRELOAD2=
+
+# expect_bad_message KIND WHAT: rank 1's 12th data message goes out damaged
+# (each step it sends 4 activation messages, a shape header and the tensors
+# per micro-batch, then 2 of gradients: the 12th is step 2's last gradients,
+# to rank 0); the rank that receives it names it, every rank is out.
+expect_bad_message() {
+  PORT=$(free_port)
+  export PPRUN_TEST_CORRUPT_MESSAGE="1:12:$1"
+  launch_ranks
+  unset PPRUN_TEST_CORRUPT_MESSAGE
+  local start=$SECONDS
+  for r in 0 1 2; do
+    local rc=0
+    wait "${PIDS[$r]}" || rc=$?
+    [ $rc -ne 0 ] || fail "rank $r exited 0 after a $1 message"
+  done
+  [ $((SECONDS - start)) -le 20 ] || fail "the ranks took $((SECONDS - start))s to exit"
+  grep -h "the message from rank 1 with stage 0 -> 1's gradients of micro-batch 1 (step 2) is $2" "$W/rank0.err"  || fail "no rank names rank 1's $1 message: $(cat "$W"/rank*.err)"
+  for r in 0 1 2; do
+    if kill -0 "${PIDS[$r]}" 2>/dev/null; then fail "rank $r still runs"; fi
+  done
+  echo "   every rank out within $((SECONDS - start))s"
+}
+
+step "a message that arrives corrupted (a byte flipped)"
+expect_bad_message flip "corrupted: its data fails its checksum"
+
+step "a message that arrives 8 bytes short"
+expect_bad_message short "of the wrong size: shorter than the"
 
 # expect_refusal WHAT: every rank exits 2 at start, naming rank 2 and WHAT.
 expect_refusal() {

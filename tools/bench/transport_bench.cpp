@@ -160,14 +160,15 @@ class Bench {
     }
     std::vector<std::unique_ptr<ppc::runtime::Work>> sends, recvs;
     if (o_.rank == 0)
-      for (const at::Tensor& m : wire::outgoing(out)) sends.push_back(t_.isend(m, peer_, kTag));
+      for (const at::Tensor& m : wire::outgoing(out, {})) sends.push_back(t_.isend(m, peer_, kTag));
     wire::Incoming in(shapes, dtypes, pool_);
     for (const at::Tensor& b : in.messages()) recvs.push_back(t_.irecv(b, peer_, kTag));
     for (auto& w : sends) w->wait();
     for (auto& w : recvs) w->wait();
+    if (!in.check({}).empty()) ok_ = false;
     std::vector<at::Tensor> got = in.tensors();
     if (o_.rank == 1)
-      for (const at::Tensor& m : wire::outgoing(got)) t_.isend(m, peer_, kTag)->wait();
+      for (const at::Tensor& m : wire::outgoing(got, {})) t_.isend(m, peer_, kTag)->wait();
     return got;
   }
   void eng1() {

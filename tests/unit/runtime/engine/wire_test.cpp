@@ -5,6 +5,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <set>
@@ -120,7 +121,8 @@ TEST(Wire, LargeTensorsTravelAloneSmallOnesPacked) {
                         {at::kFloat, at::kLong, at::kFloat, at::kBool, at::kFloat});
   EXPECT_EQ(l.packed, (std::vector<int>{1, 3}));
   EXPECT_EQ(l.alone, (std::vector<int>{0, 2, 4}));
-  std::vector<at::Tensor> msgs = wire::outgoing(ts);
+  const wire::MessageId id{3, 1, 2, 5, 7};
+  std::vector<at::Tensor> msgs = wire::outgoing(ts, id);
   ASSERT_EQ(msgs.size(), 4u);
   EXPECT_EQ(msgs[1].data_ptr(), ts[0].data_ptr());  // no copy
   wire::RecvPool pool;
@@ -136,10 +138,43 @@ TEST(Wire, LargeTensorsTravelAloneSmallOnesPacked) {
     ASSERT_EQ(in.messages()[k].nbytes(), msgs[k].nbytes());
     std::memcpy(in.messages()[k].data_ptr(), msgs[k].contiguous().data_ptr(), msgs[k].nbytes());
   }
+  EXPECT_EQ(in.check(id), "");
   auto got = in.tensors();
   ASSERT_EQ(got.size(), ts.size());
   for (size_t k = 0; k < ts.size(); ++k) {
     EXPECT_EQ(got[k].scalar_type(), ts[k].scalar_type());
     EXPECT_TRUE(at::equal(got[k], ts[k])) << k;
   }
+}
+
+// The frame tells a corrupted header or payload, a short frame, another
+// message than the expected one and other shapes, each in words.
+TEST(Wire, FrameCheckNamesCorruptedShortAndWrongMessages) {
+  const wire::MessageId id{4, 0, 1, 2, 3};
+  const std::vector<at::Tensor> ts = {at::randn({8, 4}), at::arange(6, at::kLong)};
+  const std::vector<std::vector<int64_t>> shapes = {{8, 4}, {6}};
+  const std::vector<at::ScalarType> dtypes = {at::kFloat, at::kLong};
+  wire::RecvPool pool;
+  auto receive = [&](const at::Tensor& frame, int64_t n, const std::vector<std::vector<int64_t>>& want,
+                     const wire::MessageId& expect) {
+    wire::Incoming in(want, dtypes, pool);
+    const at::Tensor& buf = in.messages()[0];
+    std::memcpy(buf.data_ptr(), frame.data_ptr(), static_cast<size_t>(std::min<int64_t>(n, buf.numel())));
+    return in.check(expect);
+  };
+  const at::Tensor frame = wire::outgoing(ts, id).at(0);
+  const int64_t n = frame.numel();
+  EXPECT_EQ(receive(frame, n, shapes, id), "");
+  at::Tensor bad = frame.clone();
+  bad.data_ptr<uint8_t>()[n / 2] ^= 0x10;  // in the payload
+  EXPECT_NE(receive(bad, n, shapes, id).find("data fails its checksum"), std::string::npos);
+  bad = frame.clone();
+  bad.data_ptr<uint8_t>()[9] ^= 0x01;  // the step, in the header
+  EXPECT_NE(receive(bad, n, shapes, id).find("header fails its checksum"), std::string::npos);
+  EXPECT_NE(receive(frame, n - 8, shapes, id).find("shorter than the"), std::string::npos);
+  EXPECT_NE(receive(frame, n, shapes, {4, 0, 1, 2, 2}).find("not the one expected"), std::string::npos);
+  EXPECT_NE(receive(frame, n, shapes, {5, 0, 1, 2, 3}).find("step 5's activations of stage 1 -> 2, micro-batch 3"),
+            std::string::npos);
+  const at::Tensor other = wire::outgoing({at::randn({8, 4}), at::arange(6, at::kLong).view({2, 3})}, id).at(0);
+  EXPECT_NE(receive(other, n, shapes, id).find("other dtypes or shapes"), std::string::npos);
 }
