@@ -147,6 +147,7 @@ void Measurement::record(const std::string& name, const std::string& category, i
 // names it.
 void Measurement::end_step(int64_t step, double secs, double step_loss, int64_t batch_samples,
                            std::vector<std::unique_ptr<Work>>& sends, std::vector<at::Tensor>& keepalive) {
+  const double measured_at = now_us();  // `secs` ends here on this rank's clock (rank 0's, aligned)
   const int P = t_.world_size(), S = num_stages_;
   const int first_compute = 2 + 3 * P + 4 * S;  // P entries: each rank's first compute start
   const int cpu = first_compute + P;            // 4 S entries: the stages' CPU time
@@ -192,6 +193,9 @@ void Measurement::end_step(int64_t step, double secs, double step_loss, int64_t 
     end = std::max(end, g[1 + 2 * P + r]);
   }
   double span = std::max(end - start, 1e-9);
+  // The step ends when the last rank's last action does: in inference rank 0
+  // is done before the last rank has computed its last micro-batches.
+  if (end > measured_at) secs += (end - measured_at) / 1e6;
   // The pipeline, as the simulator sees it, starts with the first compute.
   double compute_start = end;
   for (int r = 0; r < P; ++r)

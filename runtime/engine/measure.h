@@ -86,7 +86,8 @@ class Measurement {
 
   /// The step's statistics to rank 0 and, there, the step's log line. A
   /// rank other than 0 sends without waiting: the send joins `sends`, which
-  /// the engine waits on with its own.
+  /// the engine waits on with its own. `secs`: this rank's step time; rank 0
+  /// logs the whole step's, to the end of the last rank's last action.
   void end_step(int64_t step, double secs, double step_loss, int64_t batch_samples,
                 std::vector<std::unique_ptr<Work>>& sends, std::vector<at::Tensor>& keepalive);
   /// After the last step: the trace and timeline (--trace, --timeline), and
