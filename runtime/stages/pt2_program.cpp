@@ -516,7 +516,7 @@ void Pt2Program::Impl::plan_signature_inputs(const json& graph, const json& sig)
       fail("graph signature: unsupported input kind " + spec.begin().key() + " (custom objects, tokens)");
     int slot = new_slot(name, "placeholder");
     if (kind == "parameter") params.emplace_back(fqn, slot);
-    if (kind == "buffer") buffers.emplace_back(fqn, slot);
+    if (kind == "buffer" || kind == "tensor_constant") buffers.emplace_back(fqn, slot);  // state the manifest lists
     if (options.check_only) continue;
     at::Tensor t = state_tensors.at(fqn);
     if (kind == "parameter" && !options.frozen.count(fqn)) t.set_requires_grad(true);
