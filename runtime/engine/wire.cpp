@@ -190,6 +190,7 @@ std::vector<at::Tensor> outgoing(const std::vector<at::Tensor>& tensors, const M
 
 Incoming::Incoming(std::vector<std::vector<int64_t>> shapes, std::vector<at::ScalarType> dtypes, RecvPool& pool)
     : shapes_(std::move(shapes)), dtypes_(std::move(dtypes)), layout_(layout(shapes_, dtypes_)) {
+  if (shapes_.empty()) return;  // nothing to receive: the sender sends no message either (send_data)
   const int64_t packed = packed_bytes(pick(shapes_, layout_.packed), pick(dtypes_, layout_.packed));
   at::Tensor frame = pool.take(frame_bytes(packed));
   // A pooled buffer holds an earlier frame: clear its header and end mark.
@@ -205,6 +206,7 @@ Incoming::Incoming(std::vector<std::vector<int64_t>> shapes, std::vector<at::Sca
 
 std::vector<at::Tensor> Incoming::tensors() const {
   std::vector<at::Tensor> out(shapes_.size());
+  if (messages_.empty()) return out;
   const auto small_shapes = pick(shapes_, layout_.packed);
   const auto small_dtypes = pick(dtypes_, layout_.packed);
   const at::Tensor& frame = messages_.at(0);
@@ -219,6 +221,7 @@ std::vector<at::Tensor> Incoming::tensors() const {
 }
 
 std::string Incoming::check(const MessageId& id) const {
+  if (messages_.empty()) return "";
   const at::Tensor& frame = messages_.at(0);
   const uint8_t* base = frame.data_ptr<uint8_t>();
   uint64_t w[kFrameHeader / 8], end;

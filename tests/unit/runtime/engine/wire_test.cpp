@@ -149,6 +149,17 @@ TEST(Wire, LargeTensorsTravelAloneSmallOnesPacked) {
 
 // The frame tells a corrupted header or payload, a short frame, another
 // message than the expected one and other shapes, each in words.
+// An edge with nothing to send (no input of the consumer needs a gradient):
+// the sender sends no message (Engine::send_data), so the receiver posts none.
+TEST(Wire, NothingExpectedPostsNoMessage) {
+  wire::RecvPool pool;
+  wire::Incoming none({}, {}, pool);
+  EXPECT_TRUE(none.messages().empty());
+  EXPECT_TRUE(none.tensors().empty());
+  EXPECT_EQ(none.check(wire::MessageId{}), "");
+  EXPECT_EQ(none.bytes(), 0);
+}
+
 TEST(Wire, FrameCheckNamesCorruptedShortAndWrongMessages) {
   const wire::MessageId id{4, 0, 1, 2, 3};
   const std::vector<at::Tensor> ts = {at::randn({8, 4}), at::arange(6, at::kLong)};
