@@ -431,7 +431,7 @@ TEST(ManifestErrors, UnknownStageReferences) {
 TEST(ManifestErrors, OtherProblems) {
   EXPECT_EQ(manifest_error("[]"), "m.json:1:1: a manifest must be a JSON object");
   EXPECT_EQ(manifest_error(replaced(kBase, "\"format\": \"onnx\"", "\"format\": \"tflite\"")),
-            "m.json:2:23: unknown source format 'tflite' (expected one of: onnx, torchscript)");
+            "m.json:2:23: unknown source format 'tflite' (expected one of: onnx, torchscript, pt2)");
   EXPECT_EQ(manifest_error(
                 replaced(replaced(kBase,
                                   "  {\"index\": 0, \"artifact\": \"stage0.onnx\", \"inputs\": [], "
