@@ -25,8 +25,8 @@ SGD(lr, momentum, dampening=0, weight_decay) / Adam / AdamW(lr, (beta1, beta2),
 eps, weight_decay), all hyperparameters explicit (weight decay defaults to 0
 for AdamW too), zero_grad(set_to_none=True) before each step.
 
-OUT.pt: torch.save of {name: tensor} for every parameter and buffer (a tied
-parameter once, under its first name).  --losses-out: a JSON list of the
+OUT.pt: torch.save of {name: tensor} for every entry of the model's
+state_dict() (a tied parameter under each of its names, as pprun's params.pt).  --losses-out: a JSON list of the
 per-step full-batch loss (the sum of loss_mb * n_mb / B under --accumulate).
 """
 
