@@ -9,22 +9,6 @@ namespace ppc::runtime {
 
 namespace {
 
-// Position of each manifest name among the graph's names (the emitter writes
-// them in the same order; a stage saved by another tool may not).
-std::vector<size_t> order_of(const std::vector<std::string>& want, const std::vector<std::string>& have,
-                             const std::string& path, const char* what) {
-  if (want.size() != have.size())
-    throw Error(path + ": the stage has " + std::to_string(have.size()) + " " + what + "s, the manifest lists " +
-                std::to_string(want.size()));
-  std::vector<size_t> order;
-  for (const auto& w : want) {
-    auto it = std::find(have.begin(), have.end(), w);
-    if (it == have.end()) throw Error(path + ": the stage has no " + what + " '" + w + "' that the manifest lists");
-    order.push_back(static_cast<size_t>(it - have.begin()));
-  }
-  return order;
-}
-
 bool is_identity(const std::vector<size_t>& p) {
   for (size_t i = 0; i < p.size(); ++i)
     if (p[i] != i) return false;
@@ -84,8 +68,8 @@ std::unique_ptr<StageModule> load_onnx_stage(const LoadedManifest& lm, int stage
   std::vector<std::string> ins, outs;
   for (const auto& i : info.inputs) ins.push_back(i.name);
   for (const auto& o : info.outputs) outs.push_back(o.name);
-  auto in_order = order_of(ins, graph->input_names(), path, "input");
-  auto out_order = order_of(outs, graph->output_names(), path, "output");
+  auto in_order = manifest_order(ins, graph->input_names(), path, "input");
+  auto out_order = manifest_order(outs, graph->output_names(), path, "output");
   std::vector<std::string> have;
   for (const auto& p : graph->parameters()) have.push_back(p.first);
   for (const auto& b : graph->buffers()) have.push_back(b.first);

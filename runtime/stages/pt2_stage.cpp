@@ -9,21 +9,6 @@ namespace ppc::runtime {
 
 namespace {
 
-// Position of each manifest name among the program's names.
-std::vector<size_t> order_of(const std::vector<std::string>& want, const std::vector<std::string>& have,
-                             const std::string& path, const char* what) {
-  if (want.size() != have.size())
-    throw Error(path + ": the stage has " + std::to_string(have.size()) + " " + what + "s, the manifest lists " +
-                std::to_string(want.size()));
-  std::vector<size_t> order;
-  for (const auto& w : want) {
-    auto it = std::find(have.begin(), have.end(), w);
-    if (it == have.end()) throw Error(path + ": the stage has no " + what + " '" + w + "' that the manifest lists");
-    order.push_back(static_cast<size_t>(it - have.begin()));
-  }
-  return order;
-}
-
 class Pt2Stage final : public StageModule {
  public:
   Pt2Stage(int index, std::unique_ptr<Pt2Program> program, std::vector<size_t> in_order, std::vector<size_t> out_order)
@@ -72,8 +57,8 @@ std::unique_ptr<StageModule> load_pt2_stage(const LoadedManifest& lm, int stage)
   std::vector<std::string> ins, outs;
   for (const auto& i : info.inputs) ins.push_back(i.name);
   for (const auto& o : info.outputs) outs.push_back(o.name);
-  auto in_order = order_of(ins, program->input_names(), path, "input");
-  auto out_order = order_of(outs, program->output_names(), path, "output");
+  auto in_order = manifest_order(ins, program->input_names(), path, "input");
+  auto out_order = manifest_order(outs, program->output_names(), path, "output");
   std::vector<std::string> have = program->state_names();
   for (const auto& p : info.params)
     if (std::find(have.begin(), have.end(), p.name) == have.end())

@@ -1,5 +1,7 @@
 #include "runtime/stages/stage_module.h"
 
+#include <algorithm>
+
 #include "runtime/stages/onnx_stage.h"
 #include "runtime/stages/pt2_stage.h"
 #include "runtime/stages/torchscript_stage.h"
@@ -8,6 +10,20 @@
 namespace ppc::runtime {
 
 StageModule::~StageModule() = default;
+
+std::vector<size_t> manifest_order(const std::vector<std::string>& want, const std::vector<std::string>& have,
+                                   const std::string& path, const char* what) {
+  if (want.size() != have.size())
+    throw Error(path + ": the stage has " + std::to_string(have.size()) + " " + what + "s, the manifest lists " +
+                std::to_string(want.size()));
+  std::vector<size_t> order;
+  for (const auto& w : want) {
+    auto it = std::find(have.begin(), have.end(), w);
+    if (it == have.end()) throw Error(path + ": the stage has no " + what + " '" + w + "' that the manifest lists");
+    order.push_back(static_cast<size_t>(it - have.begin()));
+  }
+  return order;
+}
 
 void check_stage_format(const LoadedManifest& manifest) {
   const std::string& format = manifest.manifest.source.format;

@@ -55,6 +55,13 @@ class StageModule {
   virtual void save(const std::string& path) = 0;
 };
 
+/// Position of each name the manifest lists (`want`) among the artifact's
+/// (`have`): inputs or outputs (`what`) matched by name, as a stage saved by
+/// another tool may order them differently. Throws ppc::Error naming `path`
+/// when the counts differ or a name is missing.
+std::vector<size_t> manifest_order(const std::vector<std::string>& want, const std::vector<std::string>& have,
+                                   const std::string& path, const char* what);
+
 /// Loads stage `stage` of a verified manifest, in the format the manifest's
 /// source names. Throws ppc::Error naming the artifact when it cannot be
 /// loaded or does not match the manifest (missing parameters).
