@@ -9,6 +9,7 @@
 //
 // Usage: pt2_program_check CASES_DIR    (one line per case; exit 1 on a mismatch)
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include <filesystem>
@@ -160,6 +161,7 @@ int main(int argc, char** argv) {
     std::cerr << "usage: pt2_program_check CASES_DIR\n";
     return 2;
   }
+  at::set_num_threads(1);  // as pt2_cases.py computes the reference: one summation order
   std::vector<fs::path> dirs;
   for (const auto& e : fs::directory_iterator(argv[1]))
     if (e.is_directory()) dirs.push_back(e.path());
