@@ -43,9 +43,13 @@ bool internalize(onnx::ModelProto& model, const std::string& model_dir, const st
     auto it = files.find(location);
     if (it == files.end()) {
       const fs::path file = fs::path(model_dir) / rel;
+      std::error_code ec;
+      if (fs::exists(file, ec) && !fs::is_regular_file(file, ec))
+        throw Error(where + ": external data location '" + location + "' is not a regular file");
       std::ifstream in(file, std::ios::binary);
       if (!in) throw Error(where + ": cannot read external data file '" + file.string() + "': " + std::strerror(errno));
       std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (in.bad()) throw Error(where + ": cannot read external data file '" + file.string() + "'");
       it = files.emplace(location, std::move(bytes)).first;
     }
     const std::string& bytes = it->second;

@@ -41,8 +41,9 @@ O="$tmp/result"
 expect missing_model "nope.onnx: no such model file" -- split "$tmp/nope.onnx" --splits samples/mlp/spec.json -o "$O"
 head -c 3000 /dev/urandom >"$tmp/corrupt.onnx"
 expect corrupt_model "corrupt.onnx: not an ONNX model" -- split "$tmp/corrupt.onnx" --splits samples/mlp/spec.json -o "$O"
-# Newer than the ONNX library knows, and external data that is missing or
-# leaves the model's folder.
+# Newer than the ONNX library knows, and external data that is missing,
+# leaves the model's folder or names a folder (found by fuzzing: an uncaught
+# read error).
 "${PPC_PYTHON:-/usr/bin/python3}" - "$tmp" <<'PYEOF'
 import sys, onnx
 d = sys.argv[1]
@@ -50,7 +51,7 @@ def load():
     return onnx.load("samples/mlp/mlp.onnx")
 m = load(); m.ir_version = 99; onnx.save(m, d + "/ir99.onnx")
 m = load(); m.opset_import[0].version = 40; onnx.save(m, d + "/opset40.onnx")
-for name, loc in (("nodata", "nodata.onnx.data"), ("escape", "../escape.data")):
+for name, loc in (("nodata", "nodata.onnx.data"), ("escape", "../escape.data"), ("folder", ".")):
     m = load()
     t = m.graph.initializer[0]
     t.ClearField("raw_data")
@@ -85,6 +86,7 @@ expect ir_too_new "ir99.onnx: IR version 99 is newer than ppc reads (IR versions
 expect opset_too_new "opset40.onnx: opset 40 of domain 'ai.onnx' is newer than ppc knows (up to" -- split "$tmp/opset40.onnx" --stages 2 -o "$O"
 expect external_data_missing "nodata.onnx: initializer 'layer0.lin.weight': cannot read external data file" -- split "$tmp/nodata.onnx" --stages 2 -o "$O"
 expect external_data_escapes "escape.onnx: initializer 'layer0.lin.weight': external data location '../escape.data' leaves the model's folder" -- split "$tmp/escape.onnx" --stages 2 -o "$O"
+expect external_data_folder "folder.onnx: initializer 'layer0.lin.weight': external data location '.' is not a regular file" -- split "$tmp/folder.onnx" --stages 2 -o "$O"
 expect raw_data_short "rawshort.onnx: initializer 'layer0.lin.weight' holds 1048572 bytes, its type and shape need 1048576" -- split "$tmp/rawshort.onnx" --stages 2 -o "$O"
 expect external_data_short "extshort.onnx: initializer 'layer0.lin.weight' holds 1048572 bytes, its type and shape need 1048576" -- split "$tmp/extshort.onnx" --stages 2 -o "$O"
 spec cut_a.json '{"version": 1, "split_points": [{"module": "a", "at": "end"}]}'
