@@ -1,6 +1,7 @@
 #include "schemas/profile.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <fstream>
 
@@ -18,6 +19,18 @@ double time_at(const nlohmann::json& j, const char* key, double fallback, const 
   double v = j.at(key).get<double>();
   if (!(v >= 0) || !std::isfinite(v)) throw Error(where + ": '" + key + "' must be " + what + " of 0 or more");
   return v;
+}
+
+// An integer that fits an int: nlohmann's get<int>() of a float outside that
+// range is undefined behaviour (found by fuzzing).
+int int_at(const nlohmann::json& j, const char* key, int fallback, const std::string& where) {
+  if (!j.contains(key)) return fallback;
+  const auto& v = j.at(key);
+  if (!v.is_number_integer() || v.get<long long>() < INT_MIN || v.get<long long>() > INT_MAX ||
+      (v.is_number_unsigned() && v.get<unsigned long long>() > static_cast<unsigned long long>(INT_MAX)))
+    throw Error(where + ": '" + key + "' must be an integer (between " + std::to_string(INT_MIN) + " and " +
+                std::to_string(INT_MAX) + ")");
+  return v.get<int>();
 }
 
 }  // namespace
@@ -72,13 +85,13 @@ Profile read_profile(const std::string& path) {
   p.file = path;
   try {
     p.schedule = j.value("schedule", std::string());
-    p.chunks = j.value("chunks", 0);
-    p.steps_measured = j.value("steps_measured", 0);
+    p.chunks = int_at(j, "chunks", 0, path);
+    p.steps_measured = int_at(j, "steps_measured", 0, path);
     p.source_sha256 = j.value("source_sha256", std::string());
     p.micro_batch_size = j.value("micro_batch_size", 1.0);
     if (!(p.micro_batch_size > 0) || !std::isfinite(p.micro_batch_size))
       throw Error(path + ": 'micro_batch_size' must be positive");
-    p.loss_stage = j.value("loss_stage", -1);
+    p.loss_stage = int_at(j, "loss_stage", -1, path);
     p.loss_ms = time_at(j, "loss_ms", 0.0, path);
     if (j.contains("link")) {
       const auto& l = j.at("link");
@@ -96,7 +109,8 @@ Profile read_profile(const std::string& path) {
     if (j.contains("host")) {
       const auto& h = j.at("host");
       auto count = [&](const char* key) {
-        const int v = h.at(key).get<int>();
+        if (!h.contains(key)) throw Error(path + ": host: no '" + key + "'");
+        const int v = int_at(h, key, 0, path + ": host");
         if (v < 1) throw Error(path + ": host: '" + key + "' must be 1 or more");
         return v;
       };
@@ -130,8 +144,9 @@ Profile read_profile(const std::string& path) {
     if (j.contains("edges"))
       for (const auto& e : j.at("edges")) {
         EdgeBytes b;
-        b.from = e.at("from").get<int>();
-        b.to = e.at("to").get<int>();
+        if (!e.contains("from") || !e.contains("to")) throw Error(path + ": an edge without 'from' and 'to'");
+        b.from = int_at(e, "from", 0, path + ": edge");
+        b.to = int_at(e, "to", 0, path + ": edge");
         const std::string where = path + ": edge " + std::to_string(b.from) + " -> " + std::to_string(b.to);
         if (b.from < 0 || b.to <= b.from || b.to >= static_cast<int>(p.stages.size()))
           throw Error(where + ": not an edge between two of the " + std::to_string(p.stages.size()) +

@@ -218,6 +218,17 @@ TEST(Profile, BadFilesAreOneErrorNamingTheFile) {
             "host: 'cores' must be 1 or more");
   EXPECT_EQ(error_of("{\"host\": {\"cores\": 2, \"threads\": 1, \"local_ranks\": -1}, \"stages\": [{\"f\": 1}]}"),
             "host: 'local_ranks' must be 1 or more");
+  // Integers out of an int's range, or not integers (found by fuzzing: a
+  // float outside int's range was converted, undefined behaviour).
+  EXPECT_EQ(error_of("{\"loss_stage\": 2445268348.7, \"stages\": [{\"f\": 1}]}"),
+            "'loss_stage' must be an integer (between -2147483648 and 2147483647)");
+  EXPECT_EQ(error_of("{\"chunks\": 4294967296, \"stages\": [{\"f\": 1}]}"),
+            "'chunks' must be an integer (between -2147483648 and 2147483647)");
+  EXPECT_EQ(error_of("{\"host\": {\"cores\": 1e10, \"threads\": 1}, \"stages\": [{\"f\": 1}]}"),
+            "host: 'cores' must be an integer (between -2147483648 and 2147483647)");
+  EXPECT_EQ(error_of("{\"host\": {\"cores\": 2}, \"stages\": [{\"f\": 1}]}"), "host: no 'threads'");
+  EXPECT_EQ(error_of("{\"stages\": [{\"f\": 1}, {\"f\": 1}], \"edges\": [{\"from\": 0, \"to\": 1.5}]}"),
+            "edge: 'to' must be an integer (between -2147483648 and 2147483647)");
   try {
     read_profile("/nonexistent/p.json");
     FAIL() << "no error";
