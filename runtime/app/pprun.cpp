@@ -117,6 +117,7 @@ void check_options(PprunOptions& o) {
   if (!e.resume_dir.empty() && fs::path(o.manifest_dir) != fs::path(e.resume_dir) &&
       !(fs::exists(o.manifest_dir) && fs::exists(e.resume_dir) && fs::equivalent(o.manifest_dir, e.resume_dir)))
     throw Error("--resume " + e.resume_dir + " carries its own manifest; drop --manifest or point it there");
+  if (!e.resume_dir.empty()) read_resume_step(e);  // before any rank starts
   if (!o.inputs.empty() && e.synthetic) throw Error("give either --inputs or --synthetic, not both");
   if (!e.output_path.empty() && e.train) throw Error("--output is for inference; training writes with --save DIR");
   if (!e.save_dir.empty() && !e.train) throw Error("--save needs --train");

@@ -10,6 +10,7 @@
 #include "runtime/engine/engine_internal.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -25,23 +26,35 @@
 
 namespace fs = std::filesystem;
 
+namespace ppc::runtime {
+
+int64_t read_resume_step(const EngineOptions& o) {
+  fs::path state_file = fs::path(o.resume_dir) / "pprun_state.json";
+  std::ifstream in(state_file);
+  if (!in)
+    throw Error(state_file.string() + ": missing (is '" + o.resume_dir + "' a directory written by pprun --save?)");
+  nlohmann::json j;
+  try {
+    in >> j;
+    const auto& step = j.at("step");
+    if (!step.is_number_integer() || (step.is_number_unsigned() && step.get<uint64_t>() > INT64_MAX) ||
+        step.get<int64_t>() < 0)
+      throw Error(state_file.string() + ": 'step' must be a whole number of 0 or more");
+    std::string kind = j.at("optimizer").get<std::string>();
+    if (o.train && kind != o.optimizer.kind)
+      throw Error(state_file.string() + ": the checkpoint was trained with --optimizer " + kind + ", not " +
+                  o.optimizer.kind);
+    return step.get<int64_t>();
+  } catch (const nlohmann::json::exception& e) { throw Error(state_file.string() + ": malformed: " + e.what()); }
+}
+
+}  // namespace ppc::runtime
+
 namespace ppc::runtime::engine_detail {
 
 void Engine::resume() {
   fs::path dir(o_.resume_dir);
-  fs::path state_file = dir / "pprun_state.json";
-  std::ifstream in(state_file);
-  if (!in)
-    throw Error(state_file.string() + ": missing (is '" + o_.resume_dir + "' a directory written by pprun --save?)");
-  nlohmann::json j;
-  try {
-    in >> j;
-    start_step_ = j.at("step").get<int64_t>();
-    std::string kind = j.at("optimizer").get<std::string>();
-    if (o_.train && kind != o_.optimizer.kind)
-      throw Error(state_file.string() + ": the checkpoint was trained with --optimizer " + kind + ", not " +
-                  o_.optimizer.kind);
-  } catch (const nlohmann::json::exception& e) { throw Error(state_file.string() + ": malformed: " + e.what()); }
+  start_step_ = read_resume_step(o_);
   if (!o_.train) return;
   for (auto& ls : locals_) {
     fs::path f = dir / ("optimizer_stage" + std::to_string(ls.index) + ".pt");

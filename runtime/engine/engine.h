@@ -105,6 +105,12 @@ schedule::SimResult simulate_plan(const manifest::Manifest& manifest, const sche
 /// micro-batches. Throws ppc::Error naming the file and the problem.
 void check_data(const manifest::Manifest& manifest, const EngineOptions& options);
 
+/// The step a checkpoint folder (`--resume DIR`, written by --save) reached.
+/// Throws ppc::Error naming its pprun_state.json when the file is missing or
+/// malformed, or, when `options.train`, when it was trained with another
+/// optimizer than `options.optimizer.kind`.
+int64_t read_resume_step(const EngineOptions& options);
+
 /// Runs `options.steps` steps on this rank of `transport`'s world (P ranks
 /// per pipeline times options.dp replicas). Rank 0 writes one log line per
 /// step to `log` unless options.quiet. Throws ppc::Error for bad input (files,

@@ -85,6 +85,17 @@ run=(--nproc 3 --chunks $CHUNKS --inputs "$W/batches" --train --loss $LOSS $ADAM
 "$PPRUN" --resume "$W/two" "${run[@]}" --steps 1 --save "$W/two_plus_one" || fail "resume + 1 step"
 compare "$W/two_plus_one/params.pt" "$W/three/params.pt" "resumed vs uninterrupted"
 compare "$W/two_plus_one/params.pt" "$W/ref_adam.pt" "resumed vs PyTorch"
+# A checkpoint whose step is not a whole number: one line, exit 2.
+cp -r "$W/two" "$W/two_bad"
+"$PY" - "$W/two_bad/pprun_state.json" <<'PYEOF'
+import json, sys
+j = json.load(open(sys.argv[1])); j["step"] = 1e30; json.dump(j, open(sys.argv[1], "w"))
+PYEOF
+rc=0
+"$PPRUN" --resume "$W/two_bad" "${run[@]}" --steps 1 2>"$W/bad_step.err" || rc=$?
+[ $rc = 2 ] && [ "$(wc -l <"$W/bad_step.err")" = 1 ] &&
+  grep -qF "pprun_state.json: 'step' must be a whole number of 0 or more" "$W/bad_step.err" ||
+  fail "resume from a checkpoint with step 1e30: exit $rc, $(cat "$W/bad_step.err")"
 
 if [ "$SAMPLE" = mlp ]; then
   step "$SAMPLE: activation memory: 1F1B holds P micro-batches on the first stage, GPipe all M"
