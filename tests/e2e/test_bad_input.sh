@@ -69,6 +69,10 @@ t.ClearField("raw_data"); t.data_location = onnx.TensorProto.EXTERNAL
 for k, v in (("location", "short.data"), ("length", str(len(open(d + "/short.data", "rb").read()) - 4))):
     e = t.external_data.add(); e.key = k; e.value = v
 onnx.save(m, d + "/extshort.onnx")
+# An initializer without data whose shape's size overflows int64 (found by
+# fuzzing: the element count overflowed).
+m = load(); t = m.graph.initializer[0]; t.ClearField("raw_data"); del t.dims[:]; t.dims.extend([2**62, 50])
+onnx.save(m, d + "/hugeshape.onnx")
 # A value of unknown rank (Reshape to a shape of unknown length) between two
 # modules: a legal cut position that no valid ONNX stage can serve.
 from onnx import helper, TensorProto
@@ -87,6 +91,7 @@ expect opset_too_new "opset40.onnx: opset 40 of domain 'ai.onnx' is newer than p
 expect external_data_missing "nodata.onnx: initializer 'layer0.lin.weight': cannot read external data file" -- split "$tmp/nodata.onnx" --stages 2 -o "$O"
 expect external_data_escapes "escape.onnx: initializer 'layer0.lin.weight': external data location '../escape.data' leaves the model's folder" -- split "$tmp/escape.onnx" --stages 2 -o "$O"
 expect external_data_folder "folder.onnx: initializer 'layer0.lin.weight': external data location '.' is not a regular file" -- split "$tmp/folder.onnx" --stages 2 -o "$O"
+expect huge_shape "hugeshape.onnx: initializer 'layer0.lin.weight' has a bad shape (dimension 4611686018427387904)" -- split "$tmp/hugeshape.onnx" --stages 2 -o "$O"
 expect raw_data_short "rawshort.onnx: initializer 'layer0.lin.weight' holds 1048572 bytes, its type and shape need 1048576" -- split "$tmp/rawshort.onnx" --stages 2 -o "$O"
 expect external_data_short "extshort.onnx: initializer 'layer0.lin.weight' holds 1048572 bytes, its type and shape need 1048576" -- split "$tmp/extshort.onnx" --stages 2 -o "$O"
 spec cut_a.json '{"version": 1, "split_points": [{"module": "a", "at": "end"}]}'

@@ -5,6 +5,7 @@
 #include <onnx/shape_inference/implementation.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <cstring>
@@ -1187,12 +1188,16 @@ size_t raw_element_size(int32_t data_type) {
 // (external data already read in) and Constant values.
 void check_raw_sizes(const onnx::GraphProto& g, const std::string& display) {
   auto check = [&](const onnx::TensorProto& t, const std::string& what) {
+    // Every tensor's size in bytes must fit an int64 (found by fuzzing: the
+    // element count of a tensor without data overflowed), whichever field
+    // holds its data.
     const size_t elem = raw_element_size(t.data_type());
-    if (!t.has_raw_data() || elem == 0) return;
-    uint64_t want = elem;
+    uint64_t want = elem == 0 ? 8 : elem;
     for (int64_t d : t.dims())
-      if (d < 0 || __builtin_mul_overflow(want, static_cast<uint64_t>(d), &want))
+      if (d < 0 || __builtin_mul_overflow(want, static_cast<uint64_t>(d), &want) ||
+          want > static_cast<uint64_t>(INT64_MAX))
         throw Error(display + ": " + what + " has a bad shape (dimension " + std::to_string(d) + ")");
+    if (!t.has_raw_data() || elem == 0) return;
     if (t.raw_data().size() != want)
       throw Error(display + ": " + what + " holds " + std::to_string(t.raw_data().size()) +
                   " bytes, its type and shape need " + std::to_string(want));
