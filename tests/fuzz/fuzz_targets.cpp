@@ -16,6 +16,7 @@
 #include "schemas/manifest.h"
 #include "schemas/profile.h"
 #include "schemas/split_spec.h"
+#include "schemas/zip_archive.h"
 
 namespace ppc::fuzz {
 
@@ -74,7 +75,24 @@ void onnx_external(const uint8_t* data, size_t size) {
 }
 
 void pt2_archive(const uint8_t* data, size_t size) {
-  const std::string path = as_file(data, size, ".pt2");
+  std::string bytes(reinterpret_cast<const char*>(data), size);
+  // Records (kPt2RecordsMagic): written as a zip with correct CRCs, so that
+  // mutations of the JSON inside reach the reader instead of its CRC check.
+  if (bytes.rfind(kPt2RecordsMagic, 0) == 0) {
+    zip::Writer w;
+    const std::string sep = kPt2RecordSeparator;
+    size_t at = std::strlen(kPt2RecordsMagic);
+    while (at <= bytes.size()) {
+      size_t end = bytes.find(sep, at);
+      if (end == std::string::npos) end = bytes.size();
+      const std::string record = bytes.substr(at, end - at);
+      const size_t nl = record.find('\n');
+      if (nl != std::string::npos && nl > 0) w.add(record.substr(0, nl), record.substr(nl + 1));
+      at = end + sep.size();
+    }
+    bytes = w.finish();
+  }
+  const std::string path = as_file(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), ".pt2");
   try {
     pt2_frontend::load_pt2(path, "model.pt2", nullptr);
   } catch (const Error&) {}

@@ -23,6 +23,11 @@ inline constexpr const char* kExternalDataSeparator = "\n--ppc-external-data--\n
 // LibTorch's readers (fuzz_targets_torch.cpp; linked with LibTorch).
 void torchscript(const uint8_t* data, size_t size);  ///< ppc split's TorchScript archive (torch.jit.save)
 void pt_inputs(const uint8_t* data, size_t size);    ///< pprun --inputs: a torch.save'd dict of tensors
-void pt2_archive(const uint8_t* data, size_t size);  ///< ppc split's torch.export archive (.pt2; no torch)
+/// ppc split's torch.export archive (.pt2; no torch): the archive's bytes, or,
+/// after kPt2RecordsMagic, its records ("name\n" then the data) separated by
+/// kPt2RecordSeparator, which the target writes as a valid zip.
+void pt2_archive(const uint8_t* data, size_t size);
+inline constexpr const char* kPt2RecordsMagic = "ppc-pt2-records\n";
+inline constexpr const char* kPt2RecordSeparator = "\n--ppc-record--\n";
 
 }  // namespace ppc::fuzz

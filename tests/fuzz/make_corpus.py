@@ -149,6 +149,14 @@ def pt2_seeds():
                       out("pt2_archive", "tiny.pt2"))
     torch.export.save(torch.export.export(Tied(), (torch.zeros(2, 3, dtype=torch.long),)),
                       out("pt2_archive", "tied.pt2"))
+    # The same archives as records (tests/fuzz/fuzz_targets.h): the target
+    # zips them with correct CRCs, so mutations reach the JSON reader.
+    import zipfile
+    for name in ("tiny", "tied"):
+        with zipfile.ZipFile(out("pt2_archive", name + ".pt2")) as z:
+            records = [i.filename.encode() + b"\n" + z.read(i) for i in z.infolist()]
+        with open(out("pt2_archive", name + ".records"), "wb") as f:
+            f.write(b"ppc-pt2-records\n" + b"\n--ppc-record--\n".join(records))
 
 
 def text_seeds():
