@@ -73,10 +73,7 @@ std::unique_ptr<StageModule> load_onnx_stage(const LoadedManifest& lm, int stage
   std::vector<std::string> have;
   for (const auto& p : graph->parameters()) have.push_back(p.first);
   for (const auto& b : graph->buffers()) have.push_back(b.first);
-  for (const auto& p : info.params)
-    if (std::find(have.begin(), have.end(), p.name) == have.end())
-      throw Error(path + ": stage " + std::to_string(stage) + " has no initializer '" + p.name +
-                  "' that the manifest lists");
+  check_manifest_params(info, have, path, stage);
   return std::make_unique<OnnxStage>(stage, std::move(graph), std::move(in_order), std::move(out_order));
 }
 

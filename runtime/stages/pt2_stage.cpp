@@ -59,11 +59,7 @@ std::unique_ptr<StageModule> load_pt2_stage(const LoadedManifest& lm, int stage)
   for (const auto& o : info.outputs) outs.push_back(o.name);
   auto in_order = manifest_order(ins, program->input_names(), path, "input");
   auto out_order = manifest_order(outs, program->output_names(), path, "output");
-  std::vector<std::string> have = program->state_names();
-  for (const auto& p : info.params)
-    if (std::find(have.begin(), have.end(), p.name) == have.end())
-      throw Error(path + ": stage " + std::to_string(stage) + " has no parameter or buffer '" + p.name +
-                  "' that the manifest lists");
+  check_manifest_params(info, program->state_names(), path, stage);
   return std::make_unique<Pt2Stage>(stage, std::move(program), std::move(in_order), std::move(out_order));
 }
 

@@ -25,6 +25,14 @@ std::vector<size_t> manifest_order(const std::vector<std::string>& want, const s
   return order;
 }
 
+void check_manifest_params(const manifest::Stage& info, const std::vector<std::string>& have, const std::string& path,
+                           int stage) {
+  for (const auto& p : info.params)
+    if (std::find(have.begin(), have.end(), p.name) == have.end())
+      throw Error(path + ": stage " + std::to_string(stage) + " has no parameter or buffer '" + p.name +
+                  "' that the manifest lists");
+}
+
 void check_stage_format(const LoadedManifest& manifest) {
   const std::string& format = manifest.manifest.source.format;
   if (format == "torchscript") return;

@@ -62,6 +62,11 @@ class StageModule {
 std::vector<size_t> manifest_order(const std::vector<std::string>& want, const std::vector<std::string>& have,
                                    const std::string& path, const char* what);
 
+/// Throws ppc::Error naming `path` when a parameter or buffer that the
+/// manifest lists for `stage` is not among the artifact's (`have`).
+void check_manifest_params(const manifest::Stage& info, const std::vector<std::string>& have, const std::string& path,
+                           int stage);
+
 /// Loads stage `stage` of a verified manifest, in the format the manifest's
 /// source names. Throws ppc::Error naming the artifact when it cannot be
 /// loaded or does not match the manifest (missing parameters).
