@@ -14,7 +14,9 @@
 # in build-fuzz/corpus/<target>/ (never the committed one) and stops at the
 # first finding: the crashing input is written to build-fuzz/findings/<target>/
 # and the script exits 1. Each target's last libFuzzer line (executions, cov:,
-# ft:) is printed. The sanitizer options are the ones in tests/fuzz/sanitizers.sh.
+# ft:) is printed. PPC_FUZZ_SEED=N fixes libFuzzer's seed (tools/test.sh
+# uses 1: the short CI run then takes the same first steps on every machine,
+# so what it finds, a local run finds too). The sanitizer options are the ones in tests/fuzz/sanitizers.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -80,12 +82,22 @@ campaign() {
   for d in tests/fuzz/corpus/$t tests/fuzz/regressions/$t; do [[ -d $d ]] && seeds+=("$d"); done
   # LibTorch is built without frame pointers: only the slow unwinder sees
   # the frames that tests/fuzz/lsan.supp names for its leaks.
-  local asan=$ASAN_OPTIONS
-  [[ " ${TORCH_TARGETS[*]} " == *" $t "* ]] && asan=$asan:fast_unwind_on_malloc=0
+  local asan=$ASAN_OPTIONS rss_mb=4096
+  # LibTorch's unpickler allocates a string's declared length before it reads
+  # it (a corrupt length of up to 4 GiB becomes a 4 GiB allocation, then
+  # LibTorch's error): the LibTorch targets get room for that, so that the
+  # limit flags memory that ppc's own code holds.
+  if [[ " ${TORCH_TARGETS[*]} " == *" $t "* ]]; then
+    asan=$asan:fast_unwind_on_malloc=0
+    rss_mb=10240
+  fi
   # One process, one job: the machine is shared; -timeout flags an input
   # that takes more than 10 s (a hang), -rss_limit_mb one that takes 4 GB.
-  if ! ASAN_OPTIONS=$asan "$build/tests/fuzz_$t" "$corpus" "${seeds[@]}" -max_total_time="$seconds" -timeout=10 \
-    -rss_limit_mb=4096 -max_len=1048576 -print_final_stats=1 -artifact_prefix="$findings/" >"$log" 2>&1; then
+  # PPC_FUZZ_SEED: libFuzzer's random seed (default: a new one each run).
+  local seed=()
+  [[ -n ${PPC_FUZZ_SEED:-} ]] && seed=(-seed="$PPC_FUZZ_SEED")
+  if ! ASAN_OPTIONS=$asan "$build/tests/fuzz_$t" "$corpus" "${seeds[@]}" "${seed[@]}" -max_total_time="$seconds" -timeout=10 \
+    -rss_limit_mb=$rss_mb -max_len=1048576 -print_final_stats=1 -artifact_prefix="$findings/" >"$log" 2>&1; then
     tail -60 "$log" >&2
     echo "fuzz.sh: $t found a crash, leak or UB (input in $findings/, log $log)" >&2
     return 1
