@@ -14,27 +14,13 @@
 #include "runtime/engine/pt_io.h"
 #include "runtime/stages/onnx_graph.h"
 #include "schemas/error.h"
+#include "tests/unit/runtime/tensor_diff.h"
 
 namespace fs = std::filesystem;
+using ppc::test::max_diff;
 using ppc::runtime::OnnxGraph;
 
 namespace {
-
-double max_diff(const at::Tensor& got, const at::Tensor& want, std::string& why) {
-  if (got.sizes() != want.sizes()) {
-    why = "shape " + c10::str(got.sizes()) + " vs expected " + c10::str(want.sizes());
-    return 1e30;
-  }
-  if (got.scalar_type() != want.scalar_type()) {
-    why =
-        std::string("dtype ") + c10::toString(got.scalar_type()) + " vs expected " + c10::toString(want.scalar_type());
-    return 1e30;
-  }
-  if (got.numel() == 0) return 0;
-  at::Tensor g = got.detach().to(at::kDouble), w = want.detach().to(at::kDouble);
-  // Relative to the magnitude: 1e-5 absolute below 1, relative above.
-  return ((g - w).abs() / at::clamp_min(w.abs(), 1.0)).max().item<double>();
-}
 
 bool run_case(const fs::path& dir) {
   std::map<std::string, at::Tensor> io;

@@ -21,23 +21,14 @@
 #include "runtime/engine/pt_io.h"
 #include "runtime/stages/pt2_program.h"
 #include "schemas/error.h"
+#include "tests/unit/runtime/tensor_diff.h"
 
 namespace fs = std::filesystem;
+using ppc::test::max_diff;
 using ppc::runtime::NamedTensor;
 using ppc::runtime::Pt2Program;
 
 namespace {
-
-double max_diff(const at::Tensor& got, const at::Tensor& want, std::string& why) {
-  if (got.sizes() != want.sizes()) {
-    why = "shape " + c10::str(got.sizes()) + " vs expected " + c10::str(want.sizes());
-    return 1e30;
-  }
-  if (got.numel() == 0) return 0;
-  at::Tensor g = got.detach().to(at::kDouble), w = want.detach().to(at::kDouble);
-  // Relative to the magnitude: 1e-5 absolute below 1, relative above.
-  return ((g - w).abs() / at::clamp_min(w.abs(), 1.0)).max().item<double>();
-}
 
 bool expect_error(const fs::path& dir, const std::string& name) {
   std::ifstream f(dir / "error.txt");
@@ -70,7 +61,7 @@ struct Checker {
   bool ok = true;
   void cmp(const std::string& what, const at::Tensor& got, const at::Tensor& want) {
     std::string why;
-    double d = max_diff(got, want, why);
+    double d = max_diff(got, want, why, /*same_dtype=*/false);
     worst = std::max(worst, d);
     if (d > 1e-5) {
       std::cout << "FAIL  " << name << ": " << what << " differs by " << d << (why.empty() ? "" : " (" + why + ")")
