@@ -77,7 +77,10 @@ def onnx_seeds():
         f.write(externalize(tiny_mlp(10, 18, True)))
 
 
-def torchscript_seeds():
+def seed_modules():
+    """Two small modules for the torch-based seeds: Tiny (two Linear layers, a ReLU) and
+    Tied(branch, scale) (an embedding tied to the LM head; with `branch` a data-dependent if, which
+    scripting keeps; with `scale` a buffer)."""
     import torch
 
     class Tiny(torch.nn.Module):
@@ -90,21 +93,35 @@ def torchscript_seeds():
             return self.fc1(torch.relu(self.fc0(x)))
 
     class Tied(torch.nn.Module):
-        def __init__(self):
+        def __init__(self, branch: bool, scale: bool):
             super().__init__()
             self.emb = torch.nn.Embedding(5, 3)
             self.head = torch.nn.Linear(3, 5, bias=False)
             self.head.weight = self.emb.weight
+            self.branch = branch
+            if scale:
+                self.register_buffer("scale", torch.ones(3))
+            else:
+                self.scale = None
 
         def forward(self, ids):
             h = self.emb(ids)
-            if bool(h.sum() > 0):
+            if self.branch and bool(h.sum() > 0):
                 h = h * 2
+            if self.scale is not None:
+                h = h * self.scale
             return self.head(h)
 
+    return Tiny, Tied
+
+
+def torchscript_seeds():
+    import torch
+
+    Tiny, Tied = seed_modules()
     torch.manual_seed(0)
     torch.jit.save(torch.jit.trace(Tiny(), torch.zeros(2, 4)), out("torchscript", "tiny_traced.pt"))
-    torch.jit.save(torch.jit.script(Tied()), out("torchscript", "tied_scripted.pt"))
+    torch.jit.save(torch.jit.script(Tied(branch=True, scale=False)), out("torchscript", "tied_scripted.pt"))
 
 
 def pt_input_seeds():
@@ -123,31 +140,12 @@ def pt2_seeds():
     """torch.export archives (torch 2.x): a tiny MLP, and a tied embedding/head."""
     import torch
 
-    class Tiny(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc0 = torch.nn.Linear(4, 3)
-            self.fc1 = torch.nn.Linear(3, 2)
-
-        def forward(self, x):
-            return self.fc1(torch.relu(self.fc0(x)))
-
-    class Tied(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.emb = torch.nn.Embedding(5, 3)
-            self.head = torch.nn.Linear(3, 5, bias=False)
-            self.head.weight = self.emb.weight
-            self.register_buffer("scale", torch.ones(3))
-
-        def forward(self, ids):
-            return self.head(self.emb(ids) * self.scale)
-
+    Tiny, Tied = seed_modules()
     torch.manual_seed(0)
     batch = torch.export.Dim("batch", min=2)
     torch.export.save(torch.export.export(Tiny(), (torch.zeros(2, 4),), dynamic_shapes=({0: batch},)),
                       out("pt2_archive", "tiny.pt2"))
-    torch.export.save(torch.export.export(Tied(), (torch.zeros(2, 3, dtype=torch.long),)),
+    torch.export.save(torch.export.export(Tied(branch=False, scale=True), (torch.zeros(2, 3, dtype=torch.long),)),
                       out("pt2_archive", "tied.pt2"))
     # The same archives as records (tests/fuzz/fuzz_targets.h): the target
     # zips them with correct CRCs, so mutations reach the JSON reader.
