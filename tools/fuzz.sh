@@ -16,7 +16,8 @@
 # and the script exits 1. Each target's last libFuzzer line (executions, cov:,
 # ft:) is printed. PPC_FUZZ_SEED=N fixes libFuzzer's seed (tools/test.sh
 # uses 1: the short CI run then takes the same first steps on every machine,
-# so what it finds, a local run finds too). The sanitizer options are the ones in tests/fuzz/sanitizers.sh.
+# so what it finds, a local run finds too). The sanitizer options are the
+# ones in tests/fuzz/sanitizers.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
