@@ -107,33 +107,40 @@ json tuple_spec(size_t n) {
 
 std::string pytree_text(const json& spec) { return json::array({1, spec}).dump(); }
 
+// The example value of a symbolic size (its hint), 1 where it has none.
+int64_t expr_hint(const json& e) {
+  if (!e.is_object() || !e.contains("hint")) return 1;
+  const json& h = e.at("hint");
+  return h.is_object() && h.contains("as_int") ? pt2_frontend::as_int64(h.at("as_int")) : 1;
+}
+
 // Symbolic-int names a node's arguments read.
 std::vector<std::string> sym_args(const json& node) {
   std::vector<std::string> r;
-  for (const json& in : node["inputs"]) {
-    const json& arg = in["arg"];
-    const std::string kind = arg.begin().key();
-    const json& v = arg.begin().value();
+  for (const json& in : node.at("inputs")) {
+    const json& arg = in.at("arg");
+    const std::string kind = pt2_frontend::union_kind(arg);
+    const json& v = pt2_frontend::union_value(arg);
     if ((kind == "as_sym_int" || kind == "as_sym_bool" || kind == "as_sym_float") && v.contains("as_name"))
-      r.push_back(v["as_name"]);
+      r.push_back(v.at("as_name"));
     if (kind == "as_sym_ints" || kind == "as_sym_bools" || kind == "as_sym_floats")
       for (const json& e : v)
-        if (e.contains("as_name")) r.push_back(e["as_name"]);
+        if (e.contains("as_name")) r.push_back(e.at("as_name"));
   }
   return r;
 }
 
 std::vector<std::string> tensor_outputs(const json& node) {
   std::vector<std::string> r;
-  for (const json& o : node["outputs"]) {
-    const std::string kind = o.begin().key();
-    const json& v = o.begin().value();
-    if (kind == "as_tensor") r.push_back(v["name"]);
+  for (const json& o : node.at("outputs")) {
+    const std::string kind = pt2_frontend::union_kind(o);
+    const json& v = pt2_frontend::union_value(o);
+    if (kind == "as_tensor") r.push_back(v.at("name"));
     if (kind == "as_tensors")
-      for (const json& t : v) r.push_back(t["name"]);
+      for (const json& t : v) r.push_back(t.at("name"));
     if (kind == "as_optional_tensors")
       for (const json& t : v)
-        if (t.contains("as_tensor")) r.push_back(t["as_tensor"]["name"]);
+        if (t.contains("as_tensor")) r.push_back(t.at("as_tensor").at("name"));
   }
   return r;
 }
@@ -178,8 +185,8 @@ class StageProgram {
   }
 
   std::string tensor_input(const json& node, const char* name) const {
-    for (const json& in : node["inputs"])
-      if (in["name"] == name && in["arg"].contains("as_tensor")) return in["arg"]["as_tensor"]["name"];
+    for (const json& in : node.at("inputs"))
+      if (in.at("name") == name && in.at("arg").contains("as_tensor")) return in.at("arg").at("as_tensor").at("name");
     return "";
   }
 
@@ -192,14 +199,14 @@ class StageProgram {
     if (it == src_.sym_defs().end()) throw fail("node '" + user + "' reads symbolic size '" + s + "', undefined");
     json def = src_.node_json(it->second);
     for (const std::string& a : sym_args(def)) materialize(a, user);
-    if (def["target"] == "torch.ops.aten.sym_size.int") {
+    if (def.at("target") == "torch.ops.aten.sym_size.int") {
       const std::string t = tensor_input(def, "self");
       if (!available_set_.count(t)) def = substitute_size(def, t, s, user);
     } else {
-      for (const json& in : def["inputs"])
-        if (in["arg"].contains("as_tensor") && !available_set_.count(in["arg"]["as_tensor"]["name"]))
+      for (const json& in : def.at("inputs"))
+        if (in.at("arg").contains("as_tensor") && !available_set_.count(in.at("arg").at("as_tensor").at("name")))
           throw fail("symbolic size '" + s + "' (used by node '" + user + "') is computed from tensor '" +
-                     in["arg"]["as_tensor"]["name"].get<std::string>() + "', which is not in this stage");
+                     in.at("arg").at("as_tensor").at("name").get<std::string>() + "', which is not in this stage");
     }
     syms_.insert(s);
     sym_order_.push_back(s);
@@ -208,19 +215,20 @@ class StageProgram {
 
   json substitute_size(json def, const std::string& t, const std::string& s, const std::string& user) const {
     int64_t dim = 0;
-    for (const json& in : def["inputs"])
-      if (in["name"] == "dim") dim = in["arg"].value("as_int", int64_t{0});
-    const json& tv = src_.graph_json()["tensor_values"];
+    for (const json& in : def.at("inputs"))
+      if (in.at("name") == "dim") dim = pt2_frontend::as_int64(in.at("arg").at("as_int"));
+    const json& tv = src_.graph_json().at("tensor_values");
     std::string symbol;
-    if (tv.contains(t) && tv[t].contains("sizes") && dim >= 0 && static_cast<size_t>(dim) < tv[t]["sizes"].size())
-      symbol = pt2_frontend::size_symbol(tv[t]["sizes"][static_cast<size_t>(dim)]);
+    if (tv.contains(t) && tv.at(t).contains("sizes") && dim >= 0 &&
+        static_cast<size_t>(dim) < tv.at(t).at("sizes").size())
+      symbol = pt2_frontend::size_symbol(tv.at(t).at("sizes")[static_cast<size_t>(dim)]);
     if (symbol.empty())
       throw fail("node '" + user + "' uses size '" + s + "' of tensor '" + t +
                  "' from another stage, and that size is no plain symbol this stage could read elsewhere");
     for (const std::string& cand : available_)
-      for (size_t d = 0; tv.contains(cand) && d < tv[cand].value("sizes", json::array()).size(); ++d)
+      for (size_t d = 0; tv.contains(cand) && d < tv.at(cand).value("sizes", json::array()).size(); ++d)
         if (src_.dim_is_symbol(cand, d, symbol)) {
-          for (json& in : def["inputs"]) {
+          for (json& in : def.at("inputs")) {
             if (in["name"] == "self") in["arg"] = tensor_arg(cand);
             if (in["name"] == "dim") in["arg"] = json{{"as_int", d}};
           }
@@ -320,12 +328,11 @@ std::vector<SampleTensor> StageProgram::sample_inputs() const {
   std::vector<SampleTensor> r;
   const ir::Graph& g = src_.graph();
   for (const std::string& in : inputs_) {
-    const json& meta = src_.graph_json()["tensor_values"].at(in);
+    const json& meta = src_.graph_json().at("tensor_values").at(in);
     SampleTensor t{g.values[g.find_value(in)].dtype, {}};
     if (!storage_class(t.dtype)) throw fail("input '" + in + "' has a dtype .pt2 sample inputs cannot hold");
-    for (const json& s : meta["sizes"])
-      t.sizes.push_back(s.contains("as_int") ? s["as_int"].get<int64_t>()
-                                             : s["as_expr"].value("hint", json{{"as_int", 1}}).value("as_int", 1));
+    for (const json& s : meta.at("sizes"))
+      t.sizes.push_back(s.contains("as_int") ? pt2_frontend::as_int64(s.at("as_int")) : expr_hint(s.at("as_expr")));
     r.push_back(std::move(t));
   }
   return r;
@@ -338,18 +345,23 @@ EmittedStage emit_pt2_stage(const SourceModel& source, const analysis::Partition
   const auto* src = dynamic_cast<const Pt2Source*>(&source);
   if (!src) throw std::logic_error("emit_pt2_stage: the source is not a .pt2 program");
   StageProgram sp(*src, p.stages[static_cast<size_t>(stage)], stage);
-  sp.build();
   // Records in the order torch.export.save writes them; the top folder is
   // the artifact's name, as PyTorch's archive writer names it.
   std::string top = path.substr(path.find_last_of('/') + 1);
   top = top.substr(0, top.rfind('.')) + "/";
   zip::Writer w;
-  const json weights = sp.weights_config(w, top + "data/weights/", false);
-  w.add(top + "data/weights/model_weights_config.json", weights.dump());
-  const json constants = sp.weights_config(w, top + "data/constants/", true);
-  w.add(top + "data/constants/model_constants_config.json", constants.dump());
-  w.add(top + "models/model.json", sp.program().dump());
-  w.add(top + "data/sample_inputs/model.pt", torch_save_zeros(sp.sample_inputs()));
+  try {
+    sp.build();
+    const json weights = sp.weights_config(w, top + "data/weights/", false);
+    w.add(top + "data/weights/model_weights_config.json", weights.dump());
+    const json constants = sp.weights_config(w, top + "data/constants/", true);
+    w.add(top + "data/constants/model_constants_config.json", constants.dump());
+    w.add(top + "models/model.json", sp.program().dump());
+    w.add(top + "data/sample_inputs/model.pt", torch_save_zeros(sp.sample_inputs()));
+  } catch (const json::exception& e) {
+    // What the frontend did not read of the program (it reads what the IR needs).
+    throw Error(src->path() + ": malformed exported program: " + e.what());
+  }
   w.add(top + "archive_format", "pt2");
   w.add(top + "archive_version", "0");
   w.add(top + ".data/version", "6\n");

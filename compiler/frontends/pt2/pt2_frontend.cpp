@@ -11,11 +11,34 @@ namespace ppc::pt2_frontend {
 
 using nlohmann::json;
 
+const json& union_value(const json& u) {
+  if (!u.is_object() || u.size() != 1)
+    throw json::type_error::create(302, "expected a union (an object of one member), not " + u.dump().substr(0, 80),
+                                   nullptr);
+  return u.begin().value();
+}
+
+// `key` of object `j` as an integer, or `fallback` where it has none.
+int64_t int_or(const json& j, const char* key, int64_t fallback) {
+  return j.is_object() && j.contains(key) ? as_int64(j.at(key)) : fallback;
+}
+
+std::string union_kind(const json& u) {
+  union_value(u);
+  return u.begin().key();
+}
+
+int64_t as_int64(const json& j) {
+  if (!j.is_number_integer() || (j.is_number_unsigned() && j.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)))
+    throw json::type_error::create(302, "expected an integer, not " + j.dump().substr(0, 80), nullptr);
+  return j.get<int64_t>();
+}
+
 std::string size_symbol(const json& s) {
   if (!s.is_object() || !s.contains("as_expr")) return "";
   static const std::regex kSymbol(R"(^Symbol\('([A-Za-z_][A-Za-z0-9_]*)'.*\)$)");
   std::smatch m;
-  const std::string expr = s["as_expr"].value("expr_str", "");
+  const std::string expr = s.at("as_expr").value("expr_str", "");
   return std::regex_match(expr, m, kSymbol) ? m[1].str() : "";
 }
 
@@ -25,16 +48,16 @@ std::string Pt2Source::payload_bytes(const Pt2Param& p) const {
 }
 
 bool Pt2Source::dim_is_symbol(const std::string& name, size_t dim, const std::string& symbol) const {
-  const json& tv = graph_json()["tensor_values"];
+  const json& tv = graph_json().at("tensor_values");
   auto it = tv.find(name);
   if (it == tv.end() || !it->contains("sizes")) return false;
-  const json& sizes = (*it)["sizes"];
+  const json& sizes = (*it).at("sizes");
   return dim < sizes.size() && size_symbol(sizes[dim]) == symbol;
 }
 
 namespace {
 
-ir::DType dtype_of(int code) {
+ir::DType dtype_of(int64_t code) {
   switch (code) {
     case 1: return ir::DType::UInt8;
     case 2: return ir::DType::Int8;
@@ -53,9 +76,9 @@ ir::DType dtype_of(int code) {
 ir::Shape shape_of(const json& meta) {
   if (!meta.contains("sizes")) return ir::Shape::unranked();
   std::vector<ir::Dim> dims;
-  for (const json& s : meta["sizes"]) {
+  for (const json& s : meta.at("sizes")) {
     if (s.contains("as_int"))
-      dims.push_back(ir::Dim::known(s["as_int"].get<int64_t>()));
+      dims.push_back(ir::Dim::known(as_int64(s.at("as_int"))));
     else if (std::string sym = size_symbol(s); !sym.empty())
       dims.push_back(ir::Dim::symbolic(sym));
     else
@@ -192,17 +215,18 @@ class Pt2Lowering {
 
   void check_version() const {
     const json& p = src_.program_;
-    if (!p.is_object() || !p.contains("graph_module") || !p["graph_module"].contains("graph"))
+    if (!p.is_object() || !p.contains("graph_module") || !p.at("graph_module").contains("graph"))
       throw fail("not a serialized ExportedProgram (no graph_module.graph)");
     const json v = p.value("schema_version", json::object());
-    const int major = v.value("major", -1), minor = v.value("minor", -1);
+    const int64_t major = v.contains("major") ? as_int64(v.at("major")) : -1;
+    const int64_t minor = v.contains("minor") ? as_int64(v.at("minor")) : -1;
     if (major != kSchemaMajor)
       throw fail("ExportedProgram schema version " + std::to_string(major) + "." + std::to_string(minor) +
                  "; ppc reads schema " + std::to_string(kSchemaMajor) + ".x (torch.export.save of PyTorch 2.11)");
   }
 
   const json& tensor_meta(const std::string& name) const {
-    const json& tv = src_.graph_json()["tensor_values"];
+    const json& tv = src_.graph_json().at("tensor_values");
     auto it = tv.find(name);
     if (it == tv.end()) throw fail("tensor '" + name + "' has no entry in tensor_values");
     return *it;
@@ -210,24 +234,24 @@ class Pt2Lowering {
 
   ir::ValueId add_tensor_input(const std::string& name) {
     const json& meta = tensor_meta(name);
-    return src_.graph_.add_input(name, dtype_of(meta.value("dtype", 0)), shape_of(meta));
+    return src_.graph_.add_input(name, dtype_of(int_or(meta, "dtype", 0)), shape_of(meta));
   }
 
   // Params (parameters, buffers, lifted tensor constants) and user inputs, in
   // the signature's order.
   void lower_signature() {
-    const json& specs = src_.program_["graph_module"]["signature"]["input_specs"];
+    const json& specs = src_.program_.at("graph_module").at("signature").at("input_specs");
     for (const json& spec : specs)
       for (const char* key : {"parameter_name", "buffer_name", "tensor_constant_name"})
-        if (spec.begin().value().contains(key)) signature_fqns_.insert(spec.begin().value()[key].get<std::string>());
+        if (union_value(spec).contains(key)) signature_fqns_.insert(union_value(spec).at(key).get<std::string>());
     for (const json& spec : specs) {
-      const std::string kind = spec.begin().key();
-      const json& body = spec.begin().value();
+      const std::string kind = union_kind(spec);
+      const json& body = union_value(spec);
       if (kind == "user_input") {
-        const json& arg = body["arg"];
+        const json& arg = body.at("arg");
         if (!arg.contains("as_tensor"))
           throw fail("user input " + arg.dump() + " is not a tensor; ppc splits programs whose inputs are tensors");
-        const std::string name = arg["as_tensor"]["name"];
+        const std::string name = arg.at("as_tensor").at("name");
         src_.placeholders_[name] = add_tensor_input(name);
         continue;
       }
@@ -245,7 +269,7 @@ class Pt2Lowering {
 
   void add_param(const std::string& kind, const json& body, const std::string& fqn, const json& spec) {
     Pt2Param p;
-    p.placeholder = body["arg"]["name"];
+    p.placeholder = body.at("arg").at("name");
     p.fqn = fqn;
     p.spec = spec;
     p.constant = kind == "tensor_constant" || !weights_.contains(fqn);
@@ -256,7 +280,7 @@ class Pt2Lowering {
     if (p.payload.value("use_pickle", false))
       throw fail(kind + " '" + fqn + "' is stored pickled (a tensor subclass); ppc reads plain tensors");
     const json& meta = tensor_meta(p.placeholder);
-    const ir::DType dt = dtype_of(meta.value("dtype", 0));
+    const ir::DType dt = dtype_of(int_or(meta, "dtype", 0));
     ir::Shape shape = shape_of(meta);
     const double numel = shape.numel(1.0);
     if (!(numel >= 0 && numel * std::max(1, ir::dtype_size(dt)) < 9.0e18))
@@ -283,21 +307,21 @@ class Pt2Lowering {
 
   // Tensor names a node's argument reads (none for non-tensor arguments).
   std::vector<std::string> tensor_args(const json& node, const json& arg) const {
-    const std::string kind = arg.begin().key();
-    const json& v = arg.begin().value();
+    const std::string kind = union_kind(arg);
+    const json& v = union_value(arg);
     if (kind == "as_tensor" || kind == "as_optional_tensor") {
       if (kind == "as_optional_tensor" && !v.contains("as_tensor")) return {};
-      return {kind == "as_tensor" ? v["name"].get<std::string>() : v["as_tensor"]["name"].get<std::string>()};
+      return {kind == "as_tensor" ? v.at("name").get<std::string>() : v.at("as_tensor").at("name").get<std::string>()};
     }
     if (kind == "as_tensors") {
       std::vector<std::string> r;
-      for (const json& t : v) r.push_back(t["name"]);
+      for (const json& t : v) r.push_back(t.at("name"));
       return r;
     }
     if (kind == "as_optional_tensors") {
       std::vector<std::string> r;
       for (const json& t : v)
-        if (t.contains("as_tensor")) r.push_back(t["as_tensor"]["name"]);
+        if (t.contains("as_tensor")) r.push_back(t.at("as_tensor").at("name"));
       return r;
     }
     if (kind == "as_graph" || kind == "as_custom_obj" || kind == "as_operator" || kind == "as_string_to_argument")
@@ -310,16 +334,16 @@ class Pt2Lowering {
   std::vector<std::string> outputs_of(const json& node, bool& symbolic) const {
     std::vector<std::string> r;
     bool any_sym = false;
-    for (const json& o : node["outputs"]) {
-      const std::string kind = o.begin().key();
-      const json& v = o.begin().value();
+    for (const json& o : node.at("outputs")) {
+      const std::string kind = union_kind(o);
+      const json& v = union_value(o);
       if (kind == "as_tensor")
-        r.push_back(v["name"]);
+        r.push_back(v.at("name"));
       else if (kind == "as_tensors")
-        for (const json& t : v) r.push_back(t["name"]);
+        for (const json& t : v) r.push_back(t.at("name"));
       else if (kind == "as_optional_tensors")
         for (const json& t : v) {
-          if (t.contains("as_tensor")) r.push_back(t["as_tensor"]["name"]);
+          if (t.contains("as_tensor")) r.push_back(t.at("as_tensor").at("name"));
         }
       else if (kind == "as_sym_int" || kind == "as_sym_bool" || kind == "as_sym_float")
         any_sym = true;
@@ -332,7 +356,7 @@ class Pt2Lowering {
   }
 
   void lower_nodes() {
-    const json& nodes = src_.graph_json()["nodes"];
+    const json& nodes = src_.graph_json().at("nodes");
     int dropped = 0;
     for (size_t i = 0; i < nodes.size(); ++i) {
       const json& node = nodes[i];
@@ -340,9 +364,9 @@ class Pt2Lowering {
       bool symbolic = false;
       std::vector<std::string> outs = outputs_of(node, symbolic);
       if (symbolic) {
-        for (const json& o : node["outputs"]) {
-          const json& v = o.begin().value();
-          if (v.contains("as_name")) src_.sym_defs_[v["as_name"].get<std::string>()] = static_cast<int>(i);
+        for (const json& o : node.at("outputs")) {
+          const json& v = union_value(o);
+          if (v.contains("as_name")) src_.sym_defs_[v.at("as_name").get<std::string>()] = static_cast<int>(i);
         }
         continue;
       }
@@ -373,8 +397,8 @@ class Pt2Lowering {
     n.op = target.substr(10);
     n.module = module_of(node);
     n.source_index = index;
-    for (const json& in : node["inputs"])
-      for (const std::string& t : tensor_args(node, in["arg"])) {
+    for (const json& in : node.at("inputs"))
+      for (const std::string& t : tensor_args(node, in.at("arg"))) {
         auto ph = src_.placeholders_.find(t);
         const ir::ValueId v = ph != src_.placeholders_.end() ? ph->second : g.find_value(t);
         if (v == ir::kNone)
@@ -386,7 +410,7 @@ class Pt2Lowering {
     for (const std::string& o : outs) {
       const json& meta = tensor_meta(o);
       if (g.find_value(o) != ir::kNone) throw fail("tensor '" + o + "' is produced twice");
-      n.outputs.push_back(g.add_value(o, dtype_of(meta.value("dtype", 0)), shape_of(meta)));
+      n.outputs.push_back(g.add_value(o, dtype_of(int_or(meta, "dtype", 0)), shape_of(meta)));
     }
     const ir::NodeId id = g.add_node(std::move(n));
     g.nodes[id].flops = estimate_flops(g, g.nodes[id]);
@@ -416,19 +440,20 @@ class Pt2Lowering {
 
   void lower_outputs() {
     ir::Graph& g = src_.graph_;
-    for (const json& spec : src_.program_["graph_module"]["signature"]["output_specs"]) {
-      const std::string kind = spec.begin().key();
-      const json& arg = spec.begin().value()["arg"];
+    for (const json& spec : src_.program_.at("graph_module").at("signature").at("output_specs")) {
+      const std::string kind = union_kind(spec);
+      const json& arg = union_value(spec).at("arg");
       if (kind != "user_output")
         throw fail("graph output of kind '" + kind + "' (" + arg.dump() +
                    ") is not supported: export the module in eval mode, or without in-place updates of buffers "
                    "and inputs");
       if (!arg.contains("as_tensor"))
         throw fail("graph output " + arg.dump() + " is not a tensor; ppc splits programs whose outputs are tensors");
-      const std::string name = arg["as_tensor"]["name"];
+      const std::string name = arg.at("as_tensor").at("name");
       auto ph = src_.placeholders_.find(name);
       const ir::ValueId v = ph != src_.placeholders_.end() ? ph->second : g.find_value(name);
-      if (v == ir::kNone) throw fail("graph output '" + arg["as_tensor"]["name"].get<std::string>() + "' is undefined");
+      if (v == ir::kNone)
+        throw fail("graph output '" + arg.at("as_tensor").at("name").get<std::string>() + "' is undefined");
       g.mark_output(v);
     }
   }

@@ -62,6 +62,18 @@ class Pt2Source : public SourceModel {
   std::map<std::string, int> sym_defs_;
 };
 
+/// The value of a serialized union (`{"as_tensor": {...}}`: an object of one
+/// member). Throws nlohmann::json::type_error for anything else, so that a
+/// malformed archive is an error, not undefined behaviour.
+const nlohmann::json& union_value(const nlohmann::json& u);
+
+/// The key of a serialized union ("as_tensor"); throws as union_value().
+std::string union_kind(const nlohmann::json& u);
+
+/// An integer of the archive's JSON. Throws nlohmann::json::type_error where
+/// it is not one that fits int64 (a float is not converted).
+int64_t as_int64(const nlohmann::json& j);
+
 /// The symbol a serialized size is exactly ("s77" for Symbol('s77', ...)), or "".
 std::string size_symbol(const nlohmann::json& sym_int);
 
