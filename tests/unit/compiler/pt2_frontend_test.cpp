@@ -146,6 +146,20 @@ TEST(Pt2Frontend, BadProgramsAreOneLineErrors) {
   dangling["graph_module"]["graph"]["nodes"][4]["inputs"][0] = targ("self", "nowhere");
   EXPECT_NE(error_of(write_archive("dangling", dangling)).find("reads tensor 'nowhere'"), std::string::npos);
 
+  // Malformed JSON inside a well-formed archive (found by fuzzing: missing
+  // keys and empty unions were assertions or undefined behaviour).
+  json no_outputs = program();
+  no_outputs["graph_module"]["graph"]["nodes"][4].erase("outputs");
+  EXPECT_NE(error_of(write_archive("no_outputs", no_outputs)).find("malformed exported program"), std::string::npos);
+  json empty_union = program();
+  empty_union["graph_module"]["graph"]["nodes"][4]["inputs"][0]["arg"] = json::object();
+  EXPECT_NE(error_of(write_archive("empty_union", empty_union)).find("expected a union"), std::string::npos);
+  json float_size = program();
+  for (auto& [name, meta] : float_size["graph_module"]["graph"]["tensor_values"].items())
+    for (auto& d : meta["sizes"])
+      if (d.contains("as_int")) d["as_int"] = 1e30;
+  EXPECT_NE(error_of(write_archive("float_size", float_size)).find("expected an integer"), std::string::npos);
+
   const auto not_zip = std::filesystem::temp_directory_path() / "ppc_pt2_test_notzip.pt2";
   std::ofstream(not_zip) << "not a zip";
   EXPECT_NE(error_of(not_zip.string()).find("not a zip archive"), std::string::npos);
