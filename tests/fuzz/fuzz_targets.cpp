@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 
 #include "compiler/frontends/onnx/onnx_frontend.h"
@@ -19,6 +20,32 @@
 #include "schemas/zip_archive.h"
 
 namespace ppc::fuzz {
+
+namespace {
+
+// The scratch files and folders of this process, removed at exit.
+struct Scratch {
+  std::set<std::string> paths;
+  ~Scratch() {
+    std::error_code ec;
+    for (const auto& p : paths) std::filesystem::remove_all(p, ec);
+  }
+};
+
+Scratch& scratch() {
+  static Scratch s;
+  return s;
+}
+
+}  // namespace
+
+std::string scratch_file(const uint8_t* data, size_t size, const std::string& suffix) {
+  const std::string path = "/tmp/ppc_fuzz_" + std::to_string(::getpid()) + suffix;
+  scratch().paths.insert(path);
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  return path;
+}
 
 void split_spec(const uint8_t* data, size_t size) {
   std::string text(reinterpret_cast<const char*>(data), size);
@@ -39,20 +66,8 @@ void manifest(const uint8_t* data, size_t size) {
   } catch (const Error&) {}
 }
 
-namespace {
-
-// Readers that take a path get the bytes in a file of this process.
-std::string as_file(const uint8_t* data, size_t size, const std::string& ext) {
-  const std::string path = "/tmp/ppc_fuzz_" + std::to_string(::getpid()) + ext;
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
-  return path;
-}
-
-}  // namespace
-
 void onnx_model(const uint8_t* data, size_t size) {
-  const std::string path = as_file(data, size, ".onnx");
+  const std::string path = scratch_file(data, size, ".onnx");
   try {
     onnx_frontend::load_onnx(path, "model.onnx", nullptr);
   } catch (const Error&) {}
@@ -63,6 +78,7 @@ void onnx_external(const uint8_t* data, size_t size) {
   const size_t sep = bytes.find(kExternalDataSeparator);
   // A folder of this process: the model and its data file side by side.
   const std::string dir = "/tmp/ppc_fuzz_ext_" + std::to_string(::getpid());
+  scratch().paths.insert(dir);
   std::filesystem::create_directories(dir);
   std::filesystem::remove(dir + "/weights.bin");
   std::ofstream(dir + "/model.onnx", std::ios::binary | std::ios::trunc) << bytes.substr(0, sep);
@@ -92,7 +108,7 @@ void pt2_archive(const uint8_t* data, size_t size) {
     }
     bytes = w.finish();
   }
-  const std::string path = as_file(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), ".pt2");
+  const std::string path = scratch_file(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), ".pt2");
   try {
     pt2_frontend::load_pt2(path, "model.pt2", nullptr);
   } catch (const Error&) {}
@@ -108,7 +124,7 @@ void ir_text(const uint8_t* data, size_t size) {
 }
 
 void profile(const uint8_t* data, size_t size) {
-  const std::string path = as_file(data, size, ".json");
+  const std::string path = scratch_file(data, size, ".json");
   try {
     // What reads must write and read back to the same text.
     std::string once = profile::profile_json(profile::read_profile(path));

@@ -5,8 +5,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace ppc::fuzz {
+
+/// The bytes in a file of this process, /tmp/ppc_fuzz_<pid><suffix>, removed
+/// when the process exits normally.
+std::string scratch_file(const uint8_t* data, size_t size, const std::string& suffix);
 
 void split_spec(const uint8_t* data, size_t size);
 void manifest(const uint8_t* data, size_t size);
