@@ -17,8 +17,8 @@
 #include "tests/unit/runtime/tensor_diff.h"
 
 namespace fs = std::filesystem;
-using ppc::test::max_diff;
 using ppc::runtime::OnnxGraph;
+using ppc::test::max_diff;
 
 namespace {
 

@@ -24,9 +24,9 @@
 #include "tests/unit/runtime/tensor_diff.h"
 
 namespace fs = std::filesystem;
-using ppc::test::max_diff;
 using ppc::runtime::NamedTensor;
 using ppc::runtime::Pt2Program;
+using ppc::test::max_diff;
 
 namespace {
 
