@@ -51,8 +51,6 @@ void Engine::setup() {
   std::vector<int> mine;
   for (int s = 0; s < num_stages_; ++s)
     if (stage_rank_[s] == t_.rank()) mine.push_back(s);
-  for (const auto& rank : lowered)
-    for (const auto& a : rank) split_backward_ |= a.kind == Action::I;
   local_of_.assign(num_stages_, -1);
 
   build_links();
@@ -175,7 +173,6 @@ void Engine::load_local_stages(const std::vector<int>& mine) {
     ls.info = &m_.stages[s];
     ls.module = load_stage(lm_, s);
     ls.module->set_training(o_.train);
-    if (split_backward_) ls.module->prepare_split_backward();
     std::vector<NamedTensor> trainable;
     for (auto& [name, p] : ls.module->parameters()) {
       ls.tensors[name] = p;

@@ -204,7 +204,6 @@ class Engine {
   std::vector<LocalStage> locals_;
   std::vector<int> local_of_;
   std::vector<int> stage_rank_;  ///< where the schedule places each stage
-  bool split_backward_ = false;  ///< the schedule has I/W instead of B
   std::vector<Link> links_;
   std::vector<std::vector<int>> links_in_, links_out_;  // per stage: indices into links_
   std::unique_ptr<wire::Tags> tags_;

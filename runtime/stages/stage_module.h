@@ -36,11 +36,6 @@ class StageModule {
   virtual std::vector<NamedTensor> parameters() = 0;
   /// Non-trainable state (batch-norm running statistics, masks), likewise.
   virtual std::vector<NamedTensor> buffers() = 0;
-  /// Called once before a schedule that splits the backward into input- and
-  /// weight-gradient passes (zero bubble), so that each pass computes only its
-  /// part: TorchScript's graph executor otherwise fuses the stage into one
-  /// differentiable graph whose backward always computes every gradient.
-  virtual void prepare_split_backward() {}
   /// Per-node timing (pprun --profile): on clears the totals. Modules that
   /// cannot time their nodes (TorchScript) ignore it.
   virtual void set_node_timing(bool /*on*/) {}

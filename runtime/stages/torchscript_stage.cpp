@@ -61,6 +61,17 @@ class TorchScriptStage final : public StageModule {
     for (size_t i = 0; i < inputs.size(); ++i)
       args.emplace_back(i < written_.size() && written_[i] && inputs[i].defined() ? inputs[i].clone() : inputs[i]);
     c10::IValue result;
+    // The graph executor's optimizations stay off: with them, LibTorch's
+    // profiling executor turns a training stage into one differentiable
+    // graph whose backward runs the interpreter over autodiff's formulas
+    // (ReLU's gradient as gt + type_as + mul, three passes where eager
+    // autograd's threshold_backward makes one), a few percent slower than
+    // eager per micro-batch, and whose backward always computes every
+    // gradient (the zero-bubble schedules need the input gradients alone).
+    // Off, each node runs as an eager ATen call recorded by autograd. The
+    // switch is per thread and read on every call, so it is set here, on
+    // whatever thread runs the stage.
+    torch::jit::GraphOptimizerEnabledGuard eager_autograd(false);
     try {
       result = module_.forward(args);
     } catch (const c10::Error& e) {
@@ -81,8 +92,6 @@ class TorchScriptStage final : public StageModule {
   }
 
   void set_training(bool training) override { module_.train(training); }
-
-  void prepare_split_backward() override { torch::jit::setGraphExecutorOptimize(false); }
 
   std::vector<NamedTensor> parameters() override {
     std::vector<NamedTensor> out;

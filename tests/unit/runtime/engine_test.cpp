@@ -18,10 +18,13 @@
 #include <thread>
 
 #include <nlohmann/json.hpp>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 
 #include "compiler/driver/driver.h"
 #include "runtime/engine/pt_io.h"
 #include "runtime/engine/wire.h"
+#include "runtime/stages/stage_module.h"
 #include "schemas/error.h"
 
 namespace fs = std::filesystem;
@@ -613,6 +616,36 @@ TEST(Engine, BadBatchesAreErrorsNamingTheFile) {
   } catch (const ppc::Error& e) {
     EXPECT_NE(std::string(e.what()).find("nokey.pt: no entry for model input 'x' (entries: 'y')"), std::string::npos)
         << e.what();
+  }
+}
+
+// A TorchScript stage records eager autograd nodes on every call: LibTorch's
+// profiling executor, left to optimize, wraps the stage in one differentiable
+// graph from its second call on, whose backward runs autodiff's formulas in
+// the interpreter (slower per micro-batch than eager's kernels) and always
+// computes every gradient (zero bubble needs the input gradients alone). The
+// switch is LibTorch's per-thread flag: the stage sets it only while it runs.
+TEST(Engine, TorchScriptStagesRecordEagerAutogradOnEveryCall) {
+  LoadedManifest lm = load_and_verify(split("mlp", 2).string());
+  std::vector<std::unique_ptr<StageModule>> stages;
+  for (int s = 0; s < 2; ++s) {
+    stages.push_back(load_stage(lm, s));
+    stages.back()->set_training(true);
+  }
+  for (int call = 0; call < 4; ++call) {
+    at::Tensor x = at::randn({4, 512}).requires_grad_(true);
+    at::Tensor h = stages[0]->forward({x}).at(0);
+    at::Tensor h_in = h.detach().requires_grad_(true);
+    at::Tensor y = stages[1]->forward({h_in}).at(0);
+    EXPECT_TRUE(torch::jit::getGraphExecutorOptimize()) << "the stage left the executor's switch off";
+    for (const at::Tensor* t : {&h, &y}) {
+      ASSERT_TRUE(t->grad_fn()) << "call " << call;
+      EXPECT_EQ(t->grad_fn()->name().find("DifferentiableGraph"), std::string::npos)
+          << "call " << call << ": " << t->grad_fn()->name();
+    }
+    y.sum().backward();
+    h.backward(h_in.grad());
+    EXPECT_TRUE(x.grad().defined());
   }
 }
 
