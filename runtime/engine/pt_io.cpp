@@ -8,7 +8,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 
 #include "schemas/error.h"
 
@@ -69,10 +68,25 @@ c10::IValue load_zip_pickle(const std::string& path) {
 std::vector<NamedTensor> load_tensor_dict(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open the file");
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // The zip format (torch.save's default) is read by record from the path:
+  // only its first 4 bytes are read here. This runs every step (the batch), so
+  // the legacy format's bytes are read in one block, not a byte at a time.
+  std::vector<char> bytes(4);
+  in.read(bytes.data(), 4);
+  bytes.resize(static_cast<size_t>(in.gcount()));
+  bool zip = bytes.size() == 4 && bytes[0] == 'P' && bytes[1] == 'K' && bytes[2] == 3 && bytes[3] == 4;
+  if (!zip) {
+    in.clear();
+    in.seekg(0, std::ios::end);
+    std::streamoff size = in.tellg();
+    in.seekg(0, std::ios::beg);
+    if (size < 0 || !in) throw Error(path + ": cannot read the file");
+    bytes.resize(static_cast<size_t>(size));
+    in.read(bytes.data(), size);
+    if (in.gcount() != size) throw Error(path + ": cannot read the file");
+  }
   c10::IValue value;
   try {
-    bool zip = bytes.size() >= 4 && bytes[0] == 'P' && bytes[1] == 'K' && bytes[2] == 3 && bytes[3] == 4;
     value = zip ? load_zip_pickle(path) : torch::jit::pickle_load(bytes);
   } catch (const std::exception& e) {
     std::string what = e.what();
