@@ -57,6 +57,26 @@ if worst > 1e-5:
 print(f"   {what}: losses match (max rel diff {worst:.2e})")
 PYEOF
 }
+# check_inference SPLIT N SCHEDULE REF WHAT: 3 steps of inference of the ppc
+# output SPLIT on N local ranks over $W/batches ($CHUNKS micro-batches), the
+# outputs against REF.
+check_inference() {
+  "$PPRUN" --manifest "$1" --nproc "$2" --schedule "$3" --chunks "$CHUNKS" --inputs "$W/batches" --steps 3 \
+    --output "$W/out.pt" --quiet || fail "pprun inference ($2 stages, $3)"
+  compare "$W/out.pt" "$4" "$5"
+}
+# check_saved_pipeline MODEL PARAMS CK N CHUNKS OUTPUT_NAME: the pipeline that
+# pprun --save wrote to CK, run for inference on N local ranks (CHUNKS
+# micro-batches), gives the outputs of MODEL (reference_infer.py) with the
+# trained parameters PARAMS.
+check_saved_pipeline() {
+  local model=$1 params=$2 ck=$3 n=$4 chunks=$5 output=$6
+  "$PY" "$E2E/reference_infer.py" "$model" "$W/batches" "$W/ref_trained_out.pt" --steps 3 --params "$params" \
+    --output-name "$output" >/dev/null
+  "$PPRUN" --manifest "$ck" --nproc "$n" --chunks "$chunks" --inputs "$W/batches" --steps 3 \
+    --output "$W/trained_out.pt" --quiet || fail "pprun inference from --save"
+  compare "$W/trained_out.pt" "$W/ref_trained_out.pt" "outputs of the saved pipeline"
+}
 # train_onnx_and_compare SPLIT N SCHEDULE ONNX_MODEL TORCH_MODEL REF PPRUN_ARGS...:
 # 3 training steps of the ppc output SPLIT on N local ranks over $W/batches
 # ($CHUNKS micro-batches, saved to $W/ck), params.pt renamed to TORCH_MODEL's

@@ -72,11 +72,7 @@ for n in 2 3 4; do
 done
 
 step "$SAMPLE: the saved pipeline runs the trained model"
-"$PY" "$E2E/reference_infer.py" "$MODEL" "$W/batches" "$W/ref_trained_out.pt" --steps 3 \
-  --params "$W/ck/params.pt" --output-name $OUTPUT_NAME >/dev/null
-"$PPRUN" --manifest "$W/ck" --nproc 4 --chunks 2 --inputs "$W/batches" --steps 3 --output "$W/trained_out.pt" --quiet ||
-  fail "pprun inference from --save"
-compare "$W/trained_out.pt" "$W/ref_trained_out.pt" "outputs of the saved pipeline"
+check_saved_pipeline "$MODEL" "$W/ck/params.pt" "$W/ck" 4 2 $OUTPUT_NAME
 
 step "$SAMPLE: --resume after 2 steps + 1 step equals 3 steps (3 stages, 1f1b, adam)"
 run=(--nproc 3 --chunks $CHUNKS --inputs "$W/batches" --train --loss $LOSS $ADAM --quiet)

@@ -80,10 +80,6 @@ PPC_ONNX_MAX_PROTO_BYTES=$LIMIT train_onnx_and_compare "$W/ext" 3 1f1b "$ONNX_MO
 check_stages "$W/ck" "pprun --save"
 
 step "the saved pipeline runs the trained model"
-"$PY" "$E2E/reference_infer.py" "$MODEL" "$W/batches" "$W/ref_trained_out.pt" --steps 3 \
-  --params "$W/ck_torch.pt" --output-name y >/dev/null
-"$PPRUN" --manifest "$W/ck" --nproc 3 --chunks $CHUNKS --inputs "$W/batches" --steps 3 --output "$W/trained.pt" --quiet ||
-  fail "pprun inference from --save"
-compare "$W/trained.pt" "$W/ref_trained_out.pt" "outputs of the saved pipeline"
+check_saved_pipeline "$MODEL" "$W/ck_torch.pt" "$W/ck" 3 $CHUNKS y
 
 step "all checks passed"

@@ -89,9 +89,7 @@ split "$INFER" "$W/i2" --splits "$W/cut.json"
 split "$INFER" "$W/i3" --splits "$W/auto3.json"
 for n in 2 3; do
   step "$FAMILY: inference, $n stages ($([ $n = 2 ] && echo "cut at $CUT" || echo auto)), 1F1B"
-  "$PPRUN" --manifest "$W/i$n" --nproc $n --chunks $CHUNKS --inputs "$W/batches" --steps 3 --output "$W/out.pt" --quiet ||
-    fail "pprun inference ($n stages)"
-  compare "$W/out.pt" "$W/ref_out.pt" "logits"
+  check_inference "$W/i$n" $n 1f1b "$W/ref_out.pt" logits
 done
 
 TRAIN=$W/train/$FAMILY/$FAMILY.onnx
@@ -170,9 +168,7 @@ split "$MODEL" "$W/ts2" --splits "$W/cut.json"
 split "$MODEL" "$W/ts3" --splits "$W/auto3.json"
 for n in 2 3; do
   step "$FAMILY: TorchScript trace, inference, $n stages ($([ $n = 2 ] && echo "cut at $CUT" || echo auto)), 1F1B"
-  "$PPRUN" --manifest "$W/ts$n" --nproc $n --chunks $CHUNKS --inputs "$W/batches" --steps 3 --output "$W/out.pt" --quiet ||
-    fail "pprun inference of the trace ($n stages)"
-  compare "$W/out.pt" "$W/ref_out_ts.pt" "logits"
+  check_inference "$W/ts$n" $n 1f1b "$W/ref_out_ts.pt" logits
 done
 step "$FAMILY: TorchScript trace, training, 3 stages, 1f1b, 3 steps of adamw"
 # shellcheck disable=SC2086

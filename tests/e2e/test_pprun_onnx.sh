@@ -93,9 +93,7 @@ for n in 2 3 4; do
   sched=1f1b
   [ $n = 2 ] && sched=gpipe
   step "$SAMPLE: $n stages, $sched: inference"
-  "$PPRUN" --manifest "$W/split$n" --nproc $n --schedule $sched --chunks $CHUNKS --inputs "$W/batches" --steps 3 \
-    --output "$W/out.pt" --quiet || fail "pprun inference ($n stages, $sched)"
-  compare "$W/out.pt" "$W/ref_out.pt" "outputs"
+  check_inference "$W/split$n" $n $sched "$W/ref_out.pt" outputs
 done
 
 if [ -n "$SPEC3" ]; then
@@ -126,11 +124,7 @@ if [ -n "$TRAIN" ]; then
   step "$SAMPLE: the saved ONNX stages: checker, tied copies"
   "$PY" "$E2E/check_onnx_save.py" "$W/ck" | sed 's/^/   /' || fail "saved stages"
   step "$SAMPLE: the saved pipeline runs the trained model"
-  "$PY" "$E2E/reference_infer.py" "$MODEL" "$W/batches" "$W/ref_trained_out.pt" --steps 3 \
-    --params "$W/ck_torch.pt" --output-name $OUTPUT_NAME >/dev/null
-  "$PPRUN" --manifest "$W/ck" --nproc 3 --chunks 2 --inputs "$W/batches" --steps 3 --output "$W/trained_out.pt" --quiet ||
-    fail "pprun inference from --save"
-  compare "$W/trained_out.pt" "$W/ref_trained_out.pt" "outputs of the saved pipeline"
+  check_saved_pipeline "$MODEL" "$W/ck_torch.pt" "$W/ck" 3 2 $OUTPUT_NAME
 fi
 
 step "$SAMPLE: all checks passed"

@@ -108,9 +108,7 @@ for n in 2 3; do
   sched=1f1b
   [ $n = 2 ] && sched=gpipe
   step "$MODEL_NAME: $n stages, $sched: inference"
-  "$PPRUN" --manifest "$W/split$n" --nproc $n --schedule $sched --chunks $CHUNKS --inputs "$W/batches" --steps 3 \
-    --output "$W/out.pt" --quiet || fail "pprun inference ($n stages, $sched)"
-  compare "$W/out.pt" "$W/ref_out.pt" "outputs"
+  check_inference "$W/split$n" $n $sched "$W/ref_out.pt" outputs
 done
 
 train() {  # N SCHEDULE OPT
