@@ -6,17 +6,20 @@ Usage:  .venv/bin/python tools/bench/sim_accuracy.py [--build build-torch2] [--b
 
 The model, batches, splits and settings of tools/bench/train_step.py (16 x (Linear(512, 512) + ReLU),
 ONNX stages, 2 ranks, MSE, SGD, --threads 1). For each split (2 stages of 8 blocks; 4 stages of 4
-blocks, two per rank) one schedule is measured with `pprun --profile` (the calibration run: each
-stage's F, B, I and W milliseconds per micro-batch, the messages' cost and the time outside the
-pipeline): 1f1b for the 2-stage split, interleaved-zb for the 4-stage one (it measures the I and W
-passes that the zero-bubble schedules need). Then every schedule of that split is
+blocks, two per rank) and each kind of backward (one B pass, or I and W passes apart) one schedule is
+measured with `pprun --profile` (the calibration run: each stage's F, B, I and W milliseconds per
+micro-batch, the messages' cost and the time outside the pipeline): 1f1b and zb-h1 for the 2-stage
+split, interleaved-1f1b and interleaved-zb for the 4-stage one. Then every schedule is
 
   predicted  by `pprun --simulate --costs CALIBRATION --schedule S`: the simulated step (makespan)
              plus the calibration run's time outside the pipeline, and
   measured   by running it: the median step of --steps steps, the first excluded,
 
-and the script prints predicted / measured. The calibration schedule's own row checks the fit; the
-other rows are predictions of schedules that were not measured.
+and the script prints predicted / measured. A calibration schedule's own row checks the fit (and
+shows the noise between two runs of one schedule); gpipe, zb-v and dualpipev are predictions of
+schedules that were not measured. --cross-kind calibrates every schedule of a split on one profile
+(1f1b, interleaved-zb) instead: the B of a split-backward schedule is then I + W of a fused B split
+by the simulator's default, and the reverse.
 """
 
 import argparse
@@ -32,7 +35,9 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_step  # noqa: E402  (the model, its batches and its splits)
 
-CALIBRATE = {2: "1f1b", 4: "interleaved-zb"}  # stages: the schedule whose profile predicts the others
+# (stages, backward split into I and W): the schedule whose profile predicts the others of its kind.
+CALIBRATE = {(2, False): "1f1b", (2, True): "zb-h1", (4, False): "interleaved-1f1b", (4, True): "interleaved-zb"}
+SPLIT_BACKWARD = {"zb-h1", "interleaved-zb", "zb-v", "dualpipev"}
 
 
 def pprun(build, args):
@@ -74,6 +79,7 @@ def main():
     ap.add_argument("--chunks", type=int, default=8)
     ap.add_argument("--steps", type=int, default=21)
     ap.add_argument("--schedules", default="all", help="comma-separated, or all: " + ",".join(train_step.SCHEDULES))
+    ap.add_argument("--cross-kind", action="store_true", help="one calibration run per split (see above)")
     ap.add_argument("--smoke", action="store_true", help="batch 32, 4 micro-batches, 3 steps: checks that it runs")
     a = ap.parse_args()
     if a.smoke:
@@ -95,12 +101,15 @@ def main():
         print("%-17s %6s %-17s %13s %12s %10s" % ("schedule", "stages", "calibrated on", "predicted ms", "measured ms",
                                                   "pred/meas"))
         worst = 0.0
+        profiles = {}
         for stages in sorted(by_stages):
             split = os.path.join(work, "split_onnx_%d" % stages)
-            ref = CALIBRATE[stages]
-            profile = os.path.join(work, "profile_%d.json" % stages)
-            train(a.build, work, split, ref, a.chunks, a.steps, profile)
             for schedule in by_stages[stages]:
+                ref = CALIBRATE[(stages, stages == 4 if a.cross_kind else schedule in SPLIT_BACKWARD)]
+                profile = os.path.join(work, "profile_%s.json" % ref)
+                if ref not in profiles:
+                    train(a.build, work, split, ref, a.chunks, a.steps, profile)
+                    profiles[ref] = profile
                 want = predict(a.build, split, schedule, a.chunks, profile)
                 got = train(a.build, work, split, schedule, a.chunks, a.steps)
                 worst = max(worst, abs(want / got - 1))
