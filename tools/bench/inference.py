@@ -178,11 +178,7 @@ def differs(outs, ref):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build", default=os.path.join(train_step.ROOT, "build-torch2"))
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--chunks", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=21)
+    ap = train_step.bench_arguments(__doc__.splitlines()[0])
     ap.add_argument("--formats", default="torchscript,onnx")
     ap.add_argument("--smoke", action="store_true", help="batch 32, 4 micro-batches, 2 steps: outputs, no timings")
     ap.add_argument("--pipelining-rank", type=int, help=argparse.SUPPRESS)

@@ -22,7 +22,6 @@ schedules that were not measured. --cross-kind calibrates every schedule of a sp
 by the simulator's default, and the reverse.
 """
 
-import argparse
 import json
 import os
 import re
@@ -73,11 +72,7 @@ def predict(build, split, schedule, chunks, profile):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build", default=os.path.join(train_step.ROOT, "build-torch2"))
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--chunks", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=21)
+    ap = train_step.bench_arguments(__doc__.splitlines()[0])
     ap.add_argument("--schedules", default="all", help="comma-separated, or all: " + ",".join(train_step.SCHEDULES))
     ap.add_argument("--cross-kind", action="store_true", help="one calibration run per split (see above)")
     ap.add_argument("--smoke", action="store_true", help="batch 32, 4 micro-batches, 3 steps: checks that it runs")

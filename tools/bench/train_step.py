@@ -549,6 +549,17 @@ def wait_for_ranks(procs, timeout_s=TORCH_TIMEOUT_S):
     return failed
 
 
+def bench_arguments(description, batch=256, chunks=8, steps=21):
+    """An argument parser with the options every pipeline benchmark here shares: --build, --batch, --chunks,
+    --steps."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build-torch2"))
+    ap.add_argument("--batch", type=int, default=batch)
+    ap.add_argument("--chunks", type=int, default=chunks)
+    ap.add_argument("--steps", type=int, default=steps)
+    return ap
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
