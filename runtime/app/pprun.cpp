@@ -49,7 +49,7 @@ std::vector<std::string> input_files(const std::string& path) {
   if (!fs::is_directory(path, ec)) return {path};
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(path))
-    if (e.path().extension() == ".pt") files.push_back(e.path().string());
+    if (e.path().extension() == ".pt" && !e.is_directory(ec)) files.push_back(e.path().string());
   std::sort(files.begin(), files.end());
   if (files.empty()) throw Error(path + ": the directory holds no .pt files (--inputs)");
   return files;

@@ -66,6 +66,8 @@ c10::IValue load_zip_pickle(const std::string& path) {
 }  // namespace
 
 std::vector<NamedTensor> load_tensor_dict(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw Error(path + ": a folder, not a file written by torch.save");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open the file");
   // The zip format (torch.save's default) is read by record from the path:

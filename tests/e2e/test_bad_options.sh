@@ -86,6 +86,9 @@ row pprun --schedule "--schedule" "${RUN[@]}" --schedule nope
 row pprun --chunks "--chunks" "${RUN[@]}" --chunks 0
 row pprun --steps "--steps" "${RUN[@]}" --steps 0
 row pprun --inputs "nope.pt" --manifest "$W/m" --nproc 2 --inputs "$W/nope.pt"
+# A folder named like a batch file is no batch (it was read as one: "internal error: std::bad_alloc").
+mkdir -p "$W/only_folders/batch.pt"
+row pprun --inputs "only_folders: the directory holds no .pt files" --manifest "$W/m" --nproc 2 --inputs "$W/only_folders"
 row pprun --synthetic "give either --inputs or --synthetic, not both" "${RUN[@]}" --synthetic
 row pprun --batch-size "--batch-size" --manifest "$W/m" --nproc 2 --synthetic --batch-size 0
 row pprun --seed "--seed: must be >= 0, not -5" --manifest "$W/m" --nproc 2 --synthetic --batch-size 4 --seed -5
