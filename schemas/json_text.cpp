@@ -1,5 +1,7 @@
 #include "schemas/json_text.h"
 
+#include "schemas/error.h"
+
 #include <cerrno>
 #include <charconv>
 #include <cstdint>
@@ -497,16 +499,15 @@ JsonDocument JsonDocument::parse(std::string_view text, std::string file_name) {
   return doc;
 }
 
-JsonDocument JsonDocument::load(const std::string& path, std::string display_name) {
-  if (display_name.empty()) display_name = path;
-  auto cannot_read = [&](int err) {
-    return JsonSyntaxError(display_name, SourceLoc{}, std::string("cannot read file: ") + std::strerror(err));
-  };
-  // stdio rather than ifstream so that errno is meaningful (e.g. EISDIR when
-  // reading a directory, which ifstream would report as an empty file).
+namespace {
+
+// The whole of file `path` into `text`: 0, or the errno of the failure.
+// stdio rather than ifstream so that errno is meaningful (e.g. EISDIR when
+// reading a directory, which ifstream would report as an empty file or
+// throw from its buffer).
+int read_all(const std::string& path, std::string& text) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw cannot_read(errno);
-  std::string text;
+  if (!f) return errno;
   char buf[65536];
   while (true) {
     std::size_t n = std::fread(buf, 1, sizeof buf, f);
@@ -515,12 +516,28 @@ JsonDocument JsonDocument::load(const std::string& path, std::string display_nam
       if (std::ferror(f)) {
         int err = errno;
         std::fclose(f);
-        throw cannot_read(err != 0 ? err : EIO);
+        return err != 0 ? err : EIO;
       }
       break;
     }
   }
   std::fclose(f);
+  return 0;
+}
+
+}  // namespace
+
+std::string read_text_file(const std::string& path, const std::string& display, const std::string& what) {
+  std::string text;
+  if (int err = read_all(path, text)) throw Error(display + ": cannot open " + what + ": " + std::strerror(err));
+  return text;
+}
+
+JsonDocument JsonDocument::load(const std::string& path, std::string display_name) {
+  if (display_name.empty()) display_name = path;
+  std::string text;
+  if (int err = read_all(path, text))
+    throw JsonSyntaxError(display_name, SourceLoc{}, std::string("cannot read file: ") + std::strerror(err));
   return parse(text, std::move(display_name));
 }
 

@@ -60,6 +60,10 @@ class JsonSyntaxError : public std::runtime_error {
 /// preserved. Numbers without fraction or exponent become number_unsigned
 /// (non-negative) or number_integer (negative) when they fit in 64 bits, and
 /// number_float otherwise.
+/// The whole of a text file, or a ppc::Error "DISPLAY: cannot open WHAT:
+/// REASON" (a folder, a missing or unreadable file: errno's words).
+std::string read_text_file(const std::string& path, const std::string& display, const std::string& what);
+
 class JsonDocument {
  public:
   /// Maximum number of nested arrays/objects; deeper input is rejected.

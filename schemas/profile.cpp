@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "schemas/error.h"
+#include "schemas/json_text.h"
 
 namespace ppc::profile {
 
@@ -75,11 +76,10 @@ Profile Profile::as_work() const {
 }
 
 Profile read_profile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(path + ": cannot open the costs file");
+  const std::string text = read_text_file(path, path, "the costs file");
   nlohmann::json j;
   try {
-    in >> j;
+    j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) { throw Error(path + ": not JSON: " + e.what()); }
   Profile p;
   p.file = path;

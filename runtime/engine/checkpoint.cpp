@@ -22,6 +22,7 @@
 #include "runtime/engine/microbatch.h"
 #include "runtime/engine/pt_io.h"
 #include "schemas/error.h"
+#include "schemas/json_text.h"
 #include "schemas/sha256.h"
 
 namespace fs = std::filesystem;
@@ -30,12 +31,13 @@ namespace ppc::runtime {
 
 int64_t read_resume_step(const EngineOptions& o) {
   fs::path state_file = fs::path(o.resume_dir) / "pprun_state.json";
-  std::ifstream in(state_file);
-  if (!in)
+  std::error_code ec;
+  if (!fs::exists(state_file, ec))
     throw Error(state_file.string() + ": missing (is '" + o.resume_dir + "' a directory written by pprun --save?)");
+  const std::string text = read_text_file(state_file.string(), state_file.string(), "the checkpoint state");
   nlohmann::json j;
   try {
-    in >> j;
+    j = nlohmann::json::parse(text);
     const auto& step = j.at("step");
     if (!step.is_number_integer() || (step.is_number_unsigned() && step.get<uint64_t>() > INT64_MAX) ||
         step.get<int64_t>() < 0)

@@ -14,6 +14,7 @@
 #include "runtime/schedule/simulator.h"
 #include "runtime/schedule/validator.h"
 #include "schemas/error.h"
+#include "schemas/json_text.h"
 #include "schemas/profile.h"
 
 namespace ppc::runtime {
@@ -31,11 +32,7 @@ schedule::Schedule plan_schedule(const manifest::Manifest& m, const std::string&
   if (schedule_file.empty()) {
     compute = schedule::make_compute_schedule(name, world_size, num_stages / world_size, chunks, !train);
   } else {
-    std::ifstream in(schedule_file);
-    if (!in) throw Error(schedule_file + ": cannot open the schedule file");
-    std::stringstream text;
-    text << in.rdbuf();
-    compute = schedule::read_csv(text.str(), schedule_file);
+    compute = schedule::read_csv(read_text_file(schedule_file, schedule_file, "the schedule file"), schedule_file);
     for (size_t r = 0; r < compute.size(); ++r)
       for (size_t k = 0; k < compute[r].size(); ++k)
         if (compute[r][k].is_comm())
@@ -66,12 +63,9 @@ schedule::Schedule plan_schedule(const manifest::Manifest& m, const std::string&
 
 /// Micro-batches in a compute-only CSV schedule (largest index + 1).
 int microbatches_in_schedule_file(const std::string& schedule_file) {
-  std::ifstream in(schedule_file);
-  if (!in) throw Error(schedule_file + ": cannot open the schedule file");
-  std::stringstream text;
-  text << in.rdbuf();
   int m = 0;
-  for (const auto& rank : schedule::read_csv(text.str(), schedule_file))
+  for (const auto& rank :
+       schedule::read_csv(read_text_file(schedule_file, schedule_file, "the schedule file"), schedule_file))
     for (const auto& a : rank) m = std::max(m, a.microbatch + 1);
   if (m == 0) throw Error(schedule_file + ": the schedule has no actions");
   return m;

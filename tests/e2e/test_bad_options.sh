@@ -75,6 +75,8 @@ row pprun --threads "--threads" "${RUN[@]}" --threads 0
 row pprun --print-schedule "--schedule" "${RUN[@]}" --print-schedule --schedule nope
 row pprun --format "--format" "${RUN[@]}" --print-schedule --format xml
 row pprun --simulate "cannot open the costs file" "${RUN[@]}" --simulate --costs "$W/nope.json"
+# A folder where a file is read (it was "internal error: basic_filebuf::underflow").
+row pprun --costs "not_a_checkpoint: cannot open the costs file: Is a directory" "${RUN[@]}" --simulate --costs "$W/not_a_checkpoint"
 row pprun --costs "bad.json" "${RUN[@]}" --simulate --costs "$W/bad.json"
 row pprun --schedule-file "cannot open the schedule file" "${RUN[@]}" --schedule-file "$W/nope.csv"
 row pprun --trace "--trace $W/nope/trace.json: no folder" "${RUN[@]}" --trace "$W/nope/trace.json"

@@ -232,7 +232,9 @@ TEST(Profile, BadFilesAreOneErrorNamingTheFile) {
   try {
     read_profile("/nonexistent/p.json");
     FAIL() << "no error";
-  } catch (const ppc::Error& e) { EXPECT_EQ(std::string(e.what()), "/nonexistent/p.json: cannot open the costs file"); }
+  } catch (const ppc::Error& e) {
+    EXPECT_EQ(std::string(e.what()), "/nonexistent/p.json: cannot open the costs file: No such file or directory");
+  }
 }
 
 namespace ppc::profile {
