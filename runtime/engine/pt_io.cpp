@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "schemas/error.h"
+#include "schemas/json_text.h"
 
 namespace ppc::runtime {
 
@@ -66,26 +67,18 @@ c10::IValue load_zip_pickle(const std::string& path) {
 }  // namespace
 
 std::vector<NamedTensor> load_tensor_dict(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw Error(path + ": a folder, not a file written by torch.save");
+  // The zip format (torch.save's default) is read by record from the path:
+  // only its first 4 bytes are read here. This runs every step (the batch).
+  char magic[4] = {};
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open the file");
-  // The zip format (torch.save's default) is read by record from the path:
-  // only its first 4 bytes are read here. This runs every step (the batch), so
-  // the legacy format's bytes are read in one block, not a byte at a time.
-  std::vector<char> bytes(4);
-  in.read(bytes.data(), 4);
-  bytes.resize(static_cast<size_t>(in.gcount()));
-  bool zip = bytes.size() == 4 && bytes[0] == 'P' && bytes[1] == 'K' && bytes[2] == 3 && bytes[3] == 4;
+  in.read(magic, sizeof magic);
+  const bool zip = in.gcount() == 4 && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
+  // The legacy format whole, in one read (a folder is refused there: EISDIR).
+  std::vector<char> bytes;
   if (!zip) {
-    in.clear();
-    in.seekg(0, std::ios::end);
-    std::streamoff size = in.tellg();
-    in.seekg(0, std::ios::beg);
-    if (size < 0 || !in) throw Error(path + ": cannot read the file");
-    bytes.resize(static_cast<size_t>(size));
-    in.read(bytes.data(), size);
-    if (in.gcount() != size) throw Error(path + ": cannot read the file");
+    const std::string all = read_text_file(path, path, "the file");
+    bytes.assign(all.begin(), all.end());
   }
   c10::IValue value;
   try {
