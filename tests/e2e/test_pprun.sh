@@ -82,7 +82,7 @@ run=(--nproc 3 --chunks $CHUNKS --inputs "$W/batches" --train --loss $LOSS $ADAM
 compare "$W/two_plus_one/params.pt" "$W/three/params.pt" "resumed vs uninterrupted"
 compare "$W/two_plus_one/params.pt" "$W/ref_adam.pt" "resumed vs PyTorch"
 # A checkpoint whose step is not a whole number: one line, exit 2.
-cp -r "$W/two" "$W/two_bad"
+cp -rL "$W/two" "$W/two_bad"  # -L: the checkpoint folder is a link into two.d
 "$PY" - "$W/two_bad/pprun_state.json" <<'PYEOF'
 import json, sys
 j = json.load(open(sys.argv[1])); j["step"] = 1e30; json.dump(j, open(sys.argv[1], "w"))
