@@ -218,8 +218,7 @@ class Pt2Lowering {
     if (!p.is_object() || !p.contains("graph_module") || !p.at("graph_module").contains("graph"))
       throw fail("not a serialized ExportedProgram (no graph_module.graph)");
     const json v = p.value("schema_version", json::object());
-    const int64_t major = v.contains("major") ? as_int64(v.at("major")) : -1;
-    const int64_t minor = v.contains("minor") ? as_int64(v.at("minor")) : -1;
+    const int64_t major = int_or(v, "major", -1), minor = int_or(v, "minor", -1);
     if (major != kSchemaMajor)
       throw fail("ExportedProgram schema version " + std::to_string(major) + "." + std::to_string(minor) +
                  "; ppc reads schema " + std::to_string(kSchemaMajor) + ".x (torch.export.save of PyTorch 2.11)");
