@@ -7,6 +7,12 @@
 #include <cstring>
 #include <stdexcept>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define PPC_SHA256_X86 1
+#endif
+
 namespace ppc {
 
 namespace {
@@ -25,7 +31,84 @@ constexpr std::uint32_t kRoundConstants[64] = {
 
 constexpr std::uint32_t rotr(std::uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
+#ifdef PPC_SHA256_X86
+// The x86 SHA extensions (Intel SHA-NI, AMD Zen): four rounds per pair of
+// instructions, several times the portable loop's speed. The state is kept
+// as the ABEF / CDGH halves the instructions take.
+__attribute__((target("sha,sse4.1"))) void compress_sha_ni(std::uint32_t* state, const std::uint8_t* p, std::size_t n) {
+  const __m128i kSwap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);               // big-endian words
+  __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(state)), 0xB1);  // CDAB
+  __m128i state1 = _mm_shuffle_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(state + 4)), 0x1B);  // EFGH
+  __m128i state0 = _mm_alignr_epi8(tmp, state1, 8);                                                        // ABEF
+  state1 = _mm_blend_epi16(state1, tmp, 0xF0);                                                             // CDGH
+  for (; n > 0; --n, p += 64) {
+    const __m128i abef = state0, cdgh = state1;
+    __m128i w[4];  // message words 4i .. 4i+3 of the current group i, in w[i % 4]
+    for (int k = 0; k < 4; ++k)
+      w[k] = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * k)), kSwap);
+    for (int i = 0; i < 16; ++i) {
+      const __m128i msg =
+          _mm_add_epi32(w[i & 3], _mm_loadu_si128(reinterpret_cast<const __m128i*>(&kRoundConstants[4 * i])));
+      state1 = _mm_sha256rnds2_epu32(state1, state0, msg);
+      state0 = _mm_sha256rnds2_epu32(state0, state1, _mm_shuffle_epi32(msg, 0x0E));
+      if (i < 12) {  // words 4i+16 .. 4i+19 from groups i .. i+3
+        const __m128i t = _mm_add_epi32(_mm_sha256msg1_epu32(w[i & 3], w[(i + 1) & 3]),
+                                        _mm_alignr_epi8(w[(i + 3) & 3], w[(i + 2) & 3], 4));
+        w[i & 3] = _mm_sha256msg2_epu32(t, w[(i + 3) & 3]);
+      }
+    }
+    state0 = _mm_add_epi32(state0, abef);
+    state1 = _mm_add_epi32(state1, cdgh);
+  }
+  tmp = _mm_shuffle_epi32(state0, 0x1B);        // FEBA
+  state1 = _mm_shuffle_epi32(state1, 0xB1);     // DCHG
+  state0 = _mm_blend_epi16(tmp, state1, 0xF0);  // DCBA
+  state1 = _mm_alignr_epi8(state1, tmp, 8);     // HGFE
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(state), state0);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(state + 4), state1);
+}
+
+bool cpu_has_sha_ni() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  const bool sha = (b >> 29) & 1;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const bool sse41 = (c >> 19) & 1, ssse3 = (c >> 9) & 1;
+  return sha && sse41 && ssse3;
+}
+#endif
+
+bool& hardware_enabled() {
+#ifdef PPC_SHA256_X86
+  static bool on = cpu_has_sha_ni();
+#else
+  static bool on = false;
+#endif
+  return on;
+}
+
 }  // namespace
+
+bool Sha256::use_hardware(bool on) {
+  bool& flag = hardware_enabled();
+  const bool was = flag;
+#ifdef PPC_SHA256_X86
+  flag = on && cpu_has_sha_ni();
+#else
+  (void)on;
+#endif
+  return was;
+}
+
+void Sha256::compress_blocks(const std::uint8_t* p, std::size_t n) {
+#ifdef PPC_SHA256_X86
+  if (hardware_enabled()) {
+    compress_sha_ni(state_.data(), p, n);
+    return;
+  }
+#endif
+  for (; n > 0; --n, p += 64) compress(p);
+}
 
 Sha256::Sha256() { reset(); }
 
@@ -87,14 +170,14 @@ void Sha256::update(const void* data, std::size_t size) {
     p += take;
     size -= take;
     if (buffered_ < buffer_.size()) return;
-    compress(buffer_.data());
+    compress_blocks(buffer_.data(), 1);
     buffered_ = 0;
   }
   // Hash whole blocks straight from the input to avoid a copy.
-  while (size >= 64) {
-    compress(p);
-    p += 64;
-    size -= 64;
+  if (size >= 64) {
+    compress_blocks(p, size / 64);
+    p += size / 64 * 64;
+    size %= 64;
   }
   if (size > 0) {
     std::memcpy(buffer_.data(), p, size);
@@ -109,12 +192,12 @@ std::array<std::uint8_t, 32> Sha256::finish() {
   buffer_[buffered_++] = 0x80;
   if (buffered_ > 56) {
     std::memset(buffer_.data() + buffered_, 0, 64 - buffered_);
-    compress(buffer_.data());
+    compress_blocks(buffer_.data(), 1);
     buffered_ = 0;
   }
   std::memset(buffer_.data() + buffered_, 0, 56 - buffered_);
   for (int i = 0; i < 8; ++i) { buffer_[56 + i] = static_cast<std::uint8_t>(bit_length >> (56 - 8 * i)); }
-  compress(buffer_.data());
+  compress_blocks(buffer_.data(), 1);
 
   std::array<std::uint8_t, 32> digest;
   for (int i = 0; i < 8; ++i) {

@@ -27,9 +27,16 @@ class Sha256 {
   /// Lowercase hexadecimal form of a digest (64 characters).
   static std::string to_hex(const std::array<std::uint8_t, 32>& digest);
 
+  /// Whether blocks are hashed with the CPU's SHA instructions (x86 SHA
+  /// extensions, used where the CPU has them; the digests are the same).
+  /// `use_hardware(false)` selects the portable code (tests compare both);
+  /// returns the previous setting. Not for use while other threads hash.
+  static bool use_hardware(bool on);
+
  private:
   void reset();
   void compress(const std::uint8_t* block);
+  void compress_blocks(const std::uint8_t* blocks, std::size_t count);  ///< `count` 64-byte blocks
 
   std::array<std::uint32_t, 8> state_;
   std::array<std::uint8_t, 64> buffer_;
