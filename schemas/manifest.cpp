@@ -1,7 +1,9 @@
 #include "schemas/manifest.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 #include <utility>
 
 #include "schemas/error.h"
@@ -219,7 +221,266 @@ json to_json(const Manifest& m) {
   return j;
 }
 
-std::string to_json_text(const Manifest& m) { return to_json(m).dump(2) + "\n"; }
+namespace {
+
+// The manifest's text written straight from the structs, character for
+// character what to_json(m).dump(2) writes (a large model's manifest is
+// hundreds of thousands of values: building the JSON tree first took longer
+// than writing it). Strings of plain printable ASCII and integers are written
+// here; any other string and every double by nlohmann's own serializer, so
+// escapes, UTF-8 checks and number formatting are its own.
+class TextWriter {
+ public:
+  std::string out;
+
+  void begin_object() { open('{'); }
+  void begin_array() { open('['); }
+  void end() {
+    const auto [bracket, count] = open_.back();
+    open_.pop_back();
+    if (count > 0) {
+      out += '\n';
+      out.append(2 * open_.size(), ' ');
+    }
+    out += bracket == '{' ? '}' : ']';
+  }
+  /// The next member of the open object: its key; its value follows.
+  TextWriter& key(std::string_view k) {
+    next();
+    str(k);
+    out += ": ";
+    return *this;
+  }
+  /// The next element of the open array; its value follows.
+  TextWriter& item() {
+    next();
+    return *this;
+  }
+
+  void str(std::string_view v) {
+    const bool plain =
+        std::all_of(v.begin(), v.end(), [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; });
+    if (!plain) {
+      out += json(std::string(v)).dump();
+      return;
+    }
+    out += '"';
+    out += v;
+    out += '"';
+  }
+  void num(int64_t v) { out += std::to_string(v); }
+  void real(double v) { out += json(v).dump(); }
+  void boolean(bool v) { out += v ? "true" : "false"; }
+  void null() { out += "null"; }
+
+  template <class T, class F>
+  void array(const std::vector<T>& v, F&& each) {
+    begin_array();
+    for (const T& x : v) {
+      item();
+      each(x);
+    }
+    end();
+  }
+  void ints(const std::vector<int>& v) {
+    array(v, [&](int x) { num(x); });
+  }
+  void strs(const std::vector<std::string>& v) {
+    array(v, [&](const std::string& x) { str(x); });
+  }
+  void shape(const std::optional<std::vector<Dim>>& s) {
+    if (!s) return null();
+    array(*s, [&](const Dim& d) {
+      if (d.value)
+        num(*d.value);
+      else if (!d.symbol.empty())
+        str(d.symbol);
+      else
+        null();
+    });
+  }
+  void opt_int(const std::optional<int>& v) { v ? num(*v) : null(); }
+  void tensor(const TensorInfo& t) {
+    key("name").str(t.name);
+    key("dtype").str(t.dtype);
+    key("shape").shape(t.shape);
+    key("batch_dim").opt_int(t.batch_dim);
+  }
+
+ private:
+  void open(char bracket) {
+    out += bracket;
+    open_.emplace_back(bracket, 0);
+  }
+  void next() {
+    out += open_.back().second++ > 0 ? ",\n" : "\n";
+    out.append(2 * open_.size(), ' ');
+  }
+  std::vector<std::pair<char, int>> open_;  // bracket, members written
+};
+
+void write_stage_io(TextWriter& w, const Stage& s) {
+  w.key("inputs").array(s.inputs, [&](const StageInput& in) {
+    w.begin_object();
+    w.tensor(in);
+    w.key("source").str(in.source);
+    w.key("from_stage");
+    in.from_stage >= 0 ? w.num(in.from_stage) : w.null();
+    w.end();
+  });
+  w.key("outputs").array(s.outputs, [&](const StageOutput& out) {
+    w.begin_object();
+    w.tensor(out);
+    w.key("to_stages").ints(out.to_stages);
+    w.key("model_output").boolean(out.model_output);
+    w.end();
+  });
+}
+
+void write_stage(TextWriter& w, const Stage& s) {
+  w.begin_object();
+  w.key("index").num(s.index);
+  w.key("artifact").str(s.artifact);
+  w.key("sha256").str(s.sha256);
+  if (!s.data_file.empty()) {
+    w.key("external_data").begin_object();
+    w.key("file").str(s.data_file);
+    w.key("sha256").str(s.data_sha256);
+    w.end();
+  }
+  write_stage_io(w, s);
+  w.key("params").array(s.params, [&](const StageParam& p) {
+    w.begin_object();
+    w.key("name").str(p.name);
+    w.key("original").str(p.original);
+    w.key("dtype").str(p.dtype);
+    w.key("shape").array(p.shape, [&](int64_t d) { w.num(d); });
+    w.key("bytes").num(p.bytes);
+    w.key("trainable").boolean(p.trainable);
+    if (!p.state) w.key("state").boolean(false);
+    if (!p.aliases.empty()) w.key("aliases").strs(p.aliases);
+    w.end();
+  });
+  w.key("nodes").begin_object();
+  w.key("count").num(s.node_count);
+  w.key("cloned").num(s.cloned_nodes);
+  w.key("first").str(s.first_node);
+  w.key("last").str(s.last_node);
+  w.end();
+  w.key("modules").strs(s.modules);
+  w.key("cost").begin_object();
+  w.key("flops").num(s.flops);
+  w.key("param_bytes").num(s.param_bytes);
+  if (s.model_cost) w.key("model").real(*s.model_cost);
+  if (s.model_compute) w.key("model_compute").real(*s.model_compute);
+  if (s.model_memory) w.key("memory_bytes").real(*s.model_memory);
+  w.end();
+  w.end();
+}
+
+void write_cost_model(TextWriter& w, const Manifest::CostModel& c) {
+  w.begin_object();
+  w.key("balance").str(c.balance);
+  w.key("unit").str(c.unit);
+  w.key("partition").str(c.partition);
+  w.key("bottleneck").real(c.bottleneck);
+  w.key("imbalance").real(c.imbalance);
+  w.key("lower_bound").real(c.lower_bound);
+  w.key("forward_fraction").real(c.forward_fraction);
+  if (c.message_ms) w.key("message_ms").real(*c.message_ms);
+  if (c.message_bytes_per_second) w.key("message_bytes_per_second").real(*c.message_bytes_per_second);
+  if (c.message_cpu_ms) w.key("message_cpu_ms").real(*c.message_cpu_ms);
+  if (c.message_cpu_bytes_per_second) w.key("message_cpu_bytes_per_second").real(*c.message_cpu_bytes_per_second);
+  if (!c.message_bytes.empty())
+    w.key("message_bytes").array(c.message_bytes, [&](const Manifest::CostModel::EdgeBytes& e) {
+      w.begin_object();
+      w.key("from").num(e.from);
+      w.key("to").num(e.to);
+      w.key("bytes_per_sample").real(e.bytes);
+      w.key("grad_bytes_per_sample").real(e.grad_bytes);
+      w.end();
+    });
+  if (c.step_overhead_ms) w.key("step_overhead_ms").real(*c.step_overhead_ms);
+  if (c.predicted_step_ms) w.key("predicted_step_ms").real(*c.predicted_step_ms);
+  if (c.predicted_schedule) w.key("predicted_schedule").str(*c.predicted_schedule);
+  if (c.predicted_cores) w.key("predicted_cores").real(*c.predicted_cores);
+  w.end();
+}
+
+void write_graph(TextWriter& w, const Manifest& m) {
+  w.key("edges").array(m.edges, [&](const Edge& e) {
+    w.begin_object();
+    w.key("value").str(e.value);
+    w.key("dtype").str(e.dtype);
+    w.key("shape").shape(e.shape);
+    w.key("batch_dim").opt_int(e.batch_dim);
+    w.key("producer").num(e.producer);
+    w.key("consumers").ints(e.consumers);
+    w.key("differentiable").boolean(e.differentiable);
+    w.key("kind").str(e.kind);
+    w.end();
+  });
+  w.key("ties").array(m.ties, [&](const TieGroup& t) {
+    w.begin_object();
+    w.key("name").str(t.name);
+    w.key("policy").str(t.policy);
+    w.key("owner").num(t.owner);
+    w.key("detected_by").str(t.detected_by);
+    w.key("members").array(t.members, [&](const TieMember& mm) {
+      w.begin_object();
+      w.key("param").str(mm.param);
+      w.key("relation").str(mm.relation);
+      w.key("stages").ints(mm.stages);
+      w.end();
+    });
+    w.end();
+  });
+}
+
+}  // namespace
+
+std::string to_json_text(const Manifest& m) {
+  TextWriter w;
+  w.begin_object();
+  w.key("version").num(m.version);
+  w.key("producer").str(m.producer);
+  w.key("source").begin_object();
+  w.key("format").str(m.source.format);
+  w.key("file").str(m.source.file);
+  w.key("sha256").str(m.source.sha256);
+  w.key("opset").num(m.source.opset);
+  w.end();
+  w.key("model_inputs").array(m.model_inputs, [&](const ModelInput& in) {
+    w.begin_object();
+    w.tensor(in);
+    w.key("split").str(in.split);
+    w.key("stages").ints(in.stages);
+    w.end();
+  });
+  w.key("model_outputs").array(m.model_outputs, [&](const ModelOutput& out) {
+    w.begin_object();
+    w.tensor(out);
+    w.key("stage").num(out.stage);
+    w.end();
+  });
+  w.key("stages").array(m.stages, [&](const Stage& s) { write_stage(w, s); });
+  write_graph(w, m);
+  w.key("defaults").begin_object();
+  if (m.default_schedule) w.key("schedule").str(*m.default_schedule);
+  if (m.default_chunks) w.key("chunks").num(*m.default_chunks);
+  if (m.default_dp) w.key("dp").num(*m.default_dp);
+  w.end();
+  w.key("cost").begin_object();
+  w.key("total_flops").num(m.total_flops);
+  if (m.cost_model) {
+    w.key("model");
+    write_cost_model(w, *m.cost_model);
+  }
+  w.end();
+  w.end();
+  w.out += '\n';
+  return std::move(w.out);
+}
 
 // ---------------------------------------------------------------------------
 // Reading

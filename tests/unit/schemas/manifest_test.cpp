@@ -1,5 +1,6 @@
 #include "schemas/manifest.h"
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -210,6 +211,65 @@ std::string replaced(std::string text, const std::string& from, const std::strin
 }
 
 // ------------------------------------------------------------------ tests
+
+// The manifest's text is written straight from the structs: character for
+// character what the JSON tree (to_json) dumps, with every optional field set,
+// strings that need escapes or are not ASCII, and doubles of every kind.
+TEST(Manifest, TextIsTheJsonTreesDump) {
+  Manifest m = full_manifest();
+  EXPECT_EQ(to_json_text(m), to_json(m).dump(2) + "\n");
+  Stage& s = m.stages[1];
+  s.data_file = "stage1.onnx.data";
+  s.data_sha256 = std::string(64, 'd');
+  s.model_cost = 0.1;
+  s.model_compute = 2.0;
+  s.model_memory = 1e21;
+  s.modules = {"a\"b", "back\\slash", "tab\there", "\x01", "caf\xc3\xa9", "\xe6\x97\xa5\xe6\x9c\xac", ""};
+  s.first_node = "/a/\"quoted\"/node";
+  StageParam p;
+  p.name = "w\nnewline";
+  p.original = "\x7f";
+  p.dtype = "float16";
+  p.shape = {0, 3, -1, 1LL << 40};
+  p.bytes = -5;
+  p.trainable = false;
+  p.state = false;
+  p.aliases = {"x", "y\xc3\xbc"};
+  s.params.push_back(p);
+  s.params.push_back(StageParam{});
+  m.edges[0].batch_dim = std::nullopt;
+  m.edges[0].shape = std::nullopt;
+  m.stages[0].inputs[0].shape = std::vector<Dim>{};
+  Manifest::CostModel c;
+  c.balance = "time";
+  c.unit = "ms";
+  c.partition = "auto";
+  c.bottleneck = 1.0 / 3.0;
+  c.imbalance = 1.0;
+  c.lower_bound = 1e-7;
+  c.forward_fraction = -0.0;
+  c.message_ms = 123456789.125;
+  c.message_bytes_per_second = 2.5e9;
+  c.message_cpu_ms = std::numeric_limits<double>::quiet_NaN();
+  c.message_cpu_bytes_per_second = std::numeric_limits<double>::infinity();
+  c.message_bytes = {{0, 1, 1024.0, 0.5}, {1, 2, 0.0, 3e-300}};
+  c.step_overhead_ms = 0.02;
+  c.predicted_step_ms = 17.75;
+  c.predicted_schedule = "interleaved-1f1b";
+  c.predicted_cores = 2.0;
+  m.cost_model = c;
+  m.total_flops = std::numeric_limits<int64_t>::max();
+  m.default_schedule.reset();
+  EXPECT_EQ(to_json_text(m), to_json(m).dump(2) + "\n");
+  m.default_chunks.reset();
+  m.default_dp.reset();
+  m.ties.clear();
+  m.stages.clear();
+  EXPECT_EQ(to_json_text(m), to_json(m).dump(2) + "\n");
+  // Bytes that are not UTF-8 are refused as the tree's dump refuses them.
+  m.producer = "\xff";
+  EXPECT_THROW(to_json_text(m), nlohmann::json::exception);
+}
 
 TEST(Manifest, RoundTripIsByteIdentical) {
   Manifest m = full_manifest();
