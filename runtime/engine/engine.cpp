@@ -54,7 +54,7 @@ void Engine::setup() {
   local_of_.assign(num_stages_, -1);
 
   build_links();
-  tags_ = std::make_unique<wire::Tags>(num_stages_, o_.chunks, 2);  // header, data
+  tags_ = std::make_unique<wire::Tags>(num_stages_, o_.chunks, 3);  // header, data, data after a redirect
   find_headerless_links();
   check_outputs();
   load_local_stages(mine);
@@ -311,6 +311,7 @@ void Engine::run() {
     double t = ms.now_us();
     wait_for_sends();
     recv_pool_.trim();
+    for (Link& l : links_) l.guesses.end_step();  // every micro-batch of the step has arrived
     ms.record("wait for sends", "wait", -1, -1, t, ms.now_us());
     if (o_.train) {
       t = ms.now_us();
@@ -372,6 +373,17 @@ std::vector<int64_t> Engine::link_shape(const Link& l, size_t k, int m) const {
   return dims;
 }
 
+std::string Engine::guess_key(int m) const {
+  std::string key;
+  for (const auto& [name, per_mb] : micro_inputs_) {
+    const at::Tensor& t = per_mb.at(static_cast<size_t>(m));
+    key += name + ' ' + std::string(c10::toString(t.scalar_type())) + ' ' + shape_text(t) + ';';
+  }
+  return key;
+}
+
+// A headered link's receive is posted ahead with the guessed shapes where
+// there is a guess (wire::ShapeGuesses), else the header's receive.
 void Engine::post_recv_forward(int s, int m) {
   MicroState& st = local(s).mb[m];
   for (int li : links_in_[s]) {
@@ -379,10 +391,14 @@ void Engine::post_recv_forward(int s, int m) {
     if (!l.remote) continue;
     PendingRecv p;
     p.link = li;
+    const wire::Shapes* guess = l.headerless ? nullptr : l.guesses.guess(guess_key(m));
     if (l.headerless) {
       std::vector<std::vector<int64_t>> shapes;
       for (size_t k = 0; k < l.in_idx.size(); ++k) shapes.push_back(link_shape(l, k, m));
       post_recv_data(p, 0, l.producer, s, m, shapes, l.dtypes);
+    } else if (guess) {
+      post_recv_data(p, 0, l.producer, s, m, guess->shapes, guess->dtypes);
+      p.guessed = true;
     } else {
       p.microbatch = m;
       p.header = wire::header_buffer(static_cast<int>(l.in_idx.size()));
@@ -393,24 +409,45 @@ void Engine::post_recv_forward(int s, int m) {
 }
 
 void Engine::finish_recv_forward(PendingRecv& p, MicroState& st, int m) {
-  const Link& l = links_[p.link];
+  Link& l = links_[p.link];
+  using Outcome = wire::ShapeGuesses::Outcome;
+  Outcome outcome = Outcome::None;
+  if (p.guessed) {
+    finish_recv_data(p);
+    outcome = p.redirected ? Outcome::Miss : Outcome::Hit;
+    if (p.redirected) {  // not the guessed shapes: they follow in a header, the tensors under slot 2
+      p.header = wire::header_buffer(static_cast<int>(l.in_idx.size()));
+      p.header_work = t_.irecv(p.header, rank_of(l.producer), tags_->data(0, l.producer, l.consumer, m, 0));
+    }
+  }
   if (p.header_work) {
     p.header_work->wait();
+    p.header_work.reset();
     std::vector<std::vector<int64_t>> shapes;
     std::vector<at::ScalarType> dtypes;
     for (const at::Tensor& t : wire::allocate_from_header(p.header, static_cast<int>(l.in_idx.size()))) {
       shapes.push_back(t.sizes().vec());
       dtypes.push_back(t.scalar_type());
     }
-    post_recv_data(p, 0, l.producer, l.consumer, m, shapes, dtypes);
+    post_recv_data(p, 0, l.producer, l.consumer, m, shapes, dtypes, outcome == Outcome::Miss ? 2 : 1);
+    finish_recv_data(p);
+  } else if (!p.guessed) {
+    finish_recv_data(p);  // headerless
   }
-  finish_recv_data(p);
+  if (!l.headerless) {
+    wire::Shapes seen;
+    for (const at::Tensor& t : p.buffers) {
+      seen.shapes.push_back(t.sizes().vec());
+      seen.dtypes.push_back(t.scalar_type());
+    }
+    l.guesses.saw(m, guess_key(m), std::move(seen), outcome);
+  }
   for (size_t k = 0; k < p.buffers.size(); ++k) st.inputs[l.in_idx[k]] = p.buffers[k];
 }
 
 void Engine::post_recv_data(PendingRecv& p, int direction, int producer, int consumer, int m,
-                            const std::vector<std::vector<int64_t>>& shapes,
-                            const std::vector<at::ScalarType>& dtypes) {
+                            const std::vector<std::vector<int64_t>>& shapes, const std::vector<at::ScalarType>& dtypes,
+                            int slot) {
   const int peer = rank_of(direction == 0 ? producer : consumer);
   p.works.clear();
   p.producer = producer;
@@ -418,16 +455,13 @@ void Engine::post_recv_data(PendingRecv& p, int direction, int producer, int con
   p.direction = direction;
   p.microbatch = m;
   p.incoming = wire::Incoming(shapes, dtypes, recv_pool_);
-  const uint32_t tag = tags_->data(direction, producer, consumer, m, 1);
+  const uint32_t tag = tags_->data(direction, producer, consumer, m, slot);
   for (const at::Tensor& buffer : p.incoming.messages()) p.works.push_back(t_.irecv(buffer, peer, tag));
 }
 
 void Engine::finish_recv_data(PendingRecv& p) {
   for (auto& w : p.works) w->wait();
-  if (measure_ && measure_->counting_messages() && !p.works.empty() && p.producer >= 0) {
-    const double bytes = static_cast<double>(p.incoming.bytes());
-    measure_->message_received(p.direction, p.producer, p.consumer, bytes);
-  }
+  const bool received = !p.works.empty();
   p.works.clear();
   if (p.producer >= 0) {
     const int peer = rank_of(p.direction == 0 ? p.producer : p.consumer);
@@ -444,7 +478,12 @@ void Engine::finish_recv_data(PendingRecv& p) {
                                 (p.direction ? "gradients" : "activations") + " of micro-batch " +
                                 std::to_string(p.microbatch) + " (step " + std::to_string(step_ + 1) + ") is " + bad);
     }
-    p.buffers = p.incoming.tensors();
+    p.redirected = p.incoming.redirected();
+    if (!p.redirected) p.buffers = p.incoming.tensors();
+  }
+  if (measure_ && measure_->counting_messages() && received && !p.redirected && p.producer >= 0) {
+    const double bytes = static_cast<double>(p.incoming.bytes());
+    measure_->message_received(p.direction, p.producer, p.consumer, bytes);
   }
   p.incoming = wire::Incoming();
 }
@@ -527,7 +566,7 @@ void Engine::forward(int s, int m) {
 void Engine::send_forward(int s, int m) {
   MicroState& st = local(s).mb[m];
   for (int li : links_out_[s]) {
-    const Link& l = links_[li];
+    Link& l = links_[li];
     if (!l.remote) continue;
     std::vector<at::Tensor> ts;
     for (int j : l.out_idx) ts.push_back(st.outputs[j].detach());
@@ -546,11 +585,34 @@ void Engine::send_forward(int s, int m) {
       }
     }
     const int received_at = action_index(dst, Action::F, l.consumer, m);
-    if (!l.headerless) {
+    const wire::MessageId id{step_, 0, s, l.consumer, m};
+    if (l.headerless) {
+      send_data(std::move(ts), dst, tags_->data(0, s, l.consumer, m, 1), received_at, id);
+      continue;
+    }
+    // The receiver has posted its receive with the guess the sender makes
+    // here (same key, same guesses: wire::ShapeGuesses), or a header's.
+    wire::Shapes sent;
+    for (const at::Tensor& t : ts) {
+      sent.shapes.push_back(t.sizes().vec());
+      sent.dtypes.push_back(t.scalar_type());
+    }
+    const std::string key = guess_key(m);
+    const wire::Shapes* guess = l.guesses.guess(key);
+    using Outcome = wire::ShapeGuesses::Outcome;
+    Outcome outcome = !guess ? Outcome::None : *guess == sent ? Outcome::Hit : Outcome::Miss;
+    if (outcome == Outcome::Hit) {
+      send_data(std::move(ts), dst, tags_->data(0, s, l.consumer, m, 1), received_at, id);
+    } else {
+      if (outcome == Outcome::Miss)
+        for (at::Tensor& t : wire::redirect(guess->shapes, guess->dtypes, id))
+          data_sends_.push_back({t_.isend(t, dst, tags_->data(0, s, l.consumer, m, 1)), t, dst, received_at});
       at::Tensor header = wire::encode_header(ts);
       data_sends_.push_back({t_.isend(header, dst, tags_->data(0, s, l.consumer, m, 0)), header, dst, received_at});
+      const int slot = outcome == Outcome::Miss ? 2 : 1;
+      send_data(std::move(ts), dst, tags_->data(0, s, l.consumer, m, slot), received_at, id);
     }
-    send_data(std::move(ts), dst, tags_->data(0, s, l.consumer, m, 1), received_at, {step_, 0, s, l.consumer, m});
+    l.guesses.saw(m, key, std::move(sent), outcome);
   }
   if (!o_.train) st.outputs.clear();
 }

@@ -51,6 +51,10 @@ struct Link {
   bool headerless = false;
   std::vector<std::vector<int64_t>> shapes;
   std::vector<at::ScalarType> dtypes;
+  /// Otherwise (remote): the shapes both ends guess for a micro-batch, so
+  /// that the receive is posted ahead as for a headerless link; a wrong
+  /// guess is redirected (wire::redirect).
+  wire::ShapeGuesses guesses;
 };
 
 /// A receive in flight: activations (header first) or gradients.
@@ -64,6 +68,9 @@ struct PendingRecv {
   wire::Incoming incoming;  ///< the messages in flight
   /// The stage edge (producer, consumer), direction (1: gradients) and micro-batch.
   int producer = -1, consumer = -1, direction = 0, microbatch = -1;
+  /// Activations of a headered link posted with its guessed shapes, and
+  /// whether the sender redirected them (the buffers then hold nothing).
+  bool guessed = false, redirected = false;
 };
 
 /// A data message sent and not yet known to have arrived. A Gloo send
@@ -153,7 +160,8 @@ class Engine {
   /// direction (0: activations from `producer`, 1: gradients from
   /// `consumer`): one message, packed when there are several tensors.
   void post_recv_data(PendingRecv& p, int direction, int producer, int consumer, int m,
-                      const std::vector<std::vector<int64_t>>& shapes, const std::vector<at::ScalarType>& dtypes);
+                      const std::vector<std::vector<int64_t>>& shapes, const std::vector<at::ScalarType>& dtypes,
+                      int slot = 1);
   /// Waits for it and checks it (wire::Incoming::check: a corrupted or
   /// wrong-size message is a PeerError naming its sender, edge and
   /// micro-batch); p.buffers then holds the tensors.
@@ -168,6 +176,8 @@ class Engine {
   void release_sends(int peer, int sent_at);
   /// Waits for every data message sent in this step.
   void wait_for_sends();
+  /// The key of micro-batch m's shape guesses: its model inputs' dtypes and shapes.
+  std::string guess_key(int m) const;
   /// A headerless link's k-th tensor shape for micro-batch m.
   std::vector<int64_t> link_shape(const Link& l, size_t k, int m) const;
   at::Tensor compute_loss(const at::Tensor& out, int m);

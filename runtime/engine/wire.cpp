@@ -107,7 +107,8 @@ Layout layout(const std::vector<std::vector<int64_t>>& shapes, const std::vector
 }
 
 namespace {
-constexpr uint64_t kMagic = 0x3130455249574350ULL;  // "PCWIRE01"
+constexpr uint64_t kMagic = 0x3130455249574350ULL;     // "PCWIRE01"
+constexpr uint64_t kRedirect = 0x5244455249574350ULL;  // "PCWIREDR": the tensors follow under slot 2
 enum Word { kMagicWord, kStep, kDirMb, kEdge, kDigest, kBytes, kPayloadSum, kHeaderSum };
 
 uint64_t mix(uint64_t h, uint64_t v) { return (h ^ v) * 0x100000001b3ULL + 0x9e3779b97f4a7c15ULL; }
@@ -157,6 +158,16 @@ void fill_header(uint64_t* w, const MessageId& id, uint64_t dig, int64_t bytes) 
   w[kDigest] = dig;
   w[kBytes] = static_cast<uint64_t>(bytes);
 }
+
+// The payload's checksum, the header's own, and the end mark that repeats it.
+void seal(at::Tensor& frame, uint64_t* w, int64_t packed) {
+  uint8_t* base = frame.data_ptr<uint8_t>();
+  std::memset(base + kFrameHeader + packed, 0, static_cast<size_t>(frame.numel() - kFrameHeader - packed));
+  w[kPayloadSum] = checksum(base + kFrameHeader, packed);
+  w[kHeaderSum] = header_sum(w);
+  std::memcpy(base, w, kFrameHeader);
+  std::memcpy(base + frame.numel() - 8, &w[kHeaderSum], 8);
+}
 }  // namespace
 
 std::vector<at::Tensor> outgoing(const std::vector<at::Tensor>& tensors, const MessageId& id) {
@@ -171,20 +182,33 @@ std::vector<at::Tensor> outgoing(const std::vector<at::Tensor>& tensors, const M
   const auto small_dtypes = pick(dtypes, l.packed);
   const int64_t packed = packed_bytes(small_shapes, small_dtypes);
   at::Tensor frame = at::empty({frame_bytes(packed)}, at::kByte);
-  uint8_t* base = frame.data_ptr<uint8_t>();
   if (!l.packed.empty()) {
     auto views = unpack(frame.narrow(0, kFrameHeader, packed), small_shapes, small_dtypes);
     for (size_t k = 0; k < views.size(); ++k) views[k].copy_(tensors[l.packed[k]]);
   }
-  std::memset(base + kFrameHeader + packed, 0, static_cast<size_t>(frame.numel() - kFrameHeader - packed));
   uint64_t w[kFrameHeader / 8] = {};
   fill_header(w, id, digest(shapes, dtypes), total_bytes(shapes, dtypes));
-  w[kPayloadSum] = checksum(base + kFrameHeader, packed);
-  w[kHeaderSum] = header_sum(w);
-  std::memcpy(base, w, sizeof w);
-  std::memcpy(base + frame.numel() - 8, &w[kHeaderSum], 8);
+  seal(frame, w, packed);
   std::vector<at::Tensor> out{frame};
   for (int k : l.alone) out.push_back(as_bytes_if_bool(tensors[k].contiguous()));
+  return out;
+}
+
+// Exactly the messages a receive posted with these shapes expects (same
+// sizes and dtypes: a Gloo receive takes a message of its size), the frame
+// marked as a redirect and checked like any other.
+std::vector<at::Tensor> redirect(const std::vector<std::vector<int64_t>>& shapes,
+                                 const std::vector<at::ScalarType>& dtypes, const MessageId& id) {
+  const Layout l = layout(shapes, dtypes);
+  const int64_t packed = packed_bytes(pick(shapes, l.packed), pick(dtypes, l.packed));
+  at::Tensor frame = at::zeros({frame_bytes(packed)}, at::kByte);
+  uint64_t w[kFrameHeader / 8] = {};
+  fill_header(w, id, digest(shapes, dtypes), total_bytes(shapes, dtypes));
+  w[kMagicWord] = kRedirect;
+  seal(frame, w, packed);
+  std::vector<at::Tensor> out{frame};
+  for (int k : l.alone)
+    out.push_back(at::empty(shapes[k], at::TensorOptions().dtype(dtypes[k] == at::kBool ? at::kByte : dtypes[k])));
   return out;
 }
 
@@ -227,7 +251,8 @@ std::string Incoming::check(const MessageId& id) const {
   uint64_t w[kFrameHeader / 8], end;
   std::memcpy(w, base, sizeof w);
   std::memcpy(&end, base + frame.numel() - 8, 8);
-  if (w[kMagicWord] != kMagic || w[kHeaderSum] != header_sum(w)) return "corrupted: its header fails its checksum";
+  if ((w[kMagicWord] != kMagic && w[kMagicWord] != kRedirect) || w[kHeaderSum] != header_sum(w))
+    return "corrupted: its header fails its checksum";
   if (end != w[kHeaderSum])
     return "of the wrong size: shorter than the " + std::to_string(frame.numel()) + " bytes expected";
   uint64_t want[kFrameHeader / 8] = {};
@@ -255,7 +280,42 @@ std::string Incoming::check(const MessageId& id) const {
   return "";
 }
 
+bool Incoming::redirected() const {
+  if (messages_.empty()) return false;
+  uint64_t magic;
+  std::memcpy(&magic, messages_[0].data_ptr<uint8_t>(), 8);
+  return magic == kRedirect;
+}
+
 int64_t Incoming::bytes() const { return total_bytes(shapes_, dtypes_); }
+
+const Shapes* ShapeGuesses::guess(const std::string& key) const {
+  if (off_) return nullptr;
+  auto it = known_.find(key);
+  return it == known_.end() ? nullptr : &it->second;
+}
+
+void ShapeGuesses::saw(int m, const std::string& key, Shapes shapes, Outcome outcome) {
+  step_[m] = {key, std::move(shapes)};
+  hits_ += outcome == Outcome::Hit;
+  misses_ += outcome == Outcome::Miss;
+}
+
+void ShapeGuesses::end_step() {
+  for (auto& [m, seen] : step_) {
+    auto& [key, shapes] = seen;
+    if (!known_.count(key)) {
+      if (known_.size() == kMaxKeys) {
+        known_.erase(order_.front());
+        order_.pop_front();
+      }
+      order_.push_back(key);
+    }
+    known_[key] = std::move(shapes);
+  }
+  step_.clear();
+  off_ = off_ || misses_ > hits_;
+}
 
 namespace {
 bool is_free(const at::Tensor& b) { return b.use_count() == 1 && b.storage().use_count() == 1; }

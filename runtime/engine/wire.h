@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <string>
 #include <vector>
@@ -69,6 +70,17 @@ struct MessageId {
 /// The sending side: the messages for `tensors` (bools travel as bytes).
 std::vector<at::Tensor> outgoing(const std::vector<at::Tensor>& tensors, const MessageId& id);
 
+/// Shapes of an edge's tensors whose shapes the manifest does not fix, guessed
+/// by both sides of the edge (ShapeGuesses): the receiver posts its receive
+/// with the guess, and a sender whose tensors have other shapes completes
+/// that receive with a *redirect* frame and sends the tensors under another
+/// slot, behind a shape header. These are the redirect's messages: a frame of
+/// the guessed size whose header says "redirect" (the id, digest and
+/// checksums as in any frame), and one message of the guessed size per
+/// tensor the guess sends alone (its bytes are not read).
+std::vector<at::Tensor> redirect(const std::vector<std::vector<int64_t>>& shapes,
+                                 const std::vector<at::ScalarType>& dtypes, const MessageId& id);
+
 class RecvPool;
 /// The receiving side of one edge's tensors of one micro-batch: the buffers
 /// to post, in order, and the tensors once they have arrived.
@@ -83,6 +95,9 @@ class Incoming {
   /// Once every message has arrived: "" when the frame is whole, uncorrupted
   /// and is `id`'s with the expected dtypes and shapes; else what is wrong.
   std::string check(const MessageId& id) const;
+  /// Once check() passed: the frame is a redirect (wire::redirect), so the
+  /// tensors follow under another slot and tensors() holds nothing.
+  bool redirected() const;
   /// Bytes of the tensors (the frame's header and padding aside).
   int64_t bytes() const;
 
@@ -91,6 +106,45 @@ class Incoming {
   std::vector<at::ScalarType> dtypes_;
   Layout layout_;
   std::vector<at::Tensor> messages_;
+};
+
+/// The dtypes and shapes of one edge's tensors for one micro-batch.
+struct Shapes {
+  std::vector<std::vector<int64_t>> shapes;
+  std::vector<at::ScalarType> dtypes;
+  bool operator==(const Shapes& o) const { return shapes == o.shapes && dtypes == o.dtypes; }
+};
+
+/// The guess both sides of an edge make of its tensors' shapes for one
+/// micro-batch, where the manifest does not fix them (TorchScript stages):
+/// the shapes the edge carried, in an earlier step, for a micro-batch whose
+/// model inputs had the same dtypes and shapes (`key`, which every rank reads
+/// off the batch it loaded). Both sides learn the same thing at the same
+/// points: each records every micro-batch's shapes (saw()) and what they
+/// recorded becomes guessable only at the step's end (end_step()), when the
+/// receiver has received every micro-batch the sender sent. So they guess
+/// alike, whatever order the receives and sends of a step run in.
+/// An edge whose guesses miss more often than they hit (shapes that depend
+/// on the data) stops guessing, on both sides at the same step's end.
+class ShapeGuesses {
+ public:
+  enum class Outcome { None, Hit, Miss };
+  /// The guess for a micro-batch whose model inputs are `key`; nullptr: none
+  /// (the shapes travel in a header first, as without guesses).
+  const Shapes* guess(const std::string& key) const;
+  /// Micro-batch `m` of this step had `shapes`, and its guess `outcome`.
+  void saw(int m, const std::string& key, Shapes shapes, Outcome outcome);
+  /// The step's micro-batches, in micro-batch order, become the guesses.
+  void end_step();
+  /// Inputs of different shapes remembered at most, oldest forgotten first.
+  static constexpr size_t kMaxKeys = 16;
+
+ private:
+  std::map<std::string, Shapes> known_;
+  std::deque<std::string> order_;  ///< known_'s keys, oldest first
+  std::map<int, std::pair<std::string, Shapes>> step_;
+  int64_t hits_ = 0, misses_ = 0;
+  bool off_ = false;
 };
 
 /// Receive buffers kept across steps, by size in bytes, as
@@ -118,7 +172,7 @@ class RecvPool {
 
 /// Tags of data messages: direction (0 forward, 1 backward), producer and
 /// consumer stage, micro-batch, and the slot (0 = header, 1 = the tensors,
-/// packed when several).
+/// packed when several, 2 = the tensors after a redirect).
 /// Unique within a step; FIFO matching per tag makes reuse across steps safe.
 class Tags {
  public:

@@ -189,3 +189,79 @@ TEST(Wire, FrameCheckNamesCorruptedShortAndWrongMessages) {
   const at::Tensor other = wire::outgoing({at::randn({8, 4}), at::arange(6, at::kLong).view({2, 3})}, id).at(0);
   EXPECT_NE(receive(other, n, shapes, id).find("other dtypes or shapes"), std::string::npos);
 }
+
+// A receive posted with guessed shapes takes a redirect made for the same
+// guess message for message (sizes and dtypes: a Gloo receive takes only a
+// message of its size), and tells it from the tensors themselves.
+TEST(Wire, RedirectCompletesAReceivePostedWithTheGuess) {
+  const int64_t big = wire::kUnpackBytes / 4;
+  const std::vector<std::vector<int64_t>> shapes = {{2, big}, {3, 4}, {big}};
+  const std::vector<at::ScalarType> dtypes = {at::kFloat, at::kLong, at::kBool};
+  const wire::MessageId id{2, 0, 1, 2, 5};
+  wire::RecvPool pool;
+  auto receive = [&](const std::vector<at::Tensor>& msgs, const wire::MessageId& expect, bool* redirected) {
+    wire::Incoming in(shapes, dtypes, pool);
+    EXPECT_EQ(in.messages().size(), msgs.size());
+    for (size_t k = 0; k < msgs.size() && k < in.messages().size(); ++k) {
+      EXPECT_EQ(in.messages()[k].scalar_type(), msgs[k].scalar_type()) << k;
+      EXPECT_EQ(in.messages()[k].numel(), msgs[k].numel()) << k;
+      std::memcpy(in.messages()[k].data_ptr(), msgs[k].contiguous().data_ptr(),
+                  std::min(in.messages()[k].nbytes(), msgs[k].nbytes()));
+    }
+    std::string bad = in.check(expect);
+    *redirected = bad.empty() && in.redirected();
+    return bad;
+  };
+  bool redirected = true;
+  const std::vector<at::Tensor> real = {at::randn({2, big}), at::arange(12, at::kLong).view({3, 4}),
+                                        at::randn({big}) > 0};
+  EXPECT_EQ(receive(wire::outgoing(real, id), id, &redirected), "");
+  EXPECT_FALSE(redirected);
+  const auto dummy = wire::redirect(shapes, dtypes, id);
+  EXPECT_EQ(receive(dummy, id, &redirected), "");
+  EXPECT_TRUE(redirected);
+  // Checked as any frame: another micro-batch's, or a corrupted one, is an error.
+  EXPECT_NE(receive(dummy, {2, 0, 1, 2, 4}, &redirected).find("not the one expected"), std::string::npos);
+  auto flipped = dummy;
+  flipped[0] = flipped[0].clone();
+  flipped[0].data_ptr<uint8_t>()[20] ^= 0x04;
+  EXPECT_NE(receive(flipped, id, &redirected).find("header fails its checksum"), std::string::npos);
+  // A redirect made for other shapes than those posted is told, not taken as one.
+  const auto other = wire::redirect(shapes, {at::kFloat, at::kDouble, at::kBool}, id);
+  EXPECT_NE(receive(other, id, &redirected).find("other dtypes or shapes"), std::string::npos);
+}
+
+// Both ends of an edge guess from what every earlier step carried, by the
+// micro-batch's model input shapes; nothing of the running step counts
+// before its end, so the order of a step's sends and receives cannot make
+// the two ends guess differently.
+TEST(Wire, ShapeGuessesLearnAtStepEndsByInputShapes) {
+  using Outcome = wire::ShapeGuesses::Outcome;
+  const wire::Shapes a{{{4, 8}}, {at::kFloat}}, b{{{3, 8}}, {at::kFloat}};
+  wire::ShapeGuesses g;
+  EXPECT_EQ(g.guess("x [4]"), nullptr);
+  g.saw(0, "x [4]", a, Outcome::None);
+  g.saw(1, "x [3]", b, Outcome::None);
+  EXPECT_EQ(g.guess("x [4]"), nullptr);  // not before the step's end
+  g.end_step();
+  ASSERT_NE(g.guess("x [4]"), nullptr);
+  EXPECT_TRUE(*g.guess("x [4]") == a);
+  EXPECT_TRUE(*g.guess("x [3]") == b);
+  EXPECT_EQ(g.guess("x [5]"), nullptr);
+  // The latest shapes win; the oldest inputs are forgotten past kMaxKeys.
+  g.saw(0, "x [4]", b, Outcome::Miss);
+  g.saw(1, "x [3]", b, Outcome::Hit);
+  g.end_step();
+  EXPECT_TRUE(*g.guess("x [4]") == b);
+  for (size_t k = 0; k < wire::ShapeGuesses::kMaxKeys; ++k)
+    g.saw(static_cast<int>(k), "y " + std::to_string(k), a, Outcome::None);
+  g.end_step();
+  EXPECT_EQ(g.guess("x [4]"), nullptr);
+  EXPECT_NE(g.guess("y 0"), nullptr);
+  // Shapes that follow the data: more misses than hits, and the edge stops guessing.
+  g.saw(0, "y 0", b, Outcome::Miss);
+  EXPECT_NE(g.guess("y 1"), nullptr);  // 1 hit, 2 misses: still guessing up to the step's end
+  g.end_step();
+  EXPECT_EQ(g.guess("y 1"), nullptr);
+  EXPECT_EQ(g.guess("y 0"), nullptr);
+}
