@@ -2,7 +2,7 @@
 """Write deterministic random batches for a sample model.
 
 Usage:  /usr/bin/python3 tests/e2e/make_batches.py SAMPLE OUTDIR --batches K
-            --batch-size B --seed S [--loss mse|cross_entropy]
+            --batch-size B[,B2,...] --seed S [--loss mse|cross_entropy]
 
 Writes OUTDIR/batch_000.pt ... batch_{K-1}.pt, each torch.save of a dict
 {input name: tensor, "target": tensor}.  Input names are the forward argument
@@ -18,7 +18,8 @@ names of samples/SAMPLE/SAMPLE_{traced,scripted}.pt:
 target: --loss mse: float32, the output's shape; --loss cross_entropy: int64
 class indices over the output's last dim, shaped like the output minus that
 dim ([B] or, for tinygpt, [B, T]).  Default loss: mse for mlp/skip,
-cross_entropy for tinygpt/convnet.  The same arguments give the same files.
+cross_entropy for tinygpt/convnet.  Several batch sizes: batch k has the
+(k mod n)-th.  The same arguments give the same files.
 """
 
 import argparse
@@ -50,20 +51,24 @@ def main(argv=None):
     ap.add_argument("sample", choices=sorted(SAMPLES))
     ap.add_argument("outdir")
     ap.add_argument("--batches", type=int, required=True, metavar="K")
-    ap.add_argument("--batch-size", type=int, required=True, metavar="B")
+    ap.add_argument("--batch-size", required=True, metavar="B[,B2,...]")
     ap.add_argument("--seed", type=int, required=True, metavar="S")
     ap.add_argument("--loss", choices=["mse", "cross_entropy"])
     args = ap.parse_args(argv)
-    if args.batches < 1 or args.batch_size < 1:
+    try:
+        sizes = [int(b) for b in args.batch_size.split(",")]
+    except ValueError:
+        raise UsageError("--batch-size: expected B or B1,B2,..., not %r" % args.batch_size)
+    if args.batches < 1 or min(sizes) < 1:
         raise UsageError("--batches and --batch-size must be >= 1")
 
     make_inputs, out_shape, default_loss = SAMPLES[args.sample]
     loss = args.loss or default_loss
     os.makedirs(args.outdir, exist_ok=True)
     g = torch.Generator().manual_seed(args.seed)
-    shape = out_shape(args.batch_size)
     for k in range(args.batches):
-        batch = make_inputs(args.batch_size, g)
+        shape = out_shape(sizes[k % len(sizes)])
+        batch = make_inputs(sizes[k % len(sizes)], g)
         if loss == "mse":
             batch["target"] = torch.randn(shape, generator=g)
         else:
