@@ -128,10 +128,13 @@ EmittedStage emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p
   add_meta("ppc.num_stages", std::to_string(p.num_stages));
   build_stage_graph(src, p, stage, m.mutable_graph());
 
-  // Verify: the checker, then strict shape inference. Inference adds to
+  // Verify: the checker, then strict shape inference, unless the source's
+  // inference was strict and passed (its final types are the stage's, and a
+  // stage's nodes see no more than the whole model's did). Inference adds to
   // the model it runs on: on a copy where the weights go to a data file
   // (inference reads constant inputs from the weights), else on the stage
   // itself once it is serialized.
+  const bool infer = !src.strictly_inferred();
   auto fail = [&](const std::exception& e) {
     std::string msg = e.what();
     std::replace(msg.begin(), msg.end(), '\n', ' ');
@@ -142,7 +145,7 @@ EmittedStage emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p
   const bool external = src.had_external_data() || onnx_data::too_large(m);
   try {
     onnx::checker::check_model(m);
-    if (external) {
+    if (external && infer) {
       onnx::ModelProto copy = m;
       infer_strictly(copy);
     }
@@ -163,7 +166,7 @@ EmittedStage emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p
   }
   if (!m.SerializeToString(&out_files.bytes))
     throw Error("stage " + std::to_string(stage) + ": cannot serialize the ONNX model");
-  if (!external) {
+  if (!external && infer) {
     try {
       infer_strictly(m);
     } catch (const std::exception& e) { throw fail(e); }

@@ -85,6 +85,26 @@ m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 m.ir_version = 8
 onnx.checker.check_model(m)
 onnx.save(m, d + "/unranked.onnx")
+# Models the checker passes and shape inference does not: a type error, a
+# shape error, and an output declared with another type than its node makes.
+# ppc's strict inference of the whole model finds them, and the stages'
+# strict inference reports them, the failing stage named.
+from onnx import numpy_helper
+import numpy as np
+def two_nodes(name, first, second, inits, y_type=TensorProto.FLOAT):
+    g = helper.make_graph([first, second], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                          [helper.make_tensor_value_info("y", y_type, ["a", "b"])], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    onnx.save(m, d + "/" + name)
+two_nodes("typeerr.onnx", helper.make_node("Add", ["x", "c"], ["h"], name="/a/Add"),
+          helper.make_node("Neg", ["h"], ["y"], name="/b/Neg"), [numpy_helper.from_array(np.ones((2, 3), np.int64), "c")])
+two_nodes("shapeerr.onnx", helper.make_node("Relu", ["x"], ["h"], name="/a/Relu"),
+          helper.make_node("MatMul", ["h", "w"], ["y"], name="/b/MatMul"),
+          [numpy_helper.from_array(np.ones((4, 5), np.float32), "w")])
+two_nodes("outtype.onnx", helper.make_node("Relu", ["x"], ["h"], name="/a/Relu"),
+          helper.make_node("Neg", ["h"], ["y"], name="/b/Neg"), [], y_type=TensorProto.INT64)
 PYEOF
 expect ir_too_new "ir99.onnx: IR version 99 is newer than ppc reads (IR versions up to" -- split "$tmp/ir99.onnx" --stages 2 -o "$O"
 expect opset_too_new "opset40.onnx: opset 40 of domain 'ai.onnx' is newer than ppc knows (up to" -- split "$tmp/opset40.onnx" --stages 2 -o "$O"
@@ -96,6 +116,9 @@ expect raw_data_short "rawshort.onnx: initializer 'layer0.lin.weight' holds 1048
 expect external_data_short "extshort.onnx: initializer 'layer0.lin.weight' holds 1048572 bytes, its type and shape need 1048576" -- split "$tmp/extshort.onnx" --stages 2 -o "$O"
 spec cut_a.json '{"version": 1, "split_points": [{"module": "a", "at": "end"}]}'
 expect unranked_cut "cut_a.json:1:33: module 'a' at end: value 'h' (output of node '/a/Reshape') would cross from stage 0 to stage 1, but its rank is unknown" -- split "$tmp/unranked.onnx" --splits "$tmp/cut_a.json" -o "$O"
+expect stage_type_error "stage 0 fails the ONNX checker: [ShapeInferenceError] (op_type:Add, node name: /a/Add): B has inconsistent type tensor(int64)" -- split "$tmp/typeerr.onnx" --splits "$tmp/cut_a.json" -o "$O"
+expect stage_shape_error "stage 1 fails the ONNX checker: [ShapeInferenceError] Inference error(s): (op_type:MatMul, node name: /b/MatMul): [ShapeInferenceError] Incompatible dimensions for matrix multiplication" -- split "$tmp/shapeerr.onnx" --splits "$tmp/cut_a.json" -o "$O"
+expect stage_output_type "stage 1 fails the ONNX checker: [ShapeInferenceError] Inference error(s): (op_type:Neg, node name: /b/Neg): [TypeInferenceError] Inferred elem type differs from existing elem type: (FLOAT) vs (INT64)" -- split "$tmp/outtype.onnx" --splits "$tmp/cut_a.json" -o "$O"
 printf 'hello' >"$tmp/weird.bin"
 expect unknown_format "unknown model format '.bin'" -- split "$tmp/weird.bin" --splits samples/mlp/spec.json -o "$O"
 expect missing_spec "nospec.json: cannot read file" -- split $M --splits "$tmp/nospec.json" -o "$O"

@@ -453,8 +453,13 @@ bool slice_output(const onnx::TensorShapeProto& in, const onnx::GraphProto& g, c
   return true;
 }
 
-void infer_shapes(onnx::ModelProto& model, bool fill_slices = false) {
-  onnx::ShapeInferenceOptions opts(/*check_type=*/false, /*error_mode=*/0, /*data_prop=*/true);
+// With `strict`, every round also checks each node's input and output types
+// against its schema and fails at the end of a round where any node's
+// inference failed (what the checker's full check adds): a model that gets
+// through is consistent in its final types. A model without such errors gets
+// the same types either way.
+void infer_shapes(onnx::ModelProto& model, bool fill_slices = false, bool strict = false) {
+  onnx::ShapeInferenceOptions opts(/*check_type=*/strict, /*error_mode=*/strict ? 1 : 0, /*data_prop=*/true);
   for (int round = 0; round < 64; ++round) {
     std::unordered_map<std::string, onnx::TensorShapeProto> data;
     onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(), opts, &data);
@@ -1208,6 +1213,30 @@ void check_raw_sizes(const onnx::GraphProto& g, const std::string& display) {
       if (a.has_t()) check(a.t(), "node '" + n.name() + "' attribute '" + a.name() + "'");
 }
 
+// Whether ONNX's inference knows every op of the model (no model-local
+// functions, a schema for every node at its domain's opset, subgraphs
+// included). Inference stops reporting errors after an op it does not know,
+// so only then does a strict pass over the whole model speak for its stages.
+bool every_op_known(const onnx::ModelProto& model) {
+  if (model.functions_size() > 0) return false;
+  std::map<std::string, int> opset;
+  for (const auto& op : model.opset_import())
+    opset[op.domain() == "ai.onnx" ? std::string() : op.domain()] = static_cast<int>(op.version());
+  std::set<std::pair<std::string_view, std::string_view>> seen;
+  std::vector<const onnx::NodeProto*> nodes;
+  for (const auto& n : model.graph().node()) {
+    nodes.push_back(&n);
+    subgraph_nodes(n, nodes);
+  }
+  for (const onnx::NodeProto* n : nodes) {
+    if (!seen.emplace(n->domain(), n->op_type()).second) continue;
+    const std::string domain = n->domain() == "ai.onnx" ? std::string() : n->domain();
+    auto it = opset.find(domain);
+    if (it == opset.end() || !onnx::OpSchemaRegistry::Schema(n->op_type(), it->second, domain)) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 // The parsed model's weights read into memory and the initializers the
@@ -1220,6 +1249,35 @@ int prepare_model(OnnxSource& src, const std::string& path, const std::string& d
   if (!sig.empty())  // the scopes are only read for a signature
     for (const auto& n : src.model_.graph().node()) names.push_back(n.name());
   return unshare_merged_initializers(src.model_, sig, collect_scopes(names));
+}
+
+// Shape inference of the whole model. Where ONNX knows every op its rounds
+// run strictly (types checked, a node's failure an error): a model that
+// passes is consistent in its final types, which its stages carry, and the
+// stages skip their own strict inference (see OnnxSource::strictly_inferred).
+// A model that does not is parsed again and inferred leniently as always, so
+// that it gets the types, notes and (from its stages' strict inference) the
+// errors it always got.
+void infer_model_shapes(OnnxSource& src, const std::string& bytes, const std::string& path, const std::string& display,
+                        std::vector<std::string>* notes) {
+  if (every_op_known(src.model_)) {
+    try {
+      infer_shapes(src.model_, /*fill_slices=*/false, /*strict=*/true);
+      src.strictly_inferred_ = true;
+      return;
+    } catch (const std::exception&) {
+      src.model_.Clear();
+      if (!src.model_.ParseFromString(bytes)) throw std::logic_error("onnx: a model parsed once does not parse again");
+      prepare_model(src, path, display);
+    }
+  }
+  try {
+    infer_shapes(src.model_);
+  } catch (const std::exception& e) {
+    if (notes)
+      notes->push_back(display + ": shape inference stopped early (" + std::string(e.what()) +
+                       "); some shapes are unknown");
+  }
 }
 
 std::unique_ptr<SourceModel> load_onnx(const std::string& path, const std::string& display_name,
@@ -1264,13 +1322,7 @@ std::unique_ptr<SourceModel> load_onnx(const std::string& path, const std::strin
     std::replace(msg.begin(), msg.end(), '\n', ' ');
     throw Error(display_name + ": the ONNX checker rejects the model: " + msg);
   }
-  try {
-    infer_shapes(src->model_);
-  } catch (const std::exception& e) {
-    if (notes)
-      notes->push_back(display_name + ": shape inference stopped early (" + std::string(e.what()) +
-                       "); some shapes are unknown");
-  }
+  infer_model_shapes(*src, bytes, path, display_name, notes);
   const bool renamed = name_derived_dims(src->model_);
   OnnxLowering::lower(*src, display_name, notes);
   costs_at_size(*src, display_name, cost_dims, notes, /*shapes_exact=*/!renamed);

@@ -35,12 +35,20 @@ class OnnxSource : public SourceModel {
   /// Whether the model file kept initializers as external data (model() holds
   /// them in memory now; stages are written with data files of their own).
   bool had_external_data() const { return external_data_; }
+  /// Whether the model's shape inference ran strictly and passed: every node's
+  /// types checked against its schema and inferred without an error, on the
+  /// final types, which the stages carry. Its stages are then consistent
+  /// without their own strict inference (a stage holds less than the whole
+  /// model, never a type the whole model did not pass).
+  bool strictly_inferred() const { return strictly_inferred_; }
 
  private:
   friend std::unique_ptr<SourceModel> load_onnx(const std::string&, const std::string&, std::vector<std::string>*,
                                                 const std::map<std::string, int64_t>&);
   friend class OnnxLowering;
   friend int prepare_model(OnnxSource&, const std::string&, const std::string&);
+  friend void infer_model_shapes(OnnxSource&, const std::string&, const std::string&, const std::string&,
+                                 std::vector<std::string>*);
 
   // The model's messages live in one arena: a large model is hundreds of
   // thousands of small messages, allocated and freed in bulk this way.
@@ -49,6 +57,7 @@ class OnnxSource : public SourceModel {
   ir::Graph graph_;
   int64_t opset_ = 0;
   bool external_data_ = false;
+  bool strictly_inferred_ = false;
   /// The position of initializer `name` in model_, or ir::kNone.
   int initializer_at(std::string_view name) const {
     return initializer_index_.find(name,
