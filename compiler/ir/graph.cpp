@@ -71,14 +71,16 @@ std::string Shape::str() const {
 
 ValueId Graph::add_value(const std::string& vname, DType dtype, Shape shape) {
   if (vname.empty()) throw std::logic_error("ir: value with an empty name");
-  if (find_value(vname) != kNone) throw std::logic_error("ir: duplicate value '" + vname + "'");
   Value v;
   v.name = vname;
   v.dtype = dtype;
   v.shape = std::move(shape);
   values.push_back(std::move(v));
   ValueId id = static_cast<ValueId>(values.size() - 1);
-  value_index_.insert(values[id].name, id, value_name());
+  if (!value_index_.insert(values[id].name, id, value_name())) {  // one probe finds a taken name
+    values.pop_back();
+    throw std::logic_error("ir: duplicate value '" + vname + "'");
+  }
   return id;
 }
 

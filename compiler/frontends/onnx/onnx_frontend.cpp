@@ -665,6 +665,9 @@ class OnnxLowering {
     ir::Graph& g = src.graph_;
     g.name = gp.name();
     src.types_.reserve(static_cast<size_t>(gp.input_size() + gp.value_info_size() + gp.output_size()));
+    // Every initializer, input and node output is a value (most nodes make one).
+    g.values.reserve(static_cast<size_t>(gp.initializer_size() + gp.input_size() + gp.node_size()));
+    g.nodes.reserve(static_cast<size_t>(gp.node_size()));
     for (const auto& vi : gp.input()) src.set_type(vi.name(), &vi.type());
     for (const auto& vi : gp.value_info()) src.set_type(vi.name(), &vi.type());
     for (const auto& vi : gp.output()) src.set_type(vi.name(), &vi.type());
