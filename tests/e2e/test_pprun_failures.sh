@@ -118,13 +118,14 @@ for r in 0 1 2; do
 done
 PRELOAD2=
 
-# expect_bad_message KIND WHAT: rank 1's 12th data message goes out damaged
-# (each step it sends 4 activation messages, a shape header and the tensors
-# per micro-batch, then 2 of gradients: the 12th is step 2's last gradients,
+# expect_bad_message KIND WHAT: rank 1's 10th data message goes out damaged
+# (step 1: 4 activation messages, a shape header and the tensors per
+# micro-batch, then 2 of gradients; step 2: the activations' shapes guessed
+# from step 1, so no headers: 2 and 2; the 10th is step 2's last gradients,
 # to rank 0); the rank that receives it names it, every rank is out.
 expect_bad_message() {
   PORT=$(free_port)
-  export PPRUN_TEST_CORRUPT_MESSAGE="1:12:$1"
+  export PPRUN_TEST_CORRUPT_MESSAGE="1:10:$1"
   launch_ranks
   unset PPRUN_TEST_CORRUPT_MESSAGE
   local start=$SECONDS
