@@ -458,8 +458,9 @@ bool slice_output(const onnx::TensorShapeProto& in, const onnx::GraphProto& g, c
 // inference failed (what the checker's full check adds): a model that gets
 // through is consistent in its final types. A model without such errors gets
 // the same types either way.
-void infer_shapes(onnx::ModelProto& model, bool fill_slices = false, bool strict = false) {
-  onnx::ShapeInferenceOptions opts(/*check_type=*/strict, /*error_mode=*/strict ? 1 : 0, /*data_prop=*/true);
+// Without `data_prop`, no values are propagated (see reads_propagated_data).
+void infer_shapes(onnx::ModelProto& model, bool fill_slices = false, bool strict = false, bool data_prop = true) {
+  onnx::ShapeInferenceOptions opts(/*check_type=*/strict, /*error_mode=*/strict ? 1 : 0, data_prop);
   for (int round = 0; round < 64; ++round) {
     std::unordered_map<std::string, onnx::TensorShapeProto> data;
     onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(), opts, &data);
@@ -1216,6 +1217,32 @@ void check_raw_sizes(const onnx::GraphProto& g, const std::string& display) {
       if (a.has_t()) check(a.t(), "node '" + n.name() + "' attribute '" + a.name() + "'");
 }
 
+// Whether a node's inference can read a value that data propagation computed
+// (a shape computed at run time: Shape -> Gather -> Concat -> Reshape). ONNX's
+// inference functions read propagated values only through a shape input
+// (Reshape, Expand, ConstantOfShape, Resize, Upsample, AffineGrid), and hand
+// them into subgraphs and function bodies; ppc's own Reshape filling reads
+// them too. Where no node can, propagating values changes no type and is
+// skipped: a long chain of MatMul/Add/Relu propagates through every Add.
+bool reads_propagated_data(const onnx::ModelProto& model) {
+  static const std::set<std::string_view> kReaders = {"Reshape", "Expand",   "ConstantOfShape",
+                                                      "Resize",  "Upsample", "AffineGrid"};
+  std::set<std::pair<std::string_view, std::string_view>> seen;
+  for (const auto& n : model.graph().node()) {
+    if (is_subgraph_op(n)) return true;
+    if (!seen.emplace(n.domain(), n.op_type()).second) continue;
+    if (kReaders.count(n.op_type())) return true;
+    const std::string domain = n.domain() == "ai.onnx" ? std::string() : n.domain();
+    for (const auto& op : model.opset_import()) {
+      if ((op.domain() == "ai.onnx" ? std::string() : op.domain()) != domain) continue;
+      const onnx::OpSchema* schema =
+          onnx::OpSchemaRegistry::Schema(n.op_type(), static_cast<int>(op.version()), domain);
+      if (!schema || (!schema->has_type_and_shape_inference_function() && schema->HasFunction())) return true;
+    }
+  }
+  return false;
+}
+
 // Whether ONNX's inference knows every op of the model (no model-local
 // functions, a schema for every node at its domain's opset, subgraphs
 // included). Inference stops reporting errors after an op it does not know,
@@ -1265,7 +1292,7 @@ void infer_model_shapes(OnnxSource& src, const std::string& bytes, const std::st
                         std::vector<std::string>* notes) {
   if (every_op_known(src.model_)) {
     try {
-      infer_shapes(src.model_, /*fill_slices=*/false, /*strict=*/true);
+      infer_shapes(src.model_, /*fill_slices=*/false, /*strict=*/true, reads_propagated_data(src.model_));
       src.strictly_inferred_ = true;
       return;
     } catch (const std::exception&) {
