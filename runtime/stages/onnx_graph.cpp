@@ -29,7 +29,8 @@ namespace {
 struct Step {
   onnx_ops::Kernel kernel;
   std::vector<int> in, out, release;
-  int node = 0;  // index into the graph's nodes, for error messages
+  int node = 0;          // index into the graph's nodes, for error messages
+  uint32_t host_in = 0;  // inputs the kernel reads on the host (onnx_ops::host_inputs)
 };
 
 struct Initializer {
@@ -88,6 +89,12 @@ struct OnnxGraph::Impl {
   std::vector<int> input_slots, output_slots;
   std::vector<std::string> input_names, output_names;
   std::vector<Initializer> inits;
+  // On a device (to()): per slot, the slot of its device copy when it is a
+  // host constant that a node combined with device tensors (-1: none yet);
+  // and the slots that hold a step's host inputs moved for that step only.
+  c10::Device device = c10::kCPU;
+  std::vector<int> device_copy;
+  std::vector<int> spare;
   bool training = false;
   bool timing = false;
   std::vector<double> step_us, step_bw_us;  // per step, while timing
@@ -105,6 +112,10 @@ struct OnnxGraph::Impl {
     const auto& n = model.graph().node(node);
     return n.name().empty() ? n.output_size() ? n.output(0) : std::string("?") : n.name();
   }
+
+  const std::vector<int>& device_inputs(const Step& st, std::vector<int>& remapped);
+  template <bool kDevice>
+  void run_steps(size_t& k);
 
   std::string node_place(int node) const {
     const auto& n = model.graph().node(node);
@@ -263,6 +274,7 @@ struct OnnxGraph::Impl::Loader {
       return;
     }
     st.kernel = std::move(kernel);
+    st.host_in = onnx_ops::host_inputs(node.op_type());
     planned.push_back({static_cast<int>(im.steps.size()), st.in, st.out, diff});
     im.steps.push_back(std::move(st));
   }
@@ -402,6 +414,83 @@ std::vector<NodeTime> OnnxGraph::node_times_us() const {
 }
 bool OnnxGraph::training() const { return impl_->training; }
 
+// The slots a step reads on a device: its own, except that a host tensor
+// (not a 0-dim one, which ATen takes as a scalar) among the inputs it does
+// not read on the host is replaced by a device copy when some of those inputs
+// are on the device: a constant's kept (made at its first use), a computed
+// one's in a spare slot for this step only. Shape arithmetic, all on the
+// host, is left there.
+const std::vector<int>& OnnxGraph::Impl::device_inputs(const Step& st, std::vector<int>& remapped) {
+  bool on_device = false;
+  for (size_t i = 0; i < st.in.size() && !on_device; ++i) {
+    const int s = st.in[i];
+    on_device = s >= 0 && !(st.host_in >> i & 1) && slots[s].defined() && !slots[s].is_cpu();
+  }
+  if (!on_device) return st.in;
+  const std::vector<int>* in = &st.in;
+  for (size_t i = 0; i < st.in.size(); ++i) {
+    const int s = st.in[i];
+    if (s < 0 || (st.host_in >> i & 1) || !slots[s].defined() || !slots[s].is_cpu() || slots[s].dim() == 0) continue;
+    if (in == &st.in) {
+      remapped = st.in;
+      in = &remapped;
+    }
+    if (persistent[s]) {
+      if (device_copy[s] < 0) {
+        device_copy[s] = static_cast<int>(slots.size());
+        at::Tensor copy = slots[s].to(device);
+        slots.push_back(std::move(copy));
+        persistent.push_back(1);
+        device_copy.push_back(-1);
+      }
+      remapped[i] = device_copy[s];
+    } else {
+      slots[spare[i]] = slots[s].to(device);
+      remapped[i] = spare[i];
+    }
+  }
+  return *in;
+}
+
+template <bool kDevice>
+void OnnxGraph::Impl::run_steps(size_t& k) {
+  std::vector<int> remapped;
+  auto run_step = [&](const Step& st) {
+    if constexpr (kDevice) {
+      const std::vector<int>& in = device_inputs(st, remapped);
+      st.kernel(onnx_ops::KernelIO{slots, in, st.out, training});
+      if (&in != &st.in)
+        for (size_t i = 0; i < in.size(); ++i)
+          if (in[i] == spare[i]) slots[spare[i]].reset();
+    } else {
+      st.kernel(onnx_ops::KernelIO{slots, st.in, st.out, training});
+    }
+    for (int r : st.release) slots[r].reset();
+  };
+  if (timing) {
+    // CPU kernels are synchronous: a step's wall time is its cost.
+    for (; k < steps.size(); ++k) {
+      const Step& st = steps[k];
+      auto t0 = std::chrono::steady_clock::now();
+      run_step(st);
+      step_us[k] += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+      // The first output with a gradient function marks when this step's
+      // backward starts (its other outputs' gradients are complete by then).
+      for (int o : st.out) {
+        const at::Tensor& t = slots[o];
+        if (!t.defined() || !t.requires_grad() || !t.grad_fn()) continue;
+        const int step = static_cast<int>(k);
+        at::Tensor(t).register_hook([log = bw, step](const at::Tensor&) {
+          std::lock_guard<std::mutex> lock(log->mutex);
+          log->events.emplace_back(step, std::chrono::steady_clock::now());
+        });
+        break;
+      }
+    }
+  }
+  for (; k < steps.size(); ++k) run_step(steps[k]);
+}
+
 std::vector<at::Tensor> OnnxGraph::run(const std::vector<at::Tensor>& inputs) {
   Impl& im = *impl_;
   if (inputs.size() != im.input_slots.size())
@@ -414,33 +503,10 @@ std::vector<at::Tensor> OnnxGraph::run(const std::vector<at::Tensor>& inputs) {
   for (size_t i = 0; i < inputs.size(); ++i) im.slots[im.input_slots[i]] = inputs[i];
   size_t k = 0;
   try {
-    if (im.timing) {
-      // CPU kernels are synchronous: a step's wall time is its cost.
-      for (; k < im.steps.size(); ++k) {
-        const Step& st = im.steps[k];
-        auto t0 = std::chrono::steady_clock::now();
-        st.kernel(onnx_ops::KernelIO{im.slots, st.in, st.out, im.training});
-        for (int r : st.release) im.slots[r].reset();
-        im.step_us[k] += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
-        // The first output with a gradient function marks when this step's
-        // backward starts (its other outputs' gradients are complete by then).
-        for (int o : st.out) {
-          const at::Tensor& t = im.slots[o];
-          if (!t.defined() || !t.requires_grad() || !t.grad_fn()) continue;
-          const int step = static_cast<int>(k);
-          at::Tensor(t).register_hook([log = im.bw, step](const at::Tensor&) {
-            std::lock_guard<std::mutex> lock(log->mutex);
-            log->events.emplace_back(step, std::chrono::steady_clock::now());
-          });
-          break;
-        }
-      }
-    }
-    for (; k < im.steps.size(); ++k) {
-      const Step& st = im.steps[k];
-      st.kernel(onnx_ops::KernelIO{im.slots, st.in, st.out, im.training});
-      for (int r : st.release) im.slots[r].reset();
-    }
+    if (im.device.is_cpu())
+      im.run_steps<false>(k);
+    else
+      im.run_steps<true>(k);
   } catch (const c10::Error& e) {
     clear();
     throw Error(im.node_place(im.steps[k].node) + ": " + first_line(e.what_without_backtrace()));
@@ -457,6 +523,64 @@ std::vector<at::Tensor> OnnxGraph::run(const std::vector<at::Tensor>& inputs) {
   clear();
   return out;
 }
+
+// Device placement. Floating-point constants (initializers, folded values)
+// move; integer and bool ones stay on the host: they are sizes, indices and
+// masks, read on the host by shape arithmetic, and copied to the device at
+// their first use with device tensors (device_inputs). A float constant that
+// a kernel reads on the host (Clip's bounds, Pad's value, Dropout's ratio)
+// keeps a host copy for those reads. A float constant that only a kernel's
+// host reads use and that is no initializer nor output is not moved.
+void OnnxGraph::to(const c10::Device& device) {
+  Impl& im = *impl_;
+  const size_t n = im.slots.size();
+  std::vector<char> data_use(n, 0), is_init(n, 0);
+  for (const Step& st : im.steps)
+    for (size_t i = 0; i < st.in.size(); ++i)
+      if (st.in[i] >= 0 && !(st.host_in >> i & 1)) data_use[st.in[i]] = 1;
+  for (int s : im.output_slots) data_use[s] = 1;
+  for (const auto& in : im.inits) is_init[in.slot] = 1;
+  auto moves = [&](size_t s) {
+    const at::Tensor& t = im.slots[s];
+    return im.persistent[s] && t.defined() && t.is_floating_point() && t.device() != device &&
+           (is_init[s] || data_use[s]);
+  };
+  std::vector<int> host_copy(n, -1);
+  for (Step& st : im.steps)
+    for (size_t i = 0; i < st.in.size(); ++i) {
+      const int s = st.in[i];
+      if (s < 0 || !(st.host_in >> i & 1) || !moves(static_cast<size_t>(s))) continue;
+      if (host_copy[s] < 0) {
+        host_copy[s] = static_cast<int>(im.slots.size());
+        const at::Tensor t = im.slots[s].detach();
+        im.slots.push_back(t.is_cpu() ? t : t.to(at::kCPU));
+        im.persistent.push_back(1);
+      }
+      st.in[i] = host_copy[s];
+    }
+  for (size_t s = 0; s < n; ++s) {
+    if (!moves(s)) continue;
+    const at::Tensor& t = im.slots[s];
+    at::Tensor moved = t.detach().to(device);
+    if (t.requires_grad()) moved.requires_grad_(true);
+    im.slots[s] = std::move(moved);
+  }
+  // Device copies of host constants: made anew on the new device.
+  for (size_t s = 0; s < im.device_copy.size(); ++s)
+    if (im.device_copy[s] >= 0) im.slots[im.device_copy[s]].reset();
+  im.device_copy.assign(im.slots.size(), -1);
+  size_t most = 0;
+  for (const Step& st : im.steps) most = std::max(most, st.in.size());
+  while (im.spare.size() < most) {
+    im.spare.push_back(static_cast<int>(im.slots.size()));
+    im.slots.emplace_back();
+    im.persistent.push_back(0);
+    im.device_copy.push_back(-1);
+  }
+  im.device = device;
+}
+
+const c10::Device& OnnxGraph::device() const { return impl_->device; }
 
 std::vector<std::pair<std::string, at::Tensor>> OnnxGraph::parameters() const {
   std::vector<std::pair<std::string, at::Tensor>> out;

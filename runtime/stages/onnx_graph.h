@@ -4,6 +4,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <memory>
 #include <set>
@@ -63,6 +64,19 @@ class OnnxGraph {
   /// fused kernel's time is its pattern's last node's; nodes evaluated at
   /// load time (constants) are absent.
   std::vector<NodeTime> node_times_us() const;
+
+  /// Moves the graph to `device` (once, after loading; run() then takes its
+  /// inputs there and returns its outputs there). Floating-point initializers
+  /// and load-time constants move (parameters keep requires_grad; parameters()
+  /// and buffers() return the moved tensors, live as before); integer and bool
+  /// ones stay on the host, where shape arithmetic (Shape -> Gather -> Concat
+  /// -> Reshape) keeps running without reading the device. While running, a
+  /// node that combines a host tensor (not a 0-dim one) with device tensors
+  /// gets it on the device: a constant's copy made once, at its first such
+  /// use; a computed one's each time. Inputs a kernel reads on the host as
+  /// sizes, axes or scalars (onnx_ops::host_inputs) are never moved.
+  void to(const c10::Device& device);
+  const c10::Device& device() const;
 
   /// Dropout and BatchNormalization (training_mode=1) follow this flag.
   void set_training(bool training);

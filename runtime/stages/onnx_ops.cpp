@@ -19,15 +19,22 @@ namespace {
 
 [[noreturn]] void fail(const std::string& msg) { throw std::runtime_error(msg); }
 
+// Values a kernel reads on the host (sizes, axes, bounds). The executor keeps
+// the inputs it reads so on the host (host_inputs()); one computed on a
+// device is copied explicitly (never read through data_ptr: a segfault on CUDA).
+at::Tensor on_host(const at::Tensor& t) { return t.is_cpu() ? t : t.to(at::kCPU); }
+
 std::vector<int64_t> to_ints(const at::Tensor& t) {
-  at::Tensor c = t.to(at::kLong).contiguous();
+  at::Tensor c = on_host(t).to(at::kLong).contiguous();
   const int64_t* p = c.data_ptr<int64_t>();
   return std::vector<int64_t>(p, p + c.numel());
 }
 
+at::Scalar host_item(const at::Tensor& t) { return on_host(t).item(); }
+
 int64_t scalar_int(const at::Tensor& t) {
   if (t.numel() != 1) fail("expected a single value, got shape " + std::to_string(t.numel()) + " elements");
-  return t.to(at::kLong).item<int64_t>();
+  return host_item(t).toLong();
 }
 
 int64_t norm_axis(int64_t axis, int64_t rank) {
@@ -312,8 +319,8 @@ Kernel b_clip(NodeCtx& c) {
   c.require_inputs(1, 3);
   return [](const KernelIO& io) {
     c10::optional<at::Scalar> lo, hi;
-    if (io.has(1)) lo = io[1].item();
-    if (io.has(2)) hi = io[2].item();
+    if (io.has(1)) lo = host_item(io[1]);
+    if (io.has(2)) hi = host_item(io[2]);
     if (!lo && !hi) {
       io.set(0, io[0]);
       return;
@@ -701,7 +708,7 @@ Kernel b_concat(NodeCtx& c) {
     size_t total = 0;
     for (size_t i = 0; i < io.num_inputs() && small; ++i) {
       const at::Tensor& t = io[i];
-      small = t.scalar_type() == at::kLong && t.dim() == 1 && t.is_contiguous();
+      small = t.scalar_type() == at::kLong && t.dim() == 1 && t.is_contiguous() && t.is_cpu();
       total += static_cast<size_t>(t.numel());
     }
     if (small && total <= 16) {
@@ -762,8 +769,8 @@ at::Tensor slice_axis(const at::Tensor& x, int64_t axis, int64_t start, int64_t 
   start = std::clamp<int64_t>(start, 0, dim - 1);
   end = std::clamp<int64_t>(end, -1, dim - 1);
   int64_t count = start > end ? (start - end + (-step) - 1) / (-step) : 0;
-  at::Tensor idx = at::arange(start, start + step * count, step, at::TensorOptions().dtype(at::kLong));
-  if (count == 0) idx = at::empty({0}, at::kLong);
+  at::Tensor idx = at::arange(start, start + step * count, step, x.options().dtype(at::kLong));
+  if (count == 0) idx = at::empty({0}, x.options().dtype(at::kLong));
   return x.index_select(axis, idx);
 }
 
@@ -802,6 +809,14 @@ Kernel b_slice(NodeCtx& c) {
   };
 }
 
+// Gather's general case: x's slices along `a` at idx (of any shape).
+at::Tensor gather_rows(const at::Tensor& x, int64_t a, const at::Tensor& idx) {
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().begin() + a);
+  for (int64_t s : idx.sizes()) shape.push_back(s);
+  for (int64_t d = a + 1; d < x.dim(); ++d) shape.push_back(x.size(d));
+  return x.index_select(a, idx.reshape({-1})).reshape(shape);
+}
+
 Kernel b_gather(NodeCtx& c) {
   c.require_inputs(2, 2);
   int64_t axis = c.i("axis", 0);
@@ -811,7 +826,7 @@ Kernel b_gather(NodeCtx& c) {
     int64_t a = norm_axis(axis, x.dim());
     int64_t dim = x.size(a);
     if (x.dim() == 1 && idx.dim() == 0 && x.scalar_type() == at::kLong && idx.scalar_type() == at::kLong &&
-        x.is_contiguous()) {
+        x.is_contiguous() && x.is_cpu() && idx.is_cpu()) {
       // One entry of a shape vector: a new scalar, no view machinery.
       int64_t i = idx.item<int64_t>();
       if (i < -dim || i >= dim)
@@ -820,6 +835,17 @@ Kernel b_gather(NodeCtx& c) {
       return;
     }
     if (idx.scalar_type() != at::kLong) idx = idx.to(at::kLong);
+    if (!idx.is_cpu()) {
+      // Indices on a device (token ids): no host scan; the device kernel
+      // checks the bounds, negative indices are wrapped by a device op.
+      idx = at::where(idx.lt(0), idx + dim, idx);
+      if (idx.dim() == 0) {
+        io.set(0, x.index_select(a, idx.reshape({1})).squeeze(a));
+        return;
+      }
+      io.set(0, a == 0 && x.dim() == 2 ? at::embedding(x, idx) : gather_rows(x, a, idx));
+      return;
+    }
     // Negative indices count from the end (scan on the host: indices are small).
     at::Tensor ci = idx.contiguous();
     const int64_t* p = ci.data_ptr<int64_t>();
@@ -838,10 +864,7 @@ Kernel b_gather(NodeCtx& c) {
       io.set(0, at::embedding(x, idx));  // what nn.Embedding runs
       return;
     }
-    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().begin() + a);
-    for (int64_t s : idx.sizes()) shape.push_back(s);
-    for (int64_t d = a + 1; d < x.dim(); ++d) shape.push_back(x.size(d));
-    io.set(0, x.index_select(a, idx.reshape({-1})).reshape(shape));
+    io.set(0, gather_rows(x, a, idx));
   };
 }
 
@@ -929,7 +952,7 @@ Kernel b_range(NodeCtx& c) {
   c.require_inputs(3, 3);
   return [](const KernelIO& io) {
     at::ScalarType dt = io[0].scalar_type();
-    at::Scalar s = io[0].item(), l = io[1].item(), d = io[2].item();
+    at::Scalar s = host_item(io[0]), l = host_item(io[1]), d = host_item(io[2]);
     if (d.toDouble() == 0) fail("Range with delta 0");
     if ((d.toDouble() > 0 && l.toDouble() <= s.toDouble()) || (d.toDouble() < 0 && l.toDouble() >= s.toDouble())) {
       io.set(0, at::empty({0}, at::TensorOptions().dtype(dt)));
@@ -1034,11 +1057,11 @@ Kernel b_dropout(NodeCtx& c) {
   // ONNX rule); otherwise the stage's training flag (PyTorch's train()/eval()).
   return [ratio_attr](const KernelIO& io) {
     const at::Tensor& x = io[0];
-    double ratio = ratio_attr ? *ratio_attr : (io.has(1) ? io[1].item<double>() : 0.5);
-    bool train = io.has(2) ? io[2].item<bool>() : io.training;
+    double ratio = ratio_attr ? *ratio_attr : (io.has(1) ? host_item(io[1]).toDouble() : 0.5);
+    bool train = io.has(2) ? host_item(io[2]).toBool() : io.training;
     if (!train || ratio == 0) {
       io.set(0, x);
-      if (io.wants(1)) io.set(1, at::ones(x.sizes(), at::TensorOptions().dtype(at::kBool)));
+      if (io.wants(1)) io.set(1, at::ones(x.sizes(), x.options().dtype(at::kBool)));
       return;
     }
     auto r = at::native_dropout(x, ratio, true);
@@ -1078,7 +1101,7 @@ Kernel b_pad(NodeCtx& c) {
       p[static_cast<size_t>(axes[i] + r)] = raw[i + axes.size()];
     }
     if (mode == "constant") {
-      double v = legacy ? value_attr : (io.has(2) ? io[2].item<double>() : 0.0);
+      double v = legacy ? value_attr : (io.has(2) ? host_item(io[2]).toDouble() : 0.0);
       io.set(0, at::constant_pad_nd(x, torch_pads(p), v));
       return;
     }
@@ -1182,10 +1205,16 @@ Kernel b_gather_nd(NodeCtx& c) {
       strides[j] = addressed;
       addressed *= data.size(b + j);
     }
+    if (!idx.is_cpu()) {
+      dims = dims.to(idx.device());
+      strides = strides.to(idx.device());
+    }
     at::Tensor i = idx.reshape({batches, -1, k});
     i = at::where(i.lt(0), i + dims, i);
-    if (i.numel() > 0 && (i.lt(0).any().item<bool>() || i.ge(dims).any().item<bool>())) fail("index out of range");
-    at::Tensor linear = (i * strides).sum(-1) + at::arange(batches, at::kLong).unsqueeze(1) * addressed;
+    // Bounds checked on the host for host indices; a device's kernel checks its own.
+    if (i.is_cpu() && i.numel() > 0 && (i.lt(0).any().item<bool>() || i.ge(dims).any().item<bool>()))
+      fail("index out of range");
+    at::Tensor linear = (i * strides).sum(-1) + at::arange(batches, idx.options()).unsqueeze(1) * addressed;
     std::vector<int64_t> flat{batches * addressed};
     flat.insert(flat.end(), rest.begin(), rest.end());
     std::vector<int64_t> out(idx.sizes().begin(), idx.sizes().end() - 1);
@@ -1233,9 +1262,15 @@ Kernel b_scatter_nd(NodeCtx& c) {
       strides[j] = addressed;
       addressed *= data.size(j);
     }
+    if (!idx.is_cpu()) {
+      dims = dims.to(idx.device());
+      strides = strides.to(idx.device());
+    }
     at::Tensor i = idx.reshape({-1, k});
     i = at::where(i.lt(0), i + dims, i);
-    if (i.numel() > 0 && (i.lt(0).any().item<bool>() || i.ge(dims).any().item<bool>())) fail("index out of range");
+    // Bounds checked on the host for host indices; a device's kernel checks its own.
+    if (i.is_cpu() && i.numel() > 0 && (i.lt(0).any().item<bool>() || i.ge(dims).any().item<bool>()))
+      fail("index out of range");
     at::Tensor linear = (i * strides).sum(-1);
     std::vector<int64_t> flat{addressed};
     flat.insert(flat.end(), rest.begin(), rest.end());
@@ -1264,7 +1299,7 @@ Kernel b_scatter_elements(NodeCtx& c) {
     if (idx.sizes() != io[2].sizes())
       fail("indices " + shape_str(idx) + " and updates " + shape_str(io[2]) + " differ in shape");
     idx = at::where(idx.lt(0), idx + data.size(ax), idx);
-    if (idx.numel() > 0 && (idx.lt(0).any().item<bool>() || idx.ge(data.size(ax)).any().item<bool>()))
+    if (idx.is_cpu() && idx.numel() > 0 && (idx.lt(0).any().item<bool>() || idx.ge(data.size(ax)).any().item<bool>()))
       fail("index out of range");
     at::Tensor out = red.empty()    ? data.scatter(ax, idx, io[2])
                      : red == "add" ? data.scatter_add(ax, idx, io[2])
@@ -1463,6 +1498,18 @@ Kernel build_kernel(NodeCtx& ctx) {
 
 bool is_supported(const std::string& op_type) { return table().count(op_type) != 0; }
 
+uint32_t host_inputs(const std::string& op) {
+  static const std::map<std::string, uint32_t> t = {
+      {"Clip", 0b110},           {"ConstantOfShape", 0b1}, {"CumSum", 0b10},          {"Dropout", 0b110},
+      {"Expand", 0b10},          {"Pad", 0b1110},          {"Range", 0b111},          {"ReduceL2", 0b10},
+      {"ReduceLogSumExp", 0b10}, {"ReduceMax", 0b10},      {"ReduceMean", 0b10},      {"ReduceMin", 0b10},
+      {"ReduceProd", 0b10},      {"ReduceSum", 0b10},      {"ReduceSumSquare", 0b10}, {"Reshape", 0b10},
+      {"Slice", 0b11110},        {"Split", 0b10},          {"Squeeze", 0b10},         {"Tile", 0b10},
+      {"Trilu", 0b10},           {"Unsqueeze", 0b10}};
+  auto it = t.find(op);
+  return it == t.end() ? 0 : it->second;
+}
+
 bool is_nondifferentiable(const std::string& op) {
   static const std::set<std::string> s = {
       "Shape", "Size",     "Equal", "Less",  "Greater", "LessOrEqual", "GreaterOrEqual",
@@ -1558,7 +1605,7 @@ at::Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& wher
 }
 
 void tensor_to_proto(const at::Tensor& value, onnx::TensorProto& t) {
-  at::Tensor c = value.detach().contiguous();
+  at::Tensor c = value.detach().to(at::kCPU).contiguous();  // a host copy of a device tensor
   t.set_data_type(onnx_type_of(c.scalar_type()));
   t.clear_dims();
   for (int64_t d : c.sizes()) t.add_dims(d);

@@ -88,6 +88,12 @@ Kernel build_kernel(NodeCtx& ctx);
 /// True when the op type is in the supported set (at any opset).
 bool is_supported(const std::string& op_type);
 
+/// The inputs of an op that its kernel reads on the host as sizes, axes or
+/// scalars (Reshape's shape, Slice's starts/ends/axes/steps, Clip's bounds,
+/// ...): bit i for input i. On a device the executor leaves them where they
+/// are (shape arithmetic stays on the host) and moves only the others.
+uint32_t host_inputs(const std::string& op_type);
+
 /// Ops whose outputs never carry gradient (shapes, comparisons, indices):
 /// used to find the initializers that need no gradient.
 bool is_nondifferentiable(const std::string& op_type);
