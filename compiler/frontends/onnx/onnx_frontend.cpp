@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <set>
 #include <sstream>
 #include <string_view>
@@ -661,19 +662,40 @@ bool name_derived_dims(onnx::ModelProto& model) {
 
 class OnnxLowering {
  public:
+  // What lowering reads no types for: the params (with their content
+  // fingerprints) and every node's module path. It reads the model's
+  // initializers and nodes, which shape inference does not change, and may
+  // run while inference adds the model's value_info (load_onnx).
+  static void lower_untyped(OnnxSource& src, const std::string& display) {
+    const onnx::GraphProto& gp = src.model_.graph();
+    ir::Graph& g = src.graph_;
+    // Every initializer, input and node output is a value (most nodes make one).
+    g.values.reserve(static_cast<size_t>(gp.initializer_size() + gp.input_size() + gp.node_size()));
+    g.nodes.reserve(static_cast<size_t>(gp.node_size()));
+    lower_params(src, display);
+    std::vector<const onnx::NodeProto*> all;
+    for (const auto& n : gp.node()) {
+      all.push_back(&n);
+      subgraph_nodes(n, all);
+    }
+    std::vector<std::string> names;
+    names.reserve(all.size());
+    for (const onnx::NodeProto* n : all) names.push_back(n->name());
+    src.scopes_ = collect_scopes(names);
+    src.node_modules_.reserve(static_cast<size_t>(gp.node_size()));
+    for (const auto& n : gp.node()) src.node_modules_.push_back(node_module(n, src.scopes_));
+  }
+
+  // The rest, once the model's types are inferred (after lower_untyped).
   static void lower(OnnxSource& src, const std::string& display, std::vector<std::string>* notes) {
     const onnx::GraphProto& gp = src.model_.graph();
     ir::Graph& g = src.graph_;
     g.name = gp.name();
     src.types_.reserve(static_cast<size_t>(gp.input_size() + gp.value_info_size() + gp.output_size()));
-    // Every initializer, input and node output is a value (most nodes make one).
-    g.values.reserve(static_cast<size_t>(gp.initializer_size() + gp.input_size() + gp.node_size()));
-    g.nodes.reserve(static_cast<size_t>(gp.node_size()));
     for (const auto& vi : gp.input()) src.set_type(vi.name(), &vi.type());
     for (const auto& vi : gp.value_info()) src.set_type(vi.name(), &vi.type());
     for (const auto& vi : gp.output()) src.set_type(vi.name(), &vi.type());
 
-    lower_params(src, display);
     lower_inputs(src);
     lower_nodes(src, display, identity_params(src));
     for (const ir::Node& node : g.nodes) g.nested_modules.erase(node.module);
@@ -767,14 +789,7 @@ class OnnxLowering {
   static void lower_nodes(OnnxSource& src, const std::string& display, const std::vector<bool>& folded) {
     const onnx::GraphProto& gp = src.model_.graph();
     ir::Graph& g = src.graph_;
-    std::vector<const onnx::NodeProto*> all;
-    for (const auto& n : gp.node()) {
-      all.push_back(&n);
-      subgraph_nodes(n, all);
-    }
-    std::vector<std::string> names;
-    for (const onnx::NodeProto* n : all) names.push_back(n->name());
-    auto scopes = collect_scopes(names);
+    const std::set<std::string>& scopes = src.scopes_;
     for (int i = 0; i < gp.node_size(); ++i) {
       if (folded[i]) continue;
       const auto& p = gp.node(i);
@@ -782,7 +797,7 @@ class OnnxLowering {
       n.name = p.name().empty() ? p.op_type() + "_" + std::to_string(i) : p.name();
       if (g.find_node(n.name) != ir::kNone) n.name += "__" + std::to_string(i);  // keep node names unique
       n.op = p.domain().empty() ? p.op_type() : p.domain() + "::" + p.op_type();
-      n.module = node_module(p, scopes);
+      n.module = std::move(src.node_modules_[static_cast<size_t>(i)]);
       n.source_index = i;
       if (p.op_type() == "Constant" && p.domain().empty()) n.flags |= ir::kNodeConstantSource;
       if (is_random_op(p.op_type())) n.flags |= ir::kNodeNondeterministic;
@@ -1289,13 +1304,14 @@ int prepare_model(OnnxSource& src, const std::string& path, const std::string& d
 // that it gets the types, notes and (from its stages' strict inference) the
 // errors it always got.
 void infer_model_shapes(OnnxSource& src, const std::string& bytes, const std::string& path, const std::string& display,
-                        std::vector<std::string>* notes) {
+                        std::vector<std::string>* notes, std::future<void>& untyped) {
   if (every_op_known(src.model_)) {
     try {
       infer_shapes(src.model_, /*fill_slices=*/false, /*strict=*/true, reads_propagated_data(src.model_));
       src.strictly_inferred_ = true;
       return;
     } catch (const std::exception&) {
+      untyped.wait();  // it reads the model
       src.model_.Clear();
       if (!src.model_.ParseFromString(bytes)) throw std::logic_error("onnx: a model parsed once does not parse again");
       prepare_model(src, path, display);
@@ -1352,7 +1368,18 @@ std::unique_ptr<SourceModel> load_onnx(const std::string& path, const std::strin
     std::replace(msg.begin(), msg.end(), '\n', ' ');
     throw Error(display_name + ": the ONNX checker rejects the model: " + msg);
   }
-  infer_model_shapes(*src, bytes, path, display_name, notes);
+  {
+    // Lowering's untyped part runs beside inference (it reads what inference
+    // does not change; inference of a subgraph does touch its node, so then
+    // it runs after); infer_model_shapes waits for it before it parses the
+    // model again.
+    const auto& nodes = src->model_.graph().node();
+    const bool beside = std::none_of(nodes.begin(), nodes.end(), is_subgraph_op);
+    std::future<void> untyped = std::async(beside ? std::launch::async : std::launch::deferred,
+                                           [&] { OnnxLowering::lower_untyped(*src, display_name); });
+    infer_model_shapes(*src, bytes, path, display_name, notes, untyped);
+    untyped.get();
+  }
   const bool renamed = name_derived_dims(src->model_);
   OnnxLowering::lower(*src, display_name, notes);
   costs_at_size(*src, display_name, cost_dims, notes, /*shapes_exact=*/!renamed);

@@ -4,7 +4,9 @@
 
 #include <google/protobuf/arena.h>
 
+#include <future>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -48,7 +50,7 @@ class OnnxSource : public SourceModel {
   friend class OnnxLowering;
   friend int prepare_model(OnnxSource&, const std::string&, const std::string&);
   friend void infer_model_shapes(OnnxSource&, const std::string&, const std::string&, const std::string&,
-                                 std::vector<std::string>*);
+                                 std::vector<std::string>*, std::future<void>&);
 
   // The model's messages live in one arena: a large model is hundreds of
   // thousands of small messages, allocated and freed in bulk this way.
@@ -58,6 +60,10 @@ class OnnxSource : public SourceModel {
   int64_t opset_ = 0;
   bool external_data_ = false;
   bool strictly_inferred_ = false;
+  // Lowering's, computed beside inference: the "/"-joined scope prefixes of
+  // every node name, and each node's module path (moved into the IR).
+  std::set<std::string> scopes_;
+  std::vector<std::string> node_modules_;
   /// The position of initializer `name` in model_, or ir::kNone.
   int initializer_at(std::string_view name) const {
     return initializer_index_.find(name,
