@@ -663,9 +663,11 @@ bool name_derived_dims(onnx::ModelProto& model) {
 class OnnxLowering {
  public:
   // What lowering reads no types for: the params (with their content
-  // fingerprints) and every node's module path. It reads the model's
-  // initializers and nodes, which shape inference does not change, and may
-  // run while inference adds the model's value_info (load_onnx).
+  // fingerprints), the inputs, and the nodes with their values and module
+  // paths, every value's type still undefined. It reads the model's
+  // initializers, inputs' names and nodes, which shape inference does not
+  // change, and may run while inference adds the model's value_info
+  // (load_onnx).
   static void lower_untyped(OnnxSource& src, const std::string& display) {
     const onnx::GraphProto& gp = src.model_.graph();
     ir::Graph& g = src.graph_;
@@ -684,6 +686,8 @@ class OnnxLowering {
     src.scopes_ = collect_scopes(names);
     src.node_modules_.reserve(static_cast<size_t>(gp.node_size()));
     for (const auto& n : gp.node()) src.node_modules_.push_back(node_module(n, src.scopes_));
+    lower_inputs(src);
+    lower_nodes(src, display, identity_params(src));
   }
 
   // The rest, once the model's types are inferred (after lower_untyped).
@@ -695,9 +699,11 @@ class OnnxLowering {
     for (const auto& vi : gp.input()) src.set_type(vi.name(), &vi.type());
     for (const auto& vi : gp.value_info()) src.set_type(vi.name(), &vi.type());
     for (const auto& vi : gp.output()) src.set_type(vi.name(), &vi.type());
-
-    lower_inputs(src);
-    lower_nodes(src, display, identity_params(src));
+    // Each input's and node output's type, as the model (after inference) has it.
+    auto type_value = [&](ir::ValueId v) { type_of(src, g.values[v].name, g.values[v].dtype, g.values[v].shape); };
+    for (ir::ValueId v : g.inputs) type_value(v);
+    for (const ir::Node& node : g.nodes)
+      for (ir::ValueId v : node.outputs) type_value(v);
     for (const ir::Node& node : g.nodes) g.nested_modules.erase(node.module);
     find_aliases(src.model_, g);
     freeze_constants(src.model_, g, display, notes);
@@ -748,10 +754,7 @@ class OnnxLowering {
   static void lower_inputs(OnnxSource& src) {
     for (const auto& vi : src.model_.graph().input()) {
       if (src.initializer_at(vi.name()) != ir::kNone) continue;  // initializer listed as input (old exporters)
-      ir::DType dt;
-      ir::Shape sh;
-      type_of(src, vi.name(), dt, sh);
-      src.graph_.add_input(vi.name(), dt, sh);
+      src.graph_.add_input(vi.name(), ir::DType::Undefined, ir::Shape::unranked());  // typed by lower()
     }
   }
 
@@ -804,9 +807,8 @@ class OnnxLowering {
       if (is_subgraph_op(p)) n.flags |= ir::kNodeHasSubgraph;
       lower_node_inputs(g, p, n);
       lower_node_outputs(src, display, p, n);
-      n.flops = 0;
+      n.flops = 0;  // costs_at_size estimates them from the shapes (a Constant's stay 0)
       ir::NodeId id = g.add_node(std::move(n));
-      g.nodes[id].flops = estimate_flops(g, g.nodes[id], p);
       if (g.nodes[id].flags & ir::kNodeHasSubgraph) record_nested_modules(g, p, scopes, id);
     }
   }
@@ -836,23 +838,18 @@ class OnnxLowering {
     }
   }
 
-  // A node's outputs: new values, or the values that nodes before it read
-  // (then typed here); a value defined before is an error.
+  // A node's outputs: new values, or the values that nodes before it read; a
+  // value defined before is an error. lower() types them.
   static void lower_node_outputs(OnnxSource& src, const std::string& display, const onnx::NodeProto& p, ir::Node& n) {
     ir::Graph& g = src.graph_;
     for (const auto& out : p.output()) {
       if (out.empty()) continue;
-      ir::DType dt;
-      ir::Shape sh;
-      type_of(src, out, dt, sh);
       ir::ValueId v = g.find_value(out);
       if (v == ir::kNone) {
-        v = g.add_value(out, dt, sh);
-      } else {
-        if (g.values[v].producer != ir::kNone || g.values[v].param != ir::kNone || g.values[v].graph_input != ir::kNone)
-          throw Error(display + ": node '" + n.name + "' redefines value '" + out + "'");
-        g.values[v].dtype = dt;
-        g.values[v].shape = sh;
+        v = g.add_value(out);
+      } else if (g.values[v].producer != ir::kNone || g.values[v].param != ir::kNone ||
+                 g.values[v].graph_input != ir::kNone) {
+        throw Error(display + ": node '" + n.name + "' redefines value '" + out + "'");
       }
       n.outputs.push_back(v);
     }
