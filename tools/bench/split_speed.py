@@ -2,6 +2,7 @@
 
 Usage:  .venv/bin/python tools/bench/split_speed.py [--build build] [--sizes 10000,100000,1000000]
             [--repeat 3] [--stages 8] [--width 4] [--extract-nodes 2000] [--workdir DIR]
+            [--baseline OTHER_PPC]
         .venv/bin/python tools/bench/split_speed.py --smoke
 
 The model (written with onnx.helper, cached under --workdir): input x [batch, W]
@@ -26,6 +27,12 @@ inputs and outputs of each stage by name, default options: it checks the
 model and infers shapes, as ppc does), against ppc split of the same
 model (median of --repeat). onnx before 1.16 extracts in roughly cubic
 time: run it with the PyTorch 2.x environment's onnx (.venv).
+
+--baseline OTHER_PPC: a second ppc binary (an older build) run alternately
+with --build's, run for run, on the same models: one table for each, measured
+in one series, so that a change in the machine's load falls on both alike.
+Their outputs must be byte-identical (the script compares them: exit 1 if
+not). extract_model is skipped.
 
 --smoke: sizes 200 and 2000, 1 run each, extract_model at 200 nodes; no
 timing assertions (tests/CMakeLists.txt runs it as bench_split_speed_smoke).
@@ -155,6 +162,40 @@ def run_ppc(ppc, model, spec, out_dir):
     return float(wall), int(rss), p.stdout.decode(), float(cpu)
 
 
+def same_outputs(a, b):
+    """Whether output folders a and b hold the same files with the same bytes."""
+    names = sorted(os.listdir(a))
+    if names != sorted(os.listdir(b)):
+        return False
+    for n in names:
+        with open(os.path.join(a, n), "rb") as fa, open(os.path.join(b, n), "rb") as fb:
+            if fa.read() != fb.read():
+                return False
+    return True
+
+
+def measure_pair(ppc, baseline, workdir, nodes, width, stages, repeat):
+    """Rows for `ppc` and `baseline`, run alternately (baseline first) on one model."""
+    model, blocks = model_for(workdir, nodes, width)
+    spec = os.path.join(workdir, "spec_%d_%d.json" % (blocks, stages))
+    write_spec(spec, blocks, stages)
+    outs = [os.path.join(workdir, "out_baseline"), os.path.join(workdir, "out")]
+    runs = ([], [])
+    for _ in range(repeat):
+        for k, binary in ((0, baseline), (1, ppc)):
+            runs[k].append(run_ppc(binary, model, spec, outs[k]))
+    counts = stage_nodes(runs[1][0][2])
+    if len(counts) != stages or sum(counts) != node_count(blocks) + 1:
+        raise SystemExit("ppc split of %s: %d stages holding %d nodes, expected %d and %d"
+                         % (model, len(counts), sum(counts), stages, node_count(blocks) + 1))
+    if not same_outputs(outs[0], outs[1]):
+        raise SystemExit("ppc split of %s: the outputs of %s and %s differ" % (model, baseline, ppc))
+    for o in outs:
+        shutil.rmtree(o, ignore_errors=True)
+    return [{"nodes": node_count(blocks) + 1, "bytes": os.path.getsize(model), "walls": [r[0] for r in rs],
+             "rss_kib": [r[1] for r in rs], "cpus": [r[3] for r in rs]} for rs in runs]
+
+
 def stage_nodes(summary):
     return [int(ln.split("nodes ")[1].split()[0]) for ln in summary.splitlines() if ln.strip().startswith("stage ")]
 
@@ -249,6 +290,7 @@ def main():
     ap.add_argument("--extract-nodes", type=int, default=2000, help="0: skip onnx.utils.extract_model")
     ap.add_argument("--workdir", help="where the models are built and kept (default: a temporary directory)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, one run each: check that it works")
+    ap.add_argument("--baseline", help="another ppc binary, run alternately with --build's (outputs compared)")
     a = ap.parse_args()
     if a.smoke:
         a.sizes, a.repeat, a.extract_nodes = "200,2000", 1, 200
@@ -261,6 +303,18 @@ def main():
         print("ppc split speed: chains of MatMul/Add/Relu blocks with residual adds and a skip over every %d "
               "blocks, width %d, %d stages at module split points; %d run(s) per size"
               % (SKIP_EVERY, a.width, a.stages, a.repeat), flush=True)
+        if a.baseline:
+            pairs = []
+            for n in [int(s) for s in a.sizes.split(",")]:
+                pairs.append(measure_pair(ppc, a.baseline, work, n, a.width, a.stages, a.repeat))
+                print("  %d nodes: baseline %s s; ppc %s s (outputs identical)"
+                      % (pairs[-1][0]["nodes"], ", ".join("%.3f" % w for w in pairs[-1][0]["walls"]),
+                         ", ".join("%.3f" % w for w in pairs[-1][1]["walls"])), flush=True)
+            print("\nbaseline: %s" % a.baseline)
+            report([p[0] for p in pairs], a.stages)
+            print("\nppc: %s" % ppc)
+            report([p[1] for p in pairs], a.stages)
+            return 0
         rows = []
         for n in [int(s) for s in a.sizes.split(",")]:
             rows.append(measure_ppc(ppc, work, n, a.width, a.stages, a.repeat))
