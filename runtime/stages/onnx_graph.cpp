@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <unordered_map>
 
@@ -31,6 +32,7 @@ struct Step {
   std::vector<int> in, out, release;
   int node = 0;          // index into the graph's nodes, for error messages
   uint32_t host_in = 0;  // inputs the kernel reads on the host (onnx_ops::host_inputs)
+  bool fused = false;    // a fused kernel (onnx_fusion), node is its pattern's last
 };
 
 struct Initializer {
@@ -233,6 +235,7 @@ struct OnnxGraph::Impl::Loader {
     for (int s : st.in) any |= carries[s] != 0;
     carries.push_back(any);
     st.kernel = std::move(fused.kernel);
+    st.fused = true;
     planned.push_back({static_cast<int>(im.steps.size()), st.in, st.out, true});
     im.steps.push_back(std::move(st));
   }
@@ -581,6 +584,38 @@ void OnnxGraph::to(const c10::Device& device) {
 }
 
 const c10::Device& OnnxGraph::device() const { return impl_->device; }
+
+// Shape arithmetic: an integer graph input whose every use is read on the
+// host, or feeds ops of integer arithmetic whose results are only used so
+// (Concat -> Reshape's shape), found by one pass over the steps backwards.
+std::vector<char> OnnxGraph::inputs_read_on_host() const {
+  static const std::set<std::string> arithmetic = {"Add",      "Cast",    "Concat", "Div",       "Equal", "Gather",
+                                                   "Identity", "Max",     "Min",    "Mul",       "Neg",   "Reshape",
+                                                   "Slice",    "Squeeze", "Sub",    "Unsqueeze", "Where"};
+  const Impl& im = *impl_;
+  std::vector<char> used(im.slots.size(), 0), other(im.slots.size(), 0);
+  for (int s : im.output_slots) other[s] = 1;
+  auto on_host = [&](int s) { return used[s] && !other[s]; };
+  for (size_t k = im.steps.size(); k-- > 0;) {
+    const Step& st = im.steps[k];
+    bool host_op = !st.fused && arithmetic.count(im.model.graph().node(st.node).op_type()) != 0;
+    for (int o : st.out) host_op &= o < 0 || on_host(o);
+    for (size_t i = 0; i < st.in.size(); ++i) {
+      if (st.in[i] < 0) continue;
+      used[st.in[i]] = 1;
+      if (!(st.host_in >> i & 1) && !host_op) other[st.in[i]] = 1;
+    }
+  }
+  std::vector<char> out;
+  for (size_t i = 0; i < im.input_slots.size(); ++i) {
+    int type = 0;
+    for (const auto& vi : im.model.graph().input())
+      if (vi.name() == im.input_names[i]) type = vi.type().tensor_type().elem_type();
+    const bool integer = type == onnx::TensorProto::INT64 || type == onnx::TensorProto::INT32;
+    out.push_back(integer && on_host(im.input_slots[i]));
+  }
+  return out;
+}
 
 std::vector<std::pair<std::string, at::Tensor>> OnnxGraph::parameters() const {
   std::vector<std::pair<std::string, at::Tensor>> out;
