@@ -22,6 +22,7 @@
 #include "runtime/schedule/csv.h"
 #include "runtime/schedule/lowering.h"
 #include "runtime/schedule/timeline.h"
+#include "runtime/stages/device.h"
 #include "runtime/stages/stage_module.h"
 #include "runtime/transport/transport.h"
 #include "schemas/error.h"
@@ -146,10 +147,22 @@ void check_options(PprunOptions& o) {
       throw Error("--dim '" + d + "': expected NAME=N with N >= 1");
     e.dims[d.substr(0, eq)] = v;
   }
+  check_device_spec(e.device);
   if (o.backend == "nccl")
     throw Error(
-        "--backend nccl: this pprun is built against a CPU-only LibTorch; build it against a CUDA "
-        "LibTorch to run over NCCL (runtime/transport/ holds the only c10d code)");
+        "--backend nccl: not supported yet; with --device cuda, messages travel over Gloo through host "
+        "memory (docs/runtime.md, GPUs)");
+}
+
+// --device cuda: LibTorch's CUDA libraries opened and a GPU chosen before
+// anything else asks LibTorch about CUDA. A rank resolves its own GPU (by its
+// LOCAL_RANK); a launcher checks once that there is one before starting ranks.
+void open_rank_device(PprunOptions& o) {
+  if (o.engine.device == "cpu" || o.print_schedule || o.simulate) return;
+  int local_rank = -1;
+  if (auto v = env_value("LOCAL_RANK")) local_rank = std::atoi(v->c_str());
+  const c10::Device d = open_device(o.engine.device, local_rank);
+  if (o.nproc == 0) o.engine.device = d.str();
 }
 
 // Runtime defaults recorded by ppc (the split spec's "defaults"), unless
@@ -303,6 +316,7 @@ int run_rank(const PprunOptions& o, const LoadedManifest& lm, std::ostream& out)
 
 int run_pprun(PprunOptions& o, std::ostream& out) {
   check_options(o);
+  open_rank_device(o);
   LoadedManifest lm = load_and_verify(o.manifest_dir);
   apply_manifest_defaults(o, lm.manifest);
   if (o.print_schedule || o.simulate) return look_at_schedule(o, lm.manifest, out);

@@ -11,6 +11,7 @@
 #include "runtime/engine/microbatch.h"
 #include "runtime/engine/pt_io.h"
 #include "runtime/schedule/lowering.h"
+#include "runtime/stages/device.h"
 #include "schemas/error.h"
 #include "schemas/sha256.h"
 
@@ -172,6 +173,7 @@ void Engine::load_local_stages(const std::vector<int>& mine) {
     ls.index = s;
     ls.info = &m_.stages[s];
     ls.module = load_stage(lm_, s);
+    ls.module->to(device_);
     ls.module->set_training(o_.train);
     std::vector<NamedTensor> trainable;
     for (auto& [name, p] : ls.module->parameters()) {
@@ -205,6 +207,11 @@ void Engine::load_batch(int64_t step) {
   MicroBatches mb = split_batch(m_, batch, o_.chunks, target_key, where);
   micro_inputs_ = std::move(mb.inputs);
   micro_targets_ = std::move(mb.targets);
+  if (!device_.is_cpu()) {  // the whole batch to the GPU, once per step
+    for (auto& [name, pieces] : micro_inputs_)
+      for (at::Tensor& t : pieces) t = t.to(device_);
+    for (at::Tensor& t : micro_targets_) t = t.to(device_);
+  }
   micro_sizes_ = std::move(mb.sizes);
   batch_samples_ = layout_.replicas > 1 ? whole_samples : mb.batch_size;
   target_sizes_ = micro_sizes_;
@@ -303,6 +310,7 @@ void Engine::run() {
     load_batch(step_);
     reset_micro_states();
     step_loss_ = 0;
+    loss_sum_ = at::Tensor();
     ms.start_step(step_);
     for (size_t k = 0; k < actions_.size(); ++k) {
       execute(actions_[k]);
@@ -327,6 +335,9 @@ void Engine::run() {
       }
       ms.record("optimizer step", "optimizer", -1, -1, t, ms.now_us());
     }
+    // One read of the losses per step (a GPU's kernels are then done too).
+    if (loss_sum_.defined()) step_loss_ = loss_sum_.item<double>();
+    if (ms.collecting()) synchronize(device_);
     if (ms.collecting())
       ms.end_step(step_, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), step_loss_,
                   batch_samples_, pending_sends_, send_keepalive_);
@@ -486,10 +497,16 @@ void Engine::finish_recv_data(PendingRecv& p) {
     measure_->message_received(p.direction, p.producer, p.consumer, bytes);
   }
   p.incoming = wire::Incoming();
+  if (!device_.is_cpu())
+    for (at::Tensor& b : p.buffers)
+      if (b.defined()) b = b.to(device_);
 }
 
 void Engine::send_data(std::vector<at::Tensor> ts, int dst, uint32_t tag, int received_at, const wire::MessageId& id) {
   if (ts.empty()) return;
+  // Messages travel from host memory (Gloo): a GPU's tensors are copied out.
+  if (!device_.is_cpu())
+    for (at::Tensor& t : ts) t = t.to(at::kCPU);
   // Small tensors packed into one message (a copy, whatever their strides),
   // large ones as they are (made contiguous), each alone (wire::Layout).
   for (at::Tensor& t : wire::outgoing(ts, id)) data_sends_.push_back({t_.isend(t, dst, tag), t, dst, received_at});
@@ -768,6 +785,7 @@ at::Tensor Engine::compute_loss(const at::Tensor& out, int m) {
     } else {
       target = micro_targets_.at(m);
     }
+    target = target.to(out.device());
     if (o_.loss == "mse") {
       if (!target.sizes().equals(out.sizes()))
         throw Error("--loss mse: target shape " + shape_text(target) + " differs from the output shape " +
@@ -784,7 +802,10 @@ at::Tensor Engine::compute_loss(const at::Tensor& out, int m) {
     }
   }
   loss = loss * scale;
-  step_loss_ += loss.item<double>();
+  // Summed on the loss's device, in double as the step's loss is reported:
+  // no host sync per micro-batch.
+  at::Tensor l = loss.detach().to(at::kDouble);
+  loss_sum_ = loss_sum_.defined() ? loss_sum_ + l : l;
   return loss;
 }
 
@@ -902,7 +923,7 @@ void Engine::collect_outputs(int s, int m, const std::vector<at::Tensor>& outs) 
   if (o_.output_path.empty()) return;
   const auto& info = m_.stages[s].outputs;
   for (size_t j = 0; j < info.size(); ++j)
-    if (info[j].model_output) collected_[info[j].name].push_back(outs[j]);
+    if (info[j].model_output) collected_[info[j].name].push_back(outs[j].to(at::kCPU));
 }
 
 void Engine::write_outputs() {

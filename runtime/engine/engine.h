@@ -40,6 +40,9 @@ struct EngineOptions {
   int dp = 1;
   std::string dp_layout = "pipeline-major";  ///< or data-major (replicas.h)
   double dp_bucket_mb = 25;
+  /// Where the stages compute: "cpu" or a GPU ("cuda:0", as open_device()
+  /// resolved --device); messages travel through host memory.
+  std::string device = "cpu";
   int64_t int_high = 2;  ///< synthetic integer inputs are drawn from [0, int_high)
   // Training.
   bool train = false;

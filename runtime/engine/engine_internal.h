@@ -129,7 +129,8 @@ class Engine {
         layout_(layout),
         replica_(layout.replica_of(world.rank())),
         o_(o),
-        log_(log) {}
+        log_(log),
+        device_(o.device) {}
 
   void run();
 
@@ -209,6 +210,7 @@ class Engine {
   const int replica_;
   const EngineOptions& o_;
   std::ostream& log_;
+  const c10::Device device_;  ///< where the stages compute (--device)
 
   int num_stages_ = 0;
   std::vector<LocalStage> locals_;
@@ -235,6 +237,7 @@ class Engine {
   at::Tensor synthetic_teacher_;
   std::vector<at::Tensor> full_batch_first_input_;  // synthetic targets are computed from it
   double step_loss_ = 0;
+  at::Tensor loss_sum_;  ///< the step's loss so far, on the loss's device
 
   int in_flight_ = 0, peak_in_flight_ = 0;  // micro-batches between F and B on this rank (training)
 

@@ -95,7 +95,7 @@ void Optimizer::load_state(const std::vector<NamedTensor>& state, const std::str
     }
     if (!t.sizes().equals(s.param.sizes()))
       throw Error(where + ": optimizer state '" + key + "' has the wrong shape for its parameter");
-    at::Tensor copy = t.to(s.param.scalar_type()).clone();
+    at::Tensor copy = t.to(s.param.device(), s.param.scalar_type()).clone();  // read on the host
     if (field == "momentum_buffer")
       s.momentum_buffer = copy;
     else if (field == "exp_avg")

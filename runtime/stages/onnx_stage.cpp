@@ -34,6 +34,7 @@ class OnnxStage final : public StageModule {
     return reorder_out(graph_->run(args));
   }
 
+  void to(const c10::Device& device) override { graph_->to(device); }
   void set_training(bool training) override { graph_->set_training(training); }
   void set_node_timing(bool on) override { graph_->set_timing(on); }
   void end_backward() override { graph_->end_backward(); }

@@ -55,6 +55,11 @@ struct Step {
   std::vector<int> release;  ///< values no later step reads
 };
 
+// A byte tensor over all of `storage` (on its device).
+at::Tensor byte_view(const c10::Storage& storage) {
+  return at::empty({0}, at::TensorOptions().dtype(at::kByte).device(storage.device())).set_(storage);
+}
+
 struct Payload {
   std::string record;  ///< "data/weights/weight_0"
   json meta;           ///< tensor_meta
@@ -312,6 +317,7 @@ struct Pt2Program::Impl {
   // The archive, for save().
   std::vector<Record> records;
   std::map<std::string, c10::Storage> storages;  ///< record name -> the live bytes
+  c10::Device device{c10::kCPU};                 ///< where the state lives (to())
 
   int new_slot(const std::string& name, const std::string& where);
   int use(const std::string& name, const std::string& where) const;
@@ -764,7 +770,7 @@ ArgPlan Pt2Program::Impl::plan_arg(const json& arg, const c10::Argument* sa, con
     } else if (k == "as_memory_format") {
       p.constant = c10::IValue(static_cast<int64_t>(memory_format_of(v.get<int64_t>())));
     } else if (k == "as_device") {
-      p.constant = c10::IValue(c10::Device(c10::kCPU));  // pprun computes on the CPU, whatever the export used
+      p.constant = c10::IValue(c10::Device(c10::kCPU));  // the state's device, whatever the export used (to())
     } else if (k == "as_complex") {
       p.constant = c10::IValue(c10::complex<double>(v.at("real").get<double>(), v.at("imag").get<double>()));
     } else if (k == "as_sym_int" || k == "as_sym_float" || k == "as_sym_bool") {
@@ -953,6 +959,48 @@ std::vector<NodeTime> Pt2Program::node_times_us() const {
     out.push_back({m.steps[k].name, m.step_us[k], k < m.step_bw_us.size() ? m.step_bw_us[k] : 0.0});
   return out;
 }
+// Every weight file's bytes move once, and each state tensor becomes the same
+// view of the moved bytes: tensors sharing a file (ties, views) still share
+// it. A tensor listed in several places (bound to a placeholder, a parameter,
+// a mutated buffer) stays one tensor, so gradients reach the engine's.
+void Pt2Program::to(const c10::Device& device) {
+  Impl& m = *impl_;
+  if (m.options.check_only || device == m.device) return;
+  std::map<const c10::StorageImpl*, c10::Storage> moved;
+  for (auto& [name, st] : m.storages) {
+    c10::Storage dev = byte_view(st).to(device).storage();
+    moved[st.unsafeGetStorageImpl()] = dev;
+    st = dev;
+  }
+  std::map<const c10::TensorImpl*, at::Tensor> done;
+  auto move = [&](at::Tensor& t) {
+    if (!t.defined()) return;
+    auto d = done.find(t.unsafeGetTensorImpl());
+    if (d != done.end()) {
+      t = d->second;
+      return;
+    }
+    auto it = t.has_storage() ? moved.find(t.storage().unsafeGetStorageImpl()) : moved.end();
+    at::Tensor n =
+        it == moved.end()
+            ? t.detach().to(device)
+            : at::empty({0}, t.options().device(device)).set_(it->second, t.storage_offset(), t.sizes(), t.strides());
+    n.requires_grad_(t.requires_grad());
+    done[t.unsafeGetTensorImpl()] = n;
+    t = n;
+  };
+  for (auto& [slot, t] : m.bound) move(t);
+  for (auto& [name, t] : m.param_list) move(t);
+  for (auto& [name, t] : m.buffer_list) move(t);
+  for (auto& [name, t] : m.state_tensors) move(t);
+  for (auto& [slot, t] : m.buffer_mutations) move(t);
+  // Factory operators' device arguments (the export's device) name this one.
+  for (auto& step : m.steps)
+    for (auto& a : step.args)
+      if (a.constant.isDevice()) a.constant = c10::IValue(device);
+  m.device = device;
+}
+
 std::vector<std::pair<std::string, at::Tensor>> Pt2Program::parameters() const { return impl_->param_list; }
 std::vector<std::pair<std::string, at::Tensor>> Pt2Program::buffers() const { return impl_->buffer_list; }
 std::vector<std::string> Pt2Program::state_names() const { return impl_->state_names; }
@@ -1007,9 +1055,12 @@ void Pt2Program::save(const std::string& path) const {
       // The writer writes the archive's version and serialization id itself.
       if (rec.name == ".data/version" || rec.name == ".data/serialization_id" || rec.name == "version") continue;
       auto st = m.storages.find(rec.name);
-      if (st != m.storages.end())
+      if (st != m.storages.end() && st->second.device().is_cpu()) {
         writer.writeRecord(rec.name, st->second.data(), st->second.nbytes());
-      else
+      } else if (st != m.storages.end()) {  // a host copy of the device's bytes
+        at::Tensor host = byte_view(st->second).cpu();
+        writer.writeRecord(rec.name, host.data_ptr(), st->second.nbytes());
+      } else
         writer.writeRecord(rec.name, rec.bytes.data(), rec.bytes.size());
     }
     writer.writeEndOfFile();

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <memory>
 #include <set>
@@ -61,6 +62,11 @@ class Pt2Program {
   void end_backward();
   /// Forward and backward microseconds per node (by node name), in order.
   std::vector<NodeTime> node_times_us() const;
+
+  /// Moves the state (parameters, buffers, constants) to `device`, keeping
+  /// ties and the tensors parameters() and buffers() return; factory
+  /// operators then create their tensors there. save() writes host copies.
+  void to(const c10::Device& device);
 
   /// The exported graph has the mode it was exported in baked into its
   /// arguments. Once this is called, every boolean operator argument named

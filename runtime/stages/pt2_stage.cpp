@@ -29,6 +29,7 @@ class Pt2Stage final : public StageModule {
     return r;
   }
 
+  void to(const c10::Device& device) override { program_->to(device); }
   void set_training(bool training) override { program_->set_training(training); }
   void set_node_timing(bool on) override { program_->set_timing(on); }
   void end_backward() override { program_->end_backward(); }

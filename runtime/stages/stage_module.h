@@ -5,6 +5,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <memory>
 #include <string>
@@ -28,6 +29,11 @@ class StageModule {
   /// graph when grad mode is on, so a backward from the outputs reaches the
   /// parameters and every input that requires grad.
   virtual std::vector<at::Tensor> forward(const std::vector<at::Tensor>& inputs) = 0;
+  /// Moves the parameters and buffers to `device`, once, after loading and
+  /// before the engine reads parameters(): forward() then takes its inputs on
+  /// that device and returns its outputs there (integer values the stage only
+  /// reads as sizes may stay on the host). save() writes host copies.
+  virtual void to(const c10::Device& device) = 0;
   /// Switches dropout / batch-norm behaviour (train() / eval() in PyTorch).
   virtual void set_training(bool training) = 0;
   /// Trainable parameters under their artifact names (the manifest's

@@ -4,6 +4,11 @@
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "schemas/error.h"
 
 namespace ppc::runtime {
@@ -39,6 +44,50 @@ std::vector<bool> written_inputs(torch::jit::Module& module) {
   std::vector<bool> out;
   for (size_t i = 1; i < graph->inputs().size(); ++i) out.push_back(aliases.hasWriters(graph->inputs()[i]));
   return out;
+}
+
+// Moves a module's parameters and buffers to `to` (each tensor replaced by
+// one copy, so tied weights stay tied: Module::to's in-place set_data is
+// refused between some device types), and points the device constants of its
+// code that name `from` at `to`: a traced graph has the device it was traced
+// on baked into its factory calls (torch.arange(T, device="cpu") for GPT-2's
+// positions), which would otherwise create those tensors on the CPU.
+void move_to_device(torch::jit::Module& module, const c10::Device& from, const c10::Device& to) {
+  std::map<const c10::TensorImpl*, at::Tensor> moved;
+  std::vector<std::pair<std::string, at::Tensor>> state;
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) state.emplace_back(p.name, p.value);
+  for (const auto& b : module.named_buffers(/*recurse=*/true)) state.emplace_back(b.name, b.value);
+  for (const auto& [dotted, t] : state) {
+    auto it = moved.find(t.unsafeGetTensorImpl());
+    if (it == moved.end()) {
+      at::Tensor n = t.detach().to(to);
+      n.set_requires_grad(t.requires_grad());
+      it = moved.emplace(t.unsafeGetTensorImpl(), n).first;
+    }
+    torch::jit::Module owner = module;
+    std::string name = dotted;
+    for (auto dot = name.find('.'); dot != std::string::npos; dot = name.find('.')) {
+      owner = owner.attr(name.substr(0, dot)).toModule();
+      name = name.substr(dot + 1);
+    }
+    owner.setattr(name, it->second);
+  }
+  std::vector<torch::jit::Block*> blocks;
+  for (const auto& sub : module.modules())
+    for (const auto& method : sub.get_methods()) blocks.push_back(method.graph()->block());
+  while (!blocks.empty()) {
+    torch::jit::Block* b = blocks.back();
+    blocks.pop_back();
+    for (torch::jit::Node* n : b->nodes()) {
+      for (torch::jit::Block* inner : n->blocks()) blocks.push_back(inner);
+      if (n->kind() != c10::prim::Constant || n->outputs().size() != 1 ||
+          n->output()->type()->kind() != c10::TypeKind::DeviceObjType)
+        continue;
+      auto value = torch::jit::toIValue(n->output());
+      if (!value || !value->isDevice() || value->toDevice() != from) continue;
+      n->s_(c10::attr::value, to.str());
+    }
+  }
 }
 
 class TorchScriptStage final : public StageModule {
@@ -91,6 +140,14 @@ class TorchScriptStage final : public StageModule {
     return out;
   }
 
+  // Parameters, buffers and the graphs' device constants follow `device`
+  // (move_to_device, below).
+  void to(const c10::Device& device) override {
+    if (device == device_) return;
+    move_to_device(module_, device_, device);
+    device_ = device;
+  }
+
   void set_training(bool training) override { module_.train(training); }
 
   std::vector<NamedTensor> parameters() override {
@@ -112,7 +169,14 @@ class TorchScriptStage final : public StageModule {
     module_.train(training_at_load_);
     torch::jit::ExtraFilesMap extra;
     if (!metadata_.empty()) extra["ppc_stage.json"] = metadata_;
-    module_.save(path, extra);
+    if (device_.is_cpu()) {
+      module_.save(path, extra);
+    } else {                                         // the artifact holds host tensors and code, as the one loaded did
+      torch::jit::Module host = module_.deepcopy();  // shares the code with module_
+      move_to_device(host, device_, c10::Device(c10::kCPU));
+      host.save(path, extra);
+      move_to_device(module_, c10::Device(c10::kCPU), device_);  // the shared code back
+    }
     module_.train(now);
   }
 
@@ -124,6 +188,7 @@ class TorchScriptStage final : public StageModule {
   size_t num_outputs_;
   bool training_at_load_ = false;
   std::vector<bool> written_;  ///< per forward argument: the graph modifies it in place
+  c10::Device device_{c10::kCPU};
 };
 
 }  // namespace

@@ -629,7 +629,8 @@ class GlooTransport : public Transport {
 
   std::unique_ptr<Work> isend(at::Tensor t, int dst, uint32_t tag) override {
     check_peer(dst, "isend");
-    std::vector<at::Tensor> ts{inject_fault(t.detach().contiguous(), tag)};
+    // Gloo moves host memory: a GPU's tensor travels as a host copy.
+    std::vector<at::Tensor> ts{inject_fault(t.detach().to(at::kCPU).contiguous(), tag)};
     const std::string op = "send to rank " + std::to_string(dst) + ", tag " + std::to_string(tag);
     try {
       auto w = (dst > options_.rank ? up_ : world_)->send(ts, dst, checked_tag(tag));
@@ -642,9 +643,9 @@ class GlooTransport : public Transport {
     check_peer(src, "irecv");
     at::Tensor copy_to;
     at::Tensor buffer = t;
-    if (!t.is_contiguous()) {
+    if (!t.is_contiguous() || !t.device().is_cpu()) {  // received in host memory, copied in by wait()
       copy_to = t;
-      buffer = at::empty(t.sizes(), t.options());
+      buffer = at::empty(t.sizes(), t.options().device(at::kCPU));
     }
     std::vector<at::Tensor> ts{buffer};
     const std::string op = "receive from rank " + std::to_string(src) + ", tag " + std::to_string(tag);
@@ -675,7 +676,8 @@ class GlooTransport : public Transport {
           parts.push_back(ts[i].detach().reshape({-1}));
           index.push_back(i);
         }
-      std::vector<at::Tensor> flat{parts.size() == 1 ? parts.front().contiguous().clone() : at::cat(parts)};
+      std::vector<at::Tensor> flat{parts.size() == 1 ? parts.front().to(at::kCPU).contiguous().clone()
+                                                     : at::cat(parts).to(at::kCPU)};
       try {
         c10d::AllreduceOptions ao;
         ao.reduceOp = c10d::ReduceOp::SUM;
@@ -700,12 +702,15 @@ class GlooTransport : public Transport {
     std::vector<int> peers = others(members);
     const std::string op = "all_reduce_sum among ranks " + join(members);
     c10::intrusive_ptr<c10d::ProcessGroupGloo> group = group_of(members);
-    std::vector<at::Tensor> ts{t};
+    // A GPU's tensor is summed as a host copy, copied back by wait().
+    const bool host = t.device().is_cpu();
+    std::vector<at::Tensor> ts{host ? t : t.to(at::kCPU)};
     try {
       c10d::AllreduceOptions ao;
       ao.reduceOp = c10d::ReduceOp::SUM;
       auto w = group->allreduce(ts, ao);
-      return std::make_unique<GlooWork>(std::move(w), std::move(ts), at::Tensor(), std::move(peers), failures_, op);
+      return std::make_unique<GlooWork>(std::move(w), std::move(ts), host ? at::Tensor() : t, std::move(peers),
+                                        failures_, op);
     } catch (const std::exception& e) { failures_->fail(e, peers, op); }
   }
 

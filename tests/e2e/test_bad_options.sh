@@ -70,6 +70,7 @@ row pprun --nnodes "--nnodes: Value 0 not in range" "${RUN[@]}" --nnodes 0
 row pprun --node-rank "--node-rank 2 is outside 0..1 (--nnodes 2)" "${RUN[@]}" --nnodes 2 --node-rank 2 \
   --master-addr 127.0.0.1 --master-port 29999
 row pprun --backend "--backend" "${RUN[@]}" --backend mpi
+row pprun --device "--device 'gpu': expected cpu, cuda or cuda:N" "${RUN[@]}" --device gpu
 row pprun --timeout "--timeout: must be > 0, not 0" "${RUN[@]}" --timeout 0
 row pprun --threads "--threads" "${RUN[@]}" --threads 0
 row pprun --print-schedule "--schedule" "${RUN[@]}" --print-schedule --schedule nope

@@ -94,6 +94,22 @@ rc=0
   fail "resume from a checkpoint with step 1e30: exit $rc, $(cat "$W/bad_step.err")"
 
 if [ "$SAMPLE" = mlp ]; then
+  # --device cuda: on a GPU the same outputs; without one (or with a CPU-only
+  # LibTorch) one line saying why, exit 2, before any rank starts.
+  step "$SAMPLE: --device cuda"
+  rc=0
+  "$PPRUN" --manifest "$W/split2" --nproc 2 --chunks $CHUNKS --inputs "$W/batches" --steps 3 --device cuda \
+    --output "$W/out_cuda.pt" --quiet 2>"$W/cuda.err" || rc=$?
+  if [ $rc = 0 ]; then
+    compare "$W/out_cuda.pt" "$W/ref_out.pt" "outputs on the GPU"
+  else
+    [ $rc = 2 ] && [ "$(wc -l <"$W/cuda.err")" = 1 ] &&
+      grep -qE "^pprun: error: --device cuda: (no CUDA GPU is visible to this process \(LibTorch's CUDA runtime [0-9.]+ is loaded|this pprun's LibTorch .* has no CUDA libraries)" "$W/cuda.err" ||
+      fail "--device cuda without a GPU: exit $rc, $(cat "$W/cuda.err")"
+    [ -e "$W/out_cuda.pt" ] && fail "--device cuda without a GPU left its output behind"
+    echo "   $(cat "$W/cuda.err")"
+  fi
+
   step "$SAMPLE: activation memory: 1F1B holds P micro-batches on the first stage, GPipe all M"
   for sched in gpipe 1f1b; do
     "$PPRUN" --manifest "$W/split3" --nproc 3 --schedule $sched --chunks 8 --inputs "$W/batches" --steps 1 --train \

@@ -73,6 +73,9 @@ void add_options(CLI::App& app, PprunOptions& o) {
       ->check(CLI::Range(0, 65535));
   app.add_option("--backend", o.backend, "c10d backend: gloo (CPU); nccl needs a CUDA build of LibTorch")
       ->check(CLI::IsMember({"gloo", "nccl"}));
+  app.add_option("--device", e.device,
+                 "where stages compute: cpu (default), cuda (GPU LOCAL_RANK mod the visible GPUs) or cuda:N; GPUs need "
+                 "the build against a CUDA LibTorch");
   app.add_option("--timeout", o.timeout_s, "seconds any communication may take before the run fails")
       ->check(at_least(0, false));
   app.add_option("--threads", o.threads, "intra-op threads per rank (default: cores / local ranks)")
