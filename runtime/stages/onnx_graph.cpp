@@ -523,6 +523,9 @@ std::vector<at::Tensor> OnnxGraph::run(const std::vector<at::Tensor>& inputs) {
   std::vector<at::Tensor> out;
   out.reserve(im.output_slots.size());
   for (int s : im.output_slots) out.push_back(im.slots[s]);
+  if (!im.device.is_cpu())  // a float made on the host (ConstantOfShape): on the device like the rest
+    for (at::Tensor& t : out)
+      if (t.defined() && t.is_cpu() && t.is_floating_point()) t = t.to(im.device);
   clear();
   return out;
 }
@@ -585,9 +588,9 @@ void OnnxGraph::to(const c10::Device& device) {
 
 const c10::Device& OnnxGraph::device() const { return impl_->device; }
 
-// Shape arithmetic: an integer graph input whose every use is read on the
-// host, or feeds ops of integer arithmetic whose results are only used so
-// (Concat -> Reshape's shape), found by one pass over the steps backwards.
+// Shape arithmetic: a graph input whose every use is read on the host, or
+// feeds arithmetic whose results are only used so (Concat -> Reshape's
+// shape), found by one pass over the steps backwards.
 std::vector<char> OnnxGraph::inputs_read_on_host() const {
   static const std::set<std::string> arithmetic = {"Add",      "Cast",    "Concat", "Div",       "Equal", "Gather",
                                                    "Identity", "Max",     "Min",    "Mul",       "Neg",   "Reshape",
@@ -607,13 +610,7 @@ std::vector<char> OnnxGraph::inputs_read_on_host() const {
     }
   }
   std::vector<char> out;
-  for (size_t i = 0; i < im.input_slots.size(); ++i) {
-    int type = 0;
-    for (const auto& vi : im.model.graph().input())
-      if (vi.name() == im.input_names[i]) type = vi.type().tensor_type().elem_type();
-    const bool integer = type == onnx::TensorProto::INT64 || type == onnx::TensorProto::INT32;
-    out.push_back(integer && on_host(im.input_slots[i]));
-  }
+  for (int s : im.input_slots) out.push_back(on_host(s));
   return out;
 }
 

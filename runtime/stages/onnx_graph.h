@@ -77,10 +77,9 @@ class OnnxGraph {
   /// sizes, axes or scalars (onnx_ops::host_inputs) are never moved.
   void to(const c10::Device& device);
   const c10::Device& device() const;
-  /// Per graph input (input_names() order): whether it is an integer input
-  /// that is only read on the host as sizes or axes, directly or through
-  /// integer arithmetic (a shape vector an earlier stage computed: Concat ->
-  /// Reshape's shape). On a device such an input is best given on the host:
+  /// Per graph input (input_names() order): whether it is only read on the
+  /// host as sizes, axes or scalars, directly or through arithmetic (a shape
+  /// vector an earlier stage computed: Concat -> Reshape's shape). On a device such an input is best given on the host:
   /// one on the device is copied to the host where it is read (a wait for
   /// the device).
   std::vector<char> inputs_read_on_host() const;

@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "compiler/driver/driver.h"
+#include "runtime/engine/pt_io.h"
 #include "runtime/manifest/stage_map.h"
 #include "runtime/stages/onnx_graph.h"
 
@@ -326,6 +327,70 @@ TEST(OnnxOnMetaMore, ManifestsNamedByTheEnvironment) {
   std::stringstream dirs(env);
   for (std::string dir; std::getline(dirs, dir, ':');)
     if (!dir.empty()) check_on_meta(dir);
+}
+
+// The one-node models of onnx_op_cases.py (every supported op and its
+// variants), in the folder PPC_ONNX_OP_CASES names: each on meta, with the
+// inputs the graph reads only as sizes on the host (as a stage gets them),
+// output shapes as PyTorch's, and a backward where the case has gradients.
+// Cases of load errors and of Dropout's random mask are left out.
+TEST(OnnxOnMetaOps, EveryOpCase) {
+  const char* env = std::getenv("PPC_ONNX_OP_CASES");
+  if (!env || !*env) GTEST_SKIP() << "PPC_ONNX_OP_CASES is not set";
+  std::vector<fs::path> dirs;
+  for (const auto& e : fs::directory_iterator(env))
+    if (e.is_directory()) dirs.push_back(e.path());
+  std::sort(dirs.begin(), dirs.end());
+  ASSERT_FALSE(dirs.empty());
+  int ran = 0;
+  for (const auto& dir : dirs) {
+    SCOPED_TRACE(dir.filename().string());
+    std::map<std::string, at::Tensor> io;
+    for (auto& [k, v] : load_tensor_dict((dir / "io.pt").string())) io[k] = v;
+    if (io.count("error") || io.count("dropout")) continue;
+    auto graph = OnnxGraph::load((dir / "model.onnx").string());
+    graph->set_training(io["training"].item<bool>());
+    graph->to(at::Device(at::kMeta));
+    const std::vector<char> on_host = graph->inputs_read_on_host();
+    std::vector<at::Tensor> inputs, wrt;
+    for (size_t i = 0; io.count("in" + std::to_string(i)); ++i) {
+      const at::Tensor& v = io["in" + std::to_string(i)];
+      at::Tensor m = on_host[i] ? v : at::empty(v.sizes(), v.options().device(at::kMeta));
+      if (io.count("grad" + std::to_string(i))) {
+        m.requires_grad_(true);
+        wrt.push_back(m);
+      }
+      inputs.push_back(m);
+    }
+    std::vector<at::Tensor> outs;
+    try {
+      at::AutoGradMode grad(true);
+      outs = graph->run(inputs);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "forward on meta: " << e.what();
+      continue;
+    }
+    std::vector<at::Tensor> roots, cots;
+    for (size_t j = 0; j < outs.size(); ++j) {
+      const at::Tensor& want = io["out" + std::to_string(j)];
+      EXPECT_TRUE(outs[j].is_meta() || (outs[j].is_cpu() && at::isIntegralType(outs[j].scalar_type(), true)))
+          << "output " << j << ": " << shape_of(outs[j]);
+      EXPECT_EQ(outs[j].sizes(), want.sizes()) << "output " << j;
+      if (io.count("cot" + std::to_string(j)) && outs[j].requires_grad()) {
+        roots.push_back(outs[j]);
+        cots.push_back(at::ones_like(outs[j]));
+      }
+    }
+    if (!roots.empty() && !wrt.empty()) {
+      try {
+        auto grads = torch::autograd::grad(roots, wrt, cots, false, false, /*allow_unused=*/true);
+        for (size_t k = 0; k < grads.size(); ++k)
+          if (grads[k].defined()) EXPECT_TRUE(grads[k].is_meta()) << "gradient " << k;
+      } catch (const std::exception& e) { ADD_FAILURE() << "backward on meta: " << e.what(); }
+    }
+    ++ran;
+  }
+  EXPECT_GT(ran, 100);
 }
 
 INSTANTIATE_TEST_SUITE_P(Samples, OnnxOnMeta,
