@@ -174,6 +174,7 @@ void Engine::load_local_stages(const std::vector<int>& mine) {
     ls.info = &m_.stages[s];
     ls.module = load_stage(lm_, s);
     ls.module->to(device_);
+    ls.host_inputs = ls.module->inputs_on_host();
     ls.module->set_training(o_.train);
     std::vector<NamedTensor> trainable;
     for (auto& [name, p] : ls.module->parameters()) {
@@ -453,7 +454,14 @@ void Engine::finish_recv_forward(PendingRecv& p, MicroState& st, int m) {
     }
     l.guesses.saw(m, guess_key(m), std::move(seen), outcome);
   }
-  for (size_t k = 0; k < p.buffers.size(); ++k) st.inputs[l.in_idx[k]] = p.buffers[k];
+  // On a GPU, received activations move there, but for the inputs the stage
+  // reads only as sizes (a shape vector an earlier stage computed).
+  const std::vector<bool>& on_host = local(l.consumer).host_inputs;
+  for (size_t k = 0; k < p.buffers.size(); ++k) {
+    const size_t i = static_cast<size_t>(l.in_idx[k]);
+    const bool keep = device_.is_cpu() || (i < on_host.size() && on_host[i]);
+    st.inputs[i] = keep || !p.buffers[k].defined() ? p.buffers[k] : p.buffers[k].to(device_);
+  }
 }
 
 void Engine::post_recv_data(PendingRecv& p, int direction, int producer, int consumer, int m,
@@ -497,9 +505,6 @@ void Engine::finish_recv_data(PendingRecv& p) {
     measure_->message_received(p.direction, p.producer, p.consumer, bytes);
   }
   p.incoming = wire::Incoming();
-  if (!device_.is_cpu())
-    for (at::Tensor& b : p.buffers)
-      if (b.defined()) b = b.to(device_);
 }
 
 void Engine::send_data(std::vector<at::Tensor> ts, int dst, uint32_t tag, int received_at, const wire::MessageId& id) {
@@ -665,7 +670,8 @@ void Engine::backward(int s, int m, Backward kind) {
   for (auto& p : st.recv_b) {
     const Link& l = links_[p.link];
     finish_recv_data(p);
-    for (size_t i = 0; i < p.buffers.size(); ++i) accumulate(st.out_grads[l.out_idx[p.slots[i]]], p.buffers[i]);
+    for (size_t i = 0; i < p.buffers.size(); ++i)
+      accumulate(st.out_grads[l.out_idx[p.slots[i]]], device_.is_cpu() ? p.buffers[i] : p.buffers[i].to(device_));
   }
   st.recv_b.clear();
   measure_->compute_has_data();

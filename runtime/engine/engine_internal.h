@@ -113,6 +113,7 @@ struct LocalStage {
   std::unique_ptr<Optimizer> optimizer;
   std::map<std::string, at::Tensor> tensors;  ///< parameters and buffers by artifact name
   std::vector<at::Tensor> trainable;          ///< what W differentiates
+  std::vector<bool> host_inputs;              ///< per input: read only as sizes, kept on the host
   std::vector<MicroState> mb;
 };
 

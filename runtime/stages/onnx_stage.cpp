@@ -35,6 +35,12 @@ class OnnxStage final : public StageModule {
   }
 
   void to(const c10::Device& device) override { graph_->to(device); }
+  std::vector<bool> inputs_on_host() const override {
+    const std::vector<char> graph = graph_->inputs_read_on_host();  // the graph's input order
+    std::vector<bool> out(in_order_.size());
+    for (size_t i = 0; i < in_order_.size(); ++i) out[i] = graph.at(in_order_[i]) != 0;
+    return out;
+  }
   void set_training(bool training) override { graph_->set_training(training); }
   void set_node_timing(bool on) override { graph_->set_timing(on); }
   void end_backward() override { graph_->end_backward(); }

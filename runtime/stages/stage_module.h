@@ -34,6 +34,10 @@ class StageModule {
   /// that device and returns its outputs there (integer values the stage only
   /// reads as sizes may stay on the host). save() writes host copies.
   virtual void to(const c10::Device& device) = 0;
+  /// Per input (the manifest's order): the stage reads it only on the host,
+  /// as sizes (a shape vector), so on a GPU it is best given in host memory.
+  /// Empty: none.
+  virtual std::vector<bool> inputs_on_host() const { return {}; }
   /// Switches dropout / batch-norm behaviour (train() / eval() in PyTorch).
   virtual void set_training(bool training) = 0;
   /// Trainable parameters under their artifact names (the manifest's
