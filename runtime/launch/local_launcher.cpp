@@ -455,16 +455,22 @@ int pick_free_port(const std::string& addr) {
       error = std::strerror(errno);
       continue;
     }
+    // The port stays bound by this process (the socket is kept open, not
+    // listening, with SO_REUSEADDR): the kernel hands it to no other bind of
+    // port 0, so two jobs started at once on one host cannot pick the same
+    // port (a rank of one then joined the other's store), while rank 0's
+    // rendezvous store, which binds with SO_REUSEADDR too, can listen on it.
+    const int on = 1;
     sockaddr_storage bound{};
     socklen_t length = sizeof bound;
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == 0 && bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
         getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length) == 0) {
       port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                                : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
     } else {
       error = std::strerror(errno);
+      close(fd);
     }
-    close(fd);
   }
   freeaddrinfo(found);
   if (port < 0) throw std::runtime_error("pprun: cannot pick a free port on '" + addr + "': " + error);

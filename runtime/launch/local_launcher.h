@@ -76,9 +76,11 @@ struct LaunchOptions {
 int launch_local_ranks(const LaunchOptions& options);
 
 /// Picks a free TCP port on addr (a numeric IPv4/IPv6 address or a host name)
-/// by binding port 0 and reading the port back; the socket is closed, so
-/// another process may take the port before the caller binds it.
-/// Throws std::runtime_error on failure.
+/// by binding port 0 and reading the port back. The port stays bound by this
+/// process until it exits (SO_REUSEADDR, not listening): no other process is
+/// given it by a bind of port 0, and a socket of this job that binds it with
+/// SO_REUSEADDR and listens (rank 0's store) can. Throws std::runtime_error
+/// on failure.
 int pick_free_port(const std::string& addr);
 
 }  // namespace ppc::runtime

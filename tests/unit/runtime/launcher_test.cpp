@@ -356,17 +356,23 @@ TEST(Launcher, ChildrenDieWithTheLauncher) {
   EXPECT_TRUE(state == 0 || state == 'Z') << "child " << child << " outlived the launcher";
 }
 
-TEST(PickFreePort, ReturnsABindablePort) {
+// The port stays reserved: rank 0's store can listen on it (SO_REUSEADDR, as
+// c10d's TCPStore binds), and other picks do not get it meanwhile.
+TEST(PickFreePort, ReturnsAPortItsStoreCanListenOnAndNoOtherPickGets) {
   const int port = pick_free_port("127.0.0.1");
   ASSERT_GT(port, 0);
   ASSERT_LT(port, 65536);
+  for (int i = 0; i < 50; ++i) EXPECT_NE(pick_free_port("127.0.0.1"), port);
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   ASSERT_GE(fd, 0);
+  const int on = 1;
+  ASSERT_EQ(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on), 0);
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   address.sin_port = htons(static_cast<uint16_t>(port));
   EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0) << std::strerror(errno);
+  EXPECT_EQ(listen(fd, 4), 0) << std::strerror(errno);
   close(fd);
 }
 
