@@ -46,13 +46,10 @@ std::vector<bool> written_inputs(torch::jit::Module& module) {
   return out;
 }
 
-// Moves a module's parameters and buffers to `to` (each tensor replaced by
-// one copy, so tied weights stay tied: Module::to's in-place set_data is
-// refused between some device types), and points the device constants of its
-// code that name `from` at `to`: a traced graph has the device it was traced
-// on baked into its factory calls (torch.arange(T, device="cpu") for GPT-2's
-// positions), which would otherwise create those tensors on the CPU.
-void move_to_device(torch::jit::Module& module, const c10::Device& from, const c10::Device& to) {
+// Replaces a module's parameters and buffers by copies on `to` (one copy per
+// tensor, so tied weights stay tied: Module::to's in-place set_data is
+// refused between some device types).
+void move_state(torch::jit::Module& module, const c10::Device& to) {
   std::map<const c10::TensorImpl*, at::Tensor> moved;
   std::vector<std::pair<std::string, at::Tensor>> state;
   for (const auto& p : module.named_parameters(/*recurse=*/true)) state.emplace_back(p.name, p.value);
@@ -72,6 +69,13 @@ void move_to_device(torch::jit::Module& module, const c10::Device& from, const c
     }
     owner.setattr(name, it->second);
   }
+}
+
+// Points the device constants of a module's code that name `from` at `to`: a
+// traced graph has the device it was traced on baked into its factory calls
+// (torch.arange(T, device="cpu") for GPT-2's positions), which would otherwise
+// create those tensors there. The code is shared by the module's copies.
+void retarget_device_constants(const torch::jit::Module& module, const c10::Device& from, const c10::Device& to) {
   std::vector<torch::jit::Block*> blocks;
   for (const auto& sub : module.modules())
     for (const auto& method : sub.get_methods()) blocks.push_back(method.graph()->block());
@@ -141,10 +145,11 @@ class TorchScriptStage final : public StageModule {
   }
 
   // Parameters, buffers and the graphs' device constants follow `device`
-  // (move_to_device, below).
+  // (move_state and retarget_device_constants, above).
   void to(const c10::Device& device) override {
     if (device == device_) return;
-    move_to_device(module_, device_, device);
+    move_state(module_, device);
+    retarget_device_constants(module_, device_, device);
     device_ = device;
   }
 
@@ -173,9 +178,11 @@ class TorchScriptStage final : public StageModule {
       module_.save(path, extra);
     } else {                                         // the artifact holds host tensors and code, as the one loaded did
       torch::jit::Module host = module_.deepcopy();  // shares the code with module_
-      move_to_device(host, device_, c10::Device(c10::kCPU));
+      // The live module keeps its tensors: the engine and the optimizer hold them.
+      move_state(host, c10::Device(c10::kCPU));
+      retarget_device_constants(host, device_, c10::Device(c10::kCPU));
       host.save(path, extra);
-      move_to_device(module_, c10::Device(c10::kCPU), device_);  // the shared code back
+      retarget_device_constants(module_, c10::Device(c10::kCPU), device_);  // the shared code back
     }
     module_.train(now);
   }

@@ -8,8 +8,8 @@ It runs gpu-bundle/bin/pprun and ppc (built against the same LibTorch, found her
 machine's torch package), splits the samples (mlp, skip, tinygpt, convnet) in every stage format
 (ONNX, .pt2, TorchScript) and checks for each:
   - inference: the model outputs with --device cuda equal those with --device cpu;
-  - training: the parameters after 3 steps of SGD with momentum (1F1B, 2 micro-batches, as many ranks
-    as stages, all sharing the GPU) equal the CPU run's;
+  - training: the parameters after 3 steps of SGD with momentum (1F1B, 2 micro-batches, saved after
+    every step, as many ranks as stages, all sharing the GPU) equal the CPU run's;
 then times one training step of the balanced 16 x (Linear(512, 512) + ReLU) model of
 tools/bench/train_step.py, its 2 stages on one rank and one GPU (looped BFS, 8 micro-batches), against eager
 PyTorch on the same GPU with the same weights, batch and optimizer: step times (median of the steps
@@ -127,7 +127,8 @@ def check_samples(runner, cases, work, devices, exact):
                     out[dev] = torch.load(o)
                     ck = os.path.join(work, "%s.%s.%s.ck" % (sample, fmt, dev))
                     runner.run(common + ["--train", "--steps", "3", "--loss", LOSS[sample], "--optimizer", "sgd",
-                                         "--lr", "0.05", "--momentum", "0.9", "--schedule", "1f1b", "--save", ck])
+                                         "--lr", "0.05", "--momentum", "0.9", "--schedule", "1f1b", "--save", ck,
+                                         "--save-every", "1"])
                     params[dev] = torch.load(os.path.join(ck, "params.pt"))
             except (RuntimeError, subprocess.TimeoutExpired) as e:
                 print("FAIL %-8s %-11s %s" % (sample, fmt, str(e).strip()))
