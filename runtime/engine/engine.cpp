@@ -338,10 +338,11 @@ void Engine::run() {
     }
     // One read of the losses per step (a GPU's kernels are then done too).
     if (loss_sum_.defined()) step_loss_ = loss_sum_.item<double>();
-    if (ms.collecting()) synchronize(device_);
-    if (ms.collecting())
+    if (ms.collecting()) {
+      synchronize(device_);
       ms.end_step(step_, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), step_loss_,
                   batch_samples_, pending_sends_, send_keepalive_);
+    }
     if (o_.train && !o_.save_dir.empty() && o_.save_every > 0 && (step_ + 1) % o_.save_every == 0 && i + 1 < o_.steps) {
       for (auto& w : pending_sends_) w->wait();  // the step's statistics, before the save's own messages
       pending_sends_.clear();
