@@ -28,24 +28,15 @@
 #include "runtime/engine/wire.h"
 #include "runtime/stages/stage_module.h"
 #include "schemas/error.h"
+#include "tests/unit/runtime/scratch.h"
 
 namespace fs = std::filesystem;
 using namespace ppc::runtime;
 
 namespace {
 
-// This process's scratch folder; removed when the process's tests end
-// (ctest runs each test in a process of its own: hundreds of them a run).
-fs::path scratch_root() { return fs::temp_directory_path() / ("ppc_engine_test_" + std::to_string(::getpid())); }
-
-class RemoveScratch : public ::testing::Environment {
- public:
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(scratch_root(), ec);
-  }
-};
-::testing::Environment* const kRemoveScratch = ::testing::AddGlobalTestEnvironment(new RemoveScratch);
+fs::path scratch_root() { return ppc::test::scratch_root("ppc_engine_test_"); }
+const bool kRemoveScratch = ppc::test::remove_scratch_at_exit("ppc_engine_test_");
 
 fs::path scratch(const std::string& name) {
   fs::path p = scratch_root() / name;

@@ -21,6 +21,7 @@
 #include "runtime/engine/pt_io.h"
 #include "runtime/manifest/stage_map.h"
 #include "runtime/stages/onnx_graph.h"
+#include "tests/unit/runtime/scratch.h"
 
 namespace fs = std::filesystem;
 using namespace ppc::runtime;
@@ -176,16 +177,8 @@ class MetaKernels : public ::testing::Environment {
 };
 ::testing::Environment* const kMetaKernels = ::testing::AddGlobalTestEnvironment(new MetaKernels);
 
-fs::path scratch_root() { return fs::temp_directory_path() / ("ppc_onnx_device_test_" + std::to_string(::getpid())); }
-
-class RemoveScratch : public ::testing::Environment {
- public:
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(scratch_root(), ec);
-  }
-};
-::testing::Environment* const kRemoveScratch = ::testing::AddGlobalTestEnvironment(new RemoveScratch);
+fs::path scratch_root() { return ppc::test::scratch_root("ppc_onnx_device_test_"); }
+const bool kRemoveScratch = ppc::test::remove_scratch_at_exit("ppc_onnx_device_test_");
 
 fs::path split_onnx(const std::string& sample, const std::string& file, int stages) {
   fs::path out = scratch_root() / (file + "_" + std::to_string(stages));
@@ -385,7 +378,7 @@ TEST(OnnxOnMetaOps, EveryOpCase) {
       try {
         auto grads = torch::autograd::grad(roots, wrt, cots, false, false, /*allow_unused=*/true);
         for (size_t k = 0; k < grads.size(); ++k)
-          if (grads[k].defined()) EXPECT_TRUE(grads[k].is_meta()) << "gradient " << k;
+          if (grads[k].defined()) { EXPECT_TRUE(grads[k].is_meta()) << "gradient " << k; }
       } catch (const std::exception& e) { ADD_FAILURE() << "backward on meta: " << e.what(); }
     }
     ++ran;
