@@ -45,6 +45,23 @@ fs::path scratch(const std::string& name) {
   return p;
 }
 
+// The reference run of the training tests: SGD with momentum, every stage on
+// one rank (looped-bfs), saved to scratch(save).
+EngineOptions sgd_on_one_rank(const std::vector<std::string>& files, int chunks, int steps, const std::string& save) {
+  EngineOptions o;
+  o.input_files = files;
+  o.chunks = chunks;
+  o.steps = steps;
+  o.quiet = true;
+  o.train = true;
+  o.optimizer.kind = "sgd";
+  o.optimizer.momentum = 0.9;
+  o.optimizer.lr = 0.05;
+  o.schedule = "looped-bfs";
+  o.save_dir = scratch(save).string();
+  return o;
+}
+
 // ppc's split of a sample: its traced TorchScript archive, or its ONNX export.
 fs::path split(const std::string& sample, int stages, const std::string& file = "_traced.pt") {
   fs::path out = scratch(sample + file + "_" + std::to_string(stages));
@@ -241,17 +258,7 @@ TEST(Engine, EveryScheduleTrainsEverySampleLikeOneRank) {
       save_tensor_dict(f.string(), {{sample.input, sample.make(gen)}, {"target", at::randn(sample.out, gen)}});
       files.push_back(f.string());
     }
-    EngineOptions o;
-    o.input_files = files;
-    o.chunks = 4;
-    o.steps = 2;
-    o.quiet = true;
-    o.train = true;
-    o.optimizer.kind = "sgd";
-    o.optimizer.momentum = 0.9;
-    o.optimizer.lr = 0.05;
-    o.schedule = "looped-bfs";
-    o.save_dir = scratch(std::string(sample.name) + "_ref").string();
+    EngineOptions o = sgd_on_one_rank(files, 4, 2, std::string(sample.name) + "_ref");
     run(four, 1, o);
     for (const Placement& p : {Placement{"gpipe", 4}, Placement{"1f1b", 4}, Placement{"zb-h1", 4},
                                Placement{"interleaved-1f1b", 2}, Placement{"looped-bfs", 2}, Placement{"zb-v", 2},
@@ -306,16 +313,8 @@ TEST(Engine, DataParallelReplicasTrainAndInferLikeOneRankOnTheWholeBatch) {
       save_tensor_dict(f.string(), {{input, x}, {"target", at::randn(out, gen)}});
       files.push_back(f.string());
     }
-    EngineOptions o;
-    o.input_files = files;
-    o.chunks = c.chunks;
-    o.steps = 2;
-    o.train = true;
-    o.optimizer.kind = "sgd";
-    o.optimizer.momentum = 0.9;
-    o.optimizer.lr = 0.05;
-    o.schedule = "looped-bfs";
-    o.save_dir = scratch(tag + "_ref").string();
+    EngineOptions o = sgd_on_one_rank(files, c.chunks, 2, tag + "_ref");
+    o.quiet = false;
     std::string ref_log = run(dir, 1, o);
     EngineOptions d = o;
     d.schedule = c.schedule;
@@ -492,17 +491,7 @@ std::vector<std::string> skip_batches(const std::string& tag, const std::vector<
 // rank and on `ranks` with `schedule`: the same parameters; returns what the ranks sent.
 Ran train_steps_like_one_rank(const fs::path& dir, int ranks, const std::string& schedule,
                               const std::vector<std::string>& files, const std::string& tag, int chunks) {
-  EngineOptions o;
-  o.input_files = files;
-  o.chunks = chunks;
-  o.steps = static_cast<int64_t>(files.size());
-  o.quiet = true;
-  o.train = true;
-  o.optimizer.kind = "sgd";
-  o.optimizer.momentum = 0.9;
-  o.optimizer.lr = 0.05;
-  o.schedule = "looped-bfs";
-  o.save_dir = scratch(tag + "_1").string();
+  EngineOptions o = sgd_on_one_rank(files, chunks, static_cast<int>(files.size()), tag + "_1");
   run(dir, 1, o);
   EngineOptions p = o;
   p.schedule = schedule;
