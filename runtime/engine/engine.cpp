@@ -696,24 +696,11 @@ void Engine::backward(int s, int m, Backward kind) {
       st.in_grads[i] = x.grad().defined() ? x.grad() : at::zeros_like(x);
     }
   } else {
-    // Zero-bubble: gradients of the inputs only, keeping the graph for W.
-    std::vector<at::Tensor> xs;
-    std::vector<size_t> which;
-    for (size_t i = 0; i < st.inputs.size(); ++i) {
-      if (st.inputs[i].defined() && st.inputs[i].requires_grad()) {
-        xs.push_back(st.inputs[i]);
-        which.push_back(i);
-      }
-    }
-    if (!roots.empty() && !xs.empty()) {
-      auto gx = torch::autograd::grad(roots, xs, grads, /*retain_graph=*/true, /*create_graph=*/false,
-                                      /*allow_unused=*/true);
-      for (size_t k = 0; k < which.size(); ++k) st.in_grads[which[k]] = gx[k];
-    }
-    for (size_t k = 0; k < which.size(); ++k)
-      if (!st.in_grads[which[k]].defined()) st.in_grads[which[k]] = at::zeros_like(st.inputs[which[k]]);
-    st.roots = std::move(roots);
-    st.root_grads = std::move(grads);
+    // Zero-bubble: gradients of the inputs only, keeping what W needs.
+    st.in_grads = st.split.input_pass(std::move(roots), std::move(grads), st.inputs, ls.trainable);
+    for (size_t i = 0; i < st.inputs.size(); ++i)
+      if (st.inputs[i].defined() && st.inputs[i].requires_grad() && !st.in_grads[i].defined())
+        st.in_grads[i] = at::zeros_like(st.inputs[i]);
   }
   ls.module->end_backward();  // per-node backward times, when profiling
   // Producers on this rank: their output gradients accumulate directly.
@@ -736,22 +723,21 @@ void Engine::backward(int s, int m, Backward kind) {
 void Engine::backward_weight(int s, int m) {
   LocalStage& ls = local(s);
   MicroState& st = ls.mb[m];
-  if (!st.roots.empty() && !ls.trainable.empty()) {
-    auto gw = torch::autograd::grad(st.roots, ls.trainable, st.root_grads, /*retain_graph=*/false,
-                                    /*create_graph=*/false, /*allow_unused=*/true);
+  if (!ls.trainable.empty()) {
+    auto gw = st.split.weight_pass(ls.trainable);
     at::NoGradGuard no_grad;
     for (size_t k = 0; k < gw.size(); ++k) {
       if (!gw[k].defined()) continue;
       at::Tensor& g = ls.trainable[k].mutable_grad();
       if (g.defined())
         g.add_(gw[k]);
+      else if (gw[k].use_count() == 1 && gw[k].storage().use_count() == 1 && gw[k].is_contiguous())
+        g = std::move(gw[k]);  // nothing else holds it (not a view of a received gradient)
       else
         g = gw[k].clone();
     }
     ls.module->end_backward();
   }
-  st.roots.clear();
-  st.root_grads.clear();
   --in_flight_;
 }
 

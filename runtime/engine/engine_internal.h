@@ -19,6 +19,7 @@
 #include "runtime/engine/measure.h"
 #include "runtime/engine/optimizer.h"
 #include "runtime/engine/replicas.h"
+#include "runtime/engine/split_backward.h"
 #include "runtime/engine/wire.h"
 #include "runtime/schedule/stage_graph.h"
 #include "runtime/schedule/timeline.h"
@@ -90,7 +91,7 @@ struct PendingSend {
 struct MicroState {
   std::vector<at::Tensor> inputs, outputs, out_grads, in_grads;
   at::Tensor loss;
-  std::vector<at::Tensor> roots, root_grads;  ///< kept from I to W (split backward)
+  SplitBackward split;  ///< kept from I to W (zero-bubble schedules)
   std::vector<PendingRecv> recv_f, recv_b;
   bool forward_done = false;
 };
