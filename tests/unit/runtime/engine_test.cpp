@@ -125,8 +125,8 @@ struct Ran {
   int redirects = 0;         ///< over all ranks
 };
 
-// Runs `world` ranks as threads over counting fakes. Rethrows the first error
-// (a failed rank's fake is closed at once, so its peers fail fast).
+// Runs `world` ranks as threads over counting fakes. Rethrows the failed
+// rank's error (a failed rank's fake is closed at once, so its peers fail fast).
 Ran run_ranks(const fs::path& manifest_dir, int world, const EngineOptions& options) {
   LoadedManifest lm = load_and_verify(manifest_dir.string());
   auto fakes = make_local_fakes(world, std::chrono::milliseconds(20000));
@@ -146,8 +146,20 @@ Ran run_ranks(const fs::path& manifest_dir, int world, const EngineOptions& opti
     });
   }
   for (auto& t : threads) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  // The failed rank's own error, not its peers' "connection closed".
+  std::exception_ptr first;
+  for (auto& e : errors) {
+    if (!e) continue;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      if (std::string(x.what()).find("connection to rank") == std::string::npos) std::rethrow_exception(e);
+    } catch (...) {
+      std::rethrow_exception(e);
+    }
+    if (!first) first = e;
+  }
+  if (first) std::rethrow_exception(first);
   Ran out;
   out.log = logs[0].str();
   for (auto& c : counting) {
