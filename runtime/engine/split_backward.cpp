@@ -59,7 +59,8 @@ GraphReach reach(const edge_list& roots, const std::unordered_set<const Node*>& 
     g.to_input.push_back(leaf);
     g.bits.resize(g.bits.size() + g.words, 0);
     uint64_t* b = g.bits.data() + i * g.words;
-    if (auto p = param_nodes.find(node.get()); p != param_nodes.end()) b[p->second / 64] |= uint64_t{1} << (p->second % 64);
+    if (auto p = param_nodes.find(node.get()); p != param_nodes.end())
+      b[p->second / 64] |= uint64_t{1} << (p->second % 64);
     if (leaf) return;
     for (const Edge& e : node->next_edges()) {
       if (!e.function) continue;
@@ -120,7 +121,8 @@ std::vector<at::Tensor> SplitBackward::input_pass(std::vector<at::Tensor> roots,
   for (const at::Tensor& r : roots_) root_edges.push_back(torch::autograd::impl::gradient_edge(r));
   std::unordered_map<const Node*, size_t> param_nodes;
   for (size_t k = 0; k < params.size(); ++k)
-    if (params[k].requires_grad()) param_nodes.emplace(torch::autograd::impl::gradient_edge(params[k]).function.get(), k);
+    if (params[k].requires_grad())
+      param_nodes.emplace(torch::autograd::impl::gradient_edge(params[k]).function.get(), k);
   const GraphReach g = reach(root_edges, input_nodes, param_nodes, params.size());
 
   // Where W restarts: every node on the way to an input with children that
@@ -172,8 +174,8 @@ std::vector<at::Tensor> SplitBackward::input_pass(std::vector<at::Tensor> roots,
   edge_list outputs = input_edges;
   outputs.insert(outputs.end(), captures.begin(), captures.end());
   auto got = torch::autograd::Engine::get_default_engine().execute(root_edges, grads_, /*keep_graph=*/true,
-                                                                    /*create_graph=*/false,
-                                                                    /*accumulate_grad=*/false, outputs);
+                                                                   /*create_graph=*/false,
+                                                                   /*accumulate_grad=*/false, outputs);
   for (size_t k = 0; k < which.size(); ++k) out[which[k]] = got[k];
   for (size_t c = 0; c < captures.size(); ++c)
     restarts_[capture_of[c].first].grads[capture_of[c].second] = got[input_edges.size() + c];
@@ -214,8 +216,8 @@ std::vector<at::Tensor> SplitBackward::weight_pass(const std::vector<at::Tensor>
     edge_list outputs;
     for (size_t k : r.params) outputs.push_back(torch::autograd::impl::gradient_edge(params[k]));
     auto gw = torch::autograd::Engine::get_default_engine().execute(edges, grads, /*keep_graph=*/true,
-                                                                     /*create_graph=*/false,
-                                                                     /*accumulate_grad=*/false, outputs);
+                                                                    /*create_graph=*/false,
+                                                                    /*accumulate_grad=*/false, outputs);
     for (size_t k = 0; k < r.params.size(); ++k) {
       if (!gw[k].defined()) continue;
       at::Tensor& o = out[r.params[k]];

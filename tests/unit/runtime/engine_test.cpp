@@ -154,9 +154,7 @@ Ran run_ranks(const fs::path& manifest_dir, int world, const EngineOptions& opti
       std::rethrow_exception(e);
     } catch (const std::exception& x) {
       if (std::string(x.what()).find("connection to rank") == std::string::npos) std::rethrow_exception(e);
-    } catch (...) {
-      std::rethrow_exception(e);
-    }
+    } catch (...) { std::rethrow_exception(e); }
     if (!first) first = e;
   }
   if (first) std::rethrow_exception(first);

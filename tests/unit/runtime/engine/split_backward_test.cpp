@@ -18,17 +18,14 @@ using ppc::runtime::SplitBackward;
 struct Counted : torch::autograd::Function<Counted> {
   static int calls;
   static at::Tensor forward(torch::autograd::AutogradContext*, const at::Tensor& x) { return x.clone(); }
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext*,
-                                                 torch::autograd::variable_list g) {
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext*, torch::autograd::variable_list g) {
     ++calls;
     return {g[0]};
   }
 };
 int Counted::calls = 0;
 
-at::Tensor param(std::vector<int64_t> shape, at::Generator& gen) {
-  return at::randn(shape, gen).requires_grad_(true);
-}
+at::Tensor param(std::vector<int64_t> shape, at::Generator& gen) { return at::randn(shape, gen).requires_grad_(true); }
 
 /// A stage's forward: its outputs (roots) for leaf inputs and params.
 using Forward = std::function<std::vector<at::Tensor>(const std::vector<at::Tensor>&, const std::vector<at::Tensor>&)>;
