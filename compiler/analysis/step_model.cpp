@@ -75,7 +75,8 @@ double predict_step_ms(const CostModel& m, const std::vector<int>& starts, const
   for (double c : o.prices_messages() ? e.stage_compute : e.stage_costs) {
     double mb = c * o.micro_batch_size;
     double f = mb * o.forward_fraction, b = mb - f;
-    so.costs.push_back(sched::StageCost{f, b, 0, 0}.filled());
+    // The first stage reads model inputs alone: no input gradients.
+    so.costs.push_back(sched::StageCost{f, b, 0, 0}.filled(!so.costs.empty()));
   }
   sched::set_message_cost(so, o.message);
   so.cores = o.cores;

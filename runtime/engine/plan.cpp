@@ -76,10 +76,14 @@ SimCosts sim_costs(const manifest::Manifest& m, const std::string& costs_file) {
   SimCosts out;
   out.file = costs_file;
   out.stages.resize(S);
+  // A stage that reads no other stage's output has no input gradients: its
+  // I is nothing, its W all of its backward.
+  const schedule::StageGraph graph = stage_graph_of(m);
+  auto input_gradients = [&](size_t s) { return !graph.producers.at(s).empty(); };
   if (costs_file.empty()) {
     for (size_t s = 0; s < S; ++s) {
       double f = static_cast<double>(std::max<int64_t>(m.stages[s].flops, 1));
-      out.stages[s] = schedule::StageCost{f, 2 * f, f, f};
+      out.stages[s] = schedule::StageCost{f, 2 * f, 0, 0}.filled(input_gradients(s));
     }
     return out;
   }
@@ -90,7 +94,7 @@ SimCosts sim_costs(const manifest::Manifest& m, const std::string& costs_file) {
                 std::to_string(S));
   for (size_t s = 0; s < S; ++s) {
     const auto& c = p.stages[s];
-    out.stages[s] = schedule::StageCost{c.f, c.b, c.i, c.w}.filled();
+    out.stages[s] = schedule::StageCost{c.f, c.b, c.i, c.w}.filled(input_gradients(s));
   }
   for (const auto& e : p.edges) out.edge_bytes.push_back({e.from, e.to, e.bytes, e.grad_bytes});
   out.message = p.message_cost();

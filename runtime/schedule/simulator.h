@@ -21,10 +21,15 @@ struct StageCost {
 
   /// This cost with what a measurement leaves out filled in, so that it fits
   /// any schedule: without split backward there is no I/W (each taken as half
-  /// of B); with only split backward, no B (I + W).
-  StageCost filled() const {
+  /// of B, or, for a stage without input gradients, such as the first one,
+  /// which reads model inputs alone: I nothing and W all of B); with only
+  /// split backward, no B (I + W).
+  StageCost filled(bool input_gradients = true) const {
     StageCost c = *this;
-    if (c.i == 0 && c.w == 0) c.i = c.w = c.b / 2;
+    if (c.i == 0 && c.w == 0) {
+      c.i = input_gradients ? c.b / 2 : 0;
+      c.w = c.b - c.i;
+    }
     if (c.b == 0) c.b = c.i + c.w;
     return c;
   }

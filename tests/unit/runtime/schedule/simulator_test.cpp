@@ -37,6 +37,12 @@ TEST(StageCost, FilledSplitsAFullBackwardOrSumsASplitOne) {
   StageCost all = StageCost{1, 4, 1, 2}.filled();  // everything measured: kept
   EXPECT_DOUBLE_EQ(all.b, 4);
   EXPECT_DOUBLE_EQ(all.i, 1);
+  // A stage without input gradients (the first): its W is its whole backward.
+  StageCost first = StageCost{1, 3, 0, 0}.filled(false);
+  EXPECT_DOUBLE_EQ(first.i, 0);
+  EXPECT_DOUBLE_EQ(first.w, 3);
+  EXPECT_DOUBLE_EQ(first.b, 3);
+  EXPECT_DOUBLE_EQ(StageCost({1, 0, 0.5, 2}).filled(false).i, 0.5);  // measured: kept
 }
 
 TEST(Simulator, AnEdgeIsOneMessagePerMicroBatchEachWay) {
