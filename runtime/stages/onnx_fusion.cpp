@@ -12,7 +12,8 @@ namespace {
 
 class Matcher {
  public:
-  explicit Matcher(const onnx::GraphProto& g) : g_(g) {
+  Matcher(const onnx::GraphProto& g, const std::map<std::string, double>& constants)
+      : g_(g), scalar_(constants.begin(), constants.end()) {
     for (int i = 0; i < g.node_size(); ++i) {
       const auto& n = g.node(i);
       for (const auto& o : n.output()) producer_[o] = i;
@@ -153,6 +154,47 @@ bool match_layer_norm(const Matcher& m, const onnx::GraphProto& g, int last, Fus
   return false;
 }
 
+// Mul(Mul(x, 0.5), Add(Tanh(Mul(Add(x, Mul(Pow(x, 3), 0.044715)), sqrt(2/pi))), 1))
+// -> gelu(x, "tanh"), every Mul and Add either way round: GPT-2's gelu_new as
+// torch's exporters write it.
+bool match_gelu_tanh(const Matcher& m, const onnx::GraphProto& g, int last, Fusions& f) {
+  const auto& out = g.node(last);
+  if (out.op_type() != "Mul" || !binary(out)) return false;
+  // The other operand of binary node n when one of them is the constant c (else "").
+  auto with_constant = [&](const onnx::NodeProto& n, double c, double tol) -> std::string {
+    for (int k = 0; k < 2; ++k)
+      if (m.is(n.input(k), c, tol)) return n.input(1 - k);
+    return {};
+  };
+  for (int k = 0; k < 2; ++k) {
+    int i_half = -1, i_one = -1, i_tanh = -1, i_scale = -1, i_inner = -1, i_cube_mul = -1, i_pow = -1;
+    const auto* half = m.def(out.input(k), "Mul", 1, &i_half);
+    const auto* one = m.def(out.input(1 - k), "Add", 1, &i_one);
+    if (!half || !one || !binary(*half) || !binary(*one)) continue;
+    const std::string x = with_constant(*half, 0.5, 1e-7);
+    const std::string t = with_constant(*one, 1.0, 1e-7);
+    if (x.empty() || t.empty()) continue;
+    const auto* tanh = m.def(t, "Tanh", 1, &i_tanh);
+    const auto* scale = tanh ? m.def(tanh->input(0), "Mul", 1, &i_scale) : nullptr;
+    if (!scale || !binary(*scale)) continue;
+    const std::string inner_v = with_constant(*scale, 0.7978845608028654 /* sqrt(2 / pi) */, 1e-6);
+    const auto* inner = inner_v.empty() ? nullptr : m.def(inner_v, "Add", 1, &i_inner);
+    if (!inner || !binary(*inner)) continue;
+    for (int j = 0; j < 2; ++j) {
+      if (inner->input(j) != x) continue;
+      const auto* cube_mul = m.def(inner->input(1 - j), "Mul", 1, &i_cube_mul);
+      if (!cube_mul || !binary(*cube_mul)) continue;
+      const std::string cube = with_constant(*cube_mul, 0.044715, 1e-7);
+      const auto* pw = cube.empty() ? nullptr : m.def(cube, "Pow", 1, &i_pow);
+      if (!pw || !binary(*pw) || pw->input(0) != x || !m.is(pw->input(1), 3.0, 0)) continue;
+      f.at[last] = Fused{[](const onnx_ops::KernelIO& io) { io.set(0, at::gelu(io[0], "tanh")); }, {x}, "Gelu(tanh)"};
+      for (int i : {i_half, i_one, i_tanh, i_scale, i_inner, i_cube_mul, i_pow}) f.absorbed[i] = 1;
+      return true;
+    }
+  }
+  return false;
+}
+
 // Add(MatMul(x, W), b) (either order) -> addmm(b, x as 2-D, W): what
 // nn.Linear runs for a contiguous input, bias added inside the GEMM.
 bool match_linear(const Matcher& m, const onnx::GraphProto& g, int last, Fusions& f) {
@@ -187,12 +229,13 @@ bool match_linear(const Matcher& m, const onnx::GraphProto& g, int last, Fusions
 
 }  // namespace
 
-Fusions find_fusions(const onnx::GraphProto& graph) {
+Fusions find_fusions(const onnx::GraphProto& graph, const std::map<std::string, double>& constants) {
   Fusions f;
   f.absorbed.assign(static_cast<size_t>(graph.node_size()), 0);
-  Matcher m(graph);
+  Matcher m(graph, constants);
   for (int i = 0; i < graph.node_size(); ++i) {
     if (match_gelu(m, graph, i, f)) continue;
+    if (match_gelu_tanh(m, graph, i, f)) continue;
     if (match_layer_norm(m, graph, i, f)) continue;
     match_linear(m, graph, i, f);
   }

@@ -1,6 +1,7 @@
 // Load-time fusion of the decompositions torch's exporter writes for ops ATen
-// has as one kernel: GELU (Div by sqrt 2, Erf, Add 1, Mul, Mul 0.5 -> at::gelu)
-// LayerNorm before opset 17 (ReduceMean, Sub, Pow 2, ReduceMean, Add eps,
+// has as one kernel: GELU (Div by sqrt 2, Erf, Add 1, Mul, Mul 0.5 -> at::gelu),
+// its tanh approximation (GPT-2's gelu_new: Pow 3, Mul, Add, Mul, Tanh, Add 1,
+// Mul, Mul 0.5 -> at::gelu(x, "tanh")), LayerNorm before opset 17 (ReduceMean, Sub, Pow 2, ReduceMean, Add eps,
 // Sqrt, Div, Mul, Add -> at::layer_norm) and Linear on 3-D inputs (MatMul,
 // Add bias -> at::addmm). Same function up to float rounding
 // (and the same arithmetic as PyTorch's own modules); fewer, vectorised
@@ -29,6 +30,9 @@ struct Fusions {
 };
 
 /// Finds the patterns whose intermediate values have no other use.
-Fusions find_fusions(const onnx::GraphProto& graph);
+/// `constants`: the values of scalar initializers that are constants (not
+/// trained: torch 2.x's exporter writes its scalars as initializers), taken
+/// like those of Constant nodes.
+Fusions find_fusions(const onnx::GraphProto& graph, const std::map<std::string, double>& constants = {});
 
 }  // namespace ppc::runtime::onnx_fusion

@@ -204,7 +204,16 @@ struct OnnxGraph::Impl::Loader {
   void plan_nodes() {
     bn_stat.assign(im.slots.size(), 0);
     onnx_fusion::Fusions fusions;
-    if (!options.check_only) fusions = onnx_fusion::find_fusions(*graph);
+    if (!options.check_only) {
+      // Frozen float scalars are the exporter's constants: patterns may use their values.
+      std::map<std::string, double> constants;
+      for (const auto& in : im.inits) {
+        const at::Tensor& t = im.slots[in.slot];
+        if (float_init[in.slot] && options.frozen.count(in.name) && t.defined() && t.numel() == 1)
+          constants[in.name] = t.item<double>();
+      }
+      fusions = onnx_fusion::find_fusions(*graph, constants);
+    }
     for (int ni = 0; ni < graph->node_size(); ++ni) {
       const auto& node = graph->node(ni);
       if (!node.domain().empty() && node.domain() != "ai.onnx")

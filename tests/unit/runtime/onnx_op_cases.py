@@ -51,12 +51,16 @@ def case(name, op, inputs, ref, attrs=None, opset=17, nout=1, grad=True, trainin
                       input_names=input_names, grad_inputs=grad_inputs, nodes=None))
 
 
-def graph_case(name, nodes, inputs, ref, opset=13, steps=None):
+def graph_case(name, nodes, inputs, ref, opset=13, steps=None, constants=None, frozen=True):
     """A multi-node graph (inputs in0.., output out0): the patterns the executor fuses.
-    steps: the number of kernels the executor must run (after folding Constants and fusing)."""
+    steps: the number of kernels the executor must run (after folding Constants and fusing).
+    constants: {name: value} scalar float initializers, which the check loads as frozen (not trained,
+    as a manifest marks torch 2.x's exporter's scalars) unless frozen is False."""
     case(name, None, inputs, ref, opset=opset)
     CASES[-1]["nodes"] = nodes
     CASES[-1]["steps"] = steps
+    CASES[-1]["constants"] = constants or {}
+    CASES[-1]["frozen"] = frozen
 
 
 def build(c, outdir):
@@ -105,7 +109,10 @@ def build(c, outdir):
         io["dropout"] = torch.tensor(c["dropout"])
     if c.get("steps") is not None:
         io["steps"] = torch.tensor(c["steps"])
-    graph = helper.make_graph(nodes, c["name"], ginputs, goutputs)
+    inits = [numpy_helper.from_array(np.array(v, dtype=np.float32), k) for k, v in c.get("constants", {}).items()]
+    if inits and c["frozen"]:
+        io["frozen"] = torch.tensor(list("\n".join(i.name for i in inits).encode()), dtype=torch.uint8)
+    graph = helper.make_graph(nodes, c["name"], ginputs, goutputs, initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", c["opset"])], producer_name="onnx_op_cases")
     model.ir_version = 8
     if c["check"] and c["error"] is None:
@@ -493,6 +500,32 @@ graph_case("fused_gelu_decomposition", [
     helper.make_node("Div", ["in0", "c_sqrt2"], ["d"]), helper.make_node("Erf", ["d"], ["e"]),
     helper.make_node("Add", ["e", "c_one"], ["a"]), helper.make_node("Mul", ["in0", "a"], ["m"]),
     helper.make_node("Mul", ["m", "c_half"], ["out0"])], [rnd(4, 6) * 2], lambda x: F.gelu(x), steps=1)
+# GPT-2's gelu_new (the tanh approximation), as torch 2.x's exporter writes it: scalars as frozen
+# initializers, operands in its order; then in the other order of every Mul and Add, as Constants.
+graph_case("fused_gelu_tanh_decomposition", [
+    helper.make_node("Mul", ["in0", "k_half"], ["h"]), helper.make_node("Pow", ["in0", "k_three"], ["p"]),
+    helper.make_node("Mul", ["p", "k_c"], ["q"]), helper.make_node("Add", ["in0", "q"], ["r"]),
+    helper.make_node("Mul", ["r", "k_s"], ["s"]), helper.make_node("Tanh", ["s"], ["t"]),
+    helper.make_node("Add", ["t", "k_one"], ["u"]), helper.make_node("Mul", ["h", "u"], ["out0"])],
+    [rnd(4, 6) * 2], lambda x: F.gelu(x, approximate="tanh"), steps=1,
+    constants={"k_half": 0.5, "k_three": 3.0, "k_c": 0.044715, "k_s": 0.7978845834732056, "k_one": 1.0})
+graph_case("fused_gelu_tanh_decomposition_swapped", [
+    const("c_half", 0.5), const("c_three", 3.0), const("c_c", 0.044715), const("c_s", 0.7978845834732056),
+    const("c_one", 1.0),
+    helper.make_node("Mul", ["c_half", "in0"], ["h"]), helper.make_node("Pow", ["in0", "c_three"], ["p"]),
+    helper.make_node("Mul", ["c_c", "p"], ["q"]), helper.make_node("Add", ["q", "in0"], ["r"]),
+    helper.make_node("Mul", ["c_s", "r"], ["s"]), helper.make_node("Tanh", ["s"], ["t"]),
+    helper.make_node("Add", ["c_one", "t"], ["u"]), helper.make_node("Mul", ["u", "h"], ["out0"])],
+    [rnd(2, 3, 5)], lambda x: F.gelu(x, approximate="tanh"), steps=1)
+# The same with its scalars trainable (not frozen): no constants to match, not fused, still right.
+graph_case("gelu_tanh_decomposition_trainable_scalars", [
+    helper.make_node("Mul", ["in0", "k_half"], ["h"]), helper.make_node("Pow", ["in0", "k_three"], ["p"]),
+    helper.make_node("Mul", ["p", "k_c"], ["q"]), helper.make_node("Add", ["in0", "q"], ["r"]),
+    helper.make_node("Mul", ["r", "k_s"], ["s"]), helper.make_node("Tanh", ["s"], ["t"]),
+    helper.make_node("Add", ["t", "k_one"], ["u"]), helper.make_node("Mul", ["h", "u"], ["out0"])],
+    [rnd(4, 6)], lambda x: 0.5 * x * (1 + torch.tanh(0.7978845834732056 * (x + 0.044715 * x ** 3))), steps=8,
+    constants={"k_half": 0.5, "k_three": 3.0, "k_c": 0.044715, "k_s": 0.7978845834732056, "k_one": 1.0},
+    frozen=False)
 graph_case("fused_layer_norm_decomposition", [
     const("c_two", 2.0), const("c_eps", 1e-5),
     helper.make_node("ReduceMean", ["in0"], ["mean"], axes=[-1]), helper.make_node("Sub", ["in0", "mean"], ["sub"]),

@@ -44,7 +44,17 @@ bool run_case(const fs::path& dir) {
     std::cout << "FAIL  " << name << ": loaded, expected an error containing '" << want << "'\n";
     return false;
   }
-  auto graph = OnnxGraph::load(model);
+  OnnxGraph::Options options;
+  if (io.count("frozen")) {  // initializers that are constants, names one per line
+    at::Tensor f = io["frozen"];
+    std::string names(reinterpret_cast<const char*>(f.data_ptr<uint8_t>()), static_cast<size_t>(f.numel()));
+    for (size_t a = 0, b; a < names.size(); a = b + 1) {
+      b = names.find('\n', a);
+      if (b == std::string::npos) b = names.size();
+      options.frozen.insert(names.substr(a, b - a));
+    }
+  }
+  auto graph = OnnxGraph::load(model, options);
   graph->set_training(io["training"].item<bool>());
   if (io.count("steps") && static_cast<int64_t>(graph->num_steps()) != io["steps"].item<int64_t>()) {
     std::cout << "FAIL  " << name << ": " << graph->num_steps() << " kernels planned, expected "
