@@ -1,5 +1,6 @@
 #include "compiler/frontends/torchscript/torchscript_frontend.h"
 
+#include <torch/csrc/jit/frontend/error_report.h>
 #include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/passes/lower_tuples.h>
@@ -659,6 +660,12 @@ std::unique_ptr<SourceModel> load_torchscript(const std::string& path, const std
   auto src = std::make_unique<TorchScriptSource>();
   try {
     src->module_ = torch::jit::load(path);
+  } catch (const torch::jit::ErrorReport&) {
+    // The archive's code does not compile. LibTorch's what() of this error
+    // highlights that code's source range, which a damaged archive's debug
+    // records make throw again, inside a noexcept function: an abort. So its
+    // text is not read.
+    throw Error(display_name + ": cannot load TorchScript: the archive's code does not compile");
   } catch (const c10::Error& e) {
     throw Error(display_name + ": cannot load TorchScript: " + first_line(e.what_without_backtrace()));
   } catch (const std::exception& e) {
