@@ -46,7 +46,8 @@ Grads full(const Forward& f, const std::vector<at::Tensor>& xs, const std::vecto
 }
 
 Grads split(const Forward& f, const std::vector<at::Tensor>& xs, const std::vector<at::Tensor>& ps,
-            const std::vector<at::Tensor>& gs, SplitBackward& sb, int* w_calls = nullptr) {
+            const std::vector<at::Tensor>& gs, int* w_calls = nullptr) {
+  SplitBackward sb;
   Grads r;
   r.inputs = sb.input_pass(f(xs, ps), gs, xs, ps);
   r.restarts = sb.restarts();
@@ -65,6 +66,16 @@ void expect_equal(const std::vector<at::Tensor>& got, const std::vector<at::Tens
   }
 }
 
+/// I then W against one backward: the same input and param gradients.
+Grads split_like_full(const Forward& f, const std::vector<at::Tensor>& xs, const std::vector<at::Tensor>& ps,
+                      const std::vector<at::Tensor>& gs, int* w_calls = nullptr) {
+  Grads want = full(f, xs, ps, gs);
+  Grads got = split(f, xs, ps, gs, w_calls);
+  expect_equal(got.inputs, want.inputs, "input");
+  expect_equal(got.params, want.params, "param");
+  return got;
+}
+
 TEST(SplitBackward, WeightPassRestartsAtEachLayerWithoutRecomputingTheInputPath) {
   at::Generator gen = at::detail::createCPUGenerator(3);
   std::vector<at::Tensor> ps = {param({8, 6}, gen), param({8}, gen), param({8, 8}, gen), param({8}, gen),
@@ -78,14 +89,10 @@ TEST(SplitBackward, WeightPassRestartsAtEachLayerWithoutRecomputingTheInputPath)
   };
   std::vector<at::Tensor> xs = {at::randn({4, 6}, gen).requires_grad_(true)};
   std::vector<at::Tensor> gs = {at::randn({4, 5}, gen)};
-  Grads want = full(f, xs, ps, gs);
-  SplitBackward sb;
   int w_calls = -1;
-  Grads got = split(f, xs, ps, gs, sb, &w_calls);
+  Grads got = split_like_full(f, xs, ps, gs, &w_calls);
   EXPECT_TRUE(got.restarts);
   EXPECT_EQ(w_calls, 0) << "W ran operators on the way to the inputs again";
-  expect_equal(got.inputs, want.inputs, "input");
-  expect_equal(got.params, want.params, "param");
 }
 
 TEST(SplitBackward, WeightBranchesAtAdditionsAndOutputsOfWeightsAlone) {
@@ -102,12 +109,8 @@ TEST(SplitBackward, WeightBranchesAtAdditionsAndOutputsOfWeightsAlone) {
   };
   std::vector<at::Tensor> xs = {at::randn({4, 6}, gen).requires_grad_(true)};
   std::vector<at::Tensor> gs = {at::randn({4, 6}, gen), at::randn({3, 6}, gen), at::randn({4, 6}, gen)};
-  Grads want = full(f, xs, ps, gs);
-  SplitBackward sb;
-  Grads got = split(f, xs, ps, gs, sb);
+  Grads got = split_like_full(f, xs, ps, gs);
   EXPECT_TRUE(got.restarts);
-  expect_equal(got.inputs, want.inputs, "input");
-  expect_equal(got.params, want.params, "param");
   EXPECT_FALSE(got.params[3].defined());
 }
 
@@ -121,12 +124,8 @@ TEST(SplitBackward, AWeightReadTwiceOnOnePathTakesThePlainWay) {
   };
   std::vector<at::Tensor> xs = {at::randn({4, 6}, gen).requires_grad_(true)};
   std::vector<at::Tensor> gs = {at::randn({4, 6}, gen)};
-  Grads want = full(f, xs, ps, gs);
-  SplitBackward sb;
-  Grads got = split(f, xs, ps, gs, sb);
+  Grads got = split_like_full(f, xs, ps, gs);
   EXPECT_FALSE(got.restarts);
-  expect_equal(got.inputs, want.inputs, "input");
-  expect_equal(got.params, want.params, "param");
 }
 
 TEST(SplitBackward, WithoutInputGradientsWeightPassIsTheWholeBackward) {
@@ -137,8 +136,7 @@ TEST(SplitBackward, WithoutInputGradientsWeightPassIsTheWholeBackward) {
   };
   std::vector<at::Tensor> xs = {at::randn({4, 6}, gen)};  // the first stage: data
   std::vector<at::Tensor> gs = {at::randn({4, 6}, gen)};
-  SplitBackward sb;
-  Grads got = split(f, xs, ps, gs, sb);
+  Grads got = split(f, xs, ps, gs);
   EXPECT_FALSE(got.restarts);
   ASSERT_EQ(got.inputs.size(), 1u);
   EXPECT_FALSE(got.inputs[0].defined());
