@@ -724,18 +724,7 @@ void Engine::backward_weight(int s, int m) {
   LocalStage& ls = local(s);
   MicroState& st = ls.mb[m];
   if (!ls.trainable.empty()) {
-    auto gw = st.split.weight_pass(ls.trainable);
-    at::NoGradGuard no_grad;
-    for (size_t k = 0; k < gw.size(); ++k) {
-      if (!gw[k].defined()) continue;
-      at::Tensor& g = ls.trainable[k].mutable_grad();
-      if (g.defined())
-        g.add_(gw[k]);
-      else if (gw[k].use_count() == 1 && gw[k].storage().use_count() == 1 && gw[k].is_contiguous())
-        g = std::move(gw[k]);  // nothing else holds it (not a view of a received gradient)
-      else
-        g = gw[k].clone();
-    }
+    st.split.weight_pass(ls.trainable);  // into .grad, as a backward accumulates
     ls.module->end_backward();
   }
   --in_flight_;

@@ -141,10 +141,14 @@ std::vector<at::Tensor> SplitBackward::input_pass(std::vector<at::Tensor> roots,
       for (size_t w = 0; w < g.words; ++w) branch[w] |= g.params_of(c)[w];
     }
     if (!g.any(branch.data())) continue;
-    for (const Edge& e : g.nodes[i]->next_edges())
-      if (e.function && g.to_input[g.index.at(e.function.get())] &&
-          g.meet(g.params_of(g.index.at(e.function.get())), branch.data()))
-        conflict = true;  // the weight also lies on the input side
+    const edge_list& next = g.nodes[i]->next_edges();
+    for (size_t k = 0; k < next.size(); ++k) {
+      if (!next[k].function) continue;
+      const size_t c = g.index.at(next[k].function.get());
+      if (!g.to_input[c]) continue;
+      if (g.meet(g.params_of(c), branch.data())) conflict = true;  // the weight also lies on the input side
+      cuts_.emplace_back(g.nodes[i], k);
+    }
     Restart r;
     r.params = bit_indices(branch);
     for (uint32_t k = 0; k < g.nodes[i]->num_inputs(); ++k) {
@@ -169,6 +173,7 @@ std::vector<at::Tensor> SplitBackward::input_pass(std::vector<at::Tensor> roots,
     restarts_.clear();
     captures.clear();
     capture_of.clear();
+    cuts_.clear();
   }
 
   edge_list outputs = input_edges;
@@ -184,51 +189,49 @@ std::vector<at::Tensor> SplitBackward::input_pass(std::vector<at::Tensor> roots,
     // W no longer starts from the outputs: only the restarts keep the graph.
     roots_.clear();
     grads_.clear();
+    // The input side of every restart is done: cut it off, so that W neither
+    // computes an input gradient there (autograd asks a node only for the
+    // gradients of its connected edges) nor reaches one restart from
+    // another, and all restarts run in one autograd call.
+    // (Not set_next_edge, which refuses a node that has a parent; an
+    // unchanged topological number only overstates what the node reaches.)
+    for (auto& [node, k] : cuts_) node->next_edges()[k] = Edge();
   }
+  cuts_.clear();
   return out;
 }
 
-std::vector<at::Tensor> SplitBackward::weight_pass(const std::vector<at::Tensor>& params) {
-  std::vector<at::Tensor> out(params.size());
-  if (fallback_) {
-    std::vector<at::Tensor> ws;
-    std::vector<size_t> which;
-    for (size_t k = 0; k < params.size(); ++k)
-      if (params[k].requires_grad()) {
-        ws.push_back(params[k]);
-        which.push_back(k);
-      }
-    if (!roots_.empty() && !ws.empty()) {
-      auto gw = torch::autograd::grad(roots_, ws, grads_, /*retain_graph=*/false, /*create_graph=*/false,
-                                      /*allow_unused=*/true);
-      for (size_t k = 0; k < which.size(); ++k) out[which[k]] = gw[k];
-    }
-  }
+void SplitBackward::weight_pass(const std::vector<at::Tensor>& params) {
+  std::vector<at::Tensor> ws;
+  for (const at::Tensor& p : params)
+    if (p.requires_grad()) ws.push_back(p);
+  // The weights' gradients go into their .grad as a backward's do, each
+  // added right after autograd computes it (while it is still in cache).
+  if (fallback_ && !roots_.empty() && !ws.empty())
+    torch::autograd::backward(roots_, grads_, /*retain_graph=*/false, /*create_graph=*/false, ws);
+  // One autograd call for every restart: their input sides are cut, so none
+  // reaches another, and a weight read in several places sums there.
+  edge_list edges;
+  std::vector<at::Tensor> grads;
+  std::vector<char> wanted(params.size(), 0);
   for (Restart& r : restarts_) {
-    edge_list edges;
-    std::vector<at::Tensor> grads;
     for (size_t e = 0; e < r.edges.size(); ++e)
-      if (r.grads[e].defined()) {
+      if (r.grads[e].defined()) {  // undefined: nothing arrived there
         edges.push_back(r.edges[e]);
-        grads.push_back(r.grads[e]);
+        grads.push_back(std::move(r.grads[e]));
       }
-    if (edges.empty()) continue;  // nothing arrived there
-    edge_list outputs;
-    for (size_t k : r.params) outputs.push_back(torch::autograd::impl::gradient_edge(params[k]));
-    auto gw = torch::autograd::Engine::get_default_engine().execute(edges, grads, /*keep_graph=*/true,
-                                                                    /*create_graph=*/false,
-                                                                    /*accumulate_grad=*/false, outputs);
-    for (size_t k = 0; k < r.params.size(); ++k) {
-      if (!gw[k].defined()) continue;
-      at::Tensor& o = out[r.params[k]];
-      o = o.defined() ? o + gw[k] : gw[k];
-    }
+    for (size_t k : r.params) wanted[k] = 1;
   }
+  edge_list outputs;
+  for (size_t k = 0; k < params.size(); ++k)
+    if (wanted[k]) outputs.push_back(torch::autograd::impl::gradient_edge(params[k]));
+  if (!edges.empty() && !outputs.empty())
+    torch::autograd::Engine::get_default_engine().execute(edges, grads, /*keep_graph=*/false, /*create_graph=*/false,
+                                                          /*accumulate_grad=*/true, outputs);
   restarts_.clear();
   roots_.clear();
   grads_.clear();
   fallback_ = true;
-  return out;
 }
 
 }  // namespace ppc::runtime

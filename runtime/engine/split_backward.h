@@ -9,7 +9,8 @@
 // keeps, for every operator on the way to the inputs that reads weights
 // through a branch of its own (a MatMul reading x and W: the branch to W),
 // the gradient arriving at that operator; the W pass restarts autograd at
-// those operators, on their weight branches alone.
+// those operators, on their weight branches alone: I cuts their edges to the
+// inputs' side, so W is one autograd call that computes no input gradient.
 //
 // Where a weight reaches such an operator also along its input side (a
 // weight read twice on one path, as a tie inside a stage can be), restarting
@@ -20,6 +21,8 @@
 #include <ATen/core/Tensor.h>
 #include <torch/csrc/autograd/edge.h>
 
+#include <memory>
+#include <utility>
 #include <vector>
 
 namespace ppc::runtime {
@@ -31,22 +34,24 @@ class SplitBackward {
   /// `params`: the stage's trainable tensors, the list W is asked for.
   std::vector<at::Tensor> input_pass(std::vector<at::Tensor> roots, std::vector<at::Tensor> grads,
                                      const std::vector<at::Tensor>& inputs, const std::vector<at::Tensor>& params);
-  /// W: the gradients of `params` (the same list as for input_pass; undefined
-  /// where unused); then the graph is let go.
-  std::vector<at::Tensor> weight_pass(const std::vector<at::Tensor>& params);
+  /// W: adds the gradients of `params` (the same list as for input_pass) to
+  /// their .grad, as a backward does; then the graph is let go.
+  void weight_pass(const std::vector<at::Tensor>& params);
 
   /// Between input_pass and weight_pass: whether W restarts inside the graph
   /// (false: W runs from the outputs again). For tests.
   bool restarts() const { return !fallback_; }
 
  private:
-  /// One restart of W: gradients arriving at some edges, what they reach.
+  /// One restart point of W: gradients arriving at some edges, what they reach.
   struct Restart {
     torch::autograd::edge_list edges;
     std::vector<at::Tensor> grads;
     std::vector<size_t> params;  ///< indices into the params list
   };
   std::vector<Restart> restarts_;
+  /// The edges from restarts to their input side, cut once I is done.
+  std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, size_t>> cuts_;
   std::vector<at::Tensor> roots_, grads_;
   bool fallback_ = true;
 };

@@ -25,6 +25,28 @@ struct Counted : torch::autograd::Function<Counted> {
 };
 int Counted::calls = 0;
 
+/// x * w, counting the gradients of x it computes: an operator on the way to
+/// the inputs that also reads a weight (a restart of W).
+struct ScaleCounted : torch::autograd::Function<ScaleCounted> {
+  static int input_grads;
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w) {
+    ctx->save_for_backward({x, w});
+    return x * w;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list g) {
+    auto saved = ctx->get_saved_variables();
+    at::Tensor gx, gw;
+    if (ctx->needs_input_grad(0)) {
+      ++input_grads;
+      gx = g[0] * saved[1];
+    }
+    if (ctx->needs_input_grad(1)) gw = (g[0] * saved[0]).sum(0);
+    return {gx, gw};
+  }
+};
+int ScaleCounted::input_grads = 0;
+
 at::Tensor param(std::vector<int64_t> shape, at::Generator& gen) { return at::randn(shape, gen).requires_grad_(true); }
 
 /// A stage's forward: its outputs (roots) for leaf inputs and params.
@@ -49,11 +71,14 @@ Grads split(const Forward& f, const std::vector<at::Tensor>& xs, const std::vect
             const std::vector<at::Tensor>& gs, int* w_calls = nullptr) {
   SplitBackward sb;
   Grads r;
+  for (const at::Tensor& p : ps) p.mutable_grad() = at::Tensor();
   r.inputs = sb.input_pass(f(xs, ps), gs, xs, ps);
   r.restarts = sb.restarts();
+  for (const at::Tensor& p : ps) EXPECT_FALSE(p.grad().defined()) << "I touched a weight's gradient";
   const int before = Counted::calls;
-  r.params = sb.weight_pass(ps);
+  sb.weight_pass(ps);
   if (w_calls) *w_calls = Counted::calls - before;
+  for (const at::Tensor& p : ps) r.params.push_back(p.grad());
   return r;
 }
 
@@ -62,7 +87,7 @@ void expect_equal(const std::vector<at::Tensor>& got, const std::vector<at::Tens
   for (size_t i = 0; i < got.size(); ++i) {
     SCOPED_TRACE(what + " " + std::to_string(i));
     ASSERT_EQ(got[i].defined(), want[i].defined());
-    if (want[i].defined()) EXPECT_TRUE(at::allclose(got[i], want[i], 1e-6, 1e-7)) << (got[i] - want[i]).abs().max();
+    if (want[i].defined()) { EXPECT_TRUE(at::allclose(got[i], want[i], 1e-6, 1e-7)) << (got[i] - want[i]).abs().max(); }
   }
 }
 
@@ -93,6 +118,56 @@ TEST(SplitBackward, WeightPassRestartsAtEachLayerWithoutRecomputingTheInputPath)
   Grads got = split_like_full(f, xs, ps, gs, &w_calls);
   EXPECT_TRUE(got.restarts);
   EXPECT_EQ(w_calls, 0) << "W ran operators on the way to the inputs again";
+}
+
+TEST(SplitBackward, WeightPassComputesNoInputGradientAtARestart) {
+  // Three layers in a chain: W restarts at each, and must ask none of them
+  // for the gradient of its input (I computed those, once each).
+  at::Generator gen = at::detail::createCPUGenerator(7);
+  std::vector<at::Tensor> ps = {param({6}, gen), param({6}, gen), param({6}, gen)};
+  Forward f = [](const std::vector<at::Tensor>& x, const std::vector<at::Tensor>& p) {
+    at::Tensor h = at::tanh(ScaleCounted::apply(x[0], p[0]));
+    h = at::tanh(ScaleCounted::apply(h, p[1]));
+    return std::vector<at::Tensor>{ScaleCounted::apply(h, p[2])};
+  };
+  std::vector<at::Tensor> xs = {at::randn({4, 6}, gen).requires_grad_(true)};
+  std::vector<at::Tensor> gs = {at::randn({4, 6}, gen)};
+  Grads want = full(f, xs, ps, gs);
+  SplitBackward sb;
+  const int before_i = ScaleCounted::input_grads;
+  std::vector<at::Tensor> gi = sb.input_pass(f(xs, ps), gs, xs, ps);
+  EXPECT_EQ(ScaleCounted::input_grads - before_i, 3);
+  ASSERT_TRUE(sb.restarts());
+  const int before_w = ScaleCounted::input_grads;
+  sb.weight_pass(ps);
+  EXPECT_EQ(ScaleCounted::input_grads - before_w, 0) << "W computed input gradients again";
+  expect_equal(gi, want.inputs, "input");
+  expect_equal({ps[0].grad(), ps[1].grad(), ps[2].grad()}, want.params, "param");
+}
+
+TEST(SplitBackward, WeightPassesOfTwoMicroBatchesSumInTheWeightsGradients) {
+  // As the schedules run them: both I passes, then both W passes.
+  at::Generator gen = at::detail::createCPUGenerator(8);
+  std::vector<at::Tensor> ps = {param({6, 5}, gen), param({6}, gen), param({4, 6}, gen)};
+  Forward f = [](const std::vector<at::Tensor>& x, const std::vector<at::Tensor>& p) {
+    return std::vector<at::Tensor>{at::linear(at::tanh(at::linear(x[0], p[0], p[1])), p[2])};
+  };
+  std::vector<at::Tensor> x1 = {at::randn({3, 5}, gen).requires_grad_(true)};
+  std::vector<at::Tensor> x2 = {at::randn({3, 5}, gen).requires_grad_(true)};
+  std::vector<at::Tensor> g1 = {at::randn({3, 4}, gen)}, g2 = {at::randn({3, 4}, gen)};
+  Grads w1 = full(f, x1, ps, g1), w2 = full(f, x2, ps, g2);
+  SplitBackward s1, s2;
+  expect_equal(s1.input_pass(f(x1, ps), g1, x1, ps), w1.inputs, "input 1");
+  expect_equal(s2.input_pass(f(x2, ps), g2, x2, ps), w2.inputs, "input 2");
+  EXPECT_TRUE(s1.restarts() && s2.restarts());
+  s1.weight_pass(ps);
+  s2.weight_pass(ps);
+  for (size_t k = 0; k < ps.size(); ++k) {
+    SCOPED_TRACE(k);
+    ASSERT_TRUE(ps[k].grad().defined());
+    EXPECT_TRUE(at::allclose(ps[k].grad(), w1.params[k] + w2.params[k], 1e-6, 1e-7));
+  }
+  EXPECT_FALSE(x1[0].grad().defined()) << "W accumulated into an input";
 }
 
 TEST(SplitBackward, WeightBranchesAtAdditionsAndOutputsOfWeightsAlone) {
