@@ -92,8 +92,8 @@ campaign() {
   if [[ " ${TORCH_TARGETS[*]} " == *" $t "* ]]; then
     asan=$asan:fast_unwind_on_malloc=0
     rss_mb=10240
-    # PPC_FUZZ_TORCH_RUNS=N: at most N inputs (tools/test.sh: 1000), the same
-    # ones on a fast machine as on a slow one. (LibTorch 1.13's importer
+    # PPC_FUZZ_TORCH_RUNS=N: at most N inputs (tools/test.sh: 1000), whatever
+    # the machine's speed (a slow one stops at the time limit). (LibTorch 1.13's importer
     # itself crashes on some damaged archives, out of ppc's reach: the
     # torchscript target tries it in a child first; docs/testing.md.)
     [[ -n ${PPC_FUZZ_TORCH_RUNS:-} ]] && runs=(-runs="$PPC_FUZZ_TORCH_RUNS")
