@@ -202,13 +202,14 @@ std::vector<at::Tensor> SplitBackward::input_pass(std::vector<at::Tensor> roots,
 }
 
 void SplitBackward::weight_pass(const std::vector<at::Tensor>& params) {
-  std::vector<at::Tensor> ws;
-  for (const at::Tensor& p : params)
-    if (p.requires_grad()) ws.push_back(p);
   // The weights' gradients go into their .grad as a backward's do, each
   // added right after autograd computes it (while it is still in cache).
-  if (fallback_ && !roots_.empty() && !ws.empty())
-    torch::autograd::backward(roots_, grads_, /*retain_graph=*/false, /*create_graph=*/false, ws);
+  if (fallback_ && !roots_.empty()) {
+    std::vector<at::Tensor> ws;
+    for (const at::Tensor& p : params)
+      if (p.requires_grad()) ws.push_back(p);
+    if (!ws.empty()) torch::autograd::backward(roots_, grads_, /*retain_graph=*/false, /*create_graph=*/false, ws);
+  }
   // One autograd call for every restart: their input sides are cut, so none
   // reaches another, and a weight read in several places sums there.
   edge_list edges;

@@ -51,6 +51,13 @@ class Matcher {
     auto s = scalar(v);
     return s && std::abs(*s - want) <= tol;
   }
+  /// The other operand of binary node `n` when one of them is the constant
+  /// `want` (within tol), else "".
+  std::string other_than(const onnx::NodeProto& n, double want, double tol) const {
+    for (int k = 0; k < 2; ++k)
+      if (is(n.input(k), want, tol)) return n.input(1 - k);
+    return {};
+  }
 
  private:
   const onnx::GraphProto& g_;
@@ -65,9 +72,7 @@ bool binary(const onnx::NodeProto& n) { return n.input_size() == 2 && n.output_s
 bool match_gelu(const Matcher& m, const onnx::GraphProto& g, int last, Fusions& f) {
   const auto& m2 = g.node(last);
   if (m2.op_type() != "Mul" || !binary(m2)) return false;
-  std::string a;
-  for (int k = 0; k < 2; ++k)
-    if (m.is(m2.input(k), 0.5, 1e-7)) a = m2.input(1 - k);
+  const std::string a = m.other_than(m2, 0.5, 1e-7);
   int i_m1 = -1, i_add = -1, i_erf = -1, i_div = -1;
   const auto* m1 = a.empty() ? nullptr : m.def(a, "Mul", 1, &i_m1);
   if (!m1 || !binary(*m1)) return false;
@@ -160,31 +165,25 @@ bool match_layer_norm(const Matcher& m, const onnx::GraphProto& g, int last, Fus
 bool match_gelu_tanh(const Matcher& m, const onnx::GraphProto& g, int last, Fusions& f) {
   const auto& out = g.node(last);
   if (out.op_type() != "Mul" || !binary(out)) return false;
-  // The other operand of binary node n when one of them is the constant c (else "").
-  auto with_constant = [&](const onnx::NodeProto& n, double c, double tol) -> std::string {
-    for (int k = 0; k < 2; ++k)
-      if (m.is(n.input(k), c, tol)) return n.input(1 - k);
-    return {};
-  };
   for (int k = 0; k < 2; ++k) {
     int i_half = -1, i_one = -1, i_tanh = -1, i_scale = -1, i_inner = -1, i_cube_mul = -1, i_pow = -1;
     const auto* half = m.def(out.input(k), "Mul", 1, &i_half);
     const auto* one = m.def(out.input(1 - k), "Add", 1, &i_one);
     if (!half || !one || !binary(*half) || !binary(*one)) continue;
-    const std::string x = with_constant(*half, 0.5, 1e-7);
-    const std::string t = with_constant(*one, 1.0, 1e-7);
+    const std::string x = m.other_than(*half, 0.5, 1e-7);
+    const std::string t = m.other_than(*one, 1.0, 1e-7);
     if (x.empty() || t.empty()) continue;
     const auto* tanh = m.def(t, "Tanh", 1, &i_tanh);
     const auto* scale = tanh ? m.def(tanh->input(0), "Mul", 1, &i_scale) : nullptr;
     if (!scale || !binary(*scale)) continue;
-    const std::string inner_v = with_constant(*scale, 0.7978845608028654 /* sqrt(2 / pi) */, 1e-6);
+    const std::string inner_v = m.other_than(*scale, 0.7978845608028654 /* sqrt(2 / pi) */, 1e-6);
     const auto* inner = inner_v.empty() ? nullptr : m.def(inner_v, "Add", 1, &i_inner);
     if (!inner || !binary(*inner)) continue;
     for (int j = 0; j < 2; ++j) {
       if (inner->input(j) != x) continue;
       const auto* cube_mul = m.def(inner->input(1 - j), "Mul", 1, &i_cube_mul);
       if (!cube_mul || !binary(*cube_mul)) continue;
-      const std::string cube = with_constant(*cube_mul, 0.044715, 1e-7);
+      const std::string cube = m.other_than(*cube_mul, 0.044715, 1e-7);
       const auto* pw = cube.empty() ? nullptr : m.def(cube, "Pow", 1, &i_pow);
       if (!pw || !binary(*pw) || pw->input(0) != x || !m.is(pw->input(1), 3.0, 0)) continue;
       f.at[last] = Fused{[](const onnx_ops::KernelIO& io) { io.set(0, at::gelu(io[0], "tanh")); }, {x}, "Gelu(tanh)"};
