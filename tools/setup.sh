@@ -25,7 +25,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libprotobuf-dev protobuf-compiler
   libcli11-dev nlohmann-json3-dev libgtest-dev
-  libtorch-dev libgloo-dev libopenblas0-pthread
+  libtorch-dev libgloo-dev libopenblas0-pthread libmimalloc-dev
   python3-torch python3-onnx python3-torchvision python3-jsonschema python3-venv
   graphviz clang-format
   clang-14 libclang-rt-14-dev  # tools/fuzz.sh: libFuzzer, AddressSanitizer, UBSan

@@ -37,7 +37,7 @@ onnx::ValueInfoProto value_info(const OnnxSource& src, const ir::Graph& g, ir::V
     for (int64_t d : t.dims()) sh->add_dim()->set_dim_value(d);
     return vi;
   }
-  if (const onnx::TypeProto* t = src.value_type(val.name)) *vi.mutable_type() = *t;
+  if (const onnx::TypeProto* t = src.value_type(v)) *vi.mutable_type() = *t;
   return vi;
 }
 
@@ -90,7 +90,7 @@ void build_stage_graph(const OnnxSource& src, const analysis::Partition& p, int 
     for (ir::ValueId v : g.nodes[id].outputs) {
       const std::string& name = g.values[v].name;
       if (io_names.count(name)) continue;
-      if (const onnx::TypeProto* t = src.value_type(name)) {
+      if (const onnx::TypeProto* t = src.value_type(v)) {
         auto* vi = out->add_value_info();
         vi->set_name(name);
         *vi->mutable_type() = *t;
@@ -141,8 +141,11 @@ EmittedStage emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p
     return Error("stage " + std::to_string(stage) + " fails the ONNX checker: " + msg);
   };
   // External data where the source had it, and wherever the stage is too
-  // large for one protobuf file (2 GiB).
-  const bool external = src.had_external_data() || onnx_data::too_large(m);
+  // large for one protobuf file (2 GiB). Sizing the stage caches each
+  // message's size in it, which its serialization below then reuses (the
+  // checker does not change it).
+  size_t size = 0;
+  const bool external = src.had_external_data() || (size = m.ByteSizeLong()) >= onnx_data::max_proto_bytes();
   try {
     onnx::checker::check_model(m);
     if (external && infer) {
@@ -164,8 +167,13 @@ EmittedStage emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p
       if (!d) throw Error(path + ".data: cannot write the stage's external data");
     }
   }
-  if (!m.SerializeToString(&out_files.bytes))
-    throw Error("stage " + std::to_string(stage) + ": cannot serialize the ONNX model");
+  if (external) {
+    if (!m.SerializeToString(&out_files.bytes))
+      throw Error("stage " + std::to_string(stage) + ": cannot serialize the ONNX model");
+  } else {
+    out_files.bytes.resize(size);
+    m.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(out_files.bytes.data()));
+  }
   if (!external && infer) {
     try {
       infer_strictly(m);

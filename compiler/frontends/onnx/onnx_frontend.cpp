@@ -700,7 +700,10 @@ class OnnxLowering {
     for (const auto& vi : gp.value_info()) src.set_type(vi.name(), &vi.type());
     for (const auto& vi : gp.output()) src.set_type(vi.name(), &vi.type());
     // Each input's and node output's type, as the model (after inference) has it.
-    auto type_value = [&](ir::ValueId v) { type_of(src, g.values[v].name, g.values[v].dtype, g.values[v].shape); };
+    src.value_types_.assign(g.values.size(), {false, nullptr});
+    auto type_value = [&](ir::ValueId v) {
+      src.value_types_[v] = {true, type_of(src, g.values[v].name, g.values[v].dtype, g.values[v].shape)};
+    };
     for (ir::ValueId v : g.inputs) type_value(v);
     for (const ir::Node& node : g.nodes)
       for (ir::ValueId v : node.outputs) type_value(v);
@@ -723,16 +726,17 @@ class OnnxLowering {
 
  private:
   // Element type and shape of a value from the model's type information
-  // (Undefined when it has none, Other when it is not a tensor).
-  static void type_of(const OnnxSource& src, const std::string& name, ir::DType& dt, ir::Shape& sh) {
+  // (Undefined when it has none, Other when it is not a tensor); returns that type.
+  static const onnx::TypeProto* type_of(const OnnxSource& src, const std::string& name, ir::DType& dt, ir::Shape& sh) {
     const onnx::TypeProto* t = src.value_type(name);
     if (!t || !t->has_tensor_type()) {
       dt = !t ? ir::DType::Undefined : ir::DType::Other;
       sh = ir::Shape::unranked();
-      return;
+      return t;
     }
     dt = dtype_of(t->tensor_type().elem_type());
     sh = shape_of(*t);
+    return t;
   }
 
   // Params: every initializer, with content fingerprints for tie detection.

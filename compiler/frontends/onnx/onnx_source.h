@@ -34,6 +34,12 @@ class OnnxSource : public SourceModel {
   const onnx::TensorProto& initializer(const std::string& name) const;
   /// Type of a value as the source (after inference) declares it; nullptr if unknown.
   const onnx::TypeProto* value_type(const std::string& name) const;
+  /// value_type() of IR value `v`'s name, looked up once by lowering for the
+  /// graph's inputs and node outputs (a hash lookup by name otherwise).
+  const onnx::TypeProto* value_type(ir::ValueId v) const {
+    if (v >= 0 && static_cast<size_t>(v) < value_types_.size() && value_types_[v].first) return value_types_[v].second;
+    return value_type(graph_.values[v].name);
+  }
   /// Whether the model file kept initializers as external data (model() holds
   /// them in memory now; stages are written with data files of their own).
   bool had_external_data() const { return external_data_; }
@@ -86,6 +92,8 @@ class OnnxSource : public SourceModel {
   /// Each value's type in model_ (input, value_info, output: the last wins).
   std::vector<std::pair<std::string_view, const onnx::TypeProto*>> types_;
   ir::NameIndex types_index_;  // over types_[k].first
+  /// Per IR value: whether lowering looked its type up, and the type.
+  std::vector<std::pair<bool, const onnx::TypeProto*>> value_types_;
 };
 
 }  // namespace ppc::onnx_frontend
