@@ -167,8 +167,14 @@ class Bench {
     for (auto& w : recvs) w->wait();
     if (!in.check({}).empty()) ok_ = false;
     std::vector<at::Tensor> got = in.tensors();
-    if (o_.rank == 1)
-      for (const at::Tensor& m : wire::outgoing(got, {})) t_.isend(m, peer_, kTag)->wait();
+    if (o_.rank == 1) {
+      // Posted together, then waited on, as the engine's sends are (each
+      // waited on before the next is posted, the frame's handshake would
+      // delay the tensor's).
+      sends.clear();
+      for (const at::Tensor& m : wire::outgoing(got, {})) sends.push_back(t_.isend(m, peer_, kTag));
+      for (auto& w : sends) w->wait();
+    }
     return got;
   }
   void eng1() {
