@@ -373,6 +373,9 @@ void Engine::execute(const Action& a) {
     case Action::RECV_B: post_recv_backward(a.stage, a.microbatch); break;
     case Action::SEND_B: send_backward(a.stage, a.microbatch); break;
   }
+  // A GPU's kernels run after they are queued: timing an action waits for
+  // them (a no-op on the CPU; never without --profile, --trace or --timeline).
+  if (a.is_compute() && measure_->timing_actions()) synchronize(device_);
   measure_->end_action(a, clock);
 }
 

@@ -62,6 +62,10 @@ class Measurement {
   void start_step(int64_t step);
   /// Per-step statistics are gathered (the step log, --profile).
   bool collecting() const { return collect_; }
+  /// Each action's own time is asked for (--profile, --trace, --timeline): on
+  /// a GPU the engine then waits for an action's kernels before it ends, so
+  /// that the action is timed running, not queued.
+  bool timing_actions() const { return tracing_ || !o_.profile_path.empty(); }
 
   double now_us() const {
     return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - origin_).count();

@@ -8,8 +8,11 @@
 // catch: a read of device memory through a raw host pointer (on a GPU, a
 // crash), and streams (it has one, always synchronized).
 //
-// Loaded into pprun with LD_PRELOAD (tests/e2e/test_pprun_device.sh), then
-// `pprun --device privateuseone`. Needs LibTorch 2.x.
+// Loaded into pprun with LD_PRELOAD (tools/gpu/check.py, tests/e2e/device_syncs.py),
+// then `pprun --device privateuseone`. Needs LibTorch 2.x. With
+// PPC_FAKE_DEVICE_SYNC_LOG=FILE each process appends "PID SYNCS" to FILE at
+// its exit: how often it waited for the device's stream (the tests of where
+// pprun synchronizes a GPU).
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/detail/PrivateUse1HooksInterface.h>
@@ -17,10 +20,14 @@
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/library.h>
 
+#include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 namespace {
 
@@ -38,6 +45,17 @@ struct FakeAllocator final : c10::Allocator {
 };
 FakeAllocator fake_allocator;
 
+std::atomic<long> stream_syncs{0};
+
+void write_sync_count() {
+  const char* path = std::getenv("PPC_FAKE_DEVICE_SYNC_LOG");
+  if (!path || !*path) return;
+  if (FILE* f = std::fopen(path, "a")) {  // one short line per process: appends do not interleave
+    std::fprintf(f, "%ld %ld\n", static_cast<long>(getpid()), stream_syncs.load());
+    std::fclose(f);
+  }
+}
+
 struct FakeGuard final : c10::impl::DeviceGuardImplInterface {
   c10::DeviceType type() const override { return kFake; }
   c10::Device exchangeDevice(c10::Device) const override { return c10::Device(kFake, 0); }
@@ -47,7 +65,7 @@ struct FakeGuard final : c10::impl::DeviceGuardImplInterface {
   c10::Stream getStream(c10::Device d) const noexcept override { return c10::Stream(c10::Stream::DEFAULT, d); }
   c10::Stream exchangeStream(c10::Stream s) const noexcept override { return s; }
   c10::DeviceIndex deviceCount() const noexcept override { return 1; }
-  void synchronizeStream(const c10::Stream&) const override {}
+  void synchronizeStream(const c10::Stream&) const override { ++stream_syncs; }
   void synchronizeDevice(const c10::DeviceIndex) const override {}
   bool queryStream(const c10::Stream&) const override { return true; }
   void record(void**, const c10::Stream&, const c10::DeviceIndex, const c10::EventFlag) const override {}
@@ -250,6 +268,7 @@ struct Register {
     c10::register_privateuse1_backend("privateuseone");  // LibTorch's accelerator is this device
     c10::SetAllocator(kFake, &fake_allocator);
     at::RegisterPrivateUse1HooksInterface(new FakeHooks());
+    std::atexit(&write_sync_count);
   }
 } register_fake;
 
