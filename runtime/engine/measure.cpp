@@ -72,7 +72,11 @@ ActionClock Measurement::begin_action(const schedule::Action& a) {
 }
 
 void Measurement::end_action(const schedule::Action& a, const ActionClock& c) {
-  double end = now_us();
+  // Both clocks first, the CPU's inside the wall clock's interval as at the
+  // start: the recording below is in neither (a stage of a few us would
+  // otherwise show more CPU time than wall time).
+  const double cpu_end = a.is_compute() ? thread_cpu_us() : 0.0;
+  const double end = now_us();
   if (first_start_ < 0) first_start_ = c.begin;
   last_end_ = end;
   if (!a.is_compute()) {
@@ -88,7 +92,7 @@ void Measurement::end_action(const schedule::Action& a, const ActionClock& c) {
   busy_ += end - start;
   const int k = 4 * a.stage + (a.kind == Action::F ? 0 : a.kind == Action::B ? 1 : a.kind == Action::I ? 2 : 3);
   stage_cost_[k] += end - start;
-  stage_cpu_[k] += thread_cpu_us() - (compute_cpu_start_ >= 0 ? compute_cpu_start_ : c.cpu_begin);
+  stage_cpu_[k] += cpu_end - (compute_cpu_start_ >= 0 ? compute_cpu_start_ : c.cpu_begin);
   if (o_.trace_memory) record_heap(end);  // after the CPU clock's reading: the sample costs tens of us
 }
 
