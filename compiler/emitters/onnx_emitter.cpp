@@ -141,11 +141,10 @@ EmittedStage emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p
     return Error("stage " + std::to_string(stage) + " fails the ONNX checker: " + msg);
   };
   // External data where the source had it, and wherever the stage is too
-  // large for one protobuf file (2 GiB). Sizing the stage caches each
-  // message's size in it, which its serialization below then reuses (the
+  // large for one protobuf file (2 GiB). Sizing the stage (too_large) caches
+  // each message's size in it, which its serialization below then reuses (the
   // checker does not change it).
-  size_t size = 0;
-  const bool external = src.had_external_data() || (size = m.ByteSizeLong()) >= onnx_data::max_proto_bytes();
+  const bool external = src.had_external_data() || onnx_data::too_large(m);
   try {
     onnx::checker::check_model(m);
     if (external && infer) {
@@ -170,8 +169,8 @@ EmittedStage emit_onnx_stage(const OnnxSource& src, const analysis::Partition& p
   if (external) {
     if (!m.SerializeToString(&out_files.bytes))
       throw Error("stage " + std::to_string(stage) + ": cannot serialize the ONNX model");
-  } else {
-    out_files.bytes.resize(size);
+  } else {  // sized by too_large above, under 2 GiB
+    out_files.bytes.resize(static_cast<size_t>(m.GetCachedSize()));
     m.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(out_files.bytes.data()));
   }
   if (!external && infer) {
