@@ -1,5 +1,6 @@
 #include "compiler/ir/text.h"
 
+#include <charconv>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -11,13 +12,14 @@ namespace {
 
 std::string typed(const Value& v) { return v.name + ":" + dtype_name(v.dtype) + v.shape.str(); }
 
+// Integral counts print as integers; any other value prints at the shortest
+// precision that reads back to the same double (6 digits did not: 1.5e14 + 0.3
+// printed as 1.5e+14, which reads back as an integer and prints differently).
 std::string format_flops(double f) {
-  std::ostringstream os;
-  if (f == std::floor(f) && std::fabs(f) < 1e15)
-    os << static_cast<long long>(f);
-  else
-    os << f;
-  return os.str();
+  if (f == std::floor(f) && std::fabs(f) < 1e15) return std::to_string(static_cast<long long>(f));
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof buf, f);
+  return std::string(buf, res.ptr);
 }
 
 std::vector<std::string> split_ws(const std::string& line) {

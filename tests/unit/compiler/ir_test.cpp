@@ -277,6 +277,18 @@ TEST(Text, LargeAndFractionalFlopsRoundTrip) {
   EXPECT_EQ(print_graph(back), "graph g\n" + body);
 }
 
+// A fractional count printed at 6 digits read back as another (integral)
+// number, and printed differently the second time (found by fuzz_ir_text).
+TEST(Text, FractionalFlopsPrintAtFullPrecision) {
+  Graph g = parse_graph("input x:float32[2]\nnode a Relu flops=108888888888888.88 : x -> y:float32[2]\noutput y\n");
+  const std::string once = print_graph(g);
+  EXPECT_NE(once.find("flops=108888888888888.88 "), std::string::npos) << once;
+  EXPECT_EQ(parse_graph(once).nodes[0].flops, g.nodes[0].flops);
+  EXPECT_EQ(print_graph(parse_graph(once)), once);
+  Graph big = parse_graph("input x:float32[2]\nnode a Relu flops=1e300 : x -> y:float32[2]\noutput y\n");
+  EXPECT_EQ(print_graph(parse_graph(print_graph(big))), print_graph(big));
+}
+
 TEST(Text, CommentsAndBlankLines) {
   Graph g = parse_graph(
       "# a comment\n"
