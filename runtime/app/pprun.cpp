@@ -22,6 +22,7 @@
 #include "runtime/schedule/csv.h"
 #include "runtime/schedule/lowering.h"
 #include "runtime/schedule/timeline.h"
+#include "runtime/stages/blas.h"
 #include "runtime/stages/device.h"
 #include "runtime/stages/stage_module.h"
 #include "runtime/transport/transport.h"
@@ -58,7 +59,7 @@ std::vector<std::string> input_files(const std::string& path) {
 
 // Intra-op threads for LibTorch and OpenBLAS: the two pools oversubscribe
 // the cores when left to their defaults (docs/runtime.md, "Threads").
-void set_threads(int threads) {
+int set_threads(int threads) {
   if (threads <= 0) {
     if (const char* v = std::getenv("PPRUN_THREADS")) threads = std::atoi(v);
   }
@@ -68,8 +69,8 @@ void set_threads(int threads) {
     threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local);
   }
   at::set_num_threads(threads);
-  using SetThreads = void (*)(int);
-  if (auto f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(threads);
+  set_blas_threads(threads);
+  return threads;
 }
 
 // A column width for the text timeline: the shortest compute action, but at
@@ -286,6 +287,7 @@ int launch(const PprunOptions& o, const manifest::Manifest& m) {
 
 int run_rank(const PprunOptions& o, const LoadedManifest& lm, std::ostream& out) {
   RendezvousOptions ro;
+  BlasInUse blas;
   try {
     ro = rendezvous_from_env(o.master_addr, o.master_port, o.rank, o.world_size,
                              std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000)));
@@ -297,8 +299,12 @@ int run_rank(const PprunOptions& o, const LoadedManifest& lm, std::ostream& out)
     stages_of_rank(static_cast<int>(lm.manifest.stages.size()), layout.pipeline, layout.position_of(ro.rank));
     plan_schedule(lm.manifest, o.engine.schedule, layout.pipeline, o.engine.chunks, o.engine.train,
                   o.engine.schedule_file);
+    blas = choose_blas(parse_blas_choice(o.blas));
   } catch (const Error& e) { throw Error(announce_bad_start(ro, e.what())); }
-  set_threads(o.threads);
+  const int threads = set_threads(o.threads);
+  if (ro.rank == 0)
+    out << "float32 GEMMs on " << blas.describe() << ", " << threads << " intra-op thread" << (threads == 1 ? "" : "s")
+        << " per rank\n";
   std::unique_ptr<Transport> transport;
   try {
     transport = connect_gloo(ro);

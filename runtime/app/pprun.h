@@ -19,8 +19,9 @@ struct PprunOptions {
   std::optional<std::string> master_addr;
   /// --nproc across hosts: this host is node node_rank of nnodes (unset: 1 host).
   std::optional<int> nnodes, node_rank;
-  int nproc = 0;    ///< > 0: spawn this many local ranks
-  int threads = 0;  ///< intra-op threads per rank (0: cores / local ranks)
+  int nproc = 0;              ///< > 0: spawn this many local ranks
+  int threads = 0;            ///< intra-op threads per rank (0: cores / local ranks)
+  std::string blas = "auto";  ///< --blas: auto | torch | openblas (runtime/stages/blas.h)
   double timeout_s = 300;
   std::string backend = "gloo";
   // Look, don't run.

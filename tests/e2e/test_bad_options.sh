@@ -73,6 +73,7 @@ row pprun --backend "--backend" "${RUN[@]}" --backend mpi
 row pprun --device "--device 'gpu': expected cpu, cuda or cuda:N" "${RUN[@]}" --device gpu
 row pprun --timeout "--timeout: must be > 0, not 0" "${RUN[@]}" --timeout 0
 row pprun --threads "--threads" "${RUN[@]}" --threads 0
+row pprun --blas "--blas: mkl not in {auto,torch,openblas}" "${RUN[@]}" --blas mkl
 row pprun --print-schedule "--schedule" "${RUN[@]}" --print-schedule --schedule nope
 row pprun --format "--format" "${RUN[@]}" --print-schedule --format xml
 row pprun --simulate "cannot open the costs file" "${RUN[@]}" --simulate --costs "$W/nope.json"

@@ -13,7 +13,8 @@
 #     2- and 4-stage splits are plain --stages N, which tie the pair by
 #     default, and a spec with "detect_folded": false leaves it untied): every
 #     parameter and buffer equals PyTorch's training (<= 1e-5), and so does
-#     each step's loss; tinygpt also with ZB-H1 (split backward);
+#     each step's loss; tinygpt also with ZB-H1 (split backward); mlp also
+#     with each GEMM library (--blas torch, --blas openblas);
 #   - the saved stages (--save) pass the ONNX checker, tied copies are equal
 #     (transposed where the manifest says so), and the saved pipeline runs
 #     the trained model.
@@ -75,14 +76,21 @@ if [ -n "$TRAIN" ]; then
     --chunks $CHUNKS --accumulate --losses-out "$W/ref_adam.json" >/dev/null
 fi
 
-train() {  # N SCHEDULE OPT
-  local n=$1 sched=$2 opt=$3 args=$SGD
+train() {  # N SCHEDULE OPT [BLAS]
+  local n=$1 sched=$2 opt=$3 blas=${4:-auto} args=$SGD
   [ "$opt" = adam ] && args=$ADAM
-  step "$SAMPLE: $n stages, $sched: 3 training steps, $opt"
+  step "$SAMPLE: $n stages, $sched: 3 training steps, $opt, --blas $blas"
   # shellcheck disable=SC2086
   "$PPRUN" --manifest "$W/split$n" --nproc "$n" --schedule "$sched" --chunks $CHUNKS --inputs "$W/batches" --steps 3 \
-    --train --loss $LOSS $args --save "$W/ck" >"$W/train.log" 2>&1 ||
-    { cat "$W/train.log" >&2; fail "pprun training ($n stages, $sched, $opt)"; }
+    --train --loss $LOSS $args --save "$W/ck" --blas "$blas" >"$W/train.log" 2>&1 ||
+    { cat "$W/train.log" >&2; fail "pprun training ($n stages, $sched, $opt, --blas $blas)"; }
+  local gemms
+  gemms=$(grep -o "float32 GEMMs on .*" "$W/train.log") || fail "rank 0 did not say what its GEMMs run on"
+  echo "   $gemms"
+  case $blas in
+    torch) [[ $gemms == *", LibTorch's own (--blas torch)"* ]] || fail "--blas torch: $gemms" ;;
+    openblas) [[ $gemms == "float32 GEMMs on OpenBLAS "* ]] || fail "--blas openblas: $gemms" ;;
+  esac
   to_torch_names "$W/ck/params.pt" "$W/ck_torch.pt"
   compare "$W/ck_torch.pt" "$W/ref_$opt.pt" "params after 3 steps"
   compare_losses "$W/train.log" "$W/ref_$opt.json" "per-step loss"
@@ -117,6 +125,11 @@ fi
 
 if [ -n "$TRAIN" ]; then
   train 2 gpipe sgd
+  # Both GEMM libraries train to PyTorch's parameters (the default above is one of them).
+  if [ "$SAMPLE" = mlp ]; then
+    train 2 gpipe sgd torch
+    train 2 gpipe sgd openblas
+  fi
   # Zero bubble: the backward split into input- and weight-gradient passes.
   [ "$SAMPLE" = tinygpt ] && train 3 zb-h1 adam
   train 3 1f1b adam

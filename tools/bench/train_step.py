@@ -376,8 +376,8 @@ def batches(work):
     return sorted(os.path.join(work, "batches", f) for f in os.listdir(os.path.join(work, "batches")))
 
 
-def run_eager(work, steps, model_name="blocks"):
-    torch.set_num_threads(1)
+def run_eager(work, steps, model_name="blocks", threads=1):
+    torch.set_num_threads(threads)
     bench = MODELS[model_name]
     model = bench.build()
     opt = torch.optim.SGD(model.parameters(), lr=bench.lr)
@@ -568,9 +568,11 @@ def free_port():
     return port
 
 
-def run_pipelining(work, schedule, chunks, steps, patch, model_name):
+def run_pipelining(work, schedule, chunks, steps, patch, model_name, preload=None):
     """(times, losses, order) of torch.distributed.pipelining; times is a string (why) where the schedule cannot
-    run here for a known reason. Any other failure exits."""
+    run here for a known reason. Any other failure exits. preload: a BLAS library to LD_PRELOAD into torch's
+    ranks (its sgemm_ then replaces the one inside torch)."""
+    env = dict(os.environ, LD_PRELOAD=preload) if preload else None
     cls_name = SCHEDULES[schedule][1]
     port = free_port()
     outs = [os.path.join(work, f"pipelining_{schedule}_{r}.json") for r in range(RANKS)]
@@ -583,7 +585,7 @@ def run_pipelining(work, schedule, chunks, steps, patch, model_name):
                                            str(chunks), "--steps", str(steps), "--out", outs[r], "--model",
                                            model_name]
                                           + (["--patch-torch-v-handshake"] if patch else []),
-                                          stdout=log, stderr=subprocess.STDOUT))
+                                          stdout=log, stderr=subprocess.STDOUT, env=env))
     failed = wait_for_ranks(procs)
     order = json.load(open(outs[0] + ".order")) if os.path.exists(outs[0] + ".order") else None
     if failed is not None:
@@ -600,14 +602,18 @@ def run_pipelining(work, schedule, chunks, steps, patch, model_name):
     return times, next(r["losses"] for r in res if r["losses"]), order
 
 
-def run_pprun(build, work, fmt, schedule, chunks, steps, loss="mse", lr=LR):
+PPRUN_GEMMS = set()  # what pprun said its GEMMs ran on, per --blas
+
+
+def run_pprun(build, work, fmt, schedule, chunks, steps, loss="mse", lr=LR, blas="auto"):
     split = os.path.join(work, "split_%s_%d" % (fmt, SCHEDULES[schedule][0]))
     log = subprocess.run([os.path.join(build, "pprun"), "--manifest", split, "--nproc", str(RANKS), "--schedule",
                           schedule, "--chunks", str(chunks), "--inputs", os.path.join(work, "batches"), "--steps",
                           str(steps), "--train", "--loss", loss, "--optimizer", "sgd", "--lr", str(lr), "--threads",
-                          "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                          "1", "--blas", blas], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if log.returncode != 0:
         sys.exit("pprun --schedule %s (%s stages) failed:\n%s" % (schedule, fmt, log.stdout[-2000:]))
+    PPRUN_GEMMS.update("--blas %s: %s" % (blas, g) for g in re.findall(r"float32 GEMMs on (.*)", log.stdout))
     rows = re.findall(r"\[rank 0\] step \d+/\d+  loss ([0-9.eE+-]+)  samples/s [0-9.]+  step ([0-9.]+) ms", log.stdout)
     if len(rows) != steps:
         sys.exit("pprun --schedule %s (%s stages): %d step lines, expected %d:\n%s"
@@ -678,7 +684,8 @@ def check_losses(results, eager_losses):
     could not run): every printed step within RTOL relative. Returns the lines of the disagreements and the
     largest relative difference."""
     bad, worst = [], 0.0
-    ref = {r[1]: r[3] for r in results if r[0].startswith("torch.distributed") and not isinstance(r[2], str)}
+    ref = {r[1]: r[3] for r in results
+           if r[0].startswith("torch.distributed") and "OpenBLAS" not in r[0] and not isinstance(r[2], str)}
     for name, sched, times, losses in results:
         if not name.startswith(("pprun", "DeepSpeed")) or isinstance(times, str):
             continue
@@ -712,6 +719,14 @@ def main():
     ap.add_argument("--smoke", action="store_true",
                     help="batch 32, 4 micro-batches, 2 steps, every schedule and format: check losses, no timings")
     ap.add_argument("--no-deepspeed", action="store_true", help="leave out DeepSpeed's pipeline engine (1f1b row)")
+    ap.add_argument("--torch-openblas", metavar="LIB",
+                    help="also run torch.distributed.pipelining's rows with this OpenBLAS (e.g. "
+                         "/usr/lib/x86_64-linux-gnu/libopenblas.so.0) preloaded in place of torch's own BLAS")
+    ap.add_argument("--eager-threads", default="1",
+                    help="eager PyTorch's intra-op threads, comma-separated for a row each (e.g. 1,2)")
+    ap.add_argument("--pprun-blas", default="auto",
+                    help="pprun --blas for its rows, comma-separated for a row each (e.g. auto,torch: the second "
+                         "runs LibTorch's own BLAS, the one torch's rows run on)")
     ap.add_argument("--pipelining-rank", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--deepspeed-rank", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -751,45 +766,57 @@ def main():
                  "; smoke: losses only, no timings" if a.smoke else ", first excluded"))
         eager = run_eager(work, a.steps, a.model)
         results = [("eager (1 process)", "-") + eager]
+        for n in (int(t) for t in a.eager_threads.split(",") if int(t) != 1):
+            results.append(("eager (1 process, %d threads)" % n, "-") + run_eager(work, a.steps, a.model, n))
+        torch.set_num_threads(1)
         notes = []
         for sched in scheds:
             times, losses, order = run_pipelining(work, sched, a.chunks, a.steps, a.patch_torch_v_handshake,
                                                   a.model)
             patched = a.patch_torch_v_handshake and SCHEDULES[sched][2] == "v"
             results.append(("torch.distributed.pipelining" + (" (patched)" if patched else ""), sched, times, losses))
+            if a.torch_openblas:
+                times_o, losses_o, _ = run_pipelining(work, sched, a.chunks, a.steps, a.patch_torch_v_handshake,
+                                                      a.model, a.torch_openblas)
+                results.append(("torch.distributed.pipelining, OpenBLAS", sched, times_o, losses_o))
             if sched == "1f1b" and not a.no_deepspeed:  # DeepSpeed's one training schedule
                 results.append(("DeepSpeed PipelineModule", sched)
                                + tuple(run_deepspeed(work, a.chunks, a.steps, a.model)))
             for fmt in formats:
-                results.append(("pprun (%s stages)" % fmt, sched)
-                               + run_pprun(a.build, work, fmt, sched, a.chunks, a.steps, bench.loss, bench.lr))
+                for blas in a.pprun_blas.split(","):
+                    results.append(("pprun (%s stages%s)" % (fmt, "" if blas == "auto" else ", --blas " + blas), sched)
+                                   + run_pprun(a.build, work, fmt, sched, a.chunks, a.steps, bench.loss, bench.lr,
+                                               blas))
             notes.append("%-16s %s" % (sched, order_note(pprun_order(a.build, work, formats[0], sched, a.chunks),
                                                           order, SCHEDULES[sched][1])))
         base = {r[1]: statistics.median(r[2][1:]) for r in results
-                if r[0].startswith("torch.distributed") and not isinstance(r[2], str)}
+                if r[0].startswith("torch.distributed") and "OpenBLAS" not in r[0] and not isinstance(r[2], str)}
+        width = max(len(r[0]) for r in results)
         if a.smoke:
-            print("%-38s %-16s  %s" % ("", "schedule", "losses"))
+            print("%-*s %-16s  %s" % (width, "", "schedule", "losses"))
         else:
-            print("%-38s %-16s %10s %10s %10s  %s" % ("", "schedule", "step ms", "samples/s", "vs pipe",
+            print("%-*s %-16s %10s %10s %10s  %s" % (width, "", "schedule", "step ms", "samples/s", "vs pipe",
                                                       "losses (first 3)"))
         for name, sched, times, losses in results:
             if isinstance(times, str):
-                print("%-38s %-16s  could not run here: %s" % (name, sched, times))
+                print("%-*s %-16s  could not run here: %s" % (width, name, sched, times))
                 continue
             text = " ".join("%.6f" % l for l in losses[:3])
             if a.smoke:
-                print("%-38s %-16s  %s" % (name, sched, text))
+                print("%-*s %-16s  %s" % (width, name, sched, text))
                 continue
             med = statistics.median(times[1:])
             ref = base.get(sched)
             if name.startswith("eager") and base:
                 ref = base.get("gpipe", next(iter(base.values())))
             vs = "%9.2fx" % (ref / med) if ref else "%10s" % "-"
-            print("%-38s %-16s %10.2f %10.0f %s  %s" % (name, sched, med, a.batch / med * 1e3, vs, text))
+            print("%-*s %-16s %10.2f %10.0f %s  %s" % (width, name, sched, med, a.batch / med * 1e3, vs, text))
         print("schedules, pprun's against torch.distributed.pipelining's (%d ranks, %d micro-batches):"
               % (RANKS, a.chunks))
         for line in notes:
             print("  " + line)
+        for line in sorted(PPRUN_GEMMS):
+            print("pprun " + line)
         if any(isinstance(r[2], str) and r[0].startswith("torch") for r in results):
             print("could not run: " + GLOO_SELF_SEND + "; pprun's rows of those schedules are checked against "
                   "eager PyTorch's losses")

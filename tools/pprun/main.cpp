@@ -80,6 +80,10 @@ void add_options(CLI::App& app, PprunOptions& o) {
       ->check(at_least(0, false));
   app.add_option("--threads", o.threads, "intra-op threads per rank (default: cores / local ranks)")
       ->check(CLI::Range(1, 4096));
+  app.add_option("--blas", o.blas,
+                 "library of the float32 GEMMs on the CPU: auto (OpenBLAS in place of MKL on a CPU that is not "
+                 "Intel's), torch (LibTorch's own), openblas")
+      ->check(CLI::IsMember({"auto", "torch", "openblas"}));
   app.add_flag("--print-schedule", o.print_schedule, "print every rank's lowered schedule and exit");
   app.add_option("--format", o.format, "--print-schedule: text (lowered) or csv (compute-only, torch's format)")
       ->check(CLI::IsMember({"text", "csv"}));
