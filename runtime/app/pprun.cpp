@@ -302,14 +302,15 @@ int run_rank(const PprunOptions& o, const LoadedManifest& lm, std::ostream& out)
     blas = choose_blas(parse_blas_choice(o.blas));
   } catch (const Error& e) { throw Error(announce_bad_start(ro, e.what())); }
   const int threads = set_threads(o.threads);
-  if (ro.rank == 0)
-    out << "float32 GEMMs on " << blas.describe() << ", " << threads << " intra-op thread" << (threads == 1 ? "" : "s")
-        << " per rank\n";
   std::unique_ptr<Transport> transport;
   try {
     transport = connect_gloo(ro);
     run_pipeline(lm, *transport, o.engine, out);
     transport->barrier();
+    // Said after the run, so that a run stopped by bad input says one line.
+    if (ro.rank == 0 && !o.engine.quiet)
+      out << "float32 GEMMs on " << blas.describe() << ", " << threads << " intra-op thread"
+          << (threads == 1 ? "" : "s") << " per rank\n";
   } catch (const PeerError& e) {
     std::cerr << "pprun: rank " << ro.rank << ": error: " << e.what() << "\n";
     std::cerr.flush();

@@ -62,8 +62,8 @@ std::string openblas_name(void* handle) {
 // system BLAS that LibTorch links (Debian's LibTorch: libblas.so.3, OpenBLAS).
 std::string own_blas_name(Sgemm own, bool* is_mkl) {
   const std::string file = file_of(reinterpret_cast<void*>(own));
-  *is_mkl = dlsym(RTLD_DEFAULT, "MKL_Get_Version_String") != nullptr ||
-            file.rfind("libtorch_cpu", 0) == 0 || file.find("mkl") != std::string::npos;
+  *is_mkl = dlsym(RTLD_DEFAULT, "MKL_Get_Version_String") != nullptr || file.rfind("libtorch_cpu", 0) == 0 ||
+            file.find("mkl") != std::string::npos;
   if (*is_mkl) return "MKL";
   if (dlsym(RTLD_DEFAULT, "openblas_get_config")) return openblas_name(RTLD_DEFAULT);
   return file.empty() ? std::string("an unnamed BLAS") : file;
@@ -141,7 +141,8 @@ BlasInUse choose_blas(BlasChoice choice) {
   }
   g_sgemm.store(openblas, std::memory_order_relaxed);
   use.name = openblas_name(g_openblas);
-  use.why = choice == BlasChoice::OpenBlas ? "--blas openblas" : "MKL on a CPU that is not Intel's; --blas torch keeps it";
+  use.why =
+      choice == BlasChoice::OpenBlas ? "--blas openblas" : "MKL on a CPU that is not Intel's; --blas torch keeps it";
   use.switched = true;
   return use;
 }

@@ -2,12 +2,12 @@
 """Compare two torch.save'd dicts of tensors (or two single tensors).
 
 Usage:  /usr/bin/python3 tests/e2e/compare_pt.py A.pt B.pt [--atol 1e-5]
-            [--keys-from A|B|both]
+            [--rtol 0] [--keys-from A|B|both]
 
 Key sets: --keys-from both (default) requires equal key sets; A requires every
 key of A in B (B may have more); B the converse.  Every compared key must have
-the same shape and dtype and max |a - b| <= atol (NaN matches NaN, inf matches
-the same inf).  A file holding one tensor is treated as {"<tensor>": t}.
+the same shape and dtype and |a - b| <= atol + rtol * |b| everywhere (NaN
+matches NaN, inf matches the same inf).  A file holding one tensor is treated as {"<tensor>": t}.
 Prints one line per key and "max abs diff X over N tensors"; exits 1 on any
 mismatch, 2 on unreadable input.
 """
@@ -38,14 +38,16 @@ def load(path):
     return obj
 
 
-def max_abs_diff(a, b):
+def diffs(a, b, rtol):
+    """(max |a - b|, max of |a - b| - rtol * |b|)."""
     if a.numel() == 0:
-        return 0.0
+        return 0.0, 0.0
     a, b = a.detach().double(), b.detach().double()
     same = (a == b) | (torch.isnan(a) & torch.isnan(b))
     d = torch.where(same, torch.zeros_like(a), (a - b).abs())
     d = torch.nan_to_num(d, nan=math.inf)  # NaN on one side only
-    return d.max().item()
+    over = torch.where(same, torch.zeros_like(a), d - rtol * torch.nan_to_num(b.abs(), posinf=0.0))
+    return d.max().item(), over.max().item()
 
 
 def main(argv=None):
@@ -53,6 +55,8 @@ def main(argv=None):
     ap.add_argument("a", metavar="A.pt")
     ap.add_argument("b", metavar="B.pt")
     ap.add_argument("--atol", type=float, default=1e-5)
+    ap.add_argument("--rtol", type=float, default=0.0,
+                    help="also allow rtol * |b| (model outputs computed by another BLAS)")
     ap.add_argument("--keys-from", choices=["A", "B", "both"], default="both")
     args = ap.parse_args(argv)
     a, b = load(args.a), load(args.b)
@@ -74,14 +78,15 @@ def main(argv=None):
             print("  " + msg + "  MISMATCH")
             bad_keys.append(k)
             continue
-        d = max_abs_diff(ta, tb)
+        d, over = diffs(ta, tb, args.rtol)
         worst = max(worst, d)
-        bad = not d <= args.atol
+        bad = not over <= args.atol
         print("  %s: max abs diff %.3g%s" % (k, d, "  MISMATCH" if bad else ""))
         if bad:
             bad_keys.append(k)
 
-    print("max abs diff %.3g over %d tensors (atol %g)" % (worst, len(keys), args.atol))
+    print("max abs diff %.3g over %d tensors (atol %g%s)"
+          % (worst, len(keys), args.atol, ", rtol %g" % args.rtol if args.rtol else ""))
     if bad_keys:
         problems.append("%d of %d tensors differ: %s" % (len(bad_keys), len(keys), ", ".join(map(str, bad_keys))))
     for p in problems:

@@ -47,9 +47,7 @@ TEST(Blas, OpenBlasComputesTheSameProductsAsLibTorchsOwn) {
   BlasInUse use;
   try {
     use = choose_blas(BlasChoice::OpenBlas);
-  } catch (const Error& e) {
-    GTEST_SKIP() << e.what();
-  }
+  } catch (const Error& e) { GTEST_SKIP() << e.what(); }
   EXPECT_TRUE(use.switched);
   EXPECT_EQ(use.name.rfind("OpenBLAS", 0), 0u) << use.name;
   EXPECT_NE(use.describe().find(" in place of LibTorch's "), std::string::npos) << use.describe();
@@ -73,9 +71,7 @@ TEST(Blas, ChoicesParse) {
   try {
     parse_blas_choice("mkl");
     FAIL() << "mkl was accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--blas 'mkl'"), std::string::npos) << e.what();
-  }
+  } catch (const Error& e) { EXPECT_NE(std::string(e.what()).find("--blas 'mkl'"), std::string::npos) << e.what(); }
 }
 
 }  // namespace
