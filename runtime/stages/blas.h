@@ -5,7 +5,7 @@
 // hands the call to the chosen library: LibTorch's own BLAS (the MKL inside
 // the PyPI wheel's LibTorch, or Debian's OpenBLAS for Debian's LibTorch), or
 // OpenBLAS loaded privately. MKL runs generic code paths on CPUs that are not
-// Intel's, which OpenBLAS outruns there (docs/runtime.md, "Threads and BLAS").
+// Intel's, which OpenBLAS outruns there (docs/runtime.md, "Launching", BLAS).
 // No torch headers: this file is about symbols, not tensors.
 #pragma once
 
