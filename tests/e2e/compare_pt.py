@@ -7,9 +7,9 @@ Usage:  /usr/bin/python3 tests/e2e/compare_pt.py A.pt B.pt [--atol 1e-5]
 Key sets: --keys-from both (default) requires equal key sets; A requires every
 key of A in B (B may have more); B the converse.  Every compared key must have
 the same shape and dtype and |a - b| <= atol + rtol * |b| everywhere (NaN
-matches NaN, inf matches the same inf).  A file holding one tensor is treated as {"<tensor>": t}.
-Prints one line per key and "max abs diff X over N tensors"; exits 1 on any
-mismatch, 2 on unreadable input.
+matches NaN, inf matches the same inf).  A file holding one tensor is treated
+as {"<tensor>": t}.  Prints one line per key and "max abs diff X over N
+tensors"; exits 1 on any mismatch, 2 on unreadable input.
 """
 
 import argparse
