@@ -3,7 +3,6 @@
 #include "runtime/app/pprun.h"
 
 #include <ATen/Parallel.h>
-#include <dlfcn.h>
 #include <malloc.h>
 #include <unistd.h>
 
